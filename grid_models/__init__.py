@@ -1,0 +1,1 @@
+"""Distribution grids: loading pandapower networks and reading their topology."""

@@ -1,0 +1,1 @@
+"""Order matching: the multiple-knapsack clearing model and its solver backends."""

@@ -1,0 +1,1 @@
+"""Solver backends, one per file, registered by name in :mod:`.registry`."""

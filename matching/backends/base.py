@@ -1,0 +1,91 @@
+"""What every backend declares and how slots share the time budget."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
+from enum import Enum
+from typing import ClassVar
+
+from gridmatch.matching.problem import SlotProblem
+from gridmatch.matching.solution import SlotSolution, SolveOptions
+
+
+class BackendKind(str, Enum):
+    """What a backend's answer means."""
+
+    EXACT = "exact"  # proves optimality within the gap, given the time
+    HEURISTIC = "heuristic"  # a feasible answer with no proof
+    RELAXATION = "relaxation"  # an upper bound; its allocation may split indivisible orders
+
+
+class Backend(ABC):
+    """A way to solve slot problems: one formulation on one solver.
+
+    Subclasses set the class attributes and implement :meth:`solve_slot`; a backend that
+    solves all slots in one model (the textbook baseline) overrides :meth:`solve`.
+    """
+
+    name: ClassVar[str]
+    solver: ClassVar[str]
+    kind: ClassVar[BackendKind]
+    description: ClassVar[str]
+    install_hint: ClassVar[str] = "pip install gridmatch"
+
+    @classmethod
+    @abstractmethod
+    def is_available(cls) -> bool:
+        """Whether the solver package imports; never raises."""
+
+    @classmethod
+    @abstractmethod
+    def solver_version(cls) -> str:
+        """Version of the underlying solver package."""
+
+    @abstractmethod
+    def solve_slot(
+        self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
+    ) -> SlotSolution:
+        """Solve one slot within ``time_limit_s`` seconds."""
+
+    def solve(self, problems: Sequence[SlotProblem], options: SolveOptions) -> list[SlotSolution]:
+        """Solve the slots, sharing ``options.time_limit_s`` among them.
+
+        Each slot is given an equal share of the time still left over the slots still
+        to start, so time an easy slot does not use passes on to later ones. With
+        ``options.threads > 1`` that many slots are solved at once in worker
+        processes, each single-threaded: slots are independent, and one thread per
+        solve keeps every slot's answer deterministic.
+        """
+        start = time.perf_counter()
+        workers = min(options.threads, len(problems))
+
+        def share_s(n_started: int) -> float:
+            left_s = options.time_limit_s - (time.perf_counter() - start)
+            per_slot = max(left_s, 0.0) * workers / (len(problems) - n_started)
+            return max(min(per_slot, left_s), 0.05)
+
+        if workers <= 1:
+            return [
+                self.solve_slot(problem, options, share_s(done))
+                for done, problem in enumerate(problems)
+            ]
+        single = replace(options, threads=1)
+        results: dict[int, SlotSolution] = {}
+        # spawn, not fork: a forked child could inherit a solver's thread pool mid-use.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            running: dict[Future[SlotSolution], int] = {}
+            for k, problem in enumerate(problems):
+                if len(running) == workers:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        results[running.pop(future)] = future.result()
+                running[pool.submit(self.solve_slot, problem, single, share_s(k))] = k
+            for future, k in running.items():
+                results[k] = future.result()
+        return [results[k] for k in range(len(problems))]

@@ -1,0 +1,140 @@
+"""Hand knapsack arrays to HiGHS through highspy and read back a checked answer.
+
+Shared by the direct MILP backend and the LP relaxation: they differ only in whether
+the integrality of the columns is passed on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import highspy
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.matching.knapsack_model import KnapsackArrays
+from gridmatch.matching.solution import SolveOptions, TerminationCondition
+
+
+@dataclass(frozen=True)
+class HighsAnswer:
+    """What one HiGHS run gave."""
+
+    col_values: npt.NDArray[np.float64] | None
+    bound_eur: float | None
+    termination: TerminationCondition
+    proven_optimal: bool
+    runtime_s: float
+
+
+@cache
+def _silence_banner() -> None:
+    """Create the process's first Highs object with stdout closed.
+
+    HiGHS prints its banner from C++ on the first construction, before any option can
+    be set; it would corrupt ``gridmatch clear --json`` on stdout.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def new_highs() -> highspy.Highs:
+    """A silent Highs object."""
+    _silence_banner()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def highs_version() -> str:
+    """Version string of the HiGHS library behind highspy."""
+    h = new_highs()
+    return f"{h.versionMajor()}.{h.versionMinor()}.{h.versionPatch()}"
+
+
+def run_highs(
+    arrays: KnapsackArrays,
+    options: SolveOptions,
+    time_limit_s: float,
+    *,
+    relax: bool,
+    start_values: npt.NDArray[np.float64] | None = None,
+) -> HighsAnswer:
+    """Solve the arrays as a MILP (or, with ``relax``, as its LP relaxation).
+
+    Parameters
+    ----------
+    start_values
+        A feasible column vector handed to HiGHS as incumbent, so the search starts
+        from a known solution instead of from nothing.
+    """
+    start = time.perf_counter()
+    if arrays.n_cols == 0:
+        return HighsAnswer(np.zeros(0), 0.0, TerminationCondition.CONVERGED, True, 0.0)
+    h = new_highs()
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+    h.setOptionValue("threads", int(options.threads))
+    h.setOptionValue("random_seed", int(options.seed))
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = arrays.n_cols
+    lp.num_row_ = arrays.n_rows
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = arrays.col_cost
+    lp.col_lower_ = np.zeros(arrays.n_cols)
+    lp.col_upper_ = arrays.col_upper
+    lp.row_lower_ = arrays.row_lower
+    lp.row_upper_ = arrays.row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = arrays.matrix.indptr
+    lp.a_matrix_.index_ = arrays.matrix.indices
+    lp.a_matrix_.value_ = arrays.matrix.data
+    is_mip = not relax and bool(arrays.col_integer.any())
+    if is_mip:
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous
+            for flag in arrays.col_integer
+        ]
+    h.passModel(lp)
+    if is_mip and start_values is not None:
+        incumbent = highspy.HighsSolution()
+        incumbent.col_value = list(start_values)
+        incumbent.value_valid = True
+        h.setSolution(incumbent)
+    h.run()
+
+    status = h.getModelStatus()
+    info = h.getInfo()
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    values = np.asarray(h.getSolution().col_value, dtype=float) if has_solution else None
+    if status == highspy.HighsModelStatus.kOptimal:
+        termination = TerminationCondition.CONVERGED
+    elif status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt):
+        termination = TerminationCondition.TIME_LIMIT
+    else:
+        termination = TerminationCondition.ERROR
+    if is_mip:
+        bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+    else:
+        # An LP solved to optimality is its own bound.
+        bound = float(info.objective_function_value) if status == highspy.HighsModelStatus.kOptimal else None
+    return HighsAnswer(
+        col_values=values,
+        bound_eur=bound,
+        termination=termination,
+        proven_optimal=termination is TerminationCondition.CONVERGED,
+        runtime_s=time.perf_counter() - start,
+    )

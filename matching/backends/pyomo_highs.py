@@ -1,0 +1,408 @@
+r"""The slot MILP stated algebraically in Pyomo and solved by HiGHS.
+
+The model is the one written in :mod:`gridmatch.matching.knapsack_model`; here it is
+spelled out with Pyomo sets, parameters, variables and one constraint block per family,
+so that it reads like the maths and can be printed with ``model.pprint()``. For a slot
+with buys :math:`B`, sellers :math:`S` and compatible pairs :math:`P \subseteq B \times S`:
+
+* :math:`y_{bs} \in \{0, 1\}` for pairs whose buy is indivisible,
+* :math:`x_{bs} \in [0, \min(q_b, Q_s)]` kWh for pairs whose buy is divisible,
+* :math:`z_s \in \{0, 1\}` for every all-or-none seller that has a pair.
+
+It is solved through Pyomo's new solver interface (``pyomo.contrib.solver``), which
+keeps *why HiGHS stopped* (``results.termination_condition``) apart from *what solution
+it has* (``results.solution_status``), the same split as
+:mod:`gridmatch.matching.solution`. Unlike the ``highspy`` backend no greedy incumbent
+is passed in: the interface has no warm start, so this backend measures the modelling
+layer plus a cold HiGHS run.
+
+Pyomo is imported inside the functions, not at module level, so that the backend
+registry imports even where Pyomo is missing and :meth:`PyomoHighsBackend.is_available`
+can say so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.knapsack_model import build_knapsack_arrays
+from gridmatch.matching.problem import SlotProblem
+from gridmatch.matching.solution import (
+    SlotSolution,
+    SolutionStatus,
+    SolveOptions,
+    TerminationCondition,
+)
+
+if TYPE_CHECKING:
+    import pyomo.environ as pyo
+    from pyomo.core.base.var import VarData
+
+FloatArray = npt.NDArray[np.float64]
+
+PYOMO_SOLVER_NAME = "highs"
+
+
+@dataclass(frozen=True)
+class PyomoHighsAnswer:
+    """What one HiGHS run through Pyomo gave, already in gridmatch's vocabulary.
+
+    Attributes
+    ----------
+    var_values
+        Values of the requested variables, in the order they were asked for; ``None``
+        when HiGHS holds no feasible solution.
+    bound_eur
+        Proven upper bound on the objective (the model maximises), if finite.
+    translate_s
+        Time Pyomo spent handing the model to HiGHS (``set_instance``).
+    highs_s
+        Time HiGHS itself ran.
+    """
+
+    var_values: FloatArray | None
+    bound_eur: float | None
+    termination: TerminationCondition
+    status: SolutionStatus
+    translate_s: float
+    highs_s: float
+
+
+def solve_with_pyomo_highs(
+    model: pyo.ConcreteModel,
+    options: SolveOptions,
+    time_limit_s: float,
+    vars_to_read: Sequence[VarData],
+) -> PyomoHighsAnswer:
+    """Solve a maximisation model with ``pyomo.contrib.solver``'s HiGHS interface.
+
+    Parameters
+    ----------
+    model
+        A linear (mixed-integer) model with one active objective, ``maximize`` sense.
+    options
+        ``mip_gap``, ``threads`` and ``seed`` are passed on; ``time_limit_s`` is not
+        read from here but from the argument.
+    time_limit_s
+        HiGHS's own time limit. Pyomo's translation of the model comes on top of it.
+    vars_to_read
+        Variables whose values are returned, in this order.
+
+    Returns
+    -------
+    PyomoHighsAnswer
+        Values are read only when the solution status says HiGHS holds a feasible
+        point; nothing is loaded into the model.
+    """
+    from pyomo.contrib.solver.common.factory import SolverFactory
+    from pyomo.contrib.solver.common.results import SolutionStatus as PyomoSolutionStatus
+
+    solver = SolverFactory(PYOMO_SOLVER_NAME)
+    results = solver.solve(
+        model,
+        tee=False,
+        time_limit=float(time_limit_s),
+        threads=int(options.threads),
+        rel_gap=float(options.mip_gap),
+        # Passed straight to Highs.setOptionValue after the options above; output_flag
+        # off spares writing HiGHS's log into Pyomo's captured stream.
+        solver_options={"random_seed": int(options.seed), "output_flag": False},
+        load_solutions=False,
+        raise_exception_on_nonoptimal_result=False,
+    )
+    termination = _termination(results.termination_condition)
+    pyomo_status = results.solution_status
+    converged = termination is TerminationCondition.CONVERGED
+    if pyomo_status is PyomoSolutionStatus.optimal and converged:
+        status = SolutionStatus.OPTIMAL
+    elif pyomo_status in (PyomoSolutionStatus.optimal, PyomoSolutionStatus.feasible):
+        status = SolutionStatus.FEASIBLE
+    else:
+        status = SolutionStatus.NONE
+
+    values = None
+    if status is not SolutionStatus.NONE:
+        by_var = results.solution_loader.get_vars(vars_to_load=list(vars_to_read))
+        values = np.fromiter((by_var[v] for v in vars_to_read), float, len(vars_to_read))
+    bound = results.objective_bound
+    timer = results.timing_info.timer
+    return PyomoHighsAnswer(
+        var_values=values,
+        bound_eur=float(bound) if bound is not None and math.isfinite(bound) else None,
+        termination=termination,
+        status=status,
+        translate_s=float(timer.timers["set_instance"].total_time)
+        if "set_instance" in timer.timers
+        else 0.0,
+        highs_s=float(results.timing_info.highs_time),
+    )
+
+
+def _termination(condition: object) -> TerminationCondition:
+    """Map Pyomo's termination condition onto gridmatch's, as ``run_highs`` maps HiGHS's."""
+    from pyomo.contrib.solver.common.results import TerminationCondition as PyomoTermination
+
+    if condition is PyomoTermination.convergenceCriteriaSatisfied:
+        return TerminationCondition.CONVERGED
+    if condition in (PyomoTermination.maxTimeLimit, PyomoTermination.interrupted):
+        return TerminationCondition.TIME_LIMIT
+    return TerminationCondition.ERROR
+
+
+def pyomo_highs_version() -> str:
+    """Return the versions of Pyomo and of HiGHS, e.g. ``pyomo 6.10.1 / highs 1.12.0``."""
+    from pyomo.version import version as pyomo_version
+
+    from gridmatch.matching.backends.highs_runner import highs_version
+
+    return f"pyomo {pyomo_version} / highs {highs_version()}"
+
+
+def pyomo_and_highspy_available() -> bool:
+    """Whether both Pyomo and highspy can be imported; never raises."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("pyomo", "highspy"))
+    except (ImportError, ValueError):
+        return False
+
+
+def build_slot_model(problem: SlotProblem) -> pyo.ConcreteModel:
+    """State the slot MILP of :mod:`~gridmatch.matching.knapsack_model` in Pyomo.
+
+    Only buyers and sellers that appear in a compatible pair enter the model, as in
+    the array form. The problem must have at least one pair.
+
+    Returns
+    -------
+    pyomo.environ.ConcreteModel
+        With variables ``y``, ``x``, ``z``, constraint blocks ``indivisible_buy_once``,
+        ``divisible_buy_quantity``, ``seller_capacity``, ``seller_all_or_none`` and the
+        objective ``welfare_eur``.
+    """
+    import pyomo.environ as pyo
+
+    model = pyo.ConcreteModel(name=f"slot_{problem.slot}")
+    _add_sets_and_parameters(model, problem)
+    # y[b, s] = 1: seller s fills indivisible buy b completely.
+    model.y = pyo.Var(model.INDIVISIBLE_PAIRS, domain=pyo.Binary)
+    # x[b, s]: kWh seller s delivers to divisible buy b.
+    model.x = pyo.Var(
+        model.DIVISIBLE_PAIRS,
+        domain=pyo.NonNegativeReals,
+        bounds=lambda m, b, s: (0.0, min(m.buy_quantity_kwh[b], m.sell_quantity_kwh[s])),
+    )
+    # z[s] = 1: all-or-none seller s is sold completely.
+    model.z = pyo.Var(model.ALL_OR_NONE_SELLERS, domain=pyo.Binary)
+    add_buy_constraints(model)
+    add_seller_constraints(model)
+    add_welfare_objective(model)
+    return model
+
+
+def _add_sets_and_parameters(model: pyo.ConcreteModel, problem: SlotProblem) -> None:
+    """Index sets (local buy and sell indices) and the data of the slot."""
+    import pyomo.environ as pyo
+
+    pair_buy = problem.pair_buy.tolist()
+    pair_sell = problem.pair_sell.tolist()
+    pairs = list(zip(pair_buy, pair_sell, strict=True))
+    indivisible = problem.pair_indivisible.tolist()
+    buys = sorted(set(pair_buy))
+    sellers = sorted(set(pair_sell))
+    sellers_of: dict[int, list[int]] = {b: [] for b in buys}
+    buyers_of: dict[int, list[int]] = {s: [] for s in sellers}
+    for b, s in pairs:
+        sellers_of[b].append(s)
+        buyers_of[s].append(b)
+    divisible_buy = problem.buy_divisible.tolist()
+    all_or_none = problem.sell_all_or_none.tolist()
+
+    model.BUYS = pyo.Set(initialize=buys)
+    model.INDIVISIBLE_BUYS = pyo.Set(
+        within=model.BUYS, initialize=[b for b in buys if not divisible_buy[b]]
+    )
+    model.DIVISIBLE_BUYS = pyo.Set(
+        within=model.BUYS, initialize=[b for b in buys if divisible_buy[b]]
+    )
+    model.SELLERS = pyo.Set(initialize=sellers)
+    model.ALL_OR_NONE_SELLERS = pyo.Set(
+        within=model.SELLERS, initialize=[s for s in sellers if all_or_none[s]]
+    )
+    model.PAIRS = pyo.Set(dimen=2, initialize=pairs)
+    model.INDIVISIBLE_PAIRS = pyo.Set(
+        within=model.PAIRS, initialize=[p for p, ind in zip(pairs, indivisible, strict=True) if ind]
+    )
+    model.DIVISIBLE_PAIRS = pyo.Set(
+        within=model.PAIRS,
+        initialize=[p for p, ind in zip(pairs, indivisible, strict=True) if not ind],
+    )
+    model.SELLERS_OF = pyo.Set(model.BUYS, initialize=sellers_of)
+    model.BUYERS_OF = pyo.Set(model.SELLERS, initialize=buyers_of)
+
+    model.buy_quantity_kwh = pyo.Param(
+        model.BUYS, initialize={b: float(problem.buy_quantity_kwh[b]) for b in buys}
+    )
+    model.sell_quantity_kwh = pyo.Param(
+        model.SELLERS, initialize={s: float(problem.sell_quantity_kwh[s]) for s in sellers}
+    )
+    model.welfare_eur_per_kwh = pyo.Param(
+        model.PAIRS,
+        initialize=dict(zip(pairs, problem.pair_welfare_eur_per_kwh.tolist(), strict=True)),
+    )
+
+
+def _sold_kwh(model: pyo.ConcreteModel, s: int) -> pyo.Expression:
+    """Return the kWh seller ``s`` delivers: ``sum_b q_b y_bs + sum_b x_bs``."""
+    import pyomo.environ as pyo
+
+    return pyo.quicksum(
+        model.buy_quantity_kwh[b] * model.y[b, s]
+        if b in model.INDIVISIBLE_BUYS
+        else model.x[b, s]
+        for b in model.BUYERS_OF[s]
+    )
+
+
+def add_buy_constraints(model: pyo.ConcreteModel) -> None:
+    r"""Add one row per buy order.
+
+    .. math::
+
+        \sum_{s:(b,s)\in P} y_{bs} \le 1 \quad \forall b \text{ indivisible}, \qquad
+        \sum_{s:(b,s)\in P} x_{bs} \le q_b \quad \forall b \text{ divisible}
+    """
+    import pyomo.environ as pyo
+
+    # An indivisible buy is served by at most one seller.
+    model.indivisible_buy_once = pyo.Constraint(
+        model.INDIVISIBLE_BUYS,
+        rule=lambda m, b: pyo.quicksum(m.y[b, s] for s in m.SELLERS_OF[b]) <= 1,
+    )
+    # A divisible buy is never filled beyond its quantity.
+    model.divisible_buy_quantity = pyo.Constraint(
+        model.DIVISIBLE_BUYS,
+        rule=lambda m, b: pyo.quicksum(m.x[b, s] for s in m.SELLERS_OF[b])
+        <= m.buy_quantity_kwh[b],
+    )
+
+
+def add_seller_constraints(model: pyo.ConcreteModel) -> None:
+    r"""Add one row per sell order.
+
+    .. math::
+
+        \sum_b q_b y_{bs} + \sum_b x_{bs} \le Q_s \quad \forall s \text{ divisible}, \qquad
+        \sum_b q_b y_{bs} + \sum_b x_{bs} = Q_s z_s \quad \forall s \text{ all-or-none}
+    """
+    import pyomo.environ as pyo
+
+    # A divisible seller is never oversold.
+    model.seller_capacity = pyo.Constraint(
+        model.SELLERS - model.ALL_OR_NONE_SELLERS,
+        rule=lambda m, s: _sold_kwh(m, s) <= m.sell_quantity_kwh[s],
+    )
+    # An all-or-none seller sells exactly everything or nothing.
+    model.seller_all_or_none = pyo.Constraint(
+        model.ALL_OR_NONE_SELLERS,
+        rule=lambda m, s: _sold_kwh(m, s) == m.sell_quantity_kwh[s] * m.z[s],
+    )
+
+
+def add_welfare_objective(model: pyo.ConcreteModel) -> None:
+    r"""Maximise welfare in EUR.
+
+    .. math::
+
+        \max \sum_{(b,s)\ \text{indivisible}} w_{bs} q_b y_{bs}
+        + \sum_{(b,s)\ \text{divisible}} w_{bs} x_{bs}
+    """
+    import pyomo.environ as pyo
+
+    model.welfare_eur = pyo.Objective(
+        expr=pyo.quicksum(
+            model.welfare_eur_per_kwh[b, s] * model.buy_quantity_kwh[b] * model.y[b, s]
+            for b, s in model.INDIVISIBLE_PAIRS
+        )
+        + pyo.quicksum(
+            model.welfare_eur_per_kwh[b, s] * model.x[b, s] for b, s in model.DIVISIBLE_PAIRS
+        ),
+        sense=pyo.maximize,
+    )
+
+
+def slot_model_columns(model: pyo.ConcreteModel, problem: SlotProblem) -> list[VarData]:
+    """List the model's variables in the column order of :func:`build_knapsack_arrays`.
+
+    Pairs first, in the problem's pair order, then the all-or-none switches by seller.
+    """
+    indivisible = problem.pair_indivisible.tolist()
+    columns = [
+        model.y[b, s] if ind else model.x[b, s]
+        for b, s, ind in zip(
+            problem.pair_buy.tolist(), problem.pair_sell.tolist(), indivisible, strict=True
+        )
+    ]
+    columns.extend(model.z[s] for s in model.ALL_OR_NONE_SELLERS)
+    return columns
+
+
+class PyomoHighsBackend(Backend):
+    """The slot MILP stated in Pyomo, one model per slot, solved by HiGHS without warm start."""
+
+    name = "pyomo-highs"
+    solver = "highs"
+    kind = BackendKind.EXACT
+    description = "slot MILP stated in Pyomo, HiGHS through pyomo.contrib.solver"
+    install_hint = "pip install pyomo highspy"
+
+    @classmethod
+    def is_available(cls) -> bool:  # noqa: D102
+        return pyomo_and_highspy_available()
+
+    @classmethod
+    def solver_version(cls) -> str:  # noqa: D102
+        return pyomo_highs_version()
+
+    def solve_slot(
+        self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
+    ) -> SlotSolution:
+        """Build the slot's Pyomo model, solve it and read back kWh per pair.
+
+        Returns
+        -------
+        SlotSolution
+            Binaries are rounded and continuous values clipped exactly as the highspy
+            backend does (both go through ``KnapsackArrays.pair_kwh``). If HiGHS stops
+            without a feasible point, the allocation is all zeros with status ``NONE``.
+        """
+        start = time.perf_counter()
+        if problem.n_pairs == 0:
+            return SlotSolution(
+                problem.slot, np.zeros(0), 0.0, TerminationCondition.CONVERGED,
+                SolutionStatus.OPTIMAL, time.perf_counter() - start,
+            )
+        model = build_slot_model(problem)
+        columns = slot_model_columns(model, problem)
+        answer = solve_with_pyomo_highs(model, options, time_limit_s, columns)
+        if answer.var_values is None:
+            pair_kwh = np.zeros(problem.n_pairs)
+        else:
+            # Same rounding as the highspy backend, so the two agree to the last bit.
+            pair_kwh = build_knapsack_arrays(problem).pair_kwh(answer.var_values)
+        return SlotSolution(
+            slot=problem.slot,
+            pair_quantity_kwh=pair_kwh,
+            bound_eur=answer.bound_eur,
+            termination=answer.termination,
+            status=answer.status,
+            runtime_s=time.perf_counter() - start,
+        )

@@ -1,0 +1,267 @@
+"""The clearing pipeline: build slot problems -> solve -> certify -> extract trades.
+
+Every step is a function of its own so that experiments can call them one by one;
+:func:`clear_orders` runs them in order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.backends.lp_relaxation import LpRelaxationBackend
+from gridmatch.matching.market_rules import MarketRules
+from gridmatch.matching.orders import OrderBook
+from gridmatch.matching.problem import SlotProblem, build_slot_problems
+from gridmatch.matching.solution import (
+    SlotSolution,
+    SolutionStatus,
+    SolveOptions,
+    TerminationCondition,
+)
+
+# Allocations are checked to this tolerance before they become trades.
+TOLERANCE_KWH = 1e-6
+
+
+class ClearingStatus(str, Enum):
+    """Overall status of a clearing run."""
+
+    OPTIMAL = "optimal"  # every slot proven optimal within the gap
+    FEASIBLE = "feasible"  # an exact backend stopped early (time limit) on some slot
+    HEURISTIC = "heuristic"  # feasible trades from a heuristic, no optimality claim
+
+
+class InconsistentAllocationError(RuntimeError):
+    """A backend returned an allocation that breaks the market rules (a bug, not bad input)."""
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One accepted (buy, sell) pair: positions refer to the :class:`OrderBook`."""
+
+    slot: int
+    buy_order: int
+    sell_order: int
+    quantity_kwh: float
+    fee_eur_per_kwh: float
+    price_eur_per_kwh: float
+    welfare_eur_per_kwh: float
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    """Per-slot size and outcome, for the summary and the benchmarks."""
+
+    slot: int
+    n_buy_orders: int
+    n_sell_orders: int
+    n_pairs: int
+    welfare_eur: float
+    bound_eur: float | None
+    lp_bound_eur: float
+    termination: TerminationCondition
+    runtime_s: float
+
+
+@dataclass(frozen=True)
+class ClearingResult:
+    """Trades and their certificate.
+
+    Attributes
+    ----------
+    welfare_eur
+        ``sum(quantity_kwh * (buy limit - sell limit - fee))`` over the trades.
+    bound_eur
+        Best proven upper bound on welfare: the lower of the LP relaxation and the sum
+        of the backend's per-slot bounds (when it proves one for every slot).
+    gap
+        ``(bound_eur - welfare_eur) / bound_eur`` (0 when both are 0).
+    """
+
+    formulation: str
+    solver: str
+    solver_version: str
+    status: ClearingStatus
+    trades: tuple[Trade, ...]
+    filled_kwh: npt.NDArray[np.float64]
+    welfare_eur: float
+    bound_eur: float
+    lp_bound_eur: float
+    gap: float
+    slots: tuple[SlotReport, ...]
+    build_s: float
+    solve_s: float
+    bound_s: float
+
+    @property
+    def runtime_s(self) -> float:
+        """Wall time of build, solve and bound together."""
+        return self.build_s + self.solve_s + self.bound_s
+
+    @property
+    def n_pairs(self) -> int:
+        """Compatible pairs over all slots."""
+        return sum(report.n_pairs for report in self.slots)
+
+
+def clear_orders(
+    book: OrderBook,
+    rules: MarketRules,
+    backend: Backend,
+    options: SolveOptions,
+    distance_km: npt.NDArray[np.float64] | None = None,
+) -> ClearingResult:
+    """Clear an order book with one backend and certify the result with the LP bound.
+
+    Parameters
+    ----------
+    distance_km
+        Line distances between the distinct order buses (see
+        :func:`~gridmatch.matching.problem.build_slot_problems`); needed only when
+        the market charges a per-km fee.
+
+    Raises
+    ------
+    InconsistentAllocationError
+        If the backend's allocation breaks a capacity or indivisibility rule.
+    """
+    if backend.kind is BackendKind.RELAXATION:
+        raise ValueError(f"'{backend.name}' gives a bound, not trades; it runs in every clearing")
+    start = time.perf_counter()
+    problems = build_slot_problems(book, rules, distance_km)
+    built = time.perf_counter()
+    solutions = backend.solve(problems, options)
+    solved = time.perf_counter()
+    lp_solutions = LpRelaxationBackend().solve(problems, options)
+    bounded = time.perf_counter()
+
+    for problem, solution in zip(problems, solutions, strict=True):
+        check_allocation(problem, solution.pair_quantity_kwh)
+    trades = extract_trades(book, rules, problems, solutions)
+    filled = np.zeros(len(book))
+    for trade in trades:
+        filled[trade.buy_order] += trade.quantity_kwh
+        filled[trade.sell_order] += trade.quantity_kwh
+    welfare = sum(t.quantity_kwh * t.welfare_eur_per_kwh for t in trades)
+
+    lp_bound = sum(_required_bound(s) for s in lp_solutions)
+    bound = lp_bound
+    if all(s.bound_eur is not None for s in solutions):
+        bound = min(bound, sum(_required_bound(s) for s in solutions))
+    # A bound can sit a solver tolerance below the welfare it certifies.
+    bound = max(bound, welfare)
+    gap = 0.0 if bound <= 0.0 else (bound - welfare) / bound
+
+    reports = tuple(
+        SlotReport(
+            slot=p.slot,
+            n_buy_orders=int(p.buy_order.size),
+            n_sell_orders=int(p.sell_order.size),
+            n_pairs=p.n_pairs,
+            welfare_eur=p.welfare_eur(s.pair_quantity_kwh),
+            bound_eur=s.bound_eur,
+            lp_bound_eur=_required_bound(lp),
+            termination=s.termination,
+            runtime_s=s.runtime_s,
+        )
+        for p, s, lp in zip(problems, solutions, lp_solutions, strict=True)
+    )
+    return ClearingResult(
+        formulation=backend.name,
+        solver=backend.solver,
+        solver_version=backend.solver_version(),
+        status=_overall_status(backend, solutions),
+        trades=trades,
+        filled_kwh=filled,
+        welfare_eur=float(welfare),
+        bound_eur=float(bound),
+        lp_bound_eur=float(lp_bound),
+        gap=float(gap),
+        slots=reports,
+        build_s=built - start,
+        solve_s=solved - built,
+        bound_s=bounded - solved,
+    )
+
+
+def check_allocation(problem: SlotProblem, pair_kwh: npt.NDArray[np.float64]) -> None:
+    """Raise :class:`InconsistentAllocationError` unless the allocation obeys the rules.
+
+    The tests hold an independent checker; this one guards the result files.
+    """
+    def fail(message: str) -> InconsistentAllocationError:
+        return InconsistentAllocationError(f"slot {problem.slot}: {message}")
+
+    if pair_kwh.shape != (problem.n_pairs,) or not np.all(np.isfinite(pair_kwh)):
+        raise fail("allocation has the wrong shape or non-finite values")
+    if np.any(pair_kwh < -TOLERANCE_KWH):
+        raise fail("negative quantity")
+    n_buys, n_sells = problem.buy_quantity_kwh.size, problem.sell_quantity_kwh.size
+    bought = np.bincount(problem.pair_buy, weights=pair_kwh, minlength=n_buys)
+    sold = np.bincount(problem.pair_sell, weights=pair_kwh, minlength=n_sells)
+    if np.any(bought > problem.buy_quantity_kwh + TOLERANCE_KWH):
+        raise fail("a buy order is overfilled")
+    if np.any(sold > problem.sell_quantity_kwh + TOLERANCE_KWH):
+        raise fail("a sell order is oversold")
+    used = pair_kwh > TOLERANCE_KWH
+    indivisible = problem.pair_indivisible
+    partners = np.bincount(problem.pair_buy[used & indivisible], minlength=n_buys)
+    if np.any(partners > 1):
+        raise fail("an indivisible buy order is split over sellers")
+    full = np.abs(pair_kwh - problem.buy_quantity_kwh[problem.pair_buy]) <= TOLERANCE_KWH
+    if np.any(used & indivisible & ~full):
+        raise fail("an indivisible buy order is filled partly")
+    partial = (sold > TOLERANCE_KWH) & (sold < problem.sell_quantity_kwh - TOLERANCE_KWH)
+    if np.any(partial & problem.sell_all_or_none):
+        raise fail("an all-or-none sell order is sold partly")
+
+
+def extract_trades(
+    book: OrderBook,
+    rules: MarketRules,
+    problems: list[SlotProblem],
+    solutions: list[SlotSolution],
+) -> tuple[Trade, ...]:
+    """Turn per-pair kWh into priced trades, ordered by slot, buy order, sell order."""
+    limit = book.limit_price_eur_per_kwh
+    trades = []
+    for problem, solution in zip(problems, solutions, strict=True):
+        used = np.flatnonzero(solution.pair_quantity_kwh > TOLERANCE_KWH)
+        buy_orders = problem.buy_order[problem.pair_buy[used]]
+        sell_orders = problem.sell_order[problem.pair_sell[used]]
+        fees = problem.pair_fee_eur_per_kwh[used]
+        prices = rules.price_eur_per_kwh(limit[buy_orders], limit[sell_orders], fees)
+        for k, p in enumerate(used.tolist()):
+            trades.append(
+                Trade(
+                    slot=problem.slot,
+                    buy_order=int(buy_orders[k]),
+                    sell_order=int(sell_orders[k]),
+                    quantity_kwh=float(solution.pair_quantity_kwh[p]),
+                    fee_eur_per_kwh=float(fees[k]),
+                    price_eur_per_kwh=float(prices[k]),
+                    welfare_eur_per_kwh=float(problem.pair_welfare_eur_per_kwh[p]),
+                )
+            )
+    trades.sort(key=lambda t: (t.slot, t.buy_order, t.sell_order))
+    return tuple(trades)
+
+
+def _required_bound(solution: SlotSolution) -> float:
+    if solution.bound_eur is None:
+        raise RuntimeError(f"slot {solution.slot}: the LP relaxation gave no bound")
+    return solution.bound_eur
+
+
+def _overall_status(backend: Backend, solutions: list[SlotSolution]) -> ClearingStatus:
+    if backend.kind is BackendKind.HEURISTIC:
+        return ClearingStatus.HEURISTIC
+    if all(s.status is SolutionStatus.OPTIMAL for s in solutions):
+        return ClearingStatus.OPTIMAL
+    return ClearingStatus.FEASIBLE

@@ -1,0 +1,153 @@
+r"""The multiple-knapsack MILP of one slot, as solver-neutral arrays.
+
+Columns, in order:
+
+* one per compatible pair :math:`p = (b, s)`:
+
+  - indivisible buy :math:`b`: binary :math:`y_p` (1 = seller :math:`s` fills all of
+    :math:`q_b`), worth :math:`w_p q_b`;
+  - divisible buy :math:`b`: continuous :math:`x_p \in [0, \min(q_b, Q_s)]` kWh,
+    worth :math:`w_p` per kWh;
+
+* one binary :math:`z_s` per all-or-none seller that has a pair (1 = sold completely).
+
+Rows, in order:
+
+* buy rows (one per buy with a pair): :math:`\sum_s y_{bs} \le 1` (indivisible) or
+  :math:`\sum_s x_{bs} \le q_b` (divisible);
+* seller rows (one per seller with a pair):
+  :math:`\sum_b q_b y_{bs} + \sum_b x_{bs} \le Q_s`, or :math:`= Q_s z_s` if all-or-none.
+
+Objective: maximise :math:`\sum_p w_p q_b y_p + \sum_p w_p x_p` (EUR).
+
+Backends that work on arrays (highspy, CP-SAT, the LP relaxation) translate this
+directly; the Pyomo backends state the same model algebraically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from gridmatch.matching.problem import SlotProblem
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class KnapsackArrays:
+    """Standard-form arrays of the slot MILP (maximisation).
+
+    Attributes
+    ----------
+    col_cost
+        Objective coefficient of each column, EUR per unit of the column.
+    col_upper
+        Upper bound of each column (lower bounds are all 0).
+    col_integer
+        True for binary columns.
+    col_kwh_per_unit
+        kWh one unit of a pair column trades (``q_b`` for binaries, 1 for kWh columns).
+    matrix
+        Row-by-column constraint matrix (CSC).
+    row_lower, row_upper
+        Row bounds (``-inf`` for one-sided rows).
+    n_pair_cols
+        The first ``n_pair_cols`` columns are the pairs of the slot problem, in order.
+    switch_sell
+        Local seller index of each all-or-none switch column (the columns after the pairs).
+    """
+
+    col_cost: FloatArray
+    col_upper: FloatArray
+    col_integer: npt.NDArray[np.bool_]
+    col_kwh_per_unit: FloatArray
+    matrix: sp.csc_matrix
+    row_lower: FloatArray
+    row_upper: FloatArray
+    n_pair_cols: int
+    switch_sell: npt.NDArray[np.int64]
+
+    @property
+    def n_cols(self) -> int:
+        """Number of columns."""
+        return int(self.col_cost.size)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        return int(self.row_lower.size)
+
+    def pair_kwh(self, col_values: FloatArray) -> FloatArray:
+        """Turn column values into kWh per pair (binaries rounded, tiny values zeroed)."""
+        values = np.asarray(col_values[: self.n_pair_cols], dtype=float)
+        integer = self.col_integer[: self.n_pair_cols]
+        # Solvers return binaries as -0.0 / 0.9999999: round with a tolerance.
+        values = np.where(integer, np.round(values), values)
+        values = np.clip(values, 0.0, self.col_upper[: self.n_pair_cols])
+        values[np.abs(values) < 1e-9] = 0.0
+        return values * self.col_kwh_per_unit[: self.n_pair_cols]
+
+    def columns_from_pair_kwh(self, problem: SlotProblem, pair_kwh: FloatArray) -> FloatArray:
+        """Column values of a feasible allocation given as kWh per pair (for warm starts)."""
+        pair_values = pair_kwh / self.col_kwh_per_unit[: self.n_pair_cols]
+        sold_kwh = np.bincount(
+            problem.pair_sell, weights=pair_kwh, minlength=problem.sell_quantity_kwh.size
+        )
+        switches = (sold_kwh[self.switch_sell] > 0.0).astype(float)
+        return np.concatenate([pair_values, switches])
+
+
+def build_knapsack_arrays(problem: SlotProblem) -> KnapsackArrays:
+    """Build the arrays of the slot MILP described in the module docstring."""
+    n_pairs = problem.n_pairs
+    indivisible = problem.pair_indivisible
+    buy_q = problem.buy_quantity_kwh[problem.pair_buy]
+    kwh_per_unit = np.where(indivisible, buy_q, 1.0)
+    pair_upper = np.where(indivisible, 1.0, problem.pair_max_kwh())
+
+    # Only buyers and sellers that appear in a pair get a row.
+    buys_used = np.unique(problem.pair_buy)
+    sells_used = np.unique(problem.pair_sell)
+    buy_row = np.full(problem.buy_quantity_kwh.size, -1)
+    buy_row[buys_used] = np.arange(buys_used.size)
+    sell_row = np.full(problem.sell_quantity_kwh.size, -1)
+    sell_row[sells_used] = buys_used.size + np.arange(sells_used.size)
+
+    aon_sellers = sells_used[problem.sell_all_or_none[sells_used]]
+    n_cols = n_pairs + aon_sellers.size
+    pair_cols = np.arange(n_pairs)
+    switch_cols = n_pairs + np.arange(aon_sellers.size)
+
+    rows = np.concatenate(
+        [buy_row[problem.pair_buy], sell_row[problem.pair_sell], sell_row[aon_sellers]]
+    )
+    cols = np.concatenate([pair_cols, pair_cols, switch_cols])
+    vals = np.concatenate(
+        [np.ones(n_pairs), kwh_per_unit, -problem.sell_quantity_kwh[aon_sellers]]
+    )
+    n_rows = buys_used.size + sells_used.size
+    matrix = sp.csc_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
+
+    buy_cap = np.where(
+        problem.buy_divisible[buys_used], problem.buy_quantity_kwh[buys_used], 1.0
+    )
+    sell_aon = problem.sell_all_or_none[sells_used]
+    sell_upper = np.where(sell_aon, 0.0, problem.sell_quantity_kwh[sells_used])
+    sell_lower = np.where(sell_aon, 0.0, -np.inf)
+    return KnapsackArrays(
+        col_cost=np.concatenate(
+            [problem.pair_welfare_eur_per_kwh * kwh_per_unit, np.zeros(aon_sellers.size)]
+        ),
+        col_upper=np.concatenate([pair_upper, np.ones(aon_sellers.size)]),
+        col_integer=np.concatenate([indivisible, np.ones(aon_sellers.size, dtype=bool)]),
+        col_kwh_per_unit=np.concatenate([kwh_per_unit, np.zeros(aon_sellers.size)]),
+        matrix=matrix,
+        row_lower=np.concatenate([np.full(buys_used.size, -np.inf), sell_lower]),
+        row_upper=np.concatenate([buy_cap, sell_upper]),
+        n_pair_cols=n_pairs,
+        switch_sell=aon_sellers.astype(np.int64),
+    )

@@ -1,0 +1,140 @@
+"""The solver-neutral matching problem of one slot, and how it is built from orders.
+
+Slots are independent while the grid is not coupled in, so every backend receives
+one :class:`SlotProblem` per slot. Buy orders are the knapsack items, sell orders the
+knapsacks; only compatible (buy, sell) pairs exist as variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.matching.market_rules import MarketRules
+from gridmatch.matching.orders import OrderBook
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class SlotProblem:
+    """Multiple-knapsack instance of one slot.
+
+    Buy and sell arrays are indexed locally (0..n-1); ``buy_order`` and ``sell_order``
+    map them back to positions in the :class:`OrderBook`. Pairs are sorted by
+    (buy, sell), which fixes the variable order and so the solvers' tie-breaking.
+
+    Attributes
+    ----------
+    pair_welfare_eur_per_kwh
+        ``buy limit - sell limit - fee`` of each pair, never negative.
+    """
+
+    slot: int
+    buy_order: IntArray
+    buy_quantity_kwh: FloatArray
+    buy_divisible: BoolArray
+    buy_limit_eur_per_kwh: FloatArray
+    sell_order: IntArray
+    sell_quantity_kwh: FloatArray
+    sell_all_or_none: BoolArray
+    sell_limit_eur_per_kwh: FloatArray
+    pair_buy: IntArray
+    pair_sell: IntArray
+    pair_fee_eur_per_kwh: FloatArray
+    pair_welfare_eur_per_kwh: FloatArray
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of compatible pairs (model columns before the seller switches)."""
+        return int(self.pair_buy.size)
+
+    @property
+    def pair_indivisible(self) -> BoolArray:
+        """True where the pair's buy order is indivisible (a binary column)."""
+        return ~self.buy_divisible[self.pair_buy]
+
+    def pair_max_kwh(self) -> FloatArray:
+        """Largest quantity each pair can carry: the buy quantity, capped by the seller."""
+        return np.minimum(
+            self.buy_quantity_kwh[self.pair_buy], self.sell_quantity_kwh[self.pair_sell]
+        )
+
+    def welfare_eur(self, pair_quantity_kwh: FloatArray) -> float:
+        """Welfare of an allocation of kWh to pairs."""
+        return float(np.dot(pair_quantity_kwh, self.pair_welfare_eur_per_kwh))
+
+
+def build_slot_problems(
+    book: OrderBook,
+    rules: MarketRules,
+    distance_km: FloatArray | None = None,
+) -> list[SlotProblem]:
+    """Build one :class:`SlotProblem` per slot that has orders.
+
+    Parameters
+    ----------
+    book
+        The validated orders.
+    rules
+        Grid fees decide which pairs are compatible and what they are worth.
+    distance_km
+        Symmetric matrix of line distances between order buses, indexed by position in
+        ``np.unique(book.bus)``. ``None`` means all distances are 0 (no per-km fee).
+
+    Returns
+    -------
+    list of SlotProblem
+        Sorted by slot.
+
+    Notes
+    -----
+    A pair (b, s) is compatible when ``limit_b >= limit_s + fee(b, s)``. An indivisible
+    buy larger than a seller's whole quantity can never be served by that seller, so
+    that pair is left out: this keeps the model small without changing its optimum.
+    """
+    is_buy = book.is_buy
+    slots = book.slot
+    quantity = book.quantity_kwh
+    price = book.limit_price_eur_per_kwh
+    divisible = book.divisible
+    bus = book.bus
+    bus_ids, bus_pos = np.unique(bus, return_inverse=True)
+    if distance_km is not None and distance_km.shape != (bus_ids.size, bus_ids.size):
+        raise ValueError("distance_km must be square over the distinct order buses")
+
+    problems = []
+    for slot in book.slots:
+        in_slot = slots == slot
+        buys = np.flatnonzero(in_slot & is_buy)
+        sells = np.flatnonzero(in_slot & ~is_buy)
+        if distance_km is None:
+            fee = np.full((buys.size, sells.size), rules.grid_fee_eur_per_kwh)
+        else:
+            fee = rules.fee_eur_per_kwh(distance_km[np.ix_(bus_pos[buys], bus_pos[sells])])
+        welfare = price[buys][:, None] - price[sells][None, :] - fee
+        compatible = welfare >= 0.0
+        too_big = (~divisible[buys])[:, None] & (quantity[buys][:, None] > quantity[sells][None, :])
+        pair_buy, pair_sell = np.nonzero(compatible & ~too_big)  # row-major: sorted by (buy, sell)
+        problems.append(
+            SlotProblem(
+                slot=int(slot),
+                buy_order=buys.astype(np.int64),
+                buy_quantity_kwh=quantity[buys],
+                buy_divisible=divisible[buys],
+                buy_limit_eur_per_kwh=price[buys],
+                sell_order=sells.astype(np.int64),
+                sell_quantity_kwh=quantity[sells],
+                sell_all_or_none=~divisible[sells],
+                sell_limit_eur_per_kwh=price[sells],
+                pair_buy=pair_buy.astype(np.int64),
+                pair_sell=pair_sell.astype(np.int64),
+                pair_fee_eur_per_kwh=fee[pair_buy, pair_sell],
+                pair_welfare_eur_per_kwh=welfare[pair_buy, pair_sell],
+            )
+        )
+    return problems

@@ -1,0 +1,73 @@
+"""One status vocabulary and one result type for every backend.
+
+As in Pyomo's new solver interface, *why the solver stopped* (termination) is kept
+apart from *what solution we have* (solution status).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+
+class TerminationCondition(str, Enum):
+    """Why a backend stopped on a slot."""
+
+    CONVERGED = "converged"  # proven optimal within the requested gap
+    TIME_LIMIT = "time_limit"
+    HEURISTIC = "heuristic"  # a heuristic finished; it proves nothing
+    ERROR = "error"
+
+
+class SolutionStatus(str, Enum):
+    """What kind of allocation a backend returned."""
+
+    OPTIMAL = "optimal"  # optimal within the requested gap
+    FEASIBLE = "feasible"
+    RELAXED = "relaxed"  # a relaxation: may split indivisible orders, not executable
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Run settings that change results; written to every manifest.
+
+    Attributes
+    ----------
+    time_limit_s
+        Wall-clock budget for the whole clearing (shared out over the slots).
+    mip_gap
+        Relative gap at which a MILP solver may stop and call its solution optimal.
+    threads
+        Solver threads. Use 1 for byte-identical reruns.
+    seed
+        Random seed handed to every solver.
+    """
+
+    time_limit_s: float = 30.0
+    mip_gap: float = 1.0e-4
+    threads: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SlotSolution:
+    """A backend's answer for one slot.
+
+    Attributes
+    ----------
+    pair_quantity_kwh
+        kWh traded on each pair of the slot problem (aligned with its pair arrays).
+    bound_eur
+        Proven upper bound on the slot's welfare, if the backend proves one.
+    """
+
+    slot: int
+    pair_quantity_kwh: npt.NDArray[np.float64]
+    bound_eur: float | None
+    termination: TerminationCondition
+    status: SolutionStatus
+    runtime_s: float

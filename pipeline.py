@@ -1,0 +1,80 @@
+"""The main job: scenario folder in, result folder out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridmatch.grid_models.topology import distance_matrix_km
+from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, get_backend
+from gridmatch.matching.clearing import ClearingResult, clear_orders
+from gridmatch.matching.solution import SolveOptions
+from gridmatch.results_io.atomic import atomic_output_dir
+from gridmatch.results_io.manifest import build_manifest
+from gridmatch.results_io.writers import summary_dict, write_json, write_orders, write_trades
+from gridmatch.scenario_io.loader import Scenario, load_scenario
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings given on the command line; ``None`` falls back to the scenario, then defaults."""
+
+    formulation: str | None = None
+    time_limit_s: float | None = None
+    mip_gap: float | None = None
+    threads: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ClearingRun:
+    """What :func:`clear_scenario` did."""
+
+    scenario: Scenario
+    result: ClearingResult
+    options: SolveOptions
+    summary: dict[str, Any]
+
+
+def resolve_settings(scenario: Scenario, settings: RunSettings) -> tuple[str, SolveOptions]:
+    """Merge command line, scenario file and defaults, in that order of precedence."""
+    from_file = scenario.spec.solver
+    options = SolveOptions()
+    for key in ("time_limit_s", "mip_gap", "threads", "seed"):
+        value = getattr(settings, key)
+        if value is None:
+            value = getattr(from_file, key)
+        if value is not None:
+            options = replace(options, **{key: value})
+    formulation = settings.formulation or from_file.formulation or DEFAULT_FORMULATION
+    return formulation, options
+
+
+def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> ClearingRun:
+    """Validate a scenario, clear it, and write the result folder atomically.
+
+    Raises
+    ------
+    gridmatch.scenario_io.errors.InputError
+        Bad input; nothing is written.
+    """
+    scenario = load_scenario(scenario_dir)
+    formulation, options = resolve_settings(scenario, settings)
+    backend = get_backend(formulation)
+    distances = None
+    if scenario.rules.grid_fee_eur_per_kwh_per_km > 0.0:
+        distances = distance_matrix_km(scenario.graph, np.unique(scenario.book.bus))
+    result = clear_orders(scenario.book, scenario.rules, backend, options, distances)
+    summary = summary_dict(scenario.name, scenario.book, result, options)
+    manifest = build_manifest(
+        scenario.name, scenario.directory, scenario.input_files, formulation, options
+    )
+    with atomic_output_dir(out_dir) as staging:
+        write_trades(staging / "trades.csv", scenario.book, result)
+        write_orders(staging / "orders.csv", scenario.book, result)
+        write_json(staging / "summary.json", summary)
+        write_json(staging / "manifest.json", manifest)
+    return ClearingRun(scenario, result, options, summary)

@@ -1,0 +1,1 @@
+"""Writing clearing results: trade and order tables, summary and manifest, atomically."""

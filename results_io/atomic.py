@@ -1,0 +1,54 @@
+"""Write a whole output folder or nothing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# A folder is ours to replace only if an earlier run wrote it.
+_MARKER = "manifest.json"
+
+
+class OutputFolderError(Exception):
+    """The output folder cannot be written without losing someone's files."""
+
+
+@contextmanager
+def atomic_output_dir(out_dir: Path) -> Iterator[Path]:
+    """Yield a staging folder that replaces ``out_dir`` only if the block succeeds.
+
+    The staging folder sits next to ``out_dir`` (same file system, so the final
+    rename is atomic). If the block raises, the staging folder is removed and
+    ``out_dir`` is left exactly as it was.
+
+    Raises
+    ------
+    OutputFolderError
+        If ``out_dir`` exists, is not empty, and was not written by gridmatch.
+    """
+    out_dir = out_dir.resolve()
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise OutputFolderError(f"{out_dir}: exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / _MARKER).is_file():
+            raise OutputFolderError(
+                f"{out_dir}: folder is not empty and holds no gridmatch result; "
+                "refusing to overwrite it"
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
+        if out_dir.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            out_dir.rename(retired / out_dir.name)
+            staging.rename(out_dir)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

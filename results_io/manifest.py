@@ -1,0 +1,78 @@
+"""The manifest: what a run read, with which software and which settings."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from gridmatch.matching.solution import SolveOptions
+
+RECORDED_PACKAGES = (
+    "gridmatch",
+    "highspy",
+    "pyomo",
+    "ortools",
+    "pandapower",
+    "networkx",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pydantic",
+)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that can change a result."""
+    versions: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def build_manifest(
+    scenario_name: str,
+    scenario_dir: Path,
+    input_files: tuple[Path, ...],
+    formulation: str,
+    options: SolveOptions,
+) -> dict[str, Any]:
+    """Everything needed to reproduce a run."""
+    root = scenario_dir.resolve()
+    return {
+        "scenario": scenario_name,
+        "scenario_dir": str(root),
+        "inputs": {
+            str(path.resolve().relative_to(root)): {"sha256": file_sha256(path)}
+            for path in input_files
+        },
+        "options": {
+            "formulation": formulation,
+            "time_limit_s": options.time_limit_s,
+            "mip_gap": options.mip_gap,
+            "threads": options.threads,
+            "seed": options.seed,
+        },
+        "versions": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            **package_versions(),
+        },
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,147 @@
+"""Result tables and summary. Floats are written with ``repr``: full precision, exact round trip."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from gridmatch.matching.clearing import ClearingResult
+from gridmatch.matching.orders import OrderBook
+from gridmatch.matching.solution import SolveOptions
+
+TRADE_COLUMNS = (
+    "slot",
+    "buy_order_id",
+    "sell_order_id",
+    "buyer_id",
+    "seller_id",
+    "buy_bus",
+    "sell_bus",
+    "quantity_kwh",
+    "price_eur_per_kwh",
+    "fee_eur_per_kwh",
+    "buy_limit_eur_per_kwh",
+    "sell_limit_eur_per_kwh",
+    "welfare_eur",
+)
+ORDER_COLUMNS = (
+    "order_id",
+    "participant_id",
+    "side",
+    "bus",
+    "slot",
+    "quantity_kwh",
+    "limit_price_eur_per_kwh",
+    "divisible",
+    "filled_kwh",
+    "status",
+)
+_FILL_TOLERANCE_KWH = 1e-6
+
+
+def write_trades(path: Path, book: OrderBook, result: ClearingResult) -> None:
+    """Write ``trades.csv``: one row per (buy, sell) pair that trades."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(TRADE_COLUMNS)
+        for trade in result.trades:
+            buy = book.orders[trade.buy_order]
+            sell = book.orders[trade.sell_order]
+            writer.writerow(
+                [
+                    trade.slot,
+                    buy.order_id,
+                    sell.order_id,
+                    buy.participant_id,
+                    sell.participant_id,
+                    buy.bus,
+                    sell.bus,
+                    repr(trade.quantity_kwh),
+                    repr(trade.price_eur_per_kwh),
+                    repr(trade.fee_eur_per_kwh),
+                    repr(buy.limit_price_eur_per_kwh),
+                    repr(sell.limit_price_eur_per_kwh),
+                    repr(trade.quantity_kwh * trade.welfare_eur_per_kwh),
+                ]
+            )
+
+
+def write_orders(path: Path, book: OrderBook, result: ClearingResult) -> None:
+    """Write ``orders.csv``: every input order with its fill and status."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(ORDER_COLUMNS)
+        for order, filled in zip(book.orders, result.filled_kwh.tolist(), strict=True):
+            if filled <= _FILL_TOLERANCE_KWH:
+                status = "unfilled"
+            elif filled >= order.quantity_kwh - _FILL_TOLERANCE_KWH:
+                status = "filled"
+            else:
+                status = "partially_filled"
+            writer.writerow(
+                [
+                    order.order_id,
+                    order.participant_id,
+                    order.side.value,
+                    order.bus,
+                    order.slot,
+                    repr(order.quantity_kwh),
+                    repr(order.limit_price_eur_per_kwh),
+                    "true" if order.divisible else "false",
+                    repr(filled),
+                    status,
+                ]
+            )
+
+
+def summary_dict(
+    scenario_name: str, book: OrderBook, result: ClearingResult, options: SolveOptions
+) -> dict[str, Any]:
+    """The content of ``summary.json``."""
+    return {
+        "scenario": scenario_name,
+        "status": result.status.value,
+        "welfare_eur": result.welfare_eur,
+        "bound_eur": result.bound_eur,
+        "lp_bound_eur": result.lp_bound_eur,
+        "gap": result.gap,
+        "formulation": result.formulation,
+        "solver": result.solver,
+        "solver_version": result.solver_version,
+        "runtime_s": result.runtime_s,
+        "build_s": result.build_s,
+        "solve_s": result.solve_s,
+        "bound_s": result.bound_s,
+        "secure": None,  # no grid check yet: null, never a guess
+        "n_orders": len(book),
+        "n_trades": len(result.trades),
+        "n_pairs": result.n_pairs,
+        "traded_kwh": sum(t.quantity_kwh for t in result.trades),
+        "options": {
+            "time_limit_s": options.time_limit_s,
+            "mip_gap": options.mip_gap,
+            "threads": options.threads,
+            "seed": options.seed,
+        },
+        "slots": [
+            {
+                "slot": r.slot,
+                "n_buy_orders": r.n_buy_orders,
+                "n_sell_orders": r.n_sell_orders,
+                "n_pairs": r.n_pairs,
+                "welfare_eur": r.welfare_eur,
+                "bound_eur": r.bound_eur,
+                "lp_bound_eur": r.lp_bound_eur,
+                "termination": r.termination.value,
+                "runtime_s": r.runtime_s,
+            }
+            for r in result.slots
+        ],
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write a JSON document with stable key order and a final newline."""
+    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Reading scenario folders: everything a user gives us is validated here, once."""

@@ -1,0 +1,130 @@
+"""Read a scenario folder: ``scenario.yaml``, its orders file and its network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import pandapower as pp
+import pydantic
+import yaml
+
+from gridmatch.grid_models.networks import load_network
+from gridmatch.grid_models.topology import bus_graph, check_order_buses
+from gridmatch.matching.market_rules import MarketRules
+from gridmatch.matching.orders import OrderBook
+from gridmatch.scenario_io.errors import InputError
+from gridmatch.scenario_io.orders_csv import read_orders
+from gridmatch.scenario_io.schema import ScenarioSpec
+
+SCENARIO_FILE = "scenario.yaml"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario, ready to clear.
+
+    Attributes
+    ----------
+    input_files
+        Every file the scenario was read from (hashed into each run's manifest).
+    """
+
+    directory: Path
+    spec: ScenarioSpec
+    book: OrderBook
+    net: pp.pandapowerNet
+    graph: nx.MultiGraph
+    input_files: tuple[Path, ...]
+
+    @property
+    def name(self) -> str:
+        """The scenario's name."""
+        return self.spec.name
+
+    @property
+    def rules(self) -> MarketRules:
+        """Pricing and fee rules of the market section."""
+        market = self.spec.market
+        return MarketRules(
+            pricing=market.pricing,
+            grid_fee_eur_per_kwh=market.grid_fee_eur_per_kwh,
+            grid_fee_eur_per_kwh_per_km=market.grid_fee_eur_per_kwh_per_km,
+        )
+
+
+def load_scenario(directory: Path) -> Scenario:
+    """Validate a scenario folder completely before anything is solved.
+
+    Raises
+    ------
+    InputError
+        On the first problem, naming the file, row and field.
+    """
+    if not directory.is_dir():
+        raise InputError(directory, "not a folder; expected a scenario folder with scenario.yaml")
+    scenario_file = directory / SCENARIO_FILE
+    spec = read_scenario_spec(scenario_file)
+
+    orders_path = (directory / spec.orders).resolve()
+    if not orders_path.is_relative_to(directory.resolve()):
+        raise InputError(scenario_file, f"'{spec.orders}' lies outside the scenario folder", field="orders")
+    book = read_orders(orders_path)
+    _check_background_covers_slots(spec, book, scenario_file)
+
+    net = load_network(spec.network, directory, scenario_file)
+    graph = bus_graph(net)
+    check_order_buses(net, graph, book, orders_path)
+
+    files = [scenario_file, orders_path]
+    if spec.network.file is not None:
+        files.append((directory / spec.network.file).resolve())
+    return Scenario(directory, spec, book, net, graph, tuple(files))
+
+
+def read_scenario_spec(path: Path) -> ScenarioSpec:
+    """Parse and validate ``scenario.yaml``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(path, f"malformed YAML: {problem}", row=row) from None
+    if not isinstance(document, dict):
+        raise InputError(path, "expected a mapping of keys (name, network, orders, ...)")
+    try:
+        return ScenarioSpec.model_validate(document)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif first["type"] == "missing":
+            message = "required key is missing"
+        more = exc.error_count() - 1
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise InputError(path, message, field=field) from None
+
+
+def _check_background_covers_slots(spec: ScenarioSpec, book: OrderBook, scenario_file: Path) -> None:
+    if spec.background is None:
+        return
+    last_slot = max(book.slots)
+    for key in ("load_scaling", "sgen_scaling"):
+        scaling = getattr(spec.background, key)
+        if scaling is not None and len(scaling) <= last_slot:
+            raise InputError(
+                scenario_file,
+                f"has {len(scaling)} values but the orders use slot {last_slot}",
+                field=f"background.{key}",
+            )

@@ -1,0 +1,161 @@
+"""Parse ``orders.csv`` into an :class:`OrderBook`, rejecting anything doubtful.
+
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first order
+row 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from gridmatch.matching.orders import Order, OrderBook, Side
+from gridmatch.scenario_io.errors import InputError
+
+REQUIRED_COLUMNS = (
+    "order_id",
+    "participant_id",
+    "side",
+    "bus",
+    "slot",
+    "quantity_kwh",
+    "limit_price_eur_per_kwh",
+)
+OPTIONAL_COLUMNS = ("divisible",)
+WH_PER_KWH = 1000
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def read_orders(path: Path) -> OrderBook:
+    """Read and validate an orders file.
+
+    Raises
+    ------
+    InputError
+        On the first problem found, naming the file, row and column.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle, strict=True))
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise InputError(path, f"malformed CSV: {exc}") from None
+    if not rows:
+        raise InputError(path, "the file is empty; expected a header row")
+    header = [name.strip() for name in rows[0]]
+    _check_header(path, header)
+
+    orders: list[Order] = []
+    seen: dict[str, int] = {}
+    for line, values in enumerate(rows[1:], start=2):
+        if not any(v.strip() for v in values):
+            continue  # blank lines at the end of hand-edited files
+        if len(values) != len(header):
+            raise InputError(
+                path, f"expected {len(header)} fields, found {len(values)}", row=line
+            )
+        record = {name: value.strip() for name, value in zip(header, values, strict=True)}
+        order = _parse_row(path, line, record)
+        if order.order_id in seen:
+            raise InputError(
+                path,
+                f"duplicate order_id '{order.order_id}' (first on row {seen[order.order_id]})",
+                row=line,
+                field="order_id",
+            )
+        seen[order.order_id] = line
+        orders.append(order)
+    if not orders:
+        raise InputError(path, "no orders: the order book is empty")
+    return OrderBook(tuple(orders))
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(path, f"missing column(s): {', '.join(missing)}", row=1)
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    unknown = [c for c in header if c not in known]
+    if unknown:
+        raise InputError(
+            path,
+            f"unknown column(s): {', '.join(unknown)}; "
+            f"allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}",
+            row=1,
+        )
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise InputError(path, f"repeated column(s): {', '.join(duplicated)}", row=1)
+
+
+def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
+    def fail(field: str, message: str) -> InputError:
+        return InputError(path, message, row=line, field=field)
+
+    def text(field: str) -> str:
+        value = record[field]
+        if not value:
+            raise fail(field, "is empty")
+        return value
+
+    def integer(field: str) -> int:
+        value = text(field)
+        try:
+            number = int(value)
+        except ValueError:
+            raise fail(field, f"'{value}' is not a whole number") from None
+        if number < 0:
+            raise fail(field, f"{number} is negative")
+        return number
+
+    def number(field: str, *, positive: bool) -> float:
+        value = text(field)
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise fail(field, f"'{value}' is not a number") from None
+        if not math.isfinite(parsed):
+            raise fail(field, f"'{value}' is not finite")
+        if positive and parsed <= 0.0:
+            raise fail(field, f"{value} must be greater than 0")
+        if not positive and parsed < 0.0:
+            raise fail(field, f"{value} is negative")
+        return parsed
+
+    side_text = text("side")
+    try:
+        side = Side(side_text)
+    except ValueError:
+        raise fail("side", f"'{side_text}' is not 'buy' or 'sell'") from None
+
+    quantity_kwh = number("quantity_kwh", positive=True)
+    # Meters count whole Wh; keeping quantities on that grid lets the integer
+    # backends represent every order exactly.
+    if abs(quantity_kwh * WH_PER_KWH - round(quantity_kwh * WH_PER_KWH)) > 1e-6:
+        raise fail("quantity_kwh", f"{record['quantity_kwh']} is finer than 1 Wh (0.001 kWh)")
+
+    divisible_text = record.get("divisible", "").lower()
+    if not divisible_text:
+        divisible = side is Side.SELL
+    elif divisible_text in _TRUE:
+        divisible = True
+    elif divisible_text in _FALSE:
+        divisible = False
+    else:
+        raise fail("divisible", f"'{record['divisible']}' is not true or false")
+
+    return Order(
+        order_id=text("order_id"),
+        participant_id=text("participant_id"),
+        side=side,
+        bus=integer("bus"),
+        slot=integer("slot"),
+        quantity_kwh=round(quantity_kwh * WH_PER_KWH) / WH_PER_KWH,
+        limit_price_eur_per_kwh=number("limit_price_eur_per_kwh", positive=False),
+        divisible=divisible,
+    )

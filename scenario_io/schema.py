@@ -1,0 +1,104 @@
+"""The schema of ``scenario.yaml`` (pydantic v2); ``gridmatch schema`` exports it as JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gridmatch.matching.market_rules import PricingRule
+
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors (a typo must not silently become a default), and so are
+    # NaN/inf and strings where numbers belong.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, frozen=True)
+
+
+class NetworkSpec(_Strict):
+    """Where the grid comes from: exactly one of the three keys."""
+
+    pandapower: str | None = Field(None, description="a function of pandapower.networks")
+    file: str | None = Field(None, description="pandapower JSON file inside the scenario folder")
+    simbench: str | None = Field(None, description="SimBench code (needs the simbench package)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [k for k in ("pandapower", "file", "simbench") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'pandapower', 'file', 'simbench' "
+                f"(got {', '.join(given) if given else 'none'})"
+            )
+        return self
+
+
+class SecuritySpec(_Strict):
+    """Grid security limits checked by AC power flow."""
+
+    enabled: bool = True
+    max_line_loading_percent: Positive = 100.0
+    max_trafo_loading_percent: Positive = 100.0
+    vm_min_pu: Positive = 0.95
+    vm_max_pu: Positive = 1.05
+
+    @model_validator(mode="after")
+    def _band(self) -> Self:
+        if self.vm_min_pu >= self.vm_max_pu:
+            raise ValueError("vm_min_pu must be below vm_max_pu")
+        return self
+
+
+class BackgroundSpec(_Strict):
+    """Per-slot scaling of the network's own loads and static generators."""
+
+    load_scaling: list[NonNegative] | None = None
+    sgen_scaling: list[NonNegative] | None = None
+
+
+class MarketSpec(_Strict):
+    """Pricing rule and grid fees."""
+
+    pricing: PricingRule = PricingRule.MIDPOINT
+    grid_fee_eur_per_kwh: NonNegative = 0.0
+    grid_fee_eur_per_kwh_per_km: NonNegative = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pricing_from_text(cls, data: object) -> object:
+        # YAML gives a string; strict mode would otherwise refuse it for the enum.
+        if isinstance(data, dict) and isinstance(data.get("pricing"), str):
+            try:
+                data = {**data, "pricing": PricingRule(data["pricing"])}
+            except ValueError:
+                choices = ", ".join(rule.value for rule in PricingRule)
+                raise ValueError(
+                    f"pricing '{data['pricing']}' is not one of: {choices}"
+                ) from None
+        return data
+
+
+class SolverSpec(_Strict):
+    """Default run settings; command-line flags override them."""
+
+    formulation: str | None = None
+    time_limit_s: Positive | None = None
+    mip_gap: NonNegative | None = None
+    threads: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=0)] | None = None
+
+
+class ScenarioSpec(_Strict):
+    """Top level of ``scenario.yaml``."""
+
+    name: Annotated[str, Field(min_length=1)]
+    network: NetworkSpec
+    slot_minutes: Positive = 60.0
+    security: SecuritySpec = SecuritySpec()
+    background: BackgroundSpec | None = None
+    market: MarketSpec = MarketSpec()
+    solver: SolverSpec = SolverSpec()
+    orders: Annotated[str, Field(min_length=1)] = "orders.csv"
