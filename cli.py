@@ -94,7 +94,10 @@ def _print_summary(summary: dict[str, object], out: Path) -> None:
     table = Table(title=f"{summary['scenario']}: {summary['status']}", show_header=False)
     gap = summary["gap"]
     rows = [
-        ("formulation", f"{summary['formulation']} ({summary['solver']} {summary['solver_version']})"),
+        (
+            "formulation",
+            f"{summary['formulation']} ({summary['solver']} {summary['solver_version']})",
+        ),
         ("orders / trades", f"{summary['n_orders']} / {summary['n_trades']}"),
         ("traded", f"{summary['traded_kwh']:.3f} kWh"),
         ("welfare", f"{summary['welfare_eur']:.4f} EUR"),

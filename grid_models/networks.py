@@ -43,7 +43,9 @@ def load_network(spec: NetworkSpec, scenario_dir: Path, scenario_file: Path) -> 
         assert spec.simbench is not None  # the schema guarantees exactly one source
         net = _from_simbench(spec.simbench, scenario_file)
     if len(net.ext_grid) == 0 or not net.ext_grid.in_service.any():
-        raise InputError(scenario_file, "the network has no in-service external grid", field="network")
+        raise InputError(
+            scenario_file, "the network has no in-service external grid", field="network"
+        )
     return net
 
 
@@ -60,12 +62,14 @@ def _from_pandapower_networks(name: str, scenario_file: Path) -> pp.pandapowerNe
         net = factory()
     except TypeError as exc:
         raise InputError(
-            scenario_file, f"pandapower.networks.{name} cannot be called without arguments: {exc}",
+            scenario_file,
+            f"pandapower.networks.{name} cannot be called without arguments: {exc}",
             field="network.pandapower",
         ) from None
     if not isinstance(net, pp.pandapowerNet):
         raise InputError(
-            scenario_file, f"pandapower.networks.{name} does not return a network",
+            scenario_file,
+            f"pandapower.networks.{name} does not return a network",
             field="network.pandapower",
         )
     return net
@@ -79,7 +83,9 @@ def _from_json_file(relative: str, scenario_dir: Path, scenario_file: Path) -> p
             scenario_file, f"'{relative}' lies outside the scenario folder", field="network.file"
         )
     if not path.is_file():
-        raise InputError(scenario_file, f"network file '{relative}' not found", field="network.file")
+        raise InputError(
+            scenario_file, f"network file '{relative}' not found", field="network.file"
+        )
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -124,7 +130,8 @@ def _from_simbench(code: str, scenario_file: Path) -> pp.pandapowerNet:
         import simbench
     except ImportError:
         raise InputError(
-            scenario_file, "SimBench networks need the optional package: pip install simbench",
+            scenario_file,
+            "SimBench networks need the optional package: pip install simbench",
             field="network.simbench",
         ) from None
     try:

@@ -40,19 +40,27 @@ def check_order_buses(
     for row, order in enumerate(book.orders, start=2):
         if order.bus not in net.bus.index:
             raise InputError(
-                orders_path, f"bus {order.bus} is not in the network's bus table",
-                row=row, field="bus",
+                orders_path,
+                f"bus {order.bus} is not in the network's bus table",
+                row=row,
+                field="bus",
             )
         if not bool(net.bus.at[order.bus, "in_service"]):
-            raise InputError(orders_path, f"bus {order.bus} is out of service", row=row, field="bus")
+            raise InputError(
+                orders_path, f"bus {order.bus} is out of service", row=row, field="bus"
+            )
         if order.bus not in supplied:
             raise InputError(
-                orders_path, f"bus {order.bus} is not connected to the external grid",
-                row=row, field="bus",
+                orders_path,
+                f"bus {order.bus} is not connected to the external grid",
+                row=row,
+                field="bus",
             )
 
 
-def distance_matrix_km(graph: nx.MultiGraph, buses: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+def distance_matrix_km(
+    graph: nx.MultiGraph, buses: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
     """Shortest line-length path (km) between every pair of ``buses``.
 
     Parameters

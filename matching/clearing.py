@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,7 @@ from gridmatch.matching.solution import (
 TOLERANCE_KWH = 1e-6
 
 
-class ClearingStatus(str, Enum):
+class ClearingStatus(StrEnum):
     """Overall status of a clearing run."""
 
     OPTIMAL = "optimal"  # every slot proven optimal within the gap
@@ -195,6 +195,7 @@ def check_allocation(problem: SlotProblem, pair_kwh: npt.NDArray[np.float64]) ->
 
     The tests hold an independent checker; this one guards the result files.
     """
+
     def fail(message: str) -> InconsistentAllocationError:
         return InconsistentAllocationError(f"slot {problem.slot}: {message}")
 

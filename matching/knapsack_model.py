@@ -89,7 +89,8 @@ class KnapsackArrays:
         values = np.where(integer, np.round(values), values)
         values = np.clip(values, 0.0, self.col_upper[: self.n_pair_cols])
         values[np.abs(values) < 1e-9] = 0.0
-        return values * self.col_kwh_per_unit[: self.n_pair_cols]
+        kwh: FloatArray = values * self.col_kwh_per_unit[: self.n_pair_cols]
+        return kwh
 
     def columns_from_pair_kwh(self, problem: SlotProblem, pair_kwh: FloatArray) -> FloatArray:
         """Column values of a feasible allocation given as kWh per pair (for warm starts)."""
@@ -126,15 +127,11 @@ def build_knapsack_arrays(problem: SlotProblem) -> KnapsackArrays:
         [buy_row[problem.pair_buy], sell_row[problem.pair_sell], sell_row[aon_sellers]]
     )
     cols = np.concatenate([pair_cols, pair_cols, switch_cols])
-    vals = np.concatenate(
-        [np.ones(n_pairs), kwh_per_unit, -problem.sell_quantity_kwh[aon_sellers]]
-    )
+    vals = np.concatenate([np.ones(n_pairs), kwh_per_unit, -problem.sell_quantity_kwh[aon_sellers]])
     n_rows = buys_used.size + sells_used.size
     matrix = sp.csc_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
 
-    buy_cap = np.where(
-        problem.buy_divisible[buys_used], problem.buy_quantity_kwh[buys_used], 1.0
-    )
+    buy_cap = np.where(problem.buy_divisible[buys_used], problem.buy_quantity_kwh[buys_used], 1.0)
     sell_aon = problem.sell_all_or_none[sells_used]
     sell_upper = np.where(sell_aon, 0.0, problem.sell_quantity_kwh[sells_used])
     sell_lower = np.where(sell_aon, 0.0, -np.inf)

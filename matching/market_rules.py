@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
 
-class PricingRule(str, Enum):
+class PricingRule(StrEnum):
     """How the trade price is set inside ``[sell limit, buy limit - fee]``."""
 
     MIDPOINT = "midpoint"

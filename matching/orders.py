@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     """Which side of the market an order is on."""
 
     BUY = "buy"

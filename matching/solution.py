@@ -7,13 +7,13 @@ apart from *what solution we have* (solution status).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
 
-class TerminationCondition(str, Enum):
+class TerminationCondition(StrEnum):
     """Why a backend stopped on a slot."""
 
     CONVERGED = "converged"  # proven optimal within the requested gap
@@ -22,7 +22,7 @@ class TerminationCondition(str, Enum):
     ERROR = "error"
 
 
-class SolutionStatus(str, Enum):
+class SolutionStatus(StrEnum):
     """What kind of allocation a backend returned."""
 
     OPTIMAL = "optimal"  # optimal within the requested gap

@@ -99,7 +99,7 @@ def write_orders(path: Path, book: OrderBook, result: ClearingResult) -> None:
 def summary_dict(
     scenario_name: str, book: OrderBook, result: ClearingResult, options: SolveOptions
 ) -> dict[str, Any]:
-    """The content of ``summary.json``."""
+    """Build the content of ``summary.json``."""
     return {
         "scenario": scenario_name,
         "status": result.status.value,

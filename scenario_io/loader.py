@@ -69,7 +69,9 @@ def load_scenario(directory: Path) -> Scenario:
 
     orders_path = (directory / spec.orders).resolve()
     if not orders_path.is_relative_to(directory.resolve()):
-        raise InputError(scenario_file, f"'{spec.orders}' lies outside the scenario folder", field="orders")
+        raise InputError(
+            scenario_file, f"'{spec.orders}' lies outside the scenario folder", field="orders"
+        )
     book = read_orders(orders_path)
     _check_background_covers_slots(spec, book, scenario_file)
 
@@ -116,7 +118,9 @@ def read_scenario_spec(path: Path) -> ScenarioSpec:
         raise InputError(path, message, field=field) from None
 
 
-def _check_background_covers_slots(spec: ScenarioSpec, book: OrderBook, scenario_file: Path) -> None:
+def _check_background_covers_slots(
+    spec: ScenarioSpec, book: OrderBook, scenario_file: Path
+) -> None:
     if spec.background is None:
         return
     last_slot = max(book.slots)

@@ -56,9 +56,7 @@ def read_orders(path: Path) -> OrderBook:
         if not any(v.strip() for v in values):
             continue  # blank lines at the end of hand-edited files
         if len(values) != len(header):
-            raise InputError(
-                path, f"expected {len(header)} fields, found {len(values)}", row=line
-            )
+            raise InputError(path, f"expected {len(header)} fields, found {len(values)}", row=line)
         record = {name: value.strip() for name, value in zip(header, values, strict=True)}
         order = _parse_row(path, line, record)
         if order.order_id in seen:

@@ -75,9 +75,7 @@ class MarketSpec(_Strict):
                 data = {**data, "pricing": PricingRule(data["pricing"])}
             except ValueError:
                 choices = ", ".join(rule.value for rule in PricingRule)
-                raise ValueError(
-                    f"pricing '{data['pricing']}' is not one of: {choices}"
-                ) from None
+                raise ValueError(f"pricing '{data['pricing']}' is not one of: {choices}") from None
         return data
 
 

@@ -76,12 +76,27 @@ def write_orders_csv(path: Path, book: OrderBook) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(
-            ["order_id", "participant_id", "side", "bus", "slot", "quantity_kwh",
-             "limit_price_eur_per_kwh", "divisible"]
+            [
+                "order_id",
+                "participant_id",
+                "side",
+                "bus",
+                "slot",
+                "quantity_kwh",
+                "limit_price_eur_per_kwh",
+                "divisible",
+            ]
         )
         for o in book.orders:
             writer.writerow(
-                [o.order_id, o.participant_id, o.side.value, o.bus, o.slot,
-                 repr(o.quantity_kwh), repr(o.limit_price_eur_per_kwh),
-                 "true" if o.divisible else "false"]
+                [
+                    o.order_id,
+                    o.participant_id,
+                    o.side.value,
+                    o.bus,
+                    o.slot,
+                    repr(o.quantity_kwh),
+                    repr(o.limit_price_eur_per_kwh),
+                    "true" if o.divisible else "false",
+                ]
             )

@@ -8,14 +8,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
-from enum import Enum
+from enum import StrEnum
 from typing import ClassVar
 
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import SlotSolution, SolveOptions
 
 
-class BackendKind(str, Enum):
+class BackendKind(StrEnum):
     """What a backend's answer means."""
 
     EXACT = "exact"  # proves optimality within the gap, given the time

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from importlib.metadata import version
 
 import numpy as np
 
@@ -51,9 +52,7 @@ class CpSatBackend(Backend):
 
     @classmethod
     def solver_version(cls) -> str:  # noqa: D102
-        import ortools
-
-        return str(ortools.__version__)
+        return version("ortools")
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
@@ -63,8 +62,12 @@ class CpSatBackend(Backend):
         start = time.perf_counter()
         if problem.n_pairs == 0:
             return SlotSolution(
-                problem.slot, np.zeros(0), 0.0, TerminationCondition.CONVERGED,
-                SolutionStatus.OPTIMAL, 0.0,
+                problem.slot,
+                np.zeros(0),
+                0.0,
+                TerminationCondition.CONVERGED,
+                SolutionStatus.OPTIMAL,
+                0.0,
             )
         buy_wh = np.rint(problem.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
         sell_wh = np.rint(problem.sell_quantity_kwh * WH_PER_KWH).astype(np.int64)
@@ -99,7 +102,7 @@ class CpSatBackend(Backend):
         for p in range(problem.n_pairs):
             by_buy.setdefault(pair_buy[p], []).append(p)
             by_sell.setdefault(pair_sell[p], []).append(p)
-        # Buy rows: an indivisible buy goes to at most one seller; a divisible one is not overfilled.
+        # Buy rows: an indivisible buy has at most one seller; a divisible one is not overfilled.
         for b, pairs in by_buy.items():
             if problem.buy_divisible[b]:
                 model.add(sum(pair_var[p] for p in pairs) <= int(buy_wh[b]))
@@ -118,7 +121,10 @@ class CpSatBackend(Backend):
 
         hint_kwh = greedy_pair_kwh(problem)
         for p, var in enumerate(pair_var):
-            model.add_hint(var, int(hint_kwh[p] > 0) if indivisible[p] else int(round(hint_kwh[p] * WH_PER_KWH)))
+            model.add_hint(
+                var,
+                int(hint_kwh[p] > 0) if indivisible[p] else round(hint_kwh[p] * WH_PER_KWH),
+            )
 
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = float(time_limit_s)
@@ -129,8 +135,11 @@ class CpSatBackend(Backend):
 
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             values = np.array([solver.value(v) for v in pair_var], dtype=float)
-            pair_kwh = np.where(indivisible, values * problem.buy_quantity_kwh[problem.pair_buy],
-                                values / WH_PER_KWH)
+            pair_kwh = np.where(
+                indivisible,
+                values * problem.buy_quantity_kwh[problem.pair_buy],
+                values / WH_PER_KWH,
+            )
             rounding_slack_eur = 0.5 * len(pair_var) / NANO_EUR_PER_EUR
             bound = solver.best_objective_bound / NANO_EUR_PER_EUR + rounding_slack_eur
             optimal = code == cp_model.OPTIMAL
@@ -138,7 +147,9 @@ class CpSatBackend(Backend):
                 slot=problem.slot,
                 pair_quantity_kwh=pair_kwh,
                 bound_eur=float(bound),
-                termination=TerminationCondition.CONVERGED if optimal else TerminationCondition.TIME_LIMIT,
+                termination=TerminationCondition.CONVERGED
+                if optimal
+                else TerminationCondition.TIME_LIMIT,
                 status=SolutionStatus.OPTIMAL if optimal else SolutionStatus.FEASIBLE,
                 runtime_s=time.perf_counter() - start,
             )
@@ -147,7 +158,9 @@ class CpSatBackend(Backend):
             slot=problem.slot,
             pair_quantity_kwh=hint_kwh,
             bound_eur=None,
-            termination=TerminationCondition.TIME_LIMIT if code == cp_model.UNKNOWN else TerminationCondition.ERROR,
+            termination=TerminationCondition.TIME_LIMIT
+            if code == cp_model.UNKNOWN
+            else TerminationCondition.ERROR,
             status=SolutionStatus.FEASIBLE,
             runtime_s=time.perf_counter() - start,
         )

@@ -51,7 +51,7 @@ def _silence_banner() -> None:
 
 
 def new_highs() -> highspy.Highs:
-    """A silent Highs object."""
+    """Return a Highs object that prints nothing."""
     _silence_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -130,7 +130,11 @@ def run_highs(
         bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
     else:
         # An LP solved to optimality is its own bound.
-        bound = float(info.objective_function_value) if status == highspy.HighsModelStatus.kOptimal else None
+        bound = (
+            float(info.objective_function_value)
+            if status == highspy.HighsModelStatus.kOptimal
+            else None
+        )
     return HighsAnswer(
         col_values=values,
         bound_eur=bound,

@@ -13,7 +13,6 @@ from gridmatch.matching.solution import (
     SlotSolution,
     SolutionStatus,
     SolveOptions,
-    TerminationCondition,
 )
 
 
@@ -44,8 +43,12 @@ class HighspyBackend(Backend):
             # HiGHS found nothing in time; the greedy incumbent is still feasible.
             pair_kwh = greedy_pair_kwh(problem)
             return SlotSolution(
-                problem.slot, pair_kwh, answer.bound_eur, answer.termination,
-                SolutionStatus.FEASIBLE, answer.runtime_s,
+                problem.slot,
+                pair_kwh,
+                answer.bound_eur,
+                answer.termination,
+                SolutionStatus.FEASIBLE,
+                answer.runtime_s,
             )
         status = SolutionStatus.OPTIMAL if answer.proven_optimal else SolutionStatus.FEASIBLE
         return SlotSolution(

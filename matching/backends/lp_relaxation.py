@@ -36,9 +36,9 @@ class LpRelaxationBackend(Backend):
         if answer.col_values is None:
             raise RuntimeError(f"LP relaxation of slot {problem.slot} failed: {answer.termination}")
         # Fractional binaries stay fractional: scale columns to kWh without rounding.
-        pair_kwh = answer.col_values[: arrays.n_pair_cols] * arrays.col_kwh_per_unit[
-            : arrays.n_pair_cols
-        ]
+        pair_kwh = (
+            answer.col_values[: arrays.n_pair_cols] * arrays.col_kwh_per_unit[: arrays.n_pair_cols]
+        )
         return SlotSolution(
             slot=problem.slot,
             pair_quantity_kwh=pair_kwh,

@@ -265,9 +265,7 @@ def _sold_kwh(model: pyo.ConcreteModel, s: int) -> pyo.Expression:
     import pyomo.environ as pyo
 
     return pyo.quicksum(
-        model.buy_quantity_kwh[b] * model.y[b, s]
-        if b in model.INDIVISIBLE_BUYS
-        else model.x[b, s]
+        model.buy_quantity_kwh[b] * model.y[b, s] if b in model.INDIVISIBLE_BUYS else model.x[b, s]
         for b in model.BUYERS_OF[s]
     )
 
@@ -290,8 +288,7 @@ def add_buy_constraints(model: pyo.ConcreteModel) -> None:
     # A divisible buy is never filled beyond its quantity.
     model.divisible_buy_quantity = pyo.Constraint(
         model.DIVISIBLE_BUYS,
-        rule=lambda m, b: pyo.quicksum(m.x[b, s] for s in m.SELLERS_OF[b])
-        <= m.buy_quantity_kwh[b],
+        rule=lambda m, b: pyo.quicksum(m.x[b, s] for s in m.SELLERS_OF[b]) <= m.buy_quantity_kwh[b],
     )
 
 
@@ -387,8 +384,12 @@ class PyomoHighsBackend(Backend):
         start = time.perf_counter()
         if problem.n_pairs == 0:
             return SlotSolution(
-                problem.slot, np.zeros(0), 0.0, TerminationCondition.CONVERGED,
-                SolutionStatus.OPTIMAL, time.perf_counter() - start,
+                problem.slot,
+                np.zeros(0),
+                0.0,
+                TerminationCondition.CONVERGED,
+                SolutionStatus.OPTIMAL,
+                time.perf_counter() - start,
             )
         model = build_slot_model(problem)
         columns = slot_model_columns(model, problem)

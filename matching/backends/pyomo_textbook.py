@@ -100,9 +100,7 @@ def _add_sets_and_parameters(model: pyo.ConcreteModel, problems: Sequence[SlotPr
     for t, problem in enumerate(problems):
         n_buys, n_sellers = problem.buy_quantity_kwh.size, problem.sell_quantity_kwh.size
         # Pairs outside the slot problem get buy limit - sell limit; they are fixed at 0.
-        welfare = (
-            problem.buy_limit_eur_per_kwh[:, None] - problem.sell_limit_eur_per_kwh[None, :]
-        )
+        welfare = problem.buy_limit_eur_per_kwh[:, None] - problem.sell_limit_eur_per_kwh[None, :]
         welfare[problem.pair_buy, problem.pair_sell] = problem.pair_welfare_eur_per_kwh
         welfare_rows = welfare.tolist()
         for b in range(n_buys):
@@ -316,8 +314,12 @@ class PyomoTextbookBackend(Backend):
             share_s = (time.perf_counter() - start) / len(problems)
             return [
                 SlotSolution(
-                    p.slot, np.zeros(p.n_pairs), None, TerminationCondition.CONVERGED,
-                    SolutionStatus.OPTIMAL, share_s,
+                    p.slot,
+                    np.zeros(p.n_pairs),
+                    None,
+                    TerminationCondition.CONVERGED,
+                    SolutionStatus.OPTIMAL,
+                    share_s,
                 )
                 for p in problems
             ]

@@ -47,9 +47,7 @@ def get_backend(name: str) -> Backend:
         backend_class = BACKENDS[name]
     except KeyError:
         known = ", ".join(sorted(BACKENDS))
-        raise UnknownFormulationError(
-            f"unknown formulation '{name}'; available: {known}"
-        ) from None
+        raise UnknownFormulationError(f"unknown formulation '{name}'; available: {known}") from None
     if not backend_class.is_available():
         raise SolverUnavailableError(
             f"formulation '{name}' needs {backend_class.solver}: {backend_class.install_hint}"

@@ -1,0 +1,143 @@
+"""Generated small instances: every exact backend agrees, greedy <= optimum <= LP bound,
+and on all-indivisible instances the optimum equals a brute-force enumeration."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+
+from feasibility import OrderRow, TradeRow, check_trades
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridmatch.matching.backends.registry import executable_formulations, get_backend
+from gridmatch.matching.clearing import ClearingResult, clear_orders
+from gridmatch.matching.market_rules import MarketRules
+from gridmatch.matching.orders import Order, OrderBook, Side
+from gridmatch.matching.solution import SolveOptions
+
+OPTIONS = SolveOptions(time_limit_s=20, mip_gap=1e-9, threads=1, seed=0)
+EXACT = [f for f in executable_formulations() if f != "greedy"]
+
+
+@st.composite
+def order_books(draw: st.DrawFn, *, divisible_buys: bool = True, max_buys: int = 6) -> OrderBook:
+    orders = []
+    for slot in range(draw(st.integers(1, 2))):
+        n_buys = draw(st.integers(1, max_buys))
+        n_sells = draw(st.integers(1, 3))
+        for k in range(n_buys + n_sells):
+            side = Side.BUY if k < n_buys else Side.SELL
+            divisible = draw(st.booleans()) if (side is Side.SELL or divisible_buys) else False
+            orders.append(
+                Order(
+                    order_id=f"{side.value}-{slot}-{k}",
+                    participant_id=f"p{k}",
+                    side=side,
+                    bus=1,
+                    slot=slot,
+                    quantity_kwh=draw(st.integers(100, 6000)) / 1000,
+                    limit_price_eur_per_kwh=draw(st.integers(0, 40)) / 100,
+                    divisible=divisible,
+                )
+            )
+    return OrderBook(tuple(orders))
+
+
+fees = st.sampled_from([0.0, 0.01, 0.05])
+
+
+def _checked_welfare(book: OrderBook, result: ClearingResult, fee: float) -> float:
+    rows = {
+        o.order_id: OrderRow(
+            o.order_id,
+            o.side.value,
+            o.bus,
+            o.slot,
+            o.quantity_kwh,
+            o.limit_price_eur_per_kwh,
+            o.divisible,
+        )
+        for o in book.orders
+    }
+    trades = [
+        TradeRow(
+            t.slot,
+            book.orders[t.buy_order].order_id,
+            book.orders[t.sell_order].order_id,
+            t.quantity_kwh,
+            t.price_eur_per_kwh,
+            t.fee_eur_per_kwh,
+        )
+        for t in result.trades
+    ]
+    welfare = check_trades(rows, trades, flat_fee_eur_per_kwh=fee, pricing="midpoint")
+    assert math.isclose(welfare, result.welfare_eur, rel_tol=1e-9, abs_tol=1e-9)
+    return welfare
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(book=order_books(), fee=fees)
+def test_exact_backends_agree_and_greedy_and_lp_bracket_them(book: OrderBook, fee: float) -> None:
+    rules = MarketRules(grid_fee_eur_per_kwh=fee)
+    optimum = None
+    lp_bound = None
+    for name in EXACT:
+        result = clear_orders(book, rules, get_backend(name), OPTIONS)
+        welfare = _checked_welfare(book, result, fee)
+        assert result.status.value == "optimal", name
+        if optimum is None:
+            optimum, lp_bound = welfare, result.lp_bound_eur
+        assert math.isclose(welfare, optimum, rel_tol=1e-6, abs_tol=1e-6), name
+    assert optimum is not None and lp_bound is not None
+    greedy = clear_orders(book, rules, get_backend("greedy"), OPTIONS)
+    assert _checked_welfare(book, greedy, fee) <= optimum + 1e-9
+    assert optimum <= lp_bound + 1e-9
+
+
+def _brute_force_welfare(book: OrderBook, fee: float) -> float:
+    """Try every assignment of each (indivisible) buy to one seller of its slot, or none."""
+    by_slot: dict[int, list[Order]] = defaultdict(list)
+    for order in book.orders:
+        by_slot[order.slot].append(order)
+    total = 0.0
+    for orders in by_slot.values():
+        buys = [o for o in orders if o.side is Side.BUY]
+        sells = [o for o in orders if o.side is Side.SELL]
+        best = 0.0
+        for choice in itertools.product([None, *range(len(sells))], repeat=len(buys)):
+            load = [0.0] * len(sells)
+            welfare = 0.0
+            ok = True
+            for buy, s in zip(buys, choice, strict=True):
+                if s is None:
+                    continue
+                surplus = buy.limit_price_eur_per_kwh - sells[s].limit_price_eur_per_kwh - fee
+                if surplus < 0:
+                    ok = False
+                    break
+                load[s] += buy.quantity_kwh
+                welfare += buy.quantity_kwh * surplus
+            if not ok:
+                continue
+            for sell, kwh in zip(sells, load, strict=True):
+                over = kwh > sell.quantity_kwh + 1e-9
+                partial = not sell.divisible and 1e-9 < kwh < sell.quantity_kwh - 1e-9
+                if over or partial:
+                    ok = False
+            if ok:
+                best = max(best, welfare)
+        total += best
+    return total
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(book=order_books(divisible_buys=False, max_buys=5), fee=fees)
+def test_default_backend_equals_brute_force_on_indivisible_books(
+    book: OrderBook, fee: float
+) -> None:
+    rules = MarketRules(grid_fee_eur_per_kwh=fee)
+    result = clear_orders(book, rules, get_backend("highspy"), OPTIONS)
+    welfare = _checked_welfare(book, result, fee)
+    assert math.isclose(welfare, _brute_force_welfare(book, fee), rel_tol=1e-9, abs_tol=1e-9)
