@@ -59,10 +59,10 @@ def clear(
         with stderr.status(f"clearing {scenario_dir}"):
             run = clear_scenario(scenario_dir, out, settings)
     except (InputError, OutputFolderError, UnknownFormulationError, ValueError) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INPUT) from None
     except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:
-        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False)
+        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_SOLVER) from None
     _print_summary(run.summary, out)
     if as_json:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import networkx as nx
 import numpy as np
 import numpy.typing as npt
 import pandapower as pp
 import pandapower.topology as pp_topology
-
-from gridmatch.matching.orders import OrderBook
-from gridmatch.scenario_io.errors import InputError
 
 
 def bus_graph(net: pp.pandapowerNet) -> nx.MultiGraph:
@@ -23,39 +18,30 @@ def bus_graph(net: pp.pandapowerNet) -> nx.MultiGraph:
     return pp_topology.create_nxgraph(net, respect_switches=True, include_out_of_service=False)
 
 
-def check_order_buses(
-    net: pp.pandapowerNet, graph: nx.MultiGraph, book: OrderBook, orders_path: Path
-) -> None:
-    """Refuse orders on buses that do not exist, are out of service, or are islanded.
+def unusable_buses(net: pp.pandapowerNet, graph: nx.MultiGraph, buses: set[int]) -> dict[int, str]:
+    """Say which of ``buses`` cannot host an order, and why.
 
-    Raises
-    ------
-    InputError
-        Naming the first offending order's row (header = row 1).
+    A bus must be in the bus table, in service, and connected to an in-service
+    external grid through in-service elements and closed switches.
+
+    Returns
+    -------
+    dict
+        Bus index -> reason, for the unusable buses only.
     """
     supplied: set[int] = set()
     for ext_bus in net.ext_grid.bus[net.ext_grid.in_service]:
         if ext_bus in graph:
             supplied |= nx.node_connected_component(graph, ext_bus)
-    for row, order in enumerate(book.orders, start=2):
-        if order.bus not in net.bus.index:
-            raise InputError(
-                orders_path,
-                f"bus {order.bus} is not in the network's bus table",
-                row=row,
-                field="bus",
-            )
-        if not bool(net.bus.at[order.bus, "in_service"]):
-            raise InputError(
-                orders_path, f"bus {order.bus} is out of service", row=row, field="bus"
-            )
-        if order.bus not in supplied:
-            raise InputError(
-                orders_path,
-                f"bus {order.bus} is not connected to the external grid",
-                row=row,
-                field="bus",
-            )
+    reasons: dict[int, str] = {}
+    for bus in sorted(buses):
+        if bus not in net.bus.index:
+            reasons[bus] = f"bus {bus} is not in the network's bus table"
+        elif not bool(net.bus.at[bus, "in_service"]):
+            reasons[bus] = f"bus {bus} is out of service"
+        elif bus not in supplied:
+            reasons[bus] = f"bus {bus} is not connected to the external grid"
+    return reasons
 
 
 def distance_matrix_km(

@@ -11,7 +11,7 @@ import pydantic
 import yaml
 
 from gridmatch.grid_models.networks import load_network
-from gridmatch.grid_models.topology import bus_graph, check_order_buses
+from gridmatch.grid_models.topology import bus_graph, unusable_buses
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import OrderBook
 from gridmatch.scenario_io.errors import InputError
@@ -72,12 +72,15 @@ def load_scenario(directory: Path) -> Scenario:
         raise InputError(
             scenario_file, f"'{spec.orders}' lies outside the scenario folder", field="orders"
         )
-    book = read_orders(orders_path)
+    book, order_rows = read_orders(orders_path)
     _check_background_covers_slots(spec, book, scenario_file)
 
     net = load_network(spec.network, directory, scenario_file)
     graph = bus_graph(net)
-    check_order_buses(net, graph, book, orders_path)
+    unusable = unusable_buses(net, graph, {order.bus for order in book.orders})
+    for order, row in zip(book.orders, order_rows, strict=True):
+        if order.bus in unusable:
+            raise InputError(orders_path, unusable[order.bus], row=row, field="bus")
 
     files = [scenario_file, orders_path]
     if spec.network.file is not None:

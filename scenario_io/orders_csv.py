@@ -28,8 +28,15 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
-def read_orders(path: Path) -> OrderBook:
+def read_orders(path: Path) -> tuple[OrderBook, tuple[int, ...]]:
     """Read and validate an orders file.
+
+    Returns
+    -------
+    book : OrderBook
+        The orders in file order.
+    rows : tuple of int
+        The file row of each order, for errors found later (e.g. about its bus).
 
     Raises
     ------
@@ -51,6 +58,7 @@ def read_orders(path: Path) -> OrderBook:
     _check_header(path, header)
 
     orders: list[Order] = []
+    order_rows: list[int] = []
     seen: dict[str, int] = {}
     for line, values in enumerate(rows[1:], start=2):
         if not any(v.strip() for v in values):
@@ -68,9 +76,10 @@ def read_orders(path: Path) -> OrderBook:
             )
         seen[order.order_id] = line
         orders.append(order)
+        order_rows.append(line)
     if not orders:
         raise InputError(path, "no orders: the order book is empty")
-    return OrderBook(tuple(orders))
+    return OrderBook(tuple(orders)), tuple(order_rows)
 
 
 def _check_header(path: Path, header: list[str]) -> None:

@@ -4,7 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test,lint]"
-.venv/bin/ruff check . || true
-.venv/bin/mypy || true
-.venv/bin/python -m pytest
+# Strict editable mode links the sources under build/ as the package `gridmatch`,
+# which mypy (and any tool that does not run import hooks) can follow.
+.venv/bin/python -m pip install --quiet -e ".[test,lint]" --config-settings editable_mode=strict
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -94,9 +94,15 @@ def _add_sets_and_parameters(model: pyo.ConcreteModel, problems: Sequence[SlotPr
     """Index sets over (slot, buy, seller) and the data, for every pair of every slot."""
     import pyomo.environ as pyo
 
-    buys, sellers, pairs, compatible = [], [], [], []
-    indivisible_buys, all_or_none_sellers = [], []
-    buy_quantity_kwh, sell_quantity_kwh, welfare_eur_per_kwh = {}, {}, {}
+    buys: list[tuple[int, int]] = []
+    sellers: list[tuple[int, int]] = []
+    indivisible_buys: list[tuple[int, int]] = []
+    all_or_none_sellers: list[tuple[int, int]] = []
+    pairs: list[tuple[int, int, int]] = []
+    compatible: list[tuple[int, int, int]] = []
+    buy_quantity_kwh: dict[tuple[int, int], float] = {}
+    sell_quantity_kwh: dict[tuple[int, int], float] = {}
+    welfare_eur_per_kwh: dict[tuple[int, int, int], float] = {}
     for t, problem in enumerate(problems):
         n_buys, n_sellers = problem.buy_quantity_kwh.size, problem.sell_quantity_kwh.size
         # Pairs outside the slot problem get buy limit - sell limit; they are fixed at 0.
