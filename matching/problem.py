@@ -19,6 +19,9 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
+# Prices are given to at most ~1e-6 EUR/kWh; differences below this are rounding.
+WELFARE_NOISE_EUR_PER_KWH = 1e-12
+
 
 @dataclass(frozen=True)
 class SlotProblem:
@@ -117,6 +120,9 @@ def build_slot_problems(
         else:
             fee = rules.fee_eur_per_kwh(distance_km[np.ix_(bus_pos[buys], bus_pos[sells])])
         welfare = price[buys][:, None] - price[sells][None, :] - fee
+        # 0.30 - 0.29 - 0.01 is -2e-18 in floats: such a pair is compatible by the
+        # rules, and its welfare is 0, not noise a solver would warn about.
+        welfare[np.abs(welfare) < WELFARE_NOISE_EUR_PER_KWH] = 0.0
         compatible = welfare >= 0.0
         too_big = (~divisible[buys])[:, None] & (quantity[buys][:, None] > quantity[sells][None, :])
         pair_buy, pair_sell = np.nonzero(compatible & ~too_big)  # row-major: sorted by (buy, sell)

@@ -42,7 +42,8 @@ class SolveOptions:
     mip_gap
         Relative gap at which a MILP solver may stop and call its solution optimal.
     threads
-        Solver threads. Use 1 for byte-identical reruns.
+        Slots solved at once, each in its own process on one solver thread.
+        Results do not depend on it unless a time limit binds.
     seed
         Random seed handed to every solver.
     """

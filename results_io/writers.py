@@ -10,6 +10,7 @@ from typing import Any
 from gridmatch.matching.clearing import ClearingResult
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
+from gridmatch.scenario_io.orders_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 TRADE_COLUMNS = (
     "slot",
@@ -26,18 +27,8 @@ TRADE_COLUMNS = (
     "sell_limit_eur_per_kwh",
     "welfare_eur",
 )
-ORDER_COLUMNS = (
-    "order_id",
-    "participant_id",
-    "side",
-    "bus",
-    "slot",
-    "quantity_kwh",
-    "limit_price_eur_per_kwh",
-    "divisible",
-    "filled_kwh",
-    "status",
-)
+# The input columns, then what the clearing did with each order.
+ORDER_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "filled_kwh", "status")
 _FILL_TOLERANCE_KWH = 1e-6
 
 

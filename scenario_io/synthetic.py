@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.orders import Order, OrderBook, Side
+from gridmatch.scenario_io.orders_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 
 def community_day(
@@ -75,18 +76,7 @@ def write_orders_csv(path: Path, book: OrderBook) -> None:
     """Write an order book in the ``orders.csv`` input format."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(
-            [
-                "order_id",
-                "participant_id",
-                "side",
-                "bus",
-                "slot",
-                "quantity_kwh",
-                "limit_price_eur_per_kwh",
-                "divisible",
-            ]
-        )
+        writer.writerow(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
         for o in book.orders:
             writer.writerow(
                 [

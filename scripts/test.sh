@@ -11,3 +11,5 @@ python3 -m venv .venv
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
+# Benchmarks are not tests; a tiny run only proves the script still works.
+.venv/bin/python benchmarks/bench_clearing.py --smoke > /dev/null

@@ -141,3 +141,20 @@ def test_default_backend_equals_brute_force_on_indivisible_books(
     result = clear_orders(book, rules, get_backend("highspy"), OPTIONS)
     welfare = _checked_welfare(book, result, fee)
     assert math.isclose(welfare, _brute_force_welfare(book, fee), rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(book=order_books(max_buys=8), fee=fees)
+def test_min_cost_flow_bound_equals_the_general_lp_relaxation(book: OrderBook, fee: float) -> None:
+    # The certificate in every clearing is the flow form of the LP relaxation; a general
+    # LP code on the knapsack arrays must find the same optimum.
+    from gridmatch.matching.problem import build_slot_problems
+
+    for problem in build_slot_problems(book, MarketRules(grid_fee_eur_per_kwh=fee)):
+        flow = get_backend("lp-flow").solve_slot(problem, OPTIONS, 10.0)
+        lp = get_backend("lp-relaxation").solve_slot(problem, OPTIONS, 10.0)
+        assert flow.bound_eur is not None and lp.bound_eur is not None
+        traded_wh = 1000 * float(problem.buy_quantity_kwh.sum())
+        # Rounded up by at most one cost unit per Wh, never below the LP optimum.
+        assert lp.bound_eur - 1e-9 <= flow.bound_eur <= lp.bound_eur + 1e-9 + 1e-12 * traded_wh
+        assert math.isclose(problem.welfare_eur(flow.pair_quantity_kwh), lp.bound_eur, abs_tol=1e-9)

@@ -129,3 +129,23 @@ def test_schema_command_exports_json_schema_of_scenario_yaml() -> None:
     schema = json.loads(result.stdout)
     assert set(schema["required"]) == {"name", "network"}
     assert schema["additionalProperties"] is False
+
+
+def test_two_threads_on_a_single_slot_still_solve_it(tmp_path: Path) -> None:
+    # One slot leaves nothing to parallelise; the solve must not fail or fall back.
+    from gridmatch.matching.backends.registry import get_backend
+    from gridmatch.matching.clearing import clear_orders
+    from gridmatch.matching.market_rules import MarketRules
+    from gridmatch.matching.orders import OrderBook
+    from gridmatch.matching.solution import SolveOptions
+    from gridmatch.scenario_io.synthetic import community_day
+
+    day = community_day(12, [1, 2, 3], n_slots=2, seed=5)
+    noon = OrderBook(tuple(o for o in day.orders if o.slot == 1))
+    rules = MarketRules(grid_fee_eur_per_kwh=0.01)
+    results = [
+        clear_orders(noon, rules, get_backend("highspy"), SolveOptions(threads=n)) for n in (1, 2)
+    ]
+    assert results[0].status.value == "optimal"
+    assert results[1].status.value == "optimal"
+    assert results[0].trades == results[1].trades

@@ -56,10 +56,11 @@ class Backend(ABC):
         """Solve the slots, sharing ``options.time_limit_s`` among them.
 
         Each slot is given an equal share of the time still left over the slots still
-        to start, so time an easy slot does not use passes on to later ones. With
-        ``options.threads > 1`` that many slots are solved at once in worker
-        processes, each single-threaded: slots are independent, and one thread per
-        solve keeps every slot's answer deterministic.
+        to start, so time an easy slot does not use passes on to later ones. Every
+        slot is solved single-threaded: slots are independent, one thread per solve
+        keeps every slot's answer deterministic, and HiGHS cannot change its thread
+        count within a process anyway. ``options.threads > 1`` solves that many
+        slots at once in worker processes.
         """
         start = time.perf_counter()
         workers = min(options.threads, len(problems))
@@ -69,12 +70,12 @@ class Backend(ABC):
             per_slot = max(left_s, 0.0) * workers / (len(problems) - n_started)
             return max(min(per_slot, left_s), 0.05)
 
+        single = replace(options, threads=1)
         if workers <= 1:
             return [
-                self.solve_slot(problem, options, share_s(done))
+                self.solve_slot(problem, single, share_s(done))
                 for done, problem in enumerate(problems)
             ]
-        single = replace(options, threads=1)
         results: dict[int, SlotSolution] = {}
         # spawn, not fork: a forked child could inherit a solver's thread pool mid-use.
         context = multiprocessing.get_context("spawn")

@@ -19,6 +19,12 @@ import numpy.typing as npt
 from gridmatch.matching.knapsack_model import KnapsackArrays
 from gridmatch.matching.solution import SolveOptions, TerminationCondition
 
+# Measured on a 1,000-order slot (213,000 binaries, benchmarks/bench_clearing.py):
+# with presolve on, HiGHS 1.x spent 30 s in presolve under a 9 s time limit, without
+# one LP iteration; with it off it kept the limit and found a better solution. Slot
+# models have no redundancy presolve could remove (only compatible pairs exist).
+TUNED_MIP_OPTIONS: dict[str, str | bool | int | float] = {"presolve": "off"}
+
 
 @dataclass(frozen=True)
 class HighsAnswer:
@@ -88,6 +94,8 @@ def run_highs(
     h.setOptionValue("mip_rel_gap", float(options.mip_gap))
     h.setOptionValue("threads", int(options.threads))
     h.setOptionValue("random_seed", int(options.seed))
+    for key, value in TUNED_MIP_OPTIONS.items():
+        h.setOptionValue(key, value)
 
     lp = highspy.HighsLp()
     lp.num_col_ = arrays.n_cols

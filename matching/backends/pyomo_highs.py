@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.backends.highs_runner import TUNED_MIP_OPTIONS
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import (
@@ -82,6 +83,7 @@ def solve_with_pyomo_highs(
     options: SolveOptions,
     time_limit_s: float,
     vars_to_read: Sequence[VarData],
+    highs_options: Mapping[str, str | bool | int | float] | None = None,
 ) -> PyomoHighsAnswer:
     """Solve a maximisation model with ``pyomo.contrib.solver``'s HiGHS interface.
 
@@ -96,6 +98,8 @@ def solve_with_pyomo_highs(
         HiGHS's own time limit. Pyomo's translation of the model comes on top of it.
     vars_to_read
         Variables whose values are returned, in this order.
+    highs_options
+        Further HiGHS options (``None``: HiGHS's defaults).
 
     Returns
     -------
@@ -115,7 +119,11 @@ def solve_with_pyomo_highs(
         rel_gap=float(options.mip_gap),
         # Passed straight to Highs.setOptionValue after the options above; output_flag
         # off spares writing HiGHS's log into Pyomo's captured stream.
-        solver_options={"random_seed": int(options.seed), "output_flag": False},
+        solver_options={
+            "random_seed": int(options.seed),
+            "output_flag": False,
+            **(highs_options or {}),
+        },
         load_solutions=False,
         raise_exception_on_nonoptimal_result=False,
     )
@@ -393,7 +401,9 @@ class PyomoHighsBackend(Backend):
             )
         model = build_slot_model(problem)
         columns = slot_model_columns(model, problem)
-        answer = solve_with_pyomo_highs(model, options, time_limit_s, columns)
+        answer = solve_with_pyomo_highs(
+            model, options, time_limit_s, columns, highs_options=TUNED_MIP_OPTIONS
+        )
         if answer.var_values is None:
             pair_kwh = np.zeros(problem.n_pairs)
         else:

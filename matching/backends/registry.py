@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.backends.cpsat import CpSatBackend
+from gridmatch.matching.backends.flow_relaxation import FlowRelaxationBackend
 from gridmatch.matching.backends.greedy import GreedyBackend
 from gridmatch.matching.backends.highspy_direct import HighspyBackend
 from gridmatch.matching.backends.lp_relaxation import LpRelaxationBackend
@@ -18,6 +19,7 @@ BACKENDS: dict[str, type[Backend]] = {
         CpSatBackend,
         GreedyBackend,
         LpRelaxationBackend,
+        FlowRelaxationBackend,
         PyomoTextbookBackend,
     )
 }

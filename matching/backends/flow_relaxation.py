@@ -1,0 +1,156 @@
+r"""The LP relaxation of a slot, solved as a min-cost flow (OR-Tools network simplex).
+
+Relaxing the binaries of the slot MILP (:mod:`~gridmatch.matching.knapsack_model`)
+leaves a transportation problem: an indivisible buy with :math:`y_{bs} \in [0, 1]`
+trades :math:`q_b y_{bs}` kWh, exactly like a divisible buy; an all-or-none seller
+with :math:`z_s \in [0, 1]` sells anything up to :math:`Q_s`. So the LP is
+
+.. math::
+
+    \max \sum_{(b,s)} w_{bs} f_{bs} \quad\text{s.t.}\quad
+    \sum_s f_{bs} \le q_b,\ \sum_b f_{bs} \le Q_s,\ f \ge 0,
+
+a max-weight flow from buyers to sellers. A network solver finds it in milliseconds
+where a general LP code needs seconds on a 50,000-pair slot, and its optimum is
+integral in the flow unit.
+
+Integer scaling (OR-Tools' flow solvers take int64 only)
+--------------------------------------------------------
+* Flow unit: 1 Wh. Order quantities are whole Wh (the orders file enforces it), so
+  capacities are exact.
+* Cost unit: ``1 / cost_scale`` EUR per Wh, with ``cost_scale`` as large as int64
+  allows (typically 1e12, i.e. pico-EUR per Wh). Welfare per Wh is rounded **up**,
+  so the optimum of the scaled problem is never below the true LP optimum: the bound
+  stays a proven bound, loose by at most one cost unit per Wh traded.
+
+An arc from source to sink of cost 0 lets flow bypass the market, so trading nothing
+is always possible.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.problem import SlotProblem
+from gridmatch.matching.solution import (
+    SlotSolution,
+    SolutionStatus,
+    SolveOptions,
+    TerminationCondition,
+)
+
+WH_PER_KWH = 1000
+# OR-Tools' cost scaling multiplies unit costs by (nodes + 1); keep every product
+# (unit cost x nodes, unit cost x total flow) far from 2**63.
+_MAX_PRODUCT = 2.0**60
+
+
+@dataclass(frozen=True)
+class FlowRelaxation:
+    """Optimum of a slot's LP relaxation.
+
+    Attributes
+    ----------
+    pair_quantity_kwh
+        An optimal vertex: kWh per pair, whole Wh. An indivisible buy may be split.
+    bound_eur
+        Proven upper bound on the slot's welfare (rounded up, see the module docs).
+    """
+
+    pair_quantity_kwh: npt.NDArray[np.float64]
+    bound_eur: float
+
+
+def solve_flow_relaxation(problem: SlotProblem) -> FlowRelaxation:
+    """Solve the LP relaxation of one slot as a min-cost flow.
+
+    Raises
+    ------
+    RuntimeError
+        If OR-Tools reports anything but an optimum (it should not, as trading nothing
+        is always feasible).
+    """
+    from ortools.graph.python import min_cost_flow
+
+    n_pairs = problem.n_pairs
+    if n_pairs == 0:
+        return FlowRelaxation(np.zeros(0), 0.0)
+    n_buys, n_sells = problem.buy_quantity_kwh.size, problem.sell_quantity_kwh.size
+    buy_wh = np.rint(problem.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
+    sell_wh = np.rint(problem.sell_quantity_kwh * WH_PER_KWH).astype(np.int64)
+    total_wh = int(buy_wh.sum())
+
+    welfare_eur_per_wh = problem.pair_welfare_eur_per_kwh / WH_PER_KWH
+    largest = float(welfare_eur_per_wh.max())
+    cost_scale = 1e12
+    if largest > 0.0:
+        nodes = n_buys + n_sells + 2
+        cost_scale = min(cost_scale, _MAX_PRODUCT / (largest * max(total_wh, nodes)))
+    # Rounded up: the scaled optimum never undercuts the true LP optimum.
+    pair_cost = -np.ceil(welfare_eur_per_wh * cost_scale).astype(np.int64)
+
+    source, sink = 0, n_buys + n_sells + 1
+    buy_node = 1 + np.arange(n_buys)
+    sell_node = 1 + n_buys + np.arange(n_sells)
+    tails = np.concatenate(
+        [buy_node[problem.pair_buy], np.full(n_buys, source), sell_node, [source]]
+    )
+    heads = np.concatenate([sell_node[problem.pair_sell], buy_node, np.full(n_sells, sink), [sink]])
+    pair_capacity = np.minimum(buy_wh[problem.pair_buy], sell_wh[problem.pair_sell])
+    capacities = np.concatenate([pair_capacity, buy_wh, sell_wh, [total_wh]])
+    costs = np.concatenate([pair_cost, np.zeros(n_buys + n_sells + 1, dtype=np.int64)])
+
+    flow = min_cost_flow.SimpleMinCostFlow()
+    arcs = flow.add_arcs_with_capacity_and_unit_cost(
+        tails.astype(np.int32), heads.astype(np.int32), capacities, costs
+    )
+    flow.set_nodes_supplies(
+        np.array([source, sink], dtype=np.int32), np.array([total_wh, -total_wh])
+    )
+    status = flow.solve()
+    if status != flow.OPTIMAL:
+        raise RuntimeError(f"slot {problem.slot}: min-cost flow ended with status {status}")
+    pair_wh = flow.flows(arcs[:n_pairs])
+    return FlowRelaxation(
+        pair_quantity_kwh=pair_wh.astype(float) / WH_PER_KWH,
+        bound_eur=-float(flow.optimal_cost()) / cost_scale,
+    )
+
+
+class FlowRelaxationBackend(Backend):
+    """The slot LP relaxation as a min-cost flow on OR-Tools: bound, not trades."""
+
+    name = "lp-flow"
+    solver = "ortools-min-cost-flow"
+    kind = BackendKind.RELAXATION
+    description = "LP relaxation as a min-cost flow on OR-Tools (bound, not trades)"
+    install_hint = "pip install ortools"
+
+    @classmethod
+    def is_available(cls) -> bool:  # noqa: D102
+        return importlib.util.find_spec("ortools") is not None
+
+    @classmethod
+    def solver_version(cls) -> str:  # noqa: D102
+        return version("ortools")
+
+    def solve_slot(  # noqa: D102
+        self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
+    ) -> SlotSolution:
+        start = time.perf_counter()
+        relaxation = solve_flow_relaxation(problem)
+        return SlotSolution(
+            slot=problem.slot,
+            pair_quantity_kwh=relaxation.pair_quantity_kwh,
+            bound_eur=relaxation.bound_eur,
+            termination=TerminationCondition.CONVERGED,
+            status=SolutionStatus.RELAXED,
+            runtime_s=time.perf_counter() - start,
+        )
