@@ -40,7 +40,9 @@ def clear(
     mip_gap: Annotated[
         float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Solver threads.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Slots solved at once, one process each.")
+    ] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Solver random seed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
 ) -> None:

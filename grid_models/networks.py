@@ -60,10 +60,10 @@ def _from_pandapower_networks(name: str, scenario_file: Path) -> pp.pandapowerNe
         )
     try:
         net = factory()
-    except TypeError as exc:
+    except Exception as exc:  # a factory may need arguments, files or packages we lack
         raise InputError(
             scenario_file,
-            f"pandapower.networks.{name} cannot be called without arguments: {exc}",
+            f"pandapower.networks.{name}() failed: {exc}",
             field="network.pandapower",
         ) from None
     if not isinstance(net, pp.pandapowerNet):

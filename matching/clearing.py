@@ -160,9 +160,11 @@ def clear_orders(
     welfare = sum(t.quantity_kwh * t.welfare_eur_per_kwh for t in trades)
 
     lp_bound = sum(_required_bound(s) for s in lp_solutions)
-    bound = lp_bound
-    if all(s.bound_eur is not None for s in solutions):
-        bound = min(bound, sum(_required_bound(s) for s in solutions))
+    # Per slot, the tighter of the LP relaxation and the solver's own proven bound.
+    bound = sum(
+        _required_bound(lp) if s.bound_eur is None else min(s.bound_eur, _required_bound(lp))
+        for s, lp in zip(solutions, lp_solutions, strict=True)
+    )
     # A bound can sit a solver tolerance below the welfare it certifies.
     bound = max(bound, welfare)
     gap = 0.0 if bound <= 0.0 else (bound - welfare) / bound

@@ -109,6 +109,8 @@ def build_slot_problems(
     bus_ids, bus_pos = np.unique(bus, return_inverse=True)
     if distance_km is not None and distance_km.shape != (bus_ids.size, bus_ids.size):
         raise ValueError("distance_km must be square over the distinct order buses")
+    if distance_km is None and rules.grid_fee_eur_per_kwh_per_km > 0.0:
+        raise ValueError("a per-km grid fee needs distance_km; it would be dropped silently")
 
     problems = []
     for slot in book.slots:

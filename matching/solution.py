@@ -53,6 +53,16 @@ class SolveOptions:
     threads: int = 1
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not self.time_limit_s > 0.0:
+            raise ValueError(f"time_limit_s must be positive, got {self.time_limit_s}")
+        if not self.mip_gap >= 0.0:
+            raise ValueError(f"mip_gap must not be negative, got {self.mip_gap}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.seed < 0:
+            raise ValueError(f"seed must not be negative, got {self.seed}")
+
 
 @dataclass(frozen=True)
 class SlotSolution:

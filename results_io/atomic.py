@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# A folder is ours to replace only if an earlier run wrote it.
-_MARKER = "manifest.json"
+# Lists what a run wrote. A folder is ours to replace only if it holds this marker
+# and nothing that is not listed in it: a user's own files are never deleted.
+MARKER = ".gridmatch-result"
 
 
 class OutputFolderError(Exception):
@@ -33,15 +34,13 @@ def atomic_output_dir(out_dir: Path) -> Iterator[Path]:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise OutputFolderError(f"{out_dir}: exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / _MARKER).is_file():
-            raise OutputFolderError(
-                f"{out_dir}: folder is not empty and holds no gridmatch result; "
-                "refusing to overwrite it"
-            )
+        _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         yield staging
+        written = sorted(p.name for p in staging.iterdir())
+        (staging / MARKER).write_text("\n".join(written) + "\n", encoding="utf-8")
         if out_dir.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
             out_dir.rename(retired / out_dir.name)
@@ -52,3 +51,22 @@ def atomic_output_dir(out_dir: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    present = {p.name for p in out_dir.iterdir()}
+    if not present:
+        return
+    marker = out_dir / MARKER
+    if not marker.is_file():
+        raise OutputFolderError(
+            f"{out_dir}: folder is not empty and holds no gridmatch result; "
+            "refusing to overwrite it"
+        )
+    ours = set(marker.read_text(encoding="utf-8").split()) | {MARKER}
+    foreign = sorted(present - ours)
+    if foreign:
+        raise OutputFolderError(
+            f"{out_dir}: holds files gridmatch did not write ({', '.join(foreign[:3])}); "
+            "refusing to overwrite it"
+        )

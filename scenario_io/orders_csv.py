@@ -23,6 +23,10 @@ REQUIRED_COLUMNS = (
     "limit_price_eur_per_kwh",
 )
 OPTIONAL_COLUMNS = ("divisible",)
+# Far beyond any real order, and small enough that Wh and nano-EUR stay exact int64.
+MAX_QUANTITY_KWH = 1e9
+MAX_PRICE_EUR_PER_KWH = 1e6
+MAX_SLOT = 10_000_000
 WH_PER_KWH = 1000
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -48,6 +52,8 @@ def read_orders(path: Path) -> tuple[OrderBook, tuple[int, ...]]:
             rows = list(csv.reader(handle, strict=True))
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
@@ -110,7 +116,7 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
             raise fail(field, "is empty")
         return value
 
-    def integer(field: str) -> int:
+    def integer(field: str, maximum: int) -> int:
         value = text(field)
         try:
             number = int(value)
@@ -118,9 +124,11 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
             raise fail(field, f"'{value}' is not a whole number") from None
         if number < 0:
             raise fail(field, f"{number} is negative")
+        if number > maximum:
+            raise fail(field, f"{number} is larger than {maximum}")
         return number
 
-    def number(field: str, *, positive: bool) -> float:
+    def number(field: str, *, positive: bool, maximum: float) -> float:
         value = text(field)
         try:
             parsed = float(value)
@@ -132,6 +140,8 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
             raise fail(field, f"{value} must be greater than 0")
         if not positive and parsed < 0.0:
             raise fail(field, f"{value} is negative")
+        if parsed > maximum:
+            raise fail(field, f"{value} is larger than {maximum:g}")
         return parsed
 
     side_text = text("side")
@@ -140,7 +150,7 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
     except ValueError:
         raise fail("side", f"'{side_text}' is not 'buy' or 'sell'") from None
 
-    quantity_kwh = number("quantity_kwh", positive=True)
+    quantity_kwh = number("quantity_kwh", positive=True, maximum=MAX_QUANTITY_KWH)
     # Meters count whole Wh; keeping quantities on that grid lets the integer
     # backends represent every order exactly.
     if abs(quantity_kwh * WH_PER_KWH - round(quantity_kwh * WH_PER_KWH)) > 1e-6:
@@ -160,9 +170,11 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
         order_id=text("order_id"),
         participant_id=text("participant_id"),
         side=side,
-        bus=integer("bus"),
-        slot=integer("slot"),
+        bus=integer("bus", 2**31 - 1),
+        slot=integer("slot", MAX_SLOT),
         quantity_kwh=round(quantity_kwh * WH_PER_KWH) / WH_PER_KWH,
-        limit_price_eur_per_kwh=number("limit_price_eur_per_kwh", positive=False),
+        limit_price_eur_per_kwh=number(
+            "limit_price_eur_per_kwh", positive=False, maximum=MAX_PRICE_EUR_PER_KWH
+        ),
         divisible=divisible,
     )

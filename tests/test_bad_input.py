@@ -186,6 +186,24 @@ CASES: list[tuple[str, Case, str, tuple[str, ...]]] = [
         "orders.csv",
         ("row 4", "'bus'", "99"),
     ),
+    (
+        "absurd quantity",
+        _rows(_replace_row(0, "b1,alice,buy,5,0,1e306,0.30,false")),
+        "orders.csv",
+        ("row 2", "'quantity_kwh'", "larger than"),
+    ),
+    (
+        "absurd price",
+        _rows(_replace_row(2, "s1,carol,sell,20,0,3.0,1e300,true")),
+        "orders.csv",
+        ("row 4", "'limit_price_eur_per_kwh'", "larger than"),
+    ),
+    (
+        "absurd slot",
+        _rows(_replace_row(0, "b1,alice,buy,5,99999999999999999999,1.5,0.30,false")),
+        "orders.csv",
+        ("row 2", "'slot'", "larger than"),
+    ),
     ("empty order book", _rows([]), "orders.csv", ("empty",)),
     ("empty orders file", _orders_text(""), "orders.csv", ("empty",)),
     (
@@ -195,6 +213,12 @@ CASES: list[tuple[str, Case, str, tuple[str, ...]]] = [
         ("malformed CSV",),
     ),
     ("missing orders file", _delete("orders.csv"), "orders.csv", ("not found",)),
+    (
+        "orders path is a folder",
+        _scenario(_scenario_with("orders: orders.csv", "orders: .")),
+        "scenario",
+        ("cannot be read",),
+    ),
     ("missing scenario file", _delete("scenario.yaml"), "scenario.yaml", ("not found",)),
     (
         "malformed YAML",

@@ -134,13 +134,18 @@ def _brute_force_welfare(book: OrderBook, fee: float) -> float:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(book=order_books(divisible_buys=False, max_buys=5), fee=fees)
-def test_default_backend_equals_brute_force_on_indivisible_books(
-    book: OrderBook, fee: float
-) -> None:
+def test_exact_backends_equal_brute_force_on_indivisible_books(book: OrderBook, fee: float) -> None:
     rules = MarketRules(grid_fee_eur_per_kwh=fee)
-    result = clear_orders(book, rules, get_backend("highspy"), OPTIONS)
-    welfare = _checked_welfare(book, result, fee)
-    assert math.isclose(welfare, _brute_force_welfare(book, fee), rel_tol=1e-9, abs_tol=1e-9)
+    optimum = _brute_force_welfare(book, fee)
+    for name in EXACT:
+        result = clear_orders(book, rules, get_backend(name), OPTIONS)
+        welfare = _checked_welfare(book, result, fee)
+        assert math.isclose(welfare, optimum, rel_tol=1e-9, abs_tol=1e-9), name
+        # Every bound a solver claims must hold, before the clearing takes the best one.
+        solver_bounds = [r.bound_eur for r in result.slots]
+        if all(b is not None for b in solver_bounds):
+            assert sum(b for b in solver_bounds if b is not None) >= optimum - 1e-9, name
+        assert result.lp_bound_eur >= optimum - 1e-9
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

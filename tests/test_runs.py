@@ -149,3 +149,27 @@ def test_two_threads_on_a_single_slot_still_solve_it(tmp_path: Path) -> None:
     assert results[0].status.value == "optimal"
     assert results[1].status.value == "optimal"
     assert results[0].trades == results[1].trades
+
+
+@pytest.mark.parametrize("intruder", ["manifest.json", "thesis.tex"])
+def test_a_folder_with_files_gridmatch_did_not_write_is_never_replaced(
+    tmp_path: Path, intruder: str
+) -> None:
+    # A user's folder that merely happens to hold a manifest.json is not a result.
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / intruder).write_text("mine")
+    code, _, stderr = _clear(str(BUNDLED / "case33bw-evening"), "--out", str(out))
+    assert code == 2
+    assert "refusing to overwrite" in stderr
+    assert [p.name for p in out.iterdir()] == [intruder]
+
+
+def test_a_file_added_to_a_result_folder_protects_it(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _clear(str(BUNDLED / "case33bw-evening"), "--out", str(out))[0] == 0
+    (out / "notes.txt").write_text("my analysis")
+    code, _, stderr = _clear(str(BUNDLED / "case33bw-evening"), "--out", str(out))
+    assert code == 2
+    assert "notes.txt" in stderr
+    assert (out / "notes.txt").read_text() == "my analysis"

@@ -8,8 +8,9 @@ Integer scaling (explicit, so results can be traced back):
   nothing because once the binaries are fixed the rest is a transportation problem
   with integer data and so has an integral optimum;
 * money in nano-EUR: each objective coefficient is rounded to 1e-9 EUR, so the model's
-  objective is off by at most 0.5e-9 EUR per column; the reported bound adds that
-  slack, so it remains a valid bound on the true welfare.
+  objective is off by at most 0.5e-9 EUR per unit of a column (a binary is one unit,
+  a Wh column up to its upper bound); the reported bound adds that slack, so it
+  remains a valid bound on the true welfare.
 
 With one worker and a fixed seed CP-SAT is deterministic; with several workers or a
 binding time limit it is not.
@@ -140,7 +141,12 @@ class CpSatBackend(Backend):
                 values * problem.buy_quantity_kwh[problem.pair_buy],
                 values / WH_PER_KWH,
             )
-            rounding_slack_eur = 0.5 * len(pair_var) / NANO_EUR_PER_EUR
+            # Each unit of a variable may be off by half a nano-EUR: a binary has one
+            # unit, a Wh variable up to its upper bound.
+            units = np.where(
+                indivisible, 1, np.minimum(buy_wh[problem.pair_buy], sell_wh[problem.pair_sell])
+            )
+            rounding_slack_eur = 0.5 * float(units.sum()) / NANO_EUR_PER_EUR
             bound = solver.best_objective_bound / NANO_EUR_PER_EUR + rounding_slack_eur
             optimal = code == cp_model.OPTIMAL
             return SlotSolution(
