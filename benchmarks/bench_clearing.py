@@ -26,7 +26,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -116,23 +116,22 @@ def measure(
     )
 
 
-def print_table(rows: list[Row]) -> None:
-    """Print the rows as a fixed-width table."""
-    header = (
-        f"{'instance':<15} {'formulation':<15} {'thr':>3} {'orders':>6} {'pairs':>7} "
-        f"{'build s':>7} {'solve s':>8} {'bound s':>7} {'wall s':>7} {'welfare':>10} "
-        f"{'bound':>10} {'gap':>7} {'vs LP':>7} {'status':<9} {'x textbook':>10}"
+HEADER = (
+    f"{'instance':<15} {'formulation':<15} {'thr':>3} {'orders':>6} {'pairs':>7} "
+    f"{'build s':>7} {'solve s':>8} {'bound s':>7} {'wall s':>7} {'welfare':>10} "
+    f"{'bound':>10} {'gap':>7} {'vs LP':>7} {'status':<9} {'x textbook':>10}"
+)
+
+
+def format_row(r: Row) -> str:
+    """One table line."""
+    speedup = "" if r.speedup_vs_textbook is None else f"{r.speedup_vs_textbook:.1f}"
+    return (
+        f"{r.instance:<15} {r.formulation:<15} {r.threads:>3} {r.orders:>6} {r.pairs:>7} "
+        f"{r.build_s:>7.3f} {r.solve_s:>8.3f} {r.bound_s:>7.3f} {r.wall_s:>7.2f} "
+        f"{r.welfare_eur:>10.4f} {r.bound_eur:>10.4f} {r.gap:>7.2%} {r.gap_vs_lp:>7.2%} "
+        f"{r.status:<9} {speedup:>10}"
     )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        speedup = "" if r.speedup_vs_textbook is None else f"{r.speedup_vs_textbook:.1f}"
-        print(
-            f"{r.instance:<15} {r.formulation:<15} {r.threads:>3} {r.orders:>6} {r.pairs:>7} "
-            f"{r.build_s:>7.3f} {r.solve_s:>8.3f} {r.bound_s:>7.3f} {r.wall_s:>7.2f} "
-            f"{r.welfare_eur:>10.4f} {r.bound_eur:>10.4f} {r.gap:>7.2%} {r.gap_vs_lp:>7.2%} "
-            f"{r.status:<9} {speedup:>10}"
-        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--formulations",
-        default="highspy,cpsat,pyomo-highs,greedy",
+        default="highspy,cpsat,pyomo-highs,seller-dp,greedy",
         help="comma-separated formulations besides the textbook baseline",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the textbook model")
@@ -160,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         args.time_limit, args.baseline_time_limit = 1.0, 3.0
 
     rows: list[Row] = []
+    print(HEADER)
+    print("-" * len(HEADER), flush=True)
     for name, book in instances(args.smoke).items():
         if args.instance and name not in args.instance:
             continue
@@ -169,18 +170,19 @@ def main(argv: list[str] | None = None) -> int:
         ]
         # The default formulation also on 2 cores: slots solved in parallel.
         runs.insert(1, ("highspy", SolveOptions(time_limit_s=args.time_limit, threads=2, seed=0)))
-        instance_rows = [measure(name, book, f, o, repeats) for f, o in runs]
+        # The baseline first, so every later row can be printed with its ratio at once.
+        baseline = None
         if not args.no_baseline:
             baseline_options = SolveOptions(time_limit_s=args.baseline_time_limit, threads=1)
             baseline = measure(name, book, BASELINE, baseline_options, 1)
-            instance_rows = [
-                Row(**{**asdict(r), "speedup_vs_textbook": baseline.wall_s / r.wall_s})
-                for r in instance_rows
-            ]
-            instance_rows.append(baseline)
-        rows.extend(instance_rows)
-        print_table(instance_rows)
-        print(flush=True)
+            rows.append(baseline)
+            print(format_row(baseline), flush=True)
+        for formulation, run_options in runs:
+            row = measure(name, book, formulation, run_options, repeats)
+            if baseline is not None:
+                row = replace(row, speedup_vs_textbook=baseline.wall_s / row.wall_s)
+            rows.append(row)
+            print(format_row(row), flush=True)
     if args.json_path:
         with open(args.json_path, "w", encoding="utf-8") as handle:
             json.dump([asdict(r) for r in rows], handle, indent=2)

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from feasibility import check_result_folder, read_trades
 
-from gridmatch.matching.backends.registry import executable_formulations
+from gridmatch.matching.backends.base import BackendKind
+from gridmatch.matching.backends.registry import BACKENDS, executable_formulations
 from gridmatch.pipeline import RunSettings, clear_scenario
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
-EXACT = [f for f in executable_formulations() if f != "greedy"]
+EXACT = [f for f in executable_formulations() if BACKENDS[f].kind is BackendKind.EXACT]
 
 
 def _expected(case: str) -> dict[str, object]:
@@ -52,3 +53,14 @@ def test_greedy_gives_the_hand_computed_merit_order_result(
     summary = check_result_folder(GOLDEN / case, out, case33bw_distances)
     assert summary["status"] == "heuristic"
     assert math.isclose(summary["welfare_eur"], _expected(case)["greedy_welfare_eur"], abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_seller_dp_is_feasible_and_never_beats_the_optimum(
+    case: str, tmp_path: Path, case33bw_distances: dict[tuple[int, int], float]
+) -> None:
+    out = tmp_path / "out"
+    clear_scenario(GOLDEN / case, out, RunSettings(formulation="seller-dp"))
+    summary = check_result_folder(GOLDEN / case, out, case33bw_distances)
+    assert summary["status"] == "heuristic"
+    assert summary["welfare_eur"] <= _expected(case)["welfare_eur"] + 1e-9  # type: ignore[operator]

@@ -11,14 +11,16 @@ from feasibility import OrderRow, TradeRow, check_trades
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridmatch.matching.backends.registry import executable_formulations, get_backend
+from gridmatch.matching.backends.base import BackendKind
+from gridmatch.matching.backends.registry import BACKENDS, executable_formulations, get_backend
 from gridmatch.matching.clearing import ClearingResult, clear_orders
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import Order, OrderBook, Side
 from gridmatch.matching.solution import SolveOptions
 
 OPTIONS = SolveOptions(time_limit_s=20, mip_gap=1e-9, threads=1, seed=0)
-EXACT = [f for f in executable_formulations() if f != "greedy"]
+EXACT = [f for f in executable_formulations() if BACKENDS[f].kind is BackendKind.EXACT]
+HEURISTIC = [f for f in executable_formulations() if BACKENDS[f].kind is BackendKind.HEURISTIC]
 
 
 @st.composite
@@ -91,8 +93,9 @@ def test_exact_backends_agree_and_greedy_and_lp_bracket_them(book: OrderBook, fe
             optimum, lp_bound = welfare, result.lp_bound_eur
         assert math.isclose(welfare, optimum, rel_tol=1e-6, abs_tol=1e-6), name
     assert optimum is not None and lp_bound is not None
-    greedy = clear_orders(book, rules, get_backend("greedy"), OPTIONS)
-    assert _checked_welfare(book, greedy, fee) <= optimum + 1e-9
+    for name in HEURISTIC:
+        heuristic = clear_orders(book, rules, get_backend(name), OPTIONS)
+        assert _checked_welfare(book, heuristic, fee) <= optimum + 1e-9, name
     assert optimum <= lp_bound + 1e-9
 
 
@@ -163,3 +166,28 @@ def test_min_cost_flow_bound_equals_the_general_lp_relaxation(book: OrderBook, f
         # Rounded up by at most one cost unit per Wh, never below the LP optimum.
         assert lp.bound_eur - 1e-9 <= flow.bound_eur <= lp.bound_eur + 1e-9 + 1e-12 * traded_wh
         assert math.isclose(problem.welfare_eur(flow.pair_quantity_kwh), lp.bound_eur, abs_tol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=st.lists(st.integers(1, 40), min_size=0, max_size=9),
+    values=st.lists(st.integers(0, 100), min_size=9, max_size=9),
+    capacity=st.integers(0, 120),
+)
+def test_knapsack_dp_finds_the_best_subset(
+    weights: list[int], values: list[int], capacity: int
+) -> None:
+    import numpy as np
+
+    from gridmatch.matching.backends.seller_dp import best_subset
+
+    value_of = [v / 7 for v in values[: len(weights)]]
+    chosen = best_subset(np.array(weights, dtype=np.int64), np.array(value_of), capacity)
+    assert sum(w for w, c in zip(weights, chosen, strict=True) if c) <= capacity
+    best = max(
+        sum(v for v, take in zip(value_of, mask, strict=True) if take)
+        for mask in itertools.product([False, True], repeat=len(weights))
+        if sum(w for w, take in zip(weights, mask, strict=True) if take) <= capacity
+    )
+    got = sum(v for v, c in zip(value_of, chosen, strict=True) if c)
+    assert math.isclose(got, best, abs_tol=1e-9)

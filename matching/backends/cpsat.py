@@ -25,7 +25,7 @@ from importlib.metadata import version
 import numpy as np
 
 from gridmatch.matching.backends.base import Backend, BackendKind
-from gridmatch.matching.backends.greedy import greedy_pair_kwh
+from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import (
     SlotSolution,
@@ -39,7 +39,7 @@ NANO_EUR_PER_EUR = 1_000_000_000
 
 
 class CpSatBackend(Backend):
-    """Multiple-knapsack model per slot on CP-SAT, hinted with the greedy match."""
+    """Multiple-knapsack model per slot on CP-SAT, hinted with the seller-DP match."""
 
     name = "cpsat"
     solver = "ortools-cp-sat"
@@ -120,7 +120,7 @@ class CpSatBackend(Backend):
                 model.add(sold_wh <= int(sell_wh[s]))
         model.maximize(sum(c * v for c, v in zip(unit_nano_eur, pair_var, strict=True)))
 
-        hint_kwh = greedy_pair_kwh(problem)
+        hint_kwh = best_start_pair_kwh(problem)
         for p, var in enumerate(pair_var):
             model.add_hint(
                 var,
@@ -159,7 +159,7 @@ class CpSatBackend(Backend):
                 status=SolutionStatus.OPTIMAL if optimal else SolutionStatus.FEASIBLE,
                 runtime_s=time.perf_counter() - start,
             )
-        # UNKNOWN (no solution in time): the greedy hint is feasible and honest.
+        # UNKNOWN (no solution in time): the hint is feasible and honest.
         return SlotSolution(
             slot=problem.slot,
             pair_quantity_kwh=hint_kwh,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 
 from gridmatch.matching.backends.base import Backend, BackendKind
-from gridmatch.matching.backends.greedy import greedy_pair_kwh
 from gridmatch.matching.backends.highs_runner import highs_version, run_highs
+from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import (
@@ -17,12 +17,12 @@ from gridmatch.matching.solution import (
 
 
 class HighspyBackend(Backend):
-    """Multiple-knapsack MILP per slot on highspy, warm-started from the greedy match."""
+    """Multiple-knapsack MILP per slot on highspy, warm-started from the seller-DP match."""
 
     name = "highspy"
     solver = "highs"
     kind = BackendKind.EXACT
-    description = "slot MILP as arrays on highspy, greedy incumbent"
+    description = "slot MILP as arrays on highspy, seller-DP incumbent"
     install_hint = "pip install highspy"
 
     @classmethod
@@ -37,14 +37,14 @@ class HighspyBackend(Backend):
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
     ) -> SlotSolution:
         arrays = build_knapsack_arrays(problem)
-        start = arrays.columns_from_pair_kwh(problem, greedy_pair_kwh(problem))
+        start_kwh = best_start_pair_kwh(problem)
+        start = arrays.columns_from_pair_kwh(problem, start_kwh)
         answer = run_highs(arrays, options, time_limit_s, relax=False, start_values=start)
         if answer.col_values is None:
-            # HiGHS found nothing in time; the greedy incumbent is still feasible.
-            pair_kwh = greedy_pair_kwh(problem)
+            # HiGHS found nothing in time; the start is still feasible.
             return SlotSolution(
                 problem.slot,
-                pair_kwh,
+                start_kwh,
                 answer.bound_eur,
                 answer.termination,
                 SolutionStatus.FEASIBLE,

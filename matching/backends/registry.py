@@ -10,6 +10,7 @@ from gridmatch.matching.backends.highspy_direct import HighspyBackend
 from gridmatch.matching.backends.lp_relaxation import LpRelaxationBackend
 from gridmatch.matching.backends.pyomo_highs import PyomoHighsBackend
 from gridmatch.matching.backends.pyomo_textbook import PyomoTextbookBackend
+from gridmatch.matching.backends.seller_dp import SellerDpBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     backend.name: backend
@@ -18,6 +19,7 @@ BACKENDS: dict[str, type[Backend]] = {
         PyomoHighsBackend,
         CpSatBackend,
         GreedyBackend,
+        SellerDpBackend,
         LpRelaxationBackend,
         FlowRelaxationBackend,
         PyomoTextbookBackend,

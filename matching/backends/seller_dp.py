@@ -1,0 +1,169 @@
+"""Fill one seller at a time with an exact 0/1 knapsack: a start for the MILP solvers.
+
+Merit-order greedy (:mod:`~gridmatch.matching.backends.greedy`) serves buyers by price
+and leaves gaps in sellers that no remaining indivisible buy fits; on supply-short
+slots that loses several percent of welfare. Here sellers are filled cheapest first,
+each with the subset of still-unserved indivisible buys that is worth most and fits its
+quantity, found exactly by dynamic programming over whole Wh; divisible buys then top
+up what is left, best pair first. This is the multiple-knapsack heuristic of Martello
+and Toth (one knapsack at a time), and it is deterministic.
+
+Cost per seller: (compatible unserved indivisible buys) x (quantity in Wh) numpy steps,
+about 0.1-1 s for a 1,000-order slot.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.problem import SlotProblem
+from gridmatch.matching.solution import (
+    SlotSolution,
+    SolutionStatus,
+    SolveOptions,
+    TerminationCondition,
+)
+
+WH_PER_KWH = 1000
+_TOLERANCE_KWH = 1e-9
+
+
+def best_subset(
+    weights_wh: npt.NDArray[np.int64], values_eur: npt.NDArray[np.float64], capacity_wh: int
+) -> npt.NDArray[np.bool_]:
+    """Solve one 0/1 knapsack exactly by dynamic programming over capacity.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Which items to take. Ties go to the earlier items.
+    """
+    n = weights_wh.size
+    best = np.zeros(capacity_wh + 1)
+    taken = np.zeros((n, capacity_wh + 1), dtype=bool)
+    for i in range(n):
+        w = int(weights_wh[i])
+        if w > capacity_wh:
+            continue
+        candidate = best[: capacity_wh + 1 - w] + values_eur[i]
+        improves = candidate > best[w:] + 1e-12
+        taken[i, w:] = improves
+        best[w:] = np.where(improves, candidate, best[w:])
+    chosen = np.zeros(n, dtype=bool)
+    c = capacity_wh
+    for i in range(n - 1, -1, -1):
+        if taken[i, c]:
+            chosen[i] = True
+            c -= int(weights_wh[i])
+    return chosen
+
+
+def seller_dp_pair_kwh(problem: SlotProblem) -> npt.NDArray[np.float64]:
+    """Fill sellers cheapest first, each with its best-fitting set of unserved buys.
+
+    All-or-none sellers that cannot be filled completely sell nothing.
+
+    Returns
+    -------
+    numpy.ndarray
+        kWh per pair of ``problem``; a feasible allocation.
+    """
+    pair_kwh = np.zeros(problem.n_pairs)
+    if problem.n_pairs == 0:
+        return pair_kwh
+    buy_left_kwh = problem.buy_quantity_kwh.copy()
+    served = np.zeros(problem.buy_quantity_kwh.size, dtype=bool)
+    indivisible_pair = problem.pair_indivisible
+    buy_wh = np.rint(problem.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
+    # Pairs are sorted by buy; group them by seller once.
+    by_seller = np.argsort(problem.pair_sell, kind="stable")
+    bounds = np.searchsorted(
+        problem.pair_sell[by_seller], np.arange(problem.sell_quantity_kwh.size + 1)
+    )
+    seller_order = np.lexsort(
+        (np.arange(problem.sell_quantity_kwh.size), problem.sell_limit_eur_per_kwh)
+    )
+    for s in seller_order.tolist():
+        pairs = by_seller[bounds[s] : bounds[s + 1]]
+        if pairs.size == 0:
+            continue
+        capacity_kwh = float(problem.sell_quantity_kwh[s])
+        buys = problem.pair_buy[pairs]
+        fill = np.zeros(pairs.size)
+
+        items = indivisible_pair[pairs] & ~served[buys]
+        item_pairs = np.flatnonzero(items)
+        if item_pairs.size:
+            weights = buy_wh[buys[item_pairs]]
+            values = (
+                problem.pair_welfare_eur_per_kwh[pairs[item_pairs]]
+                * problem.buy_quantity_kwh[buys[item_pairs]]
+            )
+            chosen = best_subset(weights, values, round(capacity_kwh * WH_PER_KWH))
+            fill[item_pairs[chosen]] = problem.buy_quantity_kwh[buys[item_pairs[chosen]]]
+        room = capacity_kwh - float(fill.sum())
+
+        # Divisible buys top up the rest, most valuable pair first.
+        divisible = np.flatnonzero(~indivisible_pair[pairs] & (buy_left_kwh[buys] > 0))
+        ranked = divisible[
+            np.lexsort((buys[divisible], -problem.pair_welfare_eur_per_kwh[pairs[divisible]]))
+        ]
+        for k in ranked.tolist():
+            if room <= _TOLERANCE_KWH:
+                break
+            take = min(room, float(buy_left_kwh[buys[k]]))
+            fill[k] = take
+            room -= take
+
+        if problem.sell_all_or_none[s] and room > _TOLERANCE_KWH:
+            continue  # cannot be sold completely: sells nothing
+        pair_kwh[pairs] = fill
+        used = fill > 0
+        served[buys[used & indivisible_pair[pairs]]] = True
+        np.subtract.at(buy_left_kwh, buys[used], fill[used])
+
+    return pair_kwh
+
+
+def best_start_pair_kwh(problem: SlotProblem) -> npt.NDArray[np.float64]:
+    """Return the better of the seller-DP and the merit-order allocation (a MILP start)."""
+    from gridmatch.matching.backends.greedy import greedy_pair_kwh
+
+    candidates = [seller_dp_pair_kwh(problem), greedy_pair_kwh(problem)]
+    # max() keeps the first of equals: the DP allocation wins ties.
+    return max(candidates, key=problem.welfare_eur)
+
+
+class SellerDpBackend(Backend):
+    """Sellers filled one at a time by exact knapsack DP; a heuristic, no bound."""
+
+    name = "seller-dp"
+    solver = "none"
+    kind = BackendKind.HEURISTIC
+    description = "sellers filled cheapest first by exact knapsack DP (heuristic)"
+
+    @classmethod
+    def is_available(cls) -> bool:  # noqa: D102
+        return True
+
+    @classmethod
+    def solver_version(cls) -> str:  # noqa: D102
+        return "n/a"
+
+    def solve_slot(  # noqa: D102
+        self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
+    ) -> SlotSolution:
+        start = time.perf_counter()
+        pair_kwh = seller_dp_pair_kwh(problem)
+        return SlotSolution(
+            slot=problem.slot,
+            pair_quantity_kwh=pair_kwh,
+            bound_eur=None,
+            termination=TerminationCondition.HEURISTIC,
+            status=SolutionStatus.FEASIBLE,
+            runtime_s=time.perf_counter() - start,
+        )
