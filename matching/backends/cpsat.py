@@ -128,7 +128,10 @@ class CpSatBackend(Backend):
             )
 
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = float(time_limit_s)
+        # The slot's time limit covers building the model and the hint, too.
+        solver.parameters.max_time_in_seconds = max(
+            float(time_limit_s) - (time.perf_counter() - start), 0.01
+        )
         solver.parameters.num_workers = int(options.threads)
         solver.parameters.random_seed = int(options.seed)
         solver.parameters.relative_gap_limit = float(options.mip_gap)
