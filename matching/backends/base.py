@@ -11,8 +11,16 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.solution import SlotSolution, SolveOptions
+from gridmatch.matching.solution import (
+    SlotSolution,
+    SolutionStatus,
+    SolveOptions,
+    TerminationCondition,
+)
 
 
 class BackendKind(StrEnum):
@@ -90,3 +98,36 @@ class Backend(ABC):
             for future, k in running.items():
                 results[k] = future.result()
         return [results[k] for k in range(len(problems))]
+
+
+class HeuristicBackend(Backend):
+    """A backend that computes an allocation directly: no solver, no bound, no claim."""
+
+    solver = "none"
+    kind = BackendKind.HEURISTIC
+
+    @classmethod
+    def is_available(cls) -> bool:  # noqa: D102
+        return True
+
+    @classmethod
+    def solver_version(cls) -> str:  # noqa: D102
+        return "n/a"
+
+    @abstractmethod
+    def allocate(self, problem: SlotProblem) -> npt.NDArray[np.float64]:
+        """Return a feasible allocation: kWh per pair of ``problem``."""
+
+    def solve_slot(  # noqa: D102
+        self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
+    ) -> SlotSolution:
+        start = time.perf_counter()
+        pair_kwh = self.allocate(problem)
+        return SlotSolution(
+            slot=problem.slot,
+            pair_quantity_kwh=pair_kwh,
+            bound_eur=None,
+            termination=TerminationCondition.HEURISTIC,
+            status=SolutionStatus.FEASIBLE,
+            runtime_s=time.perf_counter() - start,
+        )

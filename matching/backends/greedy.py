@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import numpy.typing as npt
 
-from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.backends.base import HeuristicBackend
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.solution import (
-    SlotSolution,
-    SolutionStatus,
-    SolveOptions,
-    TerminationCondition,
-)
 
 _TOLERANCE_KWH = 1e-9
 
@@ -87,32 +79,11 @@ def _one_pass(
     return pair_kwh
 
 
-class GreedyBackend(Backend):
+class GreedyBackend(HeuristicBackend):
     """Merit-order greedy; feasible, fast, with no optimality claim."""
 
     name = "greedy"
-    solver = "none"
-    kind = BackendKind.HEURISTIC
     description = "merit-order greedy heuristic (baseline)"
 
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return True
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return "n/a"
-
-    def solve_slot(  # noqa: D102
-        self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
-    ) -> SlotSolution:
-        start = time.perf_counter()
-        pair_kwh = greedy_pair_kwh(problem)
-        return SlotSolution(
-            slot=problem.slot,
-            pair_quantity_kwh=pair_kwh,
-            bound_eur=None,
-            termination=TerminationCondition.HEURISTIC,
-            status=SolutionStatus.FEASIBLE,
-            runtime_s=time.perf_counter() - start,
-        )
+    def allocate(self, problem: SlotProblem) -> npt.NDArray[np.float64]:  # noqa: D102
+        return greedy_pair_kwh(problem)

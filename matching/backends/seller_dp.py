@@ -14,19 +14,11 @@ about 0.1-1 s for a 1,000-order slot.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import numpy.typing as npt
 
-from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.backends.base import HeuristicBackend
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.solution import (
-    SlotSolution,
-    SolutionStatus,
-    SolveOptions,
-    TerminationCondition,
-)
 
 WH_PER_KWH = 1000
 _TOLERANCE_KWH = 1e-9
@@ -138,32 +130,11 @@ def best_start_pair_kwh(problem: SlotProblem) -> npt.NDArray[np.float64]:
     return max(candidates, key=problem.welfare_eur)
 
 
-class SellerDpBackend(Backend):
+class SellerDpBackend(HeuristicBackend):
     """Sellers filled one at a time by exact knapsack DP; a heuristic, no bound."""
 
     name = "seller-dp"
-    solver = "none"
-    kind = BackendKind.HEURISTIC
     description = "sellers filled cheapest first by exact knapsack DP (heuristic)"
 
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return True
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return "n/a"
-
-    def solve_slot(  # noqa: D102
-        self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
-    ) -> SlotSolution:
-        start = time.perf_counter()
-        pair_kwh = seller_dp_pair_kwh(problem)
-        return SlotSolution(
-            slot=problem.slot,
-            pair_quantity_kwh=pair_kwh,
-            bound_eur=None,
-            termination=TerminationCondition.HEURISTIC,
-            status=SolutionStatus.FEASIBLE,
-            runtime_s=time.perf_counter() - start,
-        )
+    def allocate(self, problem: SlotProblem) -> npt.NDArray[np.float64]:  # noqa: D102
+        return seller_dp_pair_kwh(problem)
