@@ -106,12 +106,22 @@ def _print_summary(summary: dict[str, object], out: Path) -> None:
         ("proven bound", f"{summary['bound_eur']:.4f} EUR"),
         ("gap", f"{gap:.4%}" if isinstance(gap, float) else str(gap)),
         ("runtime", f"{summary['runtime_s']:.2f} s"),
-        ("grid secure", "not checked" if summary["secure"] is None else str(summary["secure"])),
+        ("grid secure (AC)", _security_text(summary)),
         ("results", str(out)),
     ]
     for key, value in rows:
         table.add_row(key, value)
     stderr.print(table)
+
+
+def _security_text(summary: dict[str, object]) -> str:
+    if summary["secure"] is None:
+        return "not checked (security.enabled: false)"
+    if summary["secure"]:
+        return f"yes ({summary['ac_power_flows']} power flows)"
+    slots = summary.get("insecure_slots")
+    listed = ", ".join(str(s) for s in slots) if isinstance(slots, list) else "?"
+    return f"NO: slots {listed} (see grid.csv)"
 
 
 def main() -> None:

@@ -8,13 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from gridmatch.grid_models.security import GridReport, SecurityLimits, SlotGrid, check_trades
 from gridmatch.grid_models.topology import distance_matrix_km
 from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, get_backend
 from gridmatch.matching.clearing import ClearingResult, clear_orders
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.manifest import build_manifest
-from gridmatch.results_io.writers import summary_dict, write_json, write_orders, write_trades
+from gridmatch.results_io.writers import (
+    summary_dict,
+    write_grid,
+    write_json,
+    write_orders,
+    write_trades,
+)
 from gridmatch.scenario_io.loader import Scenario, load_scenario
 
 
@@ -53,6 +60,31 @@ def resolve_settings(scenario: Scenario, settings: RunSettings) -> tuple[str, So
     return formulation, options
 
 
+def check_grid(scenario: Scenario, result: ClearingResult) -> GridReport:
+    """Run the AC security check of the scenario's network on the cleared trades."""
+    spec = scenario.spec
+    background = spec.background
+    grid = SlotGrid(
+        scenario.net,
+        background.load_scaling if background else None,
+        background.sgen_scaling if background else None,
+        slot_hours=spec.slot_minutes / 60.0,
+    )
+    security = spec.security
+    limits = SecurityLimits(
+        max_line_loading_percent=security.max_line_loading_percent,
+        max_trafo_loading_percent=security.max_trafo_loading_percent,
+        vm_min_pu=security.vm_min_pu,
+        vm_max_pu=security.vm_max_pu,
+    )
+    orders = scenario.book.orders
+    trades = [
+        (t.slot, orders[t.sell_order].bus, orders[t.buy_order].bus, t.quantity_kwh)
+        for t in result.trades
+    ]
+    return check_trades(grid, trades, limits)
+
+
 def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> ClearingRun:
     """Validate a scenario, clear it, and write the result folder atomically.
 
@@ -68,7 +100,8 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
     if scenario.rules.grid_fee_eur_per_kwh_per_km > 0.0:
         distances = distance_matrix_km(scenario.graph, np.unique(scenario.book.bus))
     result = clear_orders(scenario.book, scenario.rules, backend, options, distances)
-    summary = summary_dict(scenario.name, scenario.book, result, options)
+    grid = check_grid(scenario, result) if scenario.spec.security.enabled else None
+    summary = summary_dict(scenario.name, scenario.book, result, options, grid)
     manifest = build_manifest(
         scenario.name, scenario.directory, scenario.input_files, formulation, options
     )
@@ -77,4 +110,6 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
         write_orders(staging / "orders.csv", scenario.book, result)
         write_json(staging / "summary.json", summary)
         write_json(staging / "manifest.json", manifest)
+        if grid is not None:
+            write_grid(staging / "grid.csv", grid)
     return ClearingRun(scenario, result, options, summary)

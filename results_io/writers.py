@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gridmatch.grid_models.security import GRID_COLUMNS, GridReport
 from gridmatch.matching.clearing import ClearingResult
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
@@ -88,9 +89,20 @@ def write_orders(path: Path, book: OrderBook, result: ClearingResult) -> None:
 
 
 def summary_dict(
-    scenario_name: str, book: OrderBook, result: ClearingResult, options: SolveOptions
+    scenario_name: str,
+    book: OrderBook,
+    result: ClearingResult,
+    options: SolveOptions,
+    grid: GridReport | None = None,
 ) -> dict[str, Any]:
-    """Build the content of ``summary.json``."""
+    """Build the content of ``summary.json``.
+
+    Parameters
+    ----------
+    grid
+        The AC security check, or ``None`` when it is disabled (``secure`` is then
+        null, never a guess).
+    """
     return {
         "scenario": scenario_name,
         "status": result.status.value,
@@ -105,7 +117,7 @@ def summary_dict(
         "build_s": result.build_s,
         "solve_s": result.solve_s,
         "bound_s": result.bound_s,
-        "secure": None,  # no grid check yet: null, never a guess
+        **_grid_summary(grid),
         "n_orders": len(book),
         "n_trades": len(result.trades),
         "n_pairs": result.n_pairs,
@@ -131,6 +143,40 @@ def summary_dict(
             for r in result.slots
         ],
     }
+
+
+def _grid_summary(grid: GridReport | None) -> dict[str, Any]:
+    if grid is None:
+        return {"secure": None, "ac_power_flows": 0}
+    return {
+        "secure": grid.secure,
+        "ac_power_flows": grid.ac_power_flows,
+        "insecure_slots": [s.slot for s in grid.slots if not s.secure],
+        "max_line_loading_percent": grid.worst("line", "loading_percent"),
+        "max_trafo_loading_percent": grid.worst("trafo", "loading_percent"),
+        "vm_min_pu": grid.worst("bus", "vm_pu", lowest=True),
+        "vm_max_pu": grid.worst("bus", "vm_pu"),
+    }
+
+
+def write_grid(path: Path, grid: GridReport) -> None:
+    """Write ``grid.csv``: per slot and element, the state before and after the trades."""
+    table = grid.table()
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(GRID_COLUMNS)
+        records: list[tuple[Any, ...]] = list(table.itertuples(index=False, name=None))
+        for slot, element, index, quantity, before, after, low, high, violated in records:
+            writer.writerow(
+                [
+                    int(slot),
+                    element,
+                    int(index),
+                    quantity,
+                    *(repr(float(v)) for v in (before, after, low, high)),
+                    "true" if violated else "false",
+                ]
+            )
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

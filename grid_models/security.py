@@ -1,0 +1,257 @@
+"""AC security check of a slot's trades with pandapower.
+
+The security rule (issue #3): after the trades, every in-service line and transformer
+is loaded within its limit and every in-service bus voltage lies in
+``[vm_min_pu, vm_max_pu]``; an element already outside its limit in the same slot
+without trades may not be made worse. A power flow that does not converge is insecure.
+
+Per slot, the network's own loads and static generators are scaled by the
+``background`` factors; the trades enter as one extra static generator per bus with
+the bus's net injection (sellers +p, buyers -p, ``p_mw = kwh / 1000 / slot hours``,
+``q = 0``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+
+# Loadings and voltages are compared with this slack, so solver round-off on an
+# element sitting exactly at its limit is not a violation.
+LOADING_TOLERANCE_PERCENT = 1e-6
+VOLTAGE_TOLERANCE_PU = 1e-9
+_TRADE_SGEN = "gridmatch trade injection"
+GRID_COLUMNS = [
+    "slot",
+    "element",
+    "index",
+    "quantity",
+    "before",
+    "after",
+    "limit_low",
+    "limit_high",
+    "violated",
+]
+
+
+@dataclass(frozen=True)
+class SecurityLimits:
+    """Limits of the security rule."""
+
+    max_line_loading_percent: float = 100.0
+    max_trafo_loading_percent: float = 100.0
+    vm_min_pu: float = 0.95
+    vm_max_pu: float = 1.05
+
+
+@dataclass(frozen=True)
+class SlotSecurity:
+    """The verdict on one slot.
+
+    Attributes
+    ----------
+    elements
+        One row per in-service line, transformer and bus: ``element`` (line, trafo,
+        bus), ``index``, ``quantity`` (loading_percent or vm_pu), ``before``,
+        ``after``, ``limit_low``, ``limit_high``, ``violated``.
+    ac_power_flows
+        pandapower runs this check took (base case and with trades).
+    """
+
+    slot: int
+    secure: bool
+    converged: bool
+    elements: pd.DataFrame
+    ac_power_flows: int
+
+    def worst(self, element: str, quantity: str, *, lowest: bool = False) -> float | None:
+        """Largest (or smallest) value after the trades, or ``None`` if there is none."""
+        rows = self.elements[
+            (self.elements.element == element) & (self.elements.quantity == quantity)
+        ]
+        if rows.empty or not np.isfinite(rows.after).any():
+            return None
+        return float(rows.after.min() if lowest else rows.after.max())
+
+
+class SlotGrid:
+    """One working copy of the network, rescaled per slot, that runs the checks.
+
+    Parameters
+    ----------
+    net
+        The scenario's network; it is copied, never changed.
+    load_scaling, sgen_scaling
+        Per-slot factors (``None``: the network's own scaling in every slot).
+    slot_hours
+        Length of a slot in hours.
+    """
+
+    def __init__(
+        self,
+        net: pp.pandapowerNet,
+        load_scaling: list[float] | None,
+        sgen_scaling: list[float] | None,
+        slot_hours: float,
+    ) -> None:
+        self._net = copy.deepcopy(net)
+        self._load_scaling0 = self._net.load.scaling.to_numpy(copy=True)
+        self._sgen_scaling0 = self._net.sgen.scaling.to_numpy(copy=True)
+        self._load_scaling = load_scaling
+        self._sgen_scaling = sgen_scaling
+        self._slot_hours = slot_hours
+        self._base_cache: dict[int, tuple[bool, pd.DataFrame]] = {}
+
+    def check(
+        self, slot: int, injection_kwh_by_bus: Mapping[int, float], limits: SecurityLimits
+    ) -> SlotSecurity:
+        """Check the trades of one slot, given as net kWh injected per bus.
+
+        Parameters
+        ----------
+        injection_kwh_by_bus
+            Sold minus bought kWh at each bus in the slot.
+        """
+        flows = 0
+        if slot not in self._base_cache:
+            self._set_slot(slot, {})
+            self._base_cache[slot] = self._run()
+            flows += 1
+        _, before = self._base_cache[slot]
+        self._set_slot(slot, injection_kwh_by_bus)
+        converged, after = self._run()
+        flows += 1
+        # A base case that does not converge leaves ``before`` all NaN: then no element
+        # counts as already out of limits, and the strict rule applies to all.
+        elements = _judge(before, after, limits)
+        secure = converged and not bool(elements.violated.any())
+        return SlotSecurity(slot, secure, converged, elements, flows)
+
+    def _set_slot(self, slot: int, injection_kwh_by_bus: Mapping[int, float]) -> None:
+        net = self._net
+        factor = 1.0 if self._load_scaling is None else self._load_scaling[slot]
+        net.load["scaling"] = self._load_scaling0 * factor
+        trade = net.sgen.name == _TRADE_SGEN
+        own = ~trade.to_numpy()
+        factor = 1.0 if self._sgen_scaling is None else self._sgen_scaling[slot]
+        net.sgen.loc[own, "scaling"] = self._sgen_scaling0 * factor
+        net.sgen.drop(net.sgen.index[trade], inplace=True)
+        for bus, kwh in sorted(injection_kwh_by_bus.items()):
+            if kwh != 0.0:
+                p_mw = kwh / 1000.0 / self._slot_hours
+                pp.create_sgen(net, bus, p_mw=p_mw, q_mvar=0.0, name=_TRADE_SGEN)
+
+    def _run(self) -> tuple[bool, pd.DataFrame]:
+        try:
+            pp.runpp(self._net, numba=False)
+        except pp.LoadflowNotConverged:
+            return False, _state(self._net, converged=False)
+        return True, _state(self._net, converged=True)
+
+
+def _state(net: pp.pandapowerNet, *, converged: bool) -> pd.DataFrame:
+    """Return loadings and voltages of the in-service elements (NaN if not converged)."""
+    parts = []
+    for element, table, result, quantity in (
+        ("line", net.line, "res_line", "loading_percent"),
+        ("trafo", net.trafo, "res_trafo", "loading_percent"),
+        ("bus", net.bus, "res_bus", "vm_pu"),
+    ):
+        index = table.index[table.in_service.to_numpy(dtype=bool)]
+        if converged:
+            values = net[result][quantity].reindex(index).to_numpy(dtype=float)
+        else:
+            values = np.full(index.size, np.nan)
+        parts.append(
+            pd.DataFrame(
+                {"element": element, "index": index.to_numpy(), "quantity": quantity, "v": values}
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _judge(before: pd.DataFrame, after: pd.DataFrame, limits: SecurityLimits) -> pd.DataFrame:
+    table = before.rename(columns={"v": "before"})
+    table["after"] = after.v.to_numpy()
+    is_line = (table.element == "line").to_numpy()
+    is_trafo = (table.element == "trafo").to_numpy()
+    is_bus = (table.element == "bus").to_numpy()
+    low = np.where(is_bus, limits.vm_min_pu, -np.inf)
+    high = np.select(
+        [is_line, is_trafo],
+        [limits.max_line_loading_percent, limits.max_trafo_loading_percent],
+        limits.vm_max_pu,
+    )
+    table["limit_low"] = low
+    table["limit_high"] = high
+    tolerance = np.where(is_bus, VOLTAGE_TOLERANCE_PU, LOADING_TOLERANCE_PERCENT)
+    b = table.before.to_numpy()
+    a = table.after.to_numpy()
+    # How far outside its band an element is (0 inside); "no worse" compares these.
+    excess_before = np.maximum(np.maximum(low - b, b - high), 0.0)
+    excess_after = np.maximum(np.maximum(low - a, a - high), 0.0)
+    violated = ~np.isfinite(a) | (excess_after > tolerance)
+    already_out = np.isfinite(b) & (excess_before > tolerance)
+    violated &= ~(already_out & (excess_after <= excess_before + tolerance))
+    table["violated"] = violated
+    return table
+
+
+@dataclass(frozen=True)
+class GridReport:
+    """The AC check of every slot of a clearing."""
+
+    slots: tuple[SlotSecurity, ...]
+
+    @property
+    def secure(self) -> bool:
+        """True only if every checked slot passed."""
+        return all(s.secure for s in self.slots)
+
+    @property
+    def ac_power_flows(self) -> int:
+        """Number of pandapower runs over all slots."""
+        return sum(s.ac_power_flows for s in self.slots)
+
+    def table(self) -> pd.DataFrame:
+        """All slots' element rows, with a ``slot`` column first."""
+        if not self.slots:
+            return pd.DataFrame(columns=GRID_COLUMNS)
+        frames = [s.elements.assign(slot=s.slot) for s in self.slots]
+        return pd.concat(frames, ignore_index=True)[GRID_COLUMNS]
+
+    def worst(self, element: str, quantity: str, *, lowest: bool = False) -> float | None:
+        """Worst value after trades over all slots (``None`` if nothing was checked)."""
+        found = (s.worst(element, quantity, lowest=lowest) for s in self.slots)
+        values = [v for v in found if v is not None]
+        if not values:
+            return None
+        return min(values) if lowest else max(values)
+
+
+def check_trades(
+    grid: SlotGrid,
+    trades: list[tuple[int, int, int, float]],
+    limits: SecurityLimits,
+) -> GridReport:
+    """Check every slot that has trades.
+
+    Parameters
+    ----------
+    trades
+        ``(slot, sell_bus, buy_bus, quantity_kwh)`` per trade. A slot without trades
+        changes nothing in the grid and is secure by the rule; it is not run.
+    """
+    injection: dict[int, dict[int, float]] = {}
+    for slot, sell_bus, buy_bus, kwh in trades:
+        by_bus = injection.setdefault(slot, {})
+        by_bus[sell_bus] = by_bus.get(sell_bus, 0.0) + kwh
+        by_bus[buy_bus] = by_bus.get(buy_bus, 0.0) - kwh
+    return GridReport(
+        tuple(grid.check(slot, injection[slot], limits) for slot in sorted(injection))
+    )

@@ -1,0 +1,105 @@
+"""The AC security check: its verdict is confirmed by the tests' own pandapower runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandapower.networks as pn
+import pytest
+from conftest import REPO
+from independent_grid import insecure_slots
+from typer.testing import CliRunner
+
+from gridmatch.cli import app
+from gridmatch.grid_models.security import SecurityLimits, SlotGrid, check_trades
+
+HEADER = "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,divisible"
+
+
+def _clear(scenario: Path, out: Path) -> dict[str, object]:
+    result = CliRunner().invoke(app, ["clear", str(scenario), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return dict(json.loads((out / "summary.json").read_text()))
+
+
+def test_bundled_day_verdict_matches_an_independent_power_flow(tmp_path: Path) -> None:
+    scenario = REPO / "scenarios" / "cigre-lv-day"
+    summary = _clear(scenario, tmp_path / "out")
+    expected_bad = insecure_slots(pn.create_cigre_network_lv(), scenario, tmp_path / "out")
+    assert set(summary["insecure_slots"]) == expected_bad  # type: ignore[arg-type]
+    assert summary["secure"] is (not expected_bad)
+    # One base run per traded slot and one with its trades.
+    traded_slots = {int(r["slot"]) for r in csv.DictReader((tmp_path / "out/trades.csv").open())}
+    assert summary["ac_power_flows"] == 2 * len(traded_slots)
+    grid = list(csv.DictReader((tmp_path / "out" / "grid.csv").open()))
+    assert {int(r["slot"]) for r in grid if r["violated"] == "true"} == expected_bad
+
+
+def _sub_grid_scenario(folder: Path, quantity_kwh: float) -> Path:
+    """Industrial PV sells to a residential buyer: the trade crosses two transformers."""
+    net = pn.create_cigre_network_lv()
+    bus = {name: int(i) for i, name in net.bus.name.items()}
+    folder.mkdir()
+    (folder / "scenario.yaml").write_text(
+        "name: cross-trafo\nnetwork:\n  pandapower: create_cigre_network_lv\n"
+        "background:\n  load_scaling: [0.2]\n"
+    )
+    rows = [
+        f"b,home,buy,{bus['Bus R11']},0,{quantity_kwh},0.30,true",
+        f"s,factory,sell,{bus['Bus I2']},0,{quantity_kwh},0.05,true",
+    ]
+    (folder / "orders.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize(("quantity_kwh", "secure"), [(20.0, True), (600.0, False)])
+def test_a_trade_across_sub_grids_is_insecure_only_when_it_overloads(
+    tmp_path: Path, quantity_kwh: float, secure: bool
+) -> None:
+    scenario = _sub_grid_scenario(tmp_path / "s", quantity_kwh)
+    summary = _clear(scenario, tmp_path / "out")
+    assert summary["secure"] is secure
+    expected_bad = insecure_slots(pn.create_cigre_network_lv(), scenario, tmp_path / "out")
+    assert (0 in expected_bad) is (not secure)
+
+
+def test_disabled_security_writes_no_verdict(tmp_path: Path) -> None:
+    scenario = _sub_grid_scenario(tmp_path / "s", 600.0)
+    text = (scenario / "scenario.yaml").read_text()
+    (scenario / "scenario.yaml").write_text(text + "security:\n  enabled: false\n")
+    summary = _clear(scenario, tmp_path / "out")
+    assert summary["secure"] is None
+    assert summary["ac_power_flows"] == 0
+    assert not (tmp_path / "out" / "grid.csv").exists()
+
+
+def test_an_element_already_out_of_limits_may_stay_out_but_not_get_worse() -> None:
+    net = pn.case33bw()  # the feeder end sits below 0.95 pu before any trade
+    grid = SlotGrid(net, None, None, slot_hours=1.0)
+    limits = SecurityLimits()
+    far_end = 17
+    helping = check_trades(grid, [(0, far_end, 1, 50.0)], limits)  # supply at the far end
+    hurting = check_trades(grid, [(0, 1, far_end, 50.0)], limits)  # more draw there
+    assert helping.secure
+    assert not hurting.secure
+    worse = hurting.slots[0].elements
+    assert worse[worse.violated].element.eq("bus").all()
+    assert (worse[worse.violated].before < 0.95).all()
+
+
+def test_a_power_flow_that_does_not_converge_is_insecure() -> None:
+    grid = SlotGrid(pn.create_cigre_network_lv(), None, None, slot_hours=1.0)
+    report = check_trades(grid, [(0, 2, 30, 5e6)], SecurityLimits())
+    assert not report.slots[0].converged
+    assert not report.secure
+
+
+def test_the_check_leaves_the_scenario_network_untouched() -> None:
+    net = pn.create_cigre_network_lv()
+    before = net.sgen.copy(), net.load.copy()
+    grid = SlotGrid(net, [0.5], None, slot_hours=1.0)
+    check_trades(grid, [(0, 2, 30, 10.0)], SecurityLimits())
+    assert net.sgen.equals(before[0])
+    assert net.load.equals(before[1])
