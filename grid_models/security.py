@@ -106,6 +106,7 @@ class SlotGrid:
         self._sgen_scaling = sgen_scaling
         self._slot_hours = slot_hours
         self._base_cache: dict[int, tuple[bool, pd.DataFrame]] = {}
+        self._trade_sgens: list[int] = []
 
     def check(
         self, slot: int, injection_kwh_by_bus: Mapping[int, float], limits: SecurityLimits
@@ -128,7 +129,7 @@ class SlotGrid:
         flows += 1
         # A base case that does not converge leaves ``before`` all NaN: then no element
         # counts as already out of limits, and the strict rule applies to all.
-        elements = _judge(before, after, limits)
+        elements = _judge(before, after, limits, converged=converged)
         secure = converged and not bool(elements.violated.any())
         return SlotSecurity(slot, secure, converged, elements, flows)
 
@@ -136,15 +137,17 @@ class SlotGrid:
         net = self._net
         factor = 1.0 if self._load_scaling is None else self._load_scaling[slot]
         net.load["scaling"] = self._load_scaling0 * factor
-        trade = net.sgen.name == _TRADE_SGEN
-        own = ~trade.to_numpy()
+        # The trade injections of the previous check go; the network's own sgens stay,
+        # in their order, ahead of any new ones.
+        net.sgen.drop(self._trade_sgens, inplace=True)
+        self._trade_sgens = []
         factor = 1.0 if self._sgen_scaling is None else self._sgen_scaling[slot]
-        net.sgen.loc[own, "scaling"] = self._sgen_scaling0 * factor
-        net.sgen.drop(net.sgen.index[trade], inplace=True)
+        net.sgen["scaling"] = self._sgen_scaling0 * factor
         for bus, kwh in sorted(injection_kwh_by_bus.items()):
             if kwh != 0.0:
                 p_mw = kwh / 1000.0 / self._slot_hours
-                pp.create_sgen(net, bus, p_mw=p_mw, q_mvar=0.0, name=_TRADE_SGEN)
+                index = pp.create_sgen(net, bus, p_mw=p_mw, q_mvar=0.0, name=_TRADE_SGEN)
+                self._trade_sgens.append(int(index))
 
     def _run(self) -> tuple[bool, pd.DataFrame]:
         try:
@@ -175,7 +178,9 @@ def _state(net: pp.pandapowerNet, *, converged: bool) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _judge(before: pd.DataFrame, after: pd.DataFrame, limits: SecurityLimits) -> pd.DataFrame:
+def _judge(
+    before: pd.DataFrame, after: pd.DataFrame, limits: SecurityLimits, *, converged: bool
+) -> pd.DataFrame:
     table = before.rename(columns={"v": "before"})
     table["after"] = after.v.to_numpy()
     is_line = (table.element == "line").to_numpy()
@@ -195,9 +200,13 @@ def _judge(before: pd.DataFrame, after: pd.DataFrame, limits: SecurityLimits) ->
     # How far outside its band an element is (0 inside); "no worse" compares these.
     excess_before = np.maximum(np.maximum(low - b, b - high), 0.0)
     excess_after = np.maximum(np.maximum(low - a, a - high), 0.0)
-    violated = ~np.isfinite(a) | (excess_after > tolerance)
+    # In a converged power flow, NaN marks a bus pandapower left out (no connection to
+    # any source, no load): nothing flows there, nothing to judge.
+    violated = (~np.isfinite(a) & (not converged)) | (excess_after > tolerance)
     already_out = np.isfinite(b) & (excess_before > tolerance)
-    violated &= ~(already_out & (excess_after <= excess_before + tolerance))
+    # "Not worse" also means staying on the same side: 0.93 pu pushed to 1.06 pu is worse.
+    same_side = np.where(b < low, a <= high, a >= low)
+    violated &= ~(already_out & same_side & (excess_after <= excess_before + tolerance))
     table["violated"] = violated
     return table
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,10 +16,17 @@ import pandapower as pp
 import yaml
 
 
-def insecure_slots(
-    net: pp.pandapowerNet, scenario_dir: Path, out_dir: Path, tolerance: float = 1e-6
-) -> set[int]:
+def insecure_slots(net: pp.pandapowerNet, scenario_dir: Path, out_dir: Path) -> set[int]:
     """Return the slots whose trades break the security rule, by our own power flows."""
+    return {
+        slot for slot, (secure, _) in check_folder(net, scenario_dir, out_dir).items() if not secure
+    }
+
+
+def check_folder(
+    net: pp.pandapowerNet, scenario_dir: Path, out_dir: Path
+) -> dict[int, tuple[bool, dict[tuple[str, int], float]]]:
+    """Per traded slot: secure or not, and each element's value after the trades."""
     spec = yaml.safe_load((scenario_dir / "scenario.yaml").read_text())
     security = {
         "max_line_loading_percent": 100.0,
@@ -36,25 +44,31 @@ def insecure_slots(
             injection[slot][int(row["sell_bus"])] += kwh
             injection[slot][int(row["buy_bus"])] -= kwh
 
-    bad = set()
+    verdicts = {}
     for slot, by_bus in injection.items():
         base = _run(net, background, slot, {}, hours)
         after = _run(net, background, slot, by_bus, hours)
         if after is None:
-            bad.add(slot)
+            verdicts[slot] = (False, {})
             continue
-        for key, (value, low, high) in _limits(after, security).items():
+        state = _limits(after, security)
+        before_state = _limits(base, security) if base is not None else {}
+        secure = True
+        for key, (value, low, high) in state.items():
+            if math.isnan(value):
+                continue  # a bus with no connection to any source: nothing to judge
+            tolerance = 1e-9 if key[0] == "bus" else 1e-6
             excess = max(low - value, value - high, 0.0)
             if excess <= tolerance:
                 continue
-            if base is not None:
-                before, _, _ = _limits(base, security)[key]
-                excess_before = max(low - before, before - high, 0.0)
-                if excess_before > tolerance and excess <= excess_before + tolerance:
-                    continue  # already out before the trades, and not worse
-            bad.add(slot)
-            break
-    return bad
+            before = before_state.get(key, (math.nan, low, high))[0]
+            excess_before = max(low - before, before - high, 0.0)
+            same_side = value <= high if before < low else value >= low
+            if excess_before > tolerance and same_side and excess <= excess_before + tolerance:
+                continue  # already out before the trades, and not worse
+            secure = False
+        verdicts[slot] = (secure, {key: v for key, (v, _, _) in state.items()})
+    return verdicts
 
 
 def _run(

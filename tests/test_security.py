@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pandapower.networks as pn
 import pytest
 from conftest import REPO
-from independent_grid import insecure_slots
+from independent_grid import check_folder, insecure_slots
 from typer.testing import CliRunner
 
 from gridmatch.cli import app
@@ -35,6 +36,11 @@ def test_bundled_day_verdict_matches_an_independent_power_flow(tmp_path: Path) -
     assert summary["ac_power_flows"] == 2 * len(traded_slots)
     grid = list(csv.DictReader((tmp_path / "out" / "grid.csv").open()))
     assert {int(r["slot"]) for r in grid if r["violated"] == "true"} == expected_bad
+    # Not only the verdicts: every loading and voltage after the trades agrees.
+    ours = check_folder(pn.create_cigre_network_lv(), scenario, tmp_path / "out")
+    for r in grid:
+        theirs = ours[int(r["slot"])][1][r["element"], int(r["index"])]
+        assert math.isclose(float(r["after"]), theirs, rel_tol=1e-6, abs_tol=1e-9), r
 
 
 def _sub_grid_scenario(folder: Path, quantity_kwh: float) -> Path:
@@ -61,6 +67,7 @@ def test_a_trade_across_sub_grids_is_insecure_only_when_it_overloads(
     scenario = _sub_grid_scenario(tmp_path / "s", quantity_kwh)
     summary = _clear(scenario, tmp_path / "out")
     assert summary["secure"] is secure
+    assert summary["ac_power_flows"] == 2  # the slot was checked: base case and trades
     expected_bad = insecure_slots(pn.create_cigre_network_lv(), scenario, tmp_path / "out")
     assert (0 in expected_bad) is (not secure)
 
@@ -103,3 +110,41 @@ def test_the_check_leaves_the_scenario_network_untouched() -> None:
     check_trades(grid, [(0, 2, 30, 10.0)], SecurityLimits())
     assert net.sgen.equals(before[0])
     assert net.load.equals(before[1])
+
+
+def test_background_scaling_of_own_generation_changes_each_slot() -> None:
+    # A PV plant of the network's own at the end of a residential feeder, full in slot 0,
+    # off in slot 1: the same trade meets a different grid in each slot.
+    import copy
+
+    import pandapower as pp
+
+    net = pn.create_cigre_network_lv()
+    far = int(net.bus.index[net.bus.name == "Bus R18"][0])
+    pp.create_sgen(net, far, p_mw=0.2, name="own pv")
+    grid = SlotGrid(net, [0.3, 0.3], [1.0, 0.0], slot_hours=1.0)
+    report = check_trades(grid, [(0, far, 2, 5.0), (1, far, 2, 5.0)], SecurityLimits())
+    for slot, factor in ((0, 1.0), (1, 0.0)):
+        own = copy.deepcopy(net)
+        own.load["scaling"] *= 0.3
+        own.sgen["scaling"] *= factor
+        pp.create_load(own, far, p_mw=-0.005)
+        pp.create_load(own, 2, p_mw=0.005)
+        pp.runpp(own)
+        elements = report.slots[slot].elements
+        vm = elements[(elements.element == "bus") & (elements["index"] == far)].after.iloc[0]
+        assert math.isclose(vm, float(own.res_bus.at[far, "vm_pu"]), rel_tol=1e-9)
+    assert report.slots[0].worst("bus", "vm_pu") > report.slots[1].worst("bus", "vm_pu")
+
+
+def test_buses_cut_off_from_the_grid_do_not_make_every_slot_insecure() -> None:
+    # pandapower reports NaN voltages for a de-energised island in a converged flow.
+    net = pn.case33bw()
+    line = int(net.line.index[net.line.to_bus == 25][0])
+    net.line.loc[line, "in_service"] = False
+    grid = SlotGrid(net, [0.5], None, slot_hours=1.0)
+    report = check_trades(grid, [(0, 2, 3, 1.0)], SecurityLimits())
+    island = report.slots[0].elements
+    assert island[(island.element == "bus") & (island["index"] == 27)].after.isna().all()
+    assert report.slots[0].converged
+    assert report.secure
