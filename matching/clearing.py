@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.backends.base import Backend, BackendKind
-from gridmatch.matching.backends.flow_relaxation import FlowRelaxationBackend
+from gridmatch.matching.backends.flow_relaxation import solve_flow_relaxation
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.problem import SlotProblem, build_slot_problems
@@ -144,7 +144,7 @@ def clear_orders(
     solved = time.perf_counter()
     # The certificate: the LP relaxation as a min-cost flow, exact and ~100x faster
     # than a general LP code on large slots; it needs no share of the time limit.
-    lp_solutions = [FlowRelaxationBackend().solve_slot(p, options, 0.0) for p in problems]
+    lp_bounds = [solve_flow_relaxation(p).bound_eur for p in problems]
     bounded = time.perf_counter()
 
     for problem, solution in zip(problems, solutions, strict=True):
@@ -159,11 +159,11 @@ def clear_orders(
         filled[trade.sell_order] += trade.quantity_kwh
     welfare = sum(t.quantity_kwh * t.welfare_eur_per_kwh for t in trades)
 
-    lp_bound = sum(_required_bound(s) for s in lp_solutions)
+    lp_bound = sum(lp_bounds)
     # Per slot, the tighter of the LP relaxation and the solver's own proven bound.
     bound = sum(
-        _required_bound(lp) if s.bound_eur is None else min(s.bound_eur, _required_bound(lp))
-        for s, lp in zip(solutions, lp_solutions, strict=True)
+        lp if s.bound_eur is None else min(s.bound_eur, lp)
+        for s, lp in zip(solutions, lp_bounds, strict=True)
     )
     # A bound can sit a solver tolerance below the welfare it certifies.
     bound = max(bound, welfare)
@@ -177,11 +177,11 @@ def clear_orders(
             n_pairs=p.n_pairs,
             welfare_eur=p.welfare_eur(s.pair_quantity_kwh),
             bound_eur=s.bound_eur,
-            lp_bound_eur=_required_bound(lp),
+            lp_bound_eur=lp,
             termination=s.termination,
             runtime_s=s.runtime_s,
         )
-        for p, s, lp in zip(problems, solutions, lp_solutions, strict=True)
+        for p, s, lp in zip(problems, solutions, lp_bounds, strict=True)
     )
     return ClearingResult(
         formulation=backend.name,
@@ -263,12 +263,6 @@ def extract_trades(
             )
     trades.sort(key=lambda t: (t.slot, t.buy_order, t.sell_order))
     return tuple(trades)
-
-
-def _required_bound(solution: SlotSolution) -> float:
-    if solution.bound_eur is None:
-        raise RuntimeError(f"slot {solution.slot}: the LP relaxation gave no bound")
-    return solution.bound_eur
 
 
 def _overall_status(backend: Backend, solutions: list[SlotSolution]) -> ClearingStatus:

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.market_rules import MarketRules
-from gridmatch.matching.orders import OrderBook
+from gridmatch.matching.orders import WH_PER_KWH, OrderBook
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -60,6 +60,14 @@ class SlotProblem:
     def pair_indivisible(self) -> BoolArray:
         """True where the pair's buy order is indivisible (a binary column)."""
         return ~self.buy_divisible[self.pair_buy]
+
+    def buy_quantity_wh(self) -> IntArray:
+        """Buy quantities in whole Wh (exact: orders are validated to Wh)."""
+        return np.rint(self.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
+
+    def sell_quantity_wh(self) -> IntArray:
+        """Sell quantities in whole Wh (exact: orders are validated to Wh)."""
+        return np.rint(self.sell_quantity_kwh * WH_PER_KWH).astype(np.int64)
 
     def pair_max_kwh(self) -> FloatArray:
         """Largest quantity each pair can carry: the buy quantity, capped by the seller."""

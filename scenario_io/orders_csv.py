@@ -10,7 +10,7 @@ import csv
 import math
 from pathlib import Path
 
-from gridmatch.matching.orders import Order, OrderBook, Side
+from gridmatch.matching.orders import WH_PER_KWH, Order, OrderBook, Side
 from gridmatch.scenario_io.errors import InputError
 
 REQUIRED_COLUMNS = (
@@ -27,7 +27,6 @@ OPTIONAL_COLUMNS = ("divisible",)
 MAX_QUANTITY_KWH = 1e9
 MAX_PRICE_EUR_PER_KWH = 1e6
 MAX_SLOT = 10_000_000
-WH_PER_KWH = 1000
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
+from gridmatch.matching.orders import WH_PER_KWH
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import (
     SlotSolution,
@@ -34,7 +35,6 @@ from gridmatch.matching.solution import (
     TerminationCondition,
 )
 
-WH_PER_KWH = 1000
 NANO_EUR_PER_EUR = 1_000_000_000
 
 
@@ -70,8 +70,8 @@ class CpSatBackend(Backend):
                 SolutionStatus.OPTIMAL,
                 0.0,
             )
-        buy_wh = np.rint(problem.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
-        sell_wh = np.rint(problem.sell_quantity_kwh * WH_PER_KWH).astype(np.int64)
+        buy_wh = problem.buy_quantity_wh()
+        sell_wh = problem.sell_quantity_wh()
         indivisible = problem.pair_indivisible
         pair_buy = problem.pair_buy.tolist()
         pair_sell = problem.pair_sell.tolist()

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.orders import WH_PER_KWH
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import (
     SlotSolution,
@@ -46,7 +47,6 @@ from gridmatch.matching.solution import (
     TerminationCondition,
 )
 
-WH_PER_KWH = 1000
 # OR-Tools' cost scaling multiplies unit costs by (nodes + 1); keep every product
 # (unit cost x nodes, unit cost x total flow) far from 2**63.
 _MAX_PRODUCT = 2.0**60
@@ -83,8 +83,8 @@ def solve_flow_relaxation(problem: SlotProblem) -> FlowRelaxation:
     if n_pairs == 0:
         return FlowRelaxation(np.zeros(0), 0.0)
     n_buys, n_sells = problem.buy_quantity_kwh.size, problem.sell_quantity_kwh.size
-    buy_wh = np.rint(problem.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
-    sell_wh = np.rint(problem.sell_quantity_kwh * WH_PER_KWH).astype(np.int64)
+    buy_wh = problem.buy_quantity_wh()
+    sell_wh = problem.sell_quantity_wh()
     total_wh = int(buy_wh.sum())
 
     welfare_eur_per_wh = problem.pair_welfare_eur_per_kwh / WH_PER_KWH

@@ -20,7 +20,6 @@ import numpy.typing as npt
 from gridmatch.matching.backends.base import HeuristicBackend
 from gridmatch.matching.problem import SlotProblem
 
-WH_PER_KWH = 1000
 _TOLERANCE_KWH = 1e-9
 
 
@@ -70,7 +69,8 @@ def seller_dp_pair_kwh(problem: SlotProblem) -> npt.NDArray[np.float64]:
     buy_left_kwh = problem.buy_quantity_kwh.copy()
     served = np.zeros(problem.buy_quantity_kwh.size, dtype=bool)
     indivisible_pair = problem.pair_indivisible
-    buy_wh = np.rint(problem.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
+    buy_wh = problem.buy_quantity_wh()
+    sell_wh = problem.sell_quantity_wh()
     # Pairs are sorted by buy; group them by seller once.
     by_seller = np.argsort(problem.pair_sell, kind="stable")
     bounds = np.searchsorted(
@@ -95,7 +95,7 @@ def seller_dp_pair_kwh(problem: SlotProblem) -> npt.NDArray[np.float64]:
                 problem.pair_welfare_eur_per_kwh[pairs[item_pairs]]
                 * problem.buy_quantity_kwh[buys[item_pairs]]
             )
-            chosen = best_subset(weights, values, round(capacity_kwh * WH_PER_KWH))
+            chosen = best_subset(weights, values, int(sell_wh[s]))
             fill[item_pairs[chosen]] = problem.buy_quantity_kwh[buys[item_pairs[chosen]]]
         room = capacity_kwh - float(fill.sum())
 
