@@ -105,7 +105,8 @@ class SlotGrid:
         self._load_scaling = load_scaling
         self._sgen_scaling = sgen_scaling
         self._slot_hours = slot_hours
-        self._base_cache: dict[int, tuple[bool, pd.DataFrame]] = {}
+        # Per slot, the state without trades (all NaN if that flow did not converge).
+        self._base_cache: dict[int, pd.DataFrame] = {}
         self._trade_sgens: list[int] = []
 
     def check(
@@ -121,9 +122,9 @@ class SlotGrid:
         flows = 0
         if slot not in self._base_cache:
             self._set_slot(slot, {})
-            self._base_cache[slot] = self._run()
+            self._base_cache[slot] = self._run()[1]
             flows += 1
-        _, before = self._base_cache[slot]
+        before = self._base_cache[slot]
         self._set_slot(slot, injection_kwh_by_bus)
         converged, after = self._run()
         flows += 1
