@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from gridmatch.grid_models.security import GridReport, SecurityLimits, SlotGrid, check_trades
+from gridmatch.grid_models.secure_clearing import SecureClearing, clear_securely
+from gridmatch.grid_models.security import SecurityLimits, SlotGrid
 from gridmatch.grid_models.topology import distance_matrix_km
 from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, get_backend
 from gridmatch.matching.clearing import ClearingResult, clear_orders
@@ -44,6 +45,7 @@ class ClearingRun:
     result: ClearingResult
     options: SolveOptions
     summary: dict[str, Any]
+    security: SecureClearing | None
 
 
 def resolve_settings(scenario: Scenario, settings: RunSettings) -> tuple[str, SolveOptions]:
@@ -60,8 +62,8 @@ def resolve_settings(scenario: Scenario, settings: RunSettings) -> tuple[str, So
     return formulation, options
 
 
-def check_grid(scenario: Scenario, result: ClearingResult) -> GridReport:
-    """Run the AC security check of the scenario's network on the cleared trades."""
+def scenario_grid(scenario: Scenario) -> tuple[SlotGrid, SecurityLimits]:
+    """Return the scenario's network with its per-slot background, and its limits."""
     spec = scenario.spec
     background = spec.background
     grid = SlotGrid(
@@ -77,12 +79,7 @@ def check_grid(scenario: Scenario, result: ClearingResult) -> GridReport:
         vm_min_pu=security.vm_min_pu,
         vm_max_pu=security.vm_max_pu,
     )
-    orders = scenario.book.orders
-    trades = [
-        (t.slot, orders[t.sell_order].bus, orders[t.buy_order].bus, t.quantity_kwh)
-        for t in result.trades
-    ]
-    return check_trades(grid, trades, limits)
+    return grid, limits
 
 
 def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> ClearingRun:
@@ -99,9 +96,23 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
     distances = None
     if scenario.rules.grid_fee_eur_per_kwh_per_km > 0.0:
         distances = distance_matrix_km(scenario.graph, np.unique(scenario.book.bus))
-    result = clear_orders(scenario.book, scenario.rules, backend, options, distances)
-    grid = check_grid(scenario, result) if scenario.spec.security.enabled else None
-    summary = summary_dict(scenario.name, scenario.book, result, options, grid)
+    security = None
+    if scenario.spec.security.enabled:
+        grid, limits = scenario_grid(scenario)
+        security = clear_securely(
+            scenario.book,
+            scenario.rules,
+            backend,
+            options,
+            grid,
+            limits,
+            max_iterations=scenario.spec.security.max_iterations,
+            distance_km=distances,
+        )
+        result = security.result
+    else:
+        result = clear_orders(scenario.book, scenario.rules, backend, options, distances)
+    summary = summary_dict(scenario.name, scenario.book, result, options, security)
     manifest = build_manifest(
         scenario.name, scenario.directory, scenario.input_files, formulation, options
     )
@@ -110,6 +121,6 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
         write_orders(staging / "orders.csv", scenario.book, result)
         write_json(staging / "summary.json", summary)
         write_json(staging / "manifest.json", manifest)
-        if grid is not None:
-            write_grid(staging / "grid.csv", grid)
-    return ClearingRun(scenario, result, options, summary)
+        if security is not None:
+            write_grid(staging / "grid.csv", security.report, security.binding)
+    return ClearingRun(scenario, result, options, summary, security)

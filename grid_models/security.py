@@ -18,8 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandapower as pp
 import pandas as pd
+
+from gridmatch.grid_models.sensitivity import injection_sensitivities
 
 # Loadings and voltages are compared with this slack, so solver round-off on an
 # element sitting exactly at its limit is not a violation.
@@ -90,6 +93,11 @@ class SlotGrid:
         Per-slot factors (``None``: the network's own scaling in every slot).
     slot_hours
         Length of a slot in hours.
+
+    Attributes
+    ----------
+    ac_power_flows
+        pandapower runs so far, over all checks and linearisations.
     """
 
     def __init__(
@@ -105,12 +113,18 @@ class SlotGrid:
         self._load_scaling = load_scaling
         self._sgen_scaling = sgen_scaling
         self._slot_hours = slot_hours
+        self.ac_power_flows = 0
         # Per slot, the state without trades (all NaN if that flow did not converge).
         self._base_cache: dict[int, pd.DataFrame] = {}
+        self._base_sensitivity: dict[int, npt.NDArray[np.float64]] = {}
         self._trade_sgens: list[int] = []
 
     def check(
-        self, slot: int, injection_kwh_by_bus: Mapping[int, float], limits: SecurityLimits
+        self,
+        slot: int,
+        injection_kwh_by_bus: Mapping[int, float],
+        limits: SecurityLimits,
+        linearise_at: npt.NDArray[np.int64] | None = None,
     ) -> SlotSecurity:
         """Check the trades of one slot, given as net kWh injected per bus.
 
@@ -118,12 +132,18 @@ class SlotGrid:
         ----------
         injection_kwh_by_bus
             Sold minus bought kWh at each bus in the slot.
+        linearise_at
+            Buses to take base-case sensitivities for, while the base case is run
+            anyway; if the slot turns out insecure, :meth:`take_base_sensitivity`
+            hands them out (no extra power flow).
         """
         flows = 0
         if slot not in self._base_cache:
             self._set_slot(slot, {})
-            self._base_cache[slot] = self._run()[1]
+            converged, self._base_cache[slot] = self._run()
             flows += 1
+            if converged and linearise_at is not None:
+                self._base_sensitivity[slot] = self.sensitivity_per_kwh(linearise_at)
         before = self._base_cache[slot]
         self._set_slot(slot, injection_kwh_by_bus)
         converged, after = self._run()
@@ -132,7 +152,34 @@ class SlotGrid:
         # counts as already out of limits, and the strict rule applies to all.
         elements = _judge(before, after, limits, converged=converged)
         secure = converged and not bool(elements.violated.any())
+        if secure:
+            self._base_sensitivity.pop(slot, None)  # large, and not needed
         return SlotSecurity(slot, secure, converged, elements, flows)
+
+    def take_base_sensitivity(self, slot: int) -> npt.NDArray[np.float64] | None:
+        """Hand out (and forget) the base-case sensitivities :meth:`check` took.
+
+        ``None`` if none were taken or the base case did not converge.
+        """
+        return self._base_sensitivity.pop(slot, None)
+
+    def sensitivity_per_kwh(self, buses: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """Sensitivities at the state of the last converged run, per kWh over the slot.
+
+        Rows follow the element table of :class:`SlotSecurity` (in-service lines,
+        transformers, buses); columns are ``buses``.
+        """
+        found = injection_sensitivities(self._net, buses)
+        per_kwh = 1.0 / 1000.0 / self._slot_hours
+        parts = []
+        for table, rows in (
+            (self._net.line, found.line_loading_percent_per_mw),
+            (self._net.trafo, found.trafo_loading_percent_per_mw),
+            (self._net.bus, found.vm_pu_per_mw),
+        ):
+            parts.append(rows[table.in_service.to_numpy(dtype=bool)])
+        stacked: npt.NDArray[np.float64] = np.vstack(parts) * per_kwh
+        return stacked
 
     def _set_slot(self, slot: int, injection_kwh_by_bus: Mapping[int, float]) -> None:
         net = self._net
@@ -151,6 +198,7 @@ class SlotGrid:
                 self._trade_sgens.append(int(index))
 
     def _run(self) -> tuple[bool, pd.DataFrame]:
+        self.ac_power_flows += 1
         try:
             pp.runpp(self._net, numba=False)
         except pp.LoadflowNotConverged:

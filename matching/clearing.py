@@ -132,6 +132,8 @@ def clear_orders(
 
     Raises
     ------
+    SolverFailedError
+        If a slot's solver reported an error.
     InconsistentAllocationError
         If the backend's allocation breaks a capacity or indivisibility rule.
     """
@@ -142,9 +144,48 @@ def clear_orders(
     built = time.perf_counter()
     solutions = backend.solve(problems, options)
     solved = time.perf_counter()
-    # The certificate: the LP relaxation as a min-cost flow, exact and ~100x faster
-    # than a general LP code on large slots; it needs no share of the time limit.
-    lp_bounds = [solve_flow_relaxation(p).bound_eur for p in problems]
+    return assemble_result(
+        book, rules, backend, problems, solutions, build_s=built - start, solve_s=solved - built
+    )
+
+
+def lp_bounds_eur(problems: list[SlotProblem]) -> list[float]:
+    """LP-relaxation bound of every slot, ignoring grid rows (so valid with or without them).
+
+    The LP relaxation as a min-cost flow is exact and ~100x faster than a general LP
+    code on large slots; it needs no share of the time limit.
+    """
+    return [solve_flow_relaxation(p).bound_eur for p in problems]
+
+
+def assemble_result(
+    book: OrderBook,
+    rules: MarketRules,
+    backend: Backend,
+    problems: list[SlotProblem],
+    solutions: list[SlotSolution],
+    *,
+    build_s: float,
+    solve_s: float,
+    lp_bounds: list[float] | None = None,
+) -> ClearingResult:
+    """Check the slots' allocations, certify them, and turn them into trades.
+
+    Parameters
+    ----------
+    lp_bounds
+        Per-slot LP bounds if already computed (see :func:`lp_bounds_eur`).
+
+    Raises
+    ------
+    SolverFailedError
+        If a slot's solver reported an error.
+    InconsistentAllocationError
+        If an allocation breaks a capacity or indivisibility rule.
+    """
+    began = time.perf_counter()
+    if lp_bounds is None:
+        lp_bounds = lp_bounds_eur(problems)
     bounded = time.perf_counter()
 
     for problem, solution in zip(problems, solutions, strict=True):
@@ -195,9 +236,9 @@ def clear_orders(
         lp_bound_eur=float(lp_bound),
         gap=float(gap),
         slots=reports,
-        build_s=built - start,
-        solve_s=solved - built,
-        bound_s=bounded - solved,
+        build_s=build_s,
+        solve_s=solve_s,
+        bound_s=bounded - began,
     )
 
 

@@ -9,14 +9,22 @@ Columns, in order:
   - divisible buy :math:`b`: continuous :math:`x_p \in [0, \min(q_b, Q_s)]` kWh,
     worth :math:`w_p` per kWh;
 
-* one binary :math:`z_s` per all-or-none seller that has a pair (1 = sold completely).
+* one binary :math:`z_s` per all-or-none seller that has a pair (1 = sold completely);
+* with grid rows only: one continuous :math:`\iota_k` per order bus, the net kWh the
+  slot's trades inject there, in :math:`[-\text{bought}_k^{max}, \text{sold}_k^{max}]`.
 
 Rows, in order:
 
 * buy rows (one per buy with a pair): :math:`\sum_s y_{bs} \le 1` (indivisible) or
   :math:`\sum_s x_{bs} \le q_b` (divisible);
 * seller rows (one per seller with a pair):
-  :math:`\sum_b q_b y_{bs} + \sum_b x_{bs} \le Q_s`, or :math:`= Q_s z_s` if all-or-none.
+  :math:`\sum_b q_b y_{bs} + \sum_b x_{bs} \le Q_s`, or :math:`= Q_s z_s` if all-or-none;
+* with grid rows only: one balance row per order bus, :math:`\iota_k` = kWh sold at
+  :math:`k` minus kWh bought at :math:`k`, then the security rows of
+  :class:`~gridmatch.matching.grid_rows.GridRows` over :math:`\iota`.
+
+The injection columns keep the security rows as short as the number of buses;
+written over the pairs they would be dense in every pair column.
 
 Objective: maximise :math:`\sum_p w_p q_b y_p + \sum_p w_p x_p` (EUR).
 
@@ -45,8 +53,8 @@ class KnapsackArrays:
     ----------
     col_cost
         Objective coefficient of each column, EUR per unit of the column.
-    col_upper
-        Upper bound of each column (lower bounds are all 0).
+    col_lower, col_upper
+        Bounds of each column (0 for pairs and switches).
     col_integer
         True for binary columns.
     col_kwh_per_unit
@@ -59,9 +67,12 @@ class KnapsackArrays:
         The first ``n_pair_cols`` columns are the pairs of the slot problem, in order.
     switch_sell
         Local seller index of each all-or-none switch column (the columns after the pairs).
+    injection_bus
+        Bus of each injection column (the last columns; empty without grid rows).
     """
 
     col_cost: FloatArray
+    col_lower: FloatArray
     col_upper: FloatArray
     col_integer: npt.NDArray[np.bool_]
     col_kwh_per_unit: FloatArray
@@ -70,6 +81,7 @@ class KnapsackArrays:
     row_upper: FloatArray
     n_pair_cols: int
     switch_sell: npt.NDArray[np.int64]
+    injection_bus: npt.NDArray[np.int64]
 
     @property
     def n_cols(self) -> int:
@@ -99,11 +111,19 @@ class KnapsackArrays:
             problem.pair_sell, weights=pair_kwh, minlength=problem.sell_quantity_kwh.size
         )
         switches = (sold_kwh[self.switch_sell] > 0.0).astype(float)
-        return np.concatenate([pair_values, switches])
+        injections = problem.bus_injection_kwh(self.injection_bus, pair_kwh)
+        return np.concatenate([pair_values, switches, injections])
 
 
 def build_knapsack_arrays(problem: SlotProblem) -> KnapsackArrays:
     """Build the arrays of the slot MILP described in the module docstring."""
+    arrays = _market_arrays(problem)
+    if problem.grid is None or problem.grid.n_rows == 0:
+        return arrays
+    return _with_grid_rows(problem, arrays)
+
+
+def _market_arrays(problem: SlotProblem) -> KnapsackArrays:
     n_pairs = problem.n_pairs
     indivisible = problem.pair_indivisible
     buy_q = problem.buy_quantity_kwh[problem.pair_buy]
@@ -139,6 +159,7 @@ def build_knapsack_arrays(problem: SlotProblem) -> KnapsackArrays:
         col_cost=np.concatenate(
             [problem.pair_welfare_eur_per_kwh * kwh_per_unit, np.zeros(aon_sellers.size)]
         ),
+        col_lower=np.zeros(n_cols),
         col_upper=np.concatenate([pair_upper, np.ones(aon_sellers.size)]),
         col_integer=np.concatenate([indivisible, np.ones(aon_sellers.size, dtype=bool)]),
         col_kwh_per_unit=np.concatenate([kwh_per_unit, np.zeros(aon_sellers.size)]),
@@ -147,4 +168,52 @@ def build_knapsack_arrays(problem: SlotProblem) -> KnapsackArrays:
         row_upper=np.concatenate([buy_cap, sell_upper]),
         n_pair_cols=n_pairs,
         switch_sell=aon_sellers.astype(np.int64),
+        injection_bus=np.zeros(0, dtype=np.int64),
+    )
+
+
+def _with_grid_rows(problem: SlotProblem, arrays: KnapsackArrays) -> KnapsackArrays:
+    """Append the injection columns, the balance rows and the security rows."""
+    rows = problem.grid
+    assert rows is not None
+    buses = rows.buses
+    n_buses = buses.size
+    n_pairs = arrays.n_pair_cols
+    sell_column = np.searchsorted(buses, problem.sell_bus[problem.pair_sell])
+    buy_column = np.searchsorted(buses, problem.buy_bus[problem.pair_buy])
+    unit_kwh = arrays.col_kwh_per_unit[:n_pairs]
+    pair_cols = np.arange(n_pairs)
+    injection_cols = arrays.n_cols + np.arange(n_buses)
+    # Balance row k: iota_k - sold at k + bought at k = 0 (a pair within one bus cancels).
+    balance = sp.csc_matrix(
+        (
+            np.concatenate([np.ones(n_buses), -unit_kwh, unit_kwh]),
+            (
+                np.concatenate([np.arange(n_buses), sell_column, buy_column]),
+                np.concatenate([injection_cols, pair_cols, pair_cols]),
+            ),
+        ),
+        shape=(n_buses, arrays.n_cols + n_buses),
+    )
+    balance.eliminate_zeros()
+    security = sp.hstack(
+        [sp.csc_matrix((rows.n_rows, arrays.n_cols)), sp.csc_matrix(rows.coefficient_per_kwh)]
+    )
+    old = sp.hstack([arrays.matrix, sp.csc_matrix((arrays.n_rows, n_buses))])
+    matrix = sp.vstack([old, balance, security]).tocsc()
+
+    max_sold = np.bincount(sell_column, weights=problem.pair_max_kwh(), minlength=n_buses)
+    max_bought = np.bincount(buy_column, weights=problem.pair_max_kwh(), minlength=n_buses)
+    return KnapsackArrays(
+        col_cost=np.concatenate([arrays.col_cost, np.zeros(n_buses)]),
+        col_lower=np.concatenate([arrays.col_lower, -max_bought]),
+        col_upper=np.concatenate([arrays.col_upper, max_sold]),
+        col_integer=np.concatenate([arrays.col_integer, np.zeros(n_buses, dtype=bool)]),
+        col_kwh_per_unit=np.concatenate([arrays.col_kwh_per_unit, np.zeros(n_buses)]),
+        matrix=matrix,
+        row_lower=np.concatenate([arrays.row_lower, np.zeros(n_buses), rows.lower]),
+        row_upper=np.concatenate([arrays.row_upper, np.zeros(n_buses), rows.upper]),
+        n_pair_cols=n_pairs,
+        switch_sell=arrays.switch_sell,
+        injection_bus=buses,
     )

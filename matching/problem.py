@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gridmatch.matching.grid_rows import GridRows
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import WH_PER_KWH, OrderBook
 
@@ -33,8 +34,13 @@ class SlotProblem:
 
     Attributes
     ----------
+    buy_bus, sell_bus
+        Grid bus (pandapower ``net.bus`` index) of each buy and sell order.
     pair_welfare_eur_per_kwh
         ``buy limit - sell limit - fee`` of each pair, never negative.
+    grid
+        Linearised security rows the allocation must also satisfy (issue #3), or
+        ``None`` for a slot matched without grid constraints.
     """
 
     slot: int
@@ -42,14 +48,17 @@ class SlotProblem:
     buy_quantity_kwh: FloatArray
     buy_divisible: BoolArray
     buy_limit_eur_per_kwh: FloatArray
+    buy_bus: IntArray
     sell_order: IntArray
     sell_quantity_kwh: FloatArray
     sell_all_or_none: BoolArray
     sell_limit_eur_per_kwh: FloatArray
+    sell_bus: IntArray
     pair_buy: IntArray
     pair_sell: IntArray
     pair_fee_eur_per_kwh: FloatArray
     pair_welfare_eur_per_kwh: FloatArray
+    grid: GridRows | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -78,6 +87,28 @@ class SlotProblem:
     def welfare_eur(self, pair_quantity_kwh: FloatArray) -> float:
         """Welfare of an allocation of kWh to pairs."""
         return float(np.dot(pair_quantity_kwh, self.pair_welfare_eur_per_kwh))
+
+    def bus_injection_kwh(self, buses: IntArray, pair_quantity_kwh: FloatArray) -> FloatArray:
+        """Net kWh injected at each of ``buses`` by an allocation (sold minus bought).
+
+        Every order bus of the slot must be among ``buses``.
+        """
+        if buses.size == 0:
+            return np.zeros(0)
+        sell_column = np.searchsorted(buses, self.sell_bus)
+        buy_column = np.searchsorted(buses, self.buy_bus)
+        sold = np.bincount(
+            sell_column[self.pair_sell], weights=pair_quantity_kwh, minlength=buses.size
+        )
+        bought = np.bincount(
+            buy_column[self.pair_buy], weights=pair_quantity_kwh, minlength=buses.size
+        )
+        injection: FloatArray = (sold - bought).astype(np.float64)
+        return injection
+
+    def order_buses(self) -> IntArray:
+        """Sorted distinct buses of the slot's orders."""
+        return np.unique(np.concatenate([self.buy_bus, self.sell_bus]))
 
 
 def build_slot_problems(
@@ -143,10 +174,12 @@ def build_slot_problems(
                 buy_quantity_kwh=quantity[buys],
                 buy_divisible=divisible[buys],
                 buy_limit_eur_per_kwh=price[buys],
+                buy_bus=bus[buys],
                 sell_order=sells.astype(np.int64),
                 sell_quantity_kwh=quantity[sells],
                 sell_all_or_none=~divisible[sells],
                 sell_limit_eur_per_kwh=price[sells],
+                sell_bus=bus[sells],
                 pair_buy=pair_buy.astype(np.int64),
                 pair_sell=pair_sell.astype(np.int64),
                 pair_fee_eur_per_kwh=fee[pair_buy, pair_sell],

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gridmatch.grid_models.secure_clearing import SecureClearing
 from gridmatch.grid_models.security import GRID_COLUMNS, GridReport
 from gridmatch.matching.clearing import ClearingResult
 from gridmatch.matching.orders import OrderBook
@@ -93,16 +94,17 @@ def summary_dict(
     book: OrderBook,
     result: ClearingResult,
     options: SolveOptions,
-    grid: GridReport | None = None,
+    security: SecureClearing | None = None,
 ) -> dict[str, Any]:
     """Build the content of ``summary.json``.
 
     Parameters
     ----------
-    grid
-        The AC security check, or ``None`` when it is disabled (``secure`` is then
-        null, never a guess).
+    security
+        How the security-constrained clearing went, or ``None`` when the grid check
+        is disabled (``secure`` is then null, never a guess).
     """
+    grid_s = 0.0 if security is None else security.grid_s
     return {
         "scenario": scenario_name,
         "status": result.status.value,
@@ -113,11 +115,12 @@ def summary_dict(
         "formulation": result.formulation,
         "solver": result.solver,
         "solver_version": result.solver_version,
-        "runtime_s": result.runtime_s,
+        "runtime_s": result.runtime_s + grid_s,
         "build_s": result.build_s,
         "solve_s": result.solve_s,
         "bound_s": result.bound_s,
-        **_grid_summary(grid),
+        "grid_s": grid_s,
+        **_security_summary(result, security),
         "n_orders": len(book),
         "n_trades": len(result.trades),
         "n_pairs": result.n_pairs,
@@ -145,12 +148,25 @@ def summary_dict(
     }
 
 
-def _grid_summary(grid: GridReport | None) -> dict[str, Any]:
-    if grid is None:
-        return {"secure": None, "ac_power_flows": 0}
+def _security_summary(result: ClearingResult, security: SecureClearing | None) -> dict[str, Any]:
+    if security is None:
+        return {
+            "secure": None,
+            "security_iterations": None,
+            "ac_power_flows": 0,
+            "unconstrained_welfare_eur": None,
+            "price_of_security_eur": None,
+        }
+    grid = security.report
+    unconstrained = security.unconstrained.welfare_eur
     return {
         "secure": grid.secure,
-        "ac_power_flows": grid.ac_power_flows,
+        "security_iterations": security.iterations,
+        "fallback_slots": list(security.fallback_slots),
+        "ac_power_flows": security.ac_power_flows,
+        "unconstrained_welfare_eur": unconstrained,
+        "price_of_security_eur": unconstrained - result.welfare_eur,
+        "unconstrained_insecure_slots": list(security.unconstrained_insecure_slots),
         "insecure_slots": [s.slot for s in grid.slots if not s.secure],
         "max_line_loading_percent": grid.worst("line", "loading_percent"),
         "max_trafo_loading_percent": grid.worst("trafo", "loading_percent"),
@@ -159,12 +175,20 @@ def _grid_summary(grid: GridReport | None) -> dict[str, Any]:
     }
 
 
-def write_grid(path: Path, grid: GridReport) -> None:
-    """Write ``grid.csv``: per slot and element, the state before and after the trades."""
+def write_grid(
+    path: Path, grid: GridReport, binding: frozenset[tuple[int, str, int]] = frozenset()
+) -> None:
+    """Write ``grid.csv``: per slot and element, the state before and after the trades.
+
+    Parameters
+    ----------
+    binding
+        ``(slot, element, index)`` whose security row limited the trades.
+    """
     table = grid.table()
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(GRID_COLUMNS)
+        writer.writerow([*GRID_COLUMNS, "binding"])
         records: list[tuple[Any, ...]] = list(table.itertuples(index=False, name=None))
         for slot, element, index, quantity, before, after, low, high, violated in records:
             writer.writerow(
@@ -175,6 +199,7 @@ def write_grid(path: Path, grid: GridReport) -> None:
                     quantity,
                     *(repr(float(v)) for v in (before, after, low, high)),
                     "true" if violated else "false",
+                    "true" if (int(slot), element, int(index)) in binding else "false",
                 ]
             )
 

@@ -44,6 +44,13 @@ class SecuritySpec(_Strict):
     max_trafo_loading_percent: Positive = 100.0
     vm_min_pu: Positive = 0.95
     vm_max_pu: Positive = 1.05
+    max_iterations: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="matching rounds with grid rows before falling back to dropping trades",
+        ),
+    ] = 5
 
     @model_validator(mode="after")
     def _band(self) -> Self:

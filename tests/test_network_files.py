@@ -16,12 +16,17 @@ from gridmatch.cli import app
 HEADER = "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh"
 
 
-def _scenario(folder: Path, net: pp.pandapowerNet, rows: list[str]) -> Path:
+def _scenario(
+    folder: Path, net: pp.pandapowerNet, rows: list[str], network: str = "file: network.json"
+) -> Path:
     """A scenario folder whose network is ``net`` saved as ``network.json``."""
     folder.mkdir()
     pp.to_json(net, str(folder / "network.json"))
+    # Light background load: CIGRE LV at full load is below 0.95 pu at its feeder ends,
+    # where the security rule would forbid every trade.
     (folder / "scenario.yaml").write_text(
-        "name: from-file\nnetwork:\n  file: network.json\norders: orders.csv\n"
+        f"name: from-file\nnetwork:\n  {network}\norders: orders.csv\n"
+        "background:\n  load_scaling: [0.3]\n"
     )
     (folder / "orders.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     return folder
@@ -58,8 +63,14 @@ def test_a_pandapower_json_network_clears_like_the_built_in_one(tmp_path: Path) 
     assert code == 0, stderr
     summary = check_result_folder(folder, tmp_path / "out", line_distances_km(net))
     assert summary["n_trades"] == 2
+    assert summary["secure"] is True
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert "network.json" in manifest["inputs"]
+    rows = _with_bus_indices(net, _cigre_rows())
+    built_in = _scenario(tmp_path / "b", net, rows, network="pandapower: create_cigre_network_lv")
+    assert _clear(built_in, tmp_path / "out-b")[0] == 0
+    for name in ("trades.csv", "grid.csv"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out-b" / name).read_bytes()
 
 
 def _poison(document: dict[str, object], module: str) -> dict[str, object]:

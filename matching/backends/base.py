@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.problem import SlotProblem
+from gridmatch.matching.secure_subset import drop_until_rows_hold
 from gridmatch.matching.solution import (
     SlotSolution,
     SolutionStatus,
@@ -101,7 +102,11 @@ class Backend(ABC):
 
 
 class HeuristicBackend(Backend):
-    """A backend that computes an allocation directly: no solver, no bound, no claim."""
+    """A backend that computes an allocation directly: no solver, no bound, no claim.
+
+    Grid rows do not enter a heuristic's construction; its allocation is cut down to
+    them afterwards by dropping trades.
+    """
 
     solver = "none"
     kind = BackendKind.HEURISTIC
@@ -122,7 +127,7 @@ class HeuristicBackend(Backend):
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
     ) -> SlotSolution:
         start = time.perf_counter()
-        pair_kwh = self.allocate(problem)
+        pair_kwh = drop_until_rows_hold(problem, self.allocate(problem))
         return SlotSolution(
             slot=problem.slot,
             pair_quantity_kwh=pair_kwh,

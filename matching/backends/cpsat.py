@@ -19,8 +19,10 @@ binding time limit it is not.
 from __future__ import annotations
 
 import importlib.util
+import math
 import time
 from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +37,12 @@ from gridmatch.matching.solution import (
     TerminationCondition,
 )
 
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
+
 NANO_EUR_PER_EUR = 1_000_000_000
+# Grid rows are scaled so their largest coefficient per Wh is this integer.
+ROW_SCALE = 1_000_000
 
 
 class CpSatBackend(Backend):
@@ -118,6 +125,8 @@ class CpSatBackend(Backend):
                 model.add(sold_wh == int(sell_wh[s]) * switch)
             else:
                 model.add(sold_wh <= int(sell_wh[s]))
+        if problem.grid is not None and problem.grid.n_rows > 0:
+            _add_grid_rows(model, problem, pair_wh)
         model.maximize(sum(c * v for c, v in zip(unit_nano_eur, pair_var, strict=True)))
 
         hint_kwh = best_start_pair_kwh(problem)
@@ -173,3 +182,48 @@ class CpSatBackend(Backend):
             status=SolutionStatus.FEASIBLE,
             runtime_s=time.perf_counter() - start,
         )
+
+
+def _add_grid_rows(model: cp_model.CpModel, problem: SlotProblem, pair_wh: list[Any]) -> None:
+    """Add the security rows with integer coefficients, rounded to the safe side.
+
+    Row ``r`` is scaled so its largest coefficient per Wh is :data:`ROW_SCALE`, then
+    rounded; the rounding error is at most half a unit per Wh of injection, so the
+    bounds are tightened by that much times the largest injection each bus can have.
+    Every integer solution then satisfies the real-valued row, except within that
+    margin of a bound of 0 (the empty allocation must stay feasible); the security
+    loop re-checks every allocation against the real-valued rows.
+    """
+    rows = problem.grid
+    assert rows is not None
+    sell_column = np.searchsorted(rows.buses, problem.sell_bus[problem.pair_sell]).tolist()
+    buy_column = np.searchsorted(rows.buses, problem.buy_bus[problem.pair_buy]).tolist()
+    pair_max_wh = np.rint(problem.pair_max_kwh() * WH_PER_KWH).astype(np.int64)
+    max_sold = np.bincount(sell_column, weights=pair_max_wh, minlength=rows.buses.size)
+    max_bought = np.bincount(buy_column, weights=pair_max_wh, minlength=rows.buses.size)
+    sold_at: dict[int, list[Any]] = {}
+    bought_at: dict[int, list[Any]] = {}
+    for p, wh in enumerate(pair_wh):
+        sold_at.setdefault(sell_column[p], []).append(wh)
+        bought_at.setdefault(buy_column[p], []).append(wh)
+    injection_wh = []
+    for k in range(rows.buses.size):
+        # Net Wh injected at order bus k (sold minus bought).
+        var = model.new_int_var(-int(max_bought[k]), int(max_sold[k]), f"iota_{k}")
+        model.add(var == sum(sold_at.get(k, [])) - sum(bought_at.get(k, [])))
+        injection_wh.append(var)
+    reach_wh = float(np.maximum(max_sold, max_bought).sum())
+    for r in range(rows.n_rows):
+        per_wh = rows.coefficient_per_kwh[r] / WH_PER_KWH
+        largest = float(np.abs(per_wh).max())
+        if largest == 0.0:
+            continue
+        scale = ROW_SCALE / largest
+        integer = np.rint(per_wh * scale).astype(np.int64).tolist()
+        slack = 0.5 * reach_wh
+        body = sum(c * v for c, v in zip(integer, injection_wh, strict=True) if c != 0)
+        # Rows always admit trading nothing; the rounding margin must not exclude it.
+        if np.isfinite(rows.upper[r]):
+            model.add(body <= max(math.floor(rows.upper[r] * scale - slack), 0))
+        if np.isfinite(rows.lower[r]):
+            model.add(body >= min(math.ceil(rows.lower[r] * scale + slack), 0))

@@ -102,7 +102,7 @@ def run_highs(
     lp.num_row_ = arrays.n_rows
     lp.sense_ = highspy.ObjSense.kMaximize
     lp.col_cost_ = arrays.col_cost
-    lp.col_lower_ = np.zeros(arrays.n_cols)
+    lp.col_lower_ = arrays.col_lower
     lp.col_upper_ = arrays.col_upper
     lp.row_lower_ = arrays.row_lower
     lp.row_upper_ = arrays.row_upper

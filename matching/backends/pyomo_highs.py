@@ -212,6 +212,8 @@ def build_slot_model(problem: SlotProblem) -> pyo.ConcreteModel:
     model.z = pyo.Var(model.ALL_OR_NONE_SELLERS, domain=pyo.Binary)
     add_buy_constraints(model)
     add_seller_constraints(model)
+    if problem.grid is not None and problem.grid.n_rows > 0:
+        add_grid_rows(model, problem)
     add_welfare_objective(model)
     return model
 
@@ -268,14 +270,18 @@ def _add_sets_and_parameters(model: pyo.ConcreteModel, problem: SlotProblem) -> 
     )
 
 
+def _pair_kwh(model: pyo.ConcreteModel, b: int, s: int) -> pyo.Expression:
+    """Return the kWh pair (b, s) trades: ``q_b y_bs`` or ``x_bs``."""
+    if b in model.INDIVISIBLE_BUYS:
+        return model.buy_quantity_kwh[b] * model.y[b, s]
+    return model.x[b, s]
+
+
 def _sold_kwh(model: pyo.ConcreteModel, s: int) -> pyo.Expression:
     """Return the kWh seller ``s`` delivers: ``sum_b q_b y_bs + sum_b x_bs``."""
     import pyomo.environ as pyo
 
-    return pyo.quicksum(
-        model.buy_quantity_kwh[b] * model.y[b, s] if b in model.INDIVISIBLE_BUYS else model.x[b, s]
-        for b in model.BUYERS_OF[s]
-    )
+    return pyo.quicksum(_pair_kwh(model, b, s) for b in model.BUYERS_OF[s])
 
 
 def add_buy_constraints(model: pyo.ConcreteModel) -> None:
@@ -320,6 +326,49 @@ def add_seller_constraints(model: pyo.ConcreteModel) -> None:
         model.ALL_OR_NONE_SELLERS,
         rule=lambda m, s: _sold_kwh(m, s) == m.sell_quantity_kwh[s] * m.z[s],
     )
+
+
+def add_grid_rows(model: pyo.ConcreteModel, problem: SlotProblem) -> None:
+    r"""Add the slot's linearised security rows over the net injection of each bus.
+
+    .. math::
+
+        \iota_k = \sum_{(b,s):\, \mathrm{bus}(s)=k} \mathrm{kWh}_{bs}
+        - \sum_{(b,s):\, \mathrm{bus}(b)=k} \mathrm{kWh}_{bs}, \qquad
+        \mathrm{lower}_r \le \sum_k a_{rk} \iota_k \le \mathrm{upper}_r
+    """
+    import pyomo.environ as pyo
+
+    rows = problem.grid
+    assert rows is not None
+    sell_column = np.searchsorted(rows.buses, problem.sell_bus).tolist()
+    buy_column = np.searchsorted(rows.buses, problem.buy_bus).tolist()
+    sold_at: dict[int, list[tuple[int, int]]] = {}
+    bought_at: dict[int, list[tuple[int, int]]] = {}
+    for b, s in model.PAIRS:
+        sold_at.setdefault(sell_column[s], []).append((b, s))
+        bought_at.setdefault(buy_column[b], []).append((b, s))
+    model.BUSES = pyo.RangeSet(0, rows.buses.size - 1)
+    # Net kWh the slot's trades inject at each order bus (sold minus bought).
+    model.injection_kwh = pyo.Expression(
+        model.BUSES,
+        rule=lambda m, k: (
+            pyo.quicksum(_pair_kwh(m, b, s) for b, s in sold_at.get(k, []))
+            - pyo.quicksum(_pair_kwh(m, b, s) for b, s in bought_at.get(k, []))
+        ),
+    )
+    coefficient = rows.coefficient_per_kwh
+    model.GRID_ROWS = pyo.RangeSet(0, rows.n_rows - 1)
+
+    def security_row(m: pyo.ConcreteModel, r: int) -> tuple[object, object, object]:
+        lower, upper = float(rows.lower[r]), float(rows.upper[r])
+        body = pyo.quicksum(
+            float(coefficient[r, k]) * m.injection_kwh[k] for k in np.flatnonzero(coefficient[r])
+        )
+        return (lower if np.isfinite(lower) else None, body, upper if np.isfinite(upper) else None)
+
+    # Every protected line, transformer and bus stays within its (linearised) limits.
+    model.grid_security = pyo.Constraint(model.GRID_ROWS, rule=security_row)
 
 
 def add_welfare_objective(model: pyo.ConcreteModel) -> None:
