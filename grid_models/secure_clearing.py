@@ -176,7 +176,9 @@ def clear_securely(
             if verdict.secure:
                 continue
             slot_linear = linear[problem.slot]
-            if slot_linear is not None and _tighten(slot_linear, problem, solutions[k], verdict):
+            if slot_linear is not None and _tighten(
+                slot_linear, problem, solutions[k], verdict, grid=grid
+            ):
                 still.append(k)
             else:
                 exhausted.append(k)
@@ -270,15 +272,23 @@ def _tighten(
     verdict: SlotSecurity,
     *,
     add_margins: bool = True,
+    grid: SlotGrid | None = None,
 ) -> bool:
+    """Tighten a slot's rows after a rejection; with ``grid``, also cut at the rejected point.
+
+    ``grid`` must still hold the rejected point's power flow (call right after the check).
+    Returns whether the rows changed so as to exclude something.
+    """
     elements = verdict.elements
-    injection = problem.bus_injection_kwh(problem.order_buses(), solution.pair_quantity_kwh)
-    return slot_linear.tighten(
-        elements.after.to_numpy(dtype=float),
-        elements.violated.to_numpy(dtype=bool),
-        injection,
-        add_margins=add_margins,
-    )
+    buses = problem.order_buses()
+    injection = problem.bus_injection_kwh(buses, solution.pair_quantity_kwh)
+    after = elements.after.to_numpy(dtype=float)
+    violated = elements.violated.to_numpy(dtype=bool)
+    changed = slot_linear.tighten(after, violated, injection, add_margins=add_margins)
+    if grid is not None and verdict.converged:
+        cut = slot_linear.add_cut(after, violated, grid.sensitivity_per_kwh(buses), injection)
+        changed = changed or cut
+    return changed
 
 
 def _rows(slot_linear: SlotLinearisation | None, problem: SlotProblem) -> GridRows:

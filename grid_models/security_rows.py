@@ -75,6 +75,7 @@ class SlotLinearisation:
             self._element == "bus", VOLTAGE_TOLERANCE_PU, LOADING_TOLERANCE_PERCENT
         )
         self._margin_low = np.zeros(self._before.size)
+        self._cuts: GridRows | None = None
         self._margin_high = np.zeros(self._before.size)
         base = np.where(usable, self._before, 0.0)
         highest = base + _max_balanced(self._g, max_sold_kwh, max_bought_kwh)
@@ -142,6 +143,48 @@ class SlotLinearisation:
             and np.array_equal(before_rows.upper, after_rows.upper)
         )
 
+    def add_cut(
+        self,
+        after: FloatArray,
+        violated: BoolArray,
+        sensitivity_per_kwh: FloatArray,
+        injection_kwh: FloatArray,
+    ) -> bool:
+        """Add tangent rows at a rejected point for its violated elements (Kelley's cuts).
+
+        A margin on a base row cannot help where the row must stay open at 0 (an
+        element already out of limits may not get worse, so its row ends at 0): a trade
+        the base linearisation sees as neutral can still be slightly worse in AC. The
+        tangent at the rejected point has the curvature's direction in it.
+
+        Parameters
+        ----------
+        sensitivity_per_kwh
+            Sensitivities at the rejected point (aligned with the element table).
+
+        Returns
+        -------
+        bool
+            Whether a row was added. It may still admit the point within the rows'
+            tolerance (violations of 1e-9 pu happen): the AC check decides again.
+        """
+        usable = np.all(np.isfinite(sensitivity_per_kwh), axis=1) & np.isfinite(after)
+        hit = np.flatnonzero(violated & self._usable & usable)
+        if hit.size == 0:
+            return False
+        g = sensitivity_per_kwh[hit]
+        offset = after[hit] - g @ injection_kwh
+        cut = GridRows(
+            buses=self._buses,
+            coefficient_per_kwh=g,
+            lower=np.minimum(self._low[hit] - offset, 0.0),
+            upper=np.maximum(self._high[hit] - offset, 0.0),
+            element=tuple(self._element[hit].tolist()),
+            element_index=self._index[hit],
+        )
+        self._cuts = cut if self._cuts is None else self._cuts.extended(cut)
+        return True
+
     def harm_per_kwh(
         self, after: FloatArray, violated: BoolArray, sell_bus: IntArray, buy_bus: IntArray
     ) -> FloatArray:
@@ -164,11 +207,12 @@ class SlotLinearisation:
         """Return the current rows, one per active element, in element-table order."""
         rows = np.flatnonzero(self._active)
         base = self._before[rows]
+        cuts = self._cuts
         # Trading nothing is secure by the rule; a row must never exclude it, even where
         # a margin would put it outside.
         lower = np.minimum(self._low[rows] + self._margin_low[rows] - base, 0.0)
         upper = np.maximum(self._high[rows] - self._margin_high[rows] - base, 0.0)
-        return GridRows(
+        base_rows = GridRows(
             buses=self._buses,
             coefficient_per_kwh=self._g[rows],
             lower=lower,
@@ -176,6 +220,7 @@ class SlotLinearisation:
             element=tuple(self._element[rows].tolist()),
             element_index=self._index[rows],
         )
+        return base_rows if cuts is None else base_rows.extended(cuts)
 
 
 def _bands(elements: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
