@@ -71,6 +71,7 @@ def scenario_grid(scenario: Scenario) -> tuple[SlotGrid, SecurityLimits]:
         background.load_scaling if background else None,
         background.sgen_scaling if background else None,
         slot_hours=spec.slot_minutes / 60.0,
+        trade_buses=scenario.book.bus,
     )
     security = spec.security
     limits = SecurityLimits(

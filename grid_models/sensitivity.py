@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandapower as pp
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from pandapower.pypower.dSbus_dV import dSbus_dV
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -75,7 +77,7 @@ def injection_sensitivities(net: pp.pandapowerNet, buses: npt.ArrayLike) -> Inje
     voltage = np.asarray(internal["V"])
     pv, pq = np.asarray(internal["pv"]), np.asarray(internal["pq"])
     pvpq = np.concatenate([pv, pq])
-    jacobian = internal["J"].tocsc()
+    jacobian = _jacobian(internal["Ybus"], voltage, pvpq, pq)
     lookup = np.asarray(net._pd2ppc_lookups["bus"])
 
     # One right-hand side per bus column: 1 MW in per-unit at its P-mismatch row.
@@ -105,6 +107,29 @@ def injection_sensitivities(net: pp.pandapowerNet, buses: npt.ArrayLike) -> Inje
         line_loading_percent_per_mw=_loading_rows(net, "line", branch_current),
         trafo_loading_percent_per_mw=_loading_rows(net, "trafo", branch_current),
     )
+
+
+def _jacobian(
+    ybus: sp.csr_matrix,
+    voltage: npt.NDArray[np.complex128],
+    pvpq: npt.NDArray[np.int64],
+    pq: npt.NDArray[np.int64],
+) -> sp.csc_matrix:
+    """Newton-Raphson Jacobian at the converged voltages.
+
+    Built here rather than read from pandapower: the one it keeps belongs to the last
+    iterate before the final update, and a recycled run that converges at once keeps
+    none.
+    """
+    ds_dvm, ds_dva = dSbus_dV(ybus, voltage)
+    jacobian = sp.vstack(
+        [
+            sp.hstack([ds_dva[pvpq][:, pvpq].real, ds_dvm[pvpq][:, pq].real]),
+            sp.hstack([ds_dva[pq][:, pvpq].imag, ds_dvm[pq][:, pq].imag]),
+        ],
+        format="csc",
+    )
+    return jacobian
 
 
 def _branch_current_sensitivity(

@@ -26,6 +26,7 @@ def community_day(
     pv_share: float = 0.4,
     battery_share: float = 0.1,
     divisible_buy_share: float = 0.0,
+    size_factor: float = 1.0,
 ) -> OrderBook:
     """Generate a day of orders, one per participant and slot.
 
@@ -35,6 +36,10 @@ def community_day(
         Buses to place participants on (drawn uniformly).
     divisible_buy_share
         Share of buy orders marked divisible.
+    size_factor
+        Multiplies every quantity: 1 is a household with rooftop PV and a small
+        battery; 4 is one with a 10-20 kWp array and an EV charging at up to 8 kW,
+        enough to load a suburban cable grid to its limits.
     """
     rng = np.random.default_rng(seed)
     bus_choices = np.asarray(buses, dtype=np.int64)
@@ -64,7 +69,7 @@ def community_day(
                     side=side,
                     bus=int(participant_bus[p]),
                     slot=slot,
-                    quantity_kwh=round(float(quantity), 3),
+                    quantity_kwh=round(float(quantity) * size_factor, 3),
                     limit_price_eur_per_kwh=round(float(price), 4),
                     divisible=divisible,
                 )
