@@ -107,8 +107,16 @@ def _print_summary(summary: dict[str, object], out: Path) -> None:
         ("gap", f"{gap:.4%}" if isinstance(gap, float) else str(gap)),
         ("runtime", f"{summary['runtime_s']:.2f} s"),
         ("grid secure (AC)", _security_text(summary)),
-        ("results", str(out)),
     ]
+    if summary["secure"] is not None:
+        rows.append(
+            (
+                "price of security",
+                f"{summary['price_of_security_eur']:.4f} EUR "
+                f"(unconstrained {summary['unconstrained_welfare_eur']:.4f} EUR)",
+            )
+        )
+    rows.append(("results", str(out)))
     for key, value in rows:
         table.add_row(key, value)
     stderr.print(table)
@@ -118,7 +126,14 @@ def _security_text(summary: dict[str, object]) -> str:
     if summary["secure"] is None:
         return "not checked (security.enabled: false)"
     if summary["secure"]:
-        return f"yes ({summary['ac_power_flows']} power flows)"
+        text = (
+            f"yes ({summary['ac_power_flows']} power flows, "
+            f"{summary['security_iterations']} security rounds)"
+        )
+        fallback = summary.get("fallback_slots")
+        if isinstance(fallback, list) and fallback:
+            text += f"; slots {', '.join(str(s) for s in fallback)} by dropping trades"
+        return text
     slots = summary.get("insecure_slots")
     listed = ", ".join(str(s) for s in slots) if isinstance(slots, list) else "?"
     return f"NO: slots {listed} (see grid.csv)"
