@@ -166,14 +166,12 @@ def _loading_rows(
     if element not in net._pd2ppc_lookups["branch"]:
         return rows
     start, stop = net._pd2ppc_lookups["branch"][element]
-    # The lookup indexes all branches; the Jacobian's arrays keep the ones in service.
-    status = net._ppc["branch"][:, 10].real > 0  # BR_STATUS
-    internal_row = np.cumsum(status) - 1
-    live = status[start:stop]
-    ppc_rows = internal_row[start:stop][live]
-    positions = np.flatnonzero(table.in_service.to_numpy(dtype=bool))
-    if positions.size != ppc_rows.size:
-        raise ValueError(f"cannot align {element} rows with the power flow's branches")
+    # The lookup indexes all branches in table order; the Jacobian's arrays keep those
+    # in service between two energised buses (pandapower's ``branch_is``).
+    alive = np.asarray(net._ppc["internal"]["branch_is"], dtype=bool)
+    internal_row = np.cumsum(alive) - 1
+    positions = np.flatnonzero(alive[start:stop])
+    ppc_rows = internal_row[start:stop][positions]
     loading = result.loading_percent.to_numpy()[positions][:, None]
     # pandapower's loading uses the side that is loaded most; at the base point the
     # ratio loading / current of that side is constant, so it converts kA to percent.
