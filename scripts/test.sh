@@ -13,3 +13,4 @@ python3 -m venv .venv
 .venv/bin/python -m pytest "$@"
 # Benchmarks are not tests; a tiny run only proves the script still works.
 .venv/bin/python benchmarks/bench_clearing.py --smoke > /dev/null
+.venv/bin/python benchmarks/bench_security.py --smoke > /dev/null
