@@ -95,11 +95,10 @@ class Row:
 
 def build(instance: Instance, folder: Path) -> Scenario:
     """Write the instance as a scenario folder and load it as the CLI would."""
-    import pandapower.networks as pn
-
+    from gridmatch.grid_models.networks import build_pandapower_network
     from gridmatch.grid_models.topology import bus_graph
 
-    net = getattr(pn, instance.network)()
+    net = build_pandapower_network(instance.network)
     houses = np.unique(net.load.bus.to_numpy())
     bad = unusable_buses(net, bus_graph(net), {int(b) for b in houses})
     houses = np.setdiff1d(houses, np.fromiter(bad, np.int64, len(bad)))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
 
@@ -16,6 +18,8 @@ from gridmatch.scenario_io.schema import NetworkSpec
 # pandapower's JSON loader imports whatever module a file names in "_module":
 # only these packages may be named.
 TRUSTED_MODULE_ROOTS = frozenset({"pandapower", "pandas", "numpy"})
+# Seed of the random draws some pandapower.networks factories make.
+NETWORK_SEED = 0
 
 
 def load_network(spec: NetworkSpec, scenario_dir: Path, scenario_file: Path) -> pp.pandapowerNet:
@@ -49,6 +53,27 @@ def load_network(spec: NetworkSpec, scenario_dir: Path, scenario_file: Path) -> 
     return net
 
 
+def build_pandapower_network(name: str) -> pp.pandapowerNet:
+    """Call ``pandapower.networks.<name>()`` with its random draws seeded.
+
+    Some factories draw at random: the Kerber grids pick each line's cable type with
+    Python's ``random`` (73 of 292 lines differ between two unseeded calls). Seeded,
+    a scenario always meets the same network, and a rerun gives the same trades. The
+    caller's random states are restored afterwards.
+    """
+    factory = getattr(pn, name)
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    random.seed(NETWORK_SEED)
+    np.random.seed(NETWORK_SEED)
+    try:
+        net: pp.pandapowerNet = factory()
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+    return net
+
+
 def _from_pandapower_networks(name: str, scenario_file: Path) -> pp.pandapowerNet:
     factory = getattr(pn, name, None) if not name.startswith("_") else None
     if not callable(factory):
@@ -59,7 +84,7 @@ def _from_pandapower_networks(name: str, scenario_file: Path) -> pp.pandapowerNe
             field="network.pandapower",
         )
     try:
-        net = factory()
+        net = build_pandapower_network(name)
     except Exception as exc:  # a factory may need arguments, files or packages we lack
         raise InputError(
             scenario_file,

@@ -60,8 +60,9 @@ class SecureClearing:
     Attributes
     ----------
     result
-        The secure clearing. For slots with grid rows, the solver's bound refers to
-        the linearised model it solved; the LP bound (without rows) caps it.
+        The secure clearing. Slots matched with grid rows claim feasibility only and
+        are bounded by their LP relaxation without rows (the solver's bound would
+        refer to the linearised model, not to the secure problem).
     unconstrained
         The same order book matched without the grid.
     report
@@ -247,10 +248,10 @@ def _linearise(
 
     ``None`` when the base case did not converge: there is nothing to linearise around.
     """
-    sensitivity = grid.take_base_sensitivity(problem.slot)
+    buses = problem.order_buses()
+    sensitivity = grid.base_sensitivity(problem.slot, buses)
     if sensitivity is None:
         return None
-    buses = problem.order_buses()
     sell_column = np.searchsorted(buses, problem.sell_bus[problem.pair_sell])
     buy_column = np.searchsorted(buses, problem.buy_bus[problem.pair_buy])
     pair_max = problem.pair_max_kwh()
@@ -331,8 +332,9 @@ def _secure_subset(
         problem.buy_bus[problem.pair_buy[used]],
     )
     welfare = np.maximum(problem.pair_welfare_eur_per_kwh[used], 1e-9)
-    # Most harm per EUR first; ties by pair order, so the result is reproducible.
-    order = np.lexsort((used, -harm / welfare))
+    # Most harm per EUR first, then least welfare (all harms are 0 when the rejected
+    # run did not converge), then pair order, so the result is reproducible.
+    order = np.lexsort((used, welfare, -harm / welfare))
     sellers = problem.pair_sell[used]
     n_drop = 1
     while n_drop < used.size:
@@ -353,12 +355,18 @@ def _secure_subset(
 
 
 def _within_rows(problem: SlotProblem, answer: SlotSolution) -> SlotSolution:
-    """Return the answer, cut down by dropping trades if the backend broke the rows."""
+    """Return the answer with no claim beyond feasibility, cut down to the rows if needed."""
     rows = problem.grid
     assert rows is not None
     kwh = answer.pair_quantity_kwh
     if rows.holds(problem.bus_injection_kwh(rows.buses, kwh)):
-        return answer
+        # The solver's bound and optimality refer to the linearised model it solved,
+        # which is neither a relaxation nor a restriction of the AC-secure problem; the
+        # slot keeps the LP bound (without rows: valid for any secure subset).
+        status = (
+            SolutionStatus.FEASIBLE if answer.status is SolutionStatus.OPTIMAL else answer.status
+        )
+        return replace(answer, bound_eur=None, status=status)
     # A backend that cannot take rows (or kept them only to its own tolerance).
     return SlotSolution(
         problem.slot,

@@ -102,6 +102,12 @@ class SlotGrid:
     ----------
     ac_power_flows
         pandapower runs so far, over all checks and linearisations.
+
+    Notes
+    -----
+    Runs are recycled (each starts from the last solution), so values depend on the
+    order of earlier runs to power-flow accuracy (~1e-9 pu). A fresh ``SlotGrid`` per
+    clearing, as the pipeline makes, gives byte-identical reruns.
     """
 
     def __init__(
@@ -125,7 +131,10 @@ class SlotGrid:
         self.ac_power_flows = 0
         # Per slot, the state without trades (all NaN if that flow did not converge).
         self._base_cache: dict[int, pd.DataFrame] = {}
-        self._base_sensitivity: dict[int, npt.NDArray[np.float64]] = {}
+        # Per slot: the buses and the base-case sensitivities check() took for them.
+        self._base_sensitivity: dict[
+            int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
+        ] = {}
 
     def check(
         self,
@@ -142,7 +151,7 @@ class SlotGrid:
             Sold minus bought kWh at each bus in the slot.
         linearise_at
             Buses to take base-case sensitivities for, while the base case is run
-            anyway; if the slot turns out insecure, :meth:`take_base_sensitivity`
+            anyway; if the slot turns out insecure, :meth:`base_sensitivity`
             hands them out (no extra power flow).
         """
         flows = 0
@@ -151,7 +160,8 @@ class SlotGrid:
             converged, self._base_cache[slot] = self._run()
             flows += 1
             if converged and linearise_at is not None:
-                self._base_sensitivity[slot] = self.sensitivity_per_kwh(linearise_at)
+                sensitivity = self.sensitivity_per_kwh(linearise_at)
+                self._base_sensitivity[slot] = (np.asarray(linearise_at), sensitivity)
         before = self._base_cache[slot]
         self._set_slot(slot, injection_kwh_by_bus)
         converged, after = self._run()
@@ -164,12 +174,21 @@ class SlotGrid:
             self._base_sensitivity.pop(slot, None)  # large, and not needed
         return SlotSecurity(slot, secure, converged, elements, flows)
 
-    def take_base_sensitivity(self, slot: int) -> npt.NDArray[np.float64] | None:
-        """Hand out (and forget) the base-case sensitivities :meth:`check` took.
+    def base_sensitivity(
+        self, slot: int, buses: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float64] | None:
+        """Sensitivities at the slot's base case, per kWh injected at ``buses``.
 
-        ``None`` if none were taken or the base case did not converge.
+        Hands out (and forgets) the ones :meth:`check` took on its way when they are for
+        the same buses; otherwise runs the base case again (one more power flow).
+        ``None`` if the base case does not converge.
         """
-        return self._base_sensitivity.pop(slot, None)
+        taken = self._base_sensitivity.pop(slot, None)
+        if taken is not None and np.array_equal(taken[0], buses):
+            return taken[1]
+        self._set_slot(slot, {})
+        converged, _ = self._run()
+        return self.sensitivity_per_kwh(buses) if converged else None
 
     def sensitivity_per_kwh(self, buses: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """Sensitivities at the state of the last converged run, per kWh over the slot.

@@ -219,11 +219,17 @@ def _add_grid_rows(model: cp_model.CpModel, problem: SlotProblem, pair_wh: list[
         if largest == 0.0:
             continue
         scale = ROW_SCALE / largest
-        integer = np.rint(per_wh * scale).astype(np.int64).tolist()
+        integer = np.rint(per_wh * scale).astype(np.int64)
         slack = 0.5 * reach_wh
-        body = sum(c * v for c, v in zip(integer, injection_wh, strict=True) if c != 0)
+        # The most the row's left-hand side can reach: a bound beyond it cannot bind
+        # (and could overflow CP-SAT's 64-bit integers once scaled).
+        reach = float(np.abs(integer) @ np.maximum(max_sold, max_bought))
+        body = sum(
+            int(c) * v for c, v in zip(integer.tolist(), injection_wh, strict=True) if c != 0
+        )
         # Rows always admit trading nothing; the rounding margin must not exclude it.
-        if np.isfinite(rows.upper[r]):
-            model.add(body <= max(math.floor(rows.upper[r] * scale - slack), 0))
-        if np.isfinite(rows.lower[r]):
-            model.add(body >= min(math.ceil(rows.lower[r] * scale + slack), 0))
+        upper, lower = rows.upper[r] * scale - slack, rows.lower[r] * scale + slack
+        if np.isfinite(upper) and upper < reach:
+            model.add(body <= max(math.floor(upper), 0))
+        if np.isfinite(lower) and lower > -reach:
+            model.add(body >= min(math.ceil(lower), 0))
