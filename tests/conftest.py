@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,3 +14,11 @@ def case33bw_distances() -> dict[tuple[int, int], float]:
     from feasibility import line_distances_km
 
     return line_distances_km(pn.case33bw())
+
+
+def without_security(scenario: Path, folder: Path) -> Path:
+    """Copy ``scenario`` to ``folder``, cleared without the grid: the unconstrained market."""
+    shutil.copytree(scenario, folder)
+    text = (folder / "scenario.yaml").read_text()
+    (folder / "scenario.yaml").write_text(text + "security:\n  enabled: false\n")
+    return folder

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 from pathlib import Path
 
 import networkx as nx
@@ -18,6 +17,7 @@ import pandapower as pp
 import pandapower.networks as pn
 import pandapower.topology as top
 import pytest
+from conftest import without_security
 from feasibility import check_result_folder, line_distances_km
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -54,13 +54,6 @@ def _clear(scenario: Path, out: Path, *options: str) -> dict[str, object]:
     return dict(json.loads((out / "summary.json").read_text()))
 
 
-def _without_security(scenario: Path, folder: Path) -> Path:
-    shutil.copytree(scenario, folder)
-    text = (folder / "scenario.yaml").read_text()
-    (folder / "scenario.yaml").write_text(text + "security:\n  enabled: false\n")
-    return folder
-
-
 def _kerber_far_end_rows() -> list[str]:
     """PV at the far ends of the Kerber suburb sold to houses next to the transformer."""
     net = build_pandapower_network("create_kerber_vorstadtnetz_kabel_1")
@@ -77,7 +70,7 @@ def test_kerber_far_end_supply_is_cut_to_a_secure_set(tmp_path: Path) -> None:
     scenario = _scenario(
         tmp_path / "kerber", "create_kerber_vorstadtnetz_kabel_1", _kerber_far_end_rows()
     )
-    free = _without_security(scenario, tmp_path / "free")
+    free = without_security(scenario, tmp_path / "free")
     free_summary = _clear(free, tmp_path / "free-out")
     net = build_pandapower_network("create_kerber_vorstadtnetz_kabel_1")
     assert insecure_slots(net, free, tmp_path / "free-out") == {0}

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pandapower as pp
 import pandapower.networks as pn
 import pytest
-from conftest import REPO
+from conftest import REPO, without_security
 from independent_grid import check_folder, insecure_slots
 from typer.testing import CliRunner
 
@@ -28,14 +27,6 @@ def _clear(scenario: Path, out: Path) -> dict[str, object]:
     return dict(json.loads((out / "summary.json").read_text()))
 
 
-def _without_security(scenario: Path, folder: Path) -> Path:
-    """A copy of ``scenario`` cleared without the grid: the unconstrained market."""
-    shutil.copytree(scenario, folder)
-    text = (folder / "scenario.yaml").read_text()
-    (folder / "scenario.yaml").write_text(text + "security:\n  enabled: false\n")
-    return folder
-
-
 @pytest.mark.parametrize(
     ("name", "network"),
     [("cigre-lv-day", pn.create_cigre_network_lv), ("case33bw-evening", pn.case33bw)],
@@ -48,7 +39,7 @@ def test_bundled_scenarios_clear_securely_as_an_independent_power_flow_confirms(
     assert summary["secure"] is True
     assert insecure_slots(network(), scenario, tmp_path / "out") == set()
     # The same book without the grid breaks the rule where the engine said it does.
-    free = _without_security(scenario, tmp_path / "free")
+    free = without_security(scenario, tmp_path / "free")
     free_summary = _clear(free, tmp_path / "free-out")
     unconstrained_bad = insecure_slots(network(), free, tmp_path / "free-out")
     assert unconstrained_bad, "the bundled scenario should need the grid constraints"
@@ -103,7 +94,7 @@ def test_a_large_trade_across_sub_grids_is_cut_to_what_the_grid_carries(
     tmp_path: Path, formulation: str
 ) -> None:
     scenario = _sub_grid_scenario(tmp_path / "s", 600.0)
-    free = _without_security(scenario, tmp_path / "free")
+    free = without_security(scenario, tmp_path / "free")
     _clear(free, tmp_path / "free-out")
     assert insecure_slots(pn.create_cigre_network_lv(), free, tmp_path / "free-out") == {0}
 
