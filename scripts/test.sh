@@ -10,6 +10,14 @@ python3 -m venv .venv
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# Contracts: npm brings forge and solc-js (see contracts/README.md), then format
+# check, unit, fuzz and invariant tests.
+(
+    cd contracts
+    npm ci --silent --no-audit --no-fund
+    node_modules/.bin/forge fmt --check
+    node_modules/.bin/forge test
+)
 .venv/bin/python -m pytest "$@"
 # Benchmarks are not tests; a tiny run only proves the script still works.
 .venv/bin/python benchmarks/bench_clearing.py --smoke > /dev/null
