@@ -12,11 +12,21 @@ python3 -m venv .venv
 .venv/bin/mypy
 # Contracts: npm brings forge and solc-js (see contracts/README.md), then format
 # check, unit, fuzz and invariant tests.
+# Slither gets a venv of its own: it pins web3 < 8, which the settlement side outgrows.
+python3 -m venv .venv-slither
+.venv-slither/bin/python -m pip install --quiet "slither-analyzer==0.11.6" "crytic-compile==0.4.2"
 (
     cd contracts
     npm ci --silent --no-audit --no-fund
-    node_modules/.bin/forge fmt --check
-    node_modules/.bin/forge test
+    PATH="$PWD/node_modules/.bin:$PATH"
+    forge fmt --check
+    # A clean build with build info for Slither (stale build info would be analysed too).
+    forge clean
+    forge build --build-info --quiet
+    # Static analysis: any medium or high finding fails (timestamp checks are Low, by design).
+    ../.venv-slither/bin/slither . --foundry-ignore-compile --filter-paths "node_modules|test/" \
+        --fail-medium
+    forge test
 )
 .venv/bin/python -m pytest "$@"
 # Benchmarks are not tests; a tiny run only proves the script still works.

@@ -234,9 +234,9 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         emit Attested(trade.roundId, trade.tradeId, msg.sender, sentWh, receivedWh);
 
         uint64 delivered = sentWh < receivedWh ? sentWh : receivedWh;
+        _deliveries[leaf].push(delivered);
         uint64[] storage deliveries = _deliveries[leaf];
-        deliveries.push(delivered);
-        uint256 agreeing;
+        uint256 agreeing = 0;
         uint64 least = delivered;
         for (uint256 i; i < deliveries.length; ++i) {
             uint64 other = deliveries[i];
