@@ -17,6 +17,7 @@ from rich.table import Table
 
 EXIT_INPUT = 2
 EXIT_SOLVER = 3
+EXIT_CHAIN = 4
 
 app = typer.Typer(
     help="Clear peer-to-peer energy orders: multiple-knapsack matching on HiGHS and OR-Tools.",
@@ -69,6 +70,76 @@ def clear(
     _print_summary(run.summary, out)
     if as_json:
         typer.echo(json.dumps(run.summary, indent=2))
+
+
+@app.command()
+def settle(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder of `gridmatch clear`.")],
+    rpc_url: Annotated[
+        str | None, typer.Option(help="Use this node instead of starting a local anvil.")
+    ] = None,
+    quorum: Annotated[int, typer.Option(min=1, max=3, help="Agreeing validators.")] = 2,
+    tolerance_wh: Annotated[int, typer.Option(min=0, help="Validator agreement, Wh.")] = 10,
+    deadline_hours: Annotated[float, typer.Option(min=0.01, help="Attestation window.")] = 24.0,
+) -> None:
+    """Deploy the settlement contracts, escrow the buyers' prepayments, commit the round."""
+    record = _chain_call(
+        lambda: _client().settle(
+            out_dir,
+            rpc_url=rpc_url,
+            quorum=quorum,
+            tolerance_wh=tolerance_wh,
+            deadline_hours=deadline_hours,
+        )
+    )
+    stderr.print(
+        f"round {record['round_id']} committed: {len(record['trades'])} trades, "
+        f"{record['total_locked_micro_eur'] / 1e6:.6f} EUR locked, "
+        f"commit gas {record['commit_gas']}; contract {record['settlement']}"
+    )
+
+
+@app.command()
+def attest(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch settle`.")],
+    meter_csv: Annotated[
+        Path, typer.Argument(help="slot, buy_order_id, sell_order_id, sent_kwh, received_kwh")
+    ],
+    rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
+) -> None:
+    """Submit the validators' attestations of the meter readings; agreed trades settle."""
+    payouts = _chain_call(lambda: _client().attest(out_dir, meter_csv, rpc_url=rpc_url))
+    table = Table(title="settled")
+    for column in ("participant", "balance change EUR", "energy received kWh"):
+        table.add_column(column)
+    for payout in payouts:
+        table.add_row(
+            payout.participant_id,
+            f"{payout.balance_change_eur:+.6f}",
+            f"{payout.energy_received_kwh:.3f}",
+        )
+    stderr.print(table)
+
+
+def _client():  # type: ignore[no-untyped-def]
+    from gridmatch.settlement import chain_client
+
+    return chain_client
+
+
+def _chain_call(call):  # type: ignore[no-untyped-def]
+    from gridmatch.scenario_io.errors import InputError
+    from gridmatch.settlement.artifacts import ToolchainError
+    from gridmatch.settlement.chain_client import ChainError
+
+    try:
+        return call()
+    except (InputError, ValueError) as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except (ChainError, ToolchainError) as exc:
+        stderr.print(f"[bold red]chain:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CHAIN) from None
 
 
 @app.command()

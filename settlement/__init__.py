@@ -1,0 +1,1 @@
+"""Settle cleared trades on the Solidity contracts of ``contracts/`` (issue #4)."""

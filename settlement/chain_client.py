@@ -1,0 +1,348 @@
+"""Deploy, commit, attest and reclaim on the settlement contracts with web3.py.
+
+State between commands lives in ``OUT_DIR/settlement/``: ``deployment.json`` (contract
+addresses, the round, every trade with its Merkle proof) and, with the embedded chain,
+``chain-state.json`` (anvil's saved state).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_abi.abi import decode
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.types import RPCEndpoint
+
+from gridmatch.scenario_io.errors import InputError
+from gridmatch.settlement.accounts import VALIDATORS, address_of
+from gridmatch.settlement.anvil import local_chain
+from gridmatch.settlement.artifacts import build, load
+from gridmatch.settlement.merkle import root_and_proofs, trade_leaf
+from gridmatch.settlement.meters import read_meters
+from gridmatch.settlement.round_data import ChainTrade, locks_by_buyer, read_round
+
+ROUND_ID = 1
+GAS_ETH = 10**20
+_OPEN = 0
+
+
+class ChainError(RuntimeError):
+    """A transaction reverted; the message names the contract's custom error."""
+
+
+@dataclass(frozen=True)
+class Payout:
+    """What one participant's free balance and energy holdings changed by."""
+
+    participant_id: str
+    balance_change_eur: float
+    energy_received_kwh: float
+
+
+@contextmanager
+def _chain(out_dir: Path, rpc_url: str | None) -> Iterator[Web3]:
+    if rpc_url is not None:
+        yield Web3(Web3.HTTPProvider(rpc_url))
+        return
+    folder = out_dir / "settlement"
+    folder.mkdir(exist_ok=True)
+    with local_chain(folder / "chain-state.json") as url:
+        yield Web3(Web3.HTTPProvider(url))
+
+
+def _decode_revert(abi: Any, exc: Exception) -> str:
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        raw = bytes.fromhex(data[2:])
+        for item in abi:
+            if item["type"] != "error":
+                continue
+            types = [i["type"] for i in item["inputs"]]
+            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+            if raw[:4] == selector:
+                values = decode(types, raw[4:])
+                shown = ", ".join(v.hex() if isinstance(v, bytes) else str(v) for v in values)
+                return f"{item['name']}({shown})"
+    return str(exc)
+
+
+def _send(w3: Web3, contract: Contract, function: Any, sender: str) -> Any:
+    """Send a contract call (built, not yet sent) from ``sender``; decode a revert."""
+    try:
+        tx_hash = function.transact({"from": sender})
+    except (ContractCustomError, ContractLogicError) as exc:
+        raise ChainError(_decode_revert(contract.abi, exc)) from None
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1:
+        raise ChainError(f"transaction {tx_hash.hex()} reverted")
+    return receipt
+
+
+def _deploy(w3: Web3, name: str, *args: object) -> Any:
+    artifact = load(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    admin = w3.eth.accounts[0]
+    receipt = w3.eth.wait_for_transaction_receipt(
+        factory.constructor(*args).transact({"from": admin})
+    )
+    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+
+def _contracts(w3: Web3, deployment: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (
+        w3.eth.contract(address=deployment["payment"], abi=load("PaymentToken").abi),
+        w3.eth.contract(address=deployment["energy"], abi=load("EnergyToken").abi),
+        w3.eth.contract(address=deployment["settlement"], abi=load("Settlement").abi),
+    )
+
+
+def _rpc(w3: Web3, method: str, params: list[Any]) -> None:
+    """Call an anvil-only RPC method (balances and clock of the local chain)."""
+    w3.provider.make_request(RPCEndpoint(method), params)
+
+
+def settle(
+    out_dir: Path,
+    *,
+    rpc_url: str | None = None,
+    quorum: int = 2,
+    tolerance_wh: int = 10,
+    deadline_hours: float = 24.0,
+) -> dict[str, Any]:
+    """Deploy the contracts, fund and escrow every buyer, and commit the clearing as a round.
+
+    Returns the deployment record (also written to ``OUT_DIR/settlement/deployment.json``).
+
+    Raises
+    ------
+    InputError
+        The result folder's trades.csv is unusable.
+    ChainError
+        A transaction reverted.
+    """
+    trades = read_round(out_dir, ROUND_ID)
+    record_path = out_dir / "settlement" / "deployment.json"
+    if record_path.exists():
+        raise InputError(record_path, "this clearing was already committed; attest its meters")
+    if not 1 <= quorum <= len(VALIDATORS):
+        raise ValueError(f"quorum must be between 1 and {len(VALIDATORS)}")
+    build()
+    leaves = [trade_leaf(t.as_tuple()) for t in trades]
+    root, proofs = root_and_proofs(leaves)
+    manifest = out_dir / "manifest.json"
+    input_hash = keccak(manifest.read_bytes()) if manifest.exists() else bytes(32)
+    with _chain(out_dir, rpc_url) as w3:
+        admin = w3.eth.accounts[0]
+        payment = _deploy(w3, "PaymentToken", admin)
+        energy = _deploy(w3, "EnergyToken", admin)
+        settlement = _deploy(w3, "Settlement", admin, payment.address, energy.address, admin)
+        _send(
+            w3,
+            energy,
+            energy.functions.grantRole(
+                energy.functions.DELIVERER_ROLE().call(), settlement.address
+            ),
+            admin,
+        )
+        operator_role = settlement.functions.OPERATOR_ROLE().call()
+        validator_role = settlement.functions.VALIDATOR_ROLE().call()
+        _send(w3, settlement, settlement.functions.grantRole(operator_role, admin), admin)
+        for validator in VALIDATORS:
+            address = address_of(validator)
+            _rpc(w3, "anvil_setBalance", [address, hex(GAS_ETH)])
+            _send(
+                w3,
+                settlement,
+                settlement.functions.grantRole(validator_role, address),
+                admin,
+            )
+        locks = locks_by_buyer(trades)
+        for buyer, amount in locks.items():
+            # Demo funding: mint what the buyer must prepay, then the buyer deposits it.
+            _rpc(w3, "anvil_setBalance", [buyer, hex(GAS_ETH)])
+            _send(w3, payment, payment.functions.mint(buyer, amount), admin)
+            _send(
+                w3,
+                payment,
+                payment.functions.approve(settlement.address, amount),
+                buyer,
+            )
+            _send(w3, settlement, settlement.functions.deposit(amount), buyer)
+        deadline = int(w3.eth.get_block("latest")["timestamp"]) + int(deadline_hours * 3600)
+        params = (ROUND_ID, input_hash, root, deadline, tolerance_wh, quorum)
+        receipt = _send(
+            w3,
+            settlement,
+            settlement.functions.commitRound(params, list(locks.items())),
+            admin,
+        )
+    record = {
+        "rpc_url": rpc_url,
+        "payment": payment.address,
+        "energy": energy.address,
+        "settlement": settlement.address,
+        "round_id": ROUND_ID,
+        "quorum": quorum,
+        "tolerance_wh": tolerance_wh,
+        "deadline": deadline,
+        "commit_gas": int(receipt["gasUsed"]),
+        "total_locked_micro_eur": sum(locks.values()),
+        "trades": [
+            {**t.__dict__, "proof": [p.hex() for p in proof]}
+            for t, proof in zip(trades, proofs, strict=True)
+        ],
+    }
+    record_path.parent.mkdir(exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _load_record(out_dir: Path) -> tuple[dict[str, Any], list[tuple[ChainTrade, list[bytes]]]]:
+    path = out_dir / "settlement" / "deployment.json"
+    try:
+        record = json.loads(path.read_text())
+    except OSError:
+        raise InputError(path, "no settlement here: run `gridmatch settle` first") from None
+    trades = []
+    for item in record["trades"]:
+        proof = [bytes.fromhex(p) for p in item.pop("proof")]
+        trades.append((ChainTrade(**item), proof))
+    return record, trades
+
+
+def attest(out_dir: Path, meter_csv: Path, *, rpc_url: str | None = None) -> list[Payout]:
+    """Submit every validator's attestation of the metered trades; quorums settle them.
+
+    Returns per participant what their free balance and energy holdings changed by.
+    """
+    record, trades = _load_record(out_dir)
+    keys = {(t.slot, t.buy_order_id, t.sell_order_id) for t, _ in trades}
+    readings = read_meters(meter_csv, keys)
+    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
+        _, energy, settlement = _contracts(w3, record)
+        before = _holdings(settlement, energy, trades)
+        for trade, proof in trades:
+            reading = readings.get((trade.slot, trade.buy_order_id, trade.sell_order_id))
+            if reading is None:
+                continue
+            leaf = trade_leaf(trade.as_tuple())
+            for validator in VALIDATORS:
+                if settlement.functions.tradeState(leaf).call() != _OPEN:
+                    break
+                _send(
+                    w3,
+                    settlement,
+                    settlement.functions.attest(
+                        trade.as_tuple(), proof, reading.sent_wh, reading.received_wh
+                    ),
+                    address_of(validator),
+                )
+        after = _holdings(settlement, energy, trades)
+    return _payouts(before, after)
+
+
+def attest_once(
+    out_dir: Path,
+    slot: int,
+    buy_order_id: str,
+    sell_order_id: str,
+    validator: str,
+    sent_wh: int,
+    received_wh: int,
+    *,
+    rpc_url: str | None = None,
+) -> None:
+    """Submit one validator's attestation of one trade (for operators and tests)."""
+    record, trades = _load_record(out_dir)
+    trade, proof = next(
+        (t, p)
+        for t, p in trades
+        if (t.slot, t.buy_order_id, t.sell_order_id) == (slot, buy_order_id, sell_order_id)
+    )
+    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
+        _, _, settlement = _contracts(w3, record)
+        _send(
+            w3,
+            settlement,
+            settlement.functions.attest(trade.as_tuple(), proof, sent_wh, received_wh),
+            address_of(validator),
+        )
+
+
+def reclaim_expired(
+    out_dir: Path, *, rpc_url: str | None = None, advance_s: int = 0
+) -> list[Payout]:
+    """Let every buyer of a trade still open after the deadline take its prepayment back.
+
+    ``advance_s`` moves the local chain's clock forward first (anvil only).
+    """
+    record, trades = _load_record(out_dir)
+    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
+        _, energy, settlement = _contracts(w3, record)
+        if advance_s:
+            _rpc(w3, "evm_increaseTime", [advance_s])
+            _rpc(w3, "evm_mine", [])
+        before = _holdings(settlement, energy, trades)
+        for trade, proof in trades:
+            if settlement.functions.tradeState(trade_leaf(trade.as_tuple())).call() == _OPEN:
+                _send(
+                    w3,
+                    settlement,
+                    settlement.functions.reclaim(trade.as_tuple(), proof),
+                    trade.buyer,
+                )
+        after = _holdings(settlement, energy, trades)
+    return _payouts(before, after)
+
+
+def balances(
+    out_dir: Path, *, rpc_url: str | None = None
+) -> dict[str, tuple[int, int, dict[int, int]]]:
+    """Per participant id: free and locked micro-EUR, and energy Wh held per slot."""
+    record, trades = _load_record(out_dir)
+    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
+        _, energy, settlement = _contracts(w3, record)
+        out: dict[str, tuple[int, int, dict[int, int]]] = {}
+        slots = sorted({t.slot for t, _ in trades})
+        for participant in _participants(trades):
+            address = address_of(participant)
+            held = {s: int(energy.functions.balanceOf(address, s).call()) for s in slots}
+            out[participant] = (
+                int(settlement.functions.freeBalance(address).call()),
+                int(settlement.functions.lockedBalance(address).call()),
+                {s: wh for s, wh in held.items() if wh},
+            )
+    return out
+
+
+def _participants(trades: list[tuple[ChainTrade, list[bytes]]]) -> list[str]:
+    return sorted({t.buyer_id for t, _ in trades} | {t.seller_id for t, _ in trades})
+
+
+def _holdings(
+    settlement: Contract, energy: Contract, trades: list[tuple[ChainTrade, list[bytes]]]
+) -> dict[str, tuple[int, int]]:
+    slots = sorted({t.slot for t, _ in trades})
+    holdings = {}
+    for participant in _participants(trades):
+        address = address_of(participant)
+        free = int(settlement.functions.freeBalance(address).call())
+        wh = sum(int(energy.functions.balanceOf(address, s).call()) for s in slots)
+        holdings[participant] = (free, wh)
+    return holdings
+
+
+def _payouts(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[Payout]:
+    return [
+        Payout(p, (after[p][0] - before[p][0]) / 1e6, (after[p][1] - before[p][1]) / 1000.0)
+        for p in sorted(before)
+        if after[p] != before[p]
+    ]

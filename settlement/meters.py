@@ -1,0 +1,78 @@
+"""Meter readings validators attest, one row per trade.
+
+``METER_CSV`` columns: ``slot, buy_order_id, sell_order_id`` (the trade's keys in
+trades.csv), ``sent_kwh`` (the seller's meter) and ``received_kwh`` (the buyer's
+meter). A trade without a row gets no attestation: without a quorum by the deadline
+its buyer reclaims the prepayment.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridmatch.scenario_io.errors import InputError
+
+COLUMNS = ("slot", "buy_order_id", "sell_order_id", "sent_kwh", "received_kwh")
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """What the two meters of one trade showed, in Wh."""
+
+    sent_wh: int
+    received_wh: int
+
+
+def read_meters(
+    path: Path, known: set[tuple[int, str, str]]
+) -> dict[tuple[int, str, str], MeterReading]:
+    """Read a meter CSV keyed by ``(slot, buy_order_id, sell_order_id)``.
+
+    Raises
+    ------
+    InputError
+        Missing file or column, a bad number, an unknown or repeated trade.
+    """
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(path, f"cannot read the meter file: {exc.strerror}") from None
+    readings: dict[tuple[int, str, str], MeterReading] = {}
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(path, f"missing column(s): {', '.join(missing)}")
+        for number, row in enumerate(reader, start=1):
+            try:
+                slot = int(row["slot"])
+            except ValueError:
+                raise InputError(
+                    path, f"'{row['slot']}' is not a slot number", row=number, field="slot"
+                ) from None
+            key = (slot, row["buy_order_id"], row["sell_order_id"])
+            if key not in known:
+                raise InputError(
+                    path, "no such trade in this round", row=number, field="buy_order_id"
+                )
+            if key in readings:
+                raise InputError(
+                    path, "a second reading of the same trade", row=number, field="buy_order_id"
+                )
+            readings[key] = MeterReading(
+                _wh(path, number, row, "sent_kwh"), _wh(path, number, row, "received_kwh")
+            )
+    return readings
+
+
+def _wh(path: Path, number: int, row: dict[str, str], field: str) -> int:
+    try:
+        value = float(row[field])
+    except (TypeError, ValueError):
+        raise InputError(path, f"'{row[field]}' is not a number", row=number, field=field) from None
+    if not math.isfinite(value) or value < 0 or value > 1e9:
+        raise InputError(path, "must be between 0 and 1e9 kWh", row=number, field=field)
+    return round(value * 1000)

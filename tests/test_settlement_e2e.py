@@ -1,0 +1,125 @@
+"""Scenario -> clear -> settle -> attest on a real anvil chain, checked against trades.csv.
+
+Nothing is mocked: forge builds the contracts, anvil runs them, web3.py talks to it.
+Expected money and energy are computed here from trades.csv and the meter file with the
+contract's rules written out independently (Wh, micro-EUR, rounding).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gridmatch.cli import app
+from gridmatch.settlement import chain_client
+from gridmatch.settlement.chain_client import ChainError
+
+HEADER = "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,divisible"
+ORDERS = [
+    "b1,alice,buy,5,0,1.5,0.30,false",
+    "b2,bob,buy,12,0,2.0,0.28,true",
+    "s1,carol,sell,17,0,3.0,0.10,true",
+    "b3,alice,buy,5,1,1.0,0.30,false",
+    "s2,dave,sell,17,1,2.0,0.12,true",
+]
+METERS = [  # a full delivery (2 Wh lost in the cable), a short one, none for slot 1
+    "0,b1,s1,1.5,1.498",
+    "0,b2,s1,1.2,1.2",
+]
+
+
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("chain")
+    scenario = root / "scenario"
+    scenario.mkdir()
+    (scenario / "scenario.yaml").write_text(
+        "name: settle\nnetwork:\n  pandapower: case33bw\n"
+        "market:\n  pricing: midpoint\n  grid_fee_eur_per_kwh: 0.01\n"
+    )
+    (scenario / "orders.csv").write_text("\n".join([HEADER, *ORDERS]) + "\n")
+    out = root / "out"
+    runner = CliRunner()
+    assert runner.invoke(app, ["clear", str(scenario), "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["settle", str(out)])
+    assert result.exit_code == 0, result.stderr
+    meters = root / "meters.csv"
+    meters.write_text(
+        "slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n" + "\n".join(METERS) + "\n"
+    )
+    result = runner.invoke(app, ["attest", str(out), str(meters)])
+    assert result.exit_code == 0, result.stderr
+    return out, meters
+
+
+def _expected(out: Path) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Free micro-EUR and received Wh per participant after the meters, and the open locks."""
+    delivered = {}
+    for line in METERS:
+        slot, buy, sell, sent, received = line.split(",")
+        delivered[int(slot), buy, sell] = round(min(float(sent), float(received)) * 1000)
+    free: dict[str, int] = {}
+    energy: dict[str, int] = {}
+    open_locks: dict[str, int] = {}
+    for row in csv.DictReader((out / "trades.csv").open()):
+        wh = round(float(row["quantity_kwh"]) * 1000)
+        price = round(float(row["price_eur_per_kwh"]) * 1e6)
+        fee = round(float(row["fee_eur_per_kwh"]) * 1e6)
+        lock = -(-wh * (price + fee) // 1000)
+        key = (int(row["slot"]), row["buy_order_id"], row["sell_order_id"])
+        if key not in delivered:
+            open_locks[row["buyer_id"]] = open_locks.get(row["buyer_id"], 0) + lock
+            continue
+        paid_wh = min(wh, delivered[key])
+        to_seller = paid_wh * price // 1000
+        refund = lock - to_seller - paid_wh * fee // 1000
+        free[row["seller_id"]] = free.get(row["seller_id"], 0) + to_seller
+        free[row["buyer_id"]] = free.get(row["buyer_id"], 0) + refund
+        energy[row["buyer_id"]] = energy.get(row["buyer_id"], 0) + paid_wh
+    return free, energy, open_locks
+
+
+def test_balances_and_energy_tokens_follow_trades_and_meters(settled: tuple[Path, Path]) -> None:
+    out, _ = settled
+    free, energy, open_locks = _expected(out)
+    assert open_locks, "the case needs a trade without meter readings"
+    on_chain = chain_client.balances(out)
+    for participant, (free_micro_eur, locked_micro_eur, held_wh) in on_chain.items():
+        assert free_micro_eur == free.get(participant, 0), participant
+        assert locked_micro_eur == open_locks.get(participant, 0), participant
+        assert sum(held_wh.values()) == energy.get(participant, 0), participant
+
+
+def test_a_settled_trade_cannot_be_settled_again(settled: tuple[Path, Path]) -> None:
+    out, _ = settled
+    with pytest.raises(ChainError, match=r"TradeAlreadyFinal\(1, 1\)"):
+        chain_client.attest_once(out, 0, "b1", "s1", "validator-3", 1500, 1500)
+
+
+def test_without_a_quorum_the_buyer_reclaims_after_the_deadline(settled: tuple[Path, Path]) -> None:
+    out, _ = settled
+    _, _, open_locks = _expected(out)
+    payouts = chain_client.reclaim_expired(out, advance_s=2 * 24 * 3600)
+    assert {p.participant_id: round(p.balance_change_eur * 1e6) for p in payouts} == open_locks
+    assert all(locked == 0 for _, locked, _ in chain_client.balances(out).values())
+
+
+def test_a_bad_meter_file_is_refused_with_file_row_and_field(
+    settled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out, _ = settled
+    bad = tmp_path / "meters.csv"
+    bad.write_text("slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n0,b1,s1,lots,1\n")
+    result = CliRunner().invoke(app, ["attest", str(out), str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}, row 1, field 'sent_kwh'" in result.stderr
+
+
+def test_a_round_is_committed_once(settled: tuple[Path, Path]) -> None:
+    out, _ = settled
+    result = CliRunner().invoke(app, ["settle", str(out)])
+    assert result.exit_code == 2
+    assert "already committed" in result.stderr
