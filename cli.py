@@ -108,11 +108,11 @@ def attest(
     rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
 ) -> None:
     """Submit the validators' attestations of the meter readings; agreed trades settle."""
-    payouts = _chain_call(lambda: _client().attest(out_dir, meter_csv, rpc_url=rpc_url))
-    table = Table(title="settled")
+    outcome = _chain_call(lambda: _client().attest(out_dir, meter_csv, rpc_url=rpc_url))
+    table = Table(title=f"settled ({outcome.transactions} transactions, {outcome.gas_used} gas)")
     for column in ("participant", "balance change EUR", "energy received kWh"):
         table.add_column(column)
-    for payout in payouts:
+    for payout in outcome.payouts:
         table.add_row(
             payout.participant_id,
             f"{payout.balance_change_eur:+.6f}",

@@ -32,3 +32,4 @@ python3 -m venv .venv-slither
 # Benchmarks are not tests; a tiny run only proves the script still works.
 .venv/bin/python benchmarks/bench_clearing.py --smoke > /dev/null
 .venv/bin/python benchmarks/bench_security.py --smoke > /dev/null
+.venv/bin/python benchmarks/bench_settlement.py --smoke > /dev/null

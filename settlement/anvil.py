@@ -22,11 +22,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def local_chain(state_file: Path) -> Iterator[str]:
+def local_chain(state_file: Path, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """Run anvil on 127.0.0.1, loading ``state_file`` if it exists and saving it on exit.
 
     Yields the RPC URL. Accounts are auto-impersonated (see
-    :mod:`gridmatch.settlement.accounts`).
+    :mod:`gridmatch.settlement.accounts`); ``extra_args`` go to anvil as they are.
     """
     port = _free_port()
     command = [
@@ -39,6 +39,7 @@ def local_chain(state_file: Path) -> Iterator[str]:
         "--auto-impersonate",
         "--dump-state",
         str(state_file),
+        *extra_args,
     ]
     if state_file.exists():
         command += ["--load-state", str(state_file)]

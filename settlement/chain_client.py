@@ -18,7 +18,7 @@ from eth_abi.abi import decode
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 from web3.types import RPCEndpoint
 
 from gridmatch.scenario_io.errors import InputError
@@ -30,12 +30,27 @@ from gridmatch.settlement.meters import read_meters
 from gridmatch.settlement.round_data import ChainTrade, locks_by_buyer, read_round
 
 ROUND_ID = 1
+# Trades per attestation transaction: the attestation that settles a trade costs up to
+# ~250k gas (payment, energy mint and transfer), so 80 stay under a 30M block.
+ATTEST_BATCH = 80
+# Gas limit of every transaction: anvil's block gas limit.
+TX_GAS = 30_000_000
+HOLDINGS_GROUP = 40
 GAS_ETH = 10**20
 _OPEN = 0
 
 
 class ChainError(RuntimeError):
     """A transaction reverted; the message names the contract's custom error."""
+
+
+@dataclass(frozen=True)
+class AttestOutcome:
+    """What ``attest`` did: who gained what, and what it cost on chain."""
+
+    payouts: list[Payout]
+    transactions: int
+    gas_used: int
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ def _chain(out_dir: Path, rpc_url: str | None) -> Iterator[Web3]:
     folder = out_dir / "settlement"
     folder.mkdir(exist_ok=True)
     with local_chain(folder / "chain-state.json") as url:
-        yield Web3(Web3.HTTPProvider(url))
+        yield Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120}))
 
 
 def _decode_revert(abi: Any, exc: Exception) -> str:
@@ -75,15 +90,33 @@ def _decode_revert(abi: Any, exc: Exception) -> str:
 
 
 def _send(w3: Web3, contract: Contract, function: Any, sender: str) -> Any:
-    """Send a contract call (built, not yet sent) from ``sender``; decode a revert."""
-    try:
-        tx_hash = function.transact({"from": sender})
-    except (ContractCustomError, ContractLogicError) as exc:
-        raise ChainError(_decode_revert(contract.abi, exc)) from None
+    """Send a contract call (built, not yet sent) from ``sender``; decode a revert.
+
+    Gas limit and price are given, so web3.py asks the node nothing before sending
+    (estimating and pricing took ~10 requests per transaction); a transaction that
+    reverts is replayed as a call to read its error.
+    """
+    tx_hash = function.transact({"from": sender, "gas": TX_GAS, "gasPrice": _gas_price(w3)})
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
     if receipt["status"] != 1:
+        try:
+            function.call(
+                {"from": sender, "gas": TX_GAS}, block_identifier=receipt["blockNumber"] - 1
+            )
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise ChainError(_decode_revert(contract.abi, exc)) from None
+        except Web3RPCError as exc:  # e.g. out of gas: no custom error to decode
+            raise ChainError(f"transaction {tx_hash.hex()} failed: {exc}") from None
         raise ChainError(f"transaction {tx_hash.hex()} reverted")
     return receipt
+
+
+def _gas_price(w3: Web3) -> int:
+    cached = getattr(w3, "_gridmatch_gas_price", None)
+    if cached is None:
+        cached = int(w3.eth.gas_price) * 2  # headroom for base-fee growth over a session
+        w3._gridmatch_gas_price = cached  # type: ignore[attr-defined]
+    return int(cached)
 
 
 def _deploy(w3: Web3, name: str, *args: object) -> Any:
@@ -218,9 +251,10 @@ def _load_record(out_dir: Path) -> tuple[dict[str, Any], list[tuple[ChainTrade, 
     return record, trades
 
 
-def attest(out_dir: Path, meter_csv: Path, *, rpc_url: str | None = None) -> list[Payout]:
+def attest(out_dir: Path, meter_csv: Path, *, rpc_url: str | None = None) -> AttestOutcome:
     """Submit every validator's attestation of the metered trades; quorums settle them.
 
+    Each validator sends its attestations in batches of :data:`ATTEST_BATCH` trades.
     Returns per participant what their free balance and energy holdings changed by.
     """
     record, trades = _load_record(out_dir)
@@ -229,24 +263,38 @@ def attest(out_dir: Path, meter_csv: Path, *, rpc_url: str | None = None) -> lis
     with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
         _, energy, settlement = _contracts(w3, record)
         before = _holdings(settlement, energy, trades)
+        metered = []
+        transactions = gas_used = 0
         for trade, proof in trades:
             reading = readings.get((trade.slot, trade.buy_order_id, trade.sell_order_id))
             if reading is None:
                 continue
-            leaf = trade_leaf(trade.as_tuple())
-            for validator in VALIDATORS:
-                if settlement.functions.tradeState(leaf).call() != _OPEN:
-                    break
-                _send(
+            metered.append((trade, proof, reading))
+        for order, validator in enumerate(VALIDATORS):
+            if order >= record["quorum"]:
+                # Earlier validators may already have settled these: send only what is open.
+                metered = [
+                    m
+                    for m in metered
+                    if settlement.functions.tradeState(trade_leaf(m[0].as_tuple())).call() == _OPEN
+                ]
+            for start in range(0, len(metered), ATTEST_BATCH):
+                batch = metered[start : start + ATTEST_BATCH]
+                receipt = _send(
                     w3,
                     settlement,
-                    settlement.functions.attest(
-                        trade.as_tuple(), proof, reading.sent_wh, reading.received_wh
+                    settlement.functions.attestBatch(
+                        [t.as_tuple() for t, _, _ in batch],
+                        [p for _, p, _ in batch],
+                        [r.sent_wh for _, _, r in batch],
+                        [r.received_wh for _, _, r in batch],
                     ),
                     address_of(validator),
                 )
+                transactions += 1
+                gas_used += int(receipt["gasUsed"])
         after = _holdings(settlement, energy, trades)
-    return _payouts(before, after)
+    return AttestOutcome(_payouts(before, after), transactions, gas_used)
 
 
 def attest_once(
@@ -328,14 +376,24 @@ def _participants(trades: list[tuple[ChainTrade, list[bytes]]]) -> list[str]:
 
 
 def _holdings(
-    settlement: Contract, energy: Contract, trades: list[tuple[ChainTrade, list[bytes]]]
+    settlement: Any, energy: Any, trades: list[tuple[ChainTrade, list[bytes]]]
 ) -> dict[str, tuple[int, int]]:
+    """Per participant: free micro-EUR and energy Wh held over the round's slots."""
     slots = sorted({t.slot for t, _ in trades})
+    participants = _participants(trades)
+    addresses = [address_of(p) for p in participants]
+    # One call per group of participants for all their slots, not one per pair (and not
+    # one for all: anvil refuses very large requests).
+    held: list[int] = []
+    for start in range(0, len(addresses), HOLDINGS_GROUP):
+        group = addresses[start : start + HOLDINGS_GROUP]
+        held += energy.functions.balanceOfBatch(
+            [a for a in group for _ in slots], [s for _ in group for s in slots]
+        ).call()
     holdings = {}
-    for participant in _participants(trades):
-        address = address_of(participant)
+    for k, (participant, address) in enumerate(zip(participants, addresses, strict=True)):
         free = int(settlement.functions.freeBalance(address).call())
-        wh = sum(int(energy.functions.balanceOf(address, s).call()) for s in slots)
+        wh = sum(int(v) for v in held[k * len(slots) : (k + 1) * len(slots)])
         holdings[participant] = (free, wh)
     return holdings
 

@@ -111,6 +111,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
     error RoundAlreadyCommitted(uint64 roundId);
     error UnknownRound(uint64 roundId);
     error InvalidRoundParameters();
+    /// @notice The arrays of a batch differ in length.
+    error LengthMismatch();
     /// @notice The trade is not in the round's Merkle tree.
     error InvalidProof(uint64 roundId, uint64 tradeId);
     /// @notice The trade was already settled or reclaimed.
@@ -227,26 +229,26 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         nonReentrant
     {
         Round storage round = _rounds[trade.roundId];
-        bytes32 leaf = _openTrade(round, trade, proof);
-        if (block.timestamp > round.deadline) revert AttestationClosed(trade.roundId, round.deadline);
-        if (hasAttested[leaf][msg.sender]) revert AlreadyAttested(trade.roundId, trade.tradeId, msg.sender);
-        hasAttested[leaf][msg.sender] = true;
-        emit Attested(trade.roundId, trade.tradeId, msg.sender, sentWh, receivedWh);
+        _attest(round, trade, _openTrade(round, trade, proof), sentWh, receivedWh);
+    }
 
-        uint64 delivered = sentWh < receivedWh ? sentWh : receivedWh;
-        _deliveries[leaf].push(delivered);
-        uint64[] storage deliveries = _deliveries[leaf];
-        uint256 agreeing = 0;
-        uint64 least = delivered;
-        for (uint256 i; i < deliveries.length; ++i) {
-            uint64 other = deliveries[i];
-            uint64 distance = other > delivered ? other - delivered : delivered - other;
-            if (distance <= round.toleranceWh) {
-                ++agreeing;
-                if (other < least) least = other;
-            }
+    /// @notice {attest} for many trades in one transaction; trades already settled or
+    ///         reclaimed (e.g. by other validators' quorum) are skipped, not reverted.
+    function attestBatch(
+        Trade[] calldata trades,
+        bytes32[][] calldata proofs,
+        uint64[] calldata sentWh,
+        uint64[] calldata receivedWh
+    ) external onlyRole(VALIDATOR_ROLE) whenNotPaused nonReentrant {
+        uint256 n = trades.length;
+        if (proofs.length != n || sentWh.length != n || receivedWh.length != n) revert LengthMismatch();
+        for (uint256 i; i < n; ++i) {
+            Trade calldata trade = trades[i];
+            Round storage round = _rounds[trade.roundId];
+            bytes32 leaf = _verifiedLeaf(round, trade, proofs[i]);
+            if (tradeState[leaf] != TradeState.Open) continue;
+            _attest(round, trade, leaf, sentWh[i], receivedWh[i]);
         }
-        if (agreeing >= round.quorum) _settle(trade, leaf, least);
     }
 
     /// @notice After the deadline, the buyer of an unsettled trade takes its locked amount back.
@@ -274,7 +276,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- internals
 
-    function _openTrade(Round storage round, Trade calldata trade, bytes32[] calldata proof)
+    function _verifiedLeaf(Round storage round, Trade calldata trade, bytes32[] calldata proof)
         private
         view
         returns (bytes32 leaf)
@@ -284,7 +286,39 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         if (!MerkleProof.verifyCalldata(proof, round.tradesRoot, leaf)) {
             revert InvalidProof(trade.roundId, trade.tradeId);
         }
+    }
+
+    function _openTrade(Round storage round, Trade calldata trade, bytes32[] calldata proof)
+        private
+        view
+        returns (bytes32 leaf)
+    {
+        leaf = _verifiedLeaf(round, trade, proof);
         if (tradeState[leaf] != TradeState.Open) revert TradeAlreadyFinal(trade.roundId, trade.tradeId);
+    }
+
+    function _attest(Round storage round, Trade calldata trade, bytes32 leaf, uint64 sentWh, uint64 receivedWh)
+        private
+    {
+        if (block.timestamp > round.deadline) revert AttestationClosed(trade.roundId, round.deadline);
+        if (hasAttested[leaf][msg.sender]) revert AlreadyAttested(trade.roundId, trade.tradeId, msg.sender);
+        hasAttested[leaf][msg.sender] = true;
+        emit Attested(trade.roundId, trade.tradeId, msg.sender, sentWh, receivedWh);
+
+        uint64 delivered = sentWh < receivedWh ? sentWh : receivedWh;
+        _deliveries[leaf].push(delivered);
+        uint64[] storage deliveries = _deliveries[leaf];
+        uint256 agreeing = 0;
+        uint64 least = delivered;
+        for (uint256 i; i < deliveries.length; ++i) {
+            uint64 other = deliveries[i];
+            uint64 distance = other > delivered ? other - delivered : delivered - other;
+            if (distance <= round.toleranceWh) {
+                ++agreeing;
+                if (other < least) least = other;
+            }
+        }
+        if (agreeing >= round.quorum) _settle(trade, leaf, least);
     }
 
     function _lock(uint64 roundId, BuyerLock[] calldata locks) private returns (uint256 total) {

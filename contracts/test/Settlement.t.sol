@@ -207,6 +207,47 @@ contract SettlementTest is Fixture {
         settlement.commitRound(Settlement.RoundParams(1, bytes32(0), keccak256("r"), DEADLINE, 0, 1), locks);
     }
 
+    function test_aBatchAttestsManyTradesAndSkipsSettledOnes() public {
+        fund(buyer, 10_000_000);
+        Settlement.Trade[] memory trades = new Settlement.Trade[](3);
+        bytes32[] memory leaves = new bytes32[](3);
+        Settlement.BuyerLock[] memory locks = new Settlement.BuyerLock[](1);
+        for (uint64 k; k < 3; ++k) {
+            trades[k] = trade(1, k + 1, 1_000 * (k + 1), 200_000, 0);
+            leaves[k] = leaf(trades[k]);
+            locks[0].amount += settlement.lockAmount(trades[k]);
+        }
+        locks[0].buyer = buyer;
+        bytes32[][] memory proofs = new bytes32[][](3);
+        bytes32 root;
+        for (uint256 k; k < 3; ++k) {
+            (root, proofs[k]) = rootAndProof(leaves, k);
+        }
+        vm.prank(operator);
+        settlement.commitRound(Settlement.RoundParams(1, bytes32(0), root, DEADLINE, 0, 2), locks);
+        uint64[] memory wh = new uint64[](3);
+        wh[0] = 1_000;
+        wh[1] = 2_000;
+        wh[2] = 3_000;
+        vm.prank(validator1);
+        settlement.attestBatch(trades, proofs, wh, wh);
+        // Trade 1 reaches its quorum alone through validator 2; the batch must skip it.
+        bytes32[] memory proof0 = proofs[0];
+        vm.prank(validator2);
+        settlement.attest(trades[0], proof0, 1_000, 1_000);
+        vm.prank(validator2);
+        settlement.attestBatch(trades, proofs, wh, wh);
+        for (uint256 k; k < 3; ++k) {
+            assertEq(uint256(settlement.tradeState(leaves[k])), uint256(Settlement.TradeState.Settled));
+        }
+        assertEq(settlement.freeBalance(seller), 1_200_000);
+        assertEq(energy.balanceOf(buyer, 7), 6_000);
+        uint64[] memory short = new uint64[](2);
+        vm.prank(validator3);
+        vm.expectRevert(Settlement.LengthMismatch.selector);
+        settlement.attestBatch(trades, proofs, short, wh);
+    }
+
     /// Whatever the quantity, prices and delivery: seller + fee + refund == the lock.
     function testFuzz_settlementSplitsTheLockExactly(uint64 wh, uint64 price, uint64 fee, uint64 delivered) public {
         wh = uint64(bound(wh, 1, 1e9));
