@@ -19,9 +19,16 @@ contract EnergyToken is ERC1155, AccessControl {
 
     /// @notice Mint `wh` of slot `slot` to the seller who generated it, then pass it to
     ///         the buyer who paid for it.
+    /// @dev Without the ERC-1155 receiver check: settlement must not depend on code at a
+    ///      participant's address (a contract buyer that rejected tokens would otherwise
+    ///      revert every attestation batch holding one of its trades). Both transfers
+    ///      are still logged as TransferSingle events.
     function deliver(address seller, address buyer, uint256 slot, uint256 wh) external onlyRole(DELIVERER_ROLE) {
-        _mint(seller, slot, wh, "");
-        _safeTransferFrom(seller, buyer, slot, wh, "");
+        uint256[] memory ids = new uint256[](1);
+        uint256[] memory values = new uint256[](1);
+        (ids[0], values[0]) = (slot, wh);
+        _update(address(0), seller, ids, values);
+        _update(seller, buyer, ids, values);
     }
 
     /// @inheritdoc ERC1155

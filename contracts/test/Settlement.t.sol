@@ -25,6 +25,57 @@ contract SettlementTest is Fixture {
         settlement.withdraw(4_000_000);
     }
 
+    function test_depositForCreditsEachAccountFromTheCallersTokens() public {
+        vm.prank(admin);
+        payment.mint(operator, 700);
+        address[] memory accounts = new address[](2);
+        uint256[] memory amounts = new uint256[](2);
+        (accounts[0], accounts[1]) = (buyer, seller);
+        (amounts[0], amounts[1]) = (300, 400);
+        vm.startPrank(operator);
+        payment.approve(address(settlement), 700);
+        settlement.depositFor(accounts, amounts);
+        vm.stopPrank();
+        assertEq(payment.balanceOf(operator), 0);
+        assertEq(payment.balanceOf(address(settlement)), 700);
+        (uint256[] memory free, uint256[] memory locked) = settlement.balancesOf(accounts);
+        assertEq(free[0], 300);
+        assertEq(free[1], 400);
+        assertEq(locked[0] + locked[1], 0);
+        // The credit is the account's: the payer cannot withdraw it.
+        assertEq(settlement.freeBalance(operator), 0);
+        vm.prank(buyer);
+        settlement.withdraw(300);
+        assertEq(payment.balanceOf(buyer), 300);
+    }
+
+    function test_depositForRejectsMalformedBatches() public {
+        address[] memory accounts = new address[](2);
+        uint256[] memory amounts = new uint256[](1);
+        vm.expectRevert(Settlement.LengthMismatch.selector);
+        settlement.depositFor(accounts, amounts);
+        amounts = new uint256[](2);
+        (accounts[0], accounts[1]) = (buyer, address(0));
+        (amounts[0], amounts[1]) = (1, 1);
+        vm.expectRevert(Settlement.ZeroAddress.selector);
+        settlement.depositFor(accounts, amounts);
+        accounts[1] = seller;
+        amounts[1] = 0;
+        vm.expectRevert(Settlement.ZeroAmount.selector);
+        settlement.depositFor(accounts, amounts);
+    }
+
+    function test_balancesBeyond128BitsAreRefused() public {
+        uint256 tooMuch = uint256(type(uint128).max) + 1;
+        vm.prank(admin);
+        payment.mint(buyer, tooMuch);
+        vm.startPrank(buyer);
+        payment.approve(address(settlement), tooMuch);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.AmountTooLarge.selector, tooMuch));
+        settlement.deposit(tooMuch);
+        vm.stopPrank();
+    }
+
     function test_commitLocksQuantityTimesPricePlusFeeRoundedUp() public {
         fund(buyer, 1_000_000);
         // 1,234 Wh at 250,000 + 10,000 micro-EUR/kWh: 320,840 micro-EUR exactly.
@@ -66,6 +117,19 @@ contract SettlementTest is Fixture {
         assertEq(settlement.lockedBalance(buyer), 0);
         assertEq(energy.balanceOf(buyer, 7), 1_995);
         assertEq(energy.balanceOf(seller, 7), 0);
+    }
+
+    function test_aBuyerContractWithoutTokenHooksDoesNotBlockSettlement() public {
+        address contractBuyer = address(new NoTokenHooks());
+        fund(contractBuyer, 1_000_000);
+        Settlement.Trade memory t = trade(1, 1, 2_000, 200_000, 0);
+        t.buyer = contractBuyer;
+        bytes32[] memory proof = commitOne(t, DEADLINE, 0, 1);
+        vm.prank(validator1);
+        settlement.attest(t, proof, 2_000, 2_000);
+        assertEq(uint256(settlement.tradeState(leaf(t))), uint256(Settlement.TradeState.Settled));
+        assertEq(energy.balanceOf(contractBuyer, 7), 2_000);
+        assertEq(settlement.freeBalance(seller), 400_000);
     }
 
     function test_aShortDeliveryPaysOnlyWhatArrivedAndRefundsTheRest() public {
@@ -235,6 +299,10 @@ contract SettlementTest is Fixture {
         bytes32[] memory proof0 = proofs[0];
         vm.prank(validator2);
         settlement.attest(trades[0], proof0, 1_000, 1_000);
+        Settlement.TradeState[] memory states = settlement.tradeStates(leaves);
+        assertEq(uint256(states[0]), uint256(Settlement.TradeState.Settled));
+        assertEq(uint256(states[1]), uint256(Settlement.TradeState.Open));
+        assertEq(uint256(states[2]), uint256(Settlement.TradeState.Open));
         vm.prank(validator2);
         settlement.attestBatch(trades, proofs, wh, wh);
         for (uint256 k; k < 3; ++k) {
@@ -269,3 +337,6 @@ contract SettlementTest is Fixture {
         assertEq(payment.balanceOf(address(settlement)), lock + 1, "tokens held");
     }
 }
+
+/// A contract account with no ERC-1155 receiver functions.
+contract NoTokenHooks {}

@@ -51,6 +51,21 @@ contract SettlementHandler is TestBase {
         vm.stopPrank();
     }
 
+    /// A funder tops up both buyers at once.
+    function depositFor(uint256 first, uint256 second) external {
+        address[] memory accounts = new address[](2);
+        uint256[] memory amounts = new uint256[](2);
+        (accounts[0], accounts[1]) = (actors[0], actors[1]);
+        (amounts[0], amounts[1]) = (bound(first, 1, 1e12), bound(second, 1, 1e12));
+        address funder = address(0xF0);
+        vm.prank(admin);
+        payment.mint(funder, amounts[0] + amounts[1]);
+        vm.startPrank(funder);
+        payment.approve(address(settlement), amounts[0] + amounts[1]);
+        settlement.depositFor(accounts, amounts);
+        vm.stopPrank();
+    }
+
     function withdraw(uint256 who, uint256 amount) external {
         address account = actors[who % actors.length];
         uint256 free = settlement.freeBalance(account);
