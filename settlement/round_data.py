@@ -65,6 +65,10 @@ class ChainTrade:
         return -(-total // WH_PER_KWH)
 
 
+# Settlement.Trade stores energy, prices and slots as uint64.
+_UINT64_LIMIT = 2**64
+
+
 def read_round(out_dir: Path, round_id: int) -> list[ChainTrade]:
     """Read ``OUT_DIR/trades.csv`` as the trades of round ``round_id``.
 
@@ -111,7 +115,12 @@ def _trade(
             ) from None
         if not math.isfinite(value) or value < 0:
             raise InputError(path, "must be a finite number >= 0", row=number, field=field)
-        return round(value * factor)
+        scaled_value = round(value * factor)
+        if scaled_value >= _UINT64_LIMIT:
+            raise InputError(
+                path, "too large for the contract's 64-bit field", row=number, field=field
+            )
+        return scaled_value
 
     try:
         slot = int(row["slot"])
@@ -119,6 +128,8 @@ def _trade(
         raise InputError(
             path, f"'{row['slot']}' is not a slot number", row=number, field="slot"
         ) from None
+    if not 0 <= slot < _UINT64_LIMIT:
+        raise InputError(path, "a slot number is >= 0", row=number, field="slot")
     quantity_wh = scaled("quantity_kwh", WH_PER_KWH)
     if quantity_wh <= 0:
         raise InputError(path, "a trade must move at least 1 Wh", row=number, field="quantity_kwh")

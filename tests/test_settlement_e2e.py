@@ -123,3 +123,24 @@ def test_a_round_is_committed_once(settled: tuple[Path, Path]) -> None:
     result = CliRunner().invoke(app, ["settle", str(out)])
     assert result.exit_code == 2
     assert "already committed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ("-1,b1,s1,alice,carol,1.5,0.2,0.01", "slot"),
+        ("0,b1,s1,alice,carol,1.5,20000000000000000000,0.01", "price_eur_per_kwh"),
+        ("0,b1,s1,alice,carol,0.0001,0.2,0.01", "quantity_kwh"),
+    ],
+)
+def test_trades_the_contract_cannot_hold_are_refused_before_any_chain(
+    tmp_path: Path, row: str, field: str
+) -> None:
+    (tmp_path / "trades.csv").write_text(
+        "slot,buy_order_id,sell_order_id,buyer_id,seller_id,quantity_kwh,"
+        f"price_eur_per_kwh,fee_eur_per_kwh\n{row}\n"
+    )
+    result = CliRunner().invoke(app, ["settle", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"row 1, field '{field}'" in result.stderr
+    assert not (tmp_path / "settlement").exists()

@@ -127,7 +127,6 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
     error AlreadyAttested(uint64 roundId, uint64 tradeId, address validator);
     error AttestationClosed(uint64 roundId, uint64 deadline);
     error DeadlineNotPassed(uint64 roundId, uint64 deadline);
-    error NotBuyer(address caller, address buyer);
     /// @notice Settling or reclaiming would pay out more than is locked for the buyer in the round.
     error LockExceeded(uint64 roundId, address buyer, uint256 required, uint256 locked);
 
@@ -148,6 +147,11 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 refundedToBuyer
     );
     event TradeReclaimed(uint64 indexed roundId, uint64 indexed tradeId, uint256 refundedToBuyer);
+    /// @notice What was still locked for `buyer` in a round after its deadline went back.
+    event LockReleased(uint64 indexed roundId, address indexed buyer, uint256 amount);
+    event DeadlineExtended(uint64 indexed roundId, uint64 deadline);
+    /// @notice A round locked `amount` of `buyer`'s free balance.
+    event BuyerLocked(uint64 indexed roundId, address indexed buyer, uint256 amount);
 
     /// @param admin Receives every role; grant OPERATOR/VALIDATOR roles from it.
     /// @param payment The ERC-20 buyers prepay in.
@@ -295,7 +299,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
     }
 
     /// @notice {attest} for many trades in one transaction; trades already settled or
-    ///         reclaimed (e.g. by other validators' quorum) are skipped, not reverted.
+    ///         reclaimed (e.g. by other validators' quorum), or already attested by the
+    ///         caller, are skipped, not reverted.
     function attestBatch(
         Trade[] calldata trades,
         bytes32[][] calldata proofs,
@@ -308,16 +313,18 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
             Trade calldata trade = trades[i];
             Round storage round = _rounds[trade.roundId];
             bytes32 leaf = _verifiedLeaf(round, trade, proofs[i]);
-            if (tradeState[leaf] != TradeState.Open) continue;
+            // Skipped, not reverted, so one batch can be resent after a partial failure.
+            if (tradeState[leaf] != TradeState.Open || hasAttested[leaf][msg.sender]) continue;
             _attest(round, trade, leaf, sentWh[i], receivedWh[i]);
         }
     }
 
-    /// @notice After the deadline, the buyer of an unsettled trade takes its locked amount back.
-    function reclaim(Trade calldata trade, bytes32[] calldata proof) external nonReentrant {
+    /// @notice After the deadline, return an unsettled trade's locked amount to its buyer.
+    /// @dev Anyone may call it: the money can only go to the buyer. Not while paused, since
+    ///      attestations cannot arrive then (the admin extends the deadline instead).
+    function reclaim(Trade calldata trade, bytes32[] calldata proof) external whenNotPaused nonReentrant {
         Round storage round = _rounds[trade.roundId];
         bytes32 leaf = _openTrade(round, trade, proof);
-        if (msg.sender != trade.buyer) revert NotBuyer(msg.sender, trade.buyer);
         if (block.timestamp <= round.deadline) revert DeadlineNotPassed(trade.roundId, round.deadline);
         tradeState[leaf] = TradeState.Reclaimed;
         uint256 amount = lockAmount(trade);
@@ -326,7 +333,34 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         emit TradeReclaimed(trade.roundId, trade.tradeId, amount);
     }
 
-    /// @notice Pause deposits, commits and attestations (withdrawals and reclaims stay open).
+    /// @notice After the deadline, return everything still locked for `buyer` in a round:
+    ///         what a round locked beyond its trades, and the locks of trades that never
+    ///         settled (those can then no longer be reclaimed one by one). Anyone may call
+    ///         it; the money goes to the buyer.
+    function releaseExpired(uint64 roundId, address buyer) external whenNotPaused nonReentrant {
+        Round storage round = _rounds[roundId];
+        if (!round.committed) revert UnknownRound(roundId);
+        if (block.timestamp <= round.deadline) revert DeadlineNotPassed(roundId, round.deadline);
+        uint256 amount = roundLock[roundId][buyer];
+        if (amount == 0) revert ZeroAmount();
+        roundLock[roundId][buyer] = 0;
+        // amount <= locked < 2^128.
+        _accounts[buyer].locked -= uint128(amount);
+        _credit(buyer, amount);
+        emit LockReleased(roundId, buyer, amount);
+    }
+
+    /// @notice Move a round's deadline later, e.g. after a pause kept validators out.
+    function extendDeadline(uint64 roundId, uint64 newDeadline) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Round storage round = _rounds[roundId];
+        if (!round.committed) revert UnknownRound(roundId);
+        if (newDeadline <= round.deadline) revert InvalidRoundParameters();
+        round.deadline = newDeadline;
+        emit DeadlineExtended(roundId, newDeadline);
+    }
+
+    /// @notice Pause deposits, commits, attestations and reclaims (withdrawals of free
+    ///         balance stay open).
     function pause() external onlyRole(PAUSER_ROLE) {
         _pause();
     }
@@ -369,18 +403,29 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
 
         uint64 delivered = sentWh < receivedWh ? sentWh : receivedWh;
         _deliveries[leaf].push(delivered);
-        uint64[] storage deliveries = _deliveries[leaf];
-        uint256 agreeing = 0;
-        uint64 least = delivered;
-        for (uint256 i; i < deliveries.length; ++i) {
-            uint64 other = deliveries[i];
-            uint64 distance = other > delivered ? other - delivered : delivered - other;
-            if (distance <= round.toleranceWh) {
-                ++agreeing;
-                if (other < least) least = other;
-            }
-        }
+        (uint256 agreeing, uint64 least) = _largestAgreement(_deliveries[leaf], round.toleranceWh);
         if (agreeing >= round.quorum) _settle(trade, leaf, least);
+    }
+
+    /// @dev The largest group of attested deliveries whose spread (max - min) is within
+    ///      the tolerance, and its least value; among equally large groups the lowest.
+    ///      Every pair in the group agrees, and the answer does not depend on the order
+    ///      attestations arrived in. O(n^2) in the validators who attested, a handful.
+    function _largestAgreement(uint64[] storage deliveries, uint64 toleranceWh)
+        private
+        view
+        returns (uint256 size, uint64 least)
+    {
+        uint256 n = deliveries.length;
+        for (uint256 i; i < n; ++i) {
+            uint64 low = deliveries[i];
+            uint256 count = 0;
+            for (uint256 j; j < n; ++j) {
+                uint64 other = deliveries[j];
+                if (other >= low && other - low <= toleranceWh) ++count;
+            }
+            if (count > size || (count == size && low < least)) (size, least) = (count, low);
+        }
     }
 
     function _lock(uint64 roundId, BuyerLock[] calldata locks) private returns (uint256 total) {
@@ -395,6 +440,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
             account.locked += uint128(amount);
             roundLock[roundId][buyer] += amount;
             total += amount;
+            emit BuyerLocked(roundId, buyer, amount);
         }
     }
 

@@ -212,13 +212,92 @@ contract SettlementTest is Fixture {
         vm.prank(validator2);
         vm.expectRevert(abi.encodeWithSelector(Settlement.AttestationClosed.selector, 1, DEADLINE));
         settlement.attest(t, proof, 2_000, 2_000);
+        // Anyone may trigger the refund; it goes to the buyer.
         vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(Settlement.NotBuyer.selector, seller, buyer));
-        settlement.reclaim(t, proof);
-        vm.prank(buyer);
         settlement.reclaim(t, proof);
         assertEq(settlement.freeBalance(buyer), 1_000_000);
+        assertEq(settlement.freeBalance(seller), 0);
         assertEq(settlement.lockedBalance(buyer), 0);
+    }
+
+    function test_whatARoundLockedBeyondItsTradesIsReleasedAfterTheDeadline() public {
+        fund(buyer, 1_000_000);
+        Settlement.Trade memory t = trade(1, 1, 2_000, 200_000, 0); // 400,000 for the trade
+        bytes32[] memory leaves = new bytes32[](1);
+        leaves[0] = leaf(t);
+        (bytes32 root, bytes32[] memory proof) = rootAndProof(leaves, 0);
+        Settlement.BuyerLock[] memory locks = new Settlement.BuyerLock[](1);
+        locks[0] = Settlement.BuyerLock(buyer, 900_000);
+        vm.prank(operator);
+        settlement.commitRound(Settlement.RoundParams(1, bytes32(0), root, DEADLINE, 0, 1), locks);
+        vm.prank(validator1);
+        settlement.attest(t, proof, 2_000, 2_000);
+        assertEq(settlement.lockedBalance(buyer), 500_000);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.DeadlineNotPassed.selector, 1, DEADLINE));
+        settlement.releaseExpired(1, buyer);
+        vm.warp(DEADLINE + 1);
+        vm.prank(seller);
+        settlement.releaseExpired(1, buyer);
+        assertEq(settlement.lockedBalance(buyer), 0);
+        assertEq(settlement.freeBalance(buyer), 600_000);
+        vm.expectRevert(Settlement.ZeroAmount.selector);
+        settlement.releaseExpired(1, buyer);
+    }
+
+    function test_agreementIsAGroupWithinTheToleranceWhateverTheOrder() public {
+        // Quorum 3, tolerance 10: 990, 1,000 and 1,010 span 20 Wh, so no three agree in
+        // any order (the newest attestation is not the yardstick).
+        uint64[3] memory values = [uint64(990), 1_000, 1_010];
+        uint256[3][2] memory orders = [[uint256(0), 1, 2], [uint256(1), 0, 2]];
+        address[3] memory validators = [validator1, validator2, validator3];
+        for (uint64 o; o < 2; ++o) {
+            fund(buyer, 1_000_000);
+            Settlement.Trade memory t = trade(o + 1, 1, 1_000, 200_000, 0);
+            bytes32[] memory proof = commitOne(t, DEADLINE, 10, 3);
+            for (uint256 k; k < 3; ++k) {
+                uint64 v = values[orders[o][k]];
+                vm.prank(validators[k]);
+                settlement.attest(t, proof, v, v);
+            }
+            assertEq(uint256(settlement.tradeState(leaf(t))), uint256(Settlement.TradeState.Open));
+        }
+        // Quorum 2: 990 then 1,010 disagree; 1,000 then forms a group with 990, paid at 990.
+        fund(buyer, 1_000_000);
+        Settlement.Trade memory u = trade(3, 1, 1_000, 200_000, 0);
+        bytes32[] memory proofU = commitOne(u, DEADLINE, 10, 2);
+        vm.prank(validator1);
+        settlement.attest(u, proofU, 990, 990);
+        vm.prank(validator2);
+        settlement.attest(u, proofU, 1_010, 1_010);
+        assertEq(uint256(settlement.tradeState(leaf(u))), uint256(Settlement.TradeState.Open));
+        vm.prank(validator3);
+        settlement.attest(u, proofU, 1_000, 1_000);
+        assertEq(uint256(settlement.tradeState(leaf(u))), uint256(Settlement.TradeState.Settled));
+        assertEq(energy.balanceOf(buyer, 7), 990);
+    }
+
+    function test_aPauseDoesNotTurnAPendingTradeIntoARefund() public {
+        fund(buyer, 1_000_000);
+        Settlement.Trade memory t = trade(1, 1, 2_000, 200_000, 0);
+        bytes32[] memory proof = commitOne(t, DEADLINE, 0, 2);
+        vm.prank(validator1);
+        settlement.attest(t, proof, 2_000, 2_000);
+        vm.prank(admin);
+        settlement.pause();
+        vm.warp(DEADLINE + 1);
+        vm.prank(buyer);
+        vm.expectRevert(Pausable.EnforcedPause.selector);
+        settlement.reclaim(t, proof);
+        vm.startPrank(admin);
+        settlement.extendDeadline(1, DEADLINE + 1 days);
+        settlement.unpause();
+        vm.stopPrank();
+        vm.prank(validator2);
+        settlement.attest(t, proof, 2_000, 2_000);
+        assertEq(settlement.freeBalance(seller), 400_000);
+        vm.prank(operator);
+        vm.expectRevert();
+        settlement.extendDeadline(1, DEADLINE + 2 days);
     }
 
     function test_aTradeOutsideTheRoundIsRefused() public {
@@ -304,6 +383,9 @@ contract SettlementTest is Fixture {
         assertEq(uint256(states[1]), uint256(Settlement.TradeState.Open));
         assertEq(uint256(states[2]), uint256(Settlement.TradeState.Open));
         vm.prank(validator2);
+        settlement.attestBatch(trades, proofs, wh, wh);
+        // Resending a batch after a partial failure skips what was already attested.
+        vm.prank(validator1);
         settlement.attestBatch(trades, proofs, wh, wh);
         for (uint256 k; k < 3; ++k) {
             assertEq(uint256(settlement.tradeState(leaves[k])), uint256(Settlement.TradeState.Settled));

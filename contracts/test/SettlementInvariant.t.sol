@@ -20,8 +20,9 @@ contract SettlementHandler is TestBase {
     mapping(uint256 index => bytes32[]) internal proofs;
     mapping(uint256 index => mapping(address validator => bool)) internal attested;
     uint64 internal nextRound = 1;
-    /// Sum of lockAmount over trades neither settled nor reclaimed.
+    /// What rounds locked minus what settled, reclaimed and released trades gave back.
     uint256 public openLocked;
+    mapping(uint64 roundId => bool) internal released;
 
     constructor(Settlement settlement_, PaymentToken payment_, address admin_, address operator_, address fees) {
         settlement = settlement_;
@@ -75,7 +76,15 @@ contract SettlementHandler is TestBase {
         settlement.withdraw(amount);
     }
 
-    function commit(uint256 buyerSeed, uint256 sellerSeed, uint64 wh, uint64 price, uint64 fee, uint8 quorum) external {
+    function commit(
+        uint256 buyerSeed,
+        uint256 sellerSeed,
+        uint64 wh,
+        uint64 price,
+        uint64 fee,
+        uint8 quorum,
+        uint256 overLock
+    ) external {
         Settlement.Trade memory t = Settlement.Trade(
             nextRound,
             1,
@@ -86,7 +95,8 @@ contract SettlementHandler is TestBase {
             uint64(bound(price, 0, 1e6)),
             uint64(bound(fee, 0, 1e5))
         );
-        uint256 lock = settlement.lockAmount(t);
+        // Sometimes the operator locks more than the trade needs: released after the deadline.
+        uint256 lock = settlement.lockAmount(t) + bound(overLock, 0, 1_000);
         if (settlement.freeBalance(t.buyer) < lock) return;
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(t))));
         bytes32 other = keccak256(abi.encode(nextRound));
@@ -129,10 +139,19 @@ contract SettlementHandler is TestBase {
         uint256 index = which % trades.length;
         Settlement.Trade memory t = trades[index];
         if (settlement.tradeState(settlement.leafOf(t)) != Settlement.TradeState.Open) return;
-        if (block.timestamp <= settlement.rounds(t.roundId).deadline) return;
-        vm.prank(t.buyer);
+        if (block.timestamp <= settlement.rounds(t.roundId).deadline || released[t.roundId]) return;
         settlement.reclaim(t, proofs[index]);
         openLocked -= settlement.lockAmount(t);
+    }
+
+    function releaseExpired(uint256 which) external {
+        if (trades.length == 0) return;
+        Settlement.Trade memory t = trades[which % trades.length];
+        uint256 left = settlement.roundLock(t.roundId, t.buyer);
+        if (left == 0 || block.timestamp <= settlement.rounds(t.roundId).deadline) return;
+        settlement.releaseExpired(t.roundId, t.buyer);
+        released[t.roundId] = true;
+        openLocked -= left;
     }
 }
 
@@ -160,7 +179,7 @@ contract SettlementInvariantTest is Fixture {
         assertEq(payment.balanceOf(address(settlement)), sum, "conservation");
     }
 
-    /// What is locked is exactly what open trades may still pay out.
+    /// What is locked is exactly what rounds locked and have not yet paid out or given back.
     function invariant_lockedEqualsOpenTrades() public view {
         uint256 locked;
         for (uint256 i; i < handler.actorCount(); ++i) {
