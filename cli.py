@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gridmatch.batch.executors import ExecutorKind  # light: the solvers load only per run
+
 EXIT_INPUT = 2
 EXIT_SOLVER = 3
 EXIT_CHAIN = 4
@@ -119,6 +121,128 @@ def attest(
             f"{payout.energy_received_kwh:.3f}",
         )
     stderr.print(table)
+
+
+@app.command()
+def batch(
+    scenario_dirs: Annotated[
+        list[Path], typer.Argument(help="Scenario folders, each holding scenario.yaml.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Batch folder: OUT/<scenario>/<formulation>/ and results tables."
+        ),
+    ],
+    formulation: Annotated[
+        list[str] | None,
+        typer.Option(help="Formulation to run; repeat for several. Default: highspy."),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Runs at once (local processes or Dask workers).")
+    ] = 1,
+    executor: Annotated[
+        ExecutorKind, typer.Option(help="local: this machine; dask: a Dask cluster.")
+    ] = ExecutorKind.LOCAL,
+    scheduler_address: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler, e.g. tcp://host:8786; default: a local cluster."),
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", min=0.01, help="Seconds per run.")
+    ] = None,
+    mip_gap: Annotated[
+        float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Solver random seed.")] = None,
+) -> None:
+    """Clear every scenario with every formulation: one result folder per run, one table.
+
+    Runs already done with the same inputs and options are skipped, so an interrupted
+    batch resumes. Exit 2 if any run failed on its input, 3 if any failed otherwise.
+    """
+    from gridmatch.batch.executors import ExecutorError
+    from gridmatch.batch.orchestrate import run_batch
+    from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, SolverUnavailableError
+    from gridmatch.pipeline import RunSettings
+
+    settings = RunSettings(time_limit_s=time_limit, mip_gap=mip_gap, seed=seed)
+    try:
+        result = run_batch(
+            scenario_dirs,
+            formulation or [DEFAULT_FORMULATION],
+            out,
+            settings,
+            executor=executor,
+            jobs=jobs,
+            scheduler_address=scheduler_address,
+            console=stderr,
+        )
+    except (ValueError, ExecutorError) as exc:  # PlanError, UnknownFormulationError
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except SolverUnavailableError as exc:
+        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_SOLVER) from None
+    cleared = result.n_runs - result.n_skipped - result.n_errors
+    stderr.print(
+        f"{result.n_runs} runs: {cleared} cleared, {result.n_skipped} already done, "
+        f"{result.n_errors} failed, in {result.wall_s:.1f} s; "
+        f"table {result.parquet_path} (and .csv)",
+        highlight=False,
+    )
+    if result.n_errors:
+        raise typer.Exit(EXIT_INPUT if result.only_input_errors else EXIT_SOLVER)
+
+
+@app.command()
+def compare(
+    results_table: Annotated[
+        Path,
+        typer.Argument(help="results.parquet or results.csv of `gridmatch batch`, or its folder."),
+    ],
+    plots: Annotated[
+        Path | None, typer.Option(help="Folder for the PNGs; default: the table's folder.")
+    ] = None,
+) -> None:
+    """Summarise a batch table by formulation and size; plot time and gap against size (PNG)."""
+    from gridmatch.batch.compare import compare_results
+    from gridmatch.scenario_io.errors import InputError
+
+    try:
+        comparison = compare_results(results_table, plots)
+    except InputError as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    stderr.print(comparison.table)
+    stderr.print("plots: " + ", ".join(str(p) for p in comparison.plots), highlight=False)
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder of `gridmatch clear`.")],
+    slots: Annotated[
+        str | None,
+        typer.Option(help="Slots to detail, e.g. '3,7,16-21' (default: all, at most 24)."),
+    ] = None,
+) -> None:
+    """Write OUT_DIR/report.html: network maps, supply and demand, trades, security."""
+    from gridmatch.report import build_report, parse_slots
+    from gridmatch.scenario_io.errors import InputError
+
+    try:
+        chosen = parse_slots(slots) if slots is not None else None
+        with stderr.status(f"writing the report of {out_dir}"):
+            info = build_report(out_dir, chosen)
+    except (InputError, ValueError) as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    for note in info.notes:
+        stderr.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    stderr.print(
+        f"report of {len(info.slots)} slots, {info.size_bytes / 1e6:.2f} MB", highlight=False
+    )
+    typer.echo(str(info.path))
 
 
 def _client():  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from gridmatch.results_io.writers import (
     write_trades,
 )
 from gridmatch.scenario_io.loader import Scenario, load_scenario
+from gridmatch.scenario_io.schema import ScenarioSpec
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,12 @@ class ClearingRun:
 
 def resolve_settings(scenario: Scenario, settings: RunSettings) -> tuple[str, SolveOptions]:
     """Merge command line, scenario file and defaults, in that order of precedence."""
-    from_file = scenario.spec.solver
+    return resolve_spec_settings(scenario.spec, settings)
+
+
+def resolve_spec_settings(spec: ScenarioSpec, settings: RunSettings) -> tuple[str, SolveOptions]:
+    """:func:`resolve_settings` from ``scenario.yaml`` alone (no orders or network loaded)."""
+    from_file = spec.solver
     options = SolveOptions()
     for key in ("time_limit_s", "mip_gap", "threads", "seed"):
         value = getattr(settings, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -70,3 +71,32 @@ def _check_replaceable(out_dir: Path) -> None:
             f"{out_dir}: holds files gridmatch did not write ({', '.join(foreign[:3])}); "
             "refusing to overwrite it"
         )
+
+
+def write_file_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: readers see the old file or the new."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the file from others
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def add_to_result(out_dir: Path, name: str) -> None:
+    """List a file written later into a result folder (a report) in its marker.
+
+    A folder is replaced only if the marker lists everything in it, so an unlisted file
+    would make the next run into this folder refuse. Call it before writing the file,
+    so the marker never misses a file that exists. A folder without a marker is left
+    alone (it is not a gridmatch result).
+    """
+    marker = out_dir / MARKER
+    if not marker.is_file():
+        return
+    names = marker.read_text(encoding="utf-8").split()
+    if name not in names:
+        write_file_atomically(marker, "\n".join(sorted([*names, name])) + "\n")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import pkgutil
 import platform
 import sys
 from datetime import UTC, datetime
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,28 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+@cache
+def source_fingerprint() -> str:
+    """SHA-256 over gridmatch's own Python modules (names and bytes).
+
+    The package version stays 0.1.0 while the code changes; this changes with it, so a
+    batch reruns and a round rerun can tell "same code" from "same version number".
+    """
+    import gridmatch
+
+    digest = hashlib.sha256()
+    modules = sorted(
+        info.name for info in pkgutil.walk_packages(gridmatch.__path__, prefix="gridmatch.")
+    )
+    for name in ["gridmatch", *modules]:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue
+        digest.update(name.encode())
+        digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()
+
+
 def build_manifest(
     scenario_name: str,
     scenario_dir: Path,
@@ -73,6 +98,7 @@ def build_manifest(
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             **package_versions(),
+            "gridmatch_source_sha256": source_fingerprint(),
         },
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }

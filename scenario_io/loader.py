@@ -82,10 +82,15 @@ def load_scenario(directory: Path) -> Scenario:
         if order.bus in unusable:
             raise InputError(orders_path, unusable[order.bus], row=row, field="bus")
 
-    files = [scenario_file, orders_path]
+    return Scenario(directory, spec, book, net, graph, scenario_input_files(directory, spec))
+
+
+def scenario_input_files(directory: Path, spec: ScenarioSpec) -> tuple[Path, ...]:
+    """Every file a scenario is read from, as hashed into each run's manifest."""
+    files = [directory / SCENARIO_FILE, (directory / spec.orders).resolve()]
     if spec.network.file is not None:
         files.append((directory / spec.network.file).resolve())
-    return Scenario(directory, spec, book, net, graph, tuple(files))
+    return tuple(files)
 
 
 def read_scenario_spec(path: Path) -> ScenarioSpec:

@@ -96,6 +96,23 @@ class SolverSpec(_Strict):
     seed: Annotated[int, Field(ge=0)] | None = None
 
 
+class RoundsSpec(_Strict):
+    """Rolling clearing rounds (``gridmatch rounds run``); ``gridmatch clear`` ignores them.
+
+    Round ``k`` (1-based) clears at ``first_round_min + (k - 1) * interval_min`` minutes
+    from the start of the day; a slot closes for trading once a round's time reaches
+    ``slot * slot_minutes - gate_closure_min``.
+    """
+
+    interval_min: Annotated[int, Field(gt=0, description="minutes between two rounds")]
+    gate_closure_min: Annotated[
+        int, Field(ge=0, description="a slot closes this many minutes before it starts")
+    ] = 0
+    first_round_min: Annotated[
+        int, Field(ge=0, description="time of the first round, minutes from the start of the day")
+    ] = 0
+
+
 class ScenarioSpec(_Strict):
     """Top level of ``scenario.yaml``."""
 
@@ -107,3 +124,4 @@ class ScenarioSpec(_Strict):
     market: MarketSpec = MarketSpec()
     solver: SolverSpec = SolverSpec()
     orders: Annotated[str, Field(min_length=1)] = "orders.csv"
+    rounds: RoundsSpec | None = None

@@ -2,6 +2,10 @@
 # Install everything into .venv and run the checks and the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The HTML report is tested in a real headless Chromium (Debian's package).
+if ! command -v chromium > /dev/null; then
+    apt-get update -qq && apt-get install -y -qq chromium > /dev/null
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 # Strict editable mode links the sources under build/ as the package `gridmatch`,

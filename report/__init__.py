@@ -1,0 +1,8 @@
+"""The HTML report of a clearing (``gridmatch report OUT_DIR``, issue #5).
+
+Reads a result folder, never re-solves: see :func:`build_report`.
+"""
+
+from gridmatch.report.build import REPORT_FILE, ReportInfo, build_report, parse_slots
+
+__all__ = ["REPORT_FILE", "ReportInfo", "build_report", "parse_slots"]

@@ -1,0 +1,1 @@
+"""Rolling clearing rounds with an SQLite round ledger: run, rerun and diff (issue #5)."""
