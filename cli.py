@@ -334,6 +334,145 @@ def _security_text(summary: dict[str, object]) -> str:
     return f"NO: slots {listed} (see grid.csv)"
 
 
+# --- rolling rounds (issue #5) -------------------------------------------------------
+
+rounds_app = typer.Typer(
+    help="Rolling clearing rounds recorded in a round ledger (SQLite): run, rerun, diff.",
+    no_args_is_help=True,
+)
+app.add_typer(rounds_app, name="rounds")
+
+EXIT_DIFFERENT = 1  # `rounds rerun`: the trades are not byte-identical to the ledger's
+
+
+@rounds_app.command("run")
+def rounds_run(
+    scenario_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Scenario folder: scenario.yaml with rounds:, orders.csv with submitted_at_min."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Folder for ledger.sqlite, round-NNN/ and the day's files."
+        ),
+    ],
+    formulation: Annotated[
+        str | None, typer.Option(help="Formulation name; see `gridmatch formulations`.")
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", min=0.01, help="Seconds per round.")
+    ] = None,
+    mip_gap: Annotated[
+        float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Slots solved at once, one process each.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Solver random seed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
+) -> None:
+    """Clear a day in rolling rounds; every round goes into OUT/ledger.sqlite and OUT/round-NNN/."""
+    from gridmatch.matching.backends.registry import (
+        SolverUnavailableError,
+        UnknownFormulationError,
+    )
+    from gridmatch.matching.clearing import InconsistentAllocationError
+    from gridmatch.pipeline import RunSettings
+    from gridmatch.results_io.atomic import OutputFolderError
+    from gridmatch.rounds.engine import RoundClearing
+    from gridmatch.rounds.runner import run_rounds
+    from gridmatch.scenario_io.errors import InputError
+
+    def progress(clearing: RoundClearing) -> None:
+        done = clearing.round_input
+        stderr.print(
+            f"round {done.round_no:3d} at {done.cleared_at_min // 60:02d}:"
+            f"{done.cleared_at_min % 60:02d}: {len(done.book)} orders, "
+            f"{len(clearing.result.trades)} trades, {clearing.result.welfare_eur:.4f} EUR",
+            highlight=False,
+        )
+
+    settings = RunSettings(formulation, time_limit, mip_gap, threads, seed)
+    try:
+        run = run_rounds(scenario_dir, out, settings, on_round=progress)
+    except (InputError, OutputFolderError, UnknownFormulationError, ValueError) as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:
+        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_SOLVER) from None
+    summary = run.summary
+    stderr.print(
+        f"{summary['scenario']}: {summary['n_rounds']} rounds, {summary['n_trades']} trades, "
+        f"{summary['traded_kwh']:.3f} kWh, welfare {summary['welfare_eur']:.4f} EUR, "
+        f"secure {summary['secure']}, {summary['n_late_orders']} late orders, "
+        f"{summary['runtime_s']:.1f} s; ledger {run.ledger_path}",
+        highlight=False,
+    )
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+
+
+@rounds_app.command("rerun")
+def rounds_rerun(
+    round_no: Annotated[int, typer.Argument(min=1, help="Round number (1 = first round).")],
+    ledger: Annotated[Path, typer.Option("--ledger", help="OUT/ledger.sqlite of `rounds run`.")],
+    formulation: Annotated[
+        str | None, typer.Option(help="Clear with this formulation instead of the stored one.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result to stdout.")] = False,
+) -> None:
+    """Reproduce a round from the ledger alone; exit 0 if trades.csv is byte-identical, else 1."""
+    from gridmatch.rounds.replay import rerun
+
+    replay = _rounds_call(lambda: rerun(ledger, round_no, formulation))
+    for line in replay.lines():
+        stderr.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(replay.to_dict(), indent=2))
+    if not replay.identical:
+        raise typer.Exit(EXIT_DIFFERENT)
+
+
+@rounds_app.command("diff")
+def rounds_diff(
+    round_no: Annotated[int, typer.Argument(min=1, help="Round number (1 = first round).")],
+    formulation: Annotated[str, typer.Option(help="Formulation to compare with the stored one.")],
+    ledger: Annotated[Path, typer.Option("--ledger", help="OUT/ledger.sqlite of `rounds run`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result to stdout.")] = False,
+) -> None:
+    """Show what another formulation would have traded in a round (earlier rounds as recorded)."""
+    from gridmatch.rounds.replay import diff
+
+    replay = _rounds_call(lambda: diff(ledger, round_no, formulation))
+    lines = replay.lines() if not replay.identical else [*replay.lines(), *replay.diff.lines()]
+    for line in lines:
+        stderr.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(replay.to_dict(), indent=2))
+
+
+def _rounds_call(call):  # type: ignore[no-untyped-def]
+    from gridmatch.matching.backends.registry import (
+        SolverUnavailableError,
+        UnknownFormulationError,
+    )
+    from gridmatch.matching.clearing import InconsistentAllocationError
+    from gridmatch.scenario_io.errors import InputError
+
+    try:
+        return call()
+    except (InputError, UnknownFormulationError, ValueError) as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:
+        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_SOLVER) from None
+
+
 def main() -> None:
     """Entry point of the ``gridmatch`` console script."""
     app()

@@ -23,6 +23,9 @@ REQUIRED_COLUMNS = (
     "limit_price_eur_per_kwh",
 )
 OPTIONAL_COLUMNS = ("divisible",)
+# Read by `gridmatch rounds` (rounds/order_book.py); `clear` validates and ignores them.
+ROUND_COLUMNS = ("submitted_at_min",)
+MAX_SUBMITTED_AT_MIN = 10 * 24 * 60
 # Far beyond any real order, and small enough that Wh and nano-EUR stay exact int64.
 MAX_QUANTITY_KWH = 1e9
 MAX_PRICE_EUR_PER_KWH = 1e6
@@ -91,13 +94,13 @@ def _check_header(path: Path, header: list[str]) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputError(path, f"missing column(s): {', '.join(missing)}", row=1)
-    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS) | set(ROUND_COLUMNS)
     unknown = [c for c in header if c not in known]
     if unknown:
         raise InputError(
             path,
             f"unknown column(s): {', '.join(unknown)}; "
-            f"allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}",
+            f"allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS + ROUND_COLUMNS)}",
             row=1,
         )
     duplicated = sorted({c for c in header if header.count(c) > 1})
@@ -165,6 +168,8 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
     else:
         raise fail("divisible", f"'{record['divisible']}' is not true or false")
 
+    if "submitted_at_min" in record:  # read by `gridmatch rounds`; checked here too
+        integer("submitted_at_min", MAX_SUBMITTED_AT_MIN)
     return Order(
         order_id=text("order_id"),
         participant_id=text("participant_id"),

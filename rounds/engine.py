@@ -1,0 +1,308 @@
+"""Clear one round with the existing engine; the one code path for run, rerun and diff.
+
+A round is cleared exactly like ``gridmatch clear`` clears a scenario
+(:func:`~gridmatch.grid_models.secure_clearing.clear_securely` when the scenario has
+grid security, :func:`~gridmatch.matching.clearing.clear_orders` otherwise), on the
+round's own order book: the orders still open, with what earlier rounds left of them.
+
+Grid security across rounds
+---------------------------
+Trades accepted in earlier rounds stay in the grid. Each round is secured *on top of*
+them: :class:`BackgroundSlotGrid` adds, per slot, the net injection of the accepted
+trades to every power flow, so the round's base case is the grid after those trades
+and its own trades are checked (and linearised) from there. The security rule then
+holds for all trades of a slot together: a state within the band stays within it, and
+an element out of its band before any trade is never made worse, round after round.
+The ``before`` column of a round's grid.csv is the state after the earlier rounds.
+
+Determinism
+-----------
+Same stored inputs and options give a byte-identical trades.csv. What that needs:
+
+* A time limit that never binds. A solver stopped by the clock returns what it had
+  found by then; give a limit far above a round's solve time (the default 30 s is) or
+  use ``greedy``. A round's status ``feasible`` with ``time_limit`` terminations in
+  its summary means this did not hold.
+* A fixed ``seed`` (default 0) and the same ``mip_gap``; ``threads`` does not matter
+  (each slot is solved on one solver thread, ``threads`` only runs slots in parallel
+  processes).
+* The same package versions (stored with every round; :func:`~gridmatch.rounds.replay.rerun`
+  lists any that changed).
+* The same network: a run serialises the scenario's network to pandapower JSON once,
+  stores it in the ledger, and clears every round on the network loaded back from
+  that JSON, as a rerun does.
+* A fresh :class:`BackgroundSlotGrid` per round: pandapower's recycled power flows
+  start from the previous solution, so a grid reused across rounds could land 1e-9 pu
+  elsewhere and break a tie differently.
+* A fixed order of the round's book, which is also the tie-break between otherwise
+  equal orders: time priority (``submitted_at_min``, then file row), so of two equal
+  sellers the one submitted first comes first in every model. Trades are written
+  sorted by slot, buy order and sell order position in that book, floats with
+  ``repr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+import pandapower as pp
+
+from gridmatch.grid_models.networks import load_network
+from gridmatch.grid_models.secure_clearing import SecureClearing, clear_securely
+from gridmatch.grid_models.security import SecurityLimits, SlotGrid
+from gridmatch.grid_models.topology import bus_graph, distance_matrix_km
+from gridmatch.matching.backends.registry import get_backend
+from gridmatch.matching.clearing import ClearingResult, clear_orders
+from gridmatch.matching.market_rules import MarketRules
+from gridmatch.matching.orders import OrderBook
+from gridmatch.matching.solution import SolveOptions
+from gridmatch.results_io.writers import summary_dict, write_trades
+from gridmatch.scenario_io.errors import InputError
+from gridmatch.scenario_io.schema import NetworkSpec, ScenarioSpec
+
+# (slot, bus, net kWh injected by the trades of earlier rounds: sold minus bought)
+BackgroundInjection = tuple[tuple[int, int, float], ...]
+
+
+@dataclass(frozen=True)
+class Market:
+    """What stays fixed over a day of rounds: the scenario's rules, limits and network.
+
+    Attributes
+    ----------
+    spec
+        The validated ``scenario.yaml``.
+    net
+        The network, as loaded from ``network_json`` (never from the scenario's source).
+    graph
+        Its bus graph, for per-km fees.
+    """
+
+    spec: ScenarioSpec
+    net: pp.pandapowerNet
+    graph: nx.MultiGraph
+
+    @property
+    def name(self) -> str:
+        """The scenario's name."""
+        return self.spec.name
+
+    @property
+    def rules(self) -> MarketRules:
+        """Pricing and fee rules of the market section."""
+        market = self.spec.market
+        return MarketRules(
+            pricing=market.pricing,
+            grid_fee_eur_per_kwh=market.grid_fee_eur_per_kwh,
+            grid_fee_eur_per_kwh_per_km=market.grid_fee_eur_per_kwh_per_km,
+        )
+
+    @property
+    def limits(self) -> SecurityLimits:
+        """Limits of the security rule."""
+        security = self.spec.security
+        return SecurityLimits(
+            max_line_loading_percent=security.max_line_loading_percent,
+            max_trafo_loading_percent=security.max_trafo_loading_percent,
+            vm_min_pu=security.vm_min_pu,
+            vm_max_pu=security.vm_max_pu,
+        )
+
+
+@dataclass(frozen=True)
+class RoundInput:
+    """Everything one round is cleared from; stored in the ledger.
+
+    Attributes
+    ----------
+    round_no
+        1-based round number.
+    cleared_at_min
+        When the round clears, minutes from the start of the day.
+    book
+        The round's orders in time priority, each with the quantity earlier rounds left.
+    submitted_at_min
+        Submission time of each order of ``book``.
+    background_kwh
+        Net injection of the trades accepted in earlier rounds, per slot of ``book``
+        and bus, sorted; empty without grid security.
+    formulation
+        Backend name.
+    options
+        Solver settings.
+    """
+
+    round_no: int
+    cleared_at_min: int
+    book: OrderBook
+    submitted_at_min: tuple[int, ...]
+    background_kwh: BackgroundInjection
+    formulation: str
+    options: SolveOptions
+
+
+@dataclass(frozen=True)
+class RoundClearing:
+    """What clearing one round gave.
+
+    Attributes
+    ----------
+    trades_csv
+        The round's trades.csv, byte for byte as written to its folder.
+    summary
+        The round's summary.json content (``summary_dict`` plus the round's time).
+    """
+
+    round_input: RoundInput
+    result: ClearingResult
+    security: SecureClearing | None
+    trades_csv: bytes
+    summary: dict[str, Any]
+
+    @property
+    def trades_sha256(self) -> str:
+        """Hex SHA-256 of ``trades_csv``."""
+        return hashlib.sha256(self.trades_csv).hexdigest()
+
+
+class BackgroundSlotGrid(SlotGrid):
+    """A :class:`SlotGrid` whose every power flow also carries earlier rounds' trades.
+
+    Parameters
+    ----------
+    background_kwh
+        ``(slot, bus, kWh)`` injected in a slot by trades accepted before; added to the
+        base case and to every checked trade set of that slot.
+
+    Notes
+    -----
+    This hooks :meth:`SlotGrid._set_slot`, the one place a slot's injections are put
+    into the network, so base case, checks and sensitivities all see the background.
+    A public ``background`` parameter of ``SlotGrid`` would make this subclass
+    unnecessary.
+    """
+
+    def __init__(
+        self,
+        net: pp.pandapowerNet,
+        load_scaling: list[float] | None,
+        sgen_scaling: list[float] | None,
+        slot_hours: float,
+        trade_buses: npt.ArrayLike | None = None,
+        background_kwh: BackgroundInjection = (),
+    ) -> None:
+        self._background: dict[int, dict[int, float]] = {}
+        for slot, bus, kwh in background_kwh:
+            self._background.setdefault(slot, {})[bus] = kwh
+        super().__init__(net, load_scaling, sgen_scaling, slot_hours, trade_buses)
+
+    def _set_slot(self, slot: int, injection_kwh_by_bus: Mapping[int, float]) -> None:
+        merged = dict(self._background.get(slot, {}))
+        for bus, kwh in injection_kwh_by_bus.items():
+            merged[bus] = merged.get(bus, 0.0) + kwh
+        super()._set_slot(slot, merged)
+
+
+def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
+    """Clear one round's book with the existing engine, securely if the scenario says so.
+
+    Raises
+    ------
+    gridmatch.matching.backends.registry.UnknownFormulationError
+        Unknown formulation name.
+    gridmatch.matching.backends.registry.SolverUnavailableError
+        Its solver package is missing.
+    gridmatch.matching.clearing.SolverFailedError
+        A slot's solver reported an error.
+    gridmatch.matching.clearing.InconsistentAllocationError
+        A backend broke the market rules (a bug).
+    """
+    backend = get_backend(round_input.formulation)
+    book, options, rules = round_input.book, round_input.options, market.rules
+    distances = None
+    if rules.grid_fee_eur_per_kwh_per_km > 0.0:
+        distances = distance_matrix_km(market.graph, np.unique(book.bus))
+    security = None
+    spec = market.spec
+    if spec.security.enabled:
+        background = spec.background
+        # Trade injections exist up front at every bus this round can touch, so no
+        # power flow state is reset halfway through the round.
+        buses = np.union1d(book.bus, np.array([b for _, b, _ in round_input.background_kwh]))
+        grid = BackgroundSlotGrid(
+            market.net,
+            background.load_scaling if background else None,
+            background.sgen_scaling if background else None,
+            slot_hours=spec.slot_minutes / 60.0,
+            trade_buses=buses.astype(np.int64),
+            background_kwh=round_input.background_kwh,
+        )
+        security = clear_securely(
+            book,
+            rules,
+            backend,
+            options,
+            grid,
+            market.limits,
+            max_iterations=spec.security.max_iterations,
+            distance_km=distances,
+        )
+        result = security.result
+    else:
+        result = clear_orders(book, rules, backend, options, distances)
+    summary = {
+        "round_no": round_input.round_no,
+        "cleared_at_min": round_input.cleared_at_min,
+        **summary_dict(market.name, book, result, options, security),
+    }
+    return RoundClearing(round_input, result, security, trades_csv_bytes(book, result), summary)
+
+
+def trades_csv_bytes(book: OrderBook, result: ClearingResult) -> bytes:
+    """Return the trades.csv a clearing writes, as bytes (through the one trades writer)."""
+    with tempfile.TemporaryDirectory(prefix="gridmatch-trades-") as folder:
+        path = Path(folder) / "trades.csv"
+        write_trades(path, book, result)
+        return path.read_bytes()
+
+
+def network_json(net: pp.pandapowerNet) -> str:
+    """Return the network as pandapower JSON, the form the ledger stores it in."""
+    text: str = pp.to_json(net)
+    return text
+
+
+def load_market(spec: ScenarioSpec, network_text: str, source: Path) -> Market:
+    """Build the market from a spec and a stored network; run and rerun both come here.
+
+    The network goes through the scenario loader's checks for untrusted pandapower JSON
+    (only pandapower, pandas and numpy objects load), since a ledger is a file too.
+
+    Parameters
+    ----------
+    source
+        The file ``network_text`` came from (named in errors).
+
+    Raises
+    ------
+    gridmatch.scenario_io.errors.InputError
+        If the stored network is not an acceptable pandapower network.
+    """
+    with tempfile.TemporaryDirectory(prefix="gridmatch-network-") as folder:
+        directory = Path(folder)
+        (directory / "network.json").write_text(network_text, encoding="utf-8")
+        try:
+            net = load_network(
+                NetworkSpec(pandapower=None, file="network.json", simbench=None), directory, source
+            )
+        except InputError as exc:
+            raise InputError(source, f"stored network: {exc.message}", field="network") from None
+    return Market(spec, net, bus_graph(net))

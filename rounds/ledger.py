@@ -1,0 +1,538 @@
+"""The round ledger: one SQLite file holding every round's inputs, options, versions and results.
+
+Layout (schema version :data:`SCHEMA_VERSION`, also in ``PRAGMA user_version``; the
+file is marked as a gridmatch ledger by ``PRAGMA application_id``):
+
+``meta(key, value)``
+    ``schema_version``, ``created_utc``.
+``scenario`` (one row)
+    ``name``; ``spec_json`` (the validated scenario.yaml); ``network_json``
+    (pandapower JSON of the network every round was cleared on) and its
+    ``network_sha256``; ``orders_json`` (the whole day's book with submission times);
+    ``inputs_json`` (SHA-256 of the source files); ``created_utc``.
+``rounds`` (one row per round)
+    ``round_no``, ``cleared_at_min``, ``input_sha256``, ``orders_json`` (the round's
+    book: remaining quantities, time priority), ``background_json`` (earlier rounds'
+    injections, see :mod:`gridmatch.rounds.engine`), ``options_json``,
+    ``versions_json``, ``formulation``, ``trades_csv`` (the exact bytes of the round's
+    trades.csv), ``trades_sha256``, ``summary_json``, ``created_utc``.
+
+``input_sha256`` is the SHA-256 of a canonical JSON document of the scenario's hash
+and the round's time, orders, background, options and formulation: everything that
+decides the trades, nothing that does not (timings, dates). A round row is written in
+one transaction together with the round's result folder, so a crash leaves either
+the whole round or none of it.
+
+JSON columns are canonical (sorted keys, no spaces); floats are written with
+``repr`` and read back bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import pydantic
+
+from gridmatch.matching.orders import Order, OrderBook, Side
+from gridmatch.matching.solution import SolveOptions
+from gridmatch.results_io.atomic import OutputFolderError
+from gridmatch.results_io.manifest import package_versions, source_fingerprint
+from gridmatch.rounds.engine import BackgroundInjection, RoundClearing, RoundInput
+from gridmatch.scenario_io.errors import InputError
+from gridmatch.scenario_io.schema import ScenarioSpec
+
+SCHEMA_VERSION = 1
+LEDGER_FILE = "ledger.sqlite"
+# "gmlg": tells a gridmatch ledger from any other SQLite file.
+APPLICATION_ID = 0x676D6C67
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE scenario (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    network_json TEXT NOT NULL,
+    network_sha256 TEXT NOT NULL,
+    orders_json TEXT NOT NULL,
+    inputs_json TEXT NOT NULL,
+    created_utc TEXT NOT NULL
+);
+CREATE TABLE rounds (
+    round_no INTEGER PRIMARY KEY CHECK (round_no >= 1),
+    cleared_at_min INTEGER NOT NULL CHECK (cleared_at_min >= 0),
+    input_sha256 TEXT NOT NULL,
+    orders_json TEXT NOT NULL,
+    background_json TEXT NOT NULL,
+    options_json TEXT NOT NULL,
+    versions_json TEXT NOT NULL,
+    formulation TEXT NOT NULL,
+    trades_csv BLOB NOT NULL,
+    trades_sha256 TEXT NOT NULL,
+    summary_json TEXT NOT NULL,
+    created_utc TEXT NOT NULL
+);
+"""
+_ROUND_COLUMNS = (
+    "round_no",
+    "cleared_at_min",
+    "input_sha256",
+    "orders_json",
+    "background_json",
+    "options_json",
+    "versions_json",
+    "formulation",
+    "trades_csv",
+    "trades_sha256",
+    "summary_json",
+    "created_utc",
+)
+
+
+@dataclass(frozen=True)
+class StoredScenario:
+    """The ledger's scenario row."""
+
+    name: str
+    spec_json: str
+    network_json: str
+    network_sha256: str
+    orders_json: str
+    inputs_json: str
+    created_utc: str
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 over the spec and the network (shared by every round's inputs)."""
+        return sha256_text(canonical_json({"spec": self.spec_json, "network": self.network_sha256}))
+
+
+@dataclass(frozen=True)
+class StoredRound:
+    """One row of the ``rounds`` table, as stored."""
+
+    round_no: int
+    cleared_at_min: int
+    input_sha256: str
+    orders_json: str
+    background_json: str
+    options_json: str
+    versions_json: str
+    formulation: str
+    trades_csv: bytes
+    trades_sha256: str
+    summary_json: str
+    created_utc: str
+
+    @classmethod
+    def from_clearing(cls, clearing: RoundClearing, scenario_sha256: str) -> Self:
+        """Build the row for a cleared round, stamped with the running software's versions."""
+        data = round_input_json(clearing.round_input)
+        return cls(
+            round_no=clearing.round_input.round_no,
+            cleared_at_min=clearing.round_input.cleared_at_min,
+            input_sha256=input_sha256(scenario_sha256, clearing.round_input.cleared_at_min, data),
+            orders_json=data["orders"],
+            background_json=data["background"],
+            options_json=data["options"],
+            versions_json=canonical_json(current_versions()),
+            formulation=clearing.round_input.formulation,
+            trades_csv=clearing.trades_csv,
+            trades_sha256=clearing.trades_sha256,
+            summary_json=canonical_json(clearing.summary),
+            created_utc=utc_now(),
+        )
+
+    def recomputed_input_sha256(self, scenario_sha256: str) -> str:
+        """Recompute the input hash from the stored columns (equal unless altered)."""
+        data = {
+            "orders": self.orders_json,
+            "background": self.background_json,
+            "options": self.options_json,
+            "formulation": self.formulation,
+        }
+        return input_sha256(scenario_sha256, self.cleared_at_min, data)
+
+    def round_input(self, source: Path, formulation: str | None = None) -> RoundInput:
+        """Rebuild the round's inputs from the stored columns.
+
+        Parameters
+        ----------
+        source
+            The ledger file (named in errors).
+        formulation
+            Clear with this formulation instead of the stored one.
+
+        Raises
+        ------
+        InputError
+            If a stored column cannot be read back.
+        """
+        book, submitted = orders_from_json(self.orders_json, source, self.round_no)
+        return RoundInput(
+            round_no=self.round_no,
+            cleared_at_min=self.cleared_at_min,
+            book=book,
+            submitted_at_min=submitted,
+            background_kwh=background_from_json(self.background_json, source, self.round_no),
+            formulation=formulation or self.formulation,
+            options=options_from_json(self.options_json, source, self.round_no),
+        )
+
+    @property
+    def versions(self) -> dict[str, str | None]:
+        """Software versions the round was cleared with."""
+        versions: dict[str, str | None] = json.loads(self.versions_json)
+        return versions
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The round's summary.json content."""
+        summary: dict[str, Any] = json.loads(self.summary_json)
+        return summary
+
+
+class Ledger:
+    """A round ledger file; use :meth:`create` or :meth:`open`, and close it (or ``with``)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    @classmethod
+    def create(cls, path: Path, scenario: StoredScenario) -> Self:
+        """Create a new ledger holding the scenario row.
+
+        Raises
+        ------
+        gridmatch.results_io.atomic.OutputFolderError
+            If the file exists: a ledger is a record and is never overwritten.
+        """
+        if path.exists():
+            raise OutputFolderError(
+                f"{path}: a round ledger already exists here and is never overwritten; "
+                "choose another output folder"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: every transaction is opened and closed explicitly below.
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            created = utc_now()
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema_version", str(SCHEMA_VERSION)), ("created_utc", created)],
+            )
+            db.execute(
+                "INSERT INTO scenario (id, name, spec_json, network_json, network_sha256, "
+                "orders_json, inputs_json, created_utc) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    scenario.name,
+                    scenario.spec_json,
+                    scenario.network_json,
+                    scenario.network_sha256,
+                    scenario.orders_json,
+                    scenario.inputs_json,
+                    scenario.created_utc,
+                ),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.close()
+            path.unlink(missing_ok=True)
+            raise
+        return cls(path, db)
+
+    @classmethod
+    def open(cls, path: Path) -> Self:
+        """Open an existing ledger for reading (nothing here writes to it).
+
+        The connection may write in one case: a process killed mid-round leaves a hot
+        journal, which SQLite rolls back on first read, so the half-written round
+        vanishes; a read-only connection could not do that and would fail.
+
+        Raises
+        ------
+        InputError
+            If the file is missing, not a gridmatch ledger, or of another schema version.
+        """
+        if not path.is_file():
+            raise InputError(path, "file not found; expected a round ledger (ledger.sqlite)")
+        db = sqlite3.connect(path.resolve().as_uri() + "?mode=rw", uri=True)
+        try:
+            application_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise InputError(path, f"not a round ledger: {exc}") from None
+        if application_id != APPLICATION_ID:
+            db.close()
+            raise InputError(path, "not a gridmatch round ledger")
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise InputError(
+                path,
+                f"ledger schema version {version}; this gridmatch reads version {SCHEMA_VERSION}",
+            )
+        return cls(path, db)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def scenario(self) -> StoredScenario:
+        """The scenario row."""
+        row = self._db.execute(
+            "SELECT name, spec_json, network_json, network_sha256, orders_json, inputs_json, "
+            "created_utc FROM scenario WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            raise InputError(self.path, "the ledger holds no scenario")
+        return StoredScenario(*row)
+
+    def spec(self) -> ScenarioSpec:
+        """Return the stored scenario.yaml, validated again.
+
+        Raises
+        ------
+        InputError
+            If it no longer validates.
+        """
+        try:
+            return ScenarioSpec.model_validate(json.loads(self.scenario.spec_json))
+        except (json.JSONDecodeError, pydantic.ValidationError) as exc:
+            raise InputError(self.path, f"stored scenario: {exc}", field="spec_json") from None
+
+    def round_numbers(self) -> list[int]:
+        """Numbers of the stored rounds, ascending."""
+        return [n for (n,) in self._db.execute("SELECT round_no FROM rounds ORDER BY round_no")]
+
+    def read_round(self, round_no: int) -> StoredRound:
+        """Return one stored round.
+
+        Raises
+        ------
+        InputError
+            If the ledger has no such round.
+        """
+        row = self._db.execute(
+            f"SELECT {', '.join(_ROUND_COLUMNS)} FROM rounds WHERE round_no = ?", (round_no,)
+        ).fetchone()
+        if row is None:
+            stored = self.round_numbers()
+            held = f"rounds {stored[0]}..{stored[-1]}" if stored else "no rounds"
+            raise InputError(self.path, f"round {round_no} is not in the ledger (it holds {held})")
+        values = list(row)
+        values[8] = bytes(values[8])
+        return StoredRound(*values)
+
+    @contextmanager
+    def append_round(self, record: StoredRound) -> Iterator[None]:
+        """Insert a round in a transaction that commits only if the ``with`` block succeeds.
+
+        Whatever else belongs to the round (its result folder) is written inside the
+        block; if that fails, the row is rolled back and the ledger is as before.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                f"INSERT INTO rounds ({', '.join(_ROUND_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_ROUND_COLUMNS))})",
+                tuple(getattr(record, name) for name in _ROUND_COLUMNS),
+            )
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def canonical_json(document: object) -> str:
+    """JSON with sorted keys and no whitespace: one text per value, for hashing."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of a text's UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def input_sha256(scenario_sha256: str, cleared_at_min: int, data: dict[str, str]) -> str:
+    """Hash of everything that decides a round's trades (see the module docstring)."""
+    return sha256_text(
+        canonical_json({"scenario": scenario_sha256, "cleared_at_min": cleared_at_min, **data})
+    )
+
+
+def current_versions() -> dict[str, str | None]:
+    """Python, platform, the package versions that can change a result, and our own code.
+
+    ``gridmatch_source_sha256`` tells changed code from an unchanged version number.
+    """
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        **package_versions(),
+        "gridmatch_source_sha256": source_fingerprint(),
+    }
+
+
+def utc_now() -> str:
+    """Return the current UTC time, ISO 8601 to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def round_input_json(round_input: RoundInput) -> dict[str, str]:
+    """Return the stored text of a round's orders, background, options and formulation."""
+    return {
+        "orders": orders_json(round_input.book, round_input.submitted_at_min),
+        "background": canonical_json([list(item) for item in round_input.background_kwh]),
+        "options": options_json(round_input.options),
+        "formulation": round_input.formulation,
+    }
+
+
+def orders_json(book: OrderBook, submitted_at_min: tuple[int, ...]) -> str:
+    """Write an order book with submission times as canonical JSON, in book order."""
+    return canonical_json(
+        [
+            {
+                "order_id": o.order_id,
+                "participant_id": o.participant_id,
+                "side": o.side.value,
+                "bus": o.bus,
+                "slot": o.slot,
+                "quantity_kwh": o.quantity_kwh,
+                "limit_price_eur_per_kwh": o.limit_price_eur_per_kwh,
+                "divisible": o.divisible,
+                "submitted_at_min": minutes,
+            }
+            for o, minutes in zip(book.orders, submitted_at_min, strict=True)
+        ]
+    )
+
+
+def orders_from_json(text: str, source: Path, round_no: int) -> tuple[OrderBook, tuple[int, ...]]:
+    """Read an order book written by :func:`orders_json`.
+
+    Raises
+    ------
+    InputError
+        If the text is not such a book.
+    """
+    try:
+        records = json.loads(text)
+        orders = tuple(
+            Order(
+                order_id=_str(r["order_id"]),
+                participant_id=_str(r["participant_id"]),
+                side=Side(r["side"]),
+                bus=_int(r["bus"]),
+                slot=_int(r["slot"]),
+                quantity_kwh=_float(r["quantity_kwh"]),
+                limit_price_eur_per_kwh=_float(r["limit_price_eur_per_kwh"]),
+                divisible=_bool(r["divisible"]),
+            )
+            for r in records
+        )
+        submitted = tuple(_int(r["submitted_at_min"]) for r in records)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(source, f"round {round_no}: stored orders unreadable ({exc})") from None
+    return OrderBook(orders), submitted
+
+
+def background_from_json(text: str, source: Path, round_no: int) -> BackgroundInjection:
+    """Read the background injections of a stored round.
+
+    Raises
+    ------
+    InputError
+        If the text is not a list of ``[slot, bus, kWh]``.
+    """
+    try:
+        return tuple((_int(slot), _int(bus), _float(kwh)) for slot, bus, kwh in json.loads(text))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        message = f"round {round_no}: stored background unreadable ({exc})"
+        raise InputError(source, message) from None
+
+
+def options_json(options: SolveOptions) -> str:
+    """Solver settings as canonical JSON."""
+    return canonical_json(
+        {
+            "time_limit_s": options.time_limit_s,
+            "mip_gap": options.mip_gap,
+            "threads": options.threads,
+            "seed": options.seed,
+        }
+    )
+
+
+def options_from_json(text: str, source: Path, round_no: int) -> SolveOptions:
+    """Read solver settings written by :func:`options_json`.
+
+    Raises
+    ------
+    InputError
+        If they are unreadable or invalid.
+    """
+    try:
+        stored = json.loads(text)
+        return SolveOptions(
+            time_limit_s=_float(stored["time_limit_s"]),
+            mip_gap=_float(stored["mip_gap"]),
+            threads=_int(stored["threads"]),
+            seed=_int(stored["seed"]),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(source, f"round {round_no}: stored options unreadable ({exc})") from None
+
+
+def _int(value: object) -> int:
+    # bool is an int to Python; a flag where a number belongs is refused.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not a whole number")
+    return value
+
+
+def _float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not text")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value

@@ -1,0 +1,167 @@
+"""When rounds clear, which orders each one sees, and what earlier rounds left of them.
+
+Rules (the ``rounds:`` section of scenario.yaml):
+
+* Round ``k`` (1-based) clears at ``t_k = first_round_min + (k - 1) * interval_min``;
+  rounds are held while some order's slot is still open.
+* Slot ``s`` is open at ``t`` while ``t < s * slot_minutes - gate_closure_min``.
+* Round ``k`` sees every order submitted at or before ``t_k`` whose slot is open and
+  that has something left: an indivisible buy or an all-or-none sell matched once is
+  gone; a divisible order carries what is left of it; an unmatched order carries whole.
+* What is left of a divisible order is rounded *down* to whole Wh: trades may hold
+  fractions of a Wh (grid rows make vertices fractional), while every book the engine
+  sees keeps the whole-Wh quantities the orders file guarantees. So an order never
+  trades more than its quantity over all rounds; it may leave less than 1 Wh unsold.
+* The round's book is in time priority: submission time, then file row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.matching.clearing import TOLERANCE_KWH
+from gridmatch.matching.orders import WH_PER_KWH, OrderBook
+from gridmatch.matching.solution import SolveOptions
+from gridmatch.rounds.engine import BackgroundInjection, RoundClearing, RoundInput
+from gridmatch.scenario_io.schema import RoundsSpec
+
+# Slack when rounding what is left down to whole Wh: a fill computed as 0.3 kWh may
+# come back as 0.30000000000000004, which must not cost the order a whole Wh.
+_WH_SLACK = 1e-6
+
+
+def slot_close_min(slot: int, slot_minutes: float, rounds: RoundsSpec) -> float:
+    """Time from which no round trades ``slot``, minutes from the start of the day."""
+    return slot * slot_minutes - rounds.gate_closure_min
+
+
+def round_times_min(rounds: RoundsSpec, last_close_min: float) -> list[int]:
+    """Return the rounds' times: every interval from the first until the last slot closes."""
+    if last_close_min <= rounds.first_round_min:
+        return []
+    count = math.ceil((last_close_min - rounds.first_round_min) / rounds.interval_min)
+    return [rounds.first_round_min + k * rounds.interval_min for k in range(count)]
+
+
+class CarryOver:
+    """The day's order book as rounds consume it.
+
+    Parameters
+    ----------
+    book
+        Every order of the day, in file order.
+    submitted_at_min
+        Submission time of each order.
+    slot_minutes
+        Length of a slot.
+    rounds
+        The rounds section.
+    track_background
+        Keep the net injection of accepted trades per slot and bus, for the grid
+        security of later rounds.
+    """
+
+    def __init__(
+        self,
+        book: OrderBook,
+        submitted_at_min: tuple[int, ...],
+        slot_minutes: float,
+        rounds: RoundsSpec,
+        *,
+        track_background: bool,
+    ) -> None:
+        self.book = book
+        self.submitted_at_min = np.asarray(submitted_at_min, dtype=np.int64)
+        self._quantity_wh = np.rint(book.quantity_kwh * WH_PER_KWH).astype(np.int64)
+        self._close_min = book.slot * slot_minutes - rounds.gate_closure_min
+        self._traded_kwh = np.zeros(len(book))
+        self._gone = np.zeros(len(book), dtype=bool)  # indivisible orders once matched
+        self._offered = np.zeros(len(book), dtype=bool)  # seen by at least one round
+        # All-or-none sells and indivisible buys are both "not divisible".
+        self._whole = ~book.divisible
+        self._position = {order.order_id: k for k, order in enumerate(book.orders)}
+        self._track_background = track_background
+        self._background: dict[int, dict[int, float]] = {}
+        # Time priority: submission time, then file row (a stable sort keeps file order).
+        self._priority = np.argsort(self.submitted_at_min, kind="stable")
+
+    @property
+    def last_close_min(self) -> float:
+        """When the last slot of the book closes."""
+        return float(np.max(self._close_min))
+
+    @property
+    def traded_kwh(self) -> npt.NDArray[np.float64]:
+        """Traded kWh so far, per order of the day."""
+        return self._traded_kwh.copy()
+
+    @property
+    def offered(self) -> npt.NDArray[np.bool_]:
+        """Whether each order was in at least one round's book."""
+        return self._offered.copy()
+
+    def remaining_wh(self) -> npt.NDArray[np.int64]:
+        """Whole Wh each order may still trade (0 for matched indivisible orders)."""
+        left = np.floor(self._quantity_wh - self._traded_kwh * WH_PER_KWH + _WH_SLACK)
+        left = np.maximum(left, 0.0).astype(np.int64)
+        left[self._gone] = 0
+        return left
+
+    def eligible(self, at_min: int) -> npt.NDArray[np.int64]:
+        """Orders a round at ``at_min`` sees, in time priority (positions in the day's book)."""
+        order = self._priority
+        open_now = (self.submitted_at_min[order] <= at_min) & (at_min < self._close_min[order])
+        return order[open_now & (self.remaining_wh()[order] >= 1)]
+
+    def round_input(
+        self, round_no: int, at_min: int, formulation: str, options: SolveOptions
+    ) -> RoundInput:
+        """Build the inputs of the round clearing at ``at_min``."""
+        chosen = self.eligible(at_min)
+        self._offered[chosen] = True
+        left = self.remaining_wh()
+        orders = tuple(
+            replace(self.book.orders[k], quantity_kwh=int(left[k]) / WH_PER_KWH)
+            for k in chosen.tolist()
+        )
+        slots = {order.slot for order in orders}
+        background: BackgroundInjection = tuple(
+            (slot, bus, kwh)
+            for slot in sorted(slots & self._background.keys())
+            for bus, kwh in sorted(self._background[slot].items())
+        )
+        return RoundInput(
+            round_no=round_no,
+            cleared_at_min=at_min,
+            book=OrderBook(orders),
+            submitted_at_min=tuple(int(m) for m in self.submitted_at_min[chosen]),
+            background_kwh=background,
+            formulation=formulation,
+            options=options,
+        )
+
+    def record(self, clearing: RoundClearing) -> None:
+        """Take a cleared round's trades off the book (and into the grid background)."""
+        orders = clearing.round_input.book.orders
+        for trade in clearing.result.trades:
+            buy, sell = orders[trade.buy_order], orders[trade.sell_order]
+            for order in (buy, sell):
+                k = self._position[order.order_id]
+                self._traded_kwh[k] += trade.quantity_kwh
+                if self._whole[k] and trade.quantity_kwh > TOLERANCE_KWH:
+                    self._gone[k] = True
+            if self._track_background:
+                by_bus = self._background.setdefault(trade.slot, {})
+                by_bus[sell.bus] = by_bus.get(sell.bus, 0.0) + trade.quantity_kwh
+                by_bus[buy.bus] = by_bus.get(buy.bus, 0.0) - trade.quantity_kwh
+
+    def late(self, round_times: list[int]) -> npt.NDArray[np.bool_]:
+        """Orders no round could see: submitted after the last round or once their slot closed."""
+        seen = np.zeros(len(self.book), dtype=bool)
+        for at_min in round_times:
+            seen |= (self.submitted_at_min <= at_min) & (at_min < self._close_min)
+        return ~seen

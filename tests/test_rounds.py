@@ -1,0 +1,567 @@
+"""Rolling rounds: carry-over, conservation, the ledger, rerun, diff and determinism.
+
+The rules are checked from the files a user sees (the scenario's orders.csv, each
+round folder's trades.csv and orders.csv) with the standard library and the tests'
+own checkers, not by re-reading the engine's accounting.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from feasibility import (
+    TradeRow,
+    check_trades,
+    line_distances_km,
+    read_input_orders,
+    read_trades,
+)
+from independent_grid import insecure_slots
+
+from gridmatch.pipeline import RunSettings
+from gridmatch.results_io.atomic import OutputFolderError
+from gridmatch.rounds import runner
+from gridmatch.rounds.ledger import Ledger
+from gridmatch.rounds.replay import diff, replay_rounds, rerun
+from gridmatch.rounds.runner import RoundsRun, run_rounds
+from gridmatch.scenario_io.errors import InputError
+
+ROLLING_DAY = REPO / "scenarios" / "rolling-day"
+HEADER = (
+    "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,"
+    "divisible,submitted_at_min"
+)
+
+
+def _scenario(folder: Path, rows: list[str], rounds: str, *, header: str = HEADER) -> Path:
+    """A case33bw scenario without grid security, hourly slots."""
+    folder.mkdir(parents=True)
+    (folder / "scenario.yaml").write_text(
+        "name: rounds-test\nnetwork:\n  pandapower: case33bw\nslot_minutes: 60\n"
+        f"security:\n  enabled: false\nrounds:\n{rounds}orders: orders.csv\n"
+    )
+    (folder / "orders.csv").write_text("\n".join([header, *rows]) + "\n")
+    return folder
+
+
+def _day_rows(scenario: Path) -> dict[str, dict[str, str]]:
+    with (scenario / "orders.csv").open(newline="") as handle:
+        return {row["order_id"]: row for row in csv.DictReader(handle)}
+
+
+def _round_folders(out: Path) -> list[Path]:
+    return sorted(out.glob("round-*"))
+
+
+def _round_trades(out: Path) -> list[tuple[int, list[dict[str, str]]]]:
+    """(cleared_at_min, trades) per round folder, from the files alone."""
+    found = []
+    for folder in _round_folders(out):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        with (folder / "trades.csv").open(newline="") as handle:
+            found.append((manifest["round"]["cleared_at_min"], list(csv.DictReader(handle))))
+    return found
+
+
+def _round_book(folder: Path) -> dict[str, float]:
+    with (folder / "orders.csv").open(newline="") as handle:
+        return {r["order_id"]: float(r["quantity_kwh"]) for r in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def rolling_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RoundsRun]:
+    out = tmp_path_factory.mktemp("rolling") / "out"
+    return out, run_rounds(ROLLING_DAY, out, RunSettings())
+
+
+# --- carry-over -------------------------------------------------------------------
+
+
+def test_a_partly_filled_divisible_order_trades_its_rest_in_a_later_round(
+    tmp_path: Path,
+) -> None:
+    # Slot 3 opens for trading until 180 min; rounds at 0, 30, 60, ...
+    scenario = _scenario(
+        tmp_path / "s",
+        [
+            "s,ps,sell,5,3,5.0,0.05,true,0",
+            "b1,p1,buy,7,3,2.0,0.30,false,0",
+            "b2,p2,buy,9,3,3.0,0.30,false,20",
+        ],
+        "  interval_min: 30\n",
+    )
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="highspy"))
+    first, second, *later = _round_folders(out)
+    assert _round_book(first) == {"s": 5.0, "b1": 2.0}
+    # What round 1 left of the seller, and the buyer who came later.
+    assert _round_book(second) == {"s": 3.0, "b2": 3.0}
+    trades = _round_trades(out)
+    assert [
+        (t["buy_order_id"], t["sell_order_id"], float(t["quantity_kwh"])) for t in trades[0][1]
+    ] == [("b1", "s", 2.0)]
+    assert [(t["buy_order_id"], float(t["quantity_kwh"])) for t in trades[1][1]] == [("b2", 3.0)]
+    # Everything is gone afterwards: indivisible buys once matched, the seller sold out.
+    for folder in later:
+        assert _round_book(folder) == {}
+
+
+def test_an_indivisible_order_matched_once_never_appears_again(tmp_path: Path) -> None:
+    scenario = _scenario(
+        tmp_path / "s",
+        [
+            "s1,ps,sell,5,4,1.0,0.05,false,0",  # all-or-none
+            "s2,pt,sell,5,4,4.0,0.05,true,0",
+            "b1,p1,buy,7,4,1.0,0.30,false,0",
+            "b2,p2,buy,9,4,2.0,0.30,false,40",
+        ],
+        "  interval_min: 30\n",
+    )
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="highspy"))
+    rounds = _round_trades(out)
+    matched_in: dict[str, list[int]] = defaultdict(list)
+    for k, (_, trades) in enumerate(rounds):
+        for t in trades:
+            matched_in[t["buy_order_id"]].append(k)
+            matched_in[t["sell_order_id"]].append(k)
+    for order_id in ("s1", "b1", "b2"):
+        assert len(matched_in[order_id]) == 1, order_id
+        (k,) = matched_in[order_id]
+        for folder in _round_folders(out)[k + 1 :]:
+            assert order_id not in _round_book(folder)
+
+
+def test_an_order_whose_slot_closed_is_never_traded(tmp_path: Path) -> None:
+    # Slot 2 starts at 120 min and closes at 120 - 45 = 75: rounds at 0, 30, 60 only.
+    scenario = _scenario(
+        tmp_path / "s",
+        [
+            "s,ps,sell,5,2,5.0,0.05,true,0",
+            "b-in-time,p1,buy,7,2,1.0,0.30,false,60",
+            "b-late,p2,buy,7,2,1.0,0.30,false,80",
+            "b-next,p3,buy,7,3,1.0,0.30,false,80",
+            "s-next,p4,sell,5,3,1.0,0.05,true,90",
+        ],
+        "  interval_min: 30\n  gate_closure_min: 45\n",
+    )
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="greedy"))
+    for cleared_at_min, trades in _round_trades(out):
+        for t in trades:
+            assert cleared_at_min < int(t["slot"]) * 60 - 45
+            assert t["buy_order_id"] != "b-late"
+    day = _day_rows(out)
+    assert day["b-late"]["status"] == "late"
+    assert day["b-in-time"]["status"] == "filled"
+    assert day["b-next"]["status"] == "filled"
+
+
+# --- conservation and security across rounds, on the bundled day ------------------
+
+
+def test_over_all_rounds_no_order_trades_more_than_its_quantity(
+    rolling_day: tuple[Path, RoundsRun],
+) -> None:
+    out, run = rolling_day
+    orders = read_input_orders(ROLLING_DAY / "orders.csv")
+    submitted = {k: int(r["submitted_at_min"]) for k, r in _day_rows(ROLLING_DAY).items()}
+    distances = line_distances_km(_cigre_lv())
+    total: dict[str, float] = defaultdict(float)
+    partners: dict[str, int] = defaultdict(int)
+    rounds_of: dict[str, set[int]] = defaultdict(set)
+    rounds = _round_trades(out)
+    assert len(rounds) == run.summary["n_rounds"] > 10
+    for k, (cleared_at_min, trades) in enumerate(rounds):
+        # Each round obeys the market rules on its own book (what was left of each order).
+        folder = _round_folders(out)[k]
+        check_trades(
+            read_input_orders(folder / "orders.csv"),
+            read_trades(folder / "trades.csv"),
+            flat_fee_eur_per_kwh=0.01,
+            fee_eur_per_kwh_per_km=0.05,
+            distance_km=distances,
+            pricing="midpoint",
+        )
+        for t in trades:
+            assert cleared_at_min < int(t["slot"]) * 60 - 15, "traded after its gate closed"
+            for order_id in (t["buy_order_id"], t["sell_order_id"]):
+                assert submitted[order_id] <= cleared_at_min, "traded before it was submitted"
+                total[order_id] += float(t["quantity_kwh"])
+                rounds_of[order_id].add(k)
+            partners[t["buy_order_id"]] += 1
+    assert any(len(r) > 1 for r in rounds_of.values()), "no order carried to a later round"
+    for order_id, kwh in total.items():
+        order = orders[order_id]
+        assert kwh <= order.quantity_kwh + 1e-6, order_id
+        if not order.divisible:
+            assert len(rounds_of[order_id]) == 1, f"indivisible {order_id} in several rounds"
+            assert math.isclose(kwh, order.quantity_kwh, abs_tol=1e-6), order_id
+            if order.side == "buy":
+                assert partners[order_id] == 1, order_id
+    # The day's files add up to the rounds'.
+    day_trades = read_trades(out / "trades.csv")
+    assert len(day_trades) == sum(len(t) for _, t in rounds)
+    for order_id, row in _day_rows(out).items():
+        assert math.isclose(float(row["filled_kwh"]), total[order_id], abs_tol=1e-9)
+
+
+def test_all_rounds_together_are_secure_by_an_independent_power_flow(
+    rolling_day: tuple[Path, RoundsRun], tmp_path: Path
+) -> None:
+    out, run = rolling_day
+    # The grid had to hold trades back in some round, on top of earlier rounds' trades.
+    assert any(
+        json.loads((f / "summary.json").read_text())["unconstrained_insecure_slots"]
+        for f in _round_folders(out)
+    )
+    assert run.summary["secure"] is True
+    # Every slot's trades of all rounds together, judged against the grid without trades.
+    together = tmp_path / "together"
+    together.mkdir()
+    shutil.copy(out / "trades.csv", together / "trades.csv")
+    assert insecure_slots(_cigre_lv(), ROLLING_DAY, together) == set()
+
+
+# --- ledger ------------------------------------------------------------------------
+
+
+def test_the_ledger_stores_every_round_with_inputs_options_versions_and_trades(
+    rolling_day: tuple[Path, RoundsRun],
+) -> None:
+    out, run = rolling_day
+    db = sqlite3.connect(out / "ledger.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    rows = db.execute(
+        "SELECT round_no, cleared_at_min, input_sha256, orders_json, options_json, "
+        "versions_json, formulation, trades_csv, trades_sha256, summary_json FROM rounds "
+        "ORDER BY round_no"
+    ).fetchall()
+    folders = _round_folders(out)
+    assert len(rows) == len(folders) == run.summary["n_rounds"]
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r[1] for r in rows] == list(range(360, 360 + 30 * len(rows), 30))
+    for row, folder in zip(rows, folders, strict=True):
+        _, _, input_sha, orders, options, versions, formulation, blob, sha, _ = row
+        assert len(input_sha) == 64
+        assert json.loads(options) == {
+            "time_limit_s": 30.0,
+            "mip_gap": 1e-4,
+            "threads": 1,
+            "seed": 0,
+        }
+        assert json.loads(versions)["highspy"] and json.loads(versions)["pandapower"]
+        assert formulation == "highspy"
+        assert blob == (folder / "trades.csv").read_bytes()
+        assert sha == hashlib.sha256(blob).hexdigest()
+        stored = {o["order_id"]: o["quantity_kwh"] for o in json.loads(orders)}
+        assert stored == _round_book(folder)
+    name, network = db.execute("SELECT name, length(network_json) FROM scenario").fetchone()
+    assert name == "rolling-day" and network > 10_000
+
+
+def test_a_failed_round_leaves_no_row_and_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = _scenario(
+        tmp_path / "s",
+        [f"s{k},ps,sell,5,4,1.0,0.05,true,{30 * k}" for k in range(6)]
+        + [f"b{k},pb,buy,7,4,1.0,0.30,false,{30 * k}" for k in range(6)],
+        "  interval_min: 30\n",
+    )
+    write_folder = runner._write_round_folder
+
+    def crash_in_round_three(folder: Path, *args: object) -> None:
+        if folder.name == "round-003":
+            raise OSError("disk full")  # after the row was inserted, before the commit
+        write_folder(folder, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_write_round_folder", crash_in_round_three)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        run_rounds(scenario, out, RunSettings(formulation="greedy"))
+    with Ledger.open(out / "ledger.sqlite") as ledger:
+        assert ledger.round_numbers() == [1, 2]
+    assert [f.name for f in _round_folders(out)] == ["round-001", "round-002"]
+    # The rounds that were recorded still replay.
+    assert rerun(out / "ledger.sqlite", 2).identical
+
+    # A process killed halfway through writing a round (its pages already in the file)
+    # leaves a hot journal; the next reader rolls the half round back.
+    killed = (
+        "import os, sqlite3\n"
+        f"db = sqlite3.connect({str(out / 'ledger.sqlite')!r}, isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size = 1')\n"
+        "db.execute('BEGIN IMMEDIATE')\n"
+        "for n in range(3, 300):\n"
+        "    db.execute('INSERT INTO rounds SELECT ?, cleared_at_min, input_sha256, orders_json, "
+        "background_json, options_json, versions_json, formulation, trades_csv, trades_sha256, "
+        "summary_json, created_utc FROM rounds WHERE round_no = 2', (n,))\n"
+        "os._exit(9)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", killed], check=False).returncode == 9
+    assert (out / "ledger.sqlite-journal").exists()
+    with Ledger.open(out / "ledger.sqlite") as ledger:
+        assert ledger.round_numbers() == [1, 2]
+
+
+def test_a_ledger_is_never_overwritten(tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path / "s", ["s,ps,sell,5,2,1.0,0.05,true,0"], "  interval_min: 60\n")
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="greedy"))
+    before = (out / "ledger.sqlite").read_bytes()
+    with pytest.raises(OutputFolderError, match="never overwritten"):
+        run_rounds(scenario, out, RunSettings(formulation="greedy"))
+    assert (out / "ledger.sqlite").read_bytes() == before
+
+
+# --- rerun, diff, determinism --------------------------------------------------------
+
+
+def test_every_round_reruns_identically_from_the_ledger(
+    rolling_day: tuple[Path, RoundsRun],
+) -> None:
+    out, run = rolling_day
+    replays = replay_rounds(out / "ledger.sqlite")
+    assert [r.round_no for r in replays] == list(range(1, run.summary["n_rounds"] + 1))
+    for replay in replays:
+        assert replay.identical, "\n".join(replay.lines())
+        assert replay.diff.empty and not replay.stored_time_limited
+        assert replay.formulation == replay.stored_formulation == "highspy"
+
+
+def test_the_same_day_run_twice_gives_byte_identical_rounds(
+    rolling_day: tuple[Path, RoundsRun], tmp_path: Path
+) -> None:
+    out, _ = rolling_day
+    again = tmp_path / "again"
+    run_rounds(ROLLING_DAY, again, RunSettings())
+    first = _round_folders(out)
+    second = _round_folders(again)
+    assert [f.name for f in first] == [f.name for f in second]
+    for a, b in zip(first, second, strict=True):
+        for name in ("trades.csv", "orders.csv", "grid.csv"):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), (a.name, name)
+    assert (out / "trades.csv").read_bytes() == (again / "trades.csv").read_bytes()
+    hashes = "SELECT input_sha256, trades_sha256 FROM rounds ORDER BY round_no"
+    assert (
+        sqlite3.connect(out / "ledger.sqlite").execute(hashes).fetchall()
+        == sqlite3.connect(again / "ledger.sqlite").execute(hashes).fetchall()
+    )
+
+
+def test_rerun_needs_only_the_ledger_and_notices_an_altered_one(tmp_path: Path) -> None:
+    scenario = _scenario(
+        tmp_path / "s",
+        ["s,ps,sell,5,3,5.0,0.05,true,0", "b,pb,buy,7,3,2.0,0.30,false,0"],
+        "  interval_min: 60\n",
+    )
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="highspy"))
+    shutil.rmtree(scenario)  # the original files are gone (or changed): no matter
+    assert rerun(out / "ledger.sqlite", 1).identical
+    db = sqlite3.connect(out / "ledger.sqlite")
+    db.execute("UPDATE rounds SET orders_json = replace(orders_json, '5.0', '6.0')")
+    db.commit()
+    db.close()
+    with pytest.raises(InputError, match="altered"):
+        rerun(out / "ledger.sqlite", 1)
+    with pytest.raises(InputError, match="round 9 is not in the ledger"):
+        rerun(out / "ledger.sqlite", 9)
+
+
+# greedy breaks ties by book position explicitly; the MILP backends are the ones to watch.
+@pytest.mark.parametrize("formulation", ["highspy", "cpsat"])
+def test_of_two_identical_sellers_the_same_one_wins_every_time(
+    tmp_path: Path, formulation: str
+) -> None:
+    scenario = _scenario(
+        tmp_path / "s",
+        [
+            "s-late,pa,sell,5,3,1.0,0.10,false,20",
+            "s-early,pb,sell,5,3,1.0,0.10,false,10",
+            "b,pc,buy,7,3,1.0,0.30,false,0",
+        ],
+        "  interval_min: 30\n",
+    )
+    winners = set()
+    outputs = set()
+    for k in range(2):
+        out = tmp_path / f"out{k}"
+        run_rounds(scenario, out, RunSettings(formulation=formulation))
+        (trade,) = read_trades(out / "trades.csv")
+        winners.add(trade.sell_order_id)
+        outputs.add((out / "trades.csv").read_bytes())
+    assert len(winners) == 1 and len(outputs) == 1
+    assert rerun(tmp_path / "out0" / "ledger.sqlite", 2).identical
+
+
+def test_diff_lists_the_trades_another_formulation_changes_and_its_welfare(
+    rolling_day: tuple[Path, RoundsRun],
+) -> None:
+    out, _ = rolling_day
+    distances = line_distances_km(_cigre_lv())
+    changed_rounds = 0
+    # One round through the public diff, the busy middle of the day through the batch
+    # form of the same (the whole day would double the time, not the evidence).
+    assert diff(out / "ledger.sqlite", 10, "greedy").formulation == "greedy"
+    for result in replay_rounds(out / "ledger.sqlite", range(4, 14), formulation="greedy"):
+        folder = _round_folders(out)[result.round_no - 1]
+        assert result.formulation == "greedy" and result.stored_formulation == "highspy"
+        if result.identical:
+            assert result.diff.empty
+            continue
+        changed_rounds += 1
+        # Rebuild greedy's trade set from the stored one and the diff ...
+        stored = {
+            (t.slot, t.buy_order_id, t.sell_order_id): t for t in read_trades(folder / "trades.csv")
+        }
+        other = dict(stored)
+        for line in result.diff.removed:
+            del other[line.key]
+        for line in (*result.diff.added, *(c.after for c in result.diff.changed)):
+            fee = _fee(line.buy_order_id, line.sell_order_id, distances)
+            other[line.key] = TradeRow(
+                line.slot,
+                line.buy_order_id,
+                line.sell_order_id,
+                line.quantity_kwh,
+                line.price_eur_per_kwh,
+                fee,
+            )
+        # ... and check both with the independent checker: legal, and the welfare the
+        # diff states.
+        book = read_input_orders(folder / "orders.csv")
+        rules = {
+            "flat_fee_eur_per_kwh": 0.01,
+            "fee_eur_per_kwh_per_km": 0.05,
+            "distance_km": distances,
+            "pricing": "midpoint",
+        }
+        before = check_trades(book, list(stored.values()), **rules)  # type: ignore[arg-type]
+        after = check_trades(book, list(other.values()), **rules)  # type: ignore[arg-type]
+        assert math.isclose(result.diff.welfare_before_eur, before, abs_tol=1e-9)
+        assert math.isclose(result.diff.welfare_after_eur, after, abs_tol=1e-9)
+        assert math.isclose(result.diff.welfare_delta_eur, after - before, abs_tol=1e-9)
+        text = "\n".join(result.lines())
+        assert "trades differ" in text and "welfare" in text
+    assert changed_rounds > 0, "greedy should differ from highspy somewhere in the day"
+
+
+def _fee(buy_id: str, sell_id: str, distances: dict[tuple[int, int], float]) -> float:
+    rows = _day_rows(ROLLING_DAY)
+    km = distances[(int(rows[buy_id]["bus"]), int(rows[sell_id]["bus"]))]
+    return 0.01 + 0.05 * km
+
+
+def _cigre_lv() -> object:
+    import pandapower.networks as pn
+
+    return pn.create_cigre_network_lv()
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "where", "message"),
+    [
+        (HEADER.rsplit(",", 1)[0], "s,ps,sell,5,2,1.0,0.05,true", "row 1", "missing column"),
+        (HEADER, "s,ps,sell,5,2,1.0,0.05,true,-5", "row 3", "-5 is negative"),
+        (HEADER, "s,ps,sell,5,2,1.0,0.05,true,", "row 3", "is empty"),
+        (HEADER, "s,ps,sell,5,2,1.0,0.05,true,12.5", "row 3", "not a whole number"),
+    ],
+)
+def test_a_bad_submission_time_names_file_row_and_field_and_nothing_is_written(
+    tmp_path: Path, header: str, row: str, where: str, message: str
+) -> None:
+    rows = ["b,pb,buy,7,2,1.0,0.30,false" + ("" if header != HEADER else ",0"), row]
+    scenario = _scenario(tmp_path / "s", rows, "  interval_min: 30\n", header=header)
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as caught:
+        run_rounds(scenario, out, RunSettings())
+    text = str(caught.value)
+    assert str(scenario / "orders.csv") in text
+    assert where in text and "field 'submitted_at_min'" in text and message in text
+    assert not out.exists()
+
+
+def test_other_errors_name_the_users_file_and_row(tmp_path: Path) -> None:
+    scenario = _scenario(
+        tmp_path / "s",
+        ["b,pb,buy,7,2,1.0,0.30,false,0", "s,ps,sell,5,2,0.0001,0.05,true,0"],
+        "  interval_min: 30\n",
+    )
+    with pytest.raises(InputError) as caught:
+        run_rounds(scenario, tmp_path / "out", RunSettings())
+    assert str(caught.value).startswith(f"{scenario / 'orders.csv'}, row 3, field 'quantity_kwh'")
+
+
+def test_rounds_need_a_rounds_section_which_clear_accepts(tmp_path: Path) -> None:
+    from gridmatch.scenario_io.loader import load_scenario
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "scenario.yaml").write_text(
+        "name: x\nnetwork:\n  pandapower: case33bw\nsecurity:\n  enabled: false\n"
+    )
+    (folder / "orders.csv").write_text(HEADER + "\nb,pb,buy,7,2,1.0,0.30,false,0\n")
+    with pytest.raises(InputError, match="field 'rounds'"):
+        run_rounds(folder, tmp_path / "out", RunSettings())
+    # The section is additive: a plain scenario with it still loads for `gridmatch clear`.
+    with (folder / "scenario.yaml").open("a") as handle:
+        handle.write("rounds:\n  interval_min: 15\n")
+    (folder / "orders.csv").write_text(HEADER.rsplit(",", 1)[0] + "\nb,pb,buy,7,2,1.0,0.3,false\n")
+    assert load_scenario(folder).spec.rounds is not None
+    (folder / "scenario.yaml").write_text(
+        (folder / "scenario.yaml").read_text().replace("interval_min: 15", "interval_min: 0")
+    )
+    with pytest.raises(InputError, match=r"rounds\.interval_min"):
+        load_scenario(folder)
+
+
+def test_rounds_commands_rerun_and_diff_from_the_ledger(
+    rolling_day: tuple[Path, RoundsRun],
+) -> None:
+    from typer.testing import CliRunner
+
+    from gridmatch.cli import app
+
+    out, _ = rolling_day
+    ledger = str(out / "ledger.sqlite")
+    same = CliRunner().invoke(app, ["rounds", "rerun", "3", "--ledger", ledger])
+    assert same.exit_code == 0, same.stderr
+    assert "identical" in same.stderr
+    other = CliRunner().invoke(
+        app, ["rounds", "diff", "12", "--formulation", "greedy", "--ledger", ledger, "--json"]
+    )
+    assert other.exit_code == 0, other.stderr
+    assert "welfare" in other.stdout
+    missing = CliRunner().invoke(app, ["rounds", "rerun", "99", "--ledger", ledger])
+    assert missing.exit_code == 2
+
+
+def test_clear_accepts_and_checks_the_submission_time_column(tmp_path: Path) -> None:
+    from gridmatch.scenario_io.loader import load_scenario
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "scenario.yaml").write_text(
+        "name: x\nnetwork:\n  pandapower: case33bw\nsecurity:\n  enabled: false\n"
+    )
+    (folder / "orders.csv").write_text(HEADER + "\nb,pb,buy,7,2,1.0,0.30,false,5\n")
+    assert len(load_scenario(folder).book.orders) == 1
+    (folder / "orders.csv").write_text(HEADER + "\nb,pb,buy,7,2,1.0,0.30,false,-5\n")
+    with pytest.raises(InputError, match="field 'submitted_at_min'"):
+        load_scenario(folder)
