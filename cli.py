@@ -29,46 +29,39 @@ app = typer.Typer(
 )
 stderr = Console(stderr=True)
 
+# Solver options shared by the commands that clear (clear, batch, rounds run).
+FormulationOption = Annotated[
+    str | None, typer.Option(help="Formulation name; see `gridmatch formulations`.")
+]
+MipGapOption = Annotated[
+    float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option(min=1, help="Slots solved at once, one process each.")
+]
+SeedOption = Annotated[int | None, typer.Option(min=0, help="Solver random seed.")]
+SummaryJsonOption = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")]
+
 
 @app.command()
 def clear(
     scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder holding scenario.yaml.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Result folder (replaced atomically).")],
-    formulation: Annotated[
-        str | None, typer.Option(help="Formulation name; see `gridmatch formulations`.")
-    ] = None,
+    formulation: FormulationOption = None,
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", min=0.01, help="Seconds for the whole clearing.")
     ] = None,
-    mip_gap: Annotated[
-        float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="Slots solved at once, one process each.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Solver random seed.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
+    mip_gap: MipGapOption = None,
+    threads: ThreadsOption = None,
+    seed: SeedOption = None,
+    as_json: SummaryJsonOption = False,
 ) -> None:
     """Clear a scenario folder and write trades.csv, orders.csv, summary.json, manifest.json."""
-    from gridmatch.matching.backends.registry import (
-        SolverUnavailableError,
-        UnknownFormulationError,
-    )
-    from gridmatch.matching.clearing import InconsistentAllocationError
     from gridmatch.pipeline import RunSettings, clear_scenario
-    from gridmatch.results_io.atomic import OutputFolderError
-    from gridmatch.scenario_io.errors import InputError
 
     settings = RunSettings(formulation, time_limit, mip_gap, threads, seed)
-    try:
-        with stderr.status(f"clearing {scenario_dir}"):
-            run = clear_scenario(scenario_dir, out, settings)
-    except (InputError, OutputFolderError, UnknownFormulationError, ValueError) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
-    except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:
-        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_SOLVER) from None
+    with stderr.status(f"clearing {scenario_dir}"):
+        run = _clearing_call(lambda: clear_scenario(scenario_dir, out, settings))
     _print_summary(run.summary, out)
     if as_json:
         typer.echo(json.dumps(run.summary, indent=2))
@@ -151,10 +144,8 @@ def batch(
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", min=0.01, help="Seconds per run.")
     ] = None,
-    mip_gap: Annotated[
-        float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Solver random seed.")] = None,
+    mip_gap: MipGapOption = None,
+    seed: SeedOption = None,
 ) -> None:
     """Clear every scenario with every formulation: one result folder per run, one table.
 
@@ -359,32 +350,19 @@ def rounds_run(
             "--out", "-o", help="Folder for ledger.sqlite, round-NNN/ and the day's files."
         ),
     ],
-    formulation: Annotated[
-        str | None, typer.Option(help="Formulation name; see `gridmatch formulations`.")
-    ] = None,
+    formulation: FormulationOption = None,
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", min=0.01, help="Seconds per round.")
     ] = None,
-    mip_gap: Annotated[
-        float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="Slots solved at once, one process each.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Solver random seed.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
+    mip_gap: MipGapOption = None,
+    threads: ThreadsOption = None,
+    seed: SeedOption = None,
+    as_json: SummaryJsonOption = False,
 ) -> None:
     """Clear a day in rolling rounds; every round goes into OUT/ledger.sqlite and OUT/round-NNN/."""
-    from gridmatch.matching.backends.registry import (
-        SolverUnavailableError,
-        UnknownFormulationError,
-    )
-    from gridmatch.matching.clearing import InconsistentAllocationError
     from gridmatch.pipeline import RunSettings
-    from gridmatch.results_io.atomic import OutputFolderError
     from gridmatch.rounds.engine import RoundClearing
     from gridmatch.rounds.runner import run_rounds
-    from gridmatch.scenario_io.errors import InputError
 
     def progress(clearing: RoundClearing) -> None:
         done = clearing.round_input
@@ -396,14 +374,7 @@ def rounds_run(
         )
 
     settings = RunSettings(formulation, time_limit, mip_gap, threads, seed)
-    try:
-        run = run_rounds(scenario_dir, out, settings, on_round=progress)
-    except (InputError, OutputFolderError, UnknownFormulationError, ValueError) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
-    except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:
-        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_SOLVER) from None
+    run = _clearing_call(lambda: run_rounds(scenario_dir, out, settings, on_round=progress))
     summary = run.summary
     stderr.print(
         f"{summary['scenario']}: {summary['n_rounds']} rounds, {summary['n_trades']} trades, "
@@ -428,7 +399,7 @@ def rounds_rerun(
     """Reproduce a round from the ledger alone; exit 0 if trades.csv is byte-identical, else 1."""
     from gridmatch.rounds.replay import rerun
 
-    replay = _rounds_call(lambda: rerun(ledger, round_no, formulation))
+    replay = _clearing_call(lambda: rerun(ledger, round_no, formulation))
     for line in replay.lines():
         stderr.print(line, highlight=False, soft_wrap=True)
     if as_json:
@@ -447,7 +418,7 @@ def rounds_diff(
     """Show what another formulation would have traded in a round (earlier rounds as recorded)."""
     from gridmatch.rounds.replay import diff
 
-    replay = _rounds_call(lambda: diff(ledger, round_no, formulation))
+    replay = _clearing_call(lambda: diff(ledger, round_no, formulation))
     lines = replay.lines() if not replay.identical else [*replay.lines(), *replay.diff.lines()]
     for line in lines:
         stderr.print(line, highlight=False, soft_wrap=True)
@@ -455,17 +426,19 @@ def rounds_diff(
         typer.echo(json.dumps(replay.to_dict(), indent=2))
 
 
-def _rounds_call(call):  # type: ignore[no-untyped-def]
+def _clearing_call(call):  # type: ignore[no-untyped-def]
+    """Run a clearing (clear, rounds run/rerun/diff); map its failures to exit codes."""
     from gridmatch.matching.backends.registry import (
         SolverUnavailableError,
         UnknownFormulationError,
     )
     from gridmatch.matching.clearing import InconsistentAllocationError
+    from gridmatch.results_io.atomic import OutputFolderError
     from gridmatch.scenario_io.errors import InputError
 
     try:
         return call()
-    except (InputError, UnknownFormulationError, ValueError) as exc:
+    except (InputError, OutputFolderError, UnknownFormulationError, ValueError) as exc:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INPUT) from None
     except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:

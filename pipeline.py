@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import numpy as np
+import numpy.typing as npt
+import pandapower as pp
 
 from gridmatch.grid_models.secure_clearing import SecureClearing, clear_securely
 from gridmatch.grid_models.security import SecurityLimits, SlotGrid
 from gridmatch.grid_models.topology import distance_matrix_km
+from gridmatch.matching.backends.base import Backend
 from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, get_backend
 from gridmatch.matching.clearing import ClearingResult, clear_orders
+from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.manifest import build_manifest
@@ -23,7 +29,7 @@ from gridmatch.results_io.writers import (
     write_orders,
     write_trades,
 )
-from gridmatch.scenario_io.loader import Scenario, load_scenario
+from gridmatch.scenario_io.loader import Scenario, load_scenario, market_rules
 from gridmatch.scenario_io.schema import ScenarioSpec
 
 
@@ -70,23 +76,78 @@ def resolve_spec_settings(spec: ScenarioSpec, settings: RunSettings) -> tuple[st
 
 def scenario_grid(scenario: Scenario) -> tuple[SlotGrid, SecurityLimits]:
     """Return the scenario's network with its per-slot background, and its limits."""
-    spec = scenario.spec
+    return spec_grid(scenario.spec, scenario.net, scenario.book.bus), security_limits(scenario.spec)
+
+
+def spec_grid(
+    spec: ScenarioSpec,
+    net: pp.pandapowerNet,
+    trade_buses: npt.ArrayLike,
+    background_kwh: Iterable[tuple[int, int, float]] = (),
+) -> SlotGrid:
+    """Return ``net`` as the scenario describes it per slot (background scaling, slot length)."""
     background = spec.background
-    grid = SlotGrid(
-        scenario.net,
+    return SlotGrid(
+        net,
         background.load_scaling if background else None,
         background.sgen_scaling if background else None,
         slot_hours=spec.slot_minutes / 60.0,
-        trade_buses=scenario.book.bus,
+        trade_buses=trade_buses,
+        background_kwh=background_kwh,
     )
+
+
+def security_limits(spec: ScenarioSpec) -> SecurityLimits:
+    """Return the limits of the scenario's security rule."""
     security = spec.security
-    limits = SecurityLimits(
+    return SecurityLimits(
         max_line_loading_percent=security.max_line_loading_percent,
         max_trafo_loading_percent=security.max_trafo_loading_percent,
         vm_min_pu=security.vm_min_pu,
         vm_max_pu=security.vm_max_pu,
     )
-    return grid, limits
+
+
+def clear_book(
+    spec: ScenarioSpec,
+    net: pp.pandapowerNet,
+    graph: nx.MultiGraph,
+    book: OrderBook,
+    backend: Backend,
+    options: SolveOptions,
+    background_kwh: Sequence[tuple[int, int, float]] = (),
+) -> tuple[ClearingResult, SecureClearing | None]:
+    """Clear an order book under the scenario's rules, securely if the scenario says so.
+
+    The one clearing path of ``gridmatch clear`` and of every rolling round.
+
+    Parameters
+    ----------
+    background_kwh
+        ``(slot, bus, kWh)`` of trades accepted earlier (rolling rounds), part of every
+        power flow of their slot.
+    """
+    rules = market_rules(spec)
+    distances = None
+    if rules.grid_fee_eur_per_kwh_per_km > 0.0:
+        distances = distance_matrix_km(graph, np.unique(book.bus))
+    if not spec.security.enabled:
+        return clear_orders(book, rules, backend, options, distances), None
+    # Trade injections exist up front at every bus the book or the background touches,
+    # so no power flow state is reset halfway through the clearing.
+    background_buses = np.array([bus for _, bus, _ in background_kwh], dtype=np.int64)
+    grid = spec_grid(spec, net, np.union1d(book.bus, background_buses), background_kwh)
+    security = clear_securely(
+        book,
+        rules,
+        backend,
+        options,
+        grid,
+        security_limits(spec),
+        max_iterations=spec.security.max_iterations,
+        distance_km=distances,
+    )
+    return security.result, security
 
 
 def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> ClearingRun:
@@ -99,26 +160,14 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
     """
     scenario = load_scenario(scenario_dir)
     formulation, options = resolve_settings(scenario, settings)
-    backend = get_backend(formulation)
-    distances = None
-    if scenario.rules.grid_fee_eur_per_kwh_per_km > 0.0:
-        distances = distance_matrix_km(scenario.graph, np.unique(scenario.book.bus))
-    security = None
-    if scenario.spec.security.enabled:
-        grid, limits = scenario_grid(scenario)
-        security = clear_securely(
-            scenario.book,
-            scenario.rules,
-            backend,
-            options,
-            grid,
-            limits,
-            max_iterations=scenario.spec.security.max_iterations,
-            distance_km=distances,
-        )
-        result = security.result
-    else:
-        result = clear_orders(scenario.book, scenario.rules, backend, options, distances)
+    result, security = clear_book(
+        scenario.spec,
+        scenario.net,
+        scenario.graph,
+        scenario.book,
+        get_backend(formulation),
+        options,
+    )
     summary = summary_dict(scenario.name, scenario.book, result, options, security)
     manifest = build_manifest(
         scenario.name, scenario.directory, scenario.input_files, formulation, options

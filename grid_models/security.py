@@ -14,7 +14,7 @@ the bus's net injection (sellers +p, buyers -p, ``p_mw = kwh / 1000 / slot hours
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +97,11 @@ class SlotGrid:
         Per-slot factors (``None``: the network's own scaling in every slot).
     slot_hours
         Length of a slot in hours.
+    trade_buses
+        Buses that get a trade injection up front (others are added when first used).
+    background_kwh
+        ``(slot, bus, kWh)`` injected in a slot by trades accepted before (rolling
+        rounds), added to the base case and to every checked trade set of that slot.
 
     Attributes
     ----------
@@ -117,8 +122,14 @@ class SlotGrid:
         sgen_scaling: list[float] | None,
         slot_hours: float,
         trade_buses: npt.ArrayLike | None = None,
+        background_kwh: Iterable[tuple[int, int, float]] = (),
     ) -> None:
         self._net = copy.deepcopy(net)
+        # Per slot and bus, kWh already injected by trades accepted earlier (rolling
+        # rounds): part of the base case and of every checked trade set.
+        self._background_kwh: dict[int, dict[int, float]] = {}
+        for slot, bus, kwh in background_kwh:
+            self._background_kwh.setdefault(slot, {})[bus] = kwh
         self._load_scaling0 = self._net.load.scaling.to_numpy(copy=True)
         self._sgen_scaling0 = self._net.sgen.scaling.to_numpy(copy=True)
         # The net's own sgens keep their rows; one trade sgen per bus follows them.
@@ -215,6 +226,12 @@ class SlotGrid:
         self._net["_ppc"] = None
 
     def _set_slot(self, slot: int, injection_kwh_by_bus: Mapping[int, float]) -> None:
+        background = self._background_kwh.get(slot)
+        if background:
+            merged = dict(background)
+            for bus, kwh in injection_kwh_by_bus.items():
+                merged[bus] = merged.get(bus, 0.0) + kwh
+            injection_kwh_by_bus = merged
         net = self._net
         factor = 1.0 if self._load_scaling is None else self._load_scaling[slot]
         net.load["scaling"] = self._load_scaling0 * factor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from gridmatch.grid_models.secure_clearing import SecureClearing
 from gridmatch.grid_models.security import GRID_COLUMNS, GridReport
 from gridmatch.matching.clearing import ClearingResult
-from gridmatch.matching.orders import OrderBook
+from gridmatch.matching.orders import Order, OrderBook
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.scenario_io.orders_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
@@ -36,29 +37,35 @@ _FILL_TOLERANCE_KWH = 1e-6
 
 def write_trades(path: Path, book: OrderBook, result: ClearingResult) -> None:
     """Write ``trades.csv``: one row per (buy, sell) pair that trades."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(TRADE_COLUMNS)
-        for trade in result.trades:
-            buy = book.orders[trade.buy_order]
-            sell = book.orders[trade.sell_order]
-            writer.writerow(
-                [
-                    trade.slot,
-                    buy.order_id,
-                    sell.order_id,
-                    buy.participant_id,
-                    sell.participant_id,
-                    buy.bus,
-                    sell.bus,
-                    repr(trade.quantity_kwh),
-                    repr(trade.price_eur_per_kwh),
-                    repr(trade.fee_eur_per_kwh),
-                    repr(buy.limit_price_eur_per_kwh),
-                    repr(sell.limit_price_eur_per_kwh),
-                    repr(trade.quantity_kwh * trade.welfare_eur_per_kwh),
-                ]
-            )
+    path.write_bytes(trades_csv(book, result).encode("utf-8"))
+
+
+def trades_csv(book: OrderBook, result: ClearingResult) -> str:
+    """Return the text of ``trades.csv`` (the bytes rounds hash and compare on rerun)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(TRADE_COLUMNS)
+    for trade in result.trades:
+        buy = book.orders[trade.buy_order]
+        sell = book.orders[trade.sell_order]
+        writer.writerow(
+            [
+                trade.slot,
+                buy.order_id,
+                sell.order_id,
+                buy.participant_id,
+                sell.participant_id,
+                buy.bus,
+                sell.bus,
+                repr(trade.quantity_kwh),
+                repr(trade.price_eur_per_kwh),
+                repr(trade.fee_eur_per_kwh),
+                repr(buy.limit_price_eur_per_kwh),
+                repr(sell.limit_price_eur_per_kwh),
+                repr(trade.quantity_kwh * trade.welfare_eur_per_kwh),
+            ]
+        )
+    return text.getvalue()
 
 
 def write_orders(path: Path, book: OrderBook, result: ClearingResult) -> None:
@@ -73,20 +80,21 @@ def write_orders(path: Path, book: OrderBook, result: ClearingResult) -> None:
                 status = "filled"
             else:
                 status = "partially_filled"
-            writer.writerow(
-                [
-                    order.order_id,
-                    order.participant_id,
-                    order.side.value,
-                    order.bus,
-                    order.slot,
-                    repr(order.quantity_kwh),
-                    repr(order.limit_price_eur_per_kwh),
-                    "true" if order.divisible else "false",
-                    repr(filled),
-                    status,
-                ]
-            )
+            writer.writerow([*order_fields(order), repr(filled), status])
+
+
+def order_fields(order: Order) -> list[object]:
+    """Return an order's input columns as orders.csv writes them (floats as ``repr``)."""
+    return [
+        order.order_id,
+        order.participant_id,
+        order.side.value,
+        order.bus,
+        order.slot,
+        repr(order.quantity_kwh),
+        repr(order.limit_price_eur_per_kwh),
+        "true" if order.divisible else "false",
+    ]
 
 
 def summary_dict(

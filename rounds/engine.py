@@ -8,11 +8,12 @@ round's own order book: the orders still open, with what earlier rounds left of 
 Grid security across rounds
 ---------------------------
 Trades accepted in earlier rounds stay in the grid. Each round is secured *on top of*
-them: :class:`BackgroundSlotGrid` adds, per slot, the net injection of the accepted
-trades to every power flow, so the round's base case is the grid after those trades
-and its own trades are checked (and linearised) from there. The security rule then
-holds for all trades of a slot together: a state within the band stays within it, and
-an element out of its band before any trade is never made worse, round after round.
+them: the grid (:class:`~gridmatch.grid_models.security.SlotGrid`, ``background_kwh``)
+adds, per slot, the net injection of the accepted trades to every power flow, so the
+round's base case is the grid after those trades and its own trades are checked (and
+linearised) from there. The security rule then holds for all trades of a slot
+together: a state within the band stays within it, and an element out of its band
+before any trade is never made worse, round after round.
 The ``before`` column of a round's grid.csv is the state after the earlier rounds.
 
 Determinism
@@ -31,9 +32,9 @@ Same stored inputs and options give a byte-identical trades.csv. What that needs
 * The same network: a run serialises the scenario's network to pandapower JSON once,
   stores it in the ledger, and clears every round on the network loaded back from
   that JSON, as a rerun does.
-* A fresh :class:`BackgroundSlotGrid` per round: pandapower's recycled power flows
-  start from the previous solution, so a grid reused across rounds could land 1e-9 pu
-  elsewhere and break a tie differently.
+* A fresh :class:`~gridmatch.grid_models.security.SlotGrid` per round: pandapower's
+  recycled power flows start from the previous solution, so a grid reused across
+  rounds could land 1e-9 pu elsewhere and break a tie differently.
 * A fixed order of the round's book, which is also the tie-break between otherwise
   equal orders: time priority (``submitted_at_min``, then file row), so of two equal
   sellers the one submitted first comes first in every model. Trades are written
@@ -45,26 +46,22 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import numpy as np
-import numpy.typing as npt
 import pandapower as pp
 
 from gridmatch.grid_models.networks import load_network
-from gridmatch.grid_models.secure_clearing import SecureClearing, clear_securely
-from gridmatch.grid_models.security import SecurityLimits, SlotGrid
-from gridmatch.grid_models.topology import bus_graph, distance_matrix_km
+from gridmatch.grid_models.secure_clearing import SecureClearing
+from gridmatch.grid_models.topology import bus_graph
 from gridmatch.matching.backends.registry import get_backend
-from gridmatch.matching.clearing import ClearingResult, clear_orders
-from gridmatch.matching.market_rules import MarketRules
+from gridmatch.matching.clearing import ClearingResult
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
-from gridmatch.results_io.writers import summary_dict, write_trades
+from gridmatch.pipeline import clear_book
+from gridmatch.results_io.writers import summary_dict, trades_csv
 from gridmatch.scenario_io.errors import InputError
 from gridmatch.scenario_io.schema import NetworkSpec, ScenarioSpec
 
@@ -74,7 +71,7 @@ BackgroundInjection = tuple[tuple[int, int, float], ...]
 
 @dataclass(frozen=True)
 class Market:
-    """What stays fixed over a day of rounds: the scenario's rules, limits and network.
+    """What stays fixed over a day of rounds: the scenario (rules, limits) and network.
 
     Attributes
     ----------
@@ -94,27 +91,6 @@ class Market:
     def name(self) -> str:
         """The scenario's name."""
         return self.spec.name
-
-    @property
-    def rules(self) -> MarketRules:
-        """Pricing and fee rules of the market section."""
-        market = self.spec.market
-        return MarketRules(
-            pricing=market.pricing,
-            grid_fee_eur_per_kwh=market.grid_fee_eur_per_kwh,
-            grid_fee_eur_per_kwh_per_km=market.grid_fee_eur_per_kwh_per_km,
-        )
-
-    @property
-    def limits(self) -> SecurityLimits:
-        """Limits of the security rule."""
-        security = self.spec.security
-        return SecurityLimits(
-            max_line_loading_percent=security.max_line_loading_percent,
-            max_trafo_loading_percent=security.max_trafo_loading_percent,
-            vm_min_pu=security.vm_min_pu,
-            vm_max_pu=security.vm_max_pu,
-        )
 
 
 @dataclass(frozen=True)
@@ -173,44 +149,6 @@ class RoundClearing:
         return hashlib.sha256(self.trades_csv).hexdigest()
 
 
-class BackgroundSlotGrid(SlotGrid):
-    """A :class:`SlotGrid` whose every power flow also carries earlier rounds' trades.
-
-    Parameters
-    ----------
-    background_kwh
-        ``(slot, bus, kWh)`` injected in a slot by trades accepted before; added to the
-        base case and to every checked trade set of that slot.
-
-    Notes
-    -----
-    This hooks :meth:`SlotGrid._set_slot`, the one place a slot's injections are put
-    into the network, so base case, checks and sensitivities all see the background.
-    A public ``background`` parameter of ``SlotGrid`` would make this subclass
-    unnecessary.
-    """
-
-    def __init__(
-        self,
-        net: pp.pandapowerNet,
-        load_scaling: list[float] | None,
-        sgen_scaling: list[float] | None,
-        slot_hours: float,
-        trade_buses: npt.ArrayLike | None = None,
-        background_kwh: BackgroundInjection = (),
-    ) -> None:
-        self._background: dict[int, dict[int, float]] = {}
-        for slot, bus, kwh in background_kwh:
-            self._background.setdefault(slot, {})[bus] = kwh
-        super().__init__(net, load_scaling, sgen_scaling, slot_hours, trade_buses)
-
-    def _set_slot(self, slot: int, injection_kwh_by_bus: Mapping[int, float]) -> None:
-        merged = dict(self._background.get(slot, {}))
-        for bus, kwh in injection_kwh_by_bus.items():
-            merged[bus] = merged.get(bus, 0.0) + kwh
-        super()._set_slot(slot, merged)
-
-
 def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
     """Clear one round's book with the existing engine, securely if the scenario says so.
 
@@ -225,39 +163,16 @@ def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
     gridmatch.matching.clearing.InconsistentAllocationError
         A backend broke the market rules (a bug).
     """
-    backend = get_backend(round_input.formulation)
-    book, options, rules = round_input.book, round_input.options, market.rules
-    distances = None
-    if rules.grid_fee_eur_per_kwh_per_km > 0.0:
-        distances = distance_matrix_km(market.graph, np.unique(book.bus))
-    security = None
-    spec = market.spec
-    if spec.security.enabled:
-        background = spec.background
-        # Trade injections exist up front at every bus this round can touch, so no
-        # power flow state is reset halfway through the round.
-        buses = np.union1d(book.bus, np.array([b for _, b, _ in round_input.background_kwh]))
-        grid = BackgroundSlotGrid(
-            market.net,
-            background.load_scaling if background else None,
-            background.sgen_scaling if background else None,
-            slot_hours=spec.slot_minutes / 60.0,
-            trade_buses=buses.astype(np.int64),
-            background_kwh=round_input.background_kwh,
-        )
-        security = clear_securely(
-            book,
-            rules,
-            backend,
-            options,
-            grid,
-            market.limits,
-            max_iterations=spec.security.max_iterations,
-            distance_km=distances,
-        )
-        result = security.result
-    else:
-        result = clear_orders(book, rules, backend, options, distances)
+    book, options = round_input.book, round_input.options
+    result, security = clear_book(
+        market.spec,
+        market.net,
+        market.graph,
+        book,
+        get_backend(round_input.formulation),
+        options,
+        round_input.background_kwh,
+    )
     summary = {
         "round_no": round_input.round_no,
         "cleared_at_min": round_input.cleared_at_min,
@@ -268,10 +183,7 @@ def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
 
 def trades_csv_bytes(book: OrderBook, result: ClearingResult) -> bytes:
     """Return the trades.csv a clearing writes, as bytes (through the one trades writer)."""
-    with tempfile.TemporaryDirectory(prefix="gridmatch-trades-") as folder:
-        path = Path(folder) / "trades.csv"
-        write_trades(path, book, result)
-        return path.read_bytes()
+    return trades_csv(book, result).encode("utf-8")
 
 
 def network_json(net: pp.pandapowerNet) -> str:

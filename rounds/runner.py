@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +29,15 @@ from typing import Any
 from gridmatch.matching.backends.registry import get_backend
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.pipeline import RunSettings, resolve_settings
-from gridmatch.results_io.atomic import OutputFolderError, atomic_output_dir
+from gridmatch.results_io.atomic import (
+    OutputFolderError,
+    atomic_output_dir,
+    write_file_atomically,
+)
 from gridmatch.results_io.manifest import build_manifest
 from gridmatch.results_io.writers import (
     TRADE_COLUMNS,
+    order_fields,
     write_grid,
     write_json,
     write_orders,
@@ -273,7 +277,7 @@ def _write_day_files(
     writer = csv.writer(trades, lineterminator="\n")
     writer.writerow(["round_no", "cleared_at_min", *TRADE_COLUMNS])
     writer.writerows(day_trades)
-    _replace_file(out_dir / "trades.csv", trades.getvalue())
+    write_file_atomically(out_dir / "trades.csv", trades.getvalue())
 
     orders = io.StringIO()
     writer = csv.writer(orders, lineterminator="\n")
@@ -294,26 +298,8 @@ def _write_day_files(
         else:
             status = "partially_filled"
         writer.writerow(
-            [
-                order.order_id,
-                order.participant_id,
-                order.side.value,
-                order.bus,
-                order.slot,
-                repr(order.quantity_kwh),
-                repr(order.limit_price_eur_per_kwh),
-                "true" if order.divisible else "false",
-                rolling.submitted_at_min[k],
-                repr(float(filled[k])),
-                status,
-            ]
+            [*order_fields(order), rolling.submitted_at_min[k], repr(float(filled[k])), status]
         )
-    _replace_file(out_dir / "orders.csv", orders.getvalue())
-    _replace_file(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-
-
-def _replace_file(path: Path, text: str) -> None:
-    # Readers see the old file or the new one, never half of one.
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
+    write_file_atomically(out_dir / "orders.csv", orders.getvalue())
+    summary_text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    write_file_atomically(out_dir / "summary.json", summary_text)

@@ -29,6 +29,9 @@ class Scenario:
     ----------
     input_files
         Every file the scenario was read from (hashed into each run's manifest).
+    submitted_at_min
+        Submission time of each order (for rolling rounds), ``None`` if the orders file
+        has no ``submitted_at_min`` column.
     """
 
     directory: Path
@@ -37,6 +40,7 @@ class Scenario:
     net: pp.pandapowerNet
     graph: nx.MultiGraph
     input_files: tuple[Path, ...]
+    submitted_at_min: tuple[int, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -46,12 +50,17 @@ class Scenario:
     @property
     def rules(self) -> MarketRules:
         """Pricing and fee rules of the market section."""
-        market = self.spec.market
-        return MarketRules(
-            pricing=market.pricing,
-            grid_fee_eur_per_kwh=market.grid_fee_eur_per_kwh,
-            grid_fee_eur_per_kwh_per_km=market.grid_fee_eur_per_kwh_per_km,
-        )
+        return market_rules(self.spec)
+
+
+def market_rules(spec: ScenarioSpec) -> MarketRules:
+    """Pricing and fee rules of a scenario's market section."""
+    market = spec.market
+    return MarketRules(
+        pricing=market.pricing,
+        grid_fee_eur_per_kwh=market.grid_fee_eur_per_kwh,
+        grid_fee_eur_per_kwh_per_km=market.grid_fee_eur_per_kwh_per_km,
+    )
 
 
 def load_scenario(directory: Path) -> Scenario:
@@ -72,17 +81,19 @@ def load_scenario(directory: Path) -> Scenario:
         raise InputError(
             scenario_file, f"'{spec.orders}' lies outside the scenario folder", field="orders"
         )
-    book, order_rows = read_orders(orders_path)
+    table = read_orders(orders_path)
+    book = table.book
     _check_background_covers_slots(spec, book, scenario_file)
 
     net = load_network(spec.network, directory, scenario_file)
     graph = bus_graph(net)
     unusable = unusable_buses(net, graph, {order.bus for order in book.orders})
-    for order, row in zip(book.orders, order_rows, strict=True):
+    for order, row in zip(book.orders, table.rows, strict=True):
         if order.bus in unusable:
             raise InputError(orders_path, unusable[order.bus], row=row, field="bus")
 
-    return Scenario(directory, spec, book, net, graph, scenario_input_files(directory, spec))
+    files = scenario_input_files(directory, spec)
+    return Scenario(directory, spec, book, net, graph, files, table.submitted_at_min)
 
 
 def scenario_input_files(directory: Path, spec: ScenarioSpec) -> tuple[Path, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from gridmatch.matching.orders import WH_PER_KWH, Order, OrderBook, Side
@@ -23,9 +24,12 @@ REQUIRED_COLUMNS = (
     "limit_price_eur_per_kwh",
 )
 OPTIONAL_COLUMNS = ("divisible",)
-# Read by `gridmatch rounds` (rounds/order_book.py); `clear` validates and ignores them.
-ROUND_COLUMNS = ("submitted_at_min",)
-MAX_SUBMITTED_AT_MIN = 10 * 24 * 60
+# When each order was submitted, minutes from the start of the day: what rolling rounds
+# (rounds/) need; `gridmatch clear` validates it and does not use it.
+SUBMITTED_COLUMN = "submitted_at_min"
+ROUND_COLUMNS = (SUBMITTED_COLUMN,)
+# A week of minutes: far beyond a trading day, small enough to stay an exact int64.
+MAX_SUBMITTED_AT_MIN = 7 * 24 * 60
 # Far beyond any real order, and small enough that Wh and nano-EUR stay exact int64.
 MAX_QUANTITY_KWH = 1e9
 MAX_PRICE_EUR_PER_KWH = 1e6
@@ -34,15 +38,27 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
-def read_orders(path: Path) -> tuple[OrderBook, tuple[int, ...]]:
-    """Read and validate an orders file.
+@dataclass(frozen=True)
+class OrderTable:
+    """A validated orders file.
 
-    Returns
-    -------
-    book : OrderBook
+    Attributes
+    ----------
+    book
         The orders in file order.
-    rows : tuple of int
+    rows
         The file row of each order, for errors found later (e.g. about its bus).
+    submitted_at_min
+        Submission time of each order, or ``None`` if the file has no such column.
+    """
+
+    book: OrderBook
+    rows: tuple[int, ...]
+    submitted_at_min: tuple[int, ...] | None
+
+
+def read_orders(path: Path) -> OrderTable:
+    """Read and validate an orders file.
 
     Raises
     ------
@@ -67,6 +83,7 @@ def read_orders(path: Path) -> tuple[OrderBook, tuple[int, ...]]:
 
     orders: list[Order] = []
     order_rows: list[int] = []
+    submitted: list[int] = []
     seen: dict[str, int] = {}
     for line, values in enumerate(rows[1:], start=2):
         if not any(v.strip() for v in values):
@@ -74,7 +91,7 @@ def read_orders(path: Path) -> tuple[OrderBook, tuple[int, ...]]:
         if len(values) != len(header):
             raise InputError(path, f"expected {len(header)} fields, found {len(values)}", row=line)
         record = {name: value.strip() for name, value in zip(header, values, strict=True)}
-        order = _parse_row(path, line, record)
+        order, submitted_at_min = _parse_row(path, line, record)
         if order.order_id in seen:
             raise InputError(
                 path,
@@ -85,9 +102,12 @@ def read_orders(path: Path) -> tuple[OrderBook, tuple[int, ...]]:
         seen[order.order_id] = line
         orders.append(order)
         order_rows.append(line)
+        if submitted_at_min is not None:
+            submitted.append(submitted_at_min)
     if not orders:
         raise InputError(path, "no orders: the order book is empty")
-    return OrderBook(tuple(orders)), tuple(order_rows)
+    times = tuple(submitted) if SUBMITTED_COLUMN in header else None
+    return OrderTable(OrderBook(tuple(orders)), tuple(order_rows), times)
 
 
 def _check_header(path: Path, header: list[str]) -> None:
@@ -108,7 +128,7 @@ def _check_header(path: Path, header: list[str]) -> None:
         raise InputError(path, f"repeated column(s): {', '.join(duplicated)}", row=1)
 
 
-def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
+def _parse_row(path: Path, line: int, record: dict[str, str]) -> tuple[Order, int | None]:
     def fail(field: str, message: str) -> InputError:
         return InputError(path, message, row=line, field=field)
 
@@ -168,9 +188,10 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
     else:
         raise fail("divisible", f"'{record['divisible']}' is not true or false")
 
-    if "submitted_at_min" in record:  # read by `gridmatch rounds`; checked here too
-        integer("submitted_at_min", MAX_SUBMITTED_AT_MIN)
-    return Order(
+    submitted_at_min = None
+    if SUBMITTED_COLUMN in record:
+        submitted_at_min = integer(SUBMITTED_COLUMN, MAX_SUBMITTED_AT_MIN)
+    order = Order(
         order_id=text("order_id"),
         participant_id=text("participant_id"),
         side=side,
@@ -182,3 +203,4 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> Order:
         ),
         divisible=divisible,
     )
+    return order, submitted_at_min

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gridmatch.scenario_io.orders_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, SUBMITTED_COLUMN
+
 BUSES = [2, 12, 17, 18, 19, 22, 24, 35, 36, 37, 40, 41, 42, 43]
 SLOTS = range(10, 18)
 FIRST_SUBMISSION_MIN = 360
@@ -66,17 +68,7 @@ def main() -> None:
                     submitted,
                 ]
             )
-    header = [
-        "order_id",
-        "participant_id",
-        "side",
-        "bus",
-        "slot",
-        "quantity_kwh",
-        "limit_price_eur_per_kwh",
-        "divisible",
-        "submitted_at_min",
-    ]
+    header = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, SUBMITTED_COLUMN]
     path = Path(__file__).with_name("orders.csv")
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
