@@ -156,6 +156,8 @@ def batch(
     from gridmatch.batch.orchestrate import run_batch
     from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, SolverUnavailableError
     from gridmatch.pipeline import RunSettings
+    from gridmatch.results_io.atomic import OutputFolderError
+    from gridmatch.scenario_io.errors import InputError
 
     settings = RunSettings(time_limit_s=time_limit, mip_gap=mip_gap, seed=seed)
     try:
@@ -169,7 +171,8 @@ def batch(
             scheduler_address=scheduler_address,
             console=stderr,
         )
-    except (ValueError, ExecutorError) as exc:  # PlanError, UnknownFormulationError
+    # PlanError and UnknownFormulationError are ValueErrors.
+    except (ValueError, ExecutorError, InputError, OutputFolderError) as exc:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INPUT) from None
     except SolverUnavailableError as exc:
@@ -179,7 +182,8 @@ def batch(
     stderr.print(
         f"{result.n_runs} runs: {cleared} cleared, {result.n_skipped} already done, "
         f"{result.n_errors} failed, in {result.wall_s:.1f} s; "
-        f"table {result.parquet_path} (and .csv)",
+        f"table {result.parquet_path} (and .csv)"
+        + (f", with {result.n_kept} rows of earlier batches" if result.n_kept else ""),
         highlight=False,
     )
     if result.n_errors:
@@ -357,6 +361,23 @@ def rounds_run(
     mip_gap: MipGapOption = None,
     threads: ThreadsOption = None,
     seed: SeedOption = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the day of OUT/ledger.sqlite (after a crash or --until); orders "
+            "submitted after its last round may have been added to the orders file.",
+        ),
+    ] = False,
+    until: Annotated[
+        int | None,
+        typer.Option(
+            "--until",
+            min=0,
+            help="Clear only the rounds due at or before this minute of the day; "
+            "continue later with --resume.",
+        ),
+    ] = None,
     as_json: SummaryJsonOption = False,
 ) -> None:
     """Clear a day in rolling rounds; every round goes into OUT/ledger.sqlite and OUT/round-NNN/."""
@@ -374,10 +395,15 @@ def rounds_run(
         )
 
     settings = RunSettings(formulation, time_limit, mip_gap, threads, seed)
-    run = _clearing_call(lambda: run_rounds(scenario_dir, out, settings, on_round=progress))
+    run = _clearing_call(
+        lambda: run_rounds(
+            scenario_dir, out, settings, resume=resume, until_min=until, on_round=progress
+        )
+    )
     summary = run.summary
     stderr.print(
-        f"{summary['scenario']}: {summary['n_rounds']} rounds, {summary['n_trades']} trades, "
+        f"{summary['scenario']}: {summary['n_rounds']} of {summary['n_rounds_planned']} rounds, "
+        f"{summary['n_trades']} trades, "
         f"{summary['traded_kwh']:.3f} kWh, welfare {summary['welfare_eur']:.4f} EUR, "
         f"secure {summary['secure']}, {summary['n_late_orders']} late orders, "
         f"{summary['runtime_s']:.1f} s; ledger {run.ledger_path}",
@@ -434,11 +460,18 @@ def _clearing_call(call):  # type: ignore[no-untyped-def]
     )
     from gridmatch.matching.clearing import InconsistentAllocationError
     from gridmatch.results_io.atomic import OutputFolderError
+    from gridmatch.rounds.resume import LedgerMismatchError
     from gridmatch.scenario_io.errors import InputError
 
     try:
         return call()
-    except (InputError, OutputFolderError, UnknownFormulationError, ValueError) as exc:
+    except (
+        InputError,
+        OutputFolderError,
+        UnknownFormulationError,
+        LedgerMismatchError,
+        ValueError,
+    ) as exc:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INPUT) from None
     except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:

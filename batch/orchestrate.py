@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,8 +14,17 @@ from rich.console import Console
 from gridmatch.batch.executors import ExecutorKind, run_dask, run_process_pool, run_serial
 from gridmatch.batch.plan import RunCell, plan_runs
 from gridmatch.batch.progress import batch_progress
-from gridmatch.batch.table import STATUS_ERROR, Row, rows_to_frame, write_table
+from gridmatch.batch.table import (
+    STATUS_ERROR,
+    Row,
+    earlier_rows,
+    rows_to_frame,
+    write_table,
+)
 from gridmatch.pipeline import RunSettings
+from gridmatch.results_io.locks import acquire_writer_lock
+
+BATCH_LOCK = ".batch.lock"
 
 # Failures caused by what the user gave (a folder that is not a scenario, bad values,
 # a result folder holding someone else's files), as opposed to solver failures.
@@ -37,6 +47,9 @@ class BatchResult:
         Wall time of the whole batch, in seconds.
     threads
         Threads given to each run (``None``: each scenario's own setting).
+    n_kept
+        Rows of an earlier batch in the same folder that the written table keeps
+        (other scenarios or formulations); ``table`` holds this batch's rows only.
     """
 
     table: pd.DataFrame
@@ -44,6 +57,7 @@ class BatchResult:
     csv_path: Path
     wall_s: float
     threads: int | None
+    n_kept: int = 0
 
     @property
     def n_runs(self) -> int:
@@ -81,7 +95,9 @@ def run_batch(
     """Clear every scenario with every formulation and write one table of the results.
 
     Run ``(s, f)`` writes ``out_root/<s>/<f>/`` (as ``gridmatch clear`` does); the table
-    goes to ``out_root/results.parquet`` and ``out_root/results.csv``. A run whose
+    goes to ``out_root/results.parquet`` and ``out_root/results.csv`` and keeps the rows
+    of earlier batches in the folder for other scenarios or formulations (see
+    :func:`~gridmatch.batch.table.earlier_rows`). One batch writes a folder at a time. A run whose
     folder already holds the same run (same inputs, formulation, options, versions)
     is not repeated, so an interrupted batch resumes where it stopped. A failed run
     becomes a row with ``status='error'`` and never stops the others.
@@ -127,6 +143,10 @@ def run_batch(
         For inconsistent arguments.
     gridmatch.batch.executors.ExecutorError
         The Dask cluster cannot be started or reached (before any run).
+    gridmatch.results_io.atomic.OutputFolderError
+        Another batch is writing ``out_root`` (before any run).
+    gridmatch.scenario_io.errors.InputError
+        The table an earlier batch left in ``out_root`` cannot be read (before any run).
     """
     settings = settings or RunSettings()
     if settings.formulation is not None:
@@ -141,13 +161,21 @@ def run_batch(
 
     start = time.perf_counter()
     rows: list[Row] = []
-    with batch_progress(console, len(cells)) as advance:
-        for row in _execute(cells, settings, executor, jobs, scheduler_address):
-            rows.append(row)
-            advance(row)
-    table = rows_to_frame(rows)
-    parquet_path, csv_path = write_table(table, out_root)
-    return BatchResult(table, parquet_path, csv_path, time.perf_counter() - start, settings.threads)
+    with closing(acquire_writer_lock(out_root / BATCH_LOCK, "this batch folder")):
+        kept = earlier_rows(out_root, [(c.scenario, c.formulation) for c in cells])
+        with batch_progress(console, len(cells)) as advance:
+            for row in _execute(cells, settings, executor, jobs, scheduler_address):
+                rows.append(row)
+                advance(row)
+        parquet_path, csv_path = write_table(rows_to_frame([*kept, *rows]), out_root)
+    return BatchResult(
+        rows_to_frame(rows),
+        parquet_path,
+        csv_path,
+        time.perf_counter() - start,
+        settings.threads,
+        n_kept=len(kept),
+    )
 
 
 def _execute(

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,33 @@ def rows_to_frame(rows: Iterable[Row]) -> pd.DataFrame:
     return frame.sort_values(KEY, kind="stable", ignore_index=True)
 
 
+def earlier_rows(out_root: Path, keys: Collection[tuple[str, str]]) -> list[Row]:
+    """Rows of the table an earlier batch left in ``out_root``, for the keys not in ``keys``.
+
+    A batch folder collects: a later batch with other scenarios or formulations adds
+    to the table instead of replacing it, and a key run again replaces its row. A row
+    whose run folder is gone is dropped (error rows have none and are kept).
+
+    Raises
+    ------
+    gridmatch.scenario_io.errors.InputError
+        The earlier table cannot be read (it is left as it is).
+    """
+    path = out_root / TABLE_PARQUET
+    if not path.exists():
+        return []
+    frame = read_table(path)
+    wanted = set(keys)
+    kept: list[Row] = []
+    for row in frame.to_dict("records"):
+        if (row["scenario"], row["formulation"]) in wanted:
+            continue
+        if row["status"] != STATUS_ERROR and not (out_root / str(row["run_dir"])).is_dir():
+            continue
+        kept.append({str(name): None if pd.isna(value) else value for name, value in row.items()})
+    return kept
+
+
 def write_table(frame: pd.DataFrame, out_root: Path) -> tuple[Path, Path]:
     """Write ``out_root/results.parquet`` and ``out_root/results.csv``, each atomically.
 
@@ -192,7 +219,17 @@ def read_table(path: Path) -> pd.DataFrame:
         else:
             # Only an empty field is missing: pandas would also read the solver
             # version "n/a" of a heuristic as missing.
-            frame = pd.read_csv(path, dtype=COLUMNS, keep_default_na=False, na_values=[""])
+            # round_trip: pandas' default float parser may miss the last bit of a repr;
+            # it ignores the option for its nullable Float64, so floats are read as
+            # float64 (a missing value is NaN) and converted below.
+            read_as = {c: "float64" if t == "Float64" else t for c, t in COLUMNS.items()}
+            frame = pd.read_csv(
+                path,
+                dtype=read_as,
+                keep_default_na=False,
+                na_values=[""],
+                float_precision="round_trip",
+            )
     except (OSError, ValueError) as exc:
         raise InputError(path, f"cannot be read as a results table: {exc}") from None
     missing = [c for c in COLUMNS if c not in frame.columns]

@@ -8,8 +8,10 @@ file is marked as a gridmatch ledger by ``PRAGMA application_id``):
 ``scenario`` (one row)
     ``name``; ``spec_json`` (the validated scenario.yaml); ``network_json``
     (pandapower JSON of the network every round was cleared on) and its
-    ``network_sha256``; ``orders_json`` (the whole day's book with submission times);
-    ``inputs_json`` (SHA-256 of the source files); ``created_utc``.
+    ``network_sha256``; ``orders_json`` (the day's book with submission times, as the
+    first ``rounds run`` was given it: a resumed day may have more orders, and each
+    round row holds the book that round saw); ``inputs_json`` (SHA-256 of the source
+    files); ``created_utc``.
 ``rounds`` (one row per round)
     ``round_no``, ``cleared_at_min``, ``input_sha256``, ``orders_json`` (the round's
     book: remaining quantities, time priority), ``background_json`` (earlier rounds'
@@ -39,13 +41,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import pydantic
 
 from gridmatch.matching.orders import Order, OrderBook, Side
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.results_io.atomic import OutputFolderError
+from gridmatch.results_io.locks import acquire_writer_lock
 from gridmatch.results_io.manifest import package_versions, source_fingerprint
 from gridmatch.rounds.engine import BackgroundInjection, RoundClearing, RoundInput
 from gridmatch.scenario_io.errors import InputError
@@ -208,9 +211,12 @@ class StoredRound:
 class Ledger:
     """A round ledger file; use :meth:`create` or :meth:`open`, and close it (or ``with``)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, lock: IO[bytes] | None = None
+    ) -> None:
         self.path = path
         self._db = connection
+        self._lock = lock  # held by writers only (create, open_for_append)
 
     @classmethod
     def create(cls, path: Path, scenario: StoredScenario) -> Self:
@@ -221,12 +227,16 @@ class Ledger:
         gridmatch.results_io.atomic.OutputFolderError
             If the file exists: a ledger is a record and is never overwritten.
         """
-        if path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Exclusive create: of two runs racing for one folder, one gets the ledger.
+            path.open("xb").close()
+        except FileExistsError:
             raise OutputFolderError(
                 f"{path}: a round ledger already exists here and is never overwritten; "
-                "choose another output folder"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
+                "continue its day with --resume, or choose another output folder"
+            ) from None
+        lock = _writer_lock(path)
         # Autocommit mode: every transaction is opened and closed explicitly below.
         db = sqlite3.connect(path, isolation_level=None)
         try:
@@ -258,8 +268,29 @@ class Ledger:
         except BaseException:
             db.close()
             path.unlink(missing_ok=True)
+            lock.close()
             raise
-        return cls(path, db)
+        return cls(path, db, lock)
+
+    @classmethod
+    def open_for_append(cls, path: Path) -> Self:
+        """Open an existing ledger to add rounds to it; one writer at a time.
+
+        Raises
+        ------
+        InputError
+            As for :meth:`open`.
+        gridmatch.results_io.atomic.OutputFolderError
+            If another process holds the ledger open for writing.
+        """
+        lock = _writer_lock(path)
+        try:
+            ledger = cls.open(path)
+        except BaseException:
+            lock.close()
+            raise
+        ledger._lock = lock
+        return ledger
 
     @classmethod
     def open(cls, path: Path) -> Self:
@@ -295,8 +326,11 @@ class Ledger:
         return cls(path, db)
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection (and release the writer lock)."""
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> Self:
         return self
@@ -370,6 +404,12 @@ class Ledger:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _writer_lock(path: Path) -> IO[bytes]:
+    # A side file: SQLite's own POSIX locks on the database would be dropped if this
+    # process opened and closed another descriptor of that file.
+    return acquire_writer_lock(path.with_name(f".{path.name}.lock"), "this ledger")
 
 
 def canonical_json(document: object) -> str:

@@ -242,7 +242,7 @@ def replay_rounds(
         wanted = ledger.round_numbers() if round_nos is None else list(round_nos)
         stored_rounds = [ledger.read_round(n) for n in wanted]
     for stored in stored_rounds:
-        _check_integrity(ledger_path, stored, stored_scenario.sha256)
+        check_integrity(ledger_path, stored, stored_scenario.sha256)
     market = load_market(spec, stored_scenario.network_json, ledger_path)
     now = current_versions()
     replays = []
@@ -277,7 +277,14 @@ def replay_rounds(
     return replays
 
 
-def _check_integrity(ledger_path: Path, stored: StoredRound, scenario_sha256: str) -> None:
+def check_integrity(ledger_path: Path, stored: StoredRound, scenario_sha256: str) -> None:
+    """Check a stored round against its own hashes.
+
+    Raises
+    ------
+    InputError
+        If its inputs or trades were altered after it was recorded.
+    """
     if stored.recomputed_input_sha256(scenario_sha256) != stored.input_sha256:
         raise InputError(
             ledger_path,
@@ -327,10 +334,10 @@ def diff_trades(before_csv: bytes, after_csv: bytes) -> TradeDiff:
     )
 
 
-def _read_trades(data: bytes) -> dict[TradeKey, TradeLine]:
-    trades = {}
-    for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
-        line = TradeLine(
+def trade_lines(data: bytes) -> list[TradeLine]:
+    """Read the trades of a trades.csv, in file order (quantities bit for bit: ``repr``)."""
+    return [
+        TradeLine(
             slot=int(row["slot"]),
             buy_order_id=row["buy_order_id"],
             sell_order_id=row["sell_order_id"],
@@ -338,8 +345,12 @@ def _read_trades(data: bytes) -> dict[TradeKey, TradeLine]:
             price_eur_per_kwh=float(row["price_eur_per_kwh"]),
             welfare_eur=float(row["welfare_eur"]),
         )
-        trades[line.key] = line
-    return trades
+        for row in csv.DictReader(io.StringIO(data.decode("utf-8")))
+    ]
+
+
+def _read_trades(data: bytes) -> dict[TradeKey, TradeLine]:
+    return {line.key: line for line in trade_lines(data)}
 
 
 def _describe(trade: TradeLine) -> str:

@@ -7,12 +7,16 @@
                        fills), summary.json, manifest.json, grid.csv (with security)
     trades.csv         every round's trades, with round_no and cleared_at_min first
     orders.csv         every order of the day: submitted_at_min, filled_kwh over all
-                       rounds, status (filled, partially_filled, unfilled, late)
+                       rounds, status (filled, partially_filled, unfilled, late, and
+                       pending while later rounds are still to come)
     summary.json       one row per round and the day's totals
 
 Each round's ledger row and folder are written together (the row commits only after
-the folder is in place), so a crash leaves whole rounds. The three day files are
-written when the last round is done; a ledger is never overwritten.
+the folder is in place), so a crash leaves whole rounds. A ledger is never
+overwritten: a day stopped by a crash or by ``until_min`` is continued with
+``resume`` (see :mod:`gridmatch.rounds.resume`), one writer at a time. The three day
+files are rewritten from the ledger at the end of every run, so they always cover
+every round it holds.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from gridmatch.rounds.ledger import (
     utc_now,
 )
 from gridmatch.rounds.order_book import SUBMITTED_COLUMN, RollingScenario, load_rolling_scenario
+from gridmatch.rounds.resume import restore_rounds
 from gridmatch.rounds.schedule import CarryOver, round_times_min
 from gridmatch.scenario_io.errors import InputError
 from gridmatch.scenario_io.loader import SCENARIO_FILE
@@ -90,6 +95,8 @@ def run_rounds(
     out_dir: Path,
     settings: RunSettings,
     *,
+    resume: bool = False,
+    until_min: int | None = None,
     on_round: Callable[[RoundClearing], None] | None = None,
 ) -> RoundsRun:
     """Clear a scenario in rolling rounds, recording every round in ``OUT/ledger.sqlite``.
@@ -98,26 +105,38 @@ def run_rounds(
     ----------
     settings
         As for ``gridmatch clear``; ``time_limit_s`` is each round's budget.
+    resume
+        Continue the day of the ledger in ``OUT`` (after a crash or an ``until_min``
+        stop, possibly with orders added since); see :mod:`gridmatch.rounds.resume`.
+        Without a ledger in ``OUT`` the day starts afresh.
+    until_min
+        Clear only the rounds due at or before this minute of the day (an operator's
+        "now"); ``None``: every round of the day.
     on_round
         Called after each round is recorded (progress output).
 
     Raises
     ------
     InputError
-        Bad input; nothing is written.
+        Bad input, or (``resume``) a scenario folder that no longer gives the stored
+        rounds their inputs; nothing is written.
+    gridmatch.rounds.resume.LedgerMismatchError
+        (``resume``) Other formulation or options than the stored rounds'.
     gridmatch.results_io.atomic.OutputFolderError
-        ``OUT`` already holds a ledger, or is not a new or empty folder.
+        ``OUT`` already holds a ledger and ``resume`` is false, ``OUT`` is not a new or
+        empty folder, or another process is writing its ledger.
     gridmatch.matching.backends.registry.UnknownFormulationError
         Unknown formulation; nothing is written.
     """
     started = time.perf_counter()
     ledger_path = out_dir / LEDGER_FILE
-    if ledger_path.exists():
+    continuing = resume and ledger_path.exists()
+    if ledger_path.exists() and not continuing:
         raise OutputFolderError(
             f"{ledger_path}: a round ledger already exists here and is never overwritten; "
-            "choose another output folder"
+            "continue its day with --resume, or choose another output folder"
         )
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if not continuing and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         # The day's files would replace whatever is there: only a new folder is safe.
         raise OutputFolderError(f"{out_dir}: exists and is not an empty folder")
     rolling = load_rolling_scenario(scenario_dir)
@@ -161,10 +180,22 @@ def run_rounds(
         ),
         created_utc=utc_now(),
     )
-    rounds: list[dict[str, Any]] = []
-    day_trades: list[list[str]] = []
-    with Ledger.create(ledger_path, stored_scenario) as ledger:
+    records: list[StoredRound] = []
+    opened = (
+        Ledger.open_for_append(ledger_path)
+        if continuing
+        else Ledger.create(ledger_path, stored_scenario)
+    )
+    with opened as ledger:
+        if continuing:
+            records = restore_rounds(
+                ledger, rolling, stored_scenario, carry, times, formulation, options
+            )
         for round_no, at_min in enumerate(times, start=1):
+            if round_no <= len(records):
+                continue
+            if until_min is not None and at_min > until_min:
+                break
             clearing = clear_round(
                 market, carry.round_input(round_no, at_min, formulation, options)
             )
@@ -174,13 +205,13 @@ def run_rounds(
                     round_folder(out_dir, round_no), rolling, clearing, record, formulation
                 )
             carry.record(clearing)
-            rounds.append(_round_row(clearing, record))
-            day_trades.extend(_prefixed_trades(clearing))
+            records.append(record)
             if on_round is not None:
                 on_round(clearing)
 
-    summary = _day_summary(rolling, formulation, options, rounds, carry, times, started)
-    _write_day_files(out_dir, rolling, carry, times, day_trades, summary)
+    cleared_times = times[: len(records)]
+    summary = _day_summary(rolling, formulation, options, records, carry, times, started)
+    _write_day_files(out_dir, rolling, carry, times, cleared_times, records, summary)
     return RoundsRun(ledger_path, summary)
 
 
@@ -212,8 +243,8 @@ def _write_round_folder(
             write_grid(staging / "grid.csv", clearing.security.report, clearing.security.binding)
 
 
-def _round_row(clearing: RoundClearing, record: StoredRound) -> dict[str, Any]:
-    summary = clearing.summary
+def _round_row(record: StoredRound) -> dict[str, Any]:
+    summary = record.summary
     return {
         "round_no": record.round_no,
         "cleared_at_min": record.cleared_at_min,
@@ -229,10 +260,10 @@ def _round_row(clearing: RoundClearing, record: StoredRound) -> dict[str, Any]:
     }
 
 
-def _prefixed_trades(clearing: RoundClearing) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(clearing.trades_csv.decode("utf-8")))
+def _prefixed_trades(record: StoredRound) -> list[list[str]]:
+    reader = csv.reader(io.StringIO(record.trades_csv.decode("utf-8")))
     next(reader)  # the header
-    prefix = [str(clearing.round_input.round_no), str(clearing.round_input.cleared_at_min)]
+    prefix = [str(record.round_no), str(record.cleared_at_min)]
     return [prefix + row for row in reader]
 
 
@@ -240,11 +271,12 @@ def _day_summary(
     rolling: RollingScenario,
     formulation: str,
     options: SolveOptions,
-    rounds: list[dict[str, Any]],
+    records: list[StoredRound],
     carry: CarryOver,
     times: list[int],
     started: float,
 ) -> dict[str, Any]:
+    rounds = [_round_row(record) for record in records]
     secure = [r["secure"] for r in rounds]
     return {
         "scenario": rolling.scenario.name,
@@ -252,6 +284,9 @@ def _day_summary(
         "options": json.loads(options_json(options)),
         "rounds_spec": rolling.rounds.model_dump(mode="json"),
         "n_rounds": len(rounds),
+        "n_rounds_planned": len(times),
+        # false after an --until stop: later rounds are still to come (--resume)
+        "complete": len(rounds) == len(times),
         "n_orders": len(rolling.scenario.book),
         "n_late_orders": int(carry.late(times).sum()),
         "n_trades": sum(r["n_trades"] for r in rounds),
@@ -259,6 +294,7 @@ def _day_summary(
         "welfare_eur": sum(r["welfare_eur"] for r in rounds),
         # null without grid security, as in a single clearing's summary
         "secure": None if any(s is None for s in secure) else all(secure),
+        # this invocation's wall time (a resumed day: only the rounds cleared now)
         "runtime_s": time.perf_counter() - started,
         "ledger": LEDGER_FILE,
         "rounds": rounds,
@@ -270,13 +306,15 @@ def _write_day_files(
     rolling: RollingScenario,
     carry: CarryOver,
     times: list[int],
-    day_trades: list[list[str]],
+    cleared_times: list[int],
+    records: list[StoredRound],
     summary: dict[str, Any],
 ) -> None:
     trades = io.StringIO()
     writer = csv.writer(trades, lineterminator="\n")
     writer.writerow(["round_no", "cleared_at_min", *TRADE_COLUMNS])
-    writer.writerows(day_trades)
+    for record in records:
+        writer.writerows(_prefixed_trades(record))
     write_file_atomically(out_dir / "trades.csv", trades.getvalue())
 
     orders = io.StringIO()
@@ -287,9 +325,12 @@ def _write_day_files(
     filled = carry.traded_kwh
     left_wh = carry.remaining_wh()
     late = carry.late(times)
+    not_yet_seen = carry.late(cleared_times)
     for k, order in enumerate(rolling.scenario.book.orders):
         if late[k]:
             status = "late"
+        elif not_yet_seen[k]:
+            status = "pending"  # a round still to come (after an --until stop) will see it
         elif filled[k] <= _FILL_TOLERANCE_KWH:
             status = "unfilled"
         elif left_wh[k] == 0:

@@ -18,6 +18,7 @@ Rules (the ``rounds:`` section of scenario.yaml):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import replace
 
 import numpy as np
@@ -147,17 +148,34 @@ class CarryOver:
     def record(self, clearing: RoundClearing) -> None:
         """Take a cleared round's trades off the book (and into the grid background)."""
         orders = clearing.round_input.book.orders
-        for trade in clearing.result.trades:
-            buy, sell = orders[trade.buy_order], orders[trade.sell_order]
-            for order in (buy, sell):
-                k = self._position[order.order_id]
-                self._traded_kwh[k] += trade.quantity_kwh
-                if self._whole[k] and trade.quantity_kwh > TOLERANCE_KWH:
+        self.record_trades(
+            (
+                trade.slot,
+                orders[trade.buy_order].order_id,
+                orders[trade.sell_order].order_id,
+                trade.quantity_kwh,
+            )
+            for trade in clearing.result.trades
+        )
+
+    def record_trades(self, trades: Iterable[tuple[int, str, str, float]]) -> None:
+        """Take trades ``(slot, buy_order_id, sell_order_id, quantity_kwh)`` off the book.
+
+        The trades of a round must come in the order its trades.csv lists them: the
+        sums are then the same floats whether a round was just cleared or read back
+        from the ledger.
+        """
+        for slot, buy_id, sell_id, quantity_kwh in trades:
+            positions = (self._position[buy_id], self._position[sell_id])
+            for k in positions:
+                self._traded_kwh[k] += quantity_kwh
+                if self._whole[k] and quantity_kwh > TOLERANCE_KWH:
                     self._gone[k] = True
             if self._track_background:
-                by_bus = self._background.setdefault(trade.slot, {})
-                by_bus[sell.bus] = by_bus.get(sell.bus, 0.0) + trade.quantity_kwh
-                by_bus[buy.bus] = by_bus.get(buy.bus, 0.0) - trade.quantity_kwh
+                buy_bus, sell_bus = (self.book.orders[k].bus for k in positions)
+                by_bus = self._background.setdefault(slot, {})
+                by_bus[sell_bus] = by_bus.get(sell_bus, 0.0) + quantity_kwh
+                by_bus[buy_bus] = by_bus.get(buy_bus, 0.0) - quantity_kwh
 
     def late(self, round_times: list[int]) -> npt.NDArray[np.bool_]:
         """Orders no round could see: submitted after the last round or once their slot closed."""

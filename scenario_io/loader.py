@@ -32,6 +32,8 @@ class Scenario:
     submitted_at_min
         Submission time of each order (for rolling rounds), ``None`` if the orders file
         has no ``submitted_at_min`` column.
+    order_rows
+        Row of each order in the orders file (for errors found after reading).
     """
 
     directory: Path
@@ -41,6 +43,7 @@ class Scenario:
     graph: nx.MultiGraph
     input_files: tuple[Path, ...]
     submitted_at_min: tuple[int, ...] | None = None
+    order_rows: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
@@ -93,7 +96,7 @@ def load_scenario(directory: Path) -> Scenario:
             raise InputError(orders_path, unusable[order.bus], row=row, field="bus")
 
     files = scenario_input_files(directory, spec)
-    return Scenario(directory, spec, book, net, graph, files, table.submitted_at_min)
+    return Scenario(directory, spec, book, net, graph, files, table.submitted_at_min, table.rows)
 
 
 def scenario_input_files(directory: Path, spec: ScenarioSpec) -> tuple[Path, ...]:

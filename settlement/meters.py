@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridmatch.scenario_io.errors import InputError
+from gridmatch.settlement.round_data import parse_slot
 
 COLUMNS = ("slot", "buy_order_id", "sell_order_id", "sent_kwh", "received_kwh")
 
@@ -46,13 +47,9 @@ def read_meters(
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise InputError(path, f"missing column(s): {', '.join(missing)}")
-        for number, row in enumerate(reader, start=1):
-            try:
-                slot = int(row["slot"])
-            except ValueError:
-                raise InputError(
-                    path, f"'{row['slot']}' is not a slot number", row=number, field="slot"
-                ) from None
+        # Rows are counted as in the orders file: the header is row 1.
+        for number, row in enumerate(reader, start=2):
+            slot = parse_slot(path, number, row["slot"])
             key = (slot, row["buy_order_id"], row["sell_order_id"])
             if key not in known:
                 raise InputError(

@@ -88,7 +88,8 @@ def read_round(out_dir: Path, round_id: int) -> list[ChainTrade]:
         if missing:
             raise InputError(path, f"missing column(s): {', '.join(missing)}")
         trades: list[ChainTrade] = []
-        for number, row in enumerate(reader, start=1):
+        # Rows are counted as in the orders file: the header is row 1.
+        for number, row in enumerate(reader, start=2):
             trades.append(_trade(path, number, row, round_id, len(trades) + 1))
     if not trades:
         raise InputError(path, "the clearing has no trades to settle")
@@ -101,6 +102,23 @@ def locks_by_buyer(trades: list[ChainTrade]) -> dict[str, int]:
     for trade in trades:
         locks[trade.buyer] += trade.lock_micro_eur()
     return dict(locks)
+
+
+def parse_slot(path: Path, number: int, text: str) -> int:
+    """Read a slot number of a settlement file: a whole number the contract's uint64 holds.
+
+    Raises
+    ------
+    InputError
+        Naming the file, row and field ``slot``.
+    """
+    try:
+        slot = int(text)
+    except ValueError:
+        raise InputError(path, f"'{text}' is not a slot number", row=number, field="slot") from None
+    if not 0 <= slot < _UINT64_LIMIT:
+        raise InputError(path, "a slot number is >= 0 and < 2**64", row=number, field="slot")
+    return slot
 
 
 def _trade(
@@ -122,14 +140,7 @@ def _trade(
             )
         return scaled_value
 
-    try:
-        slot = int(row["slot"])
-    except ValueError:
-        raise InputError(
-            path, f"'{row['slot']}' is not a slot number", row=number, field="slot"
-        ) from None
-    if not 0 <= slot < _UINT64_LIMIT:
-        raise InputError(path, "a slot number is >= 0", row=number, field="slot")
+    slot = parse_slot(path, number, row["slot"])
     quantity_wh = scaled("quantity_kwh", WH_PER_KWH)
     if quantity_wh <= 0:
         raise InputError(path, "a trade must move at least 1 Wh", row=number, field="quantity_kwh")

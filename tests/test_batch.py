@@ -195,6 +195,52 @@ def test_two_scenario_folders_of_the_same_name_are_refused(tmp_path: Path) -> No
         plan_runs([SCENARIOS[1]], ["greedy", "greedy"], tmp_path / "out")
 
 
+def test_a_later_batch_in_the_same_folder_adds_to_the_table(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    scenario = SCENARIOS[1]
+    first = run_batch([scenario], ["highspy", "greedy"], out)
+    # Another formulation later: the table grows, the earlier rows are kept as they were.
+    later = run_batch([scenario], ["seller-dp"], out)
+    assert later.n_kept == 2 and len(later.table) == 1
+    table = read_table(out / "results.parquet")
+    assert list(table["formulation"]) == ["greedy", "highspy", "seller-dp"]
+    earlier = table[table["formulation"] != "seller-dp"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(earlier, first.table, check_exact=True)
+    assert read_table(out / TABLE_CSV).equals(table)
+    # A key run again replaces its row; a row whose run folder is gone is dropped.
+    shutil.rmtree(out / scenario.name / "greedy")
+    again = run_batch([scenario], ["highspy"], out)
+    assert again.n_kept == 1 and bool(again.table["skipped"].iloc[0])
+    table = read_table(out / "results.parquet")
+    assert list(table["formulation"]) == ["highspy", "seller-dp"]
+    assert bool(table["skipped"].iloc[0])
+
+
+def test_one_batch_at_a_time_writes_a_folder_and_a_bad_table_stops_it_early(
+    tmp_path: Path,
+) -> None:
+    from contextlib import closing
+
+    from gridmatch.batch.orchestrate import BATCH_LOCK
+    from gridmatch.results_io.atomic import OutputFolderError
+    from gridmatch.results_io.locks import acquire_writer_lock
+    from gridmatch.scenario_io.errors import InputError
+
+    out = tmp_path / "out"
+    with (
+        closing(acquire_writer_lock(out / BATCH_LOCK, "this batch folder")),
+        pytest.raises(OutputFolderError, match="another gridmatch process"),
+    ):
+        run_batch([SCENARIOS[1]], ["greedy"], out)
+    assert not (out / SCENARIOS[1].name).exists()
+
+    (out / "results.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match=r"results\.parquet: cannot be read"):
+        run_batch([SCENARIOS[1]], ["greedy"], out)
+    assert not (out / SCENARIOS[1].name).exists()
+    assert (out / "results.parquet").read_bytes() == b"not parquet"
+
+
 def test_batch_and_compare_commands(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -16,7 +16,9 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO
@@ -34,6 +36,7 @@ from gridmatch.results_io.atomic import OutputFolderError
 from gridmatch.rounds import runner
 from gridmatch.rounds.ledger import Ledger
 from gridmatch.rounds.replay import diff, replay_rounds, rerun
+from gridmatch.rounds.resume import LedgerMismatchError
 from gridmatch.rounds.runner import RoundsRun, run_rounds
 from gridmatch.scenario_io.errors import InputError
 
@@ -469,6 +472,197 @@ def _cigre_lv() -> object:
     import pandapower.networks as pn
 
     return pn.create_cigre_network_lv()
+
+
+# --- continuing a day ------------------------------------------------------------------
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    """Every result file of a day folder except the timings in summary.json."""
+    names = ["trades.csv", "orders.csv"]
+    for folder in _round_folders(out):
+        names += [f"{folder.name}/{f.name}" for f in folder.iterdir() if f.suffix == ".csv"]
+    return {name: (out / name).read_bytes() for name in sorted(names)}
+
+
+def _ledger_hashes(out: Path) -> list[tuple[str, str]]:
+    query = "SELECT input_sha256, trades_sha256 FROM rounds ORDER BY round_no"
+    return sqlite3.connect(out / "ledger.sqlite").execute(query).fetchall()
+
+
+def test_a_day_stopped_with_until_and_resumed_is_the_uninterrupted_day(
+    rolling_day: tuple[Path, RoundsRun], tmp_path: Path
+) -> None:
+    whole, run = rolling_day
+    out = tmp_path / "part"
+    stopped = run_rounds(ROLLING_DAY, out, RunSettings(), until_min=600)
+    # rounds every 30 min from 06:00; the 10:00 round is the last one cleared
+    assert stopped.summary["n_rounds"] == 9 and stopped.summary["complete"] is False
+    assert stopped.summary["n_rounds_planned"] == run.summary["n_rounds"]
+    with (out / "orders.csv").open(newline="") as handle:
+        status = {row["order_id"]: row["status"] for row in csv.DictReader(handle)}
+    day = _day_rows(ROLLING_DAY)
+    pending = {k for k, v in status.items() if v == "pending"}
+    assert pending and all(int(day[k]["submitted_at_min"]) > 600 for k in pending)
+
+    resumed = run_rounds(ROLLING_DAY, out, RunSettings(), resume=True)
+    assert resumed.summary["complete"] is True
+    assert resumed.summary["n_trades"] == run.summary["n_trades"]
+    assert _files(out) == _files(whole)
+    assert _ledger_hashes(out) == _ledger_hashes(whole)
+    # A finished day resumed again clears nothing and changes nothing.
+    again = run_rounds(ROLLING_DAY, out, RunSettings(), resume=True)
+    assert again.summary["n_rounds"] == run.summary["n_rounds"]
+    assert _files(out) == _files(whole)
+
+
+def _six_pairs(folder: Path) -> Path:
+    return _scenario(
+        folder,
+        [f"s{k},ps,sell,5,4,1.0,0.05,true,{30 * k}" for k in range(6)]
+        + [f"b{k},pb,buy,7,4,0.5,0.30,false,{30 * k}" for k in range(6)]
+        + [f"c{k},pc,buy,8,4,0.7,0.25,true,{30 * k + 15}" for k in range(3)],
+        "  interval_min: 30\n",
+    )
+
+
+def test_a_day_killed_after_writing_a_round_resumes_where_the_ledger_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = _six_pairs(tmp_path / "s")
+    whole = tmp_path / "whole"
+    run_rounds(scenario, whole, RunSettings(formulation="highspy"))
+    write_folder = runner._write_round_folder
+
+    def killed_before_round_three_commits(folder: Path, *args: object) -> None:
+        write_folder(folder, *args)  # type: ignore[arg-type]
+        if folder.name == "round-003":
+            raise KeyboardInterrupt  # the folder is there, the ledger row is not
+
+    monkeypatch.setattr(runner, "_write_round_folder", killed_before_round_three_commits)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_rounds(scenario, out, RunSettings(formulation="highspy"))
+    monkeypatch.undo()
+    assert (out / "round-003").is_dir()
+    with Ledger.open(out / "ledger.sqlite") as ledger:
+        assert ledger.round_numbers() == [1, 2]
+
+    run_rounds(scenario, out, RunSettings(formulation="highspy"), resume=True)
+    assert _files(out) == _files(whole)
+    assert _ledger_hashes(out) == _ledger_hashes(whole)
+
+
+def test_orders_added_after_the_last_cleared_round_trade_when_the_day_resumes(
+    tmp_path: Path,
+) -> None:
+    # Slot 4 trades until 240 min; rounds at 0, 30, ..., 210.
+    scenario = _scenario(
+        tmp_path / "s",
+        ["s,ps,sell,5,4,3.0,0.05,true,0", "b1,p1,buy,7,4,1.0,0.30,false,0"],
+        "  interval_min: 30\n",
+    )
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="highspy"), until_min=60)
+    with (scenario / "orders.csv").open("a") as handle:
+        handle.write("b2,p2,buy,9,4,2.0,0.30,false,75\n")
+    resumed = run_rounds(scenario, out, RunSettings(formulation="highspy"), resume=True)
+    assert resumed.summary["complete"] is True
+    with (out / "trades.csv").open(newline="") as handle:
+        trades = [
+            (r["round_no"], r["buy_order_id"], r["sell_order_id"], float(r["quantity_kwh"]))
+            for r in csv.DictReader(handle)
+        ]
+    assert trades == [("1", "b1", "s", 1.0), ("4", "b2", "s", 2.0)]
+    check_trades(read_input_orders(scenario / "orders.csv"), read_trades(out / "trades.csv"))
+    with (out / "orders.csv").open(newline="") as handle:
+        status = {row["order_id"]: row["status"] for row in csv.DictReader(handle)}
+    assert status == {"s": "filled", "b1": "filled", "b2": "filled"}
+
+
+def _insert_early_order(scenario: Path) -> None:
+    with (scenario / "orders.csv").open("a") as handle:
+        handle.write("b9,p9,buy,9,4,1.0,0.30,false,30\n")
+
+
+def _change_a_seen_quantity(scenario: Path) -> None:
+    path = scenario / "orders.csv"
+    path.write_text(path.read_text().replace("b1,p1,buy,7,4,1.0,", "b1,p1,buy,7,4,2.0,"))
+
+
+def _change_the_market(scenario: Path) -> None:
+    path = scenario / "scenario.yaml"
+    path.write_text(path.read_text() + "market:\n  grid_fee_eur_per_kwh: 0.01\n")
+
+
+@pytest.mark.parametrize(
+    ("change", "settings", "error", "where"),
+    [
+        (_insert_early_order, {}, InputError, "orders.csv, row 4, field 'submitted_at_min'"),
+        (_change_a_seen_quantity, {}, InputError, "orders.csv, row 3, field 'quantity_kwh'"),
+        (_change_the_market, {}, InputError, "scenario.yaml, field 'market'"),
+        (None, {"formulation": "greedy"}, LedgerMismatchError, "cleared with formulation"),
+        (None, {"mip_gap": 0.01}, LedgerMismatchError, '"mip_gap":0.01'),
+    ],
+)
+def test_a_day_does_not_resume_on_inputs_that_would_change_a_cleared_round(
+    tmp_path: Path,
+    change: Callable[[Path], None] | None,
+    settings: dict[str, Any],
+    error: type[Exception],
+    where: str,
+) -> None:
+    scenario = _scenario(
+        tmp_path / "s",
+        ["s,ps,sell,5,4,3.0,0.05,true,0", "b1,p1,buy,7,4,1.0,0.30,false,0"],
+        "  interval_min: 30\n",
+    )
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="highspy"), until_min=60)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    if change is not None:
+        change(scenario)
+    with pytest.raises(error) as caught:
+        run_rounds(
+            scenario, out, RunSettings(**{"formulation": "highspy", **settings}), resume=True
+        )
+    assert where in str(caught.value)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_one_process_at_a_time_writes_a_ledger(tmp_path: Path) -> None:
+    scenario = _six_pairs(tmp_path / "s")
+    out = tmp_path / "out"
+    run_rounds(scenario, out, RunSettings(formulation="greedy"), until_min=30)
+    with (
+        Ledger.open_for_append(out / "ledger.sqlite"),
+        pytest.raises(OutputFolderError, match="another gridmatch process"),
+    ):
+        run_rounds(scenario, out, RunSettings(formulation="greedy"), resume=True)
+    # Readers are never locked out.
+    assert rerun(out / "ledger.sqlite", 1).identical
+    run_rounds(scenario, out, RunSettings(formulation="greedy"), resume=True)
+
+
+def test_rounds_run_until_and_resume_from_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridmatch.cli import app
+
+    scenario = _six_pairs(tmp_path / "s")
+    out = str(tmp_path / "out")
+    base = ["rounds", "run", str(scenario), "-o", out, "--formulation", "greedy"]
+    first = CliRunner().invoke(app, [*base, "--until", "60"])
+    assert first.exit_code == 0, first.stderr
+    assert "3 of 8 rounds" in first.stderr
+    refused = CliRunner().invoke(app, base)
+    assert refused.exit_code == 2
+    assert "--resume" in refused.stderr and "Traceback" not in refused.stderr
+    resumed = CliRunner().invoke(app, [*base, "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["complete"] is True and summary["n_rounds"] == 8
 
 
 # --- bad input -----------------------------------------------------------------------

@@ -107,15 +107,20 @@ def test_without_a_quorum_the_buyer_reclaims_after_the_deadline(settled: tuple[P
     assert all(locked == 0 for _, locked, _ in chain_client.balances(out).values())
 
 
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [("0,b1,s1,lots,1", "sent_kwh"), ("-1,b1,s1,1,1", "slot"), ("0,b1,s1,1,-2", "received_kwh")],
+)
 def test_a_bad_meter_file_is_refused_with_file_row_and_field(
-    settled: tuple[Path, Path], tmp_path: Path
+    settled: tuple[Path, Path], tmp_path: Path, row: str, field: str
 ) -> None:
     out, _ = settled
     bad = tmp_path / "meters.csv"
-    bad.write_text("slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n0,b1,s1,lots,1\n")
+    bad.write_text(f"slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n{row}\n")
     result = CliRunner().invoke(app, ["attest", str(out), str(bad)])
     assert result.exit_code == 2
-    assert f"{bad}, row 1, field 'sent_kwh'" in result.stderr
+    # Row 1 is the header, as in the orders file and a spreadsheet.
+    assert f"{bad}, row 2, field '{field}'" in result.stderr
 
 
 def test_a_round_is_committed_once(settled: tuple[Path, Path]) -> None:
@@ -142,5 +147,5 @@ def test_trades_the_contract_cannot_hold_are_refused_before_any_chain(
     )
     result = CliRunner().invoke(app, ["settle", str(tmp_path)])
     assert result.exit_code == 2
-    assert f"row 1, field '{field}'" in result.stderr
+    assert f"row 2, field '{field}'" in result.stderr
     assert not (tmp_path / "settlement").exists()
