@@ -415,22 +415,31 @@ def rounds_run(
 
 @rounds_app.command("rerun")
 def rounds_rerun(
-    round_no: Annotated[int, typer.Argument(min=1, help="Round number (1 = first round).")],
     ledger: Annotated[Path, typer.Option("--ledger", help="OUT/ledger.sqlite of `rounds run`.")],
+    round_no: Annotated[
+        int | None,
+        typer.Argument(min=1, help="Round number (1 = first round); default: every round."),
+    ] = None,
     formulation: Annotated[
         str | None, typer.Option(help="Clear with this formulation instead of the stored one.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result to stdout.")] = False,
 ) -> None:
-    """Reproduce a round from the ledger alone; exit 0 if trades.csv is byte-identical, else 1."""
-    from gridmatch.rounds.replay import rerun
+    """Reproduce rounds from the ledger alone; exit 0 if all trades are byte-identical, else 1."""
+    from gridmatch.rounds.replay import replay_rounds
 
-    replay = _clearing_call(lambda: rerun(ledger, round_no, formulation))
-    for line in replay.lines():
-        stderr.print(line, highlight=False, soft_wrap=True)
+    wanted = None if round_no is None else [round_no]
+    replays = _clearing_call(lambda: replay_rounds(ledger, wanted, formulation))
+    for replay in replays:
+        for line in replay.lines():
+            stderr.print(line, highlight=False, soft_wrap=True)
+    if len(replays) > 1:
+        same = sum(replay.identical for replay in replays)
+        stderr.print(f"{same} of {len(replays)} rounds identical", highlight=False)
     if as_json:
-        typer.echo(json.dumps(replay.to_dict(), indent=2))
-    if not replay.identical:
+        documents = [replay.to_dict() for replay in replays]
+        typer.echo(json.dumps(documents[0] if round_no is not None else documents, indent=2))
+    if not all(replay.identical for replay in replays):
         raise typer.Exit(EXIT_DIFFERENT)
 
 

@@ -664,6 +664,25 @@ def test_rounds_run_until_and_resume_from_the_command_line(tmp_path: Path) -> No
     summary = json.loads(resumed.stdout)
     assert summary["complete"] is True and summary["n_rounds"] == 8
 
+    ledger = str(tmp_path / "out" / "ledger.sqlite")
+    every = CliRunner().invoke(app, ["rounds", "rerun", "--ledger", ledger])
+    assert every.exit_code == 0, every.stderr
+    assert "8 of 8 rounds identical" in every.stderr
+    # A round whose stored trades (with a matching hash) are not what its inputs give.
+    db = sqlite3.connect(ledger)
+    (blob,) = db.execute("SELECT trades_csv FROM rounds WHERE round_no = 2").fetchone()
+    forged = bytes(blob).replace(b"\n", b"\n0,b9,s9,pb,ps,7,5,1.0,0.1,0.0,0.3,0.05,0.2\n", 1)
+    db.execute(
+        "UPDATE rounds SET trades_csv = ?, trades_sha256 = ? WHERE round_no = 2",
+        (forged, hashlib.sha256(forged).hexdigest()),
+    )
+    db.commit()
+    db.close()
+    forged_run = CliRunner().invoke(app, ["rounds", "rerun", "--ledger", ledger, "--json"])
+    assert forged_run.exit_code == 1
+    assert "7 of 8 rounds identical" in forged_run.stderr
+    assert [r["identical"] for r in json.loads(forged_run.stdout)][:3] == [True, False, True]
+
 
 # --- bad input -----------------------------------------------------------------------
 
