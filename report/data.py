@@ -134,6 +134,13 @@ def read_result_folder(directory: Path) -> ResultFolder:
     """
     if not directory.is_dir():
         raise InputError(directory, "not a folder; expected a result folder of `gridmatch clear`")
+    rounds = sorted(directory.glob("round-[0-9][0-9][0-9]"))
+    if (directory / "ledger.sqlite").is_file() and rounds:
+        # A rolling-rounds day: each round folder is a clearing of its own.
+        raise InputError(
+            directory,
+            f"a day of rolling rounds, not one clearing; report a round of it, e.g. {rounds[-1]}",
+        )
     summary = _read_model(directory / SUMMARY_FILE, Summary)
     trades = _read_table(
         directory / TRADES_FILE,

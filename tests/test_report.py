@@ -280,3 +280,24 @@ def test_report_command_writes_the_page_and_refuses_bad_slots(
     result = CliRunner().invoke(app, ["report", str(out), "--slots", "2-x"])
     assert result.exit_code == 2
     assert "error" in result.stderr
+
+
+def test_a_rounds_day_points_to_its_round_folders(tmp_path: Path) -> None:
+    from gridmatch.rounds.runner import run_rounds
+
+    scenario = tmp_path / "s"
+    scenario.mkdir()
+    (scenario / "scenario.yaml").write_text(
+        "name: day\nnetwork:\n  pandapower: case33bw\nslot_minutes: 60\n"
+        "security:\n  enabled: false\nrounds:\n  interval_min: 60\norders: orders.csv\n"
+    )
+    (scenario / "orders.csv").write_text(
+        "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,"
+        "divisible,submitted_at_min\ns,ps,sell,5,2,1.0,0.05,true,0\nb,pb,buy,7,2,1.0,0.3,false,0\n"
+    )
+    out = tmp_path / "day"
+    run_rounds(scenario, out, RunSettings(formulation="greedy"))
+    with pytest.raises(InputError, match=r"rolling rounds.*round-002") as caught:
+        build_report(out)
+    assert str(caught.value).startswith(str(out))
+    assert build_report(out / "round-001").path.is_file()
