@@ -8,6 +8,7 @@ prints the summary to stdout for scripts.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gridmatch.batch.executors import ExecutorKind  # light: the solvers load only per run
+from gridmatch.matching.solution import TieBreak  # light: numpy and the standard library
 
 EXIT_INPUT = 2
 EXIT_SOLVER = 3
@@ -40,6 +42,14 @@ ThreadsOption = Annotated[
     int | None, typer.Option(min=1, help="Slots solved at once, one process each.")
 ]
 SeedOption = Annotated[int | None, typer.Option(min=0, help="Solver random seed.")]
+TieBreakOption = Annotated[
+    TieBreak | None,
+    typer.Option(
+        "--tie-break",
+        help="price-time: of equally good allocations, every exact formulation picks the "
+        "same one (most volume, then earlier orders first); one more MILP per slot.",
+    ),
+]
 SummaryJsonOption = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")]
 
 
@@ -54,12 +64,13 @@ def clear(
     mip_gap: MipGapOption = None,
     threads: ThreadsOption = None,
     seed: SeedOption = None,
+    tie_break: TieBreakOption = None,
     as_json: SummaryJsonOption = False,
 ) -> None:
     """Clear a scenario folder and write trades.csv, orders.csv, summary.json, manifest.json."""
     from gridmatch.pipeline import RunSettings, clear_scenario
 
-    settings = RunSettings(formulation, time_limit, mip_gap, threads, seed)
+    settings = RunSettings(formulation, time_limit, mip_gap, threads, seed, tie_break)
     with stderr.status(f"clearing {scenario_dir}"):
         run = _clearing_call(lambda: clear_scenario(scenario_dir, out, settings))
     _print_summary(run.summary, out)
@@ -146,6 +157,7 @@ def batch(
     ] = None,
     mip_gap: MipGapOption = None,
     seed: SeedOption = None,
+    tie_break: TieBreakOption = None,
 ) -> None:
     """Clear every scenario with every formulation: one result folder per run, one table.
 
@@ -159,7 +171,7 @@ def batch(
     from gridmatch.results_io.atomic import OutputFolderError
     from gridmatch.scenario_io.errors import InputError
 
-    settings = RunSettings(time_limit_s=time_limit, mip_gap=mip_gap, seed=seed)
+    settings = RunSettings(time_limit_s=time_limit, mip_gap=mip_gap, seed=seed, tie_break=tie_break)
     try:
         result = run_batch(
             scenario_dirs,
@@ -361,6 +373,7 @@ def rounds_run(
     mip_gap: MipGapOption = None,
     threads: ThreadsOption = None,
     seed: SeedOption = None,
+    tie_break: TieBreakOption = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -394,7 +407,7 @@ def rounds_run(
             highlight=False,
         )
 
-    settings = RunSettings(formulation, time_limit, mip_gap, threads, seed)
+    settings = RunSettings(formulation, time_limit, mip_gap, threads, seed, tie_break)
     run = _clearing_call(
         lambda: run_rounds(
             scenario_dir, out, settings, resume=resume, until_min=until, on_round=progress
@@ -486,6 +499,12 @@ def _clearing_call(call):  # type: ignore[no-untyped-def]
     except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:
         stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_SOLVER) from None
+    except (OSError, sqlite3.Error) as exc:
+        # A folder that cannot be written, a full disk, a locked or damaged database:
+        # nothing half-written stays behind (atomic folders, one transaction per round).
+        message = f"cannot read or write the files: {exc}"
+        stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT) from None
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from gridmatch.matching.backends.base import Backend
 from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, get_backend
 from gridmatch.matching.clearing import ClearingResult, clear_orders
 from gridmatch.matching.orders import OrderBook
-from gridmatch.matching.solution import SolveOptions
+from gridmatch.matching.solution import SolveOptions, TieBreak
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.manifest import build_manifest
 from gridmatch.results_io.writers import (
@@ -42,6 +42,7 @@ class RunSettings:
     mip_gap: float | None = None
     threads: int | None = None
     seed: int | None = None
+    tie_break: TieBreak | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def resolve_spec_settings(spec: ScenarioSpec, settings: RunSettings) -> tuple[st
     """:func:`resolve_settings` from ``scenario.yaml`` alone (no orders or network loaded)."""
     from_file = spec.solver
     options = SolveOptions()
-    for key in ("time_limit_s", "mip_gap", "threads", "seed"):
+    for key in ("time_limit_s", "mip_gap", "threads", "seed", "tie_break"):
         value = getattr(settings, key)
         if value is None:
             value = getattr(from_file, key)

@@ -24,7 +24,7 @@ unconstrained_welfare_eur,    as named (null when security is disabled)
 price_of_security_eur
 solver, solver_version        as named
 time_limit_s, mip_gap,        ``options``: the settings the run actually used
-threads, seed
+threads, seed, tie_break
 skipped                       the batch found the run done and re-read it
 run_dir                       the run folder, relative to the batch folder
 scenario_dir                  the scenario folder, absolute
@@ -82,6 +82,7 @@ COLUMNS: dict[str, str] = {
     "mip_gap": "Float64",
     "threads": "Int64",
     "seed": "Int64",
+    "tie_break": "string",
     "skipped": "boolean",
     "run_dir": "string",
     "scenario_dir": "string",
@@ -89,6 +90,8 @@ COLUMNS: dict[str, str] = {
     "error": "string",
 }
 KEY = ["scenario", "formulation"]
+# Columns added since the first table format; an older table reads with them empty.
+LATER_COLUMNS = ("tie_break",)
 # Columns that differ between two runs of the same batch without the results differing.
 TIMING_COLUMNS = ("solve_s", "build_s", "solver_s", "bound_s", "grid_s")
 
@@ -130,6 +133,7 @@ def summary_row(cell: RunCell, summary: Mapping[str, Any], *, skipped: bool) -> 
             "mip_gap": options.get("mip_gap"),
             "threads": options.get("threads"),
             "seed": options.get("seed"),
+            "tie_break": options.get("tie_break"),
             "skipped": skipped,
         },
     )
@@ -232,6 +236,9 @@ def read_table(path: Path) -> pd.DataFrame:
             )
     except (OSError, ValueError) as exc:
         raise InputError(path, f"cannot be read as a results table: {exc}") from None
+    for column in LATER_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None  # a table written before the column existed
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(path, "not a gridmatch batch table", field=missing[0])

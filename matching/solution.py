@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,13 @@ class SolutionStatus(StrEnum):
     NONE = "none"
 
 
+class TieBreak(StrEnum):
+    """Which of several equally good allocations of a slot becomes the result."""
+
+    NONE = "none"  # whichever the formulation found first
+    PRICE_TIME = "price-time"  # most volume, then earlier orders first (tie_break.py)
+
+
 @dataclass(frozen=True)
 class SolveOptions:
     """Run settings that change results; written to every manifest.
@@ -46,12 +54,18 @@ class SolveOptions:
         Results do not depend on it unless a time limit binds.
     seed
         Random seed handed to every solver.
+    tie_break
+        ``price-time``: an exact formulation's optimal slot answers go through a second
+        stage that picks, among allocations of the same welfare, one rule's choice, so
+        every exact formulation gives the same trades
+        (:mod:`gridmatch.matching.tie_break`). Heuristics keep their own order.
     """
 
     time_limit_s: float = 30.0
     mip_gap: float = 1.0e-4
     threads: int = 1
     seed: int = 0
+    tie_break: TieBreak = TieBreak.NONE
 
     def __post_init__(self) -> None:
         if not self.time_limit_s > 0.0:
@@ -62,6 +76,18 @@ class SolveOptions:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
         if self.seed < 0:
             raise ValueError(f"seed must not be negative, got {self.seed}")
+        # A plain string from a file or a flag becomes the enum (or fails here).
+        object.__setattr__(self, "tie_break", TieBreak(self.tie_break))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the options as written to summaries, manifests and the round ledger."""
+        return {
+            "time_limit_s": self.time_limit_s,
+            "mip_gap": self.mip_gap,
+            "threads": self.threads,
+            "seed": self.seed,
+            "tie_break": self.tie_break.value,
+        }
 
 
 @dataclass(frozen=True)

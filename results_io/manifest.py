@@ -87,13 +87,7 @@ def build_manifest(
             str(path.resolve().relative_to(root)): {"sha256": file_sha256(path)}
             for path in input_files
         },
-        "options": {
-            "formulation": formulation,
-            "time_limit_s": options.time_limit_s,
-            "mip_gap": options.mip_gap,
-            "threads": options.threads,
-            "seed": options.seed,
-        },
+        "options": {"formulation": formulation, **options.to_dict()},
         "versions": {
             "python": sys.version.split()[0],
             "platform": platform.platform(),

@@ -133,12 +133,7 @@ def summary_dict(
         "n_trades": len(result.trades),
         "n_pairs": result.n_pairs,
         "traded_kwh": sum(t.quantity_kwh for t in result.trades),
-        "options": {
-            "time_limit_s": options.time_limit_s,
-            "mip_gap": options.mip_gap,
-            "threads": options.threads,
-            "seed": options.seed,
-        },
+        "options": options.to_dict(),
         "slots": [
             {
                 "slot": r.slot,

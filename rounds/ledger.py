@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sqlite3
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ from typing import IO, Any, Self
 import pydantic
 
 from gridmatch.matching.orders import Order, OrderBook, Side
-from gridmatch.matching.solution import SolveOptions
+from gridmatch.matching.solution import SolveOptions, TieBreak
 from gridmatch.results_io.atomic import OutputFolderError
 from gridmatch.results_io.locks import acquire_writer_lock
 from gridmatch.results_io.manifest import package_versions, source_fingerprint
@@ -228,48 +230,27 @@ class Ledger:
             If the file exists: a ledger is a record and is never overwritten.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Exclusive create: of two runs racing for one folder, one gets the ledger.
-            path.open("xb").close()
-        except FileExistsError:
-            raise OutputFolderError(
-                f"{path}: a round ledger already exists here and is never overwritten; "
-                "continue its day with --resume, or choose another output folder"
-            ) from None
+        # The lock first: a --resume racing this run is refused, never reads half a ledger.
         lock = _writer_lock(path)
-        # Autocommit mode: every transaction is opened and closed explicitly below.
-        db = sqlite3.connect(path, isolation_level=None)
+        staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            created = utc_now()
-            db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("schema_version", str(SCHEMA_VERSION)), ("created_utc", created)],
-            )
-            db.execute(
-                "INSERT INTO scenario (id, name, spec_json, network_json, network_sha256, "
-                "orders_json, inputs_json, created_utc) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    scenario.name,
-                    scenario.spec_json,
-                    scenario.network_json,
-                    scenario.network_sha256,
-                    scenario.orders_json,
-                    scenario.inputs_json,
-                    scenario.created_utc,
-                ),
-            )
-            db.execute("COMMIT")
+            _write_new_ledger(staging, scenario)
+            try:
+                # A hard link appears whole and fails if the name exists: of two runs
+                # racing for one folder, one gets the ledger; a killed run leaves none.
+                os.link(staging, path)
+            except FileExistsError:
+                raise OutputFolderError(
+                    f"{path}: a round ledger already exists here and is never overwritten; "
+                    "continue its day with --resume, or choose another output folder"
+                ) from None
+            # Autocommit mode: every transaction is opened and closed explicitly.
+            db = sqlite3.connect(path, isolation_level=None)
         except BaseException:
-            db.close()
-            path.unlink(missing_ok=True)
             lock.close()
             raise
+        finally:
+            staging.unlink(missing_ok=True)
         return cls(path, db, lock)
 
     @classmethod
@@ -406,6 +387,38 @@ class Ledger:
         self._db.execute("COMMIT")
 
 
+def _write_new_ledger(path: Path, scenario: StoredScenario) -> None:
+    """Write a complete new ledger file: schema, marks, meta and the scenario row."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("schema_version", str(SCHEMA_VERSION)), ("created_utc", utc_now())],
+        )
+        db.execute(
+            "INSERT INTO scenario (id, name, spec_json, network_json, network_sha256, "
+            "orders_json, inputs_json, created_utc) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                scenario.name,
+                scenario.spec_json,
+                scenario.network_json,
+                scenario.network_sha256,
+                scenario.orders_json,
+                scenario.inputs_json,
+                scenario.created_utc,
+            ),
+        )
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
 def _writer_lock(path: Path) -> IO[bytes]:
     # A side file: SQLite's own POSIX locks on the database would be dropped if this
     # process opened and closed another descriptor of that file.
@@ -523,14 +536,7 @@ def background_from_json(text: str, source: Path, round_no: int) -> BackgroundIn
 
 def options_json(options: SolveOptions) -> str:
     """Solver settings as canonical JSON."""
-    return canonical_json(
-        {
-            "time_limit_s": options.time_limit_s,
-            "mip_gap": options.mip_gap,
-            "threads": options.threads,
-            "seed": options.seed,
-        }
-    )
+    return canonical_json(options.to_dict())
 
 
 def options_from_json(text: str, source: Path, round_no: int) -> SolveOptions:
@@ -548,6 +554,8 @@ def options_from_json(text: str, source: Path, round_no: int) -> SolveOptions:
             mip_gap=_float(stored["mip_gap"]),
             threads=_int(stored["threads"]),
             seed=_int(stored["seed"]),
+            # Ledgers from before the option was added cleared without it.
+            tie_break=TieBreak(_str(stored.get("tie_break", TieBreak.NONE.value))),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InputError(source, f"round {round_no}: stored options unreadable ({exc})") from None

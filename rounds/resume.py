@@ -27,7 +27,9 @@ from gridmatch.rounds.ledger import (
     Ledger,
     StoredRound,
     StoredScenario,
+    canonical_json,
     input_sha256,
+    options_from_json,
     options_json,
     round_input_json,
 )
@@ -36,6 +38,7 @@ from gridmatch.rounds.replay import check_integrity, trade_lines
 from gridmatch.rounds.schedule import CarryOver
 from gridmatch.scenario_io.errors import InputError
 from gridmatch.scenario_io.loader import SCENARIO_FILE
+from gridmatch.scenario_io.schema import ScenarioSpec
 
 
 class LedgerMismatchError(Exception):
@@ -84,19 +87,21 @@ def restore_rounds(
         Other formulation or options than the stored rounds'.
     """
     stored_scenario = ledger.scenario
-    _check_same_scenario(rolling, stored_scenario, scenario)
+    _check_same_scenario(rolling, stored_scenario, ledger.spec(), scenario)
     numbers = ledger.round_numbers()
     if numbers != list(range(1, len(numbers) + 1)) or len(numbers) > len(round_times_min):
         raise InputError(ledger.path, f"the ledger's rounds {numbers} are not this day's rounds")
     stored_rounds = [ledger.read_round(n) for n in numbers]
     for stored in stored_rounds:
         check_integrity(ledger.path, stored, stored_scenario.sha256)
-    if stored_rounds:
-        _check_same_options(stored_rounds[0], formulation, options)
+    for stored in stored_rounds:
+        _check_same_options(ledger.path, stored, formulation, options)
 
     for stored, at_min in zip(stored_rounds, round_times_min, strict=False):
         round_input = carry.round_input(stored.round_no, at_min, formulation, options)
-        data = round_input_json(round_input)
+        # The options as the round stored them (equal, checked above; a ledger written
+        # before an option existed stores them without it).
+        data = {**round_input_json(round_input), "options": stored.options_json}
         if input_sha256(stored_scenario.sha256, at_min, data) != stored.input_sha256:
             _explain_changed_round(rolling, stored, data["orders"], ledger.path)
         carry.record_trades(
@@ -107,11 +112,14 @@ def restore_rounds(
 
 
 def _check_same_scenario(
-    rolling: RollingScenario, stored: StoredScenario, now: StoredScenario
+    rolling: RollingScenario, stored: StoredScenario, stored_spec: ScenarioSpec, now: StoredScenario
 ) -> None:
     scenario_file = rolling.scenario.directory / SCENARIO_FILE
-    if stored.spec_json != now.spec_json:
-        before, after = json.loads(stored.spec_json), json.loads(now.spec_json)
+    # Compared as this gridmatch reads them: a key added to the schema since the day
+    # began is stored without its default, which changes nothing.
+    stored_spec_json = canonical_json(stored_spec.model_dump(mode="json"))
+    if stored_spec_json != now.spec_json:
+        before, after = json.loads(stored_spec_json), json.loads(now.spec_json)
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         raise InputError(
             scenario_file,
@@ -127,13 +135,16 @@ def _check_same_scenario(
         )
 
 
-def _check_same_options(stored: StoredRound, formulation: str, options: SolveOptions) -> None:
-    now = options_json(options)
-    if stored.formulation != formulation or stored.options_json != now:
+def _check_same_options(
+    ledger_path: Path, stored: StoredRound, formulation: str, options: SolveOptions
+) -> None:
+    stored_options = options_from_json(stored.options_json, ledger_path, stored.round_no)
+    if stored.formulation != formulation or stored_options != options:
         raise LedgerMismatchError(
-            f"the ledger's rounds were cleared with formulation {stored.formulation} and "
-            f"options {stored.options_json}; this run asks for {formulation} and {now}. "
-            "A day continues with the options it started with"
+            f"the ledger's round {stored.round_no} was cleared with formulation "
+            f"{stored.formulation} and options {options_json(stored_options)}; this run asks "
+            f"for {formulation} and {options_json(options)}. A day continues with the "
+            "options it started with"
         )
 
 
@@ -167,6 +178,17 @@ def _explain_changed_round(
                 row=rows.get(order_id),
                 field=field,
             )
+    if before.keys() == after.keys() and list(before) != list(after):
+        # Same orders, another sequence: rows moved in the file (the tie-break of equal
+        # submission times is the file row).
+        moved = next(b for b, a in zip(before, after, strict=True) if b != a)
+        raise InputError(
+            orders_file,
+            f"order {moved} sits elsewhere in the book than when {when} cleared (time "
+            "priority: submission time, then file row); rows of a running day cannot "
+            "be reordered",
+            row=rows.get(moved),
+        )
     for order_id in before.keys() - after.keys():
         raise InputError(
             orders_file,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from gridmatch.matching.backends.registry import get_backend
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.pipeline import RunSettings, resolve_settings
 from gridmatch.results_io.atomic import (
+    MARKER,
     OutputFolderError,
     atomic_output_dir,
     write_file_atomically,
@@ -186,7 +188,11 @@ def run_rounds(
         if continuing
         else Ledger.create(ledger_path, stored_scenario)
     )
+    # Everything below happens under the ledger's writer lock, the day files included.
     with opened as ledger:
+        # New rounds hash with the day's stored scenario (a resumed day's scenario.yaml
+        # may be stored in an older but equal form).
+        scenario_sha256 = ledger.scenario.sha256
         if continuing:
             records = restore_rounds(
                 ledger, rolling, stored_scenario, carry, times, formulation, options
@@ -199,7 +205,7 @@ def run_rounds(
             clearing = clear_round(
                 market, carry.round_input(round_no, at_min, formulation, options)
             )
-            record = StoredRound.from_clearing(clearing, stored_scenario.sha256)
+            record = StoredRound.from_clearing(clearing, scenario_sha256)
             with ledger.append_round(record):
                 _write_round_folder(
                     round_folder(out_dir, round_no), rolling, clearing, record, formulation
@@ -208,11 +214,21 @@ def run_rounds(
             records.append(record)
             if on_round is not None:
                 on_round(clearing)
-
-    cleared_times = times[: len(records)]
-    summary = _day_summary(rolling, formulation, options, records, carry, times, started)
-    _write_day_files(out_dir, rolling, carry, times, cleared_times, records, summary)
+        _remove_unrecorded_rounds(out_dir, len(records))
+        cleared_times = times[: len(records)]
+        summary = _day_summary(rolling, formulation, options, records, carry, times, started)
+        _write_day_files(out_dir, rolling, carry, times, cleared_times, records, summary)
     return RoundsRun(ledger_path, summary)
+
+
+def _remove_unrecorded_rounds(out_dir: Path, n_recorded: int) -> None:
+    """Delete round folders a crash left without a ledger row (the ledger is the record).
+
+    Only folders gridmatch wrote (they carry its marker) are removed.
+    """
+    for folder in sorted(out_dir.glob("round-[0-9][0-9][0-9]")):
+        if int(folder.name.removeprefix("round-")) > n_recorded and (folder / MARKER).is_file():
+            shutil.rmtree(folder)
 
 
 def _write_round_folder(
@@ -292,8 +308,8 @@ def _day_summary(
         "n_trades": sum(r["n_trades"] for r in rounds),
         "traded_kwh": sum(r["traded_kwh"] for r in rounds),
         "welfare_eur": sum(r["welfare_eur"] for r in rounds),
-        # null without grid security, as in a single clearing's summary
-        "secure": None if any(s is None for s in secure) else all(secure),
+        # null without grid security (or before any round), as in a single clearing's
+        "secure": None if not secure or any(s is None for s in secure) else all(secure),
         # this invocation's wall time (a resumed day: only the rounds cleared now)
         "runtime_s": time.perf_counter() - started,
         "ledger": LEDGER_FILE,

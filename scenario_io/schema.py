@@ -7,6 +7,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridmatch.matching.market_rules import PricingRule
+from gridmatch.matching.solution import TieBreak
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -94,6 +95,8 @@ class SolverSpec(_Strict):
     mip_gap: NonNegative | None = None
     threads: Annotated[int, Field(ge=1)] | None = None
     seed: Annotated[int, Field(ge=0)] | None = None
+    # YAML gives the name as text, which strict mode would refuse for the enum.
+    tie_break: Annotated[TieBreak | None, Field(strict=False)] = None
 
 
 class RoundsSpec(_Strict):

@@ -37,3 +37,4 @@ python3 -m venv .venv-slither
 .venv/bin/python benchmarks/bench_clearing.py --smoke > /dev/null
 .venv/bin/python benchmarks/bench_security.py --smoke > /dev/null
 .venv/bin/python benchmarks/bench_settlement.py --smoke > /dev/null
+.venv/bin/python benchmarks/bench_tie_break.py --smoke > /dev/null

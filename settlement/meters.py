@@ -47,8 +47,9 @@ def read_meters(
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise InputError(path, f"missing column(s): {', '.join(missing)}")
-        # Rows are counted as in the orders file: the header is row 1.
-        for number, row in enumerate(reader, start=2):
+        for row in reader:
+            # The file's line, as the orders file counts rows (header = 1, blank lines too).
+            number = reader.line_num
             slot = parse_slot(path, number, row["slot"])
             key = (slot, row["buy_order_id"], row["sell_order_id"])
             if key not in known:

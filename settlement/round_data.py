@@ -88,8 +88,9 @@ def read_round(out_dir: Path, round_id: int) -> list[ChainTrade]:
         if missing:
             raise InputError(path, f"missing column(s): {', '.join(missing)}")
         trades: list[ChainTrade] = []
-        # Rows are counted as in the orders file: the header is row 1.
-        for number, row in enumerate(reader, start=2):
+        for row in reader:
+            # The file's line, as the orders file counts rows (header = 1, blank lines too).
+            number = reader.line_num
             trades.append(_trade(path, number, row, round_id, len(trades) + 1))
     if not trades:
         raise InputError(path, "the clearing has no trades to settle")

@@ -216,6 +216,17 @@ def test_a_later_batch_in_the_same_folder_adds_to_the_table(tmp_path: Path) -> N
     assert bool(table["skipped"].iloc[0])
 
 
+def test_a_table_from_before_the_tie_break_column_still_collects(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_batch([SCENARIOS[1]], ["greedy"], out)
+    older = pd.read_parquet(out / "results.parquet").drop(columns="tie_break")
+    older.to_parquet(out / "results.parquet", index=False)
+    run_batch([SCENARIOS[1]], ["highspy"], out)
+    table = read_table(out / "results.parquet")
+    assert list(table["formulation"]) == ["greedy", "highspy"]
+    assert table["tie_break"].isna().tolist() == [True, False]
+
+
 def test_one_batch_at_a_time_writes_a_folder_and_a_bad_table_stops_it_early(
     tmp_path: Path,
 ) -> None:

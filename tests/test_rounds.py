@@ -263,6 +263,7 @@ def test_the_ledger_stores_every_round_with_inputs_options_versions_and_trades(
             "mip_gap": 1e-4,
             "threads": 1,
             "seed": 0,
+            "tie_break": "none",
         }
         assert json.loads(versions)["highspy"] and json.loads(versions)["pandapower"]
         assert formulation == "highspy"
@@ -590,6 +591,12 @@ def _change_a_seen_quantity(scenario: Path) -> None:
     path.write_text(path.read_text().replace("b1,p1,buy,7,4,1.0,", "b1,p1,buy,7,4,2.0,"))
 
 
+def _swap_the_first_two_rows(scenario: Path) -> None:
+    path = scenario / "orders.csv"
+    header, first, second, *rest = path.read_text().splitlines()
+    path.write_text("\n".join([header, second, first, *rest]) + "\n")
+
+
 def _change_the_market(scenario: Path) -> None:
     path = scenario / "scenario.yaml"
     path.write_text(path.read_text() + "market:\n  grid_fee_eur_per_kwh: 0.01\n")
@@ -600,6 +607,7 @@ def _change_the_market(scenario: Path) -> None:
     [
         (_insert_early_order, {}, InputError, "orders.csv, row 4, field 'submitted_at_min'"),
         (_change_a_seen_quantity, {}, InputError, "orders.csv, row 3, field 'quantity_kwh'"),
+        (_swap_the_first_two_rows, {}, InputError, "orders.csv, row 3: order s sits elsewhere"),
         (_change_the_market, {}, InputError, "scenario.yaml, field 'market'"),
         (None, {"formulation": "greedy"}, LedgerMismatchError, "cleared with formulation"),
         (None, {"mip_gap": 0.01}, LedgerMismatchError, '"mip_gap":0.01'),
@@ -631,6 +639,42 @@ def test_a_day_does_not_resume_on_inputs_that_would_change_a_cleared_round(
     assert after == before
 
 
+def test_a_writer_arriving_mid_run_is_refused_and_never_sees_half_a_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = _six_pairs(tmp_path / "s")
+    out = tmp_path / "out"
+    greedy = RunSettings(formulation="greedy")
+    attempts: list[str] = []
+
+    def second_writer(moment: str) -> None:
+        attempts.append(moment)
+        with pytest.raises(OutputFolderError, match="another gridmatch process"):
+            run_rounds(scenario, out, greedy, resume=True)
+
+    create = Ledger.create
+    write_day_files = runner._write_day_files
+
+    def create_then_race(path: Path, stored: Any) -> Ledger:
+        ledger = create(path, stored)
+        second_writer("ledger just created")
+        return ledger
+
+    def day_files_then_race(*args: Any) -> None:
+        second_writer("writing the day files")
+        write_day_files(*args)
+
+    monkeypatch.setattr(Ledger, "create", staticmethod(create_then_race))
+    monkeypatch.setattr(runner, "_write_day_files", day_files_then_race)
+    run_rounds(scenario, out, greedy, until_min=60)
+    monkeypatch.undo()
+    assert attempts == ["ledger just created", "writing the day files"]
+    # The day files cover exactly what the ledger holds.
+    summary = json.loads((out / "summary.json").read_text())
+    with Ledger.open(out / "ledger.sqlite") as ledger:
+        assert ledger.round_numbers() == [1, 2, 3] and summary["n_rounds"] == 3
+
+
 def test_one_process_at_a_time_writes_a_ledger(tmp_path: Path) -> None:
     scenario = _six_pairs(tmp_path / "s")
     out = tmp_path / "out"
@@ -643,6 +687,75 @@ def test_one_process_at_a_time_writes_a_ledger(tmp_path: Path) -> None:
     # Readers are never locked out.
     assert rerun(out / "ledger.sqlite", 1).identical
     run_rounds(scenario, out, RunSettings(formulation="greedy"), resume=True)
+
+
+def test_until_before_the_first_round_clears_nothing_and_claims_nothing(tmp_path: Path) -> None:
+    scenario = _six_pairs(tmp_path / "s")
+    run = run_rounds(scenario, tmp_path / "out", RunSettings(formulation="greedy"), until_min=-1)
+    assert run.summary["n_rounds"] == 0 and run.summary["secure"] is None
+    assert (tmp_path / "out" / "trades.csv").read_text().count("\n") == 1
+
+
+def test_a_round_folder_the_ledger_never_recorded_is_removed_on_resume(tmp_path: Path) -> None:
+    scenario = _six_pairs(tmp_path / "s")
+    out = tmp_path / "out"
+    greedy = RunSettings(formulation="greedy")
+    run_rounds(scenario, out, greedy, until_min=90)
+    # As a crash leaves it: round 4's folder written, its ledger row never committed.
+    with Ledger.open(out / "ledger.sqlite") as ledger:
+        stored = ledger.round_numbers()
+    db = sqlite3.connect(out / "ledger.sqlite")
+    db.execute("DELETE FROM rounds WHERE round_no = 4")
+    db.commit()
+    db.close()
+    assert stored == [1, 2, 3, 4] and (out / "round-004").is_dir()
+    run_rounds(scenario, out, greedy, resume=True, until_min=60)
+    assert [f.name for f in _round_folders(out)] == ["round-001", "round-002", "round-003"]
+
+
+def test_a_ledger_written_before_the_tie_break_option_resumes(tmp_path: Path) -> None:
+    from gridmatch.rounds.ledger import canonical_json, input_sha256, sha256_text
+
+    scenario = _six_pairs(tmp_path / "s")
+    settings = RunSettings(formulation="highspy")
+    whole = tmp_path / "whole"
+    run_rounds(scenario, whole, settings)
+    out = tmp_path / "out"
+    run_rounds(scenario, out, settings, until_min=60)
+    # Rewrite the ledger as the previous release stored it: no tie_break anywhere.
+    db = sqlite3.connect(out / "ledger.sqlite")
+    (spec_text, network_sha) = db.execute(
+        "SELECT spec_json, network_sha256 FROM scenario"
+    ).fetchone()
+    spec = json.loads(spec_text)
+    del spec["solver"]["tie_break"]
+    old_spec = canonical_json(spec)
+    scenario_sha = sha256_text(canonical_json({"spec": old_spec, "network": network_sha}))
+    db.execute("UPDATE scenario SET spec_json = ?", (old_spec,))
+    rows = db.execute(
+        "SELECT round_no, cleared_at_min, orders_json, background_json, options_json, "
+        "formulation FROM rounds"
+    ).fetchall()
+    for round_no, at_min, orders, background, options, formulation in rows:
+        old_options = json.loads(options)
+        del old_options["tie_break"]
+        data = {
+            "orders": orders,
+            "background": background,
+            "options": canonical_json(old_options),
+            "formulation": formulation,
+        }
+        db.execute(
+            "UPDATE rounds SET options_json = ?, input_sha256 = ? WHERE round_no = ?",
+            (data["options"], input_sha256(scenario_sha, at_min, data), round_no),
+        )
+    db.commit()
+    db.close()
+    assert rerun(out / "ledger.sqlite", 2).identical  # a consistent old ledger
+
+    run_rounds(scenario, out, settings, resume=True)
+    assert _files(out) == _files(whole)
+    assert all(r.identical for r in replay_rounds(out / "ledger.sqlite"))
 
 
 def test_rounds_run_until_and_resume_from_the_command_line(tmp_path: Path) -> None:

@@ -84,6 +84,7 @@ def test_slots_solved_in_parallel_give_the_same_trades_as_serial(tmp_path: Path)
 def test_command_line_overrides_scenario_solver_settings(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["--formulation", "greedy", "--time-limit", "7", "--mip-gap", "0.01", "--seed", "3"]
+    args += ["--tie-break", "price-time"]
     assert _clear(str(BUNDLED / "cigre-lv-day"), "--out", str(out), *args)[0] == 0
     options = json.loads((out / "manifest.json").read_text())["options"]
     assert options == {
@@ -92,6 +93,7 @@ def test_command_line_overrides_scenario_solver_settings(tmp_path: Path) -> None
         "mip_gap": 0.01,
         "threads": 1,
         "seed": 3,
+        "tie_break": "price-time",
     }
 
 

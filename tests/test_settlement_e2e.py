@@ -108,19 +108,23 @@ def test_without_a_quorum_the_buyer_reclaims_after_the_deadline(settled: tuple[P
 
 
 @pytest.mark.parametrize(
-    ("row", "field"),
-    [("0,b1,s1,lots,1", "sent_kwh"), ("-1,b1,s1,1,1", "slot"), ("0,b1,s1,1,-2", "received_kwh")],
+    ("rows", "field", "line"),
+    [
+        ("0,b1,s1,lots,1", "sent_kwh", 2),
+        ("-1,b1,s1,1,1", "slot", 2),
+        ("\n0,b1,s1,1,-2", "received_kwh", 3),  # a blank line counts, as in orders.csv
+    ],
 )
 def test_a_bad_meter_file_is_refused_with_file_row_and_field(
-    settled: tuple[Path, Path], tmp_path: Path, row: str, field: str
+    settled: tuple[Path, Path], tmp_path: Path, rows: str, field: str, line: int
 ) -> None:
     out, _ = settled
     bad = tmp_path / "meters.csv"
-    bad.write_text(f"slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n{row}\n")
+    bad.write_text(f"slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n{rows}\n")
     result = CliRunner().invoke(app, ["attest", str(out), str(bad)])
     assert result.exit_code == 2
-    # Row 1 is the header, as in the orders file and a spreadsheet.
-    assert f"{bad}, row 2, field '{field}'" in result.stderr
+    # Rows are the file's lines, header = 1, as in the orders file and a spreadsheet.
+    assert f"{bad}, row {line}, field '{field}'" in result.stderr
 
 
 def test_a_round_is_committed_once(settled: tuple[Path, Path]) -> None:

@@ -21,7 +21,9 @@ from gridmatch.matching.solution import (
     SolutionStatus,
     SolveOptions,
     TerminationCondition,
+    TieBreak,
 )
+from gridmatch.matching.tie_break import settle_ties
 
 
 class BackendKind(StrEnum):
@@ -36,7 +38,7 @@ class Backend(ABC):
     """A way to solve slot problems: one formulation on one solver.
 
     Subclasses set the class attributes and implement :meth:`solve_slot`; a backend that
-    solves all slots in one model (the textbook baseline) overrides :meth:`solve`.
+    solves all slots in one model (the textbook baseline) overrides :meth:`solve_slots`.
     """
 
     name: ClassVar[str]
@@ -62,6 +64,20 @@ class Backend(ABC):
         """Solve one slot within ``time_limit_s`` seconds."""
 
     def solve(self, problems: Sequence[SlotProblem], options: SolveOptions) -> list[SlotSolution]:
+        """Solve the slots within ``options.time_limit_s``; then, if asked, settle ties.
+
+        With ``options.tie_break`` set, an exact backend's optimal slot answers go
+        through :func:`~gridmatch.matching.tie_break.settle_ties` in the time left.
+        """
+        started = time.perf_counter()
+        solutions = self.solve_slots(problems, options)
+        if options.tie_break is TieBreak.NONE or self.kind is not BackendKind.EXACT:
+            return solutions
+        return settle_ties(problems, solutions, options, started)
+
+    def solve_slots(
+        self, problems: Sequence[SlotProblem], options: SolveOptions
+    ) -> list[SlotSolution]:
         """Solve the slots, sharing ``options.time_limit_s`` among them.
 
         Each slot is given an equal share of the time still left over the slots still

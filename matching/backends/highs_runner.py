@@ -77,6 +77,7 @@ def run_highs(
     *,
     relax: bool,
     start_values: npt.NDArray[np.float64] | None = None,
+    exact: bool = False,
 ) -> HighsAnswer:
     """Solve the arrays as a MILP (or, with ``relax``, as its LP relaxation).
 
@@ -85,13 +86,17 @@ def run_highs(
     start_values
         A feasible column vector handed to HiGHS as incumbent, so the search starts
         from a known solution instead of from nothing.
+    exact
+        Search to a zero gap, relative and absolute (``options.mip_gap`` is ignored).
     """
     start = time.perf_counter()
     if arrays.n_cols == 0:
         return HighsAnswer(np.zeros(0), 0.0, TerminationCondition.CONVERGED, True, 0.0)
     h = new_highs()
     h.setOptionValue("time_limit", float(time_limit_s))
-    h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+    h.setOptionValue("mip_rel_gap", 0.0 if exact else float(options.mip_gap))
+    if exact:
+        h.setOptionValue("mip_abs_gap", 0.0)
     h.setOptionValue("threads", int(options.threads))
     h.setOptionValue("random_seed", int(options.seed))
     for key, value in TUNED_MIP_OPTIONS.items():

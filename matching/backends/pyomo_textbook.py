@@ -295,9 +295,11 @@ class PyomoTextbookBackend(Backend):
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
     ) -> SlotSolution:
         """Solve one slot as a one-slot textbook model within ``time_limit_s``."""
-        return self.solve([problem], replace(options, time_limit_s=time_limit_s))[0]
+        return self.solve_slots([problem], replace(options, time_limit_s=time_limit_s))[0]
 
-    def solve(self, problems: Sequence[SlotProblem], options: SolveOptions) -> list[SlotSolution]:
+    def solve_slots(
+        self, problems: Sequence[SlotProblem], options: SolveOptions
+    ) -> list[SlotSolution]:
         """Build one model for all slots, solve it once and split the answer into slots.
 
         Returns
