@@ -22,3 +22,25 @@ def without_security(scenario: Path, folder: Path) -> Path:
     text = (folder / "scenario.yaml").read_text()
     (folder / "scenario.yaml").write_text(text + "security:\n  enabled: false\n")
     return folder
+
+
+ORDERS_HEADER = (
+    "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,divisible"
+)
+ROUNDS_HEADER = f"{ORDERS_HEADER},submitted_at_min"
+
+
+def case33bw_scenario(
+    folder: Path, rows: list[str], *, header: str = ORDERS_HEADER, yaml_extra: str = ""
+) -> Path:
+    """A small market on case33bw without grid security, hourly slots.
+
+    ``yaml_extra`` adds sections to scenario.yaml (``rounds:``, ``solver:``, ...).
+    """
+    folder.mkdir(parents=True)
+    (folder / "scenario.yaml").write_text(
+        "name: small\nnetwork:\n  pandapower: case33bw\nslot_minutes: 60\n"
+        f"security:\n  enabled: false\n{yaml_extra}orders: orders.csv\n"
+    )
+    (folder / "orders.csv").write_text("\n".join([header, *rows]) + "\n")
+    return folder

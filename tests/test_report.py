@@ -17,7 +17,7 @@ import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
 import pytest
-from conftest import REPO, without_security
+from conftest import REPO, ROUNDS_HEADER, case33bw_scenario, without_security
 from matplotlib.image import imread
 
 from gridmatch.pipeline import RunSettings, clear_scenario
@@ -285,15 +285,11 @@ def test_report_command_writes_the_page_and_refuses_bad_slots(
 def test_a_rounds_day_points_to_its_round_folders(tmp_path: Path) -> None:
     from gridmatch.rounds.runner import run_rounds
 
-    scenario = tmp_path / "s"
-    scenario.mkdir()
-    (scenario / "scenario.yaml").write_text(
-        "name: day\nnetwork:\n  pandapower: case33bw\nslot_minutes: 60\n"
-        "security:\n  enabled: false\nrounds:\n  interval_min: 60\norders: orders.csv\n"
-    )
-    (scenario / "orders.csv").write_text(
-        "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,"
-        "divisible,submitted_at_min\ns,ps,sell,5,2,1.0,0.05,true,0\nb,pb,buy,7,2,1.0,0.3,false,0\n"
+    scenario = case33bw_scenario(
+        tmp_path / "s",
+        ["s,ps,sell,5,2,1.0,0.05,true,0", "b,pb,buy,7,2,1.0,0.3,false,0"],
+        header=ROUNDS_HEADER,
+        yaml_extra="rounds:\n  interval_min: 60\n",
     )
     out = tmp_path / "day"
     run_rounds(scenario, out, RunSettings(formulation="greedy"))

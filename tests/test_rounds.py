@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, ROUNDS_HEADER, case33bw_scenario
 from feasibility import (
     TradeRow,
     check_trades,
@@ -41,21 +41,11 @@ from gridmatch.rounds.runner import RoundsRun, run_rounds
 from gridmatch.scenario_io.errors import InputError
 
 ROLLING_DAY = REPO / "scenarios" / "rolling-day"
-HEADER = (
-    "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,"
-    "divisible,submitted_at_min"
-)
+HEADER = ROUNDS_HEADER
 
 
 def _scenario(folder: Path, rows: list[str], rounds: str, *, header: str = HEADER) -> Path:
-    """A case33bw scenario without grid security, hourly slots."""
-    folder.mkdir(parents=True)
-    (folder / "scenario.yaml").write_text(
-        "name: rounds-test\nnetwork:\n  pandapower: case33bw\nslot_minutes: 60\n"
-        f"security:\n  enabled: false\nrounds:\n{rounds}orders: orders.csv\n"
-    )
-    (folder / "orders.csv").write_text("\n".join([header, *rows]) + "\n")
-    return folder
+    return case33bw_scenario(folder, rows, header=header, yaml_extra=f"rounds:\n{rounds}")
 
 
 def _day_rows(scenario: Path) -> dict[str, dict[str, str]]:
@@ -554,10 +544,11 @@ def test_a_day_killed_after_writing_a_round_resumes_where_the_ledger_stops(
     assert _ledger_hashes(out) == _ledger_hashes(whole)
 
 
-def test_orders_added_after_the_last_cleared_round_trade_when_the_day_resumes(
-    tmp_path: Path,
-) -> None:
-    # Slot 4 trades until 240 min; rounds at 0, 30, ..., 210.
+def _one_pair_day_stopped_at_60(tmp_path: Path) -> tuple[Path, Path]:
+    """A seller of 3 kWh and a buyer of 1 kWh in slot 4, cleared up to minute 60.
+
+    Slot 4 trades until 240 min; rounds at 0, 30, ..., 210.
+    """
     scenario = _scenario(
         tmp_path / "s",
         ["s,ps,sell,5,4,3.0,0.05,true,0", "b1,p1,buy,7,4,1.0,0.30,false,0"],
@@ -565,6 +556,13 @@ def test_orders_added_after_the_last_cleared_round_trade_when_the_day_resumes(
     )
     out = tmp_path / "out"
     run_rounds(scenario, out, RunSettings(formulation="highspy"), until_min=60)
+    return scenario, out
+
+
+def test_orders_added_after_the_last_cleared_round_trade_when_the_day_resumes(
+    tmp_path: Path,
+) -> None:
+    scenario, out = _one_pair_day_stopped_at_60(tmp_path)
     with (scenario / "orders.csv").open("a") as handle:
         handle.write("b2,p2,buy,9,4,2.0,0.30,false,75\n")
     resumed = run_rounds(scenario, out, RunSettings(formulation="highspy"), resume=True)
@@ -620,13 +618,7 @@ def test_a_day_does_not_resume_on_inputs_that_would_change_a_cleared_round(
     error: type[Exception],
     where: str,
 ) -> None:
-    scenario = _scenario(
-        tmp_path / "s",
-        ["s,ps,sell,5,4,3.0,0.05,true,0", "b1,p1,buy,7,4,1.0,0.30,false,0"],
-        "  interval_min: 30\n",
-    )
-    out = tmp_path / "out"
-    run_rounds(scenario, out, RunSettings(formulation="highspy"), until_min=60)
+    scenario, out = _one_pair_day_stopped_at_60(tmp_path)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     if change is not None:
         change(scenario)

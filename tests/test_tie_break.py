@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, ROUNDS_HEADER, case33bw_scenario
 from feasibility import check_result_folder, read_trades
 
 from gridmatch.matching.solution import TieBreak
@@ -22,17 +22,10 @@ from gridmatch.pipeline import RunSettings, clear_scenario
 from gridmatch.rounds.runner import run_rounds
 
 EXACT = ("highspy", "cpsat", "pyomo-highs", "pyomo-textbook")
-HEADER = "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,divisible"
 
 
 def _scenario(folder: Path, rows: list[str], *, extra: str = "") -> Path:
-    folder.mkdir(parents=True)
-    (folder / "scenario.yaml").write_text(
-        "name: ties\nnetwork:\n  pandapower: case33bw\nsecurity:\n  enabled: false\n"
-        f"orders: orders.csv\n{extra}"
-    )
-    (folder / "orders.csv").write_text("\n".join([HEADER, *rows]) + "\n")
-    return folder
+    return case33bw_scenario(folder, rows, yaml_extra=extra)
 
 
 def _tie_heavy_rows(seed: int, n: int = 30) -> list[str]:
@@ -153,18 +146,16 @@ def test_secure_clearing_with_price_time_agrees_to_the_solvers_tolerance(
 
 def test_rounds_break_ties_by_submission_time(tmp_path: Path) -> None:
     # The seller submitted first wins, though it comes second in the file.
-    scenario = tmp_path / "s"
-    scenario.mkdir()
-    (scenario / "scenario.yaml").write_text(
-        "name: ties\nnetwork:\n  pandapower: case33bw\nslot_minutes: 60\n"
-        "security:\n  enabled: false\nrounds:\n  interval_min: 30\n  first_round_min: 30\n"
-        "solver:\n  tie_break: price-time\n  mip_gap: 0.0\norders: orders.csv\n"
-    )
-    (scenario / "orders.csv").write_text(
-        f"{HEADER},submitted_at_min\n"
-        "s-later,pa,sell,5,4,1.0,0.05,false,20\n"
-        "s-earlier,pb,sell,5,4,1.0,0.05,false,10\n"
-        "b,pc,buy,7,4,1.0,0.30,false,25\n"
+    scenario = case33bw_scenario(
+        tmp_path / "s",
+        [
+            "s-later,pa,sell,5,4,1.0,0.05,false,20",
+            "s-earlier,pb,sell,5,4,1.0,0.05,false,10",
+            "b,pc,buy,7,4,1.0,0.30,false,25",
+        ],
+        header=ROUNDS_HEADER,
+        yaml_extra="rounds:\n  interval_min: 30\n  first_round_min: 30\n"
+        "solver:\n  tie_break: price-time\n  mip_gap: 0.0\n",
     )
     for name in ("highspy", "cpsat"):
         out = tmp_path / name
