@@ -17,6 +17,8 @@ import pydantic
 
 from gridmatch.grid_models.security import GRID_COLUMNS
 from gridmatch.results_io.writers import ORDER_COLUMNS, TRADE_COLUMNS
+from gridmatch.rounds.ledger import LEDGER_FILE
+from gridmatch.rounds.runner import round_folders
 from gridmatch.scenario_io.errors import InputError
 
 TRADES_FILE = "trades.csv"
@@ -134,8 +136,8 @@ def read_result_folder(directory: Path) -> ResultFolder:
     """
     if not directory.is_dir():
         raise InputError(directory, "not a folder; expected a result folder of `gridmatch clear`")
-    rounds = sorted(directory.glob("round-[0-9][0-9][0-9]"))
-    if (directory / "ledger.sqlite").is_file() and rounds:
+    rounds = round_folders(directory)
+    if (directory / LEDGER_FILE).is_file() and rounds:
         # A rolling-rounds day: each round folder is a clearing of its own.
         raise InputError(
             directory,

@@ -69,6 +69,7 @@ from gridmatch.scenario_io.orders_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from gridmatch.scenario_io.schema import ScenarioSpec
 
 _FILL_TOLERANCE_KWH = 1e-6
+_ROUND_PREFIX = "round-"
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,12 @@ class RoundsRun:
 
 def round_folder(out_dir: Path, round_no: int) -> Path:
     """Return the result folder of one round."""
-    return out_dir / f"round-{round_no:03d}"
+    return out_dir / f"{_ROUND_PREFIX}{round_no:03d}"
+
+
+def round_folders(out_dir: Path) -> list[Path]:
+    """Return the round folders in ``out_dir``, in round order."""
+    return sorted(out_dir.glob(f"{_ROUND_PREFIX}[0-9][0-9][0-9]"))
 
 
 def run_rounds(
@@ -215,9 +221,8 @@ def run_rounds(
             if on_round is not None:
                 on_round(clearing)
         _remove_unrecorded_rounds(out_dir, len(records))
-        cleared_times = times[: len(records)]
         summary = _day_summary(rolling, formulation, options, records, carry, times, started)
-        _write_day_files(out_dir, rolling, carry, times, cleared_times, records, summary)
+        _write_day_files(out_dir, rolling, carry, times, records, summary)
     return RoundsRun(ledger_path, summary)
 
 
@@ -226,8 +231,9 @@ def _remove_unrecorded_rounds(out_dir: Path, n_recorded: int) -> None:
 
     Only folders gridmatch wrote (they carry its marker) are removed.
     """
-    for folder in sorted(out_dir.glob("round-[0-9][0-9][0-9]")):
-        if int(folder.name.removeprefix("round-")) > n_recorded and (folder / MARKER).is_file():
+    for folder in round_folders(out_dir):
+        round_no = int(folder.name.removeprefix(_ROUND_PREFIX))
+        if round_no > n_recorded and (folder / MARKER).is_file():
             shutil.rmtree(folder)
 
 
@@ -322,7 +328,6 @@ def _write_day_files(
     rolling: RollingScenario,
     carry: CarryOver,
     times: list[int],
-    cleared_times: list[int],
     records: list[StoredRound],
     summary: dict[str, Any],
 ) -> None:
@@ -341,7 +346,7 @@ def _write_day_files(
     filled = carry.traded_kwh
     left_wh = carry.remaining_wh()
     late = carry.late(times)
-    not_yet_seen = carry.late(cleared_times)
+    not_yet_seen = carry.late(times[: len(records)])  # by the rounds cleared so far
     for k, order in enumerate(rolling.scenario.book.orders):
         if late[k]:
             status = "late"

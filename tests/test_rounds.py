@@ -829,12 +829,7 @@ def test_other_errors_name_the_users_file_and_row(tmp_path: Path) -> None:
 def test_rounds_need_a_rounds_section_which_clear_accepts(tmp_path: Path) -> None:
     from gridmatch.scenario_io.loader import load_scenario
 
-    folder = tmp_path / "s"
-    folder.mkdir()
-    (folder / "scenario.yaml").write_text(
-        "name: x\nnetwork:\n  pandapower: case33bw\nsecurity:\n  enabled: false\n"
-    )
-    (folder / "orders.csv").write_text(HEADER + "\nb,pb,buy,7,2,1.0,0.30,false,0\n")
+    folder = case33bw_scenario(tmp_path / "s", ["b,pb,buy,7,2,1.0,0.30,false,0"], header=HEADER)
     with pytest.raises(InputError, match="field 'rounds'"):
         run_rounds(folder, tmp_path / "out", RunSettings())
     # The section is additive: a plain scenario with it still loads for `gridmatch clear`.
@@ -873,12 +868,7 @@ def test_rounds_commands_rerun_and_diff_from_the_ledger(
 def test_clear_accepts_and_checks_the_submission_time_column(tmp_path: Path) -> None:
     from gridmatch.scenario_io.loader import load_scenario
 
-    folder = tmp_path / "s"
-    folder.mkdir()
-    (folder / "scenario.yaml").write_text(
-        "name: x\nnetwork:\n  pandapower: case33bw\nsecurity:\n  enabled: false\n"
-    )
-    (folder / "orders.csv").write_text(HEADER + "\nb,pb,buy,7,2,1.0,0.30,false,5\n")
+    folder = case33bw_scenario(tmp_path / "s", ["b,pb,buy,7,2,1.0,0.30,false,5"], header=HEADER)
     assert len(load_scenario(folder).book.orders) == 1
     (folder / "orders.csv").write_text(HEADER + "\nb,pb,buy,7,2,1.0,0.30,false,-5\n")
     with pytest.raises(InputError, match="field 'submitted_at_min'"):
