@@ -1,35 +1,102 @@
 """The ``gridmatch`` command.
 
-Exit codes: 0 success; 2 invalid input or usage (nothing written); 3 solver failure.
-Results go to files, progress and the readable summary to stderr, and ``--json``
-prints the summary to stdout for scripts.
+Exit codes (:class:`gridmatch.errors.ExitCode`):
+
+* 0 success;
+* 1 ``rounds rerun``: the command worked and the trades are not byte-identical;
+* 2 invalid input or usage: a file (named with row and field), an option, an output
+  folder; nothing was written;
+* 3 solver failure: a solver error, a missing solver package, or an allocation that
+  fails the built-in consistency check;
+* 4 chain: a reverted or refused transaction, an unreachable node, forge or anvil;
+* 5 cluster: a Dask cluster that cannot be started or reached;
+* 6 internal error: a bug in gridmatch (``--debug`` shows the traceback);
+* 130 interrupted (Ctrl-C).
+
+Every command runs under one handler (:class:`_Commands`), the only place that turns
+an exception into a message and an exit code. Results go to files, progress and the
+readable summary to stderr, and ``--json`` prints the summary to stdout for scripts.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gridmatch.batch.executors import ExecutorKind  # light: the solvers load only per run
+from gridmatch.errors import ExitCode, GridmatchError, exit_code_for
 from gridmatch.matching.solution import TieBreak  # light: numpy and the standard library
+from gridmatch.units import MINUTES_PER_HOUR, micro_eur_to_eur
 
-EXIT_INPUT = 2
-EXIT_SOLVER = 3
-EXIT_CHAIN = 4
+# markup off: paths, ids and names a user chose are printed as they are, never as styles.
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+class _Commands(typer.core.TyperGroup):
+    """The command group; its :meth:`invoke` is the one error handler of every command."""
+
+    def invoke(self, ctx: Any) -> Any:  # a Typer context
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # Typer's own: usage errors (exit 2) and deliberate exits
+        except BaseException as exc:
+            raise typer.Exit(_report(exc, debug=bool((ctx.obj or {}).get("debug")))) from None
+
+
+def _report(exc: BaseException, *, debug: bool) -> int:
+    """Print one clear line about ``exc`` (and the traceback with ``--debug``); its exit code."""
+    code = exit_code_for(exc)
+    if isinstance(exc, GridmatchError):
+        label, message = exc.label, str(exc)
+    elif code is ExitCode.INPUT:
+        label, message = "error", f"cannot read or write the files: {exc}"
+    elif code is ExitCode.INTERRUPTED:
+        label, message = "interrupted", "stopped by the user; finished files stay whole"
+    else:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        label = "internal error"
+        message = f"{what} (a bug in gridmatch; please report it, with --debug for details)"
+    stderr.print(Text.assemble((f"{label}:", "bold red"), " ", printable(message)))
+    if debug:
+        stderr.print(printable("".join(traceback.format_exception(exc))))
+    return int(code)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes, so user text cannot drive a terminal."""
+    return "".join(
+        ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="Clear peer-to-peer energy orders: multiple-knapsack matching on HiGHS and OR-Tools.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stderr = Console(stderr=True)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, also print the traceback.")
+    ] = False,
+) -> None:
+    ctx.obj = {"debug": debug}
+
 
 # Solver options shared by the commands that clear (clear, batch, rounds run).
 FormulationOption = Annotated[
@@ -72,7 +139,7 @@ def clear(
 
     settings = RunSettings(formulation, time_limit, mip_gap, threads, seed, tie_break)
     with stderr.status(f"clearing {scenario_dir}"):
-        run = _clearing_call(lambda: clear_scenario(scenario_dir, out, settings))
+        run = clear_scenario(scenario_dir, out, settings)
     _print_summary(run.summary, out)
     if as_json:
         typer.echo(json.dumps(run.summary, indent=2))
@@ -89,20 +156,28 @@ def settle(
     deadline_hours: Annotated[float, typer.Option(min=0.01, help="Attestation window.")] = 24.0,
 ) -> None:
     """Deploy the settlement contracts, escrow the buyers' prepayments, commit the round."""
-    record = _chain_call(
-        lambda: _client().settle(
-            out_dir,
-            rpc_url=rpc_url,
-            quorum=quorum,
-            tolerance_wh=tolerance_wh,
-            deadline_hours=deadline_hours,
-        )
+    from gridmatch.settlement import chain_client
+
+    record = chain_client.settle(
+        out_dir,
+        rpc_url=rpc_url,
+        quorum=quorum,
+        tolerance_wh=tolerance_wh,
+        deadline_hours=deadline_hours,
     )
     stderr.print(
         f"round {record['round_id']} committed: {len(record['trades'])} trades, "
-        f"{record['total_locked_micro_eur'] / 1e6:.6f} EUR locked, "
+        f"{micro_eur_to_eur(record['total_locked_micro_eur']):.6f} EUR locked, "
         f"commit gas {record['commit_gas']}; contract {record['settlement']}"
     )
+    unsettled = record["unsettled"]
+    if unsettled:
+        kwh = sum(u["unsettled_kwh"] for u in unsettled)
+        below = sum(1 for u in unsettled if u["settled_wh"] == 0)
+        stderr.print(
+            f"not settled: {kwh:.6f} kWh in fractions of a Wh ({below} trades below 1 Wh "
+            "left out); energy settles in whole Wh, rounded down (see deployment.json)"
+        )
 
 
 @app.command()
@@ -114,7 +189,9 @@ def attest(
     rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
 ) -> None:
     """Submit the validators' attestations of the meter readings; agreed trades settle."""
-    outcome = _chain_call(lambda: _client().attest(out_dir, meter_csv, rpc_url=rpc_url))
+    from gridmatch.settlement import chain_client
+
+    outcome = chain_client.attest(out_dir, meter_csv, rpc_url=rpc_url)
     table = Table(title=f"settled ({outcome.transactions} transactions, {outcome.gas_used} gas)")
     for column in ("participant", "balance change EUR", "energy received kWh"):
         table.add_column(column)
@@ -164,32 +241,21 @@ def batch(
     Runs already done with the same inputs and options are skipped, so an interrupted
     batch resumes. Exit 2 if any run failed on its input, 3 if any failed otherwise.
     """
-    from gridmatch.batch.executors import ExecutorError
     from gridmatch.batch.orchestrate import run_batch
-    from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, SolverUnavailableError
+    from gridmatch.matching.backends.registry import DEFAULT_FORMULATION
     from gridmatch.pipeline import RunSettings
-    from gridmatch.results_io.atomic import OutputFolderError
-    from gridmatch.scenario_io.errors import InputError
 
     settings = RunSettings(time_limit_s=time_limit, mip_gap=mip_gap, seed=seed, tie_break=tie_break)
-    try:
-        result = run_batch(
-            scenario_dirs,
-            formulation or [DEFAULT_FORMULATION],
-            out,
-            settings,
-            executor=executor,
-            jobs=jobs,
-            scheduler_address=scheduler_address,
-            console=stderr,
-        )
-    # PlanError and UnknownFormulationError are ValueErrors.
-    except (ValueError, ExecutorError, InputError, OutputFolderError) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
-    except SolverUnavailableError as exc:
-        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_SOLVER) from None
+    result = run_batch(
+        scenario_dirs,
+        formulation or [DEFAULT_FORMULATION],
+        out,
+        settings,
+        executor=executor,
+        jobs=jobs,
+        scheduler_address=scheduler_address,
+        console=stderr,
+    )
     cleared = result.n_runs - result.n_skipped - result.n_errors
     stderr.print(
         f"{result.n_runs} runs: {cleared} cleared, {result.n_skipped} already done, "
@@ -199,7 +265,7 @@ def batch(
         highlight=False,
     )
     if result.n_errors:
-        raise typer.Exit(EXIT_INPUT if result.only_input_errors else EXIT_SOLVER)
+        raise typer.Exit(ExitCode.INPUT if result.only_input_errors else ExitCode.SOLVER)
 
 
 @app.command()
@@ -214,13 +280,8 @@ def compare(
 ) -> None:
     """Summarise a batch table by formulation and size; plot time and gap against size (PNG)."""
     from gridmatch.batch.compare import compare_results
-    from gridmatch.scenario_io.errors import InputError
 
-    try:
-        comparison = compare_results(results_table, plots)
-    except InputError as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
+    comparison = compare_results(results_table, plots)
     stderr.print(comparison.table)
     stderr.print("plots: " + ", ".join(str(p) for p in comparison.plots), highlight=False)
 
@@ -235,42 +296,16 @@ def report(
 ) -> None:
     """Write OUT_DIR/report.html: network maps, supply and demand, trades, security."""
     from gridmatch.report import build_report, parse_slots
-    from gridmatch.scenario_io.errors import InputError
 
-    try:
-        chosen = parse_slots(slots) if slots is not None else None
-        with stderr.status(f"writing the report of {out_dir}"):
-            info = build_report(out_dir, chosen)
-    except (InputError, ValueError) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
+    chosen = parse_slots(slots) if slots is not None else None
+    with stderr.status(f"writing the report of {printable(str(out_dir))}"):
+        info = build_report(out_dir, chosen)
     for note in info.notes:
-        stderr.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        stderr.print(Text.assemble(("note:", "yellow"), " ", printable(note)))
     stderr.print(
         f"report of {len(info.slots)} slots, {info.size_bytes / 1e6:.2f} MB", highlight=False
     )
     typer.echo(str(info.path))
-
-
-def _client():  # type: ignore[no-untyped-def]
-    from gridmatch.settlement import chain_client
-
-    return chain_client
-
-
-def _chain_call(call):  # type: ignore[no-untyped-def]
-    from gridmatch.scenario_io.errors import InputError
-    from gridmatch.settlement.artifacts import ToolchainError
-    from gridmatch.settlement.chain_client import ChainError
-
-    try:
-        return call()
-    except (InputError, ValueError) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
-    except (ChainError, ToolchainError) as exc:
-        stderr.print(f"[bold red]chain:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_CHAIN) from None
 
 
 @app.command()
@@ -349,8 +384,6 @@ rounds_app = typer.Typer(
 )
 app.add_typer(rounds_app, name="rounds")
 
-EXIT_DIFFERENT = 1  # `rounds rerun`: the trades are not byte-identical to the ledger's
-
 
 @rounds_app.command("run")
 def rounds_run(
@@ -401,18 +434,14 @@ def rounds_run(
     def progress(clearing: RoundClearing) -> None:
         done = clearing.round_input
         stderr.print(
-            f"round {done.round_no:3d} at {done.cleared_at_min // 60:02d}:"
-            f"{done.cleared_at_min % 60:02d}: {len(done.book)} orders, "
+            f"round {done.round_no:3d} at {done.cleared_at_min // MINUTES_PER_HOUR:02d}:"
+            f"{done.cleared_at_min % MINUTES_PER_HOUR:02d}: {len(done.book)} orders, "
             f"{len(clearing.result.trades)} trades, {clearing.result.welfare_eur:.4f} EUR",
             highlight=False,
         )
 
     settings = RunSettings(formulation, time_limit, mip_gap, threads, seed, tie_break)
-    run = _clearing_call(
-        lambda: run_rounds(
-            scenario_dir, out, settings, resume=resume, until_min=until, on_round=progress
-        )
-    )
+    run = run_rounds(scenario_dir, out, settings, resume=resume, until_min=until, on_round=progress)
     summary = run.summary
     stderr.print(
         f"{summary['scenario']}: {summary['n_rounds']} of {summary['n_rounds_planned']} rounds, "
@@ -442,7 +471,7 @@ def rounds_rerun(
     from gridmatch.rounds.replay import replay_rounds
 
     wanted = None if round_no is None else [round_no]
-    replays = _clearing_call(lambda: replay_rounds(ledger, wanted, formulation))
+    replays = replay_rounds(ledger, wanted, formulation)
     for replay in replays:
         for line in replay.lines():
             stderr.print(line, highlight=False, soft_wrap=True)
@@ -453,7 +482,7 @@ def rounds_rerun(
         documents = [replay.to_dict() for replay in replays]
         typer.echo(json.dumps(documents[0] if round_no is not None else documents, indent=2))
     if not all(replay.identical for replay in replays):
-        raise typer.Exit(EXIT_DIFFERENT)
+        raise typer.Exit(ExitCode.DIFFERENT)
 
 
 @rounds_app.command("diff")
@@ -466,45 +495,12 @@ def rounds_diff(
     """Show what another formulation would have traded in a round (earlier rounds as recorded)."""
     from gridmatch.rounds.replay import diff
 
-    replay = _clearing_call(lambda: diff(ledger, round_no, formulation))
+    replay = diff(ledger, round_no, formulation)
     lines = replay.lines() if not replay.identical else [*replay.lines(), *replay.diff.lines()]
     for line in lines:
         stderr.print(line, highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(replay.to_dict(), indent=2))
-
-
-def _clearing_call(call):  # type: ignore[no-untyped-def]
-    """Run a clearing (clear, rounds run/rerun/diff); map its failures to exit codes."""
-    from gridmatch.matching.backends.registry import (
-        SolverUnavailableError,
-        UnknownFormulationError,
-    )
-    from gridmatch.matching.clearing import InconsistentAllocationError
-    from gridmatch.results_io.atomic import OutputFolderError
-    from gridmatch.rounds.resume import LedgerMismatchError
-    from gridmatch.scenario_io.errors import InputError
-
-    try:
-        return call()
-    except (
-        InputError,
-        OutputFolderError,
-        UnknownFormulationError,
-        LedgerMismatchError,
-        ValueError,
-    ) as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
-    except (SolverUnavailableError, InconsistentAllocationError, RuntimeError) as exc:
-        stderr.print(f"[bold red]solver failure:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_SOLVER) from None
-    except (OSError, sqlite3.Error) as exc:
-        # A folder that cannot be written, a full disk, a locked or damaged database:
-        # nothing half-written stays behind (atomic folders, one transaction per round).
-        message = f"cannot read or write the files: {exc}"
-        stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
 
 
 def main() -> None:

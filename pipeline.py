@@ -20,17 +20,13 @@ from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, get_backen
 from gridmatch.matching.clearing import ClearingResult, clear_orders
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions, TieBreak
-from gridmatch.results_io.atomic import atomic_output_dir
+from gridmatch.results_io.folder import ResultFiles, write_result
 from gridmatch.results_io.manifest import build_manifest
-from gridmatch.results_io.writers import (
-    summary_dict,
-    write_grid,
-    write_json,
-    write_orders,
-    write_trades,
-)
+from gridmatch.results_io.rows import grid_rows, order_rows, trade_rows
+from gridmatch.results_io.summary import Summary, clearing_summary
 from gridmatch.scenario_io.loader import Scenario, load_scenario, market_rules
 from gridmatch.scenario_io.schema import ScenarioSpec
+from gridmatch.units import slot_hours
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ def spec_grid(
         net,
         background.load_scaling if background else None,
         background.sgen_scaling if background else None,
-        slot_hours=spec.slot_minutes / 60.0,
+        slot_hours=slot_hours(spec.slot_minutes),
         trade_buses=trade_buses,
         background_kwh=background_kwh,
     )
@@ -156,8 +152,9 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
 
     Raises
     ------
-    gridmatch.scenario_io.errors.InputError
-        Bad input; nothing is written.
+    gridmatch.errors.GridmatchError
+        Bad input (nothing is written), a solver failure, an output folder that is
+        not ours to replace.
     """
     scenario = load_scenario(scenario_dir)
     formulation, options = resolve_settings(scenario, settings)
@@ -169,15 +166,26 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
         get_backend(formulation),
         options,
     )
-    summary = summary_dict(scenario.name, scenario.book, result, options, security)
+    summary = clearing_summary(scenario.name, scenario.book, result, options, security)
     manifest = build_manifest(
         scenario.name, scenario.directory, scenario.input_files, formulation, options
     )
-    with atomic_output_dir(out_dir) as staging:
-        write_trades(staging / "trades.csv", scenario.book, result)
-        write_orders(staging / "orders.csv", scenario.book, result)
-        write_json(staging / "summary.json", summary)
-        write_json(staging / "manifest.json", manifest)
-        if security is not None:
-            write_grid(staging / "grid.csv", security.report, security.binding)
-    return ClearingRun(scenario, result, options, summary, security)
+    write_result(out_dir, result_files(scenario.book, result, summary, manifest, security))
+    return ClearingRun(scenario, result, options, summary.document(), security)
+
+
+def result_files(
+    book: OrderBook,
+    result: ClearingResult,
+    summary: Summary,
+    manifest: dict[str, Any],
+    security: SecureClearing | None,
+) -> ResultFiles:
+    """Return the files of a clearing's result folder (``clear``, batch runs, rolling rounds)."""
+    return ResultFiles(
+        trades=trade_rows(book, result),
+        orders=order_rows(book, result.filled_kwh),
+        summary=summary,
+        manifest=manifest,
+        grid=None if security is None else grid_rows(security),
+    )

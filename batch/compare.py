@@ -57,7 +57,7 @@ def compare_results(results: Path, plots_dir: Path | None = None) -> Comparison:
 
     Raises
     ------
-    gridmatch.scenario_io.errors.InputError
+    gridmatch.errors.InputError
         The table is missing or is not a batch table.
     """
     path = results / TABLE_PARQUET if results.is_dir() else results

@@ -21,6 +21,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from gridmatch.errors import ClusterError
+
 # The run machinery (solvers, pandapower, pandas) is imported where it is used, so
 # the CLI can name ExecutorKind in its signature without paying for it at start-up.
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from gridmatch.pipeline import RunSettings
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(ClusterError):
     """The executor itself cannot start (no Dask scheduler at the address, workers fail)."""
 
 

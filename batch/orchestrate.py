@@ -21,16 +21,11 @@ from gridmatch.batch.table import (
     rows_to_frame,
     write_table,
 )
+from gridmatch.errors import ExitCode, UsageError
 from gridmatch.pipeline import RunSettings
 from gridmatch.results_io.locks import acquire_writer_lock
 
 BATCH_LOCK = ".batch.lock"
-
-# Failures caused by what the user gave (a folder that is not a scenario, bad values,
-# a result folder holding someone else's files), as opposed to solver failures.
-INPUT_ERROR_TYPES = frozenset(
-    {"InputError", "OutputFolderError", "UnknownFormulationError", "ValueError"}
-)
 
 
 @dataclass(frozen=True)
@@ -77,8 +72,8 @@ class BatchResult:
     @property
     def only_input_errors(self) -> bool:
         """Every failed run failed on its input (so the CLI exits 2 rather than 3)."""
-        failed = self.table.loc[self.table["status"] == STATUS_ERROR, "error_type"]
-        return bool(failed.isin(INPUT_ERROR_TYPES).all())
+        failed = self.table.loc[self.table["status"] == STATUS_ERROR, "exit_code"]
+        return bool((failed == ExitCode.INPUT).fillna(False).all())
 
 
 def run_batch(
@@ -145,16 +140,16 @@ def run_batch(
         The Dask cluster cannot be started or reached (before any run).
     gridmatch.results_io.atomic.OutputFolderError
         Another batch is writing ``out_root`` (before any run).
-    gridmatch.scenario_io.errors.InputError
+    gridmatch.errors.InputError
         The table an earlier batch left in ``out_root`` cannot be read (before any run).
     """
     settings = settings or RunSettings()
     if settings.formulation is not None:
-        raise ValueError("the batch's formulations are its matrix: leave settings.formulation")
+        raise UsageError("the batch's formulations are its matrix: leave settings.formulation")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise UsageError(f"jobs must be at least 1, got {jobs}")
     if scheduler_address is not None and executor is not ExecutorKind.DASK:
-        raise ValueError("a scheduler address needs the dask executor")
+        raise UsageError("a scheduler address needs the dask executor")
     cells = plan_runs(scenario_dirs, formulations, out_root)
     if executor is ExecutorKind.DASK or jobs > 1:
         settings = replace(settings, threads=1)

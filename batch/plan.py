@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridmatch.errors import UsageError
 from gridmatch.matching.backends.registry import get_backend
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """The batch cannot be laid out (duplicate scenario or formulation, nothing to run)."""
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from gridmatch.batch.plan import RunCell
 from gridmatch.batch.table import Row, error_row, summary_row
+from gridmatch.errors import InputError, exit_code_for
 from gridmatch.pipeline import RunSettings, clear_scenario, resolve_spec_settings
+from gridmatch.results_io.folder import read_summary
+from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
 from gridmatch.results_io.manifest import build_manifest
-from gridmatch.scenario_io.errors import InputError
 from gridmatch.scenario_io.loader import SCENARIO_FILE, read_scenario_spec, scenario_input_files
 
-MANIFEST_FILE = "manifest.json"
-SUMMARY_FILE = "summary.json"
 # Manifest fields that say when and where a run happened, not what it computed. The
 # scenario folder's location is one of them: its files are compared by hash.
 VOLATILE_MANIFEST_KEYS = ("created_utc", "scenario_dir")
@@ -58,9 +58,11 @@ def run_cell(cell: RunCell, settings: RunSettings) -> Row:
         if summary is not None:
             return summary_row(cell, summary, skipped=True)
         clear_scenario(cell.scenario_dir, cell.run_dir, cell_settings)
-        summary = _read_json(cell.run_dir / SUMMARY_FILE)
+        summary = read_summary(cell.run_dir).document()
+    # A batch of hundreds must not stop at one run: every failure, a bug included,
+    # becomes that run's row, classified by the one mapping of errors to exit codes.
     except Exception as exc:
-        return error_row(cell, type(exc).__name__, str(exc) or repr(exc))
+        return error_row(cell, type(exc).__name__, str(exc) or repr(exc), exit_code_for(exc))
     return summary_row(cell, summary, skipped=False)
 
 
@@ -78,7 +80,7 @@ def finished_summary(cell: RunCell, settings: RunSettings) -> dict[str, Any] | N
     try:
         existing = _read_json(manifest_path)
         expected = expected_manifest(cell.scenario_dir, settings)
-        summary = _read_json(summary_path)
+        summary = read_summary(cell.run_dir).document()
     except (OSError, ValueError, InputError):
         return None
     if _comparable(existing) != _comparable(expected):

@@ -29,6 +29,7 @@ skipped                       the batch found the run done and re-read it
 run_dir                       the run folder, relative to the batch folder
 scenario_dir                  the scenario folder, absolute
 error_type, error             exception class and message of a failed run
+exit_code                     the exit code ``gridmatch clear`` would have ended it with
 ============================  ======================================================
 """
 
@@ -88,10 +89,11 @@ COLUMNS: dict[str, str] = {
     "scenario_dir": "string",
     "error_type": "string",
     "error": "string",
+    "exit_code": "Int64",
 }
 KEY = ["scenario", "formulation"]
 # Columns added since the first table format; an older table reads with them empty.
-LATER_COLUMNS = ("tie_break",)
+LATER_COLUMNS = ("tie_break", "exit_code")
 # Columns that differ between two runs of the same batch without the results differing.
 TIMING_COLUMNS = ("solve_s", "build_s", "solver_s", "bound_s", "grid_s")
 
@@ -139,11 +141,17 @@ def summary_row(cell: RunCell, summary: Mapping[str, Any], *, skipped: bool) -> 
     )
 
 
-def error_row(cell: RunCell, error_type: str, message: str) -> Row:
-    """Build the table row of a failed run: key, ``status='error'`` and the message."""
+def error_row(cell: RunCell, error_type: str, message: str, exit_code: int | None = None) -> Row:
+    """Build the table row of a failed run: key, ``status='error'``, the error and its code."""
     return _complete(
         cell,
-        {"status": STATUS_ERROR, "skipped": False, "error_type": error_type, "error": message},
+        {
+            "status": STATUS_ERROR,
+            "skipped": False,
+            "error_type": error_type,
+            "error": message,
+            "exit_code": exit_code,
+        },
     )
 
 
@@ -167,7 +175,7 @@ def earlier_rows(out_root: Path, keys: Collection[tuple[str, str]]) -> list[Row]
 
     Raises
     ------
-    gridmatch.scenario_io.errors.InputError
+    gridmatch.errors.InputError
         The earlier table cannot be read (it is left as it is).
     """
     path = out_root / TABLE_PARQUET
@@ -210,10 +218,10 @@ def read_table(path: Path) -> pd.DataFrame:
 
     Raises
     ------
-    gridmatch.scenario_io.errors.InputError
+    gridmatch.errors.InputError
         The file is missing, unreadable, or lacks the key or a needed column.
     """
-    from gridmatch.scenario_io.errors import InputError
+    from gridmatch.errors import InputError
 
     if not path.is_file():
         raise InputError(path, "file not found; expected results.parquet or results.csv")
@@ -258,7 +266,7 @@ def _complete(cell: RunCell, values: Mapping[str, Any]) -> Row:
 
 
 def _count(values: object) -> int | None:
-    return len(values) if isinstance(values, list) else None
+    return len(values) if isinstance(values, list | tuple) else None
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:

@@ -20,18 +20,18 @@ Every slot of the returned result with trades has passed the AC check.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
+from gridmatch.errors import UsageError
 from gridmatch.grid_models.security import GridReport, SecurityLimits, SlotGrid, SlotSecurity
 from gridmatch.grid_models.security_rows import SlotLinearisation
 from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.clearing import (
     TOLERANCE_KWH,
     ClearingResult,
-    SolverFailedError,
     assemble_result,
     lp_bounds_eur,
 )
@@ -41,9 +41,11 @@ from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.problem import SlotProblem, build_slot_problems
 from gridmatch.matching.secure_subset import drop_until_rows_hold
 from gridmatch.matching.solution import (
+    Provenance,
     SlotSolution,
     SolutionStatus,
     SolveOptions,
+    SolverFailedError,
     TerminationCondition,
 )
 
@@ -51,6 +53,35 @@ FloatArray = npt.NDArray[np.float64]
 
 # A row counts as binding when its activity is this close to a bound (relative).
 BINDING_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class SecurityOutcome:
+    """What the security loop did, in plain values (what summary.json reports).
+
+    Attributes
+    ----------
+    secure
+        Every traded slot passed the final AC check.
+    iterations
+        Matching rounds with grid rows after the unconstrained one.
+    insecure_slots
+        Traded slots that failed the final AC check (empty unless something is wrong).
+    max_line_loading_percent, max_trafo_loading_percent, vm_min_pu, vm_max_pu
+        Worst values after the trades over the checked slots (``None``: none checked).
+    """
+
+    secure: bool
+    iterations: int
+    fallback_slots: tuple[int, ...]
+    ac_power_flows: int
+    unconstrained_welfare_eur: float
+    unconstrained_insecure_slots: tuple[int, ...]
+    insecure_slots: tuple[int, ...]
+    max_line_loading_percent: float | None
+    max_trafo_loading_percent: float | None
+    vm_min_pu: float | None
+    vm_max_pu: float | None
 
 
 @dataclass(frozen=True)
@@ -90,6 +121,49 @@ class SecureClearing:
     ac_power_flows: int
     grid_s: float
 
+    def outcome(self) -> SecurityOutcome:
+        """Return the loop's outcome as plain values."""
+        report = self.report
+        return SecurityOutcome(
+            secure=report.secure,
+            iterations=self.iterations,
+            fallback_slots=self.fallback_slots,
+            ac_power_flows=self.ac_power_flows,
+            unconstrained_welfare_eur=self.unconstrained.welfare_eur,
+            unconstrained_insecure_slots=self.unconstrained_insecure_slots,
+            insecure_slots=tuple(s.slot for s in report.slots if not s.secure),
+            max_line_loading_percent=report.worst("line", "loading_percent"),
+            max_trafo_loading_percent=report.worst("trafo", "loading_percent"),
+            vm_min_pu=report.worst("bus", "vm_pu", lowest=True),
+            vm_max_pu=report.worst("bus", "vm_pu"),
+        )
+
+
+@dataclass
+class _Loop:
+    """The state the phases of :func:`clear_securely` pass on (positions = slot order)."""
+
+    backend: Backend
+    options: SolveOptions
+    grid: SlotGrid
+    limits: SecurityLimits
+    problems: list[SlotProblem]
+    solutions: list[SlotSolution]
+    verdicts: dict[int, SlotSecurity] = field(default_factory=dict)
+    linear: dict[int, SlotLinearisation | None] = field(default_factory=dict)
+    pending: list[int] = field(default_factory=list)  # positions still insecure
+    exhausted: list[int] = field(default_factory=list)  # rows cannot be tightened further
+    iterations: int = 0
+    solve_s: float = 0.0
+    grid_s: float = 0.0
+
+    def record(self, k: int, verdict: SlotSecurity | None) -> None:
+        """Keep the latest verdict of slot position ``k`` (``None``: nothing traded)."""
+        slot = self.problems[k].slot
+        self.verdicts.pop(slot, None)
+        if verdict is not None:
+            self.verdicts[slot] = verdict
+
 
 def clear_securely(
     book: OrderBook,
@@ -115,118 +189,120 @@ def clear_securely(
         Matching rounds with grid rows before a slot falls back to dropping trades.
     """
     if backend.kind is BackendKind.RELAXATION:
-        raise ValueError(f"'{backend.name}' gives a bound, not trades")
+        raise UsageError(f"'{backend.name}' gives a bound, not trades")
     if max_iterations < 0:
         raise ValueError("max_iterations must not be negative")
     start = time.perf_counter()
     problems = build_slot_problems(book, rules, distance_km)
     built = time.perf_counter()
-    solutions = backend.solve(problems, options)
-    solve_s = time.perf_counter() - built
+    loop = _Loop(backend, options, grid, limits, problems, backend.solve(problems, options))
+    loop.solve_s = time.perf_counter() - built
     lp_bounds = lp_bounds_eur(problems)
-    unconstrained = assemble_result(
-        book,
-        rules,
-        backend,
-        problems,
-        solutions,
-        build_s=built - start,
-        solve_s=solve_s,
-        lp_bounds=lp_bounds,
-    )
+
+    def assemble() -> ClearingResult:
+        return assemble_result(
+            book,
+            rules,
+            backend,
+            loop.problems,
+            loop.solutions,
+            build_s=built - start,
+            solve_s=loop.solve_s,
+            lp_bounds=lp_bounds,
+        )
+
+    unconstrained = assemble()
     flows_before = grid.ac_power_flows
-
-    grid_s = 0.0
-    began = time.perf_counter()
-    verdicts: dict[int, SlotSecurity] = {}
-    linear: dict[int, SlotLinearisation | None] = {}
-    pending: list[int] = []  # positions of slots still insecure
-    for k, problem in enumerate(problems):
-        verdict = _ac_check(grid, problem, solutions[k].pair_quantity_kwh, limits)
-        if verdict is not None:
-            verdicts[problem.slot] = verdict
-            if not verdict.secure:
-                linear[problem.slot] = _linearise(grid, problem, verdict, solutions[k])
-                pending.append(k)
-    unconstrained_insecure = tuple(problems[k].slot for k in pending)
-    grid_s += time.perf_counter() - began
-
-    iterations = 0
-    exhausted: list[int] = []  # insecure slots whose rows cannot be tightened further
-    while pending and iterations < max_iterations:
-        iterations += 1
-        round_problems = [
-            replace(problems[k], grid=_rows(linear[problems[k].slot], problems[k])) for k in pending
-        ]
-        share_s = options.time_limit_s * len(pending) / len(problems)
-        solved = time.perf_counter()
-        answers = backend.solve(round_problems, replace(options, time_limit_s=share_s))
-        solve_s += time.perf_counter() - solved
-        began = time.perf_counter()
-        still = []
-        for k, problem, answer in zip(pending, round_problems, answers, strict=True):
-            if answer.termination is TerminationCondition.ERROR:
-                raise SolverFailedError(f"slot {problem.slot}: {backend.name} reported an error")
-            problems[k] = problem
-            solutions[k] = _within_rows(problem, answer)
-            verdict = _ac_check(grid, problem, solutions[k].pair_quantity_kwh, limits)
-            verdicts.pop(problem.slot, None)
-            if verdict is None:
-                continue
-            verdicts[problem.slot] = verdict
-            if verdict.secure:
-                continue
-            slot_linear = linear[problem.slot]
-            if slot_linear is not None and _tighten(
-                slot_linear, problem, solutions[k], verdict, grid=grid
-            ):
-                still.append(k)
-            else:
-                exhausted.append(k)
-        pending = still
-        grid_s += time.perf_counter() - began
-
-    began = time.perf_counter()
-    fallback = sorted(pending + exhausted, key=lambda k: problems[k].slot)
-    for k in fallback:
-        problem = problems[k]
-        kwh, verdict = _secure_subset(
-            grid, problem, solutions[k], verdicts[problem.slot], limits, linear[problem.slot]
-        )
-        verdicts.pop(problem.slot, None)
-        if verdict is not None:
-            verdicts[problem.slot] = verdict
-        solutions[k] = SlotSolution(
-            problem.slot,
-            kwh,
-            None,
-            TerminationCondition.HEURISTIC,
-            SolutionStatus.FEASIBLE,
-            solutions[k].runtime_s,
-        )
-    grid_s += time.perf_counter() - began
-
-    result = assemble_result(
-        book,
-        rules,
-        backend,
-        problems,
-        solutions,
-        build_s=built - start,
-        solve_s=solve_s,
-        lp_bounds=lp_bounds,
-    )
+    _check_unconstrained(loop)
+    unconstrained_insecure = tuple(problems[k].slot for k in loop.pending)
+    while loop.pending and loop.iterations < max_iterations:
+        _security_round(loop)
+    fallback = _fall_back(loop)
     return SecureClearing(
-        result=result,
+        result=assemble(),
         unconstrained=unconstrained,
-        report=GridReport(tuple(verdicts[slot] for slot in sorted(verdicts))),
-        iterations=iterations,
+        report=GridReport(tuple(loop.verdicts[slot] for slot in sorted(loop.verdicts))),
+        iterations=loop.iterations,
         unconstrained_insecure_slots=unconstrained_insecure,
-        fallback_slots=tuple(problems[k].slot for k in fallback),
-        binding=_binding_rows(problems, solutions),
+        fallback_slots=tuple(loop.problems[k].slot for k in fallback),
+        binding=_binding_rows(loop.problems, loop.solutions),
         ac_power_flows=grid.ac_power_flows - flows_before,
-        grid_s=grid_s,
+        grid_s=loop.grid_s,
     )
+
+
+def _check_unconstrained(loop: _Loop) -> None:
+    """AC-check every slot's unconstrained trades; linearise the insecure ones."""
+    began = time.perf_counter()
+    for k, problem in enumerate(loop.problems):
+        verdict = _ac_check(loop.grid, problem, loop.solutions[k].pair_quantity_kwh, loop.limits)
+        loop.record(k, verdict)
+        if verdict is not None and not verdict.secure:
+            loop.linear[problem.slot] = _linearise(loop.grid, problem, verdict, loop.solutions[k])
+            loop.pending.append(k)
+    loop.grid_s += time.perf_counter() - began
+
+
+def _security_round(loop: _Loop) -> None:
+    """Match the insecure slots again with their rows; check, and tighten what still fails."""
+    loop.iterations += 1
+    pending = loop.pending
+    round_problems = [
+        replace(loop.problems[k], grid=_rows(loop.linear[loop.problems[k].slot], loop.problems[k]))
+        for k in pending
+    ]
+    share_s = loop.options.time_limit_s * len(pending) / len(loop.problems)
+    solved = time.perf_counter()
+    answers = loop.backend.solve(round_problems, replace(loop.options, time_limit_s=share_s))
+    loop.solve_s += time.perf_counter() - solved
+    began = time.perf_counter()
+    still = []
+    for k, problem, answer in zip(pending, round_problems, answers, strict=True):
+        if answer.termination is TerminationCondition.ERROR:
+            raise SolverFailedError(f"slot {problem.slot}: {loop.backend.name} reported an error")
+        loop.problems[k] = problem
+        loop.solutions[k] = _within_rows(problem, answer)
+        verdict = _ac_check(loop.grid, problem, loop.solutions[k].pair_quantity_kwh, loop.limits)
+        loop.record(k, verdict)
+        if verdict is None or verdict.secure:
+            continue
+        slot_linear = loop.linear[problem.slot]
+        if slot_linear is not None and _tighten(
+            slot_linear, problem, loop.solutions[k], verdict, grid=loop.grid
+        ):
+            still.append(k)
+        else:
+            loop.exhausted.append(k)
+    loop.pending = still
+    loop.grid_s += time.perf_counter() - began
+
+
+def _fall_back(loop: _Loop) -> list[int]:
+    """Secure every slot still insecure by dropping trades; return their positions."""
+    began = time.perf_counter()
+    fallback = sorted(loop.pending + loop.exhausted, key=lambda k: loop.problems[k].slot)
+    for k in fallback:
+        problem = loop.problems[k]
+        kwh, verdict = _secure_subset(
+            loop.grid,
+            problem,
+            loop.solutions[k],
+            loop.verdicts[problem.slot],
+            loop.limits,
+            loop.linear[problem.slot],
+        )
+        loop.record(k, verdict)
+        # The solver did solve the slot (termination stays its own); the trades are not
+        # its answer but a subset the AC check accepted, with no claim beyond that.
+        loop.solutions[k] = replace(
+            loop.solutions[k],
+            pair_quantity_kwh=kwh,
+            bound_eur=None,
+            status=SolutionStatus.FEASIBLE,
+            provenance=Provenance.FALLBACK,
+        )
+    loop.grid_s += time.perf_counter() - began
+    return fallback
 
 
 def _ac_check(
@@ -368,13 +444,12 @@ def _within_rows(problem: SlotProblem, answer: SlotSolution) -> SlotSolution:
         )
         return replace(answer, bound_eur=None, status=status)
     # A backend that cannot take rows (or kept them only to its own tolerance).
-    return SlotSolution(
-        problem.slot,
-        drop_until_rows_hold(problem, kwh),
-        None,
-        TerminationCondition.HEURISTIC,
-        SolutionStatus.FEASIBLE,
-        answer.runtime_s,
+    return replace(
+        answer,
+        pair_quantity_kwh=drop_until_rows_hold(problem, kwh),
+        bound_eur=None,
+        status=SolutionStatus.FEASIBLE,
+        provenance=Provenance.CUT_TO_ROWS,
     )
 
 

@@ -8,7 +8,7 @@ without trades may not be made worse. A power flow that does not converge is ins
 Per slot, the network's own loads and static generators are scaled by the
 ``background`` factors; the trades enter as one extra static generator per bus with
 the bus's net injection (sellers +p, buyers -p, ``p_mw = kwh / 1000 / slot hours``,
-``q = 0``).
+``q = 0``; :func:`gridmatch.units.kwh_to_mw`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pandapower as pp
 import pandas as pd
 
 from gridmatch.grid_models.sensitivity import injection_sensitivities
+from gridmatch.units import kwh_to_mw, mw_per_kwh
 
 # Loadings and voltages are compared with this slack. It sits well above what two
 # power flows of one state can differ by (Newton-Raphson stops at a 1e-8 MVA mismatch;
@@ -33,7 +34,8 @@ LOADING_TOLERANCE_PERCENT = 1e-4
 VOLTAGE_TOLERANCE_PU = 1e-6
 _TRADE_SGEN = "gridmatch trade injection"
 _RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
-GRID_COLUMNS = [
+# Columns of the element table a check returns (results_io writes grid.csv from it).
+ELEMENT_COLUMNS = [
     "slot",
     "element",
     "index",
@@ -208,7 +210,7 @@ class SlotGrid:
         transformers, buses); columns are ``buses``.
         """
         found = injection_sensitivities(self._net, buses)
-        per_kwh = 1.0 / 1000.0 / self._slot_hours
+        per_kwh = mw_per_kwh(self._slot_hours)
         parts = []
         for table, rows in (
             (self._net.line, found.line_loading_percent_per_mw),
@@ -246,7 +248,7 @@ class SlotGrid:
         p_mw = np.zeros(len(self._trade_sgen))
         rows = np.fromiter(self._trade_sgen.values(), np.int64, len(self._trade_sgen))
         for k, bus in enumerate(self._trade_sgen):
-            p_mw[k] = injection_kwh_by_bus.get(bus, 0.0) / 1000.0 / self._slot_hours
+            p_mw[k] = kwh_to_mw(injection_kwh_by_bus.get(bus, 0.0), self._slot_hours)
         net.sgen.loc[rows, "p_mw"] = p_mw
 
     def _run(self) -> tuple[bool, pd.DataFrame]:
@@ -336,9 +338,9 @@ class GridReport:
     def table(self) -> pd.DataFrame:
         """All slots' element rows, with a ``slot`` column first."""
         if not self.slots:
-            return pd.DataFrame(columns=GRID_COLUMNS)
+            return pd.DataFrame(columns=ELEMENT_COLUMNS)
         frames = [s.elements.assign(slot=s.slot) for s in self.slots]
-        return pd.concat(frames, ignore_index=True)[GRID_COLUMNS]
+        return pd.concat(frames, ignore_index=True)[ELEMENT_COLUMNS]
 
     def worst(self, element: str, quantity: str, *, lowest: bool = False) -> float | None:
         """Worst value after trades over all slots (``None`` if nothing was checked)."""

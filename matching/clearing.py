@@ -13,15 +13,19 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from gridmatch.errors import UsageError
 from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.backends.flow_relaxation import solve_flow_relaxation
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.problem import SlotProblem, build_slot_problems
 from gridmatch.matching.solution import (
+    InconsistentAllocationError,
+    Provenance,
     SlotSolution,
     SolutionStatus,
     SolveOptions,
+    SolverFailedError,
     TerminationCondition,
 )
 
@@ -30,19 +34,15 @@ TOLERANCE_KWH = 1e-6
 
 
 class ClearingStatus(StrEnum):
-    """Overall status of a clearing run."""
+    """Overall status of a clearing (summary.json ``status``).
+
+    Not a vocabulary of its own: derived from the slots' solution statuses and the
+    backend's kind, in one place (:func:`_overall_status`).
+    """
 
     OPTIMAL = "optimal"  # every slot proven optimal within the gap
     FEASIBLE = "feasible"  # an exact backend stopped early (time limit) on some slot
     HEURISTIC = "heuristic"  # feasible trades from a heuristic, no optimality claim
-
-
-class SolverFailedError(RuntimeError):
-    """A solver stopped with an error instead of a solution or a time limit."""
-
-
-class InconsistentAllocationError(RuntimeError):
-    """A backend returned an allocation that breaks the market rules (a bug, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class SlotReport:
     lp_bound_eur: float
     termination: TerminationCondition
     runtime_s: float
+    provenance: Provenance = Provenance.SOLVER
+    second_stage: TerminationCondition | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def clear_orders(
         If the backend's allocation breaks a capacity or indivisibility rule.
     """
     if backend.kind is BackendKind.RELAXATION:
-        raise ValueError(f"'{backend.name}' gives a bound, not trades; it runs in every clearing")
+        raise UsageError(f"'{backend.name}' gives a bound, not trades; it runs in every clearing")
     start = time.perf_counter()
     problems = build_slot_problems(book, rules, distance_km)
     built = time.perf_counter()
@@ -221,6 +223,8 @@ def assemble_result(
             lp_bound_eur=lp,
             termination=s.termination,
             runtime_s=s.runtime_s,
+            provenance=s.provenance,
+            second_stage=s.second_stage,
         )
         for p, s, lp in zip(problems, solutions, lp_bounds, strict=True)
     )

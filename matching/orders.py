@@ -8,10 +8,6 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-# Quantities are whole Wh: meters count Wh, and the orders file refuses anything finer,
-# so the integer backends represent every quantity exactly.
-WH_PER_KWH = 1000
-
 
 class Side(StrEnum):
     """Which side of the market an order is on."""

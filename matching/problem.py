@@ -14,7 +14,8 @@ import numpy.typing as npt
 
 from gridmatch.matching.grid_rows import GridRows
 from gridmatch.matching.market_rules import MarketRules
-from gridmatch.matching.orders import WH_PER_KWH, OrderBook
+from gridmatch.matching.orders import OrderBook
+from gridmatch.units import exact_wh
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -72,11 +73,11 @@ class SlotProblem:
 
     def buy_quantity_wh(self) -> IntArray:
         """Buy quantities in whole Wh (exact: orders are validated to Wh)."""
-        return np.rint(self.buy_quantity_kwh * WH_PER_KWH).astype(np.int64)
+        return exact_wh(self.buy_quantity_kwh)
 
     def sell_quantity_wh(self) -> IntArray:
         """Sell quantities in whole Wh (exact: orders are validated to Wh)."""
-        return np.rint(self.sell_quantity_kwh * WH_PER_KWH).astype(np.int64)
+        return exact_wh(self.sell_quantity_kwh)
 
     def pair_max_kwh(self) -> FloatArray:
         """Largest quantity each pair can carry: the buy quantity, capped by the seller."""

@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.grid_rows import ROW_TOLERANCE
-from gridmatch.matching.orders import WH_PER_KWH
 from gridmatch.matching.problem import SlotProblem
+from gridmatch.units import floor_wh, wh_to_kwh
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -66,7 +66,7 @@ def drop_until_rows_hold(problem: SlotProblem, pair_kwh: FloatArray) -> FloatArr
         if shrinkable[victim]:
             # Just enough less to bring the row back, in whole Wh (as orders are given).
             needed_kwh = excess[worst] / harm[victim]
-            rest = np.floor((left[victim] - needed_kwh) * WH_PER_KWH) / WH_PER_KWH
+            rest = wh_to_kwh(floor_wh(float(left[victim] - needed_kwh)))
             if rest > 0.0:
                 left[victim] = rest
                 continue

@@ -1,7 +1,9 @@
 """One status vocabulary and one result type for every backend.
 
 As in Pyomo's new solver interface, *why the solver stopped* (termination) is kept
-apart from *what solution we have* (solution status).
+apart from *what solution we have* (solution status); *where the allocation came from*
+(provenance: the solver, its warm start, a heuristic, a cut-down or fallback of the
+security loop, the tie-break's second stage) is a third, separate word.
 """
 
 from __future__ import annotations
@@ -13,13 +15,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gridmatch.errors import SolverError, UsageError
+
+
+class SolverFailedError(SolverError):
+    """A solver stopped with an error instead of a solution or a time limit."""
+
+
+class InconsistentAllocationError(SolverError):
+    """A backend returned an allocation that breaks the market rules (a bug, not bad input)."""
+
 
 class TerminationCondition(StrEnum):
-    """Why a backend stopped on a slot."""
+    """Why a backend stopped on a slot.
 
-    CONVERGED = "converged"  # proven optimal within the requested gap
+    ``converged`` means the method met its own stopping rule: an exact solver proved
+    its answer within the gap, a heuristic finished its pass. Whether that proves
+    anything is said by :class:`SolutionStatus` and :class:`Provenance`.
+    """
+
+    CONVERGED = "converged"
     TIME_LIMIT = "time_limit"
-    HEURISTIC = "heuristic"  # a heuristic finished; it proves nothing
     ERROR = "error"
 
 
@@ -30,6 +46,17 @@ class SolutionStatus(StrEnum):
     FEASIBLE = "feasible"
     RELAXED = "relaxed"  # a relaxation: may split indivisible orders, not executable
     NONE = "none"
+
+
+class Provenance(StrEnum):
+    """Where a slot's allocation came from."""
+
+    SOLVER = "solver"  # the backend's solver found it
+    START = "start"  # the solver found nothing in time: its (feasible) warm start
+    HEURISTIC = "heuristic"  # a heuristic built it; no optimality claim
+    SECOND_STAGE = "second_stage"  # the tie-break's second stage chose it among equals
+    CUT_TO_ROWS = "cut_to_rows"  # the solver's answer, trades dropped until grid rows held
+    FALLBACK = "fallback"  # the security loop's secure subset after AC rejections
 
 
 class TieBreak(StrEnum):
@@ -69,13 +96,13 @@ class SolveOptions:
 
     def __post_init__(self) -> None:
         if not self.time_limit_s > 0.0:
-            raise ValueError(f"time_limit_s must be positive, got {self.time_limit_s}")
+            raise UsageError(f"time_limit_s must be positive, got {self.time_limit_s}")
         if not self.mip_gap >= 0.0:
-            raise ValueError(f"mip_gap must not be negative, got {self.mip_gap}")
+            raise UsageError(f"mip_gap must not be negative, got {self.mip_gap}")
         if self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
+            raise UsageError(f"threads must be at least 1, got {self.threads}")
         if self.seed < 0:
-            raise ValueError(f"seed must not be negative, got {self.seed}")
+            raise UsageError(f"seed must not be negative, got {self.seed}")
         # A plain string from a file or a flag becomes the enum (or fails here).
         object.__setattr__(self, "tie_break", TieBreak(self.tie_break))
 
@@ -100,6 +127,13 @@ class SlotSolution:
         kWh traded on each pair of the slot problem (aligned with its pair arrays).
     bound_eur
         Proven upper bound on the slot's welfare, if the backend proves one.
+    termination
+        Why the backend's solver (or heuristic) stopped on the slot.
+    provenance
+        Where the allocation came from.
+    second_stage
+        Why the tie-break's second stage stopped (``None``: it did not run). On
+        ``time_limit`` the first stage's answer stands, and the tie was left undecided.
     """
 
     slot: int
@@ -108,3 +142,5 @@ class SlotSolution:
     termination: TerminationCondition
     status: SolutionStatus
     runtime_s: float
+    provenance: Provenance = Provenance.SOLVER
+    second_stage: TerminationCondition | None = None

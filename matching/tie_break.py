@@ -37,15 +37,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from gridmatch.matching.backends.highs_runner import run_highs
 from gridmatch.matching.knapsack_model import KnapsackArrays, build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.solution import (
-    SlotSolution,
-    SolutionStatus,
-    SolveOptions,
-    TerminationCondition,
-)
+from gridmatch.matching.solution import Provenance, SlotSolution, SolutionStatus, SolveOptions
 
 # The second stage may lose at most this much welfare per EUR (else it is not used).
 WELFARE_SLACK_EUR = 1e-9
@@ -104,13 +98,18 @@ def break_ties(
     Returns
     -------
     SlotSolution
-        The second stage's allocation, with the first stage's bound and status; the
-        first stage's answer unchanged if it was not proven optimal, had no trade
-        alternative, or the second stage found nothing better in time (then marked
-        ``TIME_LIMIT``: the tie was left to the clock).
+        The second stage's allocation (provenance ``second_stage``), with the first
+        stage's bound, termination and status; the first stage's answer unchanged if
+        it was not proven optimal or had no trade alternative. If the second stage is
+        not proven in time, the first stage's answer stands with ``second_stage =
+        time_limit``: the tie was left to the clock.
     """
     if solution.status is not SolutionStatus.OPTIMAL or problem.n_pairs == 0:
         return solution
+    # HiGHS decides every tie, whichever formulation found the first stage; imported
+    # here so that a heuristic never needs it.
+    from gridmatch.matching.backends.highs_runner import run_highs
+
     arrays = build_knapsack_arrays(problem)
     welfare_eur = problem.welfare_eur(solution.pair_quantity_kwh)
     stage_two = _stage_two_arrays(problem, arrays, welfare_eur)
@@ -120,12 +119,13 @@ def break_ties(
         stage_two, options, time_limit_s, relax=False, start_values=start, exact=True
     )
     runtime_s = solution.runtime_s + answer.runtime_s
+    stopped = replace(solution, runtime_s=runtime_s, second_stage=answer.termination)
     if answer.col_values is None or not answer.proven_optimal:
-        return replace(solution, termination=TerminationCondition.TIME_LIMIT, runtime_s=runtime_s)
+        return stopped
     pair_kwh = np.round(stage_two.pair_kwh(answer.col_values), _KWH_DECIMALS)
     if problem.welfare_eur(pair_kwh) < welfare_eur - WELFARE_SLACK_EUR * max(1.0, welfare_eur):
-        return replace(solution, runtime_s=runtime_s)  # never trade welfare for priority
-    return replace(solution, pair_quantity_kwh=pair_kwh, runtime_s=runtime_s)
+        return stopped  # never trade welfare for priority
+    return replace(stopped, pair_quantity_kwh=pair_kwh, provenance=Provenance.SECOND_STAGE)
 
 
 def _stage_two_arrays(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gridmatch.errors import UsageError
 from gridmatch.report import markup
 from gridmatch.report.data import ResultFolder, read_result_folder
 from gridmatch.report.network import result_network
@@ -24,8 +25,8 @@ from gridmatch.report.sections import (
     trades_section,
 )
 from gridmatch.results_io.atomic import add_to_result, write_file_atomically
+from gridmatch.results_io.layout import REPORT_FILE
 
-REPORT_FILE = "report.html"
 # Slot panels by default: a day of hourly slots fits; beyond it the report would grow
 # by ~50 KB per slot for slots nobody looks at.
 MAX_DEFAULT_SLOTS = 24
@@ -67,7 +68,7 @@ def build_report(out_dir: Path, slots: Sequence[int] | None = None) -> ReportInf
 
     Raises
     ------
-    gridmatch.scenario_io.errors.InputError
+    gridmatch.errors.InputError
         A required file (trades.csv, orders.csv, summary.json) is missing or malformed.
     ValueError
         A requested slot is not in the result.
@@ -108,7 +109,7 @@ def choose_slots(facts: SlotFacts, requested: Sequence[int] | None) -> list[int]
     if requested is not None:
         unknown = sorted(set(requested) - set(available))
         if unknown:
-            raise ValueError(
+            raise UsageError(
                 f"slot {unknown[0]} is not in this result (it has slots {_ranges(available)})"
             )
         return sorted(set(requested))
@@ -133,11 +134,11 @@ def parse_slots(text: str) -> tuple[int, ...]:
     for part in text.split(","):
         match = _SLOT_RANGE.match(part)
         if match is None:
-            raise ValueError(f"--slots: '{part.strip()}' is not a slot or a range like 16-21")
+            raise UsageError(f"--slots: '{part.strip()}' is not a slot or a range like 16-21")
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
-            raise ValueError(f"--slots: range '{part.strip()}' runs backwards")
+            raise UsageError(f"--slots: range '{part.strip()}' runs backwards")
         slots.update(range(first, last + 1))
     return tuple(sorted(slots))
 

@@ -16,11 +16,12 @@ import pandapower as pp
 import pandapower.topology as pp_topology
 import pandas as pd
 
-from gridmatch.grid_models.networks import load_network
-from gridmatch.report.data import GRID_FILE, MANIFEST_FILE, ResultFolder
+from gridmatch.errors import InputError
+from gridmatch.report.data import ResultFolder
+from gridmatch.results_io.layout import GRID_FILE, MANIFEST_FILE
 from gridmatch.results_io.manifest import file_sha256
-from gridmatch.scenario_io.errors import InputError
 from gridmatch.scenario_io.loader import SCENARIO_FILE, read_scenario_spec
+from gridmatch.scenario_io.network_source import load_network
 
 _ELEMENT_TABLES = ("line", "trafo", "bus")
 # Width over height of a generic tree layout.

@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 
 from gridmatch.report import markup as html
-from gridmatch.report.data import GRID_FILE, ORDERS_FILE, TRADES_FILE, ResultFolder
+from gridmatch.report.data import ResultFolder
 from gridmatch.report.market_plot import draw_market_curves, draw_slot_volumes
 from gridmatch.report.network import DrawableNetwork
 from gridmatch.report.network_plot import GridScale, draw_slot_network, grid_scale
 from gridmatch.report.png import png_data_uri
 from gridmatch.report.security_plot import draw_security, slot_extremes
-from gridmatch.results_io.writers import TRADE_COLUMNS
+from gridmatch.results_io.layout import GRID_FILE, ORDERS_FILE, TRADES_FILE
+from gridmatch.results_io.rows import TradeRow
+from gridmatch.results_io.tables import columns
 
 # More rows than this make a page that browsers scroll sluggishly; trades.csv has them all.
 MAX_TRADE_ROWS = 2000
@@ -73,8 +75,8 @@ def slot_facts(folder: ResultFolder) -> SlotFacts:
     table["welfare_eur"] = grouped.welfare_eur.sum().reindex(slots, fill_value=0.0)
     termination = {s.slot: s.termination for s in summary.slots}
     table["termination"] = [termination.get(s, "") for s in slots]
-    constrained = frozenset(summary.unconstrained_insecure_slots) | frozenset(
-        summary.fallback_slots
+    constrained = frozenset(summary.unconstrained_insecure_slots or ()) | frozenset(
+        summary.fallback_slots or ()
     )
     extremes = slot_extremes(folder.grid) if folder.grid is not None else None
     return SlotFacts(table, constrained, extremes)
@@ -196,9 +198,9 @@ def security_section(folder: ResultFolder, facts: SlotFacts) -> str:
             ("welfare without the grid", f"{html.number(s.unconstrained_welfare_eur, 4)} EUR"),
             ("welfare, secure", f"{s.welfare_eur:.4f} EUR"),
             ("price of security", f"{html.number(s.price_of_security_eur, 4)} EUR{price_share}"),
-            ("insecure without the grid", _slot_list(s.unconstrained_insecure_slots)),
-            ("secured by dropping trades (fallback)", _slot_list(s.fallback_slots)),
-            ("insecure after clearing", _slot_list(s.insecure_slots)),
+            ("insecure without the grid", _slot_list(s.unconstrained_insecure_slots or ())),
+            ("secured by dropping trades (fallback)", _slot_list(s.fallback_slots or ())),
+            ("insecure after clearing", _slot_list(s.insecure_slots or ())),
             ("max line loading", f"{html.number(s.max_line_loading_percent, 2)} %"),
             ("max trafo loading", f"{html.number(s.max_trafo_loading_percent, 2)} %"),
             (
@@ -242,12 +244,13 @@ def trades_section(folder: ResultFolder) -> str:
     """List the trades of trades.csv as they are."""
     trades = folder.trades
     shown = trades.head(MAX_TRADE_ROWS)
-    text_columns = [k for k, c in enumerate(TRADE_COLUMNS) if c.endswith("_id")]
+    trade_columns = columns(TradeRow)
+    text_columns = [k for k, c in enumerate(trade_columns) if c.endswith("_id")]
     digits = {"quantity_kwh": 3, "welfare_eur": 5}
     rows = []
-    for record in shown[list(TRADE_COLUMNS)].itertuples(index=False):
+    for record in shown[list(trade_columns)].itertuples(index=False):
         cells = []
-        for column, value in zip(TRADE_COLUMNS, record, strict=True):
+        for column, value in zip(trade_columns, record, strict=True):
             if isinstance(value, float):
                 cells.append(html.number(value, digits.get(column, 4)))
             else:
@@ -260,7 +263,7 @@ def trades_section(folder: ResultFolder) -> str:
     if len(trades) > len(shown):
         body += html.note(f"Only the first {len(shown)} of {len(trades)} trades are shown.")
     if rows:
-        body += html.table(list(TRADE_COLUMNS), rows, text_columns=text_columns, scroll=True)
+        body += html.table(list(trade_columns), rows, text_columns=text_columns, scroll=True)
     return html.section("trades", "Trades", body)
 
 
@@ -357,7 +360,7 @@ def _secure_text(folder: ResultFolder) -> str:
             f"yes ({s.ac_power_flows} power flows, {html.number(s.security_iterations)} "
             "security rounds)"
         )
-    return f"NO: slots {_slot_list(s.insecure_slots)}"
+    return f"NO: slots {_slot_list(s.insecure_slots or ())}"
 
 
 def _slot_grid_text(folder: ResultFolder, slot: int) -> str:
@@ -365,11 +368,11 @@ def _slot_grid_text(folder: ResultFolder, slot: int) -> str:
     if s.secure is None:
         return "not checked"
     marks = []
-    if slot in s.unconstrained_insecure_slots:
+    if slot in (s.unconstrained_insecure_slots or ()):
         marks.append("constrained")
-    if slot in s.fallback_slots:
+    if slot in (s.fallback_slots or ()):
         marks.append("fallback")
-    if slot in s.insecure_slots:
+    if slot in (s.insecure_slots or ()):
         marks.append("INSECURE")
     return ", ".join(marks)
 

@@ -1,1 +1,1 @@
-"""Writing clearing results: trade and order tables, summary and manifest, atomically."""
+"""The result folder: its layout, typed rows and summary, and how it is written and read."""

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gridmatch.errors import OutputFolderError
+
+__all__ = ["MARKER", "OutputFolderError", "add_to_result", "atomic_output_dir"]
+
 # Lists what a run wrote. A folder is ours to replace only if it holds this marker
 # and nothing that is not listed in it: a user's own files are never deleted.
 MARKER = ".gridmatch-result"
-
-
-class OutputFolderError(Exception):
-    """The output folder cannot be written without losing someone's files."""
 
 
 @contextmanager

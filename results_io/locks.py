@@ -6,7 +6,7 @@ import fcntl
 from pathlib import Path
 from typing import IO
 
-from gridmatch.results_io.atomic import OutputFolderError
+from gridmatch.errors import OutputFolderError
 
 
 def acquire_writer_lock(lock_path: Path, what: str) -> IO[bytes]:
@@ -25,7 +25,7 @@ def acquire_writer_lock(lock_path: Path, what: str) -> IO[bytes]:
 
     Raises
     ------
-    gridmatch.results_io.atomic.OutputFolderError
+    gridmatch.errors.OutputFolderError
         If another process holds the lock.
     """
     lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from gridmatch.matching.solution import SolveOptions
 
 RECORDED_PACKAGES = (
@@ -27,6 +29,17 @@ RECORDED_PACKAGES = (
     "pandas",
     "pydantic",
 )
+
+
+class Manifest(pydantic.BaseModel):
+    """The fields of ``manifest.json`` that readers use (others are kept, not checked)."""
+
+    model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
+
+    scenario_dir: str
+    inputs: dict[str, dict[str, str]]
+    created_utc: str | None = None
+    versions: dict[str, str | None] = {}
 
 
 def file_sha256(path: Path) -> str:

@@ -48,12 +48,11 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import networkx as nx
 import pandapower as pp
 
-from gridmatch.grid_models.networks import load_network
+from gridmatch.errors import InputError
 from gridmatch.grid_models.secure_clearing import SecureClearing
 from gridmatch.grid_models.topology import bus_graph
 from gridmatch.matching.backends.registry import get_backend
@@ -61,8 +60,10 @@ from gridmatch.matching.clearing import ClearingResult
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.pipeline import clear_book
-from gridmatch.results_io.writers import summary_dict, trades_csv
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.results_io.folder import trades_csv as trades_csv_bytes
+from gridmatch.results_io.rows import TradeRow, trade_rows
+from gridmatch.results_io.summary import RoundSummary, clearing_summary
+from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.schema import NetworkSpec, ScenarioSpec
 
 # (slot, bus, net kWh injected by the trades of earlier rounds: sold minus bought)
@@ -131,17 +132,22 @@ class RoundClearing:
 
     Attributes
     ----------
-    trades_csv
-        The round's trades.csv, byte for byte as written to its folder.
+    trades
+        The round's trades.csv rows.
     summary
-        The round's summary.json content (``summary_dict`` plus the round's time).
+        The round's summary.json (a clearing's, plus the round's number and time).
     """
 
     round_input: RoundInput
     result: ClearingResult
     security: SecureClearing | None
-    trades_csv: bytes
-    summary: dict[str, Any]
+    trades: tuple[TradeRow, ...]
+    summary: RoundSummary
+
+    @property
+    def trades_csv(self) -> bytes:
+        """The round's trades.csv, byte for byte as written to its folder."""
+        return trades_csv_bytes(self.trades)
 
     @property
     def trades_sha256(self) -> str:
@@ -173,17 +179,12 @@ def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
         options,
         round_input.background_kwh,
     )
-    summary = {
-        "round_no": round_input.round_no,
-        "cleared_at_min": round_input.cleared_at_min,
-        **summary_dict(market.name, book, result, options, security),
-    }
-    return RoundClearing(round_input, result, security, trades_csv_bytes(book, result), summary)
-
-
-def trades_csv_bytes(book: OrderBook, result: ClearingResult) -> bytes:
-    """Return the trades.csv a clearing writes, as bytes (through the one trades writer)."""
-    return trades_csv(book, result).encode("utf-8")
+    summary = RoundSummary(
+        **dict(clearing_summary(market.name, book, result, options, security)),
+        round_no=round_input.round_no,
+        cleared_at_min=round_input.cleared_at_min,
+    )
+    return RoundClearing(round_input, result, security, tuple(trade_rows(book, result)), summary)
 
 
 def network_json(net: pp.pandapowerNet) -> str:
@@ -205,7 +206,7 @@ def load_market(spec: ScenarioSpec, network_text: str, source: Path) -> Market:
 
     Raises
     ------
-    gridmatch.scenario_io.errors.InputError
+    gridmatch.errors.InputError
         If the stored network is not an acceptable pandapower network.
     """
     with tempfile.TemporaryDirectory(prefix="gridmatch-network-") as folder:

@@ -31,80 +31,45 @@ JSON columns are canonical (sorted keys, no spaces); floats are written with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 import sqlite3
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Self
 
 import pydantic
 
-from gridmatch.matching.orders import Order, OrderBook, Side
-from gridmatch.matching.solution import SolveOptions, TieBreak
-from gridmatch.results_io.atomic import OutputFolderError
+from gridmatch.errors import InputError, OutputFolderError
+from gridmatch.results_io.layout import LEDGER_FILE
 from gridmatch.results_io.locks import acquire_writer_lock
-from gridmatch.results_io.manifest import package_versions, source_fingerprint
-from gridmatch.rounds.engine import BackgroundInjection, RoundClearing, RoundInput
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.results_io.summary import RoundSummary
+from gridmatch.rounds.engine import RoundClearing, RoundInput
+from gridmatch.rounds.hashing import (
+    canonical_json,
+    current_versions,
+    input_sha256,
+    sha256_text,
+    utc_now,
+)
+from gridmatch.rounds.ledger_codecs import (
+    background_from_json,
+    options_from_json,
+    orders_from_json,
+    round_input_json,
+)
+from gridmatch.rounds.ledger_schema import (
+    APPLICATION_ID,
+    ROUND_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
 from gridmatch.scenario_io.schema import ScenarioSpec
 
-SCHEMA_VERSION = 1
-LEDGER_FILE = "ledger.sqlite"
-# "gmlg": tells a gridmatch ledger from any other SQLite file.
-APPLICATION_ID = 0x676D6C67
-
-_SCHEMA = """
-CREATE TABLE meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE scenario (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    name TEXT NOT NULL,
-    spec_json TEXT NOT NULL,
-    network_json TEXT NOT NULL,
-    network_sha256 TEXT NOT NULL,
-    orders_json TEXT NOT NULL,
-    inputs_json TEXT NOT NULL,
-    created_utc TEXT NOT NULL
-);
-CREATE TABLE rounds (
-    round_no INTEGER PRIMARY KEY CHECK (round_no >= 1),
-    cleared_at_min INTEGER NOT NULL CHECK (cleared_at_min >= 0),
-    input_sha256 TEXT NOT NULL,
-    orders_json TEXT NOT NULL,
-    background_json TEXT NOT NULL,
-    options_json TEXT NOT NULL,
-    versions_json TEXT NOT NULL,
-    formulation TEXT NOT NULL,
-    trades_csv BLOB NOT NULL,
-    trades_sha256 TEXT NOT NULL,
-    summary_json TEXT NOT NULL,
-    created_utc TEXT NOT NULL
-);
-"""
-_ROUND_COLUMNS = (
-    "round_no",
-    "cleared_at_min",
-    "input_sha256",
-    "orders_json",
-    "background_json",
-    "options_json",
-    "versions_json",
-    "formulation",
-    "trades_csv",
-    "trades_sha256",
-    "summary_json",
-    "created_utc",
-)
+__all__ = ["LEDGER_FILE", "Ledger", "StoredRound", "StoredScenario"]
 
 
 @dataclass(frozen=True)
@@ -157,7 +122,7 @@ class StoredRound:
             formulation=clearing.round_input.formulation,
             trades_csv=clearing.trades_csv,
             trades_sha256=clearing.trades_sha256,
-            summary_json=canonical_json(clearing.summary),
+            summary_json=canonical_json(clearing.summary.document()),
             created_utc=utc_now(),
         )
 
@@ -203,11 +168,24 @@ class StoredRound:
         versions: dict[str, str | None] = json.loads(self.versions_json)
         return versions
 
-    @property
-    def summary(self) -> dict[str, Any]:
-        """The round's summary.json content."""
-        summary: dict[str, Any] = json.loads(self.summary_json)
-        return summary
+    def summary(self, source: Path) -> RoundSummary:
+        """Return the round's summary.json, as it was written.
+
+        Parameters
+        ----------
+        source
+            The ledger file (named in errors).
+
+        Raises
+        ------
+        InputError
+            If the stored summary is not a round's summary (an altered ledger).
+        """
+        try:
+            return RoundSummary.model_validate_json(self.summary_json)
+        except pydantic.ValidationError as exc:
+            message = f"round {self.round_no}: stored summary unreadable ({exc.errors()[0]['msg']})"
+            raise InputError(source, message, field="summary_json") from None
 
 
 class Ledger:
@@ -356,7 +334,7 @@ class Ledger:
             If the ledger has no such round.
         """
         row = self._db.execute(
-            f"SELECT {', '.join(_ROUND_COLUMNS)} FROM rounds WHERE round_no = ?", (round_no,)
+            f"SELECT {', '.join(ROUND_COLUMNS)} FROM rounds WHERE round_no = ?", (round_no,)
         ).fetchone()
         if row is None:
             stored = self.round_numbers()
@@ -376,9 +354,9 @@ class Ledger:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(
-                f"INSERT INTO rounds ({', '.join(_ROUND_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_ROUND_COLUMNS))})",
-                tuple(getattr(record, name) for name in _ROUND_COLUMNS),
+                f"INSERT INTO rounds ({', '.join(ROUND_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(ROUND_COLUMNS))})",
+                tuple(getattr(record, name) for name in ROUND_COLUMNS),
             )
             yield
         except BaseException:
@@ -392,7 +370,7 @@ def _write_new_ledger(path: Path, scenario: StoredScenario) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA.split(";"):
+        for statement in SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -423,164 +401,3 @@ def _writer_lock(path: Path) -> IO[bytes]:
     # A side file: SQLite's own POSIX locks on the database would be dropped if this
     # process opened and closed another descriptor of that file.
     return acquire_writer_lock(path.with_name(f".{path.name}.lock"), "this ledger")
-
-
-def canonical_json(document: object) -> str:
-    """JSON with sorted keys and no whitespace: one text per value, for hashing."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def sha256_text(text: str) -> str:
-    """Hex SHA-256 of a text's UTF-8 bytes."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def input_sha256(scenario_sha256: str, cleared_at_min: int, data: dict[str, str]) -> str:
-    """Hash of everything that decides a round's trades (see the module docstring)."""
-    return sha256_text(
-        canonical_json({"scenario": scenario_sha256, "cleared_at_min": cleared_at_min, **data})
-    )
-
-
-def current_versions() -> dict[str, str | None]:
-    """Python, platform, the package versions that can change a result, and our own code.
-
-    ``gridmatch_source_sha256`` tells changed code from an unchanged version number.
-    """
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        **package_versions(),
-        "gridmatch_source_sha256": source_fingerprint(),
-    }
-
-
-def utc_now() -> str:
-    """Return the current UTC time, ISO 8601 to the second."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def round_input_json(round_input: RoundInput) -> dict[str, str]:
-    """Return the stored text of a round's orders, background, options and formulation."""
-    return {
-        "orders": orders_json(round_input.book, round_input.submitted_at_min),
-        "background": canonical_json([list(item) for item in round_input.background_kwh]),
-        "options": options_json(round_input.options),
-        "formulation": round_input.formulation,
-    }
-
-
-def orders_json(book: OrderBook, submitted_at_min: tuple[int, ...]) -> str:
-    """Write an order book with submission times as canonical JSON, in book order."""
-    return canonical_json(
-        [
-            {
-                "order_id": o.order_id,
-                "participant_id": o.participant_id,
-                "side": o.side.value,
-                "bus": o.bus,
-                "slot": o.slot,
-                "quantity_kwh": o.quantity_kwh,
-                "limit_price_eur_per_kwh": o.limit_price_eur_per_kwh,
-                "divisible": o.divisible,
-                "submitted_at_min": minutes,
-            }
-            for o, minutes in zip(book.orders, submitted_at_min, strict=True)
-        ]
-    )
-
-
-def orders_from_json(text: str, source: Path, round_no: int) -> tuple[OrderBook, tuple[int, ...]]:
-    """Read an order book written by :func:`orders_json`.
-
-    Raises
-    ------
-    InputError
-        If the text is not such a book.
-    """
-    try:
-        records = json.loads(text)
-        orders = tuple(
-            Order(
-                order_id=_str(r["order_id"]),
-                participant_id=_str(r["participant_id"]),
-                side=Side(r["side"]),
-                bus=_int(r["bus"]),
-                slot=_int(r["slot"]),
-                quantity_kwh=_float(r["quantity_kwh"]),
-                limit_price_eur_per_kwh=_float(r["limit_price_eur_per_kwh"]),
-                divisible=_bool(r["divisible"]),
-            )
-            for r in records
-        )
-        submitted = tuple(_int(r["submitted_at_min"]) for r in records)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(source, f"round {round_no}: stored orders unreadable ({exc})") from None
-    return OrderBook(orders), submitted
-
-
-def background_from_json(text: str, source: Path, round_no: int) -> BackgroundInjection:
-    """Read the background injections of a stored round.
-
-    Raises
-    ------
-    InputError
-        If the text is not a list of ``[slot, bus, kWh]``.
-    """
-    try:
-        return tuple((_int(slot), _int(bus), _float(kwh)) for slot, bus, kwh in json.loads(text))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        message = f"round {round_no}: stored background unreadable ({exc})"
-        raise InputError(source, message) from None
-
-
-def options_json(options: SolveOptions) -> str:
-    """Solver settings as canonical JSON."""
-    return canonical_json(options.to_dict())
-
-
-def options_from_json(text: str, source: Path, round_no: int) -> SolveOptions:
-    """Read solver settings written by :func:`options_json`.
-
-    Raises
-    ------
-    InputError
-        If they are unreadable or invalid.
-    """
-    try:
-        stored = json.loads(text)
-        return SolveOptions(
-            time_limit_s=_float(stored["time_limit_s"]),
-            mip_gap=_float(stored["mip_gap"]),
-            threads=_int(stored["threads"]),
-            seed=_int(stored["seed"]),
-            # Ledgers from before the option was added cleared without it.
-            tie_break=TieBreak(_str(stored.get("tie_break", TieBreak.NONE.value))),
-        )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(source, f"round {round_no}: stored options unreadable ({exc})") from None
-
-
-def _int(value: object) -> int:
-    # bool is an int to Python; a flag where a number belongs is refused.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{value!r} is not a whole number")
-    return value
-
-
-def _float(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{value!r} is not a number")
-    return float(value)
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{value!r} is not text")
-    return value
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{value!r} is not true or false")
-    return value

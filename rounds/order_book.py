@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.errors import InputError
 from gridmatch.scenario_io.loader import SCENARIO_FILE, Scenario, load_scenario
 from gridmatch.scenario_io.orders_csv import SUBMITTED_COLUMN
 from gridmatch.scenario_io.schema import RoundsSpec

@@ -13,18 +13,21 @@ replayed with X.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gridmatch.errors import InputError
+from gridmatch.matching.solution import TerminationCondition
+from gridmatch.results_io.folder import parse_trades
+from gridmatch.results_io.rows import TradeRow
+from gridmatch.results_io.summary import RoundSummary
 from gridmatch.rounds.engine import clear_round, load_market
-from gridmatch.rounds.ledger import Ledger, StoredRound, current_versions
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.rounds.hashing import current_versions
+from gridmatch.rounds.ledger import Ledger, StoredRound
 
 # Quantities and prices equal to this are "unchanged" in a diff (the trades' hashes
 # still decide whether a rerun is identical, byte for byte).
@@ -33,28 +36,11 @@ TradeKey = tuple[int, str, str]
 
 
 @dataclass(frozen=True)
-class TradeLine:
-    """One trade as trades.csv states it."""
-
-    slot: int
-    buy_order_id: str
-    sell_order_id: str
-    quantity_kwh: float
-    price_eur_per_kwh: float
-    welfare_eur: float
-
-    @property
-    def key(self) -> TradeKey:
-        """``(slot, buy_order_id, sell_order_id)``: at most one trade per key."""
-        return (self.slot, self.buy_order_id, self.sell_order_id)
-
-
-@dataclass(frozen=True)
 class TradeChange:
     """A pair that trades in both sets, with another quantity or price."""
 
-    before: TradeLine
-    after: TradeLine
+    before: TradeRow
+    after: TradeRow
 
 
 @dataclass(frozen=True)
@@ -72,8 +58,8 @@ class TradeDiff:
         Sum of the ``welfare_eur`` column of each set.
     """
 
-    added: tuple[TradeLine, ...]
-    removed: tuple[TradeLine, ...]
+    added: tuple[TradeRow, ...]
+    removed: tuple[TradeRow, ...]
     changed: tuple[TradeChange, ...]
     welfare_before_eur: float
     welfare_after_eur: float
@@ -260,17 +246,14 @@ def replay_rounds(
                 identical=clearing.trades_sha256 == stored.trades_sha256,
                 stored_trades_sha256=stored.trades_sha256,
                 trades_sha256=clearing.trades_sha256,
-                diff=diff_trades(stored.trades_csv, clearing.trades_csv),
+                diff=diff_trades(stored.trades_csv, clearing.trades_csv, ledger_path),
                 status=clearing.result.status.value,
                 changed_versions={
                     name: (old, now.get(name))
                     for name, old in stored.versions.items()
                     if now.get(name) != old
                 },
-                stored_time_limited=any(
-                    slot.get("termination") == "time_limit"
-                    for slot in stored.summary.get("slots", [])
-                ),
+                stored_time_limited=_time_limited(stored.summary(ledger_path)),
                 runtime_s=runtime_s,
             )
         )
@@ -315,10 +298,10 @@ def diff(ledger_path: Path, round_no: int, formulation: str) -> Replay:
     return rerun(ledger_path, round_no, formulation)
 
 
-def diff_trades(before_csv: bytes, after_csv: bytes) -> TradeDiff:
-    """Compare two trades.csv files trade by trade."""
-    before = _read_trades(before_csv)
-    after = _read_trades(after_csv)
+def diff_trades(before_csv: bytes, after_csv: bytes, source: Path) -> TradeDiff:
+    """Compare two trades.csv contents trade by trade (``source`` is named in errors)."""
+    before = _read_trades(before_csv, source)
+    after = _read_trades(after_csv, source)
     changed = tuple(
         TradeChange(before[key], after[key])
         for key in sorted(before.keys() & after.keys())
@@ -334,26 +317,17 @@ def diff_trades(before_csv: bytes, after_csv: bytes) -> TradeDiff:
     )
 
 
-def trade_lines(data: bytes) -> list[TradeLine]:
-    """Read the trades of a trades.csv, in file order (quantities bit for bit: ``repr``)."""
-    return [
-        TradeLine(
-            slot=int(row["slot"]),
-            buy_order_id=row["buy_order_id"],
-            sell_order_id=row["sell_order_id"],
-            quantity_kwh=float(row["quantity_kwh"]),
-            price_eur_per_kwh=float(row["price_eur_per_kwh"]),
-            welfare_eur=float(row["welfare_eur"]),
-        )
-        for row in csv.DictReader(io.StringIO(data.decode("utf-8")))
-    ]
+def _read_trades(data: bytes, source: Path) -> dict[TradeKey, TradeRow]:
+    return {row.key: row for row in parse_trades(data, source)}
 
 
-def _read_trades(data: bytes) -> dict[TradeKey, TradeLine]:
-    return {line.key: line for line in trade_lines(data)}
+def _time_limited(summary: RoundSummary) -> bool:
+    """Tell whether a slot's solver, or its second stage, stopped at the time limit."""
+    limit = TerminationCondition.TIME_LIMIT.value
+    return any(limit in (slot.termination, slot.second_stage) for slot in summary.slots)
 
 
-def _describe(trade: TradeLine) -> str:
+def _describe(trade: TradeRow) -> str:
     return (
         f"slot {trade.slot} {trade.buy_order_id} <- {trade.sell_order_id}: "
         f"{trade.quantity_kwh:.3f} kWh at {trade.price_eur_per_kwh:.4f} EUR/kWh "

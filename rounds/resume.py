@@ -22,26 +22,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gridmatch.errors import InputError, UsageError
 from gridmatch.matching.solution import SolveOptions
-from gridmatch.rounds.ledger import (
-    Ledger,
-    StoredRound,
-    StoredScenario,
-    canonical_json,
-    input_sha256,
-    options_from_json,
-    options_json,
-    round_input_json,
-)
+from gridmatch.results_io.folder import parse_trades
+from gridmatch.rounds.hashing import canonical_json, input_sha256
+from gridmatch.rounds.ledger import Ledger, StoredRound, StoredScenario
+from gridmatch.rounds.ledger_codecs import options_from_json, options_json, round_input_json
 from gridmatch.rounds.order_book import SUBMITTED_COLUMN, RollingScenario
-from gridmatch.rounds.replay import check_integrity, trade_lines
+from gridmatch.rounds.replay import check_integrity
 from gridmatch.rounds.schedule import CarryOver
-from gridmatch.scenario_io.errors import InputError
 from gridmatch.scenario_io.loader import SCENARIO_FILE
 from gridmatch.scenario_io.schema import ScenarioSpec
 
 
-class LedgerMismatchError(Exception):
+class LedgerMismatchError(UsageError):
     """The run's options are not the ones the ledger's rounds were cleared with."""
 
 
@@ -106,7 +100,7 @@ def restore_rounds(
             _explain_changed_round(rolling, stored, data["orders"], ledger.path)
         carry.record_trades(
             (t.slot, t.buy_order_id, t.sell_order_id, t.quantity_kwh)
-            for t in trade_lines(stored.trades_csv)
+            for t in parse_trades(stored.trades_csv, ledger.path)
         )
     return stored_rounds
 

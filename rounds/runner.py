@@ -21,8 +21,6 @@ every round it holds.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 import time
@@ -31,45 +29,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gridmatch.errors import InputError, OutputFolderError
 from gridmatch.matching.backends.registry import get_backend
 from gridmatch.matching.solution import SolveOptions
-from gridmatch.pipeline import RunSettings, resolve_settings
-from gridmatch.results_io.atomic import (
-    MARKER,
-    OutputFolderError,
-    atomic_output_dir,
-    write_file_atomically,
+from gridmatch.pipeline import RunSettings, resolve_settings, result_files
+from gridmatch.results_io.atomic import MARKER, write_file_atomically
+from gridmatch.results_io.folder import json_text, parse_trades, write_result
+from gridmatch.results_io.layout import (
+    LEDGER_FILE,
+    ORDERS_FILE,
+    SUMMARY_FILE,
+    TRADES_FILE,
+    round_folder,
+    round_folders,
+    round_number,
 )
 from gridmatch.results_io.manifest import build_manifest
-from gridmatch.results_io.writers import (
-    TRADE_COLUMNS,
-    order_fields,
-    write_grid,
-    write_json,
-    write_orders,
+from gridmatch.results_io.rows import (
+    DayOrderRow,
+    DayTradeRow,
+    OrderStatus,
+    day_trade_rows,
+    order_status,
 )
-from gridmatch.rounds.engine import RoundClearing, clear_round, load_market, network_json
-from gridmatch.rounds.ledger import (
-    LEDGER_FILE,
-    Ledger,
-    StoredRound,
-    StoredScenario,
-    canonical_json,
-    options_json,
-    orders_json,
-    sha256_text,
-    utc_now,
-)
-from gridmatch.rounds.order_book import SUBMITTED_COLUMN, RollingScenario, load_rolling_scenario
+from gridmatch.results_io.summary import DaySummary, OptionsRecord, RoundRecord
+from gridmatch.results_io.tables import to_csv
+from gridmatch.rounds.engine import Market, RoundClearing, clear_round, load_market, network_json
+from gridmatch.rounds.hashing import canonical_json, sha256_text, utc_now
+from gridmatch.rounds.ledger import Ledger, StoredRound, StoredScenario
+from gridmatch.rounds.ledger_codecs import orders_json
+from gridmatch.rounds.order_book import RollingScenario, load_rolling_scenario
 from gridmatch.rounds.resume import restore_rounds
 from gridmatch.rounds.schedule import CarryOver, round_times_min
-from gridmatch.scenario_io.errors import InputError
 from gridmatch.scenario_io.loader import SCENARIO_FILE
-from gridmatch.scenario_io.orders_csv import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from gridmatch.scenario_io.schema import ScenarioSpec
 
-_FILL_TOLERANCE_KWH = 1e-6
-_ROUND_PREFIX = "round-"
+__all__ = ["RoundsRun", "round_folder", "round_folders", "run_rounds"]
 
 
 @dataclass(frozen=True)
@@ -88,14 +83,17 @@ class RoundsRun:
     summary: dict[str, Any]
 
 
-def round_folder(out_dir: Path, round_no: int) -> Path:
-    """Return the result folder of one round."""
-    return out_dir / f"{_ROUND_PREFIX}{round_no:03d}"
+@dataclass(frozen=True)
+class _Day:
+    """What a run of a day works from: the scenario, its settings, rounds and carry-over."""
 
-
-def round_folders(out_dir: Path) -> list[Path]:
-    """Return the round folders in ``out_dir``, in round order."""
-    return sorted(out_dir.glob(f"{_ROUND_PREFIX}[0-9][0-9][0-9]"))
+    rolling: RollingScenario
+    formulation: str
+    options: SolveOptions
+    carry: CarryOver
+    times: list[int]
+    market: Market
+    stored_scenario: StoredScenario
 
 
 def run_rounds(
@@ -130,7 +128,7 @@ def run_rounds(
         rounds their inputs; nothing is written.
     gridmatch.rounds.resume.LedgerMismatchError
         (``resume``) Other formulation or options than the stored rounds'.
-    gridmatch.results_io.atomic.OutputFolderError
+    gridmatch.errors.OutputFolderError
         ``OUT`` already holds a ledger and ``resume`` is false, ``OUT`` is not a new or
         empty folder, or another process is writing its ledger.
     gridmatch.matching.backends.registry.UnknownFormulationError
@@ -139,6 +137,35 @@ def run_rounds(
     started = time.perf_counter()
     ledger_path = out_dir / LEDGER_FILE
     continuing = resume and ledger_path.exists()
+    _check_out_dir(out_dir, ledger_path, continuing)
+    day = _prepare_day(scenario_dir, settings)
+    opened = (
+        Ledger.open_for_append(ledger_path)
+        if continuing
+        else Ledger.create(ledger_path, day.stored_scenario)
+    )
+    # Everything below happens under the ledger's writer lock, the day files included.
+    with opened as ledger:
+        records: list[StoredRound] = []
+        if continuing:
+            records = restore_rounds(
+                ledger,
+                day.rolling,
+                day.stored_scenario,
+                day.carry,
+                day.times,
+                day.formulation,
+                day.options,
+            )
+        records += _clear_due_rounds(day, ledger, out_dir, len(records), until_min, on_round)
+        _remove_unrecorded_rounds(out_dir, len(records))
+        summary = _day_summary(day, records, started, ledger_path)
+        _write_day_files(out_dir, day, records, summary)
+    return RoundsRun(ledger_path, summary.document())
+
+
+def _check_out_dir(out_dir: Path, ledger_path: Path, continuing: bool) -> None:
+    """Refuse an output folder a day would overwrite something in."""
     if ledger_path.exists() and not continuing:
         raise OutputFolderError(
             f"{ledger_path}: a round ledger already exists here and is never overwritten; "
@@ -147,6 +174,10 @@ def run_rounds(
     if not continuing and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         # The day's files would replace whatever is there: only a new folder is safe.
         raise OutputFolderError(f"{out_dir}: exists and is not an empty folder")
+
+
+def _prepare_day(scenario_dir: Path, settings: RunSettings) -> _Day:
+    """Validate the scenario and lay out the day: settings, round times, stored scenario."""
     rolling = load_rolling_scenario(scenario_dir)
     scenario = rolling.scenario
     formulation, options = resolve_settings(scenario, settings)
@@ -166,7 +197,6 @@ def run_rounds(
             f"has closed (the last at {carry.last_close_min:g} min)",
             field="rounds.first_round_min",
         )
-
     # Every round clears on the spec and network as stored, so a rerun meets the same.
     network_text = network_json(scenario.net)
     spec_json = canonical_json(scenario.spec.model_dump(mode="json"))
@@ -188,42 +218,37 @@ def run_rounds(
         ),
         created_utc=utc_now(),
     )
-    records: list[StoredRound] = []
-    opened = (
-        Ledger.open_for_append(ledger_path)
-        if continuing
-        else Ledger.create(ledger_path, stored_scenario)
-    )
-    # Everything below happens under the ledger's writer lock, the day files included.
-    with opened as ledger:
-        # New rounds hash with the day's stored scenario (a resumed day's scenario.yaml
-        # may be stored in an older but equal form).
-        scenario_sha256 = ledger.scenario.sha256
-        if continuing:
-            records = restore_rounds(
-                ledger, rolling, stored_scenario, carry, times, formulation, options
-            )
-        for round_no, at_min in enumerate(times, start=1):
-            if round_no <= len(records):
-                continue
-            if until_min is not None and at_min > until_min:
-                break
-            clearing = clear_round(
-                market, carry.round_input(round_no, at_min, formulation, options)
-            )
-            record = StoredRound.from_clearing(clearing, scenario_sha256)
-            with ledger.append_round(record):
-                _write_round_folder(
-                    round_folder(out_dir, round_no), rolling, clearing, record, formulation
-                )
-            carry.record(clearing)
-            records.append(record)
-            if on_round is not None:
-                on_round(clearing)
-        _remove_unrecorded_rounds(out_dir, len(records))
-        summary = _day_summary(rolling, formulation, options, records, carry, times, started)
-        _write_day_files(out_dir, rolling, carry, times, records, summary)
-    return RoundsRun(ledger_path, summary)
+    return _Day(rolling, formulation, options, carry, times, market, stored_scenario)
+
+
+def _clear_due_rounds(
+    day: _Day,
+    ledger: Ledger,
+    out_dir: Path,
+    n_stored: int,
+    until_min: int | None,
+    on_round: Callable[[RoundClearing], None] | None,
+) -> list[StoredRound]:
+    """Clear the rounds after the stored ones that are due by ``until_min``; record each."""
+    # New rounds hash with the day's stored scenario (a resumed day's scenario.yaml may
+    # be stored in an older but equal form).
+    scenario_sha256 = ledger.scenario.sha256
+    records = []
+    for round_no, at_min in enumerate(day.times, start=1):
+        if round_no <= n_stored:
+            continue
+        if until_min is not None and at_min > until_min:
+            break
+        round_input = day.carry.round_input(round_no, at_min, day.formulation, day.options)
+        clearing = clear_round(day.market, round_input)
+        record = StoredRound.from_clearing(clearing, scenario_sha256)
+        with ledger.append_round(record):
+            _write_round_folder(round_folder(out_dir, round_no), day.rolling, clearing, record)
+        day.carry.record(clearing)
+        records.append(record)
+        if on_round is not None:
+            on_round(clearing)
+    return records
 
 
 def _remove_unrecorded_rounds(out_dir: Path, n_recorded: int) -> None:
@@ -232,22 +257,22 @@ def _remove_unrecorded_rounds(out_dir: Path, n_recorded: int) -> None:
     Only folders gridmatch wrote (they carry its marker) are removed.
     """
     for folder in round_folders(out_dir):
-        round_no = int(folder.name.removeprefix(_ROUND_PREFIX))
-        if round_no > n_recorded and (folder / MARKER).is_file():
+        number = round_number(folder)
+        if number is not None and number > n_recorded and (folder / MARKER).is_file():
             shutil.rmtree(folder)
 
 
 def _write_round_folder(
-    folder: Path,
-    rolling: RollingScenario,
-    clearing: RoundClearing,
-    record: StoredRound,
-    formulation: str,
+    folder: Path, rolling: RollingScenario, clearing: RoundClearing, record: StoredRound
 ) -> None:
     scenario = rolling.scenario
     round_input = clearing.round_input
     manifest = build_manifest(
-        scenario.name, scenario.directory, scenario.input_files, formulation, round_input.options
+        scenario.name,
+        scenario.directory,
+        scenario.input_files,
+        round_input.formulation,
+        round_input.options,
     )
     manifest["round"] = {
         "round_no": round_input.round_no,
@@ -256,112 +281,65 @@ def _write_round_folder(
         "trades_sha256": record.trades_sha256,
         "ledger": LEDGER_FILE,
     }
-    with atomic_output_dir(folder) as staging:
-        (staging / "trades.csv").write_bytes(clearing.trades_csv)
-        write_orders(staging / "orders.csv", round_input.book, clearing.result)
-        write_json(staging / "summary.json", clearing.summary)
-        write_json(staging / "manifest.json", manifest)
-        if clearing.security is not None:
-            write_grid(staging / "grid.csv", clearing.security.report, clearing.security.binding)
-
-
-def _round_row(record: StoredRound) -> dict[str, Any]:
-    summary = record.summary
-    return {
-        "round_no": record.round_no,
-        "cleared_at_min": record.cleared_at_min,
-        "n_orders": summary["n_orders"],
-        "n_trades": summary["n_trades"],
-        "traded_kwh": summary["traded_kwh"],
-        "welfare_eur": summary["welfare_eur"],
-        "status": summary["status"],
-        "secure": summary["secure"],
-        "runtime_s": summary["runtime_s"],
-        "input_sha256": record.input_sha256,
-        "trades_sha256": record.trades_sha256,
-    }
-
-
-def _prefixed_trades(record: StoredRound) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(record.trades_csv.decode("utf-8")))
-    next(reader)  # the header
-    prefix = [str(record.round_no), str(record.cleared_at_min)]
-    return [prefix + row for row in reader]
+    files = result_files(
+        round_input.book, clearing.result, clearing.summary, manifest, clearing.security
+    )
+    write_result(folder, files)
 
 
 def _day_summary(
-    rolling: RollingScenario,
-    formulation: str,
-    options: SolveOptions,
-    records: list[StoredRound],
-    carry: CarryOver,
-    times: list[int],
-    started: float,
-) -> dict[str, Any]:
-    rounds = [_round_row(record) for record in records]
-    secure = [r["secure"] for r in rounds]
-    return {
-        "scenario": rolling.scenario.name,
-        "formulation": formulation,
-        "options": json.loads(options_json(options)),
-        "rounds_spec": rolling.rounds.model_dump(mode="json"),
-        "n_rounds": len(rounds),
-        "n_rounds_planned": len(times),
-        # false after an --until stop: later rounds are still to come (--resume)
-        "complete": len(rounds) == len(times),
-        "n_orders": len(rolling.scenario.book),
-        "n_late_orders": int(carry.late(times).sum()),
-        "n_trades": sum(r["n_trades"] for r in rounds),
-        "traded_kwh": sum(r["traded_kwh"] for r in rounds),
-        "welfare_eur": sum(r["welfare_eur"] for r in rounds),
+    day: _Day, records: list[StoredRound], started: float, ledger_path: Path
+) -> DaySummary:
+    rounds = [
+        RoundRecord.of(r.summary(ledger_path), r.input_sha256, r.trades_sha256) for r in records
+    ]
+    secure = [r.secure for r in rounds]
+    return DaySummary(
+        scenario=day.rolling.scenario.name,
+        formulation=day.formulation,
+        options=OptionsRecord.of(day.options),
+        rounds_spec=day.rolling.rounds.model_dump(mode="json"),
+        n_rounds=len(rounds),
+        n_rounds_planned=len(day.times),
+        complete=len(rounds) == len(day.times),
+        n_orders=len(day.rolling.scenario.book),
+        n_late_orders=int(day.carry.late(day.times).sum()),
+        n_trades=sum(r.n_trades for r in rounds),
+        traded_kwh=sum(r.traded_kwh for r in rounds),
+        welfare_eur=sum(r.welfare_eur for r in rounds),
         # null without grid security (or before any round), as in a single clearing's
-        "secure": None if not secure or any(s is None for s in secure) else all(secure),
-        # this invocation's wall time (a resumed day: only the rounds cleared now)
-        "runtime_s": time.perf_counter() - started,
-        "ledger": LEDGER_FILE,
-        "rounds": rounds,
-    }
+        secure=None if not secure or any(s is None for s in secure) else all(secure),
+        runtime_s=time.perf_counter() - started,
+        ledger=LEDGER_FILE,
+        rounds=tuple(rounds),
+    )
 
 
 def _write_day_files(
-    out_dir: Path,
-    rolling: RollingScenario,
-    carry: CarryOver,
-    times: list[int],
-    records: list[StoredRound],
-    summary: dict[str, Any],
+    out_dir: Path, day: _Day, records: list[StoredRound], summary: DaySummary
 ) -> None:
-    trades = io.StringIO()
-    writer = csv.writer(trades, lineterminator="\n")
-    writer.writerow(["round_no", "cleared_at_min", *TRADE_COLUMNS])
+    trades: list[DayTradeRow] = []
     for record in records:
-        writer.writerows(_prefixed_trades(record))
-    write_file_atomically(out_dir / "trades.csv", trades.getvalue())
+        stored = parse_trades(record.trades_csv, out_dir / LEDGER_FILE)
+        trades += day_trade_rows(record.round_no, record.cleared_at_min, stored)
+    write_file_atomically(out_dir / TRADES_FILE, to_csv(DayTradeRow, trades))
+    write_file_atomically(out_dir / ORDERS_FILE, to_csv(DayOrderRow, _day_orders(day, records)))
+    write_file_atomically(out_dir / SUMMARY_FILE, json_text(summary.document()))
 
-    orders = io.StringIO()
-    writer = csv.writer(orders, lineterminator="\n")
-    writer.writerow(
-        [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, SUBMITTED_COLUMN, "filled_kwh", "status"]
-    )
+
+def _day_orders(day: _Day, records: list[StoredRound]) -> list[DayOrderRow]:
+    """Every order of the day with its fill over all rounds so far, and its status."""
+    carry = day.carry
     filled = carry.traded_kwh
-    left_wh = carry.remaining_wh()
-    late = carry.late(times)
-    not_yet_seen = carry.late(times[: len(records)])  # by the rounds cleared so far
-    for k, order in enumerate(rolling.scenario.book.orders):
+    late = carry.late(day.times)
+    not_yet_seen = carry.late(day.times[: len(records)])  # by the rounds cleared so far
+    rows = []
+    for k, order in enumerate(day.rolling.scenario.book.orders):
         if late[k]:
-            status = "late"
+            status = OrderStatus.LATE
         elif not_yet_seen[k]:
-            status = "pending"  # a round still to come (after an --until stop) will see it
-        elif filled[k] <= _FILL_TOLERANCE_KWH:
-            status = "unfilled"
-        elif left_wh[k] == 0:
-            # possibly short of a sub-Wh rest no round can trade (see schedule.py)
-            status = "filled"
+            status = OrderStatus.PENDING  # a round still to come (after --until) will see it
         else:
-            status = "partially_filled"
-        writer.writerow(
-            [*order_fields(order), rolling.submitted_at_min[k], repr(float(filled[k])), status]
-        )
-    write_file_atomically(out_dir / "orders.csv", orders.getvalue())
-    summary_text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
-    write_file_atomically(out_dir / "summary.json", summary_text)
+            status = order_status(order.quantity_kwh, float(filled[k]))
+        rows.append(DayOrderRow(order, day.rolling.submitted_at_min[k], float(filled[k]), status))
+    return rows

@@ -25,19 +25,11 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.clearing import TOLERANCE_KWH
-from gridmatch.matching.orders import WH_PER_KWH, OrderBook
+from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.rounds.engine import BackgroundInjection, RoundClearing, RoundInput
 from gridmatch.scenario_io.schema import RoundsSpec
-
-# Slack when rounding what is left down to whole Wh: a fill computed as 0.3 kWh may
-# come back as 0.30000000000000004, which must not cost the order a whole Wh.
-_WH_SLACK = 1e-6
-
-
-def slot_close_min(slot: int, slot_minutes: float, rounds: RoundsSpec) -> float:
-    """Time from which no round trades ``slot``, minutes from the start of the day."""
-    return slot * slot_minutes - rounds.gate_closure_min
+from gridmatch.units import exact_wh, remaining_wh, wh_to_kwh
 
 
 def round_times_min(rounds: RoundsSpec, last_close_min: float) -> list[int]:
@@ -77,11 +69,10 @@ class CarryOver:
     ) -> None:
         self.book = book
         self.submitted_at_min = np.asarray(submitted_at_min, dtype=np.int64)
-        self._quantity_wh = np.rint(book.quantity_kwh * WH_PER_KWH).astype(np.int64)
+        self._quantity_wh = exact_wh(book.quantity_kwh)
         self._close_min = book.slot * slot_minutes - rounds.gate_closure_min
         self._traded_kwh = np.zeros(len(book))
         self._gone = np.zeros(len(book), dtype=bool)  # indivisible orders once matched
-        self._offered = np.zeros(len(book), dtype=bool)  # seen by at least one round
         # All-or-none sells and indivisible buys are both "not divisible".
         self._whole = ~book.divisible
         self._position = {order.order_id: k for k, order in enumerate(book.orders)}
@@ -100,15 +91,9 @@ class CarryOver:
         """Traded kWh so far, per order of the day."""
         return self._traded_kwh.copy()
 
-    @property
-    def offered(self) -> npt.NDArray[np.bool_]:
-        """Whether each order was in at least one round's book."""
-        return self._offered.copy()
-
     def remaining_wh(self) -> npt.NDArray[np.int64]:
         """Whole Wh each order may still trade (0 for matched indivisible orders)."""
-        left = np.floor(self._quantity_wh - self._traded_kwh * WH_PER_KWH + _WH_SLACK)
-        left = np.maximum(left, 0.0).astype(np.int64)
+        left = remaining_wh(self._quantity_wh, self._traded_kwh)
         left[self._gone] = 0
         return left
 
@@ -123,10 +108,9 @@ class CarryOver:
     ) -> RoundInput:
         """Build the inputs of the round clearing at ``at_min``."""
         chosen = self.eligible(at_min)
-        self._offered[chosen] = True
         left = self.remaining_wh()
         orders = tuple(
-            replace(self.book.orders[k], quantity_kwh=int(left[k]) / WH_PER_KWH)
+            replace(self.book.orders[k], quantity_kwh=wh_to_kwh(int(left[k])))
             for k in chosen.tolist()
         )
         slots = {order.slot for order in orders}

@@ -10,11 +10,11 @@ import pandapower as pp
 import pydantic
 import yaml
 
-from gridmatch.grid_models.networks import load_network
+from gridmatch.errors import InputError
 from gridmatch.grid_models.topology import bus_graph, unusable_buses
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import OrderBook
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.orders_csv import read_orders
 from gridmatch.scenario_io.schema import ScenarioSpec
 

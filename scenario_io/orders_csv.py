@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridmatch.matching.orders import WH_PER_KWH, Order, OrderBook, Side
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.errors import InputError
+from gridmatch.matching.orders import Order, OrderBook, Side
+from gridmatch.units import WH_PER_KWH, exact_wh, wh_to_kwh
 
 REQUIRED_COLUMNS = (
     "order_id",
@@ -197,7 +198,7 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> tuple[Order, in
         side=side,
         bus=integer("bus", 2**31 - 1),
         slot=integer("slot", MAX_SLOT),
-        quantity_kwh=round(quantity_kwh * WH_PER_KWH) / WH_PER_KWH,
+        quantity_kwh=wh_to_kwh(int(exact_wh(quantity_kwh))),
         limit_price_eur_per_kwh=number(
             "limit_price_eur_per_kwh", positive=False, maximum=MAX_PRICE_EUR_PER_KWH
         ),

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gridmatch.errors import ToolchainError
 
-class ToolchainError(RuntimeError):
-    """forge or anvil is missing or failed."""
+__all__ = ["Artifact", "ToolchainError", "build", "contracts_dir", "load", "tool"]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 from web3.types import RPCEndpoint
 
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.errors import ChainError, InputError, UsageError
 from gridmatch.settlement.abi_calls import ContractAbi, call_view
 from gridmatch.settlement.accounts import VALIDATORS, address_of
 from gridmatch.settlement.anvil import local_chain
@@ -28,6 +28,7 @@ from gridmatch.settlement.artifacts import build, load
 from gridmatch.settlement.merkle import root_and_proofs, trade_leaf
 from gridmatch.settlement.meters import read_meters
 from gridmatch.settlement.round_data import ChainTrade, locks_by_buyer, read_round
+from gridmatch.units import SECONDS_PER_HOUR, WH_PER_KWH, micro_eur_to_eur
 
 ROUND_ID = 1
 # Trades per attestation transaction: the attestation that settles a trade costs up to
@@ -42,10 +43,6 @@ STATES_GROUP = 1000
 DEPOSIT_BATCH = 500
 GAS_ETH = 10**20
 _OPEN = 0
-
-
-class ChainError(RuntimeError):
-    """A transaction reverted; the message names the contract's custom error."""
 
 
 @dataclass(frozen=True)
@@ -170,19 +167,25 @@ def settle(
 
     Returns the deployment record (also written to ``OUT_DIR/settlement/deployment.json``).
 
+    Trades below 1 Wh stay off chain, and fractions of a Wh are not settled (energy
+    is settled in whole Wh, rounded down); the record lists both under ``unsettled``.
+
     Raises
     ------
     InputError
         The result folder's trades.csv is unusable.
+    UsageError
+        The clearing was already committed, or the quorum is out of range.
     ChainError
         A transaction reverted.
     """
-    trades = read_round(out_dir, ROUND_ID)
+    chain_round = read_round(out_dir, ROUND_ID)
+    trades = chain_round.trades
     record_path = out_dir / "settlement" / "deployment.json"
     if record_path.exists():
-        raise InputError(record_path, "this clearing was already committed; attest its meters")
+        raise UsageError(f"{record_path}: this clearing was already committed; attest its meters")
     if not 1 <= quorum <= len(VALIDATORS):
-        raise ValueError(f"quorum must be between 1 and {len(VALIDATORS)}")
+        raise UsageError(f"quorum must be between 1 and {len(VALIDATORS)}")
     build()
     leaves = [trade_leaf(t.as_tuple()) for t in trades]
     root, proofs = root_and_proofs(leaves)
@@ -204,7 +207,9 @@ def settle(
             _send(w3, settlement, "grantRole", (validator_role, address), admin)
         locks = locks_by_buyer(trades)
         _fund(w3, payment, settlement, admin, locks)
-        deadline = int(w3.eth.get_block("latest")["timestamp"]) + int(deadline_hours * 3600)
+        deadline = int(w3.eth.get_block("latest")["timestamp"]) + int(
+            deadline_hours * SECONDS_PER_HOUR
+        )
         params = (ROUND_ID, input_hash, root, deadline, tolerance_wh, quorum)
         receipt = _send(w3, settlement, "commitRound", (params, list(locks.items())), admin)
     record = {
@@ -222,6 +227,7 @@ def settle(
             {**t.__dict__, "proof": [p.hex() for p in proof]}
             for t, proof in zip(trades, proofs, strict=True)
         ],
+        "unsettled": [{**vars(u), "unsettled_kwh": u.unsettled_kwh} for u in chain_round.unsettled],
     }
     record_path.parent.mkdir(exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
@@ -416,5 +422,7 @@ def _payouts(
         free_change = after[participant][0] - before[participant][0]
         wh_change = sum(after[participant][2].values()) - sum(before[participant][2].values())
         if free_change or wh_change:
-            payouts.append(Payout(participant, free_change / 1e6, wh_change / 1000.0))
+            payouts.append(
+                Payout(participant, micro_eur_to_eur(free_change), wh_change / WH_PER_KWH)
+            )
     return payouts

@@ -2,8 +2,9 @@
 
 ``METER_CSV`` columns: ``slot, buy_order_id, sell_order_id`` (the trade's keys in
 trades.csv), ``sent_kwh`` (the seller's meter) and ``received_kwh`` (the buyer's
-meter). A trade without a row gets no attestation: without a quorum by the deadline
-its buyer reclaims the prepayment.
+meter); readings count as whole Wh, rounded down (:func:`gridmatch.units.floor_wh`).
+A trade without a row gets no attestation: without a quorum by the deadline its buyer
+reclaims the prepayment.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.errors import InputError
 from gridmatch.settlement.round_data import parse_slot
+from gridmatch.units import floor_wh
 
 COLUMNS = ("slot", "buy_order_id", "sell_order_id", "sent_kwh", "received_kwh")
 
@@ -73,4 +75,4 @@ def _wh(path: Path, number: int, row: dict[str, str], field: str) -> int:
         raise InputError(path, f"'{row[field]}' is not a number", row=number, field=field) from None
     if not math.isfinite(value) or value < 0 or value > 1e9:
         raise InputError(path, "must be between 0 and 1e9 kWh", row=number, field=field)
-    return round(value * 1000)
+    return floor_wh(value)

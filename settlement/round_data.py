@@ -1,32 +1,22 @@
 """The trades of a result folder in the units the contract takes.
 
-Energy in whole Wh, prices in micro-EUR per kWh: ``trades.csv`` is validated here,
-at the edge, like every file a user hands over.
+Energy in whole Wh (rounded down: never more than was traded), prices in micro-EUR per
+kWh. ``trades.csv`` is read through the result folder's own reader, which validates it
+like every file a user hands over; the contract's 64-bit ranges are checked here.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.errors import InputError
+from gridmatch.results_io.folder import read_numbered_trades
+from gridmatch.results_io.layout import TRADES_FILE
+from gridmatch.results_io.rows import TradeRow
 from gridmatch.settlement.accounts import address_of
-
-MICRO_EUR_PER_EUR = 1_000_000
-WH_PER_KWH = 1000
-_COLUMNS = (
-    "slot",
-    "buy_order_id",
-    "sell_order_id",
-    "buyer_id",
-    "seller_id",
-    "quantity_kwh",
-    "price_eur_per_kwh",
-    "fee_eur_per_kwh",
-)
+from gridmatch.units import WH_PER_KWH, eur_to_micro_eur, floor_wh, wh_to_kwh
 
 
 @dataclass(frozen=True)
@@ -69,32 +59,65 @@ class ChainTrade:
 _UINT64_LIMIT = 2**64
 
 
-def read_round(out_dir: Path, round_id: int) -> list[ChainTrade]:
+@dataclass(frozen=True)
+class UnsettledEnergy:
+    """Energy of a trade that does not go on chain: the part below a whole Wh.
+
+    Settlement counts whole Wh, rounded down (:func:`gridmatch.units.floor_wh`), so
+    no trade is ever settled for more energy than it traded. A trade below 1 Wh is
+    left out of the round altogether (nothing is locked for it); any other trade's
+    fraction of a Wh is simply not settled. Both are recorded, never dropped silently.
+    """
+
+    slot: int
+    buy_order_id: str
+    sell_order_id: str
+    traded_kwh: float
+    settled_wh: int
+
+    @property
+    def unsettled_kwh(self) -> float:
+        """What was traded and is not settled."""
+        return max(self.traded_kwh - wh_to_kwh(self.settled_wh), 0.0)
+
+
+@dataclass(frozen=True)
+class ChainRound:
+    """The trades of a result folder as the contract takes them, and what stays off chain."""
+
+    trades: list[ChainTrade]
+    unsettled: list[UnsettledEnergy]
+
+
+def read_round(out_dir: Path, round_id: int) -> ChainRound:
     """Read ``OUT_DIR/trades.csv`` as the trades of round ``round_id``.
 
     Raises
     ------
     InputError
-        Missing file or column, or a value that is not a number of the right kind.
+        Missing file or column, a value that is not a number of the right kind, a
+        value the contract's 64-bit fields cannot hold, or no trade of 1 Wh or more.
     """
-    path = out_dir / "trades.csv"
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(path, f"cannot read the clearing result: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(path, f"missing column(s): {', '.join(missing)}")
-        trades: list[ChainTrade] = []
-        for row in reader:
-            # The file's line, as the orders file counts rows (header = 1, blank lines too).
-            number = reader.line_num
-            trades.append(_trade(path, number, row, round_id, len(trades) + 1))
+    path = out_dir / TRADES_FILE
+    trades: list[ChainTrade] = []
+    unsettled: list[UnsettledEnergy] = []
+    for line, row in read_numbered_trades(out_dir):
+        trade = _trade(path, line, row, round_id, len(trades) + 1)
+        if trade.quantity_wh == 0 or wh_to_kwh(trade.quantity_wh) < row.quantity_kwh:
+            unsettled.append(
+                UnsettledEnergy(
+                    row.slot,
+                    row.buy_order_id,
+                    row.sell_order_id,
+                    row.quantity_kwh,
+                    trade.quantity_wh,
+                )
+            )
+        if trade.quantity_wh > 0:
+            trades.append(trade)
     if not trades:
-        raise InputError(path, "the clearing has no trades to settle")
-    return trades
+        raise InputError(path, "the clearing has no trade of 1 Wh or more to settle")
+    return ChainRound(trades, unsettled)
 
 
 def locks_by_buyer(trades: list[ChainTrade]) -> dict[str, int]:
@@ -122,40 +145,27 @@ def parse_slot(path: Path, number: int, text: str) -> int:
     return slot
 
 
-def _trade(
-    path: Path, number: int, row: dict[str, str], round_id: int, trade_id: int
-) -> ChainTrade:
-    def scaled(field: str, factor: int) -> int:
-        try:
-            value = float(row[field])
-        except (TypeError, ValueError):
+def _trade(path: Path, line: int, row: TradeRow, round_id: int, trade_id: int) -> ChainTrade:
+    def uint64(field: str, value: int) -> int:
+        if not 0 <= value < _UINT64_LIMIT:
             raise InputError(
-                path, f"'{row[field]}' is not a number", row=number, field=field
-            ) from None
-        if not math.isfinite(value) or value < 0:
-            raise InputError(path, "must be a finite number >= 0", row=number, field=field)
-        scaled_value = round(value * factor)
-        if scaled_value >= _UINT64_LIMIT:
-            raise InputError(
-                path, "too large for the contract's 64-bit field", row=number, field=field
+                path, "too large for the contract's 64-bit field", row=line, field=field
             )
-        return scaled_value
+        return value
 
-    slot = parse_slot(path, number, row["slot"])
-    quantity_wh = scaled("quantity_kwh", WH_PER_KWH)
-    if quantity_wh <= 0:
-        raise InputError(path, "a trade must move at least 1 Wh", row=number, field="quantity_kwh")
     return ChainTrade(
         round_id=round_id,
         trade_id=trade_id,
-        buyer=address_of(row["buyer_id"]),
-        seller=address_of(row["seller_id"]),
-        slot=slot,
-        quantity_wh=quantity_wh,
-        price_micro_eur_per_kwh=scaled("price_eur_per_kwh", MICRO_EUR_PER_EUR),
-        fee_micro_eur_per_kwh=scaled("fee_eur_per_kwh", MICRO_EUR_PER_EUR),
-        buy_order_id=row["buy_order_id"],
-        sell_order_id=row["sell_order_id"],
-        buyer_id=row["buyer_id"],
-        seller_id=row["seller_id"],
+        buyer=address_of(row.buyer_id),
+        seller=address_of(row.seller_id),
+        slot=uint64("slot", row.slot),
+        quantity_wh=uint64("quantity_kwh", floor_wh(row.quantity_kwh)),
+        price_micro_eur_per_kwh=uint64(
+            "price_eur_per_kwh", eur_to_micro_eur(row.price_eur_per_kwh)
+        ),
+        fee_micro_eur_per_kwh=uint64("fee_eur_per_kwh", eur_to_micro_eur(row.fee_eur_per_kwh)),
+        buy_order_id=row.buy_order_id,
+        sell_order_id=row.sell_order_id,
+        buyer_id=row.buyer_id,
+        seller_id=row.seller_id,
     )

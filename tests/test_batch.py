@@ -233,9 +233,9 @@ def test_one_batch_at_a_time_writes_a_folder_and_a_bad_table_stops_it_early(
     from contextlib import closing
 
     from gridmatch.batch.orchestrate import BATCH_LOCK
+    from gridmatch.errors import InputError
     from gridmatch.results_io.atomic import OutputFolderError
     from gridmatch.results_io.locks import acquire_writer_lock
-    from gridmatch.scenario_io.errors import InputError
 
     out = tmp_path / "out"
     with (

@@ -15,7 +15,7 @@ from gridmatch.batch.compare import GAP_PLOT, TIME_PLOT, Comparison, compare_res
 from gridmatch.batch.orchestrate import run_batch
 from gridmatch.batch.plan import RunCell
 from gridmatch.batch.table import error_row, rows_to_frame, summary_row, write_table
-from gridmatch.scenario_io.errors import InputError
+from gridmatch.errors import InputError
 
 
 def _summary(orders: int, welfare_eur: float, bound_eur: float, solve_s: float) -> dict[str, Any]:

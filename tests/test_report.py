@@ -20,10 +20,10 @@ import pytest
 from conftest import REPO, ROUNDS_HEADER, case33bw_scenario, without_security
 from matplotlib.image import imread
 
+from gridmatch.errors import InputError, UsageError
 from gridmatch.pipeline import RunSettings, clear_scenario
 from gridmatch.report import REPORT_FILE, build_report, parse_slots
 from gridmatch.results_io.atomic import MARKER
-from gridmatch.scenario_io.errors import InputError
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCENARIO = REPO / "scenarios" / "case33bw-evening"
@@ -217,9 +217,11 @@ def test_malformed_trades_row_is_reported_by_row_and_field(
     before = (out / REPORT_FILE).read_bytes()
     with pytest.raises(InputError) as caught:
         build_report(out)
+    # lines[2] is the file's third line: rows are file lines (header = row 1), as every
+    # reader of the result folder counts them.
     assert (caught.value.path.name, caught.value.row, caught.value.field) == (
         "trades.csv",
-        2,
+        3,
         "quantity_kwh",
     )
     assert (out / REPORT_FILE).read_bytes() == before  # the old report stays whole
@@ -252,14 +254,14 @@ def test_network_without_coordinates_gets_a_tree_layout(cleared: Path, tmp_path:
 
 def test_slot_selection() -> None:
     assert parse_slots("3, 7,16-18") == (3, 7, 16, 17, 18)
-    with pytest.raises(ValueError, match="not a slot"):
+    with pytest.raises(UsageError, match="not a slot"):
         parse_slots("3,x")
-    with pytest.raises(ValueError, match="backwards"):
+    with pytest.raises(UsageError, match="backwards"):
         parse_slots("5-2")
 
 
 def test_unknown_slot_is_refused(cleared_without_grid: Path) -> None:
-    with pytest.raises(ValueError, match=r"slot 9 is not in this result \(it has slots 0-5\)"):
+    with pytest.raises(UsageError, match=r"slot 9 is not in this result \(it has slots 0-5\)"):
         build_report(cleared_without_grid, slots=[2, 9])
 
 

@@ -31,6 +31,7 @@ from feasibility import (
 )
 from independent_grid import insecure_slots
 
+from gridmatch.errors import InputError
 from gridmatch.pipeline import RunSettings
 from gridmatch.results_io.atomic import OutputFolderError
 from gridmatch.rounds import runner
@@ -38,7 +39,6 @@ from gridmatch.rounds.ledger import Ledger
 from gridmatch.rounds.replay import diff, replay_rounds, rerun
 from gridmatch.rounds.resume import LedgerMismatchError
 from gridmatch.rounds.runner import RoundsRun, run_rounds
-from gridmatch.scenario_io.errors import InputError
 
 ROLLING_DAY = REPO / "scenarios" / "rolling-day"
 HEADER = ROUNDS_HEADER
@@ -706,7 +706,7 @@ def test_a_round_folder_the_ledger_never_recorded_is_removed_on_resume(tmp_path:
 
 
 def test_a_ledger_written_before_the_tie_break_option_resumes(tmp_path: Path) -> None:
-    from gridmatch.rounds.ledger import canonical_json, input_sha256, sha256_text
+    from gridmatch.rounds.hashing import canonical_json, input_sha256, sha256_text
 
     scenario = _six_pairs(tmp_path / "s")
     settings = RunSettings(formulation="highspy")

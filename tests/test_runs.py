@@ -14,6 +14,7 @@ from independent_grid import insecure_slots
 from typer.testing import CliRunner
 
 import gridmatch.pipeline
+import gridmatch.results_io.folder
 from gridmatch.cli import app
 
 BUNDLED = REPO / "scenarios"
@@ -107,7 +108,8 @@ def test_failure_while_writing_leaves_the_previous_result_untouched(
     def broken_writer(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(gridmatch.pipeline, "write_orders", broken_writer)
+    # Fails after trades.csv and orders.csv are in the staging folder.
+    monkeypatch.setattr(gridmatch.results_io.folder, "json_text", broken_writer)
     with pytest.raises(OSError, match="disk full"):
         gridmatch.pipeline.clear_scenario(
             BUNDLED / "cigre-lv-day", out, gridmatch.pipeline.RunSettings()

@@ -8,6 +8,7 @@ contract's rules written out independently (Wh, micro-EUR, rounding).
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -134,22 +135,64 @@ def test_a_round_is_committed_once(settled: tuple[Path, Path]) -> None:
     assert "already committed" in result.stderr
 
 
+TRADES_HEADER = (
+    "slot,buy_order_id,sell_order_id,buyer_id,seller_id,buy_bus,sell_bus,quantity_kwh,"
+    "price_eur_per_kwh,fee_eur_per_kwh,buy_limit_eur_per_kwh,sell_limit_eur_per_kwh,welfare_eur"
+)
+
+
 @pytest.mark.parametrize(
     ("row", "field"),
     [
-        ("-1,b1,s1,alice,carol,1.5,0.2,0.01", "slot"),
-        ("0,b1,s1,alice,carol,1.5,20000000000000000000,0.01", "price_eur_per_kwh"),
-        ("0,b1,s1,alice,carol,0.0001,0.2,0.01", "quantity_kwh"),
+        ("-1,b1,s1,alice,carol,5,17,1.5,0.2,0.01,0.3,0.1,0.285", "slot"),
+        (
+            "0,b1,s1,alice,carol,5,17,1.5,20000000000000000000,0.01,0.3,0.1,0.285",
+            "price_eur_per_kwh",
+        ),
+        ("0,b1,s1,alice,carol,5,17,lots,0.2,0.01,0.3,0.1,0.285", "quantity_kwh"),
     ],
 )
 def test_trades_the_contract_cannot_hold_are_refused_before_any_chain(
     tmp_path: Path, row: str, field: str
 ) -> None:
-    (tmp_path / "trades.csv").write_text(
-        "slot,buy_order_id,sell_order_id,buyer_id,seller_id,quantity_kwh,"
-        f"price_eur_per_kwh,fee_eur_per_kwh\n{row}\n"
-    )
+    (tmp_path / "trades.csv").write_text(f"{TRADES_HEADER}\n{row}\n")
     result = CliRunner().invoke(app, ["settle", str(tmp_path)])
     assert result.exit_code == 2
     assert f"row 2, field '{field}'" in result.stderr
     assert not (tmp_path / "settlement").exists()
+
+
+def test_a_clearing_with_no_whole_wh_to_settle_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "trades.csv").write_text(
+        f"{TRADES_HEADER}\n0,b1,s1,alice,carol,5,17,0.0004,0.2,0.01,0.3,0.1,0.000076\n"
+    )
+    result = CliRunner().invoke(app, ["settle", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no trade of 1 Wh or more" in result.stderr
+    assert not (tmp_path / "settlement").exists()
+
+
+def test_sub_wh_fills_are_carried_through_settle_never_settled_for_more(tmp_path: Path) -> None:
+    # A result folder whose trades hold fractions of a Wh (an older clearing, a hand-made
+    # folder): one trade below 1 Wh and one of 1.5004 kWh. Settlement counts whole Wh,
+    # rounded down: the sub-Wh trade stays off chain, the 0.4 Wh are not settled, and
+    # both are recorded.
+    rows = [
+        "0,b1,s1,alice,carol,5,17,1.5004,0.2,0.01,0.3,0.1,0.28507",
+        "0,b2,s1,bob,carol,12,17,0.0004,0.19,0.01,0.28,0.1,0.0000680",
+    ]
+    (tmp_path / "trades.csv").write_text("\n".join([TRADES_HEADER, *rows]) + "\n")
+    result = CliRunner().invoke(app, ["settle", str(tmp_path)])
+    assert result.exit_code == 0, result.stderr
+    assert "not settled" in result.stderr
+    record = json.loads((tmp_path / "settlement" / "deployment.json").read_text())
+    assert [(t["buy_order_id"], t["quantity_wh"]) for t in record["trades"]] == [("b1", 1500)]
+    unsettled = {u["buy_order_id"]: u for u in record["unsettled"]}
+    assert unsettled["b1"]["settled_wh"] == 1500
+    assert unsettled["b2"]["settled_wh"] == 0
+    assert abs(unsettled["b1"]["unsettled_kwh"] - 0.0004) < 1e-12
+    # Exactly the whole Wh are locked: 1500 Wh x (0.2 + 0.01) EUR/kWh = 0.315 EUR.
+    assert record["total_locked_micro_eur"] == 315_000
+    on_chain = chain_client.balances(tmp_path)
+    assert on_chain["alice"][:2] == (0, 315_000)
+    assert "bob" not in on_chain  # nothing of the sub-Wh trade went on chain

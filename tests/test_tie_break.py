@@ -166,7 +166,7 @@ def test_rounds_break_ties_by_submission_time(tmp_path: Path) -> None:
 
 
 def test_the_option_is_refused_with_the_file_and_field_when_unknown(tmp_path: Path) -> None:
-    from gridmatch.scenario_io.errors import InputError
+    from gridmatch.errors import InputError
 
     scenario = _scenario(
         tmp_path / "s", ["s,ps,sell,5,2,2.0,0.10,true"], extra="solver:\n  tie_break: coin\n"

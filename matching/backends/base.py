@@ -17,6 +17,7 @@ import numpy.typing as npt
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.secure_subset import drop_until_rows_hold
 from gridmatch.matching.solution import (
+    Provenance,
     SlotSolution,
     SolutionStatus,
     SolveOptions,
@@ -148,7 +149,8 @@ class HeuristicBackend(Backend):
             slot=problem.slot,
             pair_quantity_kwh=pair_kwh,
             bound_eur=None,
-            termination=TerminationCondition.HEURISTIC,
+            termination=TerminationCondition.CONVERGED,
             status=SolutionStatus.FEASIBLE,
             runtime_s=time.perf_counter() - start,
+            provenance=Provenance.HEURISTIC,
         )

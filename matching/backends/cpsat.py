@@ -3,7 +3,7 @@
 Integer scaling (explicit, so results can be traced back):
 
 * energy in Wh: input quantities are validated to whole Wh (``quantity_kwh`` has at
-  most three decimals), so ``round(quantity_kwh * 1000)`` is exact and the capacity and
+  most three decimals), so :func:`~gridmatch.units.exact_wh` is exact and the capacity and
   all-or-none rows hold exactly in kWh too; divisible fills are whole Wh, which loses
   nothing because once the binaries are fixed the rest is a transportation problem
   with integer data and so has an integral optimum;
@@ -28,19 +28,21 @@ import numpy as np
 
 from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
-from gridmatch.matching.orders import WH_PER_KWH
-from gridmatch.matching.problem import SlotProblem
+from gridmatch.matching.problem import FloatArray, SlotProblem
 from gridmatch.matching.solution import (
+    Provenance,
     SlotSolution,
     SolutionStatus,
     SolveOptions,
     TerminationCondition,
 )
+from gridmatch.units import NANO_EUR_PER_EUR, WH_PER_KWH, exact_wh, floor_wh_array
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
 
-NANO_EUR_PER_EUR = 1_000_000_000
+# CP-SAT needs a positive limit; a slot whose share is used up still gets this long.
+MIN_SOLVER_S = 0.01
 # Grid rows are scaled so their largest coefficient per Wh is this integer.
 ROW_SCALE = 1_000_000
 
@@ -77,100 +79,26 @@ class CpSatBackend(Backend):
                 SolutionStatus.OPTIMAL,
                 0.0,
             )
-        buy_wh = problem.buy_quantity_wh()
-        sell_wh = problem.sell_quantity_wh()
-        indivisible = problem.pair_indivisible
-        pair_buy = problem.pair_buy.tolist()
-        pair_sell = problem.pair_sell.tolist()
-        # Objective per variable unit: a whole item (binary) or one Wh (integer).
-        unit_eur = np.where(
-            indivisible,
-            problem.pair_welfare_eur_per_kwh * problem.buy_quantity_kwh[problem.pair_buy],
-            problem.pair_welfare_eur_per_kwh / WH_PER_KWH,
-        )
-        unit_nano_eur = np.rint(unit_eur * NANO_EUR_PER_EUR).astype(np.int64).tolist()
-
         model = cp_model.CpModel()
-        pair_var = []
-        for p in range(problem.n_pairs):
-            b, s = pair_buy[p], pair_sell[p]
-            if indivisible[p]:
-                # 1 = seller s fills indivisible buy b completely.
-                pair_var.append(model.new_bool_var(f"y_{b}_{s}"))
-            else:
-                # Wh that seller s delivers to divisible buy b.
-                pair_var.append(model.new_int_var(0, int(min(buy_wh[b], sell_wh[s])), f"x_{b}_{s}"))
-        pair_wh = [
-            pair_var[p] * int(buy_wh[pair_buy[p]]) if indivisible[p] else pair_var[p]
-            for p in range(problem.n_pairs)
-        ]
-
-        by_buy: dict[int, list[int]] = {}
-        by_sell: dict[int, list[int]] = {}
-        for p in range(problem.n_pairs):
-            by_buy.setdefault(pair_buy[p], []).append(p)
-            by_sell.setdefault(pair_sell[p], []).append(p)
-        # Buy rows: an indivisible buy has at most one seller; a divisible one is not overfilled.
-        for b, pairs in by_buy.items():
-            if problem.buy_divisible[b]:
-                model.add(sum(pair_var[p] for p in pairs) <= int(buy_wh[b]))
-            else:
-                model.add(sum(pair_var[p] for p in pairs) <= 1)
-        # Seller rows: capacity, or all-or-none through a switch.
-        for s, pairs in by_sell.items():
-            sold_wh = sum(pair_wh[p] for p in pairs)
-            if problem.sell_all_or_none[s]:
-                # 1 = all-or-none seller s is sold completely.
-                switch = model.new_bool_var(f"z_{s}")
-                model.add(sold_wh == int(sell_wh[s]) * switch)
-            else:
-                model.add(sold_wh <= int(sell_wh[s]))
+        pair_var, pair_wh = _add_pair_variables(model, problem)
+        _add_market_rows(model, problem, pair_var, pair_wh)
         if problem.grid is not None and problem.grid.n_rows > 0:
             _add_grid_rows(model, problem, pair_wh)
-        model.maximize(sum(c * v for c, v in zip(unit_nano_eur, pair_var, strict=True)))
-
+        model.maximize(sum(c * v for c, v in zip(_unit_nano_eur(problem), pair_var, strict=True)))
         hint_kwh = best_start_pair_kwh(problem)
-        for p, var in enumerate(pair_var):
-            model.add_hint(
-                var,
-                int(hint_kwh[p] > 0) if indivisible[p] else round(hint_kwh[p] * WH_PER_KWH),
-            )
+        _add_hint(model, problem, pair_var, hint_kwh)
 
         solver = cp_model.CpSolver()
         # The slot's time limit covers building the model and the hint, too.
         solver.parameters.max_time_in_seconds = max(
-            float(time_limit_s) - (time.perf_counter() - start), 0.01
+            float(time_limit_s) - (time.perf_counter() - start), MIN_SOLVER_S
         )
         solver.parameters.num_workers = int(options.threads)
         solver.parameters.random_seed = int(options.seed)
         solver.parameters.relative_gap_limit = float(options.mip_gap)
         code = solver.solve(model)
-
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            values = np.array([solver.value(v) for v in pair_var], dtype=float)
-            pair_kwh = np.where(
-                indivisible,
-                values * problem.buy_quantity_kwh[problem.pair_buy],
-                values / WH_PER_KWH,
-            )
-            # Each unit of a variable may be off by half a nano-EUR: a binary has one
-            # unit, a Wh variable up to its upper bound.
-            units = np.where(
-                indivisible, 1, np.minimum(buy_wh[problem.pair_buy], sell_wh[problem.pair_sell])
-            )
-            rounding_slack_eur = 0.5 * float(units.sum()) / NANO_EUR_PER_EUR
-            bound = solver.best_objective_bound / NANO_EUR_PER_EUR + rounding_slack_eur
-            optimal = code == cp_model.OPTIMAL
-            return SlotSolution(
-                slot=problem.slot,
-                pair_quantity_kwh=pair_kwh,
-                bound_eur=float(bound),
-                termination=TerminationCondition.CONVERGED
-                if optimal
-                else TerminationCondition.TIME_LIMIT,
-                status=SolutionStatus.OPTIMAL if optimal else SolutionStatus.FEASIBLE,
-                runtime_s=time.perf_counter() - start,
-            )
+            return _read_solution(problem, solver, pair_var, code == cp_model.OPTIMAL, start)
         # UNKNOWN (no solution in time): the hint is feasible and honest.
         return SlotSolution(
             slot=problem.slot,
@@ -181,7 +109,115 @@ class CpSatBackend(Backend):
             else TerminationCondition.ERROR,
             status=SolutionStatus.FEASIBLE,
             runtime_s=time.perf_counter() - start,
+            provenance=Provenance.START,
         )
+
+
+def _unit_nano_eur(problem: SlotProblem) -> list[int]:
+    """Objective per variable unit (a whole item for a binary, one Wh otherwise), nano-EUR."""
+    unit_eur = np.where(
+        problem.pair_indivisible,
+        problem.pair_welfare_eur_per_kwh * problem.buy_quantity_kwh[problem.pair_buy],
+        problem.pair_welfare_eur_per_kwh / WH_PER_KWH,
+    )
+    result: list[int] = np.rint(unit_eur * NANO_EUR_PER_EUR).astype(np.int64).tolist()
+    return result
+
+
+def _add_pair_variables(
+    model: cp_model.CpModel, problem: SlotProblem
+) -> tuple[list[Any], list[Any]]:
+    """One variable per pair, and the Wh each pair trades as an expression."""
+    buy_wh = exact_wh(problem.buy_quantity_kwh)
+    sell_wh = exact_wh(problem.sell_quantity_kwh)
+    indivisible = problem.pair_indivisible.tolist()
+    pair_var = []
+    pair_wh = []
+    for b, s, whole in zip(
+        problem.pair_buy.tolist(), problem.pair_sell.tolist(), indivisible, strict=True
+    ):
+        if whole:
+            # 1 = seller s fills indivisible buy b completely.
+            var = model.new_bool_var(f"y_{b}_{s}")
+            pair_wh.append(var * int(buy_wh[b]))
+        else:
+            # Wh that seller s delivers to divisible buy b.
+            var = model.new_int_var(0, int(min(buy_wh[b], sell_wh[s])), f"x_{b}_{s}")
+            pair_wh.append(var)
+        pair_var.append(var)
+    return pair_var, pair_wh
+
+
+def _add_market_rows(
+    model: cp_model.CpModel, problem: SlotProblem, pair_var: list[Any], pair_wh: list[Any]
+) -> None:
+    """Buy rows and seller rows of :mod:`~gridmatch.matching.knapsack_model`, in Wh."""
+    buy_wh = exact_wh(problem.buy_quantity_kwh)
+    sell_wh = exact_wh(problem.sell_quantity_kwh)
+    by_buy: dict[int, list[int]] = {}
+    by_sell: dict[int, list[int]] = {}
+    for p, (b, s) in enumerate(
+        zip(problem.pair_buy.tolist(), problem.pair_sell.tolist(), strict=True)
+    ):
+        by_buy.setdefault(b, []).append(p)
+        by_sell.setdefault(s, []).append(p)
+    # Buy rows: an indivisible buy has at most one seller; a divisible one is not overfilled.
+    for b, pairs in by_buy.items():
+        limit = int(buy_wh[b]) if problem.buy_divisible[b] else 1
+        model.add(sum(pair_var[p] for p in pairs) <= limit)
+    # Seller rows: capacity, or all-or-none through a switch.
+    for s, pairs in by_sell.items():
+        sold_wh = sum(pair_wh[p] for p in pairs)
+        if problem.sell_all_or_none[s]:
+            # 1 = all-or-none seller s is sold completely.
+            switch = model.new_bool_var(f"z_{s}")
+            model.add(sold_wh == int(sell_wh[s]) * switch)
+        else:
+            model.add(sold_wh <= int(sell_wh[s]))
+
+
+def _add_hint(
+    model: cp_model.CpModel, problem: SlotProblem, pair_var: list[Any], hint_kwh: FloatArray
+) -> None:
+    """Hint a feasible allocation (kWh per pair) to the search."""
+    hint_wh = floor_wh_array(hint_kwh)
+    for var, whole, kwh, wh in zip(
+        pair_var,
+        problem.pair_indivisible.tolist(),
+        hint_kwh.tolist(),
+        hint_wh.tolist(),
+        strict=True,
+    ):
+        model.add_hint(var, int(kwh > 0) if whole else int(wh))
+
+
+def _read_solution(
+    problem: SlotProblem, solver: Any, pair_var: list[Any], optimal: bool, start: float
+) -> SlotSolution:
+    """KWh per pair and the proven bound of a solved model (optimal or stopped early)."""
+    indivisible = problem.pair_indivisible
+    buy_wh = exact_wh(problem.buy_quantity_kwh)
+    sell_wh = exact_wh(problem.sell_quantity_kwh)
+    values = np.array([solver.value(v) for v in pair_var], dtype=float)
+    pair_kwh = np.where(
+        indivisible,
+        values * problem.buy_quantity_kwh[problem.pair_buy],
+        values / WH_PER_KWH,
+    )
+    # Each unit of a variable may be off by half a nano-EUR: a binary has one unit, a
+    # Wh variable up to its upper bound.
+    units = np.where(
+        indivisible, 1, np.minimum(buy_wh[problem.pair_buy], sell_wh[problem.pair_sell])
+    )
+    rounding_slack_eur = 0.5 * float(units.sum()) / NANO_EUR_PER_EUR
+    return SlotSolution(
+        slot=problem.slot,
+        pair_quantity_kwh=pair_kwh,
+        bound_eur=float(solver.best_objective_bound / NANO_EUR_PER_EUR + rounding_slack_eur),
+        termination=TerminationCondition.CONVERGED if optimal else TerminationCondition.TIME_LIMIT,
+        status=SolutionStatus.OPTIMAL if optimal else SolutionStatus.FEASIBLE,
+        runtime_s=time.perf_counter() - start,
+    )
 
 
 def _add_grid_rows(model: cp_model.CpModel, problem: SlotProblem, pair_wh: list[Any]) -> None:
@@ -198,7 +234,7 @@ def _add_grid_rows(model: cp_model.CpModel, problem: SlotProblem, pair_wh: list[
     assert rows is not None
     sell_column = np.searchsorted(rows.buses, problem.sell_bus[problem.pair_sell]).tolist()
     buy_column = np.searchsorted(rows.buses, problem.buy_bus[problem.pair_buy]).tolist()
-    pair_max_wh = np.rint(problem.pair_max_kwh() * WH_PER_KWH).astype(np.int64)
+    pair_max_wh = exact_wh(problem.pair_max_kwh())
     max_sold = np.bincount(sell_column, weights=pair_max_wh, minlength=rows.buses.size)
     max_bought = np.bincount(buy_column, weights=pair_max_wh, minlength=rows.buses.size)
     sold_at: dict[int, list[Any]] = {}

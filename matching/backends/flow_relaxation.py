@@ -38,14 +38,15 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.backends.base import Backend, BackendKind
-from gridmatch.matching.orders import WH_PER_KWH
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import (
     SlotSolution,
     SolutionStatus,
     SolveOptions,
+    SolverFailedError,
     TerminationCondition,
 )
+from gridmatch.units import WH_PER_KWH
 
 # OR-Tools' cost scaling multiplies unit costs by (nodes + 1); keep every product
 # (unit cost x nodes, unit cost x total flow) far from 2**63.
@@ -73,7 +74,7 @@ def solve_flow_relaxation(problem: SlotProblem) -> FlowRelaxation:
 
     Raises
     ------
-    RuntimeError
+    SolverFailedError
         If OR-Tools reports anything but an optimum (it should not, as trading nothing
         is always feasible).
     """
@@ -116,7 +117,7 @@ def solve_flow_relaxation(problem: SlotProblem) -> FlowRelaxation:
     )
     status = flow.solve()
     if status != flow.OPTIMAL:
-        raise RuntimeError(f"slot {problem.slot}: min-cost flow ended with status {status}")
+        raise SolverFailedError(f"slot {problem.slot}: min-cost flow ended with status {status}")
     pair_wh = flow.flows(arcs[:n_pairs])
     return FlowRelaxation(
         pair_quantity_kwh=pair_wh.astype(float) / WH_PER_KWH,

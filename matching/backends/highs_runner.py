@@ -1,7 +1,9 @@
 """Hand knapsack arrays to HiGHS through highspy and read back a checked answer.
 
-Shared by the direct MILP backend and the LP relaxation: they differ only in whether
-the integrality of the columns is passed on.
+Shared by the direct MILP backend, the LP relaxation and the tie-break's second stage:
+they differ only in whether the integrality of the columns is passed on. highspy is
+imported when a model is solved, never when this module is, so the backend registry
+(and every heuristic) works where highspy is missing.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import highspy
 import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.knapsack_model import KnapsackArrays
 from gridmatch.matching.solution import SolveOptions, TerminationCondition
+
+if TYPE_CHECKING:
+    import highspy
 
 # Measured on a 1,000-order slot (213,000 binaries, benchmarks/bench_clearing.py):
 # with presolve on, HiGHS 1.x spent 30 s in presolve under a 9 s time limit, without
@@ -44,6 +49,8 @@ def _silence_banner() -> None:
     HiGHS prints its banner from C++ on the first construction, before any option can
     be set; it would corrupt ``gridmatch clear --json`` on stdout.
     """
+    import highspy
+
     sys.stdout.flush()
     saved = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -58,6 +65,8 @@ def _silence_banner() -> None:
 
 def new_highs() -> highspy.Highs:
     """Return a Highs object that prints nothing."""
+    import highspy
+
     _silence_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -89,6 +98,8 @@ def run_highs(
     exact
         Search to a zero gap, relative and absolute (``options.mip_gap`` is ignored).
     """
+    import highspy
+
     start = time.perf_counter()
     if arrays.n_cols == 0:
         return HighsAnswer(np.zeros(0), 0.0, TerminationCondition.CONVERGED, True, 0.0)

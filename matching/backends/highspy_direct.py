@@ -10,11 +10,7 @@ from gridmatch.matching.backends.highs_runner import highs_version, run_highs
 from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.solution import (
-    SlotSolution,
-    SolutionStatus,
-    SolveOptions,
-)
+from gridmatch.matching.solution import Provenance, SlotSolution, SolutionStatus, SolveOptions
 
 # HiGHS needs a positive limit; a slot whose share is used up still gets this long.
 MIN_SOLVER_S = 0.01
@@ -56,6 +52,7 @@ class HighspyBackend(Backend):
                 answer.termination,
                 SolutionStatus.FEASIBLE,
                 time.perf_counter() - began,
+                provenance=Provenance.START,
             )
         status = SolutionStatus.OPTIMAL if answer.proven_optimal else SolutionStatus.FEASIBLE
         return SlotSolution(

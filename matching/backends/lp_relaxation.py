@@ -8,7 +8,12 @@ from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.backends.highs_runner import highs_version, run_highs
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.solution import SlotSolution, SolutionStatus, SolveOptions
+from gridmatch.matching.solution import (
+    SlotSolution,
+    SolutionStatus,
+    SolveOptions,
+    SolverFailedError,
+)
 
 
 class LpRelaxationBackend(Backend):
@@ -34,7 +39,9 @@ class LpRelaxationBackend(Backend):
         arrays = build_knapsack_arrays(problem)
         answer = run_highs(arrays, options, time_limit_s, relax=True)
         if answer.col_values is None:
-            raise RuntimeError(f"LP relaxation of slot {problem.slot} failed: {answer.termination}")
+            raise SolverFailedError(
+                f"LP relaxation of slot {problem.slot} failed: {answer.termination}"
+            )
         # Fractional binaries stay fractional: scale columns to kWh without rounding.
         pair_kwh = (
             answer.col_values[: arrays.n_pair_cols] * arrays.col_kwh_per_unit[: arrays.n_pair_cols]

@@ -23,8 +23,7 @@ Bounds and timing of a model that spans all slots
 -------------------------------------------------
 HiGHS proves one bound for the whole day, which cannot honestly be split into slots.
 Every :class:`~gridmatch.matching.solution.SlotSolution` therefore carries
-``bound_eur=None`` (so the clearing certifies with the LP bound), and the day's bound
-is left in :attr:`PyomoTextbookBackend.last_total_bound_eur`. Likewise the run time is
+``bound_eur=None``, so the clearing certifies with the LP bound. Likewise the run time is
 shared equally among the slots so that per-slot times add up to the real total; the
 split itself means nothing. Termination and solution status are the model's and are
 copied to every slot: ``OPTIMAL`` says the *day's* welfare is within ``mip_gap`` of
@@ -257,18 +256,7 @@ def add_welfare_objective(model: pyo.ConcreteModel) -> None:
 class PyomoTextbookBackend(Backend):
     """One monolithic Pyomo MILP over every slot and every buy x sell pair, solved cold.
 
-    Attributes
-    ----------
-    last_total_bound_eur
-        HiGHS's proven upper bound on the welfare of all slots of the last :meth:`solve`
-        (``None`` if it proved none). Per-slot bounds are ``None``: see the module
-        docstring.
-    last_build_s
-        Seconds Pyomo spent building the last model.
-    last_solve_s
-        Seconds of the last solver call: Pyomo's translation to HiGHS plus HiGHS.
-    last_highs_s
-        Seconds HiGHS itself ran in the last solver call.
+    Per-slot bounds are ``None``: see the module docstring.
     """
 
     name = "pyomo-textbook"
@@ -276,12 +264,6 @@ class PyomoTextbookBackend(Backend):
     kind = BackendKind.EXACT
     description = "one Pyomo MILP over all slots and all buy x sell pairs (textbook baseline)"
     install_hint = "pip install pyomo highspy"
-
-    def __init__(self) -> None:
-        self.last_total_bound_eur: float | None = None
-        self.last_build_s: float | None = None
-        self.last_solve_s: float | None = None
-        self.last_highs_s: float | None = None
 
     @classmethod
     def is_available(cls) -> bool:  # noqa: D102
@@ -306,19 +288,14 @@ class PyomoTextbookBackend(Backend):
         -------
         list of SlotSolution
             One per problem, in the same order, aligned with each problem's compatible
-            pairs; ``bound_eur`` is ``None`` on each (the day's bound is in
-            :attr:`last_total_bound_eur`).
+            pairs; ``bound_eur`` is ``None`` on each (see the module docstring).
         """
         start = time.perf_counter()
-        self.last_total_bound_eur = None
-        self.last_build_s = self.last_solve_s = self.last_highs_s = None
         if not problems:
             return []
         n_pair_vars = sum(p.buy_quantity_kwh.size * p.sell_quantity_kwh.size for p in problems)
         if n_pair_vars == 0:
             # No slot has both sides: nothing can trade and the bound is 0 for certain.
-            self.last_total_bound_eur = 0.0
-            self.last_build_s = self.last_solve_s = self.last_highs_s = 0.0
             share_s = (time.perf_counter() - start) / len(problems)
             return [
                 SlotSolution(
@@ -338,13 +315,7 @@ class PyomoTextbookBackend(Backend):
             for t, problem in enumerate(problems)
             for b, s in zip(problem.pair_buy.tolist(), problem.pair_sell.tolist(), strict=True)
         ]
-        built = time.perf_counter()
         answer = solve_with_pyomo_highs(model, options, options.time_limit_s, columns)
-        solved = time.perf_counter()
-        self.last_total_bound_eur = answer.bound_eur
-        self.last_build_s = built - start
-        self.last_solve_s = solved - built
-        self.last_highs_s = answer.highs_s
 
         allocations = []
         offset = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gridmatch.errors import SolverError, UsageError
 from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.backends.cpsat import CpSatBackend
 from gridmatch.matching.backends.flow_relaxation import FlowRelaxationBackend
@@ -29,11 +30,11 @@ BACKENDS: dict[str, type[Backend]] = {
 DEFAULT_FORMULATION = HighspyBackend.name
 
 
-class UnknownFormulationError(ValueError):
+class UnknownFormulationError(UsageError):
     """The requested formulation name is not registered."""
 
 
-class SolverUnavailableError(RuntimeError):
+class SolverUnavailableError(SolverError):
     """The formulation is registered but its solver package is missing."""
 
 
