@@ -316,7 +316,7 @@ def formulations() -> None:
     table = Table("name", "kind", "solver", "available", "description")
     for name, backend in BACKENDS.items():
         label = f"{name} (default)" if name == DEFAULT_FORMULATION else name
-        available = "yes" if backend.is_available() else f"no: {backend.install_hint}"
+        available = "yes" if backend.is_available() else f"no: {backend.install_hint()}"
         table.add_row(label, backend.kind.value, backend.solver, available, backend.description)
     Console().print(table)
 

@@ -39,11 +39,14 @@ import os
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from gridmatch.batch.plan import RunCell
+from gridmatch.errors import InputError
+
+if TYPE_CHECKING:  # the plan checks formulations against the registry: not for readers
+    from gridmatch.batch.plan import RunCell
 
 TABLE_PARQUET = "results.parquet"
 TABLE_CSV = "results.csv"
@@ -221,8 +224,6 @@ def read_table(path: Path) -> pd.DataFrame:
     gridmatch.errors.InputError
         The file is missing, unreadable, or lacks the key or a needed column.
     """
-    from gridmatch.errors import InputError
-
     if not path.is_file():
         raise InputError(path, "file not found; expected results.parquet or results.csv")
     try:

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from web3 import Web3
 
+from gridmatch.results_io.folder import trades_csv
+from gridmatch.results_io.rows import TradeRow
 from gridmatch.settlement.anvil import local_chain
 from gridmatch.settlement.artifacts import build, load
 from gridmatch.settlement.chain_client import attest, settle
@@ -61,26 +63,28 @@ def write_round(folder: Path, n: int, buyers: int, seed: int = 0) -> Path:
     """A result folder with ``n`` trades and a meter file saying all were delivered."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
-    lines = [
-        "slot,buy_order_id,sell_order_id,buyer_id,seller_id,quantity_kwh,"
-        "price_eur_per_kwh,fee_eur_per_kwh"
-    ]
+    trades = []
     meters = ["slot,buy_order_id,sell_order_id,sent_kwh,received_kwh"]
     for k in range(n):
         slot = k % 24
         kwh = round(float(rng.uniform(0.2, 3.0)), 3)
         price = round(float(rng.uniform(0.12, 0.28)), 4)
         buyer, seller = f"buyer-{k % buyers}", f"seller-{k % max(n // 4, 1)}"
-        lines.append(f"{slot},b{k},s{k},{buyer},{seller},{kwh},{price},0.01")
+        welfare = kwh * 0.1
+        trades.append(
+            TradeRow(
+                slot, f"b{k}", f"s{k}", buyer, seller, 1, 2, kwh, price, 0.01, 0.4, 0.05, welfare
+            )
+        )
         meters.append(f"{slot},b{k},s{k},{kwh},{kwh}")
-    (folder / "trades.csv").write_text("\n".join(lines) + "\n")
+    (folder / "trades.csv").write_bytes(trades_csv(trades))
     (folder / "meters.csv").write_text("\n".join(meters) + "\n")
     return folder
 
 
 def list_commit_gas(folder: Path) -> int:
     """Gas of storing the folder's trades one by one instead of committing a root."""
-    trades = [t.as_tuple() for t in read_round(folder, 1)]
+    trades = [t.as_tuple() for t in read_round(folder, 1).trades]
     artifact = load("TradeListCommit")
     with local_chain(folder / "list-state.json", ("--gas-limit", "2000000000")) as url:
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 300}))

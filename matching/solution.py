@@ -144,3 +144,10 @@ class SlotSolution:
     runtime_s: float
     provenance: Provenance = Provenance.SOLVER
     second_stage: TerminationCondition | None = None
+
+    @classmethod
+    def nothing_to_trade(cls, slot: int) -> SlotSolution:
+        """Answer a slot without compatible pairs: trading nothing, proven optimal."""
+        return cls(
+            slot, np.zeros(0), 0.0, TerminationCondition.CONVERGED, SolutionStatus.OPTIMAL, 0.0
+        )

@@ -9,6 +9,7 @@ one. The colour scales are fixed over all slots, so colours compare between maps
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandapower.plotting as pp_plot
@@ -91,7 +92,27 @@ def draw_slot_network(network: DrawableNetwork, rows: pd.DataFrame, scale: GridS
     line = _element(rows, "line", xy, net)
     trafo = _element(rows, "trafo", xy, net)
     bus = rows[(rows.element == "bus") & rows["index"].isin(xy.index)].set_index("index")
-    collections: list[object] = []
+    collections = [
+        *_line_collections(net, line, scale),
+        *_trafo_collections(net, trafo, scale, size),
+        *_bus_collections(net, bus, scale, size),
+        *_ext_grid_collections(net, xy, size),
+    ]
+    figure, axes, bars = _map_figure(xy)
+    for collection in collections:
+        if collection is not None:
+            axes.add_collection(collection)
+    axes.autoscale_view()
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.set_axis_off()
+    _colour_bars(figure, bars, scale, has_trafo=bool(len(trafo)))
+    _legend(figure)
+    return figure
+
+
+def _line_collections(net: Any, line: pd.DataFrame, scale: GridScale) -> list[Any]:
+    """Outlines of violated and binding lines under every line coloured by its loading."""
+    collections = []
     for flag, colour, width in (
         ("violated", _VIOLATED_COLOUR, 4.0),
         ("binding", _BINDING_COLOUR, 2.2),
@@ -122,20 +143,30 @@ def draw_slot_network(network: DrawableNetwork, rows: pd.DataFrame, scale: GridS
                 zorder=2,
             )
         )
-    if len(trafo):
-        drawn = pp_plot.create_trafo_collection(
-            net,
-            trafos=trafo.index,
-            size=size * 1.2,
-            z=trafo.after,
-            cmap=LOADING_CMAP,
-            norm=scale.loading_norm,
-            plot_colormap=False,
-            linewidths=1.5,
-            zorder=2,
-        )
-        if drawn is not None:
-            collections.extend(drawn)
+    return collections
+
+
+def _trafo_collections(net: Any, trafo: pd.DataFrame, scale: GridScale, size: float) -> list[Any]:
+    """Draw the transformers coloured by their loading."""
+    if not len(trafo):
+        return []
+    drawn = pp_plot.create_trafo_collection(
+        net,
+        trafos=trafo.index,
+        size=size * 1.2,
+        z=trafo.after,
+        cmap=LOADING_CMAP,
+        norm=scale.loading_norm,
+        plot_colormap=False,
+        linewidths=1.5,
+        zorder=2,
+    )
+    return list(drawn) if drawn is not None else []
+
+
+def _bus_collections(net: Any, bus: pd.DataFrame, scale: GridScale, size: float) -> list[Any]:
+    """Halos of violated and binding buses under every bus coloured by its voltage."""
+    collections = []
     for flag, colour, grow in (
         ("violated", _VIOLATED_COLOUR, 2.2),
         ("binding", _BINDING_COLOUR, 1.7),
@@ -162,28 +193,29 @@ def draw_slot_network(network: DrawableNetwork, rows: pd.DataFrame, scale: GridS
                 zorder=4,
             )
         )
+    return collections
+
+
+def _ext_grid_collections(net: Any, xy: pd.DataFrame, size: float) -> list[Any]:
+    """Draw the external grids that sit at drawn buses."""
     ext_grid = net.ext_grid[
         net.ext_grid.in_service.to_numpy(dtype=bool) & net.ext_grid.bus.isin(xy.index).to_numpy()
     ]
-    if len(ext_grid):
-        collections.extend(
-            pp_plot.create_ext_grid_collection(
-                net,
-                size=size * 3.0,
-                ext_grids=ext_grid.index,
-                ext_grid_buses=ext_grid.bus.to_numpy(),
-                orientation=0.0,
-                zorder=5,
-            )
+    if not len(ext_grid):
+        return []
+    return list(
+        pp_plot.create_ext_grid_collection(
+            net,
+            size=size * 3.0,
+            ext_grids=ext_grid.index,
+            ext_grid_buses=ext_grid.bus.to_numpy(),
+            orientation=0.0,
+            zorder=5,
         )
-    figure, axes, bars = _map_figure(xy)
-    for collection in collections:
-        if collection is not None:
-            axes.add_collection(collection)  # type: ignore[arg-type]
-    axes.autoscale_view()
-    axes.set_aspect("equal", adjustable="datalim")
-    axes.set_axis_off()
-    _colour_bars(figure, bars, scale, has_trafo=bool(len(trafo)))
+    )
+
+
+def _legend(figure: Figure) -> None:
     figure.legend(
         handles=[
             Line2D([], [], color=_BINDING_COLOUR, lw=4, label="security row bound the trades"),
@@ -197,7 +229,6 @@ def draw_slot_network(network: DrawableNetwork, rows: pd.DataFrame, scale: GridS
         fontsize="small",
         frameon=False,
     )
-    return figure
 
 
 def _map_figure(xy: pd.DataFrame) -> tuple[Figure, Axes, tuple[Axes, Axes]]:

@@ -73,8 +73,12 @@ def slot_facts(folder: ResultFolder) -> SlotFacts:
     with np.errstate(invalid="ignore", divide="ignore"):
         table["mean_price"] = value.reindex(slots) / table.traded_kwh.replace(0.0, np.nan)
     table["welfare_eur"] = grouped.welfare_eur.sum().reindex(slots, fill_value=0.0)
-    termination = {s.slot: s.termination for s in summary.slots}
-    table["termination"] = [termination.get(s, "") for s in slots]
+    # Why the solver stopped, and where the trades came from when not from it.
+    solver = {
+        s.slot: s.termination if s.provenance == "solver" else f"{s.termination}, {s.provenance}"
+        for s in summary.slots
+    }
+    table["termination"] = [solver.get(s, "") for s in slots]
     constrained = frozenset(summary.unconstrained_insecure_slots or ()) | frozenset(
         summary.fallback_slots or ()
     )

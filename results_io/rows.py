@@ -178,17 +178,8 @@ def grid_rows(security: SecureClearing) -> list[GridRow]:
             violated=bool(violated),
             binding=(int(slot), str(element), int(index)) in binding,
         )
-        for slot, element, index, quantity, before, after, low, high, violated in table[
-            [
-                "slot",
-                "element",
-                "index",
-                "quantity",
-                "before",
-                "after",
-                "limit_low",
-                "limit_high",
-                "violated",
-            ]
-        ].itertuples(index=False, name=None)
+        # The table's columns are the core's ELEMENT_COLUMNS, in this order.
+        for slot, element, index, quantity, before, after, low, high, violated in table.itertuples(
+            index=False, name=None
+        )
     ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gridmatch.errors import InputError
 from gridmatch.matching.orders import Order, OrderBook, Side
-from gridmatch.units import WH_PER_KWH, exact_wh, wh_to_kwh
+from gridmatch.units import MINUTES_PER_HOUR, WH_PER_KWH, exact_wh, wh_to_kwh
 
 REQUIRED_COLUMNS = (
     "order_id",
@@ -30,7 +30,7 @@ OPTIONAL_COLUMNS = ("divisible",)
 SUBMITTED_COLUMN = "submitted_at_min"
 ROUND_COLUMNS = (SUBMITTED_COLUMN,)
 # A week of minutes: far beyond a trading day, small enough to stay an exact int64.
-MAX_SUBMITTED_AT_MIN = 7 * 24 * 60
+MAX_SUBMITTED_AT_MIN = 7 * 24 * MINUTES_PER_HOUR
 # Far beyond any real order, and small enough that Wh and nano-EUR stay exact int64.
 MAX_QUANTITY_KWH = 1e9
 MAX_PRICE_EUR_PER_KWH = 1e6

@@ -66,7 +66,10 @@ class Payout:
 @contextmanager
 def _chain(out_dir: Path, rpc_url: str | None) -> Iterator[Web3]:
     if rpc_url is not None:
-        yield Web3(Web3.HTTPProvider(rpc_url))
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 120}))
+        if not w3.is_connected():
+            raise ChainError(f"no EVM node answers at {rpc_url}")
+        yield w3
         return
     folder = out_dir / "settlement"
     folder.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import time
 from abc import ABC, abstractmethod
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
 from enum import StrEnum
+from importlib.metadata import version
 from typing import ClassVar
 
 import numpy as np
@@ -27,6 +29,18 @@ from gridmatch.matching.solution import (
 from gridmatch.matching.tie_break import settle_ties
 
 
+def packages_importable(*names: str) -> bool:
+    """Whether every named package can be imported, without importing it; never raises.
+
+    A broken installation (a finder that fails, a module set to ``None``) counts as
+    missing, so a backend that depends on it is listed as unavailable, not crashing.
+    """
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in names)
+    except (ImportError, ValueError):
+        return False
+
+
 class BackendKind(StrEnum):
     """What a backend's answer means."""
 
@@ -40,23 +54,31 @@ class Backend(ABC):
 
     Subclasses set the class attributes and implement :meth:`solve_slot`; a backend that
     solves all slots in one model (the textbook baseline) overrides :meth:`solve_slots`.
+    ``requires`` names the packages it imports (lazily, when it solves): it is available
+    only if all of them can be imported, and unavailable if it names none, so a backend
+    that forgets to say what it needs fails safe.
     """
 
     name: ClassVar[str]
     solver: ClassVar[str]
     kind: ClassVar[BackendKind]
     description: ClassVar[str]
-    install_hint: ClassVar[str] = "pip install gridmatch"
+    requires: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    @abstractmethod
     def is_available(cls) -> bool:
-        """Whether the solver package imports; never raises."""
+        """Whether the solver packages import; never raises."""
+        return bool(cls.requires) and packages_importable(*cls.requires)
 
     @classmethod
-    @abstractmethod
+    def install_hint(cls) -> str:
+        """Return what to install to make the backend available."""
+        return f"pip install {' '.join(cls.requires)}" if cls.requires else "pip install gridmatch"
+
+    @classmethod
     def solver_version(cls) -> str:
-        """Version of the underlying solver package."""
+        """Version of the underlying solver package (the first of ``requires``)."""
+        return version(cls.requires[0]) if cls.requires else "n/a"
 
     @abstractmethod
     def solve_slot(
@@ -130,11 +152,7 @@ class HeuristicBackend(Backend):
 
     @classmethod
     def is_available(cls) -> bool:  # noqa: D102
-        return True
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return "n/a"
+        return True  # nothing to import
 
     @abstractmethod
     def allocate(self, problem: SlotProblem) -> npt.NDArray[np.float64]:

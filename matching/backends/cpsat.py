@@ -18,10 +18,8 @@ binding time limit it is not.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,15 +52,7 @@ class CpSatBackend(Backend):
     solver = "ortools-cp-sat"
     kind = BackendKind.EXACT
     description = "slot model on OR-Tools CP-SAT (Wh and nano-EUR integers)"
-    install_hint = "pip install ortools"
-
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return importlib.util.find_spec("ortools") is not None
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return version("ortools")
+    requires = ("ortools",)
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
@@ -71,14 +61,7 @@ class CpSatBackend(Backend):
 
         start = time.perf_counter()
         if problem.n_pairs == 0:
-            return SlotSolution(
-                problem.slot,
-                np.zeros(0),
-                0.0,
-                TerminationCondition.CONVERGED,
-                SolutionStatus.OPTIMAL,
-                0.0,
-            )
+            return SlotSolution.nothing_to_trade(problem.slot)
         model = cp_model.CpModel()
         pair_var, pair_wh = _add_pair_variables(model, problem)
         _add_market_rows(model, problem, pair_var, pair_wh)

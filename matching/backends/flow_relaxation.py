@@ -29,10 +29,8 @@ is always possible.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass
-from importlib.metadata import version
 
 import numpy as np
 import numpy.typing as npt
@@ -132,15 +130,7 @@ class FlowRelaxationBackend(Backend):
     solver = "ortools-min-cost-flow"
     kind = BackendKind.RELAXATION
     description = "LP relaxation as a min-cost flow on OR-Tools (bound, not trades)"
-    install_hint = "pip install ortools"
-
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return importlib.util.find_spec("ortools") is not None
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return version("ortools")
+    requires = ("ortools",)
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
-from gridmatch.matching.backends.base import Backend, BackendKind
-from gridmatch.matching.backends.highs_runner import highs_version, run_highs
+from gridmatch.matching.backends.base import BackendKind
+from gridmatch.matching.backends.highs_backend import HighsBackend
+from gridmatch.matching.backends.highs_runner import run_highs
 from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
@@ -16,22 +16,12 @@ from gridmatch.matching.solution import Provenance, SlotSolution, SolutionStatus
 MIN_SOLVER_S = 0.01
 
 
-class HighspyBackend(Backend):
+class HighspyBackend(HighsBackend):
     """Multiple-knapsack MILP per slot on highspy, warm-started from the seller-DP match."""
 
     name = "highspy"
-    solver = "highs"
     kind = BackendKind.EXACT
     description = "slot MILP as arrays on highspy, seller-DP incumbent"
-    install_hint = "pip install highspy"
-
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return importlib.util.find_spec("highspy") is not None
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return highs_version()
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float

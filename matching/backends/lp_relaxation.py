@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-
-from gridmatch.matching.backends.base import Backend, BackendKind
-from gridmatch.matching.backends.highs_runner import highs_version, run_highs
+from gridmatch.matching.backends.base import BackendKind
+from gridmatch.matching.backends.highs_backend import HighsBackend
+from gridmatch.matching.backends.highs_runner import run_highs
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.matching.solution import (
@@ -16,22 +15,12 @@ from gridmatch.matching.solution import (
 )
 
 
-class LpRelaxationBackend(Backend):
+class LpRelaxationBackend(HighsBackend):
     """Binaries relaxed to [0, 1]; its welfare bounds every integer solution from above."""
 
     name = "lp-relaxation"
-    solver = "highs"
     kind = BackendKind.RELAXATION
     description = "LP relaxation on highspy (bound, not trades)"
-    install_hint = "pip install highspy"
-
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return importlib.util.find_spec("highspy") is not None
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return highs_version()
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float

@@ -23,7 +23,6 @@ can say so.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -173,14 +172,6 @@ def pyomo_highs_version() -> str:
     from gridmatch.matching.backends.highs_runner import highs_version
 
     return f"pyomo {pyomo_version} / highs {highs_version()}"
-
-
-def pyomo_and_highspy_available() -> bool:
-    """Whether both Pyomo and highspy can be imported; never raises."""
-    try:
-        return all(importlib.util.find_spec(name) is not None for name in ("pyomo", "highspy"))
-    except (ImportError, ValueError):
-        return False
 
 
 def build_slot_model(problem: SlotProblem) -> pyo.ConcreteModel:
@@ -409,22 +400,23 @@ def slot_model_columns(model: pyo.ConcreteModel, problem: SlotProblem) -> list[V
     return columns
 
 
-class PyomoHighsBackend(Backend):
-    """The slot MILP stated in Pyomo, one model per slot, solved by HiGHS without warm start."""
+class PyomoBackend(Backend):
+    """A backend stating its model in Pyomo, solved by HiGHS through ``pyomo.contrib.solver``."""
 
-    name = "pyomo-highs"
     solver = "highs"
-    kind = BackendKind.EXACT
-    description = "slot MILP stated in Pyomo, HiGHS through pyomo.contrib.solver"
-    install_hint = "pip install pyomo highspy"
-
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return pyomo_and_highspy_available()
+    requires = ("pyomo", "highspy")
 
     @classmethod
     def solver_version(cls) -> str:  # noqa: D102
         return pyomo_highs_version()
+
+
+class PyomoHighsBackend(PyomoBackend):
+    """The slot MILP stated in Pyomo, one model per slot, solved by HiGHS without warm start."""
+
+    name = "pyomo-highs"
+    kind = BackendKind.EXACT
+    description = "slot MILP stated in Pyomo, HiGHS through pyomo.contrib.solver"
 
     def solve_slot(
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
@@ -440,14 +432,7 @@ class PyomoHighsBackend(Backend):
         """
         start = time.perf_counter()
         if problem.n_pairs == 0:
-            return SlotSolution(
-                problem.slot,
-                np.zeros(0),
-                0.0,
-                TerminationCondition.CONVERGED,
-                SolutionStatus.OPTIMAL,
-                time.perf_counter() - start,
-            )
+            return SlotSolution.nothing_to_trade(problem.slot)
         model = build_slot_model(problem)
         columns = slot_model_columns(model, problem)
         answer = solve_with_pyomo_highs(

@@ -39,10 +39,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.backends.base import BackendKind
 from gridmatch.matching.backends.pyomo_highs import (
-    pyomo_and_highspy_available,
-    pyomo_highs_version,
+    PyomoBackend,
     solve_with_pyomo_highs,
 )
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
@@ -253,25 +252,15 @@ def add_welfare_objective(model: pyo.ConcreteModel) -> None:
     )
 
 
-class PyomoTextbookBackend(Backend):
+class PyomoTextbookBackend(PyomoBackend):
     """One monolithic Pyomo MILP over every slot and every buy x sell pair, solved cold.
 
     Per-slot bounds are ``None``: see the module docstring.
     """
 
     name = "pyomo-textbook"
-    solver = "highs"
     kind = BackendKind.EXACT
     description = "one Pyomo MILP over all slots and all buy x sell pairs (textbook baseline)"
-    install_hint = "pip install pyomo highspy"
-
-    @classmethod
-    def is_available(cls) -> bool:  # noqa: D102
-        return pyomo_and_highspy_available()
-
-    @classmethod
-    def solver_version(cls) -> str:  # noqa: D102
-        return pyomo_highs_version()
 
     def solve_slot(
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float

@@ -55,7 +55,7 @@ def get_backend(name: str) -> Backend:
         raise UnknownFormulationError(f"unknown formulation '{name}'; available: {known}") from None
     if not backend_class.is_available():
         raise SolverUnavailableError(
-            f"formulation '{name}' needs {backend_class.solver}: {backend_class.install_hint}"
+            f"formulation '{name}' needs {backend_class.solver}: {backend_class.install_hint()}"
         )
     return backend_class()
 

@@ -1,0 +1,17 @@
+"""What the backends on highspy share: the solver's name, its package and its version."""
+
+from __future__ import annotations
+
+from gridmatch.matching.backends.base import Backend
+from gridmatch.matching.backends.highs_runner import highs_version
+
+
+class HighsBackend(Backend):
+    """A backend on highspy: the solver, its package and the library's version."""
+
+    solver = "highs"
+    requires = ("highspy",)
+
+    @classmethod
+    def solver_version(cls) -> str:  # noqa: D102
+        return highs_version()
