@@ -12,11 +12,12 @@ import numpy as np
 import numpy.typing as npt
 import pandapower as pp
 
+from gridmatch.errors import InputError
 from gridmatch.grid_models.secure_clearing import SecureClearing, clear_securely
 from gridmatch.grid_models.security import SecurityLimits, SlotGrid
 from gridmatch.grid_models.topology import distance_matrix_km
 from gridmatch.matching.backends.base import Backend
-from gridmatch.matching.backends.registry import DEFAULT_FORMULATION, get_backend
+from gridmatch.matching.backends.registry import BACKENDS, DEFAULT_FORMULATION, get_backend
 from gridmatch.matching.clearing import ClearingResult, clear_orders
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions, TieBreak
@@ -24,7 +25,7 @@ from gridmatch.results_io.folder import ResultFiles, write_result
 from gridmatch.results_io.manifest import build_manifest
 from gridmatch.results_io.rows import grid_rows, order_rows, trade_rows
 from gridmatch.results_io.summary import Summary, clearing_summary
-from gridmatch.scenario_io.loader import Scenario, load_scenario, market_rules
+from gridmatch.scenario_io.loader import SCENARIO_FILE, Scenario, load_scenario, market_rules
 from gridmatch.scenario_io.schema import ScenarioSpec
 from gridmatch.units import slot_hours
 
@@ -53,7 +54,20 @@ class ClearingRun:
 
 
 def resolve_settings(scenario: Scenario, settings: RunSettings) -> tuple[str, SolveOptions]:
-    """Merge command line, scenario file and defaults, in that order of precedence."""
+    """Merge command line, scenario file and defaults, in that order of precedence.
+
+    Raises
+    ------
+    gridmatch.errors.InputError
+        ``scenario.yaml`` names a formulation that is not registered.
+    """
+    named = scenario.spec.solver.formulation
+    if settings.formulation is None and named is not None and named not in BACKENDS:
+        raise InputError(
+            scenario.directory / SCENARIO_FILE,
+            f"unknown formulation '{named}'; available: {', '.join(sorted(BACKENDS))}",
+            field="solver.formulation",
+        )
     return resolve_spec_settings(scenario.spec, settings)
 
 

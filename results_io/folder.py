@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from gridmatch import user_files
 from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import (
@@ -89,14 +90,9 @@ def read_text(path: Path, what: str = "a result folder of `gridmatch clear`") ->
     InputError
         Missing, unreadable or not UTF-8.
     """
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(path, f"file not found; is this {what}?") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
+    if not path.exists():
+        raise InputError(path, f"file not found; is this {what}?")
+    return user_files.read_text(path, user_files.TABLE_LIMIT_BYTES)
 
 
 def parse_trades(data: bytes | str, source: Path) -> list[TradeRow]:

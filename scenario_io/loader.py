@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import pandapower as pp
@@ -17,6 +18,7 @@ from gridmatch.matching.orders import OrderBook
 from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.orders_csv import read_orders
 from gridmatch.scenario_io.schema import ScenarioSpec
+from gridmatch.user_files import SCENARIO_LIMIT_BYTES, read_text
 
 SCENARIO_FILE = "scenario.yaml"
 
@@ -107,25 +109,54 @@ def scenario_input_files(directory: Path, spec: ScenarioSpec) -> tuple[Path, ...
     return tuple(files)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    Plain YAML lets the last of two equal keys win silently: a second
+    ``security: {enabled: false}`` at the end of a file would switch the grid check off.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' is given twice (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_scenario_spec(path: Path) -> ScenarioSpec:
-    """Parse and validate ``scenario.yaml``."""
+    """Parse and validate ``scenario.yaml``.
+
+    Raises
+    ------
+    InputError
+        Not a regular UTF-8 file of at most 1 MiB, malformed YAML (a key given twice
+        included), or a value the schema refuses; naming the line or key.
+    """
+    text = read_text(path, SCENARIO_LIMIT_BYTES, "scenario file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
-    try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         row = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise InputError(path, f"malformed YAML: {problem}", row=row) from None
+    except RecursionError:
+        raise InputError(path, "malformed YAML: nested too deeply") from None
     if not isinstance(document, dict):
         raise InputError(path, "expected a mapping of keys (name, network, orders, ...)")
+    return _validated_spec(path, document)
+
+
+def _validated_spec(path: Path, document: dict[str, Any]) -> ScenarioSpec:
     try:
         return ScenarioSpec.model_validate(document)
     except pydantic.ValidationError as exc:

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pandapower as pp
 import pandapower.networks as pn
 
 from gridmatch.errors import InputError
 from gridmatch.grid_models.networks import build_pandapower_network
+from gridmatch.scenario_io.network_json import read_network_json
 from gridmatch.scenario_io.schema import NetworkSpec
-
-# pandapower's JSON loader imports whatever module a file names in "_module":
-# only these packages may be named.
-TRUSTED_MODULE_ROOTS = frozenset({"pandapower", "pandas", "numpy"})
+from gridmatch.user_files import NETWORK_LIMIT_BYTES, read_text
 
 
 def load_network(spec: NetworkSpec, scenario_dir: Path, scenario_file: Path) -> pp.pandapowerNet:
@@ -52,7 +47,9 @@ def load_network(spec: NetworkSpec, scenario_dir: Path, scenario_file: Path) -> 
 
 def _from_pandapower_networks(name: str, scenario_file: Path) -> pp.pandapowerNet:
     factory = getattr(pn, name, None) if not name.startswith("_") else None
-    if not callable(factory):
+    # Only the network factories defined in pandapower.networks, not what it imports.
+    module = getattr(factory, "__module__", "") or ""
+    if not callable(factory) or not module.startswith("pandapower.networks"):
         raise InputError(
             scenario_file,
             f"'{name}' is not a function of pandapower.networks "
@@ -61,7 +58,8 @@ def _from_pandapower_networks(name: str, scenario_file: Path) -> pp.pandapowerNe
         )
     try:
         net = build_pandapower_network(name)
-    except Exception as exc:  # a factory may need arguments, files or packages we lack
+    # A factory may need arguments, files or packages we lack.
+    except (TypeError, ValueError, KeyError, IndexError, OSError, ImportError) as exc:
         raise InputError(
             scenario_file,
             f"pandapower.networks.{name}() failed: {exc}",
@@ -83,47 +81,12 @@ def _from_json_file(relative: str, scenario_dir: Path, scenario_file: Path) -> p
         raise InputError(
             scenario_file, f"'{relative}' lies outside the scenario folder", field="network.file"
         )
-    if not path.is_file():
+    if not path.exists():
         raise InputError(
             scenario_file, f"network file '{relative}' not found", field="network.file"
         )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not valid JSON: {exc}") from None
-    for module in _named_modules(document):
-        if module.split(".")[0] not in TRUSTED_MODULE_ROOTS:
-            raise InputError(
-                path,
-                f"refusing to load: the file names Python module '{module}'; only "
-                f"{', '.join(sorted(TRUSTED_MODULE_ROOTS))} are allowed",
-            )
-    try:
-        net = pp.from_json(str(path))
-    except Exception as exc:  # pandapower raises many types for malformed files
-        raise InputError(path, f"not a pandapower network: {exc}") from None
-    if not isinstance(net, pp.pandapowerNet):
-        raise InputError(path, "not a pandapower network")
-    return net
-
-
-def _named_modules(node: Any) -> Iterator[str]:
-    """Every ``_module`` value in a JSON document, including JSON nested in strings."""
-    if isinstance(node, dict):
-        module = node.get("_module")
-        if module is not None:
-            yield str(module)
-        for value in node.values():
-            yield from _named_modules(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _named_modules(value)
-    elif isinstance(node, str) and node[:1] in "{[" and "_module" in node:
-        try:
-            inner = json.loads(node)
-        except json.JSONDecodeError:
-            return
-        yield from _named_modules(inner)
+    text = read_text(path, NETWORK_LIMIT_BYTES, "network file")
+    return read_network_json(path, text)
 
 
 def _from_simbench(code: str, scenario_file: Path) -> pp.pandapowerNet:
@@ -137,7 +100,8 @@ def _from_simbench(code: str, scenario_file: Path) -> pp.pandapowerNet:
         ) from None
     try:
         return simbench.get_simbench_net(code)
-    except Exception as exc:  # simbench reports unknown codes with assorted errors
+    # simbench reports unknown codes with assorted errors.
+    except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
         raise InputError(
             scenario_file, f"unknown SimBench code '{code}': {exc}", field="network.simbench"
         ) from None

@@ -7,6 +7,7 @@ row 2.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from gridmatch.errors import InputError
 from gridmatch.matching.orders import Order, OrderBook, Side
 from gridmatch.units import MINUTES_PER_HOUR, WH_PER_KWH, exact_wh, wh_to_kwh
+from gridmatch.user_files import TABLE_LIMIT_BYTES, read_text
 
 REQUIRED_COLUMNS = (
     "order_id",
@@ -66,15 +68,9 @@ def read_orders(path: Path) -> OrderTable:
     InputError
         On the first problem found, naming the file, row and column.
     """
+    text = read_text(path, TABLE_LIMIT_BYTES, "orders file", bom=True)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle, strict=True))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
     except csv.Error as exc:
         raise InputError(path, f"malformed CSV: {exc}") from None
     if not rows:

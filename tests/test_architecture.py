@@ -23,6 +23,7 @@ NOT_PACKAGE = {"tests", "benchmarks", "scenarios", "scripts", "contracts", "buil
 LAYERS: dict[str, int] = {
     "errors": 0,
     "units": 0,
+    "user_files": 0,
     "matching": 1,
     "grid_models": 1,
     "scenario_io": 2,

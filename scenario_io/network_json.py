@@ -1,0 +1,303 @@
+"""Read a pandapower JSON network without letting the file choose any code.
+
+pandapower's own loader imports whatever module an object in the file names
+(``"_module"``) and calls the class it names, so a file can run code on import or
+fake a result. Here the JSON is parsed by the standard library and the network is
+built by us: the document must be a ``pandapowerNet`` whose entries are pandas
+DataFrames (in pandapower's ``split`` layout) or plain JSON values; any other object,
+anywhere (also in JSON text nested in a table), is refused by name. Nothing in the
+file is ever imported or called. The tables are then checked: integer element
+indices and bus references, and finite electrical parameters, each error naming the
+table, the element's index and the column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+
+from gridmatch.errors import InputError
+
+# The only objects a network file may hold, by exact module and class.
+NET_CLASS = ("pandapower.auxiliary", "pandapowerNet")
+TABLE_CLASS = ("pandas.core.frame", "DataFrame")
+# Deeper than any pandapower file nests (it needs 3); a bomb of nested brackets stops here.
+MAX_DEPTH = 32
+# Entries of the net kept as plain JSON values (everything else plain is ignored).
+PLAIN_KEYS = frozenset({"name", "f_hz", "sn_mva", "std_types", "user_pf_options"})
+_DTYPE_KINDS = frozenset("biufO")  # bool, ints, unsigned, floats, object
+# pandas' nullable dtypes that pandapower writes (by name; nothing is looked up otherwise).
+_EXTENSION_DTYPES = frozenset(
+    {f"{kind}{bits}" for kind in ("Int", "UInt") for bits in (8, 16, 32, 64)}
+    | {"Float32", "Float64", "boolean", "string"}
+)
+
+# Columns a power flow reads that must be finite numbers, per element table.
+FINITE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bus": ("vn_kv",),
+    "line": ("length_km", "r_ohm_per_km", "x_ohm_per_km", "c_nf_per_km", "max_i_ka", "parallel"),
+    "trafo": (
+        "sn_mva",
+        "vn_hv_kv",
+        "vn_lv_kv",
+        "vk_percent",
+        "vkr_percent",
+        "pfe_kw",
+        "i0_percent",
+        "shift_degree",
+    ),
+    "trafo3w": ("sn_hv_mva", "sn_mv_mva", "sn_lv_mva", "vn_hv_kv", "vn_mv_kv", "vn_lv_kv"),
+    "load": ("p_mw", "q_mvar", "scaling"),
+    "sgen": ("p_mw", "q_mvar", "scaling"),
+    "gen": ("p_mw", "vm_pu", "scaling"),
+    "storage": ("p_mw", "q_mvar", "scaling"),
+    "shunt": ("p_mw", "q_mvar"),
+    "ext_grid": ("vm_pu", "va_degree"),
+    "impedance": ("rft_pu", "xft_pu", "sn_mva"),
+    "ward": ("ps_mw", "qs_mvar", "pz_mw", "qz_mvar"),
+}
+# Columns that name a bus (or, for switches, an element): whole numbers.
+REFERENCE_COLUMNS = (
+    "bus",
+    "from_bus",
+    "to_bus",
+    "hv_bus",
+    "mv_bus",
+    "lv_bus",
+    "element",
+)
+
+
+def read_network_json(path: Path, text: str) -> pp.pandapowerNet:
+    """Build the pandapower network stored as JSON ``text`` (read from ``path``).
+
+    Raises
+    ------
+    InputError
+        Not JSON, nested too deeply, an object that is not a pandapower network or a
+        table, or a table whose indices, references or parameters are unusable.
+    """
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(path, f"nested more than {MAX_DEPTH} levels deep") from None
+    _check_depth(path, document)
+    entries = _net_entries(path, document)
+    net = pp.create_empty_network()
+    for key, value in entries.items():
+        if _is_object(value):
+            net[key] = _table(path, key, value)
+        elif key in PLAIN_KEYS:
+            _refuse_objects(path, value, key)
+            net[key] = value
+    _convert_format(path, net, entries)
+    for table, frame in _element_tables(net):
+        _check_table(path, table, frame)
+    return net
+
+
+def _convert_format(path: Path, net: pp.pandapowerNet, entries: dict[str, Any]) -> None:
+    """Bring a file of an older pandapower format to the current one, as pandapower does."""
+    version, format_version = entries.get("version"), entries.get("format_version")
+    if not isinstance(version, str) or not isinstance(format_version, str):
+        return  # no version recorded: read as the current format
+    from pandapower.convert_format import convert_format
+
+    net.version, net.format_version = version, format_version
+    try:
+        convert_format(net)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"cannot bring format {format_version} up to date: {exc}") from None
+
+
+def _check_depth(path: Path, document: Any) -> None:
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(path, f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict) and ("_module" in value or "_class" in value)
+
+
+def _refuse(path: Path, value: dict[str, Any], where: str) -> InputError:
+    module, name = value.get("_module"), value.get("_class")
+    return InputError(
+        path,
+        f"refusing to load: {where} names Python module '{module}' (class '{name}'); a "
+        "network file may hold only pandapower tables and plain values",
+    )
+
+
+def _refuse_objects(path: Path, value: Any, where: str) -> None:
+    """Refuse any object (``_module``/``_class``) inside a plain value."""
+    for node in _walk(value):
+        if _is_object(node):
+            raise _refuse(path, node, where)
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _net_entries(path: Path, document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict) or not _is_object(document):
+        raise InputError(path, "not a pandapower network (expected a pandapowerNet object)")
+    if (document.get("_module"), document.get("_class")) != NET_CLASS:
+        raise _refuse(path, document, "the document")
+    entries = document.get("_object")
+    if isinstance(entries, str):  # very old files nest the net as JSON text
+        entries = _nested_json(path, entries, "the network")
+    if not isinstance(entries, dict):
+        raise InputError(path, "not a pandapower network (its '_object' is not a mapping)")
+    return entries
+
+
+def _nested_json(path: Path, text: str, where: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"{where}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(path, f"{where}: nested more than {MAX_DEPTH} levels deep") from None
+    _check_depth(path, value)
+    return value
+
+
+def _table(path: Path, key: str, value: dict[str, Any]) -> pd.DataFrame:
+    """Build one DataFrame from pandapower's ``split`` layout, refusing anything else."""
+    if (value.get("_module"), value.get("_class")) != TABLE_CLASS:
+        raise _refuse(path, value, f"table '{key}'")
+    if value.get("orient", "split") != "split" or value.get("is_multiindex") not in (
+        None,
+        False,
+        "False",
+    ):
+        raise InputError(path, f"table '{key}': only pandapower's split layout is read")
+    body = value.get("_object")
+    layout = _nested_json(path, body, f"table '{key}'") if isinstance(body, str) else body
+    _refuse_objects(path, layout, f"table '{key}'")
+    if not isinstance(layout, dict) or not {"columns", "index", "data"} <= layout.keys():
+        raise InputError(path, f"table '{key}': expected columns, index and data")
+    index = layout["index"]
+    for label in index if isinstance(index, list) else [index]:
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise InputError(
+                path, f"table '{key}': index {label!r} is not a whole number", field=key
+            )
+    try:
+        frame = pd.DataFrame(
+            layout["data"], index=pd.Index(index, dtype=np.int64), columns=layout["columns"]
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(path, f"table '{key}': {exc}") from None
+    return _with_dtypes(path, key, frame, value.get("dtype") or {})
+
+
+def _with_dtypes(path: Path, key: str, frame: pd.DataFrame, dtypes: Any) -> pd.DataFrame:
+    if not isinstance(dtypes, dict):
+        raise InputError(path, f"table '{key}': 'dtype' is not a mapping")
+    for column, name in dtypes.items():
+        if column not in frame.columns:
+            continue
+        dtype = _dtype(path, key, column, name)
+        if dtype.kind == "O":
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+            continue
+        try:
+            frame[column] = frame[column].astype(dtype)
+        except (ValueError, TypeError, OverflowError):
+            bad = _first_bad(frame[column], dtype)
+            raise InputError(
+                path,
+                f"table '{key}', index {bad!r}: '{frame[column].loc[bad]}' is not {name}",
+                field=f"{key}.{column}",
+            ) from None
+    return frame
+
+
+def _dtype(path: Path, key: str, column: str, name: Any) -> Any:
+    """Return a numpy dtype, or one of pandas' nullable dtypes, by its name."""
+    text = str(name)
+    if text in _EXTENSION_DTYPES:
+        return pd.api.types.pandas_dtype(text)
+    try:
+        dtype = np.dtype(text)
+    except TypeError:
+        raise InputError(path, f"table '{key}': unknown dtype '{text}'", field=column) from None
+    if dtype.kind not in _DTYPE_KINDS:
+        raise InputError(path, f"table '{key}': dtype '{text}' not allowed", field=column)
+    return dtype
+
+
+def _first_bad(column: Any, dtype: Any) -> Any:
+    for index, value in column.items():
+        try:
+            np.array([value]).astype(dtype)
+        except (ValueError, TypeError, OverflowError):
+            return index
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return index
+    return column.index[0]
+
+
+def _element_tables(net: pp.pandapowerNet) -> Iterator[tuple[str, pd.DataFrame]]:
+    for key in sorted(net.keys()):
+        value = net[key]
+        if isinstance(value, pd.DataFrame) and not key.startswith("res_") and len(value):
+            yield key, value
+
+
+def _check_table(path: Path, table: str, frame: pd.DataFrame) -> None:
+    """Whole-number references, finite electrical parameters (indices are checked on read)."""
+    for column in (c for c in REFERENCE_COLUMNS if c in frame.columns):
+        if frame[column].dtype.kind in "iu":
+            continue
+        for index, value in frame[column].items():
+            if not _whole(value):
+                raise InputError(
+                    path,
+                    f"table '{table}', index {index}: '{value}' is not a whole number",
+                    field=f"{table}.{column}",
+                )
+    for column in (c for c in FINITE_COLUMNS.get(table, ()) if c in frame.columns):
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            index = frame.index[int(np.argmax(bad))]
+            raise InputError(
+                path,
+                f"table '{table}', index {index}: '{frame[column].loc[index]}' is not a "
+                "finite number",
+                field=f"{table}.{column}",
+            )
+
+
+def _whole(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | np.integer):
+        return True
+    return isinstance(value, float) and value.is_integer()

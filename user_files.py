@@ -1,0 +1,101 @@
+"""Open a file a user pointed us at, safely: regular files only, bounded, named in errors.
+
+Every file gridmatch reads on a user's behalf (scenario files, networks, meter and
+trade files, deployment records, ledgers' neighbours) goes through :func:`read_text`:
+
+* only a regular file is opened (a FIFO would block forever, a device never end, a
+  folder is a mistake), checked again on the open descriptor so a file swapped for a
+  FIFO between check and open is refused too;
+* a file larger than the limit is refused before it is read (no memory runs out);
+* bytes that are not UTF-8 (a UTF-16 export, a binary) are refused naming the file;
+* a path holding a NUL character is refused instead of crashing the OS call.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from gridmatch.errors import InputError
+
+MIB = 1024 * 1024
+# Limits per kind of file: far above any real one, far below what exhausts memory.
+SCENARIO_LIMIT_BYTES = 1 * MIB
+TABLE_LIMIT_BYTES = 512 * MIB
+NETWORK_LIMIT_BYTES = 256 * MIB
+RECORD_LIMIT_BYTES = 256 * MIB
+
+
+def check_path(path: Path) -> None:
+    """Refuse a path the operating system cannot take (a NUL character in it).
+
+    Raises
+    ------
+    InputError
+        Naming the path with the NUL shown as an escape.
+    """
+    if "\x00" in str(path):
+        raise InputError(str(path).replace("\x00", "\\x00"), "the path holds a NUL character")
+
+
+def read_bytes(path: Path, limit_bytes: int, what: str = "file") -> bytes:
+    """Read a regular file of at most ``limit_bytes``.
+
+    Raises
+    ------
+    InputError
+        Missing, not a regular file, too large, or unreadable.
+    """
+    check_path(path)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(path, f"{what} not found") from None
+    except IsADirectoryError:
+        raise InputError(path, f"cannot be read: it is a folder, not the {what}") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(path, f"cannot be read: it is a folder, not the {what}")
+        raise InputError(
+            path, "cannot be read: not a regular file (a FIFO, device or socket is never read)"
+        )
+    with os.fdopen(descriptor, "rb") as handle:
+        if info.st_size > limit_bytes:
+            raise InputError(
+                path,
+                f"is {info.st_size / MIB:.1f} MiB; the {what} may have at most "
+                f"{limit_bytes / MIB:.0f} MiB",
+            )
+        try:
+            data = handle.read(limit_bytes + 1)
+        except OSError as exc:
+            raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > limit_bytes:  # it grew while we read
+        raise InputError(path, f"the {what} may have at most {limit_bytes / MIB:.0f} MiB")
+    return data
+
+
+def read_text(path: Path, limit_bytes: int, what: str = "file", *, bom: bool = False) -> str:
+    """Read a regular UTF-8 text file of at most ``limit_bytes``.
+
+    Parameters
+    ----------
+    bom
+        Accept (and drop) a UTF-8 byte order mark, as spreadsheet exports write one.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_bytes`, or not UTF-8 text.
+    """
+    data = read_bytes(path, limit_bytes, what)
+    try:
+        return data.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as exc:
+        hint = " (UTF-16? save it as UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise InputError(path, f"not UTF-8 text ({exc.reason}){hint}") from None
