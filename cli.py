@@ -34,7 +34,9 @@ from rich.text import Text
 from gridmatch.batch.executors import ExecutorKind  # light: the solvers load only per run
 from gridmatch.errors import ExitCode, GridmatchError, exit_code_for
 from gridmatch.matching.solution import TieBreak  # light: numpy and the standard library
+from gridmatch.scenario_io.schema import MAX_LIMIT_S, MAX_THREADS
 from gridmatch.units import MINUTES_PER_HOUR, micro_eur_to_eur
+from gridmatch.user_files import check_path
 
 # markup off: paths, ids and names a user chose are printed as they are, never as styles.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -45,6 +47,8 @@ class _Commands(typer.core.TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:  # a Typer context
         try:
+            for argument in [*getattr(ctx, "_protected_args", []), *ctx.args]:
+                check_path(Path(argument))  # a NUL would crash the first OS call
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # Typer's own: usage errors (exit 2) and deliberate exits
@@ -67,15 +71,14 @@ def _report(exc: BaseException, *, debug: bool) -> int:
         message = f"{what} (a bug in gridmatch; please report it, with --debug for details)"
     stderr.print(Text.assemble((f"{label}:", "bold red"), " ", printable(message)))
     if debug:
-        stderr.print(printable("".join(traceback.format_exception(exc))))
+        stderr.print("".join(traceback.format_exception(exc)))
     return int(code)
 
 
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes, so user text cannot drive a terminal."""
     return "".join(
-        ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
     )
 
 
@@ -103,12 +106,12 @@ FormulationOption = Annotated[
     str | None, typer.Option(help="Formulation name; see `gridmatch formulations`.")
 ]
 MipGapOption = Annotated[
-    float | None, typer.Option("--mip-gap", min=0.0, help="Relative optimality gap.")
+    float | None, typer.Option("--mip-gap", min=0.0, max=1.0, help="Relative optimality gap.")
 ]
 ThreadsOption = Annotated[
-    int | None, typer.Option(min=1, help="Slots solved at once, one process each.")
+    int | None, typer.Option(min=1, max=MAX_THREADS, help="Slots solved at once, one process each.")
 ]
-SeedOption = Annotated[int | None, typer.Option(min=0, help="Solver random seed.")]
+SeedOption = Annotated[int | None, typer.Option(min=0, max=2**31 - 1, help="Solver random seed.")]
 TieBreakOption = Annotated[
     TieBreak | None,
     typer.Option(
@@ -126,7 +129,10 @@ def clear(
     out: Annotated[Path, typer.Option("--out", "-o", help="Result folder (replaced atomically).")],
     formulation: FormulationOption = None,
     time_limit: Annotated[
-        float | None, typer.Option("--time-limit", min=0.01, help="Seconds for the whole clearing.")
+        float | None,
+        typer.Option(
+            "--time-limit", min=0.01, max=MAX_LIMIT_S, help="Seconds for the whole clearing."
+        ),
     ] = None,
     mip_gap: MipGapOption = None,
     threads: ThreadsOption = None,
@@ -230,7 +236,8 @@ def batch(
         typer.Option(help="Dask scheduler, e.g. tcp://host:8786; default: a local cluster."),
     ] = None,
     time_limit: Annotated[
-        float | None, typer.Option("--time-limit", min=0.01, help="Seconds per run.")
+        float | None,
+        typer.Option("--time-limit", min=0.01, max=MAX_LIMIT_S, help="Seconds per run."),
     ] = None,
     mip_gap: MipGapOption = None,
     seed: SeedOption = None,
@@ -401,7 +408,8 @@ def rounds_run(
     ],
     formulation: FormulationOption = None,
     time_limit: Annotated[
-        float | None, typer.Option("--time-limit", min=0.01, help="Seconds per round.")
+        float | None,
+        typer.Option("--time-limit", min=0.01, max=MAX_LIMIT_S, help="Seconds per round."),
     ] = None,
     mip_gap: MipGapOption = None,
     threads: ThreadsOption = None,

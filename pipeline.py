@@ -21,6 +21,7 @@ from gridmatch.matching.backends.registry import BACKENDS, DEFAULT_FORMULATION, 
 from gridmatch.matching.clearing import ClearingResult, clear_orders
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions, TieBreak
+from gridmatch.results_io.atomic import recover
 from gridmatch.results_io.folder import ResultFiles, write_result
 from gridmatch.results_io.manifest import build_manifest
 from gridmatch.results_io.rows import grid_rows, order_rows, trade_rows
@@ -170,6 +171,7 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
         Bad input (nothing is written), a solver failure, an output folder that is
         not ours to replace.
     """
+    recover(out_dir)
     scenario = load_scenario(scenario_dir)
     formulation, options = resolve_settings(scenario, settings)
     result, security = clear_book(

@@ -13,9 +13,14 @@ trade files, deployment records, ledgers' neighbours) goes through :func:`read_t
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from gridmatch.errors import InputError
 
@@ -25,6 +30,10 @@ SCENARIO_LIMIT_BYTES = 1 * MIB
 TABLE_LIMIT_BYTES = 512 * MIB
 NETWORK_LIMIT_BYTES = 256 * MIB
 RECORD_LIMIT_BYTES = 256 * MIB
+# JSON and YAML nest at most this deep here (pandapower files need 3 levels).
+MAX_NESTING = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_CHUNK = 1 << 20
 
 
 def check_path(path: Path) -> None:
@@ -36,7 +45,7 @@ def check_path(path: Path) -> None:
         Naming the path with the NUL shown as an escape.
     """
     if "\x00" in str(path):
-        raise InputError(str(path).replace("\x00", "\\x00"), "the path holds a NUL character")
+        raise InputError(str(path).replace("\x00", "\\x00"), "holds a NUL character")
 
 
 def read_bytes(path: Path, limit_bytes: int, what: str = "file") -> bytes:
@@ -99,3 +108,49 @@ def read_text(path: Path, limit_bytes: int, what: str = "file", *, bom: bool = F
     except UnicodeDecodeError as exc:
         hint = " (UTF-16? save it as UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
         raise InputError(path, f"not UTF-8 text ({exc.reason}){hint}") from None
+
+
+def nesting_depth(text: str, *, skip_strings: bool = True) -> int:
+    """Deepest nesting of ``[``/``{`` in ``text``, computed without parsing it.
+
+    The standard library's JSON decoder recurses in C and can overflow the stack (a
+    segmentation fault, not an exception) on a bomb of nested brackets when a library
+    has raised Python's recursion limit: depth is measured first, in chunks, in C.
+
+    Parameters
+    ----------
+    skip_strings
+        Leave JSON string literals out (brackets in text do not nest anything).
+    """
+    if skip_strings:
+        text = _JSON_STRING.sub('""', text)
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    depth = deepest = 0
+    for start in range(0, data.size, _CHUNK):
+        chunk = data[start : start + _CHUNK]
+        steps = np.zeros(chunk.size, dtype=np.int32)
+        steps[(chunk == ord("[")) | (chunk == ord("{"))] = 1
+        steps[(chunk == ord("]")) | (chunk == ord("}"))] = -1
+        running = depth + np.cumsum(steps)
+        if running.size:
+            deepest = max(deepest, int(running.max()))
+            depth = int(running[-1])
+    return deepest
+
+
+def parse_json(text: str, path: Path | str, max_depth: int = MAX_NESTING) -> Any:
+    """Parse JSON a user (or a file on disk) gave us, its nesting checked first.
+
+    Raises
+    ------
+    InputError
+        Nested deeper than ``max_depth``, or not valid JSON (with its line).
+    """
+    if nesting_depth(text) > max_depth:
+        raise InputError(path, f"nested more than {max_depth} levels deep")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON: {exc.msg}", row=exc.lineno) from None
+    except RecursionError:
+        raise InputError(path, f"nested more than {max_depth} levels deep") from None

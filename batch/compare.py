@@ -16,6 +16,7 @@ import pandas as pd
 from rich.table import Table
 
 from gridmatch.batch.table import STATUS_ERROR, TABLE_PARQUET, read_table
+from gridmatch.results_io.atomic import claim_file
 
 TIME_PLOT = "time_by_size.png"
 GAP_PLOT = "gap_by_size.png"
@@ -64,8 +65,9 @@ def compare_results(results: Path, plots_dir: Path | None = None) -> Comparison:
     runs = with_shortfall(read_table(path))
     summary = summarise(runs)
     out = plots_dir if plots_dir is not None else path.parent
-    out.mkdir(parents=True, exist_ok=True)
     plots = (out / TIME_PLOT, out / GAP_PLOT)
+    for plot in plots:
+        claim_file(plot)  # never over a file (or in a place) gridmatch did not write
     plot_time(runs, plots[0])
     plot_gap(runs, plots[1])
     return Comparison(summary, summary_table(summary, title=str(path)), plots)
@@ -189,8 +191,14 @@ def _plot(runs: pd.DataFrame, path: Path, panels: list[tuple[str, str, bool]], t
             ax.legend(title="formulation")
     fig.suptitle(title)
     fig.tight_layout()
-    # No software version in the PNG: the same table gives the same file.
-    fig.savefig(path, dpi=120, metadata={"Software": None})
+    # No software version in the PNG: the same table gives the same file. Written
+    # beside its name and renamed, so a reader never sees half a picture.
+    staging = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(staging, dpi=120, metadata={"Software": None}, format="png")
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _text(value: object, pattern: str) -> str:

@@ -21,7 +21,7 @@ from gridmatch.batch.table import (
     rows_to_frame,
     write_table,
 )
-from gridmatch.errors import ExitCode, UsageError
+from gridmatch.errors import ExitCode, OutputFolderError, UsageError
 from gridmatch.pipeline import RunSettings
 from gridmatch.results_io.locks import acquire_writer_lock
 
@@ -150,6 +150,8 @@ def run_batch(
         raise UsageError(f"jobs must be at least 1, got {jobs}")
     if scheduler_address is not None and executor is not ExecutorKind.DASK:
         raise UsageError("a scheduler address needs the dask executor")
+    if out_root.exists() and not out_root.is_dir():
+        raise OutputFolderError(f"{out_root}: exists and is not a folder")
     cells = plan_runs(scenario_dirs, formulations, out_root)
     if executor is ExecutorKind.DASK or jobs > 1:
         settings = replace(settings, threads=1)

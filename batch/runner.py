@@ -23,6 +23,7 @@ from gridmatch.results_io.folder import read_summary
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
 from gridmatch.results_io.manifest import build_manifest
 from gridmatch.scenario_io.loader import SCENARIO_FILE, read_scenario_spec, scenario_input_files
+from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, read_text
 
 # Manifest fields that say when and where a run happened, not what it computed. The
 # scenario folder's location is one of them: its files are compared by hash.
@@ -123,7 +124,7 @@ def _comparable(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    document = json.loads(path.read_text(encoding="utf-8"))
+    document = parse_json(read_text(path, RECORD_LIMIT_BYTES, "manifest"), path)
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return document

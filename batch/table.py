@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from gridmatch.errors import InputError
+from gridmatch.results_io.atomic import claim_file
+from gridmatch.results_io.tables import neutralise, restore
 
 if TYPE_CHECKING:  # the plan checks formulations against the registry: not for readers
     from gridmatch.batch.plan import RunCell
@@ -207,12 +209,16 @@ def write_table(frame: pd.DataFrame, out_root: Path) -> tuple[Path, Path]:
     tuple of Path
         The Parquet and CSV paths.
     """
-    out_root.mkdir(parents=True, exist_ok=True)
     parquet = out_root / TABLE_PARQUET
     csv = out_root / TABLE_CSV
+    claim_file(parquet)
+    claim_file(csv)
     _atomic_write(parquet, lambda path: frame.to_parquet(path, index=False))
-    # CSV floats are written with repr (pandas' default), so they round-trip exactly.
-    _atomic_write(csv, lambda path: frame.to_csv(path, index=False, lineterminator="\n"))
+    # CSV floats are written with repr (pandas' default), so they round-trip exactly;
+    # text cells that a spreadsheet would run as formulas get a leading apostrophe.
+    text = _text_columns(frame)
+    shown = frame.assign(**{c: frame[c].map(neutralise, na_action="ignore") for c in text})
+    _atomic_write(csv, lambda path: shown.to_csv(path, index=False, lineterminator="\n"))
     return parquet, csv
 
 
@@ -251,7 +257,14 @@ def read_table(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(path, "not a gridmatch batch table", field=missing[0])
+    if path.suffix != ".parquet":
+        for column in _text_columns(frame):
+            frame[column] = frame[column].map(restore, na_action="ignore")
     return frame.astype(COLUMNS)
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c, kind in COLUMNS.items() if kind == "string" and c in frame.columns]
 
 
 def _complete(cell: RunCell, values: Mapping[str, Any]) -> Row:

@@ -24,12 +24,14 @@ from gridmatch.report.sections import (
     slots_section,
     trades_section,
 )
-from gridmatch.results_io.atomic import add_to_result, write_file_atomically
+from gridmatch.results_io.atomic import claim_file, write_file_atomically
 from gridmatch.results_io.layout import REPORT_FILE
 
 # Slot panels by default: a day of hourly slots fits; beyond it the report would grow
 # by ~50 KB per slot for slots nobody looks at.
 MAX_DEFAULT_SLOTS = 24
+# Panels a report may be asked for: a year of hourly slots.
+MAX_SLOTS_ASKED = 8784
 _SLOT_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
@@ -91,7 +93,7 @@ def build_report(out_dir: Path, slots: Sequence[int] | None = None) -> ReportInf
         _footer(folder),
     )
     path = out_dir / REPORT_FILE
-    add_to_result(out_dir, REPORT_FILE)
+    claim_file(path)
     write_file_atomically(path, document)
     return ReportInfo(path, path.stat().st_size, tuple(chosen), lookup.notes)
 
@@ -127,10 +129,13 @@ def parse_slots(text: str) -> tuple[int, ...]:
 
     Raises
     ------
-    ValueError
-        Not a comma-separated list of slots and ranges.
+    UsageError
+        Not a comma-separated list of slots and ranges, or more than
+        :data:`MAX_SLOTS_ASKED` slots (the report has a panel per slot).
     """
     slots: set[int] = set()
+    if len(text) > 10_000:
+        raise UsageError("--slots: the list is too long")
     for part in text.split(","):
         match = _SLOT_RANGE.match(part)
         if match is None:
@@ -139,6 +144,11 @@ def parse_slots(text: str) -> tuple[int, ...]:
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
             raise UsageError(f"--slots: range '{part.strip()}' runs backwards")
+        if last - first + 1 + len(slots) > MAX_SLOTS_ASKED:
+            raise UsageError(
+                f"--slots: at most {MAX_SLOTS_ASKED} slots (one panel each); "
+                f"'{part.strip()}' asks for {last - first + 1}"
+            )
         slots.update(range(first, last + 1))
     return tuple(sorted(slots))
 

@@ -153,11 +153,7 @@ def read_model(path: Path, model: type[_Model]) -> _Model:
     InputError
         Not valid JSON (with its line), or a missing or malformed field.
     """
-    text = read_text(path)
-    try:
-        document: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON: {exc.msg}", row=exc.lineno) from None
+    document: Any = user_files.parse_json(read_text(path), path)
     try:
         return model.model_validate(document)
     except pydantic.ValidationError as exc:

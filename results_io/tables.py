@@ -12,6 +12,12 @@ as a spreadsheet shows it) and the column of the first bad one. Constraints beyo
 type sit in each field's metadata: ``{"min": 0}`` (number >= 0), ``{"nonfinite": True}``
 (NaN and infinities allowed; otherwise a float must be finite), ``{"nonempty": True}``.
 Columns a reader does not know are ignored, so an older reader reads a newer file.
+
+Text that a spreadsheet would run as a formula (a cell starting with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return, as OWASP lists them) is written with a leading
+apostrophe, and the apostrophe is removed again on reading: ``=HYPERLINK(...)`` as an
+order id stays an id in every file and never becomes a link or a command in Excel or
+LibreOffice. (Input ids cannot start with an apostrophe, so nothing is ambiguous.)
 """
 
 from __future__ import annotations
@@ -112,6 +118,19 @@ def to_frame(cls: type[Row], rows: Iterable[Row]) -> pd.DataFrame:
     return frame.astype(dtypes)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """Prefix a formula-like text with an apostrophe, as OWASP recommends for CSV files."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def restore(text: str) -> str:
+    """Undo :func:`neutralise`."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -119,6 +138,8 @@ def _text(value: object) -> str:
         return str(value.value)
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str):
+        return neutralise(value)
     return str(value)
 
 
@@ -202,7 +223,7 @@ def _parser(column: _Column) -> Parser:
     if kind is float:
         return _number_parser(_parse_float, metadata)
     if kind is str:
-        return _parse_nonempty if metadata.get("nonempty") else str
+        return _parse_nonempty if metadata.get("nonempty") else restore
     raise TypeError(f"no CSV form for column {column.name} of type {kind}")
 
 
@@ -241,7 +262,7 @@ def _parse_float(text: str) -> float:
 def _parse_nonempty(text: str) -> str:
     if not text:
         raise ValueError("is empty")
-    return text
+    return restore(text)
 
 
 def _number_parser(parse: Callable[[str], float], metadata: Any) -> Parser:

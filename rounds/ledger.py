@@ -68,6 +68,7 @@ from gridmatch.rounds.ledger_schema import (
     SCHEMA_VERSION,
 )
 from gridmatch.scenario_io.schema import ScenarioSpec
+from gridmatch.user_files import parse_json
 
 __all__ = ["LEDGER_FILE", "Ledger", "StoredRound", "StoredScenario"]
 
@@ -317,7 +318,7 @@ class Ledger:
             If it no longer validates.
         """
         try:
-            return ScenarioSpec.model_validate(json.loads(self.scenario.spec_json))
+            return ScenarioSpec.model_validate(parse_json(self.scenario.spec_json, self.path))
         except (json.JSONDecodeError, pydantic.ValidationError) as exc:
             raise InputError(self.path, f"stored scenario: {exc}", field="spec_json") from None
 

@@ -15,6 +15,7 @@ from gridmatch.matching.orders import Order, OrderBook, Side
 from gridmatch.matching.solution import SolveOptions, TieBreak
 from gridmatch.rounds.engine import BackgroundInjection, RoundInput
 from gridmatch.rounds.hashing import canonical_json
+from gridmatch.user_files import parse_json
 
 
 def round_input_json(round_input: RoundInput) -> dict[str, str]:
@@ -56,7 +57,7 @@ def orders_from_json(text: str, source: Path, round_no: int) -> tuple[OrderBook,
         If the text is not such a book.
     """
     try:
-        records = json.loads(text)
+        records = parse_json(text, source)
         orders = tuple(
             Order(
                 order_id=_str(r["order_id"]),
@@ -85,7 +86,8 @@ def background_from_json(text: str, source: Path, round_no: int) -> BackgroundIn
         If the text is not a list of ``[slot, bus, kWh]``.
     """
     try:
-        return tuple((_int(slot), _int(bus), _float(kwh)) for slot, bus, kwh in json.loads(text))
+        items = parse_json(text, source)
+        return tuple((_int(slot), _int(bus), _float(kwh)) for slot, bus, kwh in items)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         message = f"round {round_no}: stored background unreadable ({exc})"
         raise InputError(source, message) from None
@@ -105,7 +107,7 @@ def options_from_json(text: str, source: Path, round_no: int) -> SolveOptions:
         If they are unreadable or invalid.
     """
     try:
-        stored = json.loads(text)
+        stored = parse_json(text, source)
         return SolveOptions(
             time_limit_s=_float(stored["time_limit_s"]),
             mip_gap=_float(stored["mip_gap"]),

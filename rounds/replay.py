@@ -26,8 +26,8 @@ from gridmatch.results_io.folder import parse_trades
 from gridmatch.results_io.rows import TradeRow
 from gridmatch.results_io.summary import RoundSummary
 from gridmatch.rounds.engine import clear_round, load_market
-from gridmatch.rounds.hashing import current_versions
-from gridmatch.rounds.ledger import Ledger, StoredRound
+from gridmatch.rounds.hashing import current_versions, sha256_text
+from gridmatch.rounds.ledger import Ledger, StoredRound, StoredScenario
 
 # Quantities and prices equal to this are "unchanged" in a diff (the trades' hashes
 # still decide whether a rerun is identical, byte for byte).
@@ -224,6 +224,7 @@ def replay_rounds(
     """
     with Ledger.open(ledger_path) as ledger:
         stored_scenario = ledger.scenario
+        check_scenario_integrity(ledger_path, stored_scenario)
         spec = ledger.spec()
         wanted = ledger.round_numbers() if round_nos is None else list(round_nos)
         stored_rounds = [ledger.read_round(n) for n in wanted]
@@ -260,24 +261,44 @@ def replay_rounds(
     return replays
 
 
+def check_scenario_integrity(ledger_path: Path, stored: StoredScenario) -> None:
+    """Check the ledger's scenario row: the stored network must have its stored hash.
+
+    Raises
+    ------
+    InputError
+        "ledger altered", naming the row and column, if the network was edited.
+    """
+    if sha256_text(stored.network_json) != stored.network_sha256:
+        raise InputError(
+            ledger_path,
+            "ledger altered: the scenario row's network does not match its network_sha256",
+            field="scenario.network_json",
+        )
+
+
 def check_integrity(ledger_path: Path, stored: StoredRound, scenario_sha256: str) -> None:
     """Check a stored round against its own hashes.
 
     Raises
     ------
     InputError
-        If its inputs or trades were altered after it was recorded.
+        "ledger altered", naming the round and column, if its inputs or trades were
+        changed after it was recorded.
     """
     if stored.recomputed_input_sha256(scenario_sha256) != stored.input_sha256:
         raise InputError(
             ledger_path,
-            f"round {stored.round_no}: the stored inputs do not match their input_sha256; "
-            "the ledger was altered after the round was recorded",
+            f"ledger altered: round {stored.round_no}'s stored inputs do not match their "
+            "input_sha256 (changed after the round was recorded)",
+            field=f"rounds[{stored.round_no}].input_sha256",
         )
     if hashlib.sha256(stored.trades_csv).hexdigest() != stored.trades_sha256:
         raise InputError(
             ledger_path,
-            f"round {stored.round_no}: the stored trades do not match their trades_sha256",
+            f"ledger altered: round {stored.round_no}'s stored trades do not match their "
+            "trades_sha256",
+            field=f"rounds[{stored.round_no}].trades_csv",
         )
 
 

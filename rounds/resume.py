@@ -29,7 +29,7 @@ from gridmatch.rounds.hashing import canonical_json, input_sha256
 from gridmatch.rounds.ledger import Ledger, StoredRound, StoredScenario
 from gridmatch.rounds.ledger_codecs import options_from_json, options_json, round_input_json
 from gridmatch.rounds.order_book import SUBMITTED_COLUMN, RollingScenario
-from gridmatch.rounds.replay import check_integrity
+from gridmatch.rounds.replay import check_integrity, check_scenario_integrity
 from gridmatch.rounds.schedule import CarryOver
 from gridmatch.scenario_io.loader import SCENARIO_FILE
 from gridmatch.scenario_io.schema import ScenarioSpec
@@ -81,6 +81,7 @@ def restore_rounds(
         Other formulation or options than the stored rounds'.
     """
     stored_scenario = ledger.scenario
+    check_scenario_integrity(ledger.path, stored_scenario)
     _check_same_scenario(rolling, stored_scenario, ledger.spec(), scenario)
     numbers = ledger.round_numbers()
     if numbers != list(range(1, len(numbers) + 1)) or len(numbers) > len(round_times_min):

@@ -33,7 +33,7 @@ from gridmatch.errors import InputError, OutputFolderError
 from gridmatch.matching.backends.registry import get_backend
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.pipeline import RunSettings, resolve_settings, result_files
-from gridmatch.results_io.atomic import MARKER, write_file_atomically
+from gridmatch.results_io.atomic import MARKER, claim_file, write_file_atomically
 from gridmatch.results_io.folder import json_text, parse_trades, write_result
 from gridmatch.results_io.layout import (
     LEDGER_FILE,
@@ -60,7 +60,7 @@ from gridmatch.rounds.ledger import Ledger, StoredRound, StoredScenario
 from gridmatch.rounds.ledger_codecs import orders_json
 from gridmatch.rounds.order_book import RollingScenario, load_rolling_scenario
 from gridmatch.rounds.resume import restore_rounds
-from gridmatch.rounds.schedule import CarryOver, round_times_min
+from gridmatch.rounds.schedule import MAX_ROUNDS, CarryOver, round_count, round_times_min
 from gridmatch.scenario_io.loader import SCENARIO_FILE
 from gridmatch.scenario_io.schema import ScenarioSpec
 
@@ -189,6 +189,14 @@ def _prepare_day(scenario_dir: Path, settings: RunSettings) -> _Day:
         rolling.rounds,
         track_background=scenario.spec.security.enabled,
     )
+    count = round_count(rolling.rounds, carry.last_close_min)
+    if count > MAX_ROUNDS:
+        raise InputError(
+            scenario.directory / SCENARIO_FILE,
+            f"the day would need {count} rounds (until the last slot closes at "
+            f"{carry.last_close_min:g} min); at most {MAX_ROUNDS}: give a longer interval",
+            field="rounds.interval_min",
+        )
     times = round_times_min(rolling.rounds, carry.last_close_min)
     if not times:
         raise InputError(
@@ -322,9 +330,14 @@ def _write_day_files(
     for record in records:
         stored = parse_trades(record.trades_csv, out_dir / LEDGER_FILE)
         trades += day_trade_rows(record.round_no, record.cleared_at_min, stored)
-    write_file_atomically(out_dir / TRADES_FILE, to_csv(DayTradeRow, trades))
-    write_file_atomically(out_dir / ORDERS_FILE, to_csv(DayOrderRow, _day_orders(day, records)))
-    write_file_atomically(out_dir / SUMMARY_FILE, json_text(summary.document()))
+    texts = {
+        TRADES_FILE: to_csv(DayTradeRow, trades),
+        ORDERS_FILE: to_csv(DayOrderRow, _day_orders(day, records)),
+        SUMMARY_FILE: json_text(summary.document()),
+    }
+    for name, text in texts.items():
+        claim_file(out_dir / name)
+        write_file_atomically(out_dir / name, text)
 
 
 def _day_orders(day: _Day, records: list[StoredRound]) -> list[DayOrderRow]:

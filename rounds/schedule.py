@@ -31,12 +31,20 @@ from gridmatch.rounds.engine import BackgroundInjection, RoundClearing, RoundInp
 from gridmatch.scenario_io.schema import RoundsSpec
 from gridmatch.units import exact_wh, remaining_wh, wh_to_kwh
 
+# A week of one-minute rounds: any real day fits, and no file can ask for millions.
+MAX_ROUNDS = 7 * 24 * 60
+
+
+def round_count(rounds: RoundsSpec, last_close_min: float) -> int:
+    """Return how many rounds a day has: one per interval until the last slot closes."""
+    if last_close_min <= rounds.first_round_min:
+        return 0
+    return math.ceil((last_close_min - rounds.first_round_min) / rounds.interval_min)
+
 
 def round_times_min(rounds: RoundsSpec, last_close_min: float) -> list[int]:
-    """Return the rounds' times: every interval from the first until the last slot closes."""
-    if last_close_min <= rounds.first_round_min:
-        return []
-    count = math.ceil((last_close_min - rounds.first_round_min) / rounds.interval_min)
+    """Return the rounds' times (at most :data:`MAX_ROUNDS`; check :func:`round_count` first)."""
+    count = min(round_count(rounds, last_close_min), MAX_ROUNDS)
     return [rounds.first_round_min + k * rounds.interval_min for k in range(count)]
 
 

@@ -18,7 +18,7 @@ from gridmatch.matching.orders import OrderBook
 from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.orders_csv import read_orders
 from gridmatch.scenario_io.schema import ScenarioSpec
-from gridmatch.user_files import SCENARIO_LIMIT_BYTES, read_text
+from gridmatch.user_files import MAX_NESTING, SCENARIO_LIMIT_BYTES, nesting_depth, read_text
 
 SCENARIO_FILE = "scenario.yaml"
 
@@ -142,12 +142,14 @@ def read_scenario_spec(path: Path) -> ScenarioSpec:
         included), or a value the schema refuses; naming the line or key.
     """
     text = read_text(path, SCENARIO_LIMIT_BYTES, "scenario file")
+    if nesting_depth(text, skip_strings=False) > MAX_NESTING:
+        raise InputError(path, f"malformed YAML: brackets nested more than {MAX_NESTING} deep")
     try:
         document = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         row = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(path, f"malformed YAML: {problem}", row=row) from None
     except RecursionError:
         raise InputError(path, "malformed YAML: nested too deeply") from None

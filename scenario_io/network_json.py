@@ -13,7 +13,6 @@ table, the element's index and the column.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pandapower as pp
 import pandas as pd
 
 from gridmatch.errors import InputError
+from gridmatch.user_files import parse_json
 
 # The only objects a network file may hold, by exact module and class.
 NET_CLASS = ("pandapower.auxiliary", "pandapowerNet")
@@ -84,13 +84,7 @@ def read_network_json(path: Path, text: str) -> pp.pandapowerNet:
         Not JSON, nested too deeply, an object that is not a pandapower network or a
         table, or a table whose indices, references or parameters are unusable.
     """
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InputError(path, f"nested more than {MAX_DEPTH} levels deep") from None
-    _check_depth(path, document)
+    document = parse_json(text, path, MAX_DEPTH)
     entries = _net_entries(path, document)
     net = pp.create_empty_network()
     for key, value in entries.items():
@@ -117,18 +111,6 @@ def _convert_format(path: Path, net: pp.pandapowerNet, entries: dict[str, Any]) 
         convert_format(net)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(path, f"cannot bring format {format_version} up to date: {exc}") from None
-
-
-def _check_depth(path: Path, document: Any) -> None:
-    stack = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise InputError(path, f"nested more than {MAX_DEPTH} levels deep")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
 
 
 def _is_object(value: Any) -> bool:
@@ -177,13 +159,9 @@ def _net_entries(path: Path, document: Any) -> dict[str, Any]:
 
 def _nested_json(path: Path, text: str, where: str) -> Any:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"{where}: not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InputError(path, f"{where}: nested more than {MAX_DEPTH} levels deep") from None
-    _check_depth(path, value)
-    return value
+        return parse_json(text, path, MAX_DEPTH)
+    except InputError as exc:
+        raise InputError(path, f"{where}: {exc.message}") from None
 
 
 def _table(path: Path, key: str, value: dict[str, Any]) -> pd.DataFrame:

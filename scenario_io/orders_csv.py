@@ -37,6 +37,8 @@ MAX_SUBMITTED_AT_MIN = 7 * 24 * MINUTES_PER_HOUR
 MAX_QUANTITY_KWH = 1e9
 MAX_PRICE_EUR_PER_KWH = 1e6
 MAX_SLOT = 10_000_000
+# Ids are printable text of at most this many characters.
+MAX_ID_LENGTH = 200
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -135,6 +137,17 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> tuple[Order, in
             raise fail(field, "is empty")
         return value
 
+    def identifier(field: str) -> str:
+        value = text(field)
+        if len(value) > MAX_ID_LENGTH:
+            raise fail(field, f"is {len(value)} characters long; at most {MAX_ID_LENGTH}")
+        if not value.isprintable():
+            raise fail(field, "holds a control character (only printable text is an id)")
+        if value.startswith("'"):
+            # Result files mark a formula-like cell with a leading apostrophe.
+            raise fail(field, "may not start with an apostrophe")
+        return value
+
     def integer(field: str, maximum: int) -> int:
         value = text(field)
         try:
@@ -189,8 +202,8 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> tuple[Order, in
     if SUBMITTED_COLUMN in record:
         submitted_at_min = integer(SUBMITTED_COLUMN, MAX_SUBMITTED_AT_MIN)
     order = Order(
-        order_id=text("order_id"),
-        participant_id=text("participant_id"),
+        order_id=identifier("order_id"),
+        participant_id=identifier("participant_id"),
         side=side,
         bus=integer("bus", 2**31 - 1),
         slot=integer("slot", MAX_SLOT),

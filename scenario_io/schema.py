@@ -11,6 +11,17 @@ from gridmatch.matching.solution import TieBreak
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
+# Bounds on every number that decides how much is computed or allocated: a slot of a
+# minute to a day; security rounds, threads and scaling factors far beyond any real
+# use, small enough that no value can run a machine out of memory or time.
+MAX_SLOT_MINUTES = 1440.0
+MAX_SECURITY_ITERATIONS = 100
+MAX_THREADS = 256
+MAX_SCALING = 1e6
+MAX_LIMIT_S = 7 * 24 * 3600.0
+Scaling = Annotated[float, Field(ge=0.0, le=MAX_SCALING)]
+# A file name inside the scenario folder: printable (a NUL would crash the OS call).
+FileName = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class _Strict(BaseModel):
@@ -23,7 +34,9 @@ class NetworkSpec(_Strict):
     """Where the grid comes from: exactly one of the three keys."""
 
     pandapower: str | None = Field(None, description="a function of pandapower.networks")
-    file: str | None = Field(None, description="pandapower JSON file inside the scenario folder")
+    file: FileName | None = Field(
+        None, description="pandapower JSON file inside the scenario folder"
+    )
     simbench: str | None = Field(None, description="SimBench code (needs the simbench package)")
 
     @model_validator(mode="after")
@@ -49,6 +62,7 @@ class SecuritySpec(_Strict):
         int,
         Field(
             ge=0,
+            le=MAX_SECURITY_ITERATIONS,
             description="matching rounds with grid rows before falling back to dropping trades",
         ),
     ] = 5
@@ -63,8 +77,8 @@ class SecuritySpec(_Strict):
 class BackgroundSpec(_Strict):
     """Per-slot scaling of the network's own loads and static generators."""
 
-    load_scaling: list[NonNegative] | None = None
-    sgen_scaling: list[NonNegative] | None = None
+    load_scaling: list[Scaling] | None = None
+    sgen_scaling: list[Scaling] | None = None
 
 
 class MarketSpec(_Strict):
@@ -91,10 +105,10 @@ class SolverSpec(_Strict):
     """Default run settings; command-line flags override them."""
 
     formulation: str | None = None
-    time_limit_s: Positive | None = None
-    mip_gap: NonNegative | None = None
-    threads: Annotated[int, Field(ge=1)] | None = None
-    seed: Annotated[int, Field(ge=0)] | None = None
+    time_limit_s: Annotated[float, Field(gt=0.0, le=MAX_LIMIT_S)] | None = None
+    mip_gap: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    threads: Annotated[int, Field(ge=1, le=MAX_THREADS)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
     # YAML gives the name as text, which strict mode would refuse for the enum.
     tie_break: Annotated[TieBreak | None, Field(strict=False)] = None
 
@@ -119,12 +133,12 @@ class RoundsSpec(_Strict):
 class ScenarioSpec(_Strict):
     """Top level of ``scenario.yaml``."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
     network: NetworkSpec
-    slot_minutes: Positive = 60.0
+    slot_minutes: Annotated[float, Field(ge=1.0, le=MAX_SLOT_MINUTES)] = 60.0
     security: SecuritySpec = SecuritySpec()
     background: BackgroundSpec | None = None
     market: MarketSpec = MarketSpec()
     solver: SolverSpec = SolverSpec()
-    orders: Annotated[str, Field(min_length=1)] = "orders.csv"
+    orders: FileName = "orders.csv"
     rounds: RoundsSpec | None = None

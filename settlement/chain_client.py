@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
+import requests
 from eth_abi.abi import decode
 from eth_utils.crypto import keccak
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
 from web3.types import RPCEndpoint
 
 from gridmatch.errors import ChainError, InputError, UsageError
@@ -29,6 +31,7 @@ from gridmatch.settlement.merkle import root_and_proofs, trade_leaf
 from gridmatch.settlement.meters import read_meters
 from gridmatch.settlement.round_data import ChainTrade, locks_by_buyer, read_round
 from gridmatch.units import SECONDS_PER_HOUR, WH_PER_KWH, micro_eur_to_eur
+from gridmatch.user_files import RECORD_LIMIT_BYTES, read_text
 
 ROUND_ID = 1
 # Trades per attestation transaction: the attestation that settles a trade costs up to
@@ -65,16 +68,24 @@ class Payout:
 
 @contextmanager
 def _chain(out_dir: Path, rpc_url: str | None) -> Iterator[Web3]:
-    if rpc_url is not None:
-        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 120}))
-        if not w3.is_connected():
-            raise ChainError(f"no EVM node answers at {rpc_url}")
-        yield w3
-        return
-    folder = out_dir / "settlement"
-    folder.mkdir(exist_ok=True)
-    with local_chain(folder / "chain-state.json") as url:
-        yield Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120}))
+    """Yield a connection to the node (``rpc_url``, or a local anvil on the saved state).
+
+    A node that stops answering, or answers with an error web3.py does not decode,
+    becomes a :class:`~gridmatch.errors.ChainError` (exit 4), not a traceback.
+    """
+    try:
+        if rpc_url is not None:
+            w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 120}))
+            if not w3.is_connected():
+                raise ChainError(f"no EVM node answers at {rpc_url}")
+            yield w3
+            return
+        folder = out_dir / "settlement"
+        folder.mkdir(exist_ok=True)
+        with local_chain(folder / "chain-state.json") as url:
+            yield Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120}))
+    except (requests.RequestException, Web3Exception) as exc:
+        raise ChainError(f"the node failed: {type(exc).__name__}: {exc}") from None
 
 
 def _decode_revert(abi: Any, exc: Exception) -> str:
@@ -145,7 +156,16 @@ def _at(name: str, address: str) -> ContractAbi:
     return ContractAbi(address, tuple(load(name).abi))
 
 
-def _contracts(deployment: dict[str, Any]) -> tuple[ContractAbi, ContractAbi, ContractAbi]:
+def _contracts(
+    w3: Web3, deployment: dict[str, Any]
+) -> tuple[ContractAbi, ContractAbi, ContractAbi]:
+    """Return the contracts of a record, checked to exist on the chain ``w3`` talks to."""
+    for key in ("payment", "energy", "settlement"):
+        if not w3.eth.get_code(deployment[key]):
+            raise ChainError(
+                f"no contract at {deployment[key]} ({key}) on this chain: settle on this "
+                "node first, or give the --rpc-url that settle used"
+            )
     return (
         _at("PaymentToken", deployment["payment"]),
         _at("EnergyToken", deployment["energy"]),
@@ -257,17 +277,59 @@ def _fund(
         _send(w3, settlement, "depositFor", (accounts, [a for _, a in batch]), admin)
 
 
+class _TradeRecord(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    round_id: int
+    trade_id: int
+    buyer: str
+    seller: str
+    slot: int
+    quantity_wh: int
+    price_micro_eur_per_kwh: int
+    fee_micro_eur_per_kwh: int
+    buy_order_id: str
+    sell_order_id: str
+    buyer_id: str
+    seller_id: str
+    proof: list[str]
+
+
+class _DeploymentRecord(pydantic.BaseModel):
+    """What ``settle`` wrote into deployment.json (validated again when it is read)."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    rpc_url: str | None
+    payment: str
+    energy: str
+    settlement: str
+    round_id: int
+    quorum: int
+    trades: list[_TradeRecord]
+
+
 def _load_record(out_dir: Path) -> tuple[dict[str, Any], list[tuple[ChainTrade, list[bytes]]]]:
     path = out_dir / "settlement" / "deployment.json"
+    if not path.exists():
+        raise InputError(path, "no settlement here: run `gridmatch settle` first")
+    text = read_text(path, RECORD_LIMIT_BYTES, "deployment record")
     try:
-        record = json.loads(path.read_text())
-    except OSError:
-        raise InputError(path, "no settlement here: run `gridmatch settle` first") from None
-    trades = []
-    for item in record["trades"]:
-        proof = [bytes.fromhex(p) for p in item.pop("proof")]
-        trades.append((ChainTrade(**item), proof))
-    return record, trades
+        record = _DeploymentRecord.model_validate_json(text)
+        trades = [
+            (
+                ChainTrade(**t.model_dump(exclude={"proof"})),
+                [bytes.fromhex(p.removeprefix("0x")) for p in t.proof],
+            )
+            for t in record.trades
+        ]
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        raise InputError(path, f"not a deployment record: {first['msg']}", field=field) from None
+    except ValueError as exc:  # a proof that is not hex
+        raise InputError(path, f"not a deployment record: {exc}", field="trades.proof") from None
+    return record.model_dump(), trades
 
 
 def attest(out_dir: Path, meter_csv: Path, *, rpc_url: str | None = None) -> AttestOutcome:
@@ -280,7 +342,7 @@ def attest(out_dir: Path, meter_csv: Path, *, rpc_url: str | None = None) -> Att
     keys = {(t.slot, t.buy_order_id, t.sell_order_id) for t, _ in trades}
     readings = read_meters(meter_csv, keys)
     with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, energy, settlement = _contracts(record)
+        _, energy, settlement = _contracts(w3, record)
         before = _holdings(w3, settlement, energy, trades)
         metered = []
         transactions = gas_used = 0
@@ -328,7 +390,7 @@ def attest_once(
         if (t.slot, t.buy_order_id, t.sell_order_id) == (slot, buy_order_id, sell_order_id)
     )
     with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, _, settlement = _contracts(record)
+        _, _, settlement = _contracts(w3, record)
         args = (trade.as_tuple(), proof, sent_wh, received_wh)
         _send(w3, settlement, "attest", args, address_of(validator))
 
@@ -342,7 +404,7 @@ def reclaim_expired(
     """
     record, trades = _load_record(out_dir)
     with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, energy, settlement = _contracts(record)
+        _, energy, settlement = _contracts(w3, record)
         if advance_s:
             _rpc(w3, "evm_increaseTime", [advance_s])
             _rpc(w3, "evm_mine", [])
@@ -363,7 +425,7 @@ def balances(
     """Per participant id: free and locked micro-EUR, and energy Wh held per slot."""
     record, trades = _load_record(out_dir)
     with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, energy, settlement = _contracts(record)
+        _, energy, settlement = _contracts(w3, record)
         return _holdings(w3, settlement, energy, trades)
 
 

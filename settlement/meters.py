@@ -10,6 +10,7 @@ reclaims the prepayment.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from gridmatch.errors import InputError
 from gridmatch.settlement.round_data import parse_slot
 from gridmatch.units import floor_wh
+from gridmatch.user_files import TABLE_LIMIT_BYTES, read_text
 
 COLUMNS = ("slot", "buy_order_id", "sell_order_id", "sent_kwh", "received_kwh")
 
@@ -39,19 +41,20 @@ def read_meters(
     InputError
         Missing file or column, a bad number, an unknown or repeated trade.
     """
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(path, f"cannot read the meter file: {exc.strerror}") from None
+    text = read_text(path, TABLE_LIMIT_BYTES, "meter file", bom=True)
     readings: dict[tuple[int, str, str], MeterReading] = {}
-    with handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise InputError(path, f"missing column(s): {', '.join(missing)}")
+            raise InputError(path, f"missing column(s): {', '.join(missing)}", row=1)
         for row in reader:
             # The file's line, as the orders file counts rows (header = 1, blank lines too).
             number = reader.line_num
+            if None in row.values() or None in row:
+                raise InputError(
+                    path, f"expected {len(reader.fieldnames or [])} fields", row=number
+                )
             slot = parse_slot(path, number, row["slot"])
             key = (slot, row["buy_order_id"], row["sell_order_id"])
             if key not in known:
@@ -65,6 +68,8 @@ def read_meters(
             readings[key] = MeterReading(
                 _wh(path, number, row, "sent_kwh"), _wh(path, number, row, "received_kwh")
             )
+    except csv.Error as exc:
+        raise InputError(path, f"malformed CSV: {exc}", row=reader.line_num) from None
     return readings
 
 

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,8 +20,10 @@ def case33bw_distances() -> dict[tuple[int, int], float]:
 def without_security(scenario: Path, folder: Path) -> Path:
     """Copy ``scenario`` to ``folder``, cleared without the grid: the unconstrained market."""
     shutil.copytree(scenario, folder)
-    text = (folder / "scenario.yaml").read_text()
-    (folder / "scenario.yaml").write_text(text + "security:\n  enabled: false\n")
+    spec = yaml.safe_load((folder / "scenario.yaml").read_text())
+    # Merged, not appended: a key given twice is refused.
+    spec["security"] = {**spec.get("security", {}), "enabled": False}
+    (folder / "scenario.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return folder
 
 

@@ -196,3 +196,20 @@ def test_sub_wh_fills_are_carried_through_settle_never_settled_for_more(tmp_path
     on_chain = chain_client.balances(tmp_path)
     assert on_chain["alice"][:2] == (0, 315_000)
     assert "bob" not in on_chain  # nothing of the sub-Wh trade went on chain
+
+
+def test_attest_on_a_chain_without_the_contracts_is_a_chain_error(
+    settled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from gridmatch.settlement.anvil import local_chain
+
+    out, meters = settled
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    with local_chain(tmp_path / "fresh-state.json") as url:
+        result = CliRunner().invoke(app, ["attest", str(copy), str(meters), "--rpc-url", url])
+    assert result.exit_code == 4, result.stderr
+    assert "chain: no contract at" in result.stderr
+    assert "Traceback" not in result.stderr
