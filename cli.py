@@ -157,48 +157,83 @@ def settle(
     rpc_url: Annotated[
         str | None, typer.Option(help="Use this node instead of starting a local anvil.")
     ] = None,
-    quorum: Annotated[int, typer.Option(min=1, max=3, help="Agreeing validators.")] = 2,
-    tolerance_wh: Annotated[int, typer.Option(min=0, help="Validator agreement, Wh.")] = 10,
-    deadline_hours: Annotated[float, typer.Option(min=0.01, help="Attestation window.")] = 24.0,
+    validators: Annotated[
+        int, typer.Option(min=1, max=64, help="Validators (quorum: more than 2/3 of them).")
+    ] = 4,
+    tolerance_per_mille: Annotated[
+        int, typer.Option(min=0, max=100, help="Votes agree within this per-mille of a trade.")
+    ] = 20,
+    deadline_hours: Annotated[
+        float, typer.Option(min=0.01, max=24 * 30, help="Voting window.")
+    ] = 24.0,
 ) -> None:
-    """Deploy the settlement contracts, escrow the buyers' prepayments, commit the round."""
+    """Deploy the contracts, sign orders, escrow the buyers' prepayments, commit the round."""
     from gridmatch.settlement import chain_client
 
     record = chain_client.settle(
         out_dir,
         rpc_url=rpc_url,
-        quorum=quorum,
-        tolerance_wh=tolerance_wh,
+        validators=validators,
+        tolerance_per_mille=tolerance_per_mille,
         deadline_hours=deadline_hours,
     )
     stderr.print(
-        f"round {record['round_id']} committed: {len(record['trades'])} trades, "
-        f"{micro_eur_to_eur(record['total_locked_micro_eur']):.6f} EUR locked, "
-        f"commit gas {record['commit_gas']}; contract {record['settlement']}"
+        f"round {record.round_id} committed: {len(record.trades)} trades in "
+        f"{record.commit_transactions} signed transactions ({record.commit_gas} gas), "
+        f"{micro_eur_to_eur(record.total_locked_micro_eur):.6f} EUR locked; "
+        f"settlement {record.settlement}, {len(record.validators)} validators"
     )
-    unsettled = record["unsettled"]
-    if unsettled:
-        kwh = sum(u["unsettled_kwh"] for u in unsettled)
-        below = sum(1 for u in unsettled if u["settled_wh"] == 0)
+    for dropped in record.dropped:
         stderr.print(
-            f"not settled: {kwh:.6f} kWh in fractions of a Wh ({below} trades below 1 Wh "
-            "left out); energy settles in whole Wh, rounded down (see deployment.json)"
+            f"dropped: slot {dropped.slot} {dropped.buy_order_id} <- {dropped.sell_order_id}: "
+            f"{dropped.buyer_id} has {micro_eur_to_eur(dropped.available_micro_eur):.6f} EUR "
+            f"free, the trade locks {micro_eur_to_eur(dropped.required_micro_eur):.6f} EUR"
         )
+    if record.unsettled:
+        kwh = sum(u.unsettled_kwh for u in record.unsettled)
+        below = sum(1 for u in record.unsettled if u.settled_wh == 0)
+        stderr.print(
+            f"not settled: {kwh:.6f} kWh ({below} trades left off chain); energy settles in "
+            "whole Wh, rounded down (see deployment.json)"
+        )
+
+
+meters_app = typer.Typer(help="Meter readings for settlement.", no_args_is_help=True)
+app.add_typer(meters_app, name="meters")
+
+
+@meters_app.command("sign")
+def meters_sign(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch settle`.")],
+    meter_csv: Annotated[
+        Path, typer.Argument(help="meter_id, slot, exported_kwh, imported_kwh per meter and slot")
+    ],
+    signed: Annotated[Path, typer.Option("--out", "-o", help="Signed readings file (JSON).")],
+) -> None:
+    """Sign a meter export with the meters' keys of the deployment (the meters' own job)."""
+    from gridmatch.settlement import chain_client
+
+    count = chain_client.sign_meter_file(out_dir, meter_csv, signed)
+    stderr.print(f"{count} readings signed into {printable(str(signed))}")
 
 
 @app.command()
 def attest(
     out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch settle`.")],
-    meter_csv: Annotated[
-        Path, typer.Argument(help="slot, buy_order_id, sell_order_id, sent_kwh, received_kwh")
-    ],
+    readings: Annotated[Path, typer.Argument(help="Signed readings (`gridmatch meters sign`).")],
     rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
 ) -> None:
-    """Submit the validators' attestations of the meter readings; agreed trades settle."""
+    """Run the validators, each a process with its own key; agreed trades settle."""
     from gridmatch.settlement import chain_client
 
-    outcome = chain_client.attest(out_dir, meter_csv, rpc_url=rpc_url)
-    table = Table(title=f"settled ({outcome.transactions} transactions, {outcome.gas_used} gas)")
+    outcome = chain_client.attest(out_dir, readings, rpc_url=rpc_url)
+    for reason in outcome.refused():
+        stderr.print(Text.assemble(("refused:", "yellow"), " ", printable(reason)))
+    title = (
+        f"settled by {len(outcome.validators)} validators ({outcome.transactions} "
+        f"transactions, {outcome.gas_used} gas)"
+    )
+    table = Table(title=title)
     for column in ("participant", "balance change EUR", "energy received kWh"):
         table.add_column(column)
     for payout in outcome.payouts:

@@ -182,7 +182,15 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
         get_backend(formulation),
         options,
     )
-    summary = clearing_summary(scenario.name, scenario.book, result, options, security)
+    summary = clearing_summary(
+        scenario.name,
+        scenario.book,
+        result,
+        options,
+        security,
+        slot_minutes=scenario.spec.slot_minutes,
+        day_start=scenario.spec.day_start,
+    )
     manifest = build_manifest(
         scenario.name, scenario.directory, scenario.input_files, formulation, options
     )

@@ -70,6 +70,10 @@ class SlotSecurity:
         ``after``, ``limit_low``, ``limit_high``, ``violated``.
     ac_power_flows
         pandapower runs this check took (base case and with trades).
+    losses_mw_before, losses_mw_after
+        Active power lost in lines and transformers without and with the trades (NaN
+        where the power flow did not converge); the difference is what the trades cost
+        the grid, which settlement's validators allow between sent and received energy.
     """
 
     slot: int
@@ -77,6 +81,8 @@ class SlotSecurity:
     converged: bool
     elements: pd.DataFrame
     ac_power_flows: int
+    losses_mw_before: float = float("nan")
+    losses_mw_after: float = float("nan")
 
     def worst(self, element: str, quantity: str, *, lowest: bool = False) -> float | None:
         """Largest (or smallest) value after the trades, or ``None`` if there is none."""
@@ -185,7 +191,15 @@ class SlotGrid:
         secure = converged and not bool(elements.violated.any())
         if secure:
             self._base_sensitivity.pop(slot, None)  # large, and not needed
-        return SlotSecurity(slot, secure, converged, elements, flows)
+        return SlotSecurity(
+            slot,
+            secure,
+            converged,
+            elements,
+            flows,
+            losses_mw_before=float(before.attrs["losses_mw"]),
+            losses_mw_after=float(after.attrs["losses_mw"]),
+        )
 
     def base_sensitivity(
         self, slot: int, buses: npt.NDArray[np.int64]
@@ -283,7 +297,16 @@ def _state(net: pp.pandapowerNet, *, converged: bool) -> pd.DataFrame:
                 {"element": element, "index": index.to_numpy(), "quantity": quantity, "v": values}
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    state = pd.concat(parts, ignore_index=True)
+    losses = float("nan")
+    if converged:
+        losses = sum(
+            float(net[table].pl_mw.sum())
+            for table in ("res_line", "res_trafo", "res_trafo3w")
+            if len(net[table]) and "pl_mw" in net[table]
+        )
+    state.attrs["losses_mw"] = losses
+    return state
 
 
 def _judge(

@@ -10,6 +10,8 @@ guess is written).
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -18,6 +20,7 @@ from gridmatch.grid_models.secure_clearing import SecureClearing
 from gridmatch.matching.clearing import ClearingResult
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
+from gridmatch.units import KWH_PER_MWH, slot_hours
 
 
 class _Record(pydantic.BaseModel):
@@ -59,6 +62,9 @@ class SlotSummary(_Record):
     provenance: str = "solver"
     second_stage: str | None = None
     runtime_s: float = 0.0
+    # The grid's losses with the final trades minus without them (kWh over the slot),
+    # from the final AC check; null without security or for a slot without trades.
+    trade_losses_kwh: float | None = None
 
 
 class Summary(_Record):
@@ -95,6 +101,9 @@ class Summary(_Record):
     n_pairs: int = 0
     traded_kwh: float
     options: OptionsRecord | None = None
+    # The time basis of the slots: slot s runs from day_start + s * slot_minutes.
+    slot_minutes: float = 60.0
+    day_start_utc: str | None = None
     slots: tuple[SlotSummary, ...]
 
     def document(self) -> dict[str, Any]:
@@ -177,6 +186,9 @@ def clearing_summary(
     result: ClearingResult,
     options: SolveOptions,
     security: SecureClearing | None = None,
+    *,
+    slot_minutes: float = 60.0,
+    day_start: datetime | None = None,
 ) -> Summary:
     """Build a clearing's summary.
 
@@ -185,8 +197,11 @@ def clearing_summary(
     security
         How the security-constrained clearing went, or ``None`` when the grid check
         is disabled (``secure`` and the other security fields are then null).
+    slot_minutes, day_start
+        The scenario's time basis (written so that settlement can sign absolute times).
     """
     grid_s = 0.0 if security is None else security.grid_s
+    losses = _trade_losses_kwh(security, slot_minutes)
     return Summary(
         scenario=scenario_name,
         status=result.status.value,
@@ -207,6 +222,8 @@ def clearing_summary(
         n_pairs=result.n_pairs,
         traded_kwh=sum(t.quantity_kwh for t in result.trades),
         options=OptionsRecord.of(options),
+        slot_minutes=slot_minutes,
+        day_start_utc=None if day_start is None else day_start.astimezone(UTC).isoformat(),
         slots=tuple(
             SlotSummary(
                 slot=r.slot,
@@ -220,11 +237,25 @@ def clearing_summary(
                 provenance=r.provenance.value,
                 second_stage=None if r.second_stage is None else r.second_stage.value,
                 runtime_s=r.runtime_s,
+                trade_losses_kwh=losses.get(r.slot),
             )
             for r in result.slots
         ),
         **_security_fields(result, security),
     )
+
+
+def _trade_losses_kwh(security: SecureClearing | None, slot_minutes: float) -> dict[int, float]:
+    """Per traded slot, the kWh the grid lost to the trades (never below 0, finite only)."""
+    if security is None:
+        return {}
+    hours = slot_hours(slot_minutes)
+    losses = {}
+    for check in security.report.slots:
+        extra_mw = check.losses_mw_after - check.losses_mw_before
+        if math.isfinite(extra_mw):
+            losses[check.slot] = max(extra_mw, 0.0) * KWH_PER_MWH * hours
+    return losses
 
 
 def _security_fields(result: ClearingResult, security: SecureClearing | None) -> dict[str, Any]:

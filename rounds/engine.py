@@ -180,7 +180,17 @@ def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
         round_input.background_kwh,
     )
     summary = RoundSummary(
-        **dict(clearing_summary(market.name, book, result, options, security)),
+        **dict(
+            clearing_summary(
+                market.name,
+                book,
+                result,
+                options,
+                security,
+                slot_minutes=market.spec.slot_minutes,
+                day_start=market.spec.day_start,
+            )
+        ),
         round_no=round_input.round_no,
         cleared_at_min=round_input.cleared_at_min,
     )

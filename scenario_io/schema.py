@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -130,12 +131,31 @@ class RoundsSpec(_Strict):
     ] = 0
 
 
+# When slot 0 starts if a scenario does not say: a fixed date, so that every run of a
+# scenario gives its slots the same absolute times (settlement signs them).
+DEFAULT_DAY_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 class ScenarioSpec(_Strict):
     """Top level of ``scenario.yaml``."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     network: NetworkSpec
     slot_minutes: Annotated[float, Field(ge=1.0, le=MAX_SLOT_MINUTES)] = 60.0
+    day_start: Annotated[
+        datetime,
+        Field(
+            strict=False,
+            description="when slot 0 starts (ISO 8601 with a time zone, e.g. 2026-12-01T00:00Z)",
+        ),
+    ] = DEFAULT_DAY_START
+
+    @model_validator(mode="after")
+    def _aware(self) -> Self:
+        if self.day_start.tzinfo is None:
+            raise ValueError("day_start needs a time zone (e.g. 2026-12-01T00:00:00Z)")
+        return self
+
     security: SecuritySpec = SecuritySpec()
     background: BackgroundSpec | None = None
     market: MarketSpec = MarketSpec()

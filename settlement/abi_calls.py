@@ -19,6 +19,7 @@ from eth_utils.abi import (
     get_abi_input_types,
     get_abi_output_types,
 )
+from eth_utils.crypto import keccak
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,38 @@ class ContractAbi:
     def decode_output(self, name: str, data: bytes) -> tuple[Any, ...]:
         """Decode what function ``name`` returned in ``data``."""
         return tuple(decode(get_abi_output_types(self._functions[name]), data))
+
+    def event_topic(self, name: str) -> bytes:
+        """``topic0`` of event ``name``: the keccak of its signature."""
+        event = self._event(name)
+        types = ",".join(i["type"] for i in event["inputs"])
+        return bytes(keccak(text=f"{name}({types})"))
+
+    def events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
+        """Every ``name`` event this contract logged in ``receipt``, decoded by field name."""
+        event = self._event(name)
+        topic = self.event_topic(name)
+        indexed = [i for i in event["inputs"] if i["indexed"]]
+        plain = [i for i in event["inputs"] if not i["indexed"]]
+        found = []
+        for log in receipt["logs"]:
+            topics = [bytes(t) for t in log["topics"]]
+            if not topics or topics[0] != topic or log["address"].lower() != self.address.lower():
+                continue
+            values = {
+                i["name"]: decode([i["type"]], t)[0]
+                for i, t in zip(indexed, topics[1:], strict=True)
+            }
+            data = decode([i["type"] for i in plain], bytes(log["data"]))
+            values.update({i["name"]: v for i, v in zip(plain, data, strict=True)})
+            found.append(values)
+        return found
+
+    def _event(self, name: str) -> dict[str, Any]:
+        for item in self.abi:
+            if item.get("type") == "event" and item["name"] == name:
+                return item
+        raise KeyError(f"no event {name}")
 
 
 def call_view(w3: Any, contract: ContractAbi, name: str, *args: object) -> tuple[Any, ...]:

@@ -25,8 +25,9 @@ def _free_port() -> int:
 def local_chain(state_file: Path, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """Run anvil on 127.0.0.1, loading ``state_file`` if it exists and saving it on exit.
 
-    Yields the RPC URL. Accounts are auto-impersonated (see
-    :mod:`gridmatch.settlement.accounts`); ``extra_args`` go to anvil as they are.
+    Yields the RPC URL. Nothing is impersonated: every transaction is signed by a key of
+    the deployment's keystore, as on any other node; EIP-7825's cap of 2^24 gas per
+    transaction is enforced. ``extra_args`` go to anvil as they are.
     """
     port = _free_port()
     command = [
@@ -36,7 +37,7 @@ def local_chain(state_file: Path, extra_args: tuple[str, ...] = ()) -> Iterator[
         "--port",
         str(port),
         "--silent",
-        "--auto-impersonate",
+        "--enable-tx-gas-limit",
         "--dump-state",
         str(state_file),
         *extra_args,

@@ -1,60 +1,73 @@
-"""Deploy, commit, attest and reclaim on the settlement contracts with web3.py.
+"""Settle a clearing on chain: deploy, sign, fund, commit; attest with validator processes.
 
-State between commands lives in ``OUT_DIR/settlement/``: ``deployment.json`` (contract
-addresses, the round, every trade with its Merkle proof) and, with the embedded chain,
-``chain-state.json`` (anvil's saved state).
+Every transaction is signed locally with a key of the deployment's keystore
+(:mod:`gridmatch.settlement.keys`) and sent raw, so any EVM node works (``--rpc-url``),
+no account is impersonated, and no transaction asks for more than 2^24 gas.
+
+State between commands lives in ``OUT_DIR/settlement/``: ``keys/`` (the encrypted
+keystore), ``deployment.json`` (:mod:`gridmatch.settlement.record`), the validators'
+working folders, and with the embedded chain ``chain-state.json`` (anvil's state).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+import multiprocessing
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import requests
-from eth_abi.abi import decode
+from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
+from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
 
-from gridmatch.errors import ChainError, InputError, UsageError
+from gridmatch.errors import ChainError, UsageError
+from gridmatch.results_io.atomic import write_file_atomically
+from gridmatch.results_io.layout import MANIFEST_FILE
 from gridmatch.settlement.abi_calls import ContractAbi, call_view
-from gridmatch.settlement.accounts import VALIDATORS, address_of
 from gridmatch.settlement.anvil import local_chain
 from gridmatch.settlement.artifacts import build, load
-from gridmatch.settlement.merkle import root_and_proofs, trade_leaf
-from gridmatch.settlement.meters import read_meters
-from gridmatch.settlement.round_data import ChainTrade, locks_by_buyer, read_round
+from gridmatch.settlement.eip712 import Domain, MeterBinding, Order, sign
+from gridmatch.settlement.keys import OPERATOR, Keystore, validator_name
+from gridmatch.settlement.meters import read_meter_csv, sign_readings, write_signed_readings
+from gridmatch.settlement.record import (
+    DeploymentRecord,
+    DroppedTrade,
+    MeterBindingRecord,
+    SignedOrder,
+    TradeRecord,
+    UnsettledTrade,
+    read_record,
+    record_path,
+)
+from gridmatch.settlement.round_data import ChainRound, OrderTerms, PlannedTrade, read_round
+from gridmatch.settlement.transactions import TX_GAS_CAP, GasCapExceededError, Sender
+from gridmatch.settlement.validator import (
+    ValidatorJob,
+    ValidatorReport,
+    prepare_copy,
+    run_validator,
+)
 from gridmatch.units import SECONDS_PER_HOUR, WH_PER_KWH, micro_eur_to_eur
-from gridmatch.user_files import RECORD_LIMIT_BYTES, read_text
 
 ROUND_ID = 1
-# Trades per attestation transaction: the attestation that settles a trade costs up to
-# ~250k gas (payment, energy mint and transfer), so 80 stay under a 30M block.
-ATTEST_BATCH = 80
-# Gas limit of every transaction: anvil's block gas limit.
-TX_GAS = 30_000_000
-# Entries per view call: anvil refuses very large requests.
-HOLDINGS_GROUP = 40
-STATES_GROUP = 1000
-# Accounts per depositFor transaction: a first credit costs ~27k gas.
-DEPOSIT_BATCH = 500
-GAS_ETH = 10**20
-_OPEN = 0
-
-
-@dataclass(frozen=True)
-class AttestOutcome:
-    """What ``attest`` did: who gained what, and what it cost on chain."""
-
-    payouts: list[Payout]
-    transactions: int
-    gas_used: int
+DEFAULT_VALIDATORS = 4
+# Votes agree within 2 % of a trade's quantity (the contract allows at most 10 %).
+DEFAULT_TOLERANCE_PER_MILLE = 20
+# An order stays valid this long beyond the round's deadline (room for an extension).
+ORDER_GRACE_S = 7 * 24 * SECONDS_PER_HOUR
+# Gas for a validator's votes; wei.
+VALIDATOR_GAS_WEI = 10**21
+OPERATOR_GAS_WEI = 10**24
+# Accounts per depositFor transaction.
+DEPOSIT_BATCH = 400
+# Trades in the first addTrades chunk; later chunks fill 2^24 gas as measured.
+FIRST_CHUNK = 40
+_OPEN = 1
 
 
 @dataclass(frozen=True)
@@ -66,413 +79,537 @@ class Payout:
     energy_received_kwh: float
 
 
+@dataclass(frozen=True)
+class AttestOutcome:
+    """What ``attest`` did: per validator process, and who gained what."""
+
+    payouts: list[Payout]
+    validators: list[ValidatorReport]
+
+    @property
+    def transactions(self) -> int:
+        """Vote transactions of all validators."""
+        return sum(v.transactions for v in self.validators)
+
+    @property
+    def gas_used(self) -> int:
+        """Gas of all vote transactions."""
+        return sum(v.gas_used for v in self.validators)
+
+    def refused(self) -> list[str]:
+        """Return what at least one validator would not vouch for (each reason once)."""
+        return sorted({reason for v in self.validators for reason in v.refused})
+
+
 @contextmanager
-def _chain(out_dir: Path, rpc_url: str | None) -> Iterator[Web3]:
+def _chain(out_dir: Path, rpc_url: str | None) -> Iterator[tuple[Web3, str]]:
     """Yield a connection to the node (``rpc_url``, or a local anvil on the saved state).
 
-    A node that stops answering, or answers with an error web3.py does not decode,
-    becomes a :class:`~gridmatch.errors.ChainError` (exit 4), not a traceback.
+    A node that stops answering becomes a :class:`~gridmatch.errors.ChainError`.
     """
     try:
         if rpc_url is not None:
-            w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 120}))
+            w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 300}))
             if not w3.is_connected():
                 raise ChainError(f"no EVM node answers at {rpc_url}")
-            yield w3
+            yield w3, rpc_url
             return
         folder = out_dir / "settlement"
         folder.mkdir(exist_ok=True)
         with local_chain(folder / "chain-state.json") as url:
-            yield Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120}))
+            yield Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 300})), url
     except (requests.RequestException, Web3Exception) as exc:
         raise ChainError(f"the node failed: {type(exc).__name__}: {exc}") from None
 
 
-def _decode_revert(abi: Any, exc: Exception) -> str:
-    data = getattr(exc, "data", None)
-    if isinstance(data, str) and data.startswith("0x"):
-        raw = bytes.fromhex(data[2:])
-        for item in abi:
-            if item["type"] != "error":
-                continue
-            types = [i["type"] for i in item["inputs"]]
-            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
-            if raw[:4] == selector:
-                values = decode(types, raw[4:])
-                shown = ", ".join(v.hex() if isinstance(v, bytes) else str(v) for v in values)
-                return f"{item['name']}({shown})"
-    return str(exc)
-
-
-def _send(w3: Web3, contract: ContractAbi, name: str, args: tuple[Any, ...], sender: str) -> Any:
-    """Send ``contract.name(*args)`` from ``sender``; decode a revert.
-
-    Gas limit and price are given, so web3.py asks the node nothing before sending
-    (estimating and pricing took ~10 requests per transaction); a transaction that
-    reverts is replayed as a call to read its error.
-    """
-    tx: Any = {
-        "from": sender,
-        "to": contract.address,
-        "data": contract.calldata(name, *args),
-        "gas": TX_GAS,
-        "gasPrice": _gas_price(w3),
-    }
-    tx_hash = w3.eth.send_transaction(tx)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)
-    if receipt["status"] != 1:
-        try:
-            w3.eth.call(tx, block_identifier=receipt["blockNumber"] - 1)
-        except (ContractCustomError, ContractLogicError) as exc:
-            raise ChainError(_decode_revert(contract.abi, exc)) from None
-        except Web3RPCError as exc:  # e.g. out of gas: no custom error to decode
-            raise ChainError(f"transaction {tx_hash.hex()} failed: {exc}") from None
-        raise ChainError(f"transaction {tx_hash.hex()} reverted")
-    return receipt
-
-
-def _gas_price(w3: Web3) -> int:
-    cached = getattr(w3, "_gridmatch_gas_price", None)
-    if cached is None:
-        cached = int(w3.eth.gas_price) * 2  # headroom for base-fee growth over a session
-        w3._gridmatch_gas_price = cached  # type: ignore[attr-defined]
-    return int(cached)
-
-
-def _deploy(w3: Web3, name: str, *args: object) -> ContractAbi:
-    artifact = load(name)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    admin = w3.eth.accounts[0]
-    receipt = w3.eth.wait_for_transaction_receipt(
-        factory.constructor(*args).transact({"from": admin})
-    )
-    address = receipt["contractAddress"]
-    if address is None:
-        raise ChainError(f"deploying {name} created no contract")
-    return _at(name, address)
-
-
 def _at(name: str, address: str) -> ContractAbi:
-    return ContractAbi(address, tuple(load(name).abi))
+    return ContractAbi(Web3.to_checksum_address(address), tuple(load(name).abi))
 
 
-def _contracts(
-    w3: Web3, deployment: dict[str, Any]
-) -> tuple[ContractAbi, ContractAbi, ContractAbi]:
-    """Return the contracts of a record, checked to exist on the chain ``w3`` talks to."""
-    for key in ("payment", "energy", "settlement"):
-        if not w3.eth.get_code(deployment[key]):
-            raise ChainError(
-                f"no contract at {deployment[key]} ({key}) on this chain: settle on this "
-                "node first, or give the --rpc-url that settle used"
-            )
-    return (
-        _at("PaymentToken", deployment["payment"]),
-        _at("EnergyToken", deployment["energy"]),
-        _at("Settlement", deployment["settlement"]),
-    )
+def _deploy(sender: Sender, name: str, types: list[str], *args: object) -> ContractAbi:
+    from eth_abi.abi import encode
+
+    artifact = load(name)
+    data = bytes.fromhex(artifact.bytecode.removeprefix("0x")) + encode(types, list(args))
+    receipt = sender.wait([sender.send(None, data, abi=artifact.abi)], artifact.abi)[0]
+    if receipt["contractAddress"] is None:
+        raise ChainError(f"deploying {name} created no contract")
+    return ContractAbi(str(receipt["contractAddress"]), tuple(artifact.abi))
 
 
-def _rpc(w3: Web3, method: str, params: list[Any]) -> None:
-    """Call an anvil-only RPC method (balances and clock of the local chain)."""
-    w3.provider.make_request(RPCEndpoint(method), params)
+def _fund_gas(w3: Web3, account: str, wei: int, *, local: bool) -> None:
+    """Give ``account`` gas money: anvil's cheat on a dev node, else check it has some."""
+    address = Web3.to_checksum_address(account)
+    if w3.eth.get_balance(address) >= wei // 1000:
+        return
+    response = w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [account, hex(wei)])
+    if "error" in response or w3.eth.get_balance(address) < wei // 1000:
+        where = "the local chain" if local else "this node"
+        raise ChainError(
+            f"{account} holds no ETH for gas on {where}, and the node does not fund accounts "
+            "(anvil_setBalance): send it some, then settle again"
+        )
 
 
 def settle(
     out_dir: Path,
     *,
     rpc_url: str | None = None,
-    quorum: int = 2,
-    tolerance_wh: int = 10,
+    validators: int = DEFAULT_VALIDATORS,
+    tolerance_per_mille: int = DEFAULT_TOLERANCE_PER_MILLE,
     deadline_hours: float = 24.0,
-) -> dict[str, Any]:
-    """Deploy the contracts, fund and escrow every buyer, and commit the clearing as a round.
+    funding: Mapping[str, int] | None = None,
+) -> DeploymentRecord:
+    """Deploy the contracts, sign every order and meter binding, fund, and commit the round.
 
-    Returns the deployment record (also written to ``OUT_DIR/settlement/deployment.json``).
-
-    Trades below 1 Wh stay off chain, and fractions of a Wh are not settled (energy
-    is settled in whole Wh, rounded down); the record lists both under ``unsettled``.
+    Parameters
+    ----------
+    validators
+        Validator processes (each its own key); the contract's quorum is strictly more
+        than two thirds of them.
+    funding
+        micro-EUR to escrow per participant id; default: exactly each buyer's locks.
+        (Less than a buyer's locks drops its trades that do not fit.)
 
     Raises
     ------
     InputError
-        The result folder's trades.csv is unusable.
+        The result folder is unusable.
     UsageError
-        The clearing was already committed, or the quorum is out of range.
+        The clearing was already committed, or an option is out of range.
     ChainError
-        A transaction reverted.
+        A transaction was refused, or the node failed.
     """
-    chain_round = read_round(out_dir, ROUND_ID)
-    trades = chain_round.trades
-    record_path = out_dir / "settlement" / "deployment.json"
-    if record_path.exists():
-        raise UsageError(f"{record_path}: this clearing was already committed; attest its meters")
-    if not 1 <= quorum <= len(VALIDATORS):
-        raise UsageError(f"quorum must be between 1 and {len(VALIDATORS)}")
+    path = record_path(out_dir)
+    if path.exists():
+        raise UsageError(f"{path}: this clearing was already committed; attest its meters")
+    if not 1 <= validators <= 64:
+        raise UsageError("validators must be between 1 and 64")
+    chain_round = read_round(out_dir)
     build()
-    leaves = [trade_leaf(t.as_tuple()) for t in trades]
-    root, proofs = root_and_proofs(leaves)
-    manifest = out_dir / "manifest.json"
-    input_hash = keccak(manifest.read_bytes()) if manifest.exists() else bytes(32)
-    with _chain(out_dir, rpc_url) as w3:
-        admin = w3.eth.accounts[0]
-        payment = _deploy(w3, "PaymentToken", admin)
-        energy = _deploy(w3, "EnergyToken", admin)
-        settlement = _deploy(w3, "Settlement", admin, payment.address, energy.address, admin)
-        (deliverer_role,) = call_view(w3, energy, "DELIVERER_ROLE")
-        _send(w3, energy, "grantRole", (deliverer_role, settlement.address), admin)
-        (operator_role,) = call_view(w3, settlement, "OPERATOR_ROLE")
-        (validator_role,) = call_view(w3, settlement, "VALIDATOR_ROLE")
-        _send(w3, settlement, "grantRole", (operator_role, admin), admin)
-        for validator in VALIDATORS:
-            address = address_of(validator)
-            _rpc(w3, "anvil_setBalance", [address, hex(GAS_ETH)])
-            _send(w3, settlement, "grantRole", (validator_role, address), admin)
-        locks = locks_by_buyer(trades)
-        _fund(w3, payment, settlement, admin, locks)
-        deadline = int(w3.eth.get_block("latest")["timestamp"]) + int(
-            deadline_hours * SECONDS_PER_HOUR
-        )
-        params = (ROUND_ID, input_hash, root, deadline, tolerance_wh, quorum)
-        receipt = _send(w3, settlement, "commitRound", (params, list(locks.items())), admin)
-    record = {
-        "rpc_url": rpc_url,
-        "payment": payment.address,
-        "energy": energy.address,
-        "settlement": settlement.address,
-        "round_id": ROUND_ID,
-        "quorum": quorum,
-        "tolerance_wh": tolerance_wh,
-        "deadline": deadline,
-        "commit_gas": int(receipt["gasUsed"]),
-        "total_locked_micro_eur": sum(locks.values()),
-        "trades": [
-            {**t.__dict__, "proof": [p.hex() for p in proof]}
-            for t, proof in zip(trades, proofs, strict=True)
+    keystore = Keystore.open(out_dir / "settlement" / "keys", create=True)
+    operator = keystore.role(OPERATOR, create=True)
+    names = [validator_name(k) for k in range(1, validators + 1)]
+    validator_keys = {name: keystore.role(name, create=True) for name in names}
+    with _chain(out_dir, rpc_url) as (w3, _):
+        _fund_gas(w3, operator.address, OPERATOR_GAS_WEI, local=rpc_url is None)
+        sender = Sender(w3, operator)
+        contracts = _deploy_all(sender, tolerance_per_mille, validator_keys)
+        settlement = contracts["settlement"]
+        domain = Domain(w3.eth.chain_id, settlement.address)
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        deadline = now + max(int(deadline_hours * SECONDS_PER_HOUR), 1)
+        orders = _signed_orders(chain_round, keystore, domain, deadline + ORDER_GRACE_S)
+        locks = _locks(chain_round.trades)
+        _escrow(sender, contracts, keystore, dict(funding) if funding is not None else locks)
+        added, dropped = _commit(sender, settlement, chain_round, orders, deadline, out_dir)
+    record = DeploymentRecord(
+        rpc_url=rpc_url,
+        chain_id=domain.chain_id,
+        settlement=settlement.address,
+        payment=contracts["payment"].address,
+        energy=contracts["energy"].address,
+        registry=contracts["registry"].address,
+        operator=operator.address,
+        validators={name: account.address for name, account in validator_keys.items()},
+        round_id=ROUND_ID,
+        deadline=deadline,
+        tolerance_per_mille=tolerance_per_mille,
+        trade_losses_share={str(s): v for s, v in sorted(chain_round.trade_losses_share.items())},
+        orders=sorted(orders.values(), key=lambda o: o.order_id),
+        trades=added,
+        meters=_bindings(orders.values(), keystore, domain),
+        dropped=dropped,
+        unsettled=[
+            UnsettledTrade(
+                slot=u.slot,
+                buy_order_id=u.buy_order_id,
+                sell_order_id=u.sell_order_id,
+                traded_kwh=u.traded_kwh,
+                settled_wh=u.settled_wh,
+                unsettled_kwh=u.unsettled_kwh,
+                reason=u.reason,
+            )
+            for u in chain_round.unsettled
         ],
-        "unsettled": [{**vars(u), "unsettled_kwh": u.unsettled_kwh} for u in chain_round.unsettled],
-    }
-    record_path.parent.mkdir(exist_ok=True)
-    record_path.write_text(json.dumps(record, indent=2) + "\n")
+        total_locked_micro_eur=sum(t.lock_micro_eur() for t in added),
+        commit_transactions=sender.sent,
+        commit_gas=sender.gas_used,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(path, record.model_dump_json(indent=1) + "\n")
     return record
 
 
-def _fund(
-    w3: Web3, payment: ContractAbi, settlement: ContractAbi, admin: str, locks: dict[str, int]
-) -> None:
-    """Demo funding: the admin mints what the buyers must prepay and escrows it for them.
+def _deploy_all(
+    sender: Sender, tolerance_per_mille: int, validator_keys: Mapping[str, LocalAccount]
+) -> dict[str, ContractAbi]:
+    """Payment token, validator registry, settlement (which deploys the energy token)."""
+    admin = sender.address
+    payment = _deploy(sender, "PaymentToken", ["address"], admin)
+    registry = _deploy(sender, "ValidatorRegistry", ["address"], admin)
+    settlement = _deploy(
+        sender,
+        "Settlement",
+        ["address", "address", "address", "address", "uint64"],
+        admin,
+        payment.address,
+        registry.address,
+        admin,
+        tolerance_per_mille,
+    )
+    (energy_address,) = call_view(sender.w3, settlement, "energyToken")
+    (operator_role,) = call_view(sender.w3, settlement, "OPERATOR_ROLE")
+    sender.transact(settlement, "grantRole", operator_role, admin)
+    for account in validator_keys.values():
+        sender.transact(registry, "register", account.address)
+        sender.wait([sender.send(account.address, b"", value=VALIDATOR_GAS_WEI, gas=21_000)])
+    return {
+        "payment": payment,
+        "registry": registry,
+        "settlement": settlement,
+        "energy": _at("EnergyToken", str(energy_address)),
+    }
 
-    One ``depositFor`` per :data:`DEPOSIT_BATCH` buyers instead of a mint, approve and
-    deposit per buyer: 1,000 buyers took ~3,000 transactions (~110 s on anvil) before.
+
+def _signed_orders(
+    chain_round: ChainRound, keystore: Keystore, domain: Domain, expiry: int
+) -> dict[str, SignedOrder]:
+    """Every order the round's trades use, signed by its participant (order id -> order)."""
+    terms: dict[str, OrderTerms] = {}
+    for trade in chain_round.trades:
+        terms.setdefault(trade.buy.order_id, trade.buy)
+        terms.setdefault(trade.sell.order_id, trade.sell)
+    signed = {}
+    for order_id, t in terms.items():
+        account = keystore.participant(t.participant_id)
+        message = Order(
+            participant=account.address,
+            is_buy=t.is_buy,
+            slot_start=t.slot_start,
+            slot_end=t.slot_end,
+            quantity_wh=t.quantity_wh,
+            limit_micro_eur_per_kwh=t.limit_micro_eur_per_kwh,
+            # The limit caps price plus fee; the fee cap adds nothing beyond it here.
+            max_fee_micro_eur_per_kwh=t.limit_micro_eur_per_kwh if t.is_buy else 0,
+            expiry=expiry,
+            nonce=t.nonce,
+        )
+        digest = domain.digest(message.struct_hash())
+        signed[order_id] = SignedOrder(
+            order_id=order_id,
+            participant_id=t.participant_id,
+            participant=account.address,
+            is_buy=t.is_buy,
+            slot_start=t.slot_start,
+            slot_end=t.slot_end,
+            quantity_wh=t.quantity_wh,
+            limit_micro_eur_per_kwh=message.limit_micro_eur_per_kwh,
+            max_fee_micro_eur_per_kwh=message.max_fee_micro_eur_per_kwh,
+            expiry=expiry,
+            nonce=t.nonce,
+            digest="0x" + digest.hex(),
+            signature="0x" + sign(account, digest).hex(),
+        )
+    return signed
+
+
+def _bindings(orders: Any, keystore: Keystore, domain: Domain) -> list[MeterBindingRecord]:
+    """Each participant's signed statement of its meter's key."""
+    bindings = {}
+    for order in orders:
+        pid = order.participant_id
+        if pid in bindings:
+            continue
+        participant = keystore.participant(pid)
+        meter = keystore.meter(pid)
+        digest = domain.digest(MeterBinding(participant.address, meter.address).struct_hash())
+        bindings[pid] = MeterBindingRecord(
+            participant_id=pid,
+            participant=participant.address,
+            meter=meter.address,
+            signature="0x" + sign(participant, digest).hex(),
+        )
+    return [bindings[pid] for pid in sorted(bindings)]
+
+
+def _locks(trades: list[PlannedTrade]) -> dict[str, int]:
+    locks: dict[str, int] = {}
+    for trade in trades:
+        buyer = trade.buy.participant_id
+        locks[buyer] = locks.get(buyer, 0) + trade.lock_micro_eur()
+    return locks
+
+
+def _escrow(
+    sender: Sender,
+    contracts: Mapping[str, ContractAbi],
+    keystore: Keystore,
+    funding: dict[str, int],
+) -> None:
+    """Demo funding: the operator mints the test currency and escrows it for the buyers.
+
+    ``depositFor`` credits the buyers' own balances (a retailer topping up its members'
+    prepaid accounts); only the buyers' signed orders can lock them.
     """
-    total = sum(locks.values())
+    items = [
+        (keystore.participant(pid).address, amount) for pid, amount in funding.items() if amount > 0
+    ]
+    total = sum(amount for _, amount in items)
     if total == 0:
         return
-    _send(w3, payment, "mint", (admin, total), admin)
-    _send(w3, payment, "approve", (settlement.address, total), admin)
-    items = [(buyer, amount) for buyer, amount in locks.items() if amount > 0]
+    payment, settlement = contracts["payment"], contracts["settlement"]
+    sender.transact(payment, "mint", sender.address, total)
+    sender.transact(payment, "approve", settlement.address, total)
     for start in range(0, len(items), DEPOSIT_BATCH):
         batch = items[start : start + DEPOSIT_BATCH]
-        accounts = [b for b, _ in batch]
-        _send(w3, settlement, "depositFor", (accounts, [a for _, a in batch]), admin)
+        sender.transact(settlement, "depositFor", [a for a, _ in batch], [m for _, m in batch])
 
 
-class _TradeRecord(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
-
-    round_id: int
-    trade_id: int
-    buyer: str
-    seller: str
-    slot: int
-    quantity_wh: int
-    price_micro_eur_per_kwh: int
-    fee_micro_eur_per_kwh: int
-    buy_order_id: str
-    sell_order_id: str
-    buyer_id: str
-    seller_id: str
-    proof: list[str]
-
-
-class _DeploymentRecord(pydantic.BaseModel):
-    """What ``settle`` wrote into deployment.json (validated again when it is read)."""
-
-    model_config = pydantic.ConfigDict(extra="allow")
-
-    rpc_url: str | None
-    payment: str
-    energy: str
-    settlement: str
-    round_id: int
-    quorum: int
-    trades: list[_TradeRecord]
-
-
-def _load_record(out_dir: Path) -> tuple[dict[str, Any], list[tuple[ChainTrade, list[bytes]]]]:
-    path = out_dir / "settlement" / "deployment.json"
-    if not path.exists():
-        raise InputError(path, "no settlement here: run `gridmatch settle` first")
-    text = read_text(path, RECORD_LIMIT_BYTES, "deployment record")
-    try:
-        record = _DeploymentRecord.model_validate_json(text)
-        trades = [
-            (
-                ChainTrade(**t.model_dump(exclude={"proof"})),
-                [bytes.fromhex(p.removeprefix("0x")) for p in t.proof],
-            )
-            for t in record.trades
-        ]
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        raise InputError(path, f"not a deployment record: {first['msg']}", field=field) from None
-    except ValueError as exc:  # a proof that is not hex
-        raise InputError(path, f"not a deployment record: {exc}", field="trades.proof") from None
-    return record.model_dump(), trades
-
-
-def attest(out_dir: Path, meter_csv: Path, *, rpc_url: str | None = None) -> AttestOutcome:
-    """Submit every validator's attestation of the metered trades; quorums settle them.
-
-    Each validator sends its attestations in batches of :data:`ATTEST_BATCH` trades.
-    Returns per participant what their free balance and energy holdings changed by.
-    """
-    record, trades = _load_record(out_dir)
-    keys = {(t.slot, t.buy_order_id, t.sell_order_id) for t, _ in trades}
-    readings = read_meters(meter_csv, keys)
-    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, energy, settlement = _contracts(w3, record)
-        before = _holdings(w3, settlement, energy, trades)
-        metered = []
-        transactions = gas_used = 0
-        for trade, proof in trades:
-            reading = readings.get((trade.slot, trade.buy_order_id, trade.sell_order_id))
-            if reading is None:
-                continue
-            metered.append((trade, proof, reading))
-        for order, validator in enumerate(VALIDATORS):
-            if order >= record["quorum"] and metered:
-                # Earlier validators may already have settled these: send only what is open.
-                states = _trade_states(w3, settlement, [m[0] for m in metered])
-                metered = [m for m, state in zip(metered, states, strict=True) if state == _OPEN]
-            for start in range(0, len(metered), ATTEST_BATCH):
-                batch = metered[start : start + ATTEST_BATCH]
-                args = (
-                    [t.as_tuple() for t, _, _ in batch],
-                    [p for _, p, _ in batch],
-                    [r.sent_wh for _, _, r in batch],
-                    [r.received_wh for _, _, r in batch],
-                )
-                receipt = _send(w3, settlement, "attestBatch", args, address_of(validator))
-                transactions += 1
-                gas_used += int(receipt["gasUsed"])
-        after = _holdings(w3, settlement, energy, trades)
-    return AttestOutcome(_payouts(before, after), transactions, gas_used)
-
-
-def attest_once(
+def _commit(
+    sender: Sender,
+    settlement: ContractAbi,
+    chain_round: ChainRound,
+    orders: Mapping[str, SignedOrder],
+    deadline: int,
     out_dir: Path,
-    slot: int,
-    buy_order_id: str,
-    sell_order_id: str,
-    validator: str,
-    sent_wh: int,
-    received_wh: int,
-    *,
-    rpc_url: str | None = None,
-) -> None:
-    """Submit one validator's attestation of one trade (for operators and tests)."""
-    record, trades = _load_record(out_dir)
-    trade, proof = next(
-        (t, p)
-        for t, p in trades
-        if (t.slot, t.buy_order_id, t.sell_order_id) == (slot, buy_order_id, sell_order_id)
+) -> tuple[list[TradeRecord], list[DroppedTrade]]:
+    """Open the round, add its trades in chunks that fit 2^24 gas, seal it."""
+    manifest = out_dir / MANIFEST_FILE
+    input_hash = keccak(manifest.read_bytes()) if manifest.exists() else bytes(32)
+    sender.transact(settlement, "openRound", ROUND_ID, input_hash, deadline)
+    inputs = [(trade, _trade_input(trade, orders)) for trade in chain_round.trades]
+    added: list[TradeRecord] = []
+    dropped: list[DroppedTrade] = []
+    start, chunk = 0, FIRST_CHUNK
+    while start < len(inputs):
+        part = inputs[start : start + chunk]
+        data = settlement.calldata("addTrades", ROUND_ID, [i for _, i in part])
+        try:
+            gas = sender.estimate(settlement.address, data, abi=settlement.abi)
+        except GasCapExceededError:
+            if chunk == 1:
+                raise
+            chunk = max(chunk // 2, 1)
+            continue
+        receipt = sender.wait([sender.send(settlement.address, data, gas=gas)], settlement.abi)[0]
+        _record_chunk(settlement, receipt, [t for t, _ in part], orders, added, dropped)
+        start += len(part)
+        # Fill the next chunk to ~80 % of the cap, as this one measured per trade.
+        per_trade = max(int(receipt["gasUsed"]) // len(part), 1)
+        chunk = max(min(int(0.8 * TX_GAS_CAP / per_trade), 2 * chunk), 1)
+    sender.transact(settlement, "sealRound", ROUND_ID)
+    return added, dropped
+
+
+def _trade_input(trade: PlannedTrade, orders: Mapping[str, SignedOrder]) -> tuple[object, ...]:
+    buy, sell = orders[trade.buy.order_id], orders[trade.sell.order_id]
+    return (
+        buy.as_input(),
+        bytes.fromhex(buy.signature[2:]),
+        sell.as_input(),
+        bytes.fromhex(sell.signature[2:]),
+        trade.quantity_wh,
+        trade.price_micro_eur_per_kwh,
+        trade.fee_micro_eur_per_kwh,
     )
-    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, _, settlement = _contracts(w3, record)
-        args = (trade.as_tuple(), proof, sent_wh, received_wh)
-        _send(w3, settlement, "attest", args, address_of(validator))
+
+
+def _record_chunk(
+    settlement: ContractAbi,
+    receipt: Any,
+    part: list[PlannedTrade],
+    orders: Mapping[str, SignedOrder],
+    added: list[TradeRecord],
+    dropped: list[DroppedTrade],
+) -> None:
+    """Sort a chunk's trades into added and dropped, as the contract's events say."""
+    accepted = {bytes(e["tradeId"]) for e in settlement.events(receipt, "TradeAdded")}
+    refused = {bytes(e["tradeId"]): e for e in settlement.events(receipt, "TradeDropped")}
+    for trade in part:
+        buy, sell = orders[trade.buy.order_id], orders[trade.sell.order_id]
+        trade_id = keccak(
+            _encode(
+                ["uint64", "bytes32", "bytes32"], [ROUND_ID, _b32(buy.digest), _b32(sell.digest)]
+            )
+        )
+        if trade_id in accepted:
+            added.append(
+                TradeRecord(
+                    trade_id="0x" + trade_id.hex(),
+                    slot=trade.slot,
+                    buy_order_id=buy.order_id,
+                    sell_order_id=sell.order_id,
+                    buyer_id=buy.participant_id,
+                    seller_id=sell.participant_id,
+                    round_id=ROUND_ID,
+                    buy_order=buy.digest,
+                    sell_order=sell.digest,
+                    buyer=buy.participant,
+                    seller=sell.participant,
+                    slot_start=buy.slot_start,
+                    slot_end=buy.slot_end,
+                    quantity_wh=trade.quantity_wh,
+                    price_micro_eur_per_kwh=trade.price_micro_eur_per_kwh,
+                    fee_micro_eur_per_kwh=trade.fee_micro_eur_per_kwh,
+                )
+            )
+        elif trade_id in refused:
+            event = refused[trade_id]
+            dropped.append(
+                DroppedTrade(
+                    slot=trade.slot,
+                    buy_order_id=buy.order_id,
+                    sell_order_id=sell.order_id,
+                    buyer_id=buy.participant_id,
+                    required_micro_eur=int(event["required"]),
+                    available_micro_eur=int(event["available"]),
+                )
+            )
+        else:
+            raise ChainError(f"trade {trade.key} neither added nor dropped by the contract")
+
+
+def _encode(types: list[str], values: list[object]) -> bytes:
+    from eth_abi.abi import encode
+
+    return bytes(encode(types, values))
+
+
+def _b32(text: str) -> bytes:
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+# ---------------------------------------------------------------- meters and attestation
+
+
+def sign_meter_file(out_dir: Path, meter_csv: Path, signed_path: Path) -> int:
+    """Sign a meter CSV with the deployment's meter keys (the meters' own job); count them."""
+    record = read_record(record_path(out_dir))
+    keystore = Keystore.open(out_dir / "settlement" / "keys", create=False)
+    intervals = {t.slot: (t.slot_start, t.slot_end) for t in record.trades}
+    signed = sign_readings(read_meter_csv(meter_csv), keystore, record.domain, intervals)
+    write_signed_readings(signed_path, record.domain, signed)
+    return len(signed)
+
+
+def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> AttestOutcome:
+    """Run every validator as a process of its own on the signed readings; quorums settle.
+
+    Each validator gets its own copy of the readings in ``OUT_DIR/settlement/<name>/``.
+    """
+    path = record_path(out_dir)
+    record = read_record(path)
+    keys = out_dir / "settlement" / "keys"
+    with _chain(out_dir, rpc_url or record.rpc_url) as (w3, url):
+        contracts = _checked_contracts(w3, record)
+        before = _holdings(w3, contracts, record)
+        jobs = [
+            ValidatorJob(
+                name=name,
+                keystore=keys,
+                record=path,
+                readings=prepare_copy(readings, out_dir / "settlement" / name),
+                rpc_url=url,
+            )
+            for name in sorted(record.validators)
+        ]
+        # spawn, not fork: each validator starts clean, sharing nothing with this process.
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(len(jobs)) as pool:
+            reports = pool.map(run_validator, jobs)
+        after = _holdings(w3, contracts, record)
+    return AttestOutcome(_payouts(before, after), reports)
 
 
 def reclaim_expired(
     out_dir: Path, *, rpc_url: str | None = None, advance_s: int = 0
 ) -> list[Payout]:
-    """Return the prepayment of every trade still open after the deadline to its buyer.
+    """Return the lock of every trade still open after the deadline to its buyer.
 
-    ``advance_s`` moves the local chain's clock forward first (anvil only).
+    ``advance_s`` moves the local chain's clock forward first (anvil only). Anyone may
+    trigger a refund (it can only go to the buyer): the operator does.
     """
-    record, trades = _load_record(out_dir)
-    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, energy, settlement = _contracts(w3, record)
+    record = read_record(record_path(out_dir))
+    keystore = Keystore.open(out_dir / "settlement" / "keys", create=False)
+    with _chain(out_dir, rpc_url or record.rpc_url) as (w3, _):
+        contracts = _checked_contracts(w3, record)
         if advance_s:
-            _rpc(w3, "evm_increaseTime", [advance_s])
-            _rpc(w3, "evm_mine", [])
-        before = _holdings(w3, settlement, energy, trades)
-        states = _trade_states(w3, settlement, [t for t, _ in trades])
-        # Anyone may trigger a refund (it can only go to the buyer): the operator does.
-        operator = w3.eth.accounts[0]
-        for (trade, proof), state in zip(trades, states, strict=True):
-            if state == _OPEN:
-                _send(w3, settlement, "reclaim", (trade.as_tuple(), proof), operator)
-        after = _holdings(w3, settlement, energy, trades)
+            w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [advance_s])
+            w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+        before = _holdings(w3, contracts, record)
+        settlement = contracts["settlement"]
+        states = _trade_states(w3, settlement, record.trades)
+        open_trades = [t for t, s in zip(record.trades, states, strict=True) if s == _OPEN]
+        sender = Sender(w3, keystore.role(OPERATOR))
+        for start in range(0, len(open_trades), 200):
+            batch = [t.as_tuple() for t in open_trades[start : start + 200]]
+            sender.transact(settlement, "reclaimBatch", batch)
+        after = _holdings(w3, contracts, record)
     return _payouts(before, after)
 
 
 def balances(
     out_dir: Path, *, rpc_url: str | None = None
 ) -> dict[str, tuple[int, int, dict[int, int]]]:
-    """Per participant id: free and locked micro-EUR, and energy Wh held per slot."""
-    record, trades = _load_record(out_dir)
-    with _chain(out_dir, rpc_url or record["rpc_url"]) as w3:
-        _, energy, settlement = _contracts(w3, record)
-        return _holdings(w3, settlement, energy, trades)
+    """Per participant id: free and locked micro-EUR, and energy Wh held per slot start."""
+    record = read_record(record_path(out_dir))
+    with _chain(out_dir, rpc_url or record.rpc_url) as (w3, _):
+        return _holdings(w3, _checked_contracts(w3, record), record)
 
 
-def _trade_states(w3: Web3, settlement: ContractAbi, trades: list[ChainTrade]) -> list[int]:
-    """Settlement state of each trade, in groups of calls small enough for any node."""
+def _checked_contracts(w3: Web3, record: DeploymentRecord) -> dict[str, ContractAbi]:
+    """Return the record's contracts, checked to exist on the chain ``w3`` talks to."""
+    found = {
+        "settlement": _at("Settlement", record.settlement),
+        "energy": _at("EnergyToken", record.energy),
+        "payment": _at("PaymentToken", record.payment),
+    }
+    for key, contract in found.items():
+        if not w3.eth.get_code(Web3.to_checksum_address(contract.address)):
+            raise ChainError(
+                f"no contract at {contract.address} ({key}) on this chain: settle on this node "
+                "first, or give the --rpc-url that settle used"
+            )
+    return found
+
+
+def _trade_states(w3: Web3, settlement: ContractAbi, trades: list[TradeRecord]) -> list[int]:
     states: list[int] = []
-    for start in range(0, len(trades), STATES_GROUP):
-        leaves = [trade_leaf(t.as_tuple()) for t in trades[start : start + STATES_GROUP]]
-        (found,) = call_view(w3, settlement, "tradeStates", leaves)
+    for start in range(0, len(trades), 1000):
+        ids = [_b32(t.trade_id) for t in trades[start : start + 1000]]
+        (found,) = call_view(w3, settlement, "tradeStates", ids)
         states += [int(s) for s in found]
     return states
 
 
-def _participants(trades: list[tuple[ChainTrade, list[bytes]]]) -> list[str]:
-    return sorted({t.buyer_id for t, _ in trades} | {t.seller_id for t, _ in trades})
-
-
 def _holdings(
-    w3: Web3,
-    settlement: ContractAbi,
-    energy: ContractAbi,
-    trades: list[tuple[ChainTrade, list[bytes]]],
+    w3: Web3, contracts: Mapping[str, ContractAbi], record: DeploymentRecord
 ) -> dict[str, tuple[int, int, dict[int, int]]]:
-    """Per participant: free and locked micro-EUR, and energy Wh held per round slot."""
-    slots = sorted({t.slot for t, _ in trades})
-    participants = _participants(trades)
+    """Per participant: free and locked micro-EUR, and energy Wh held per slot start."""
+    slots = sorted({t.slot_start for t in record.trades})
+    participants = record.participants()
+    ids = sorted(participants)
     # Lower-case hex: eth-abi then skips a checksum (a keccak) per address.
-    addresses = [address_of(p).lower() for p in participants]
+    addresses = [participants[p].lower() for p in ids]
     held: list[int] = []
     free: list[int] = []
     locked: list[int] = []
-    # One call per group of participants for all their slots, not one per pair.
-    for start in range(0, len(addresses), HOLDINGS_GROUP):
-        group = addresses[start : start + HOLDINGS_GROUP]
+    for start in range(0, len(addresses), 40):
+        group = addresses[start : start + 40]
         (found,) = call_view(
             w3,
-            energy,
+            contracts["energy"],
             "balanceOfBatch",
             [a for a in group for _ in slots],
             [s for _ in group for s in slots],
         )
         held += [int(v) for v in found]
-        group_free, group_locked = call_view(w3, settlement, "balancesOf", group)
+        group_free, group_locked = call_view(w3, contracts["settlement"], "balancesOf", group)
         free += [int(v) for v in group_free]
         locked += [int(v) for v in group_locked]
     holdings = {}
-    for k, participant in enumerate(participants):
+    for k, participant in enumerate(ids):
         per_slot = dict(zip(slots, held[k * len(slots) : (k + 1) * len(slots)], strict=True))
         holdings[participant] = (free[k], locked[k], {s: wh for s, wh in per_slot.items() if wh})
     return holdings

@@ -1,83 +1,200 @@
-"""Meter readings validators attest, one row per trade.
+"""Meter readings, signed by the meters, and the files that carry them.
 
-``METER_CSV`` columns: ``slot, buy_order_id, sell_order_id`` (the trade's keys in
-trades.csv), ``sent_kwh`` (the seller's meter) and ``received_kwh`` (the buyer's
-meter); readings count as whole Wh, rounded down (:func:`gridmatch.units.floor_wh`).
-A trade without a row gets no attestation: without a quorum by the deadline its buyer
-reclaims the prepayment.
+A meter counts, per delivery slot, the Wh its connection exported and imported. Each
+reading is an EIP-712 ``MeterReading`` signed by the meter's own key under the
+settlement deployment's domain, so it cannot be altered, nor replayed in another
+deployment; which meter belongs to which participant is a ``MeterBinding`` the
+participant signed. Validators trust a reading only if both signatures check out.
+
+``METER_CSV`` (what a utility's meter export looks like, one row per meter and slot):
+``meter_id`` (the participant id whose connection it measures), ``slot``,
+``exported_kwh``, ``imported_kwh``; readings count as whole Wh, rounded down.
+``gridmatch meters sign`` stands in for the meters: it signs such a file with the
+meters' keys of the deployment and writes the signed readings (JSON) validators read.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridmatch.errors import InputError
-from gridmatch.settlement.round_data import parse_slot
-from gridmatch.units import floor_wh
-from gridmatch.user_files import TABLE_LIMIT_BYTES, read_text
+import pydantic
 
-COLUMNS = ("slot", "buy_order_id", "sell_order_id", "sent_kwh", "received_kwh")
+from gridmatch.errors import InputError
+from gridmatch.settlement.eip712 import Domain, MeterReading, sign
+from gridmatch.settlement.keys import Keystore
+from gridmatch.units import floor_wh
+from gridmatch.user_files import RECORD_LIMIT_BYTES, TABLE_LIMIT_BYTES, read_text
+
+COLUMNS = ("meter_id", "slot", "exported_kwh", "imported_kwh")
+MAX_READING_KWH = 1e9
 
 
 @dataclass(frozen=True)
-class MeterReading:
-    """What the two meters of one trade showed, in Wh."""
+class PlainReading:
+    """One row of a meter CSV, in Wh."""
 
-    sent_wh: int
-    received_wh: int
+    meter_id: str
+    slot: int
+    exported_wh: int
+    imported_wh: int
 
 
-def read_meters(
-    path: Path, known: set[tuple[int, str, str]]
-) -> dict[tuple[int, str, str], MeterReading]:
-    """Read a meter CSV keyed by ``(slot, buy_order_id, sell_order_id)``.
+class SignedReading(pydantic.BaseModel):
+    """A reading as a meter signed it (one entry of a signed readings file)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    meter_id: str
+    meter: str
+    interval_start: int
+    interval_end: int
+    exported_wh: int
+    imported_wh: int
+    signature: str
+
+    def message(self) -> MeterReading:
+        """Return the signed message."""
+        return MeterReading(
+            self.meter, self.interval_start, self.interval_end, self.exported_wh, self.imported_wh
+        )
+
+
+class _ReadingsFile(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    chain_id: int
+    settlement: str
+    readings: list[SignedReading]
+
+
+def read_meter_csv(path: Path) -> list[PlainReading]:
+    """Read a meter CSV (rows as file lines, header = row 1).
 
     Raises
     ------
     InputError
-        Missing file or column, a bad number, an unknown or repeated trade.
+        Naming the file, row and field of the first problem.
     """
     text = read_text(path, TABLE_LIMIT_BYTES, "meter file", bom=True)
-    readings: dict[tuple[int, str, str], MeterReading] = {}
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    readings: list[PlainReading] = []
+    seen: dict[tuple[str, int], int] = {}
     try:
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise InputError(path, f"missing column(s): {', '.join(missing)}", row=1)
         for row in reader:
-            # The file's line, as the orders file counts rows (header = 1, blank lines too).
-            number = reader.line_num
+            line = reader.line_num
             if None in row.values() or None in row:
+                raise InputError(path, f"expected {len(reader.fieldnames or [])} fields", row=line)
+            meter_id = row["meter_id"].strip()
+            if not meter_id:
+                raise InputError(path, "is empty", row=line, field="meter_id")
+            slot = _slot(path, line, row["slot"])
+            if (meter_id, slot) in seen:
                 raise InputError(
-                    path, f"expected {len(reader.fieldnames or [])} fields", row=number
+                    path,
+                    f"a second reading of meter {meter_id} in slot {slot} (first on row "
+                    f"{seen[meter_id, slot]})",
+                    row=line,
+                    field="slot",
                 )
-            slot = parse_slot(path, number, row["slot"])
-            key = (slot, row["buy_order_id"], row["sell_order_id"])
-            if key not in known:
-                raise InputError(
-                    path, "no such trade in this round", row=number, field="buy_order_id"
+            seen[meter_id, slot] = line
+            readings.append(
+                PlainReading(
+                    meter_id,
+                    slot,
+                    _wh(path, line, row, "exported_kwh"),
+                    _wh(path, line, row, "imported_kwh"),
                 )
-            if key in readings:
-                raise InputError(
-                    path, "a second reading of the same trade", row=number, field="buy_order_id"
-                )
-            readings[key] = MeterReading(
-                _wh(path, number, row, "sent_kwh"), _wh(path, number, row, "received_kwh")
             )
     except csv.Error as exc:
         raise InputError(path, f"malformed CSV: {exc}", row=reader.line_num) from None
     return readings
 
 
-def _wh(path: Path, number: int, row: dict[str, str], field: str) -> int:
+def sign_readings(
+    readings: list[PlainReading],
+    keystore: Keystore,
+    domain: Domain,
+    slot_interval: dict[int, tuple[int, int]],
+) -> list[SignedReading]:
+    """Sign each reading with its meter's key (what the meters themselves would do).
+
+    Parameters
+    ----------
+    slot_interval
+        Start and end (Unix seconds) of each slot of the round.
+    """
+    signed = []
+    for reading in readings:
+        if reading.slot not in slot_interval:
+            continue  # a slot nobody traded in: nothing to settle
+        start, end = slot_interval[reading.slot]
+        meter = keystore.meter(reading.meter_id)
+        message = MeterReading(meter.address, start, end, reading.exported_wh, reading.imported_wh)
+        signature = sign(meter, domain.digest(message.struct_hash()))
+        signed.append(
+            SignedReading(
+                meter_id=reading.meter_id,
+                meter=meter.address,
+                interval_start=start,
+                interval_end=end,
+                exported_wh=reading.exported_wh,
+                imported_wh=reading.imported_wh,
+                signature="0x" + signature.hex(),
+            )
+        )
+    return signed
+
+
+def write_signed_readings(path: Path, domain: Domain, readings: list[SignedReading]) -> None:
+    """Write a signed readings file (JSON)."""
+    document = {
+        "chain_id": domain.chain_id,
+        "settlement": domain.contract,
+        "readings": [r.model_dump() for r in readings],
+    }
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def read_signed_readings(path: Path) -> list[SignedReading]:
+    """Read a signed readings file (signatures are checked by the validators, not here).
+
+    Raises
+    ------
+    InputError
+        Not such a file, naming the field of the first problem.
+    """
+    text = read_text(path, RECORD_LIMIT_BYTES, "signed readings file")
+    try:
+        return _ReadingsFile.model_validate_json(text).readings
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        raise InputError(path, f"not a signed readings file: {first['msg']}", field=field) from None
+
+
+def _slot(path: Path, line: int, text: str) -> int:
+    try:
+        slot = int(text)
+    except ValueError:
+        raise InputError(path, f"'{text}' is not a slot number", row=line, field="slot") from None
+    if not 0 <= slot < 10_000_000:
+        raise InputError(path, "a slot number is >= 0 and < 10,000,000", row=line, field="slot")
+    return slot
+
+
+def _wh(path: Path, line: int, row: dict[str, str], field: str) -> int:
     try:
         value = float(row[field])
     except (TypeError, ValueError):
-        raise InputError(path, f"'{row[field]}' is not a number", row=number, field=field) from None
-    if not math.isfinite(value) or value < 0 or value > 1e9:
-        raise InputError(path, "must be between 0 and 1e9 kWh", row=number, field=field)
+        raise InputError(path, f"'{row[field]}' is not a number", row=line, field=field) from None
+    if not math.isfinite(value) or value < 0 or value > MAX_READING_KWH:
+        raise InputError(path, "must be between 0 and 1e9 kWh", row=line, field=field)
     return floor_wh(value)

@@ -1,53 +1,79 @@
-"""The trades of a result folder in the units the contract takes.
+"""A result folder's trades and orders in the terms the contract takes.
 
-Energy in whole Wh (rounded down: never more than was traded), prices in micro-EUR per
-kWh. ``trades.csv`` is read through the result folder's own reader, which validates it
-like every file a user hands over; the contract's 64-bit ranges are checked here.
+Energy in whole Wh (trades rounded down, :func:`gridmatch.units.floor_wh`: never more
+than was traded), prices in micro-EUR per kWh, times in Unix seconds from the
+summary's time basis (``day_start_utc + slot * slot_minutes``). The files are read
+through the result folder's own readers, which validate them like every file a user
+hands over; what the contract's 64-bit fields and rules need is checked here.
+
+Limits are rounded in the participant's favour: a buyer signs ``floor(limit)`` micro-EUR
+per kWh (price plus fee), a seller ``ceil(limit)``. A trade's fee is rounded to the
+micro-EUR, and its price to the micro-EUR within ``[seller's limit, buyer's limit -
+fee]``; a trade whose limits are closer than that, or that moves less than 1 Wh, stays
+off chain and is recorded as unsettled, never dropped silently.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from eth_utils.crypto import keccak
+
 from gridmatch.errors import InputError
-from gridmatch.results_io.folder import read_numbered_trades
-from gridmatch.results_io.layout import TRADES_FILE
+from gridmatch.matching.orders import Order, Side
+from gridmatch.results_io.folder import read_numbered_trades, read_orders, read_summary
+from gridmatch.results_io.layout import ORDERS_FILE, SUMMARY_FILE, TRADES_FILE
 from gridmatch.results_io.rows import TradeRow
-from gridmatch.settlement.accounts import address_of
-from gridmatch.units import WH_PER_KWH, eur_to_micro_eur, floor_wh, wh_to_kwh
+from gridmatch.units import (
+    MICRO_EUR_PER_EUR,
+    WH_FLOAT_SLACK,
+    WH_PER_KWH,
+    eur_to_micro_eur,
+    exact_wh,
+    floor_wh,
+    wh_to_kwh,
+)
+
+# Settlement stores energy, prices and times as uint64.
+UINT64_LIMIT = 2**64
 
 
 @dataclass(frozen=True)
-class ChainTrade:
-    """One trade as ``Settlement.Trade`` holds it, with its keys in trades.csv."""
+class OrderTerms:
+    """An input order as its participant signs it (addresses and expiry come later)."""
 
-    round_id: int
-    trade_id: int
-    buyer: str
-    seller: str
+    order_id: str
+    participant_id: str
+    is_buy: bool
+    slot_start: int
+    slot_end: int
+    quantity_wh: int
+    limit_micro_eur_per_kwh: int
+
+    @property
+    def nonce(self) -> int:
+        """The order's nonce: derived from its id, so one order id is one nonce."""
+        return int.from_bytes(keccak(text=f"gridmatch order:{self.order_id}")[:8], "big")
+
+
+@dataclass(frozen=True)
+class PlannedTrade:
+    """A trade of trades.csv as it goes on chain."""
+
     slot: int
+    buy: OrderTerms
+    sell: OrderTerms
     quantity_wh: int
     price_micro_eur_per_kwh: int
     fee_micro_eur_per_kwh: int
-    buy_order_id: str
-    sell_order_id: str
-    buyer_id: str
-    seller_id: str
 
-    def as_tuple(self) -> tuple[int, int, str, str, int, int, int, int]:
-        """Field tuple in ``Settlement.Trade`` order."""
-        return (
-            self.round_id,
-            self.trade_id,
-            self.buyer,
-            self.seller,
-            self.slot,
-            self.quantity_wh,
-            self.price_micro_eur_per_kwh,
-            self.fee_micro_eur_per_kwh,
-        )
+    @property
+    def key(self) -> tuple[int, str, str]:
+        """``(slot, buy_order_id, sell_order_id)`` as in trades.csv."""
+        return (self.slot, self.buy.order_id, self.sell.order_id)
 
     def lock_micro_eur(self) -> int:
         """Return what the contract locks for it: quantity x (price + fee), rounded up."""
@@ -55,18 +81,11 @@ class ChainTrade:
         return -(-total // WH_PER_KWH)
 
 
-# Settlement.Trade stores energy, prices and slots as uint64.
-_UINT64_LIMIT = 2**64
-
-
 @dataclass(frozen=True)
-class UnsettledEnergy:
-    """Energy of a trade that does not go on chain: the part below a whole Wh.
+class Unsettled:
+    """Energy of a trade that does not go on chain, and why.
 
-    Settlement counts whole Wh, rounded down (:func:`gridmatch.units.floor_wh`), so
-    no trade is ever settled for more energy than it traded. A trade below 1 Wh is
-    left out of the round altogether (nothing is locked for it); any other trade's
-    fraction of a Wh is simply not settled. Both are recorded, never dropped silently.
+    ``settled_wh`` is what does go on chain (0: the whole trade stays off).
     """
 
     slot: int
@@ -74,6 +93,7 @@ class UnsettledEnergy:
     sell_order_id: str
     traded_kwh: float
     settled_wh: int
+    reason: str
 
     @property
     def unsettled_kwh(self) -> float:
@@ -83,89 +103,124 @@ class UnsettledEnergy:
 
 @dataclass(frozen=True)
 class ChainRound:
-    """The trades of a result folder as the contract takes them, and what stays off chain."""
+    """A clearing as it goes on chain.
 
-    trades: list[ChainTrade]
-    unsettled: list[UnsettledEnergy]
+    Attributes
+    ----------
+    trade_losses_share
+        Per slot, the share of the traded energy the grid lost to the trades (from the
+        clearing's final AC check; 0 without security): what validators allow between
+        what sellers sent and buyers received, on top of the meters' accuracy.
+    """
+
+    trades: list[PlannedTrade]
+    unsettled: list[Unsettled]
+    trade_losses_share: dict[int, float]
 
 
-def read_round(out_dir: Path, round_id: int) -> ChainRound:
-    """Read ``OUT_DIR/trades.csv`` as the trades of round ``round_id``.
+def read_round(out_dir: Path) -> ChainRound:
+    """Read a result folder's trades, orders and time basis for settlement.
 
     Raises
     ------
     InputError
-        Missing file or column, a value that is not a number of the right kind, a
-        value the contract's 64-bit fields cannot hold, or no trade of 1 Wh or more.
+        A file is missing or malformed, a trade names an order orders.csv lacks, a value
+        does not fit the contract's 64-bit fields, or no trade of 1 Wh or more is left.
     """
-    path = out_dir / TRADES_FILE
-    trades: list[ChainTrade] = []
-    unsettled: list[UnsettledEnergy] = []
+    summary = read_summary(out_dir)
+    day_start = _day_start(out_dir, summary.day_start_utc)
+    slot_s = round(summary.slot_minutes * 60)
+    orders = {row.order.order_id: row.order for row in read_orders(out_dir)}
+    trades: list[PlannedTrade] = []
+    unsettled: list[Unsettled] = []
+    traded_kwh: dict[int, float] = {}
     for line, row in read_numbered_trades(out_dir):
-        trade = _trade(path, line, row, round_id, len(trades) + 1)
-        if trade.quantity_wh == 0 or wh_to_kwh(trade.quantity_wh) < row.quantity_kwh:
-            unsettled.append(
-                UnsettledEnergy(
-                    row.slot,
-                    row.buy_order_id,
-                    row.sell_order_id,
-                    row.quantity_kwh,
-                    trade.quantity_wh,
-                )
-            )
-        if trade.quantity_wh > 0:
-            trades.append(trade)
+        buy = _terms(out_dir, line, orders, row.buy_order_id, day_start, slot_s)
+        sell = _terms(out_dir, line, orders, row.sell_order_id, day_start, slot_s)
+        planned, problem = _planned(row, buy, sell)
+        traded_kwh[row.slot] = traded_kwh.get(row.slot, 0.0) + row.quantity_kwh
+        if problem is not None:
+            unsettled.append(problem)
+        if planned is not None:
+            trades.append(planned)
     if not trades:
-        raise InputError(path, "the clearing has no trade of 1 Wh or more to settle")
-    return ChainRound(trades, unsettled)
+        raise InputError(
+            out_dir / TRADES_FILE, "the clearing has no trade of 1 Wh or more to settle"
+        )
+    losses = {
+        s.slot: s.trade_losses_kwh / traded_kwh[s.slot]
+        for s in summary.slots
+        if s.trade_losses_kwh is not None and traded_kwh.get(s.slot, 0.0) > 0
+    }
+    return ChainRound(trades, unsettled, losses)
 
 
-def locks_by_buyer(trades: list[ChainTrade]) -> dict[str, int]:
-    """Per buyer address, the sum of its trades' locks."""
-    locks: dict[str, int] = defaultdict(int)
-    for trade in trades:
-        locks[trade.buyer] += trade.lock_micro_eur()
-    return dict(locks)
-
-
-def parse_slot(path: Path, number: int, text: str) -> int:
-    """Read a slot number of a settlement file: a whole number the contract's uint64 holds.
-
-    Raises
-    ------
-    InputError
-        Naming the file, row and field ``slot``.
-    """
+def _day_start(out_dir: Path, text: str | None) -> int:
+    if text is None:
+        raise InputError(
+            out_dir / SUMMARY_FILE,
+            "no day_start_utc: clear the scenario again with this gridmatch (settlement signs "
+            "absolute slot times)",
+            field="day_start_utc",
+        )
     try:
-        slot = int(text)
+        return int(datetime.fromisoformat(text).timestamp())
     except ValueError:
-        raise InputError(path, f"'{text}' is not a slot number", row=number, field="slot") from None
-    if not 0 <= slot < _UINT64_LIMIT:
-        raise InputError(path, "a slot number is >= 0 and < 2**64", row=number, field="slot")
-    return slot
+        raise InputError(
+            out_dir / SUMMARY_FILE, f"'{text}' is not a time", field="day_start_utc"
+        ) from None
 
 
-def _trade(path: Path, line: int, row: TradeRow, round_id: int, trade_id: int) -> ChainTrade:
-    def uint64(field: str, value: int) -> int:
-        if not 0 <= value < _UINT64_LIMIT:
-            raise InputError(
-                path, "too large for the contract's 64-bit field", row=line, field=field
-            )
-        return value
-
-    return ChainTrade(
-        round_id=round_id,
-        trade_id=trade_id,
-        buyer=address_of(row.buyer_id),
-        seller=address_of(row.seller_id),
-        slot=uint64("slot", row.slot),
-        quantity_wh=uint64("quantity_kwh", floor_wh(row.quantity_kwh)),
-        price_micro_eur_per_kwh=uint64(
-            "price_eur_per_kwh", eur_to_micro_eur(row.price_eur_per_kwh)
-        ),
-        fee_micro_eur_per_kwh=uint64("fee_eur_per_kwh", eur_to_micro_eur(row.fee_eur_per_kwh)),
-        buy_order_id=row.buy_order_id,
-        sell_order_id=row.sell_order_id,
-        buyer_id=row.buyer_id,
-        seller_id=row.seller_id,
+def _terms(
+    out_dir: Path, line: int, orders: dict[str, Order], order_id: str, day_start: int, slot_s: int
+) -> OrderTerms:
+    order = orders.get(order_id)
+    if order is None:
+        raise InputError(
+            out_dir / TRADES_FILE,
+            f"order '{order_id}' is not in {ORDERS_FILE}",
+            row=line,
+            field="buy_order_id",
+        )
+    start = day_start + order.slot * slot_s
+    limit = order.limit_price_eur_per_kwh * MICRO_EUR_PER_EUR
+    # In the participant's favour: a buyer signs at most, a seller at least, its limit.
+    limit_micro = math.floor(limit + 1e-6) if order.side is Side.BUY else math.ceil(limit - 1e-6)
+    terms = OrderTerms(
+        order_id=order.order_id,
+        participant_id=order.participant_id,
+        is_buy=order.side is Side.BUY,
+        slot_start=start,
+        slot_end=start + slot_s,
+        quantity_wh=int(exact_wh(order.quantity_kwh)),
+        limit_micro_eur_per_kwh=limit_micro,
     )
+    for field_name, value in (("slot", terms.slot_end), ("limit_price_eur_per_kwh", limit_micro)):
+        if not 0 <= value < UINT64_LIMIT:
+            raise InputError(
+                out_dir / ORDERS_FILE, "too large for the contract's 64-bit field", field=field_name
+            )
+    return terms
+
+
+def _planned(
+    row: TradeRow, buy: OrderTerms, sell: OrderTerms
+) -> tuple[PlannedTrade | None, Unsettled | None]:
+    quantity_wh = floor_wh(row.quantity_kwh)
+    fee = eur_to_micro_eur(row.fee_eur_per_kwh)
+    low, high = sell.limit_micro_eur_per_kwh, buy.limit_micro_eur_per_kwh - fee
+    price = min(max(eur_to_micro_eur(row.price_eur_per_kwh), low), high)
+
+    def off(reason: str, settled_wh: int = 0) -> Unsettled:
+        return Unsettled(
+            row.slot, row.buy_order_id, row.sell_order_id, row.quantity_kwh, settled_wh, reason
+        )
+
+    if quantity_wh == 0:
+        return None, off("below 1 Wh")
+    if high < low:
+        return None, off("the limits are closer than 1 micro-EUR per kWh")
+    planned = PlannedTrade(row.slot, buy, sell, quantity_wh, price, fee)
+    if row.quantity_kwh * WH_PER_KWH - quantity_wh > WH_FLOAT_SLACK:
+        return planned, off("a fraction of a Wh", quantity_wh)
+    return planned, None

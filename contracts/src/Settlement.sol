@@ -6,166 +6,231 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EnergyToken} from "./EnergyToken.sol";
+import {ValidatorRegistry} from "./ValidatorRegistry.sol";
 
 /// @title Settlement
-/// @notice Escrowed settlement of cleared P2P energy trades.
-/// @dev Buyers prepay into escrow; the operator commits a clearing round as a Merkle root
-///      of its trades plus the amount to lock per buyer (one transaction per round,
-///      whatever its size); validators attest each trade's metered delivery; when a
-///      quorum agrees within the round's tolerance the seller is paid for
-///      min(quantity, verified) and the rest returns to the buyer. Without a quorum by
-///      the deadline the buyer reclaims the locked amount.
-///
-///      Leaves are OpenZeppelin StandardMerkleTree leaves:
-///      keccak256(bytes.concat(keccak256(abi.encode(roundId, tradeId, buyer, seller, slot,
-///      quantityWh, priceMicroEurPerKwh, feeMicroEurPerKwh)))).
+/// @notice Escrowed settlement of cleared P2P energy trades that nobody has to trust.
+/// @dev Buyers prepay into escrow. A trade enters a round only with both participants'
+///      EIP-712 signed orders: the contract checks the signatures, that the price lies
+///      within both limits and the fee within the buyer's cap, that neither order is
+///      filled beyond its quantity, expired, cancelled or signed again under a used
+///      nonce, and that the round ends before either order expires; it locks exactly
+///      quantity x (price + fee) from the buyer, or drops the trade (with an event) if
+///      the buyer's free balance is short. Rounds of any size are opened, filled in
+///      chunks and sealed. Validators of the {ValidatorRegistry} vote the delivered Wh of
+///      each trade; when strictly more than two thirds of the validators registered now
+///      agree within the tolerance (a per-mille of the quantity fixed at deployment), the
+///      seller is paid for the median of the agreeing votes (at most the quantity), the
+///      fee goes to the fee recipient, the rest of the lock returns to the buyer, and the
+///      buyer receives as many energy tokens. Without a quorum by the deadline anyone can
+///      return the lock to the buyer.
 ///
 ///      Conservation: the payment tokens this contract holds always equal the sum of all
-///      free balances plus all locked amounts.
-contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
+///      free balances plus all locked amounts; locked amounts are exactly the locks of
+///      open trades.
+contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
 
-    /// @notice Commits clearing rounds.
+    /// @notice Opens, fills and seals clearing rounds.
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
-    /// @notice Attests metered delivery.
-    bytes32 public constant VALIDATOR_ROLE = keccak256("VALIDATOR_ROLE");
     /// @notice Pauses and unpauses.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
 
-    /// @notice One accepted trade, as in trades.csv (energy in Wh, prices in micro-EUR per kWh).
-    struct Trade {
-        uint64 roundId;
-        uint64 tradeId;
-        address buyer;
-        address seller;
-        uint64 slot;
+    /// @notice Largest agreement tolerance a deployment may choose: 10 % of a trade.
+    uint64 public constant MAX_TOLERANCE_PER_MILLE = 100;
+    /// @notice A round's deadline lies at most this far ahead when it opens.
+    uint64 public constant MAX_ROUND_DURATION_S = 30 days;
+    /// @notice An extension moves a deadline by at most this much.
+    uint64 public constant MAX_EXTENSION_S = 7 days;
+
+    bytes32 public constant ORDER_TYPEHASH = keccak256(
+        "Order(address participant,bool isBuy,uint64 slotStart,uint64 slotEnd,uint64 quantityWh,"
+        "uint64 limitMicroEurPerKwh,uint64 maxFeeMicroEurPerKwh,uint64 expiry,uint64 nonce)"
+    );
+
+    /// @notice An order as its participant signed it (EIP-712). Energy in Wh, prices in
+    ///         micro-EUR per kWh, times in Unix seconds.
+    /// @param limitMicroEurPerKwh A buyer's maximum for energy plus fee, a seller's minimum.
+    /// @param maxFeeMicroEurPerKwh A buyer's cap on the grid fee (0 for a seller).
+    /// @param expiry No round may lock money for this order beyond this time.
+    struct Order {
+        address participant;
+        bool isBuy;
+        uint64 slotStart;
+        uint64 slotEnd;
+        uint64 quantityWh;
+        uint64 limitMicroEurPerKwh;
+        uint64 maxFeeMicroEurPerKwh;
+        uint64 expiry;
+        uint64 nonce;
+    }
+
+    /// @notice A trade as the operator submits it: both signed orders and the terms.
+    struct TradeInput {
+        Order buy;
+        bytes buySignature;
+        Order sell;
+        bytes sellSignature;
         uint64 quantityWh;
         uint64 priceMicroEurPerKwh;
         uint64 feeMicroEurPerKwh;
     }
 
-    /// @notice An amount to lock from a buyer's free balance when a round is committed.
-    struct BuyerLock {
-        address buyer;
-        uint256 amount;
-    }
-
-    /// @notice What the operator commits for a round.
-    /// @param roundId Unique round number.
-    /// @param inputHash Hash of the round's inputs (order book, options), for audit.
-    /// @param tradesRoot Merkle root of the round's trades (see the contract's leaf format).
-    /// @param deadline Last timestamp at which attestations count.
-    /// @param toleranceWh How far validators' delivered Wh may differ and still agree.
-    /// @param quorum Agreeing validators needed to settle a trade.
-    struct RoundParams {
+    /// @notice An accepted trade, as stored (by hash) and as validators and reclaims give it.
+    struct Trade {
         uint64 roundId;
-        bytes32 inputHash;
-        bytes32 tradesRoot;
-        uint64 deadline;
-        uint64 toleranceWh;
-        uint8 quorum;
+        bytes32 buyOrder;
+        bytes32 sellOrder;
+        address buyer;
+        address seller;
+        uint64 slotStart;
+        uint64 slotEnd;
+        uint64 quantityWh;
+        uint64 priceMicroEurPerKwh;
+        uint64 feeMicroEurPerKwh;
     }
 
-    /// @notice A committed clearing round.
+    enum RoundStatus {
+        None,
+        Open,
+        Sealed
+    }
+
+    /// @notice A clearing round.
+    /// @param minExpiry The earliest expiry of its orders: its deadline never passes it.
     struct Round {
         bytes32 inputHash;
-        bytes32 tradesRoot;
         uint64 deadline;
-        uint64 toleranceWh;
-        uint8 quorum;
-        bool committed;
+        uint64 minExpiry;
+        uint32 trades;
+        RoundStatus status;
     }
 
-    /// @notice An account's escrow. Free and locked share one storage slot, so locking a
-    ///         buyer at commit costs one slot write, not two (128 bits hold 3e32 EUR in
-    ///         micro-EUR; amounts are range-checked where they enter).
-    struct Account {
-        uint128 free;
-        uint128 locked;
-    }
-
-    /// @notice What happened to a trade.
     enum TradeState {
+        None,
         Open,
         Settled,
         Reclaimed
     }
 
+    /// @notice Why a batch skipped a trade instead of reverting.
+    enum SkipReason {
+        None,
+        UnknownTrade,
+        RoundNotSealed,
+        TradeFinal,
+        AttestationClosed,
+        AlreadyVoted,
+        NotExpired
+    }
+
+    /// @notice One validator's vote on a trade, under the epoch it was registered with.
+    struct Vote {
+        address validator;
+        uint32 epoch;
+        uint64 wh;
+    }
+
+    /// @notice An account's escrow (both halves in one slot; amounts are range-checked).
+    struct Account {
+        uint128 free;
+        uint128 locked;
+    }
+
     IERC20 public immutable paymentToken;
     EnergyToken public immutable energyToken;
+    ValidatorRegistry public immutable validators;
     /// @notice Receives the grid fees of settled trades.
     address public immutable feeRecipient;
+    /// @notice Votes agree when they differ by at most this per-mille of the trade's quantity.
+    uint64 public immutable tolerancePerMille;
 
     mapping(address account => Account) private _accounts;
     mapping(uint64 roundId => Round) private _rounds;
-    /// @notice What is still locked for a buyer in a round: no trade pays out beyond it.
-    mapping(uint64 roundId => mapping(address buyer => uint256 amount)) public roundLock;
-    mapping(bytes32 leaf => TradeState) public tradeState;
-    mapping(bytes32 leaf => uint64[] delivered) private _deliveries;
-    mapping(bytes32 leaf => mapping(address validator => bool)) public hasAttested;
+    /// @notice keccak256 of the accepted trade's {Trade} record, by trade id.
+    mapping(bytes32 tradeId => bytes32 recordHash) public tradeRecord;
+    mapping(bytes32 tradeId => TradeState) public tradeState;
+    mapping(bytes32 tradeId => Vote[]) private _votes;
+    /// @notice Wh of each signed order (by its EIP-712 digest) that accepted trades fill.
+    mapping(bytes32 orderHash => uint64) public filledWh;
+    /// @notice The order a participant's nonce was first used for.
+    mapping(address participant => mapping(uint64 nonce => bytes32 orderHash)) public nonceOrder;
+    mapping(address participant => mapping(uint64 nonce => bool)) public nonceCancelled;
+    /// @notice Wh paid for by settled trades: exactly the energy tokens ever minted.
+    uint256 public totalPaidWh;
 
-    /// @notice A zero amount or address where one is needed.
     error ZeroAmount();
     error ZeroAddress();
-    /// @notice `account` has `available` free, less than `required`.
+    error SettlementToleranceTooLarge(uint64 perMille);
     error InsufficientBalance(address account, uint256 required, uint256 available);
-    /// @notice A round would lock more from `buyer` than its free balance: the whole round is rejected.
-    error InsufficientEscrow(address buyer, uint256 required, uint256 available);
-    error RoundAlreadyCommitted(uint64 roundId);
-    error UnknownRound(uint64 roundId);
-    error InvalidRoundParameters();
-    /// @notice The arrays of a batch differ in length.
     error LengthMismatch();
-    /// @notice An amount does not fit the 128-bit balances.
     error AmountTooLarge(uint256 amount);
-    /// @notice The trade is not in the round's Merkle tree.
-    error InvalidProof(uint64 roundId, uint64 tradeId);
-    /// @notice The trade was already settled or reclaimed.
-    error TradeAlreadyFinal(uint64 roundId, uint64 tradeId);
-    error AlreadyAttested(uint64 roundId, uint64 tradeId, address validator);
+    error RoundExists(uint64 roundId);
+    error UnknownRound(uint64 roundId);
+    error RoundNotOpen(uint64 roundId);
+    error InvalidDeadline(uint64 roundId, uint64 deadline);
+    /// @notice The signature is not the order's participant's.
+    error InvalidOrderSignature(address participant, bytes32 orderHash);
+    /// @notice The two orders are not one buy and one sell of the same slot.
+    error OrdersDoNotMatch(bytes32 buyOrder, bytes32 sellOrder);
+    error OrderExpired(bytes32 orderHash, uint64 expiry);
+    error OrderCancelled(address participant, uint64 nonce);
+    /// @notice The nonce was already used for another order.
+    error NonceReused(address participant, uint64 nonce);
+    error OrderOverfilled(bytes32 orderHash, uint64 filledWh, uint64 quantityWh);
+    error PriceOutsideLimits(bytes32 tradeId);
+    error TradeExists(bytes32 tradeId);
+    error UnknownTrade(bytes32 tradeId);
+    error TradeNotOpen(bytes32 tradeId);
+    error RoundNotSealed(uint64 roundId);
     error AttestationClosed(uint64 roundId, uint64 deadline);
+    error AlreadyVoted(bytes32 tradeId, address validator);
+    error NotAValidator(address account);
     error DeadlineNotPassed(uint64 roundId, uint64 deadline);
-    /// @notice Settling or reclaiming would pay out more than is locked for the buyer in the round.
-    error LockExceeded(uint64 roundId, address buyer, uint256 required, uint256 locked);
 
     event Deposited(address indexed account, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
-    event RoundCommitted(
-        uint64 indexed roundId, bytes32 inputHash, bytes32 tradesRoot, uint64 deadline, uint256 totalLocked
+    event OrderNonceCancelled(address indexed participant, uint64 nonce);
+    event RoundOpened(uint64 indexed roundId, bytes32 inputHash, uint64 deadline);
+    event TradeAdded(
+        uint64 indexed roundId, bytes32 indexed tradeId, address indexed buyer, address seller, uint64 quantityWh, uint256 locked
     );
-    event Attested(
-        uint64 indexed roundId, uint64 indexed tradeId, address indexed validator, uint64 sentWh, uint64 receivedWh
+    /// @notice The buyer's free balance did not cover the trade's lock: it is not in the round.
+    event TradeDropped(
+        uint64 indexed roundId, bytes32 indexed tradeId, address indexed buyer, uint256 required, uint256 available
     );
+    event RoundSealed(uint64 indexed roundId, uint32 trades);
+    event Voted(bytes32 indexed tradeId, address indexed validator, uint64 wh);
+    event VoteSkipped(bytes32 indexed tradeId, address indexed validator, SkipReason reason);
     event TradeSettled(
-        uint64 indexed roundId,
-        uint64 indexed tradeId,
-        uint64 verifiedWh,
-        uint256 paidToSeller,
-        uint256 fee,
-        uint256 refundedToBuyer
+        bytes32 indexed tradeId, uint64 paidWh, uint256 paidToSeller, uint256 fee, uint256 refundedToBuyer
     );
-    event TradeReclaimed(uint64 indexed roundId, uint64 indexed tradeId, uint256 refundedToBuyer);
-    /// @notice What was still locked for `buyer` in a round after its deadline went back.
-    event LockReleased(uint64 indexed roundId, address indexed buyer, uint256 amount);
+    event TradeReclaimed(bytes32 indexed tradeId, uint256 refundedToBuyer);
+    event ReclaimSkipped(bytes32 indexed tradeId, SkipReason reason);
     event DeadlineExtended(uint64 indexed roundId, uint64 deadline);
-    /// @notice A round locked `amount` of `buyer`'s free balance.
-    event BuyerLocked(uint64 indexed roundId, address indexed buyer, uint256 amount);
 
-    /// @param admin Receives every role; grant OPERATOR/VALIDATOR roles from it.
+    /// @param admin Receives the admin and pauser roles (grant OPERATOR_ROLE from it).
     /// @param payment The ERC-20 buyers prepay in.
-    /// @param energy The ERC-1155 of verified energy; this contract needs its DELIVERER_ROLE.
+    /// @param registry The validators whose quorum verifies delivery.
     /// @param fees Receives grid fees.
-    constructor(address admin, IERC20 payment, EnergyToken energy, address fees) {
-        if (
-            admin == address(0) || address(payment) == address(0) || address(energy) == address(0) || fees == address(0)
-        ) {
+    /// @param tolerance Votes agree within this per-mille of a trade (at most 100).
+    constructor(address admin, IERC20 payment, ValidatorRegistry registry, address fees, uint64 tolerance)
+        EIP712("gridmatch Settlement", "2")
+    {
+        if (admin == address(0) || address(payment) == address(0) || address(registry) == address(0)) {
             revert ZeroAddress();
         }
+        if (fees == address(0)) revert ZeroAddress();
+        if (tolerance > MAX_TOLERANCE_PER_MILLE) revert SettlementToleranceTooLarge(tolerance);
         paymentToken = payment;
-        energyToken = energy;
+        validators = registry;
         feeRecipient = fees;
+        tolerancePerMille = tolerance;
+        // The energy token's only minter is this contract, fixed here: no admin can mint.
+        energyToken = new EnergyToken(address(this));
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
     }
@@ -180,28 +245,24 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         paymentToken.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Top up many accounts' free balances from the caller's tokens in one
-    ///         transaction (a retailer or community funding its members' prepaid
-    ///         accounts). Credited balances belong to the accounts, not the caller.
-    /// @param accounts Accounts to credit.
-    /// @param amounts Amount for each account; the caller pays their sum.
+    /// @notice Top up many accounts' free balances from the caller's tokens (a retailer or
+    ///         community funding its members' prepaid accounts); they belong to the accounts.
     function depositFor(address[] calldata accounts, uint256[] calldata amounts) external whenNotPaused nonReentrant {
         uint256 n = accounts.length;
         if (amounts.length != n) revert LengthMismatch();
         uint256 total = 0;
         for (uint256 i; i < n; ++i) {
-            address account = accounts[i];
-            uint256 amount = amounts[i];
-            if (account == address(0)) revert ZeroAddress();
-            if (amount == 0) revert ZeroAmount();
-            _credit(account, amount);
-            total += amount;
-            emit Deposited(account, amount);
+            if (accounts[i] == address(0)) revert ZeroAddress();
+            if (amounts[i] == 0) revert ZeroAmount();
+            _credit(accounts[i], amounts[i]);
+            total += amounts[i];
+            emit Deposited(accounts[i], amounts[i]);
         }
         paymentToken.safeTransferFrom(msg.sender, address(this), total);
     }
 
-    /// @notice Withdraw `amount` of the caller's free (unlocked) balance; works while paused.
+    /// @notice Withdraw `amount` of the caller's free balance; works while paused. Money
+    ///         locked for an open trade is not free and cannot be withdrawn.
     function withdraw(uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         Account storage account = _accounts[msg.sender];
@@ -212,17 +273,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         paymentToken.safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Balance `account` may withdraw or have locked.
-    function freeBalance(address account) external view returns (uint256) {
-        return _accounts[account].free;
-    }
-
-    /// @notice Balance of `account` locked for committed trades not yet settled or reclaimed.
-    function lockedBalance(address account) external view returns (uint256) {
-        return _accounts[account].locked;
-    }
-
-    /// @notice Free and locked balances of many accounts (one call for a client's report).
+    /// @notice Free and locked balances of many accounts.
     function balancesOf(address[] calldata accounts)
         external
         view
@@ -232,135 +283,136 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         locked = new uint256[](accounts.length);
         for (uint256 i; i < accounts.length; ++i) {
             Account storage account = _accounts[accounts[i]];
-            free[i] = account.free;
-            locked[i] = account.locked;
+            (free[i], locked[i]) = (account.free, account.locked);
         }
     }
 
-    /// @notice {tradeState} of many leaves.
-    function tradeStates(bytes32[] calldata leaves) external view returns (TradeState[] memory states) {
-        states = new TradeState[](leaves.length);
-        for (uint256 i; i < leaves.length; ++i) {
-            states[i] = tradeState[leaves[i]];
+    /// @notice {tradeState} of many trades.
+    function tradeStates(bytes32[] calldata tradeIds) external view returns (TradeState[] memory states) {
+        states = new TradeState[](tradeIds.length);
+        for (uint256 i; i < tradeIds.length; ++i) {
+            states[i] = tradeState[tradeIds[i]];
         }
+    }
+
+    /// @notice A participant withdraws its signature: no trade may fill the order with
+    ///         this nonce from now on (also one already partly filled).
+    function cancelOrder(uint64 nonce) external {
+        nonceCancelled[msg.sender][nonce] = true;
+        emit OrderNonceCancelled(msg.sender, nonce);
+    }
+
+    // ---------------------------------------------------------------- orders
+
+    /// @notice The EIP-712 digest a participant signs for `order`; also the order's id.
+    function orderHash(Order calldata order) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    ORDER_TYPEHASH,
+                    order.participant,
+                    order.isBuy,
+                    order.slotStart,
+                    order.slotEnd,
+                    order.quantityWh,
+                    order.limitMicroEurPerKwh,
+                    order.maxFeeMicroEurPerKwh,
+                    order.expiry,
+                    order.nonce
+                )
+            )
+        );
+    }
+
+    /// @notice The EIP-712 domain separator (chain and this contract).
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice A trade's id: one per round and pair of orders.
+    function tradeIdOf(uint64 roundId, bytes32 buyOrder, bytes32 sellOrder) public pure returns (bytes32) {
+        return keccak256(abi.encode(roundId, buyOrder, sellOrder));
+    }
+
+    /// @notice What a trade locks from its buyer: quantity x (price + fee), rounded up.
+    function lockAmount(uint64 quantityWh, uint64 price, uint64 fee) public pure returns (uint256) {
+        return _ceilDiv(uint256(quantityWh) * (uint256(price) + fee), 1000);
     }
 
     // ---------------------------------------------------------------- rounds
 
-    /// @notice Commit a clearing round and lock each buyer's prepayment.
-    /// @param params The round (see {RoundParams}).
-    /// @param locks Per buyer, the sum over its trades of lockAmount(trade). A buyer whose
-    ///        free balance falls short rejects the whole round ({InsufficientEscrow}).
-    function commitRound(RoundParams calldata params, BuyerLock[] calldata locks)
+    /// @notice Open round `roundId`; trades may be added until it is sealed.
+    /// @param inputHash Hash of the round's inputs (the clearing's manifest), for audit.
+    /// @param deadline Last time validators' votes count; at most 30 days ahead.
+    function openRound(uint64 roundId, bytes32 inputHash, uint64 deadline)
         external
         onlyRole(OPERATOR_ROLE)
         whenNotPaused
     {
-        uint64 roundId = params.roundId;
-        if (_rounds[roundId].committed) revert RoundAlreadyCommitted(roundId);
-        if (params.quorum == 0 || params.deadline <= block.timestamp || params.tradesRoot == bytes32(0)) {
-            revert InvalidRoundParameters();
+        Round storage round = _rounds[roundId];
+        if (round.status != RoundStatus.None) revert RoundExists(roundId);
+        if (deadline <= block.timestamp || deadline > block.timestamp + MAX_ROUND_DURATION_S) {
+            revert InvalidDeadline(roundId, deadline);
         }
-        _rounds[roundId] =
-            Round(params.inputHash, params.tradesRoot, params.deadline, params.toleranceWh, params.quorum, true);
-        uint256 total = _lock(roundId, locks);
-        emit RoundCommitted(roundId, params.inputHash, params.tradesRoot, params.deadline, total);
+        (round.inputHash, round.deadline, round.minExpiry, round.status) =
+            (inputHash, deadline, type(uint64).max, RoundStatus.Open);
+        emit RoundOpened(roundId, inputHash, deadline);
     }
 
-    /// @notice The committed round `roundId`.
+    /// @notice Add a chunk of trades to an open round (any number of chunks per round).
+    /// @dev Reverts on any trade whose orders or terms are not what the participants
+    ///      signed; drops (with {TradeDropped}) a trade whose buyer cannot cover its lock.
+    function addTrades(uint64 roundId, TradeInput[] calldata inputs)
+        external
+        onlyRole(OPERATOR_ROLE)
+        whenNotPaused
+        nonReentrant
+    {
+        Round storage round = _rounds[roundId];
+        if (round.status != RoundStatus.Open) revert RoundNotOpen(roundId);
+        uint64 deadline = round.deadline;
+        uint64 minExpiry = round.minExpiry;
+        uint32 added = 0;
+        for (uint256 i; i < inputs.length; ++i) {
+            (bool accepted, uint64 expiry) = _addTrade(roundId, deadline, inputs[i]);
+            if (accepted) {
+                ++added;
+                if (expiry < minExpiry) minExpiry = expiry;
+            }
+        }
+        round.minExpiry = minExpiry;
+        round.trades += added;
+    }
+
+    /// @notice Close a round to new trades and open it to validators' votes.
+    function sealRound(uint64 roundId) external onlyRole(OPERATOR_ROLE) whenNotPaused {
+        Round storage round = _rounds[roundId];
+        if (round.status != RoundStatus.Open) revert RoundNotOpen(roundId);
+        round.status = RoundStatus.Sealed;
+        emit RoundSealed(roundId, round.trades);
+    }
+
+    /// @notice The round `roundId`.
     function rounds(uint64 roundId) external view returns (Round memory) {
         return _rounds[roundId];
     }
 
-    /// @notice What a trade locks from its buyer: quantity x (price + fee), rounded up.
-    function lockAmount(Trade calldata trade) public pure returns (uint256) {
-        return
-            _ceilDiv(uint256(trade.quantityWh) * (uint256(trade.priceMicroEurPerKwh) + trade.feeMicroEurPerKwh), 1000);
-    }
-
-    /// @notice The Merkle leaf of a trade.
-    function leafOf(Trade calldata trade) public pure returns (bytes32) {
-        return keccak256(bytes.concat(keccak256(abi.encode(trade))));
-    }
-
-    // ---------------------------------------------------------------- delivery
-
-    /// @notice Attest what the seller's meter sent and the buyer's meter received for a trade.
-    /// @dev Settles the trade as soon as `quorum` attestations agree within the tolerance;
-    ///      the verified energy is the least of the agreeing ones.
-    function attest(Trade calldata trade, bytes32[] calldata proof, uint64 sentWh, uint64 receivedWh)
-        external
-        onlyRole(VALIDATOR_ROLE)
-        whenNotPaused
-        nonReentrant
-    {
-        Round storage round = _rounds[trade.roundId];
-        _attest(round, trade, _openTrade(round, trade, proof), sentWh, receivedWh);
-    }
-
-    /// @notice {attest} for many trades in one transaction; trades already settled or
-    ///         reclaimed (e.g. by other validators' quorum), or already attested by the
-    ///         caller, are skipped, not reverted.
-    function attestBatch(
-        Trade[] calldata trades,
-        bytes32[][] calldata proofs,
-        uint64[] calldata sentWh,
-        uint64[] calldata receivedWh
-    ) external onlyRole(VALIDATOR_ROLE) whenNotPaused nonReentrant {
-        uint256 n = trades.length;
-        if (proofs.length != n || sentWh.length != n || receivedWh.length != n) revert LengthMismatch();
-        for (uint256 i; i < n; ++i) {
-            Trade calldata trade = trades[i];
-            Round storage round = _rounds[trade.roundId];
-            bytes32 leaf = _verifiedLeaf(round, trade, proofs[i]);
-            // Skipped, not reverted, so one batch can be resent after a partial failure.
-            if (tradeState[leaf] != TradeState.Open || hasAttested[leaf][msg.sender]) continue;
-            _attest(round, trade, leaf, sentWh[i], receivedWh[i]);
-        }
-    }
-
-    /// @notice After the deadline, return an unsettled trade's locked amount to its buyer.
-    /// @dev Anyone may call it: the money can only go to the buyer. Not while paused, since
-    ///      attestations cannot arrive then (the admin extends the deadline instead).
-    function reclaim(Trade calldata trade, bytes32[] calldata proof) external whenNotPaused nonReentrant {
-        Round storage round = _rounds[trade.roundId];
-        bytes32 leaf = _openTrade(round, trade, proof);
-        if (block.timestamp <= round.deadline) revert DeadlineNotPassed(trade.roundId, round.deadline);
-        tradeState[leaf] = TradeState.Reclaimed;
-        uint256 amount = lockAmount(trade);
-        _release(trade, amount);
-        _credit(trade.buyer, amount);
-        emit TradeReclaimed(trade.roundId, trade.tradeId, amount);
-    }
-
-    /// @notice After the deadline, return everything still locked for `buyer` in a round:
-    ///         what a round locked beyond its trades, and the locks of trades that never
-    ///         settled (those can then no longer be reclaimed one by one). Anyone may call
-    ///         it; the money goes to the buyer.
-    function releaseExpired(uint64 roundId, address buyer) external whenNotPaused nonReentrant {
-        Round storage round = _rounds[roundId];
-        if (!round.committed) revert UnknownRound(roundId);
-        if (block.timestamp <= round.deadline) revert DeadlineNotPassed(roundId, round.deadline);
-        uint256 amount = roundLock[roundId][buyer];
-        if (amount == 0) revert ZeroAmount();
-        roundLock[roundId][buyer] = 0;
-        // amount <= locked < 2^128.
-        _accounts[buyer].locked -= uint128(amount);
-        _credit(buyer, amount);
-        emit LockReleased(roundId, buyer, amount);
-    }
-
-    /// @notice Move a round's deadline later, e.g. after a pause kept validators out.
+    /// @notice Move a round's deadline later, e.g. after a pause kept validators out:
+    ///         only before it has passed, by at most {MAX_EXTENSION_S}, and never beyond
+    ///         the earliest expiry of the round's orders.
     function extendDeadline(uint64 roundId, uint64 newDeadline) external onlyRole(DEFAULT_ADMIN_ROLE) {
         Round storage round = _rounds[roundId];
-        if (!round.committed) revert UnknownRound(roundId);
-        if (newDeadline <= round.deadline) revert InvalidRoundParameters();
+        if (round.status == RoundStatus.None) revert UnknownRound(roundId);
+        uint64 deadline = round.deadline;
+        if (
+            block.timestamp > deadline || newDeadline <= deadline || newDeadline > deadline + MAX_EXTENSION_S
+                || newDeadline > round.minExpiry
+        ) revert InvalidDeadline(roundId, newDeadline);
         round.deadline = newDeadline;
         emit DeadlineExtended(roundId, newDeadline);
     }
 
-    /// @notice Pause deposits, commits, attestations and reclaims (withdrawals of free
-    ///         balance stay open).
+    /// @notice Pause deposits, rounds, votes and reclaims (withdrawals stay open).
     function pause() external onlyRole(PAUSER_ROLE) {
         _pause();
     }
@@ -370,102 +422,285 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient {
         _unpause();
     }
 
-    // ---------------------------------------------------------------- internals
+    // ---------------------------------------------------------------- delivery
 
-    function _verifiedLeaf(Round storage round, Trade calldata trade, bytes32[] calldata proof)
-        private
-        view
-        returns (bytes32 leaf)
-    {
-        if (!round.committed) revert UnknownRound(trade.roundId);
-        leaf = leafOf(trade);
-        if (!MerkleProof.verifyCalldata(proof, round.tradesRoot, leaf)) {
-            revert InvalidProof(trade.roundId, trade.tradeId);
+    /// @notice Vote the Wh a trade delivered (the caller must be a current validator).
+    /// @dev Settles the trade once a quorum of current validators agrees.
+    function attest(Trade calldata trade, uint64 deliveredWh) external whenNotPaused nonReentrant {
+        uint32 epoch = _callerEpoch();
+        bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
+        SkipReason reason = _voteProblem(trade, tradeId, epoch);
+        if (reason == SkipReason.UnknownTrade) revert UnknownTrade(tradeId);
+        if (reason == SkipReason.RoundNotSealed) revert RoundNotSealed(trade.roundId);
+        if (reason == SkipReason.TradeFinal) revert TradeNotOpen(tradeId);
+        if (reason == SkipReason.AttestationClosed) {
+            revert AttestationClosed(trade.roundId, _rounds[trade.roundId].deadline);
         }
+        if (reason == SkipReason.AlreadyVoted) revert AlreadyVoted(tradeId, msg.sender);
+        _vote(trade, tradeId, epoch, deliveredWh, validators.quorum());
     }
 
-    function _openTrade(Round storage round, Trade calldata trade, bytes32[] calldata proof)
-        private
-        view
-        returns (bytes32 leaf)
-    {
-        leaf = _verifiedLeaf(round, trade, proof);
-        if (tradeState[leaf] != TradeState.Open) revert TradeAlreadyFinal(trade.roundId, trade.tradeId);
-    }
-
-    function _attest(Round storage round, Trade calldata trade, bytes32 leaf, uint64 sentWh, uint64 receivedWh)
-        private
-    {
-        if (block.timestamp > round.deadline) revert AttestationClosed(trade.roundId, round.deadline);
-        if (hasAttested[leaf][msg.sender]) revert AlreadyAttested(trade.roundId, trade.tradeId, msg.sender);
-        hasAttested[leaf][msg.sender] = true;
-        emit Attested(trade.roundId, trade.tradeId, msg.sender, sentWh, receivedWh);
-
-        uint64 delivered = sentWh < receivedWh ? sentWh : receivedWh;
-        _deliveries[leaf].push(delivered);
-        (uint256 agreeing, uint64 least) = _largestAgreement(_deliveries[leaf], round.toleranceWh);
-        if (agreeing >= round.quorum) _settle(trade, leaf, least);
-    }
-
-    /// @dev The largest group of attested deliveries whose spread (max - min) is within
-    ///      the tolerance, and its least value; among equally large groups the lowest.
-    ///      Every pair in the group agrees, and the answer does not depend on the order
-    ///      attestations arrived in. O(n^2) in the validators who attested, a handful.
-    function _largestAgreement(uint64[] storage deliveries, uint64 toleranceWh)
-        private
-        view
-        returns (uint256 size, uint64 least)
-    {
-        uint256 n = deliveries.length;
-        for (uint256 i; i < n; ++i) {
-            uint64 low = deliveries[i];
-            uint256 count = 0;
-            for (uint256 j; j < n; ++j) {
-                uint64 other = deliveries[j];
-                if (other >= low && other - low <= toleranceWh) ++count;
+    /// @notice {attest} for many trades; a trade that cannot take the vote is skipped
+    ///         with a {VoteSkipped} event instead of reverting the batch.
+    function attestBatch(Trade[] calldata trades, uint64[] calldata deliveredWh) external whenNotPaused nonReentrant {
+        if (trades.length != deliveredWh.length) revert LengthMismatch();
+        uint32 epoch = _callerEpoch();
+        uint256 quorum = validators.quorum();
+        for (uint256 i; i < trades.length; ++i) {
+            Trade calldata trade = trades[i];
+            bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
+            SkipReason reason = _voteProblem(trade, tradeId, epoch);
+            if (reason != SkipReason.None) {
+                emit VoteSkipped(tradeId, msg.sender, reason);
+                continue;
             }
-            if (count > size || (count == size && low < least)) (size, least) = (count, low);
+            _vote(trade, tradeId, epoch, deliveredWh[i], quorum);
         }
     }
 
-    function _lock(uint64 roundId, BuyerLock[] calldata locks) private returns (uint256 total) {
-        for (uint256 i; i < locks.length; ++i) {
-            address buyer = locks[i].buyer;
-            uint256 amount = locks[i].amount;
-            Account storage account = _accounts[buyer];
-            uint256 available = account.free;
-            if (available < amount) revert InsufficientEscrow(buyer, amount, available);
-            // amount <= free < 2^128, and free + locked only moves between the halves.
-            account.free = uint128(available - amount);
-            account.locked += uint128(amount);
-            roundLock[roundId][buyer] += amount;
-            total += amount;
-            emit BuyerLocked(roundId, buyer, amount);
+    /// @notice After its round's deadline, return an unsettled trade's lock to its buyer.
+    /// @dev Anyone may call it: the money can only go to the buyer. Not while paused.
+    function reclaim(Trade calldata trade) external whenNotPaused nonReentrant {
+        bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
+        SkipReason reason = _reclaimProblem(trade, tradeId);
+        if (reason == SkipReason.UnknownTrade) revert UnknownTrade(tradeId);
+        if (reason == SkipReason.TradeFinal) revert TradeNotOpen(tradeId);
+        if (reason == SkipReason.NotExpired) {
+            revert DeadlineNotPassed(trade.roundId, _rounds[trade.roundId].deadline);
+        }
+        _reclaim(trade, tradeId);
+    }
+
+    /// @notice {reclaim} for many trades, skipping (with an event) those not reclaimable.
+    function reclaimBatch(Trade[] calldata trades) external whenNotPaused nonReentrant {
+        for (uint256 i; i < trades.length; ++i) {
+            Trade calldata trade = trades[i];
+            bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
+            SkipReason reason = _reclaimProblem(trade, tradeId);
+            if (reason != SkipReason.None) {
+                emit ReclaimSkipped(tradeId, reason);
+                continue;
+            }
+            _reclaim(trade, tradeId);
         }
     }
 
-    function _settle(Trade calldata trade, bytes32 leaf, uint64 verifiedWh) private {
-        tradeState[leaf] = TradeState.Settled;
+    /// @notice The votes cast on a trade (also those of validators revoked since: they no
+    ///         longer count).
+    function votesOf(bytes32 tradeId) external view returns (Vote[] memory) {
+        return _votes[tradeId];
+    }
+
+    // ---------------------------------------------------------------- internals: trades
+
+    function _addTrade(uint64 roundId, uint64 deadline, TradeInput calldata input)
+        private
+        returns (bool accepted, uint64 expiry)
+    {
+        Trade memory trade = _checkedTrade(roundId, deadline, input);
+        bytes32 tradeId = tradeIdOf(roundId, trade.buyOrder, trade.sellOrder);
+        uint256 lock = lockAmount(trade.quantityWh, trade.priceMicroEurPerKwh, trade.feeMicroEurPerKwh);
+        Account storage account = _accounts[trade.buyer];
+        if (account.free < lock) {
+            emit TradeDropped(roundId, tradeId, trade.buyer, lock, account.free);
+            return (false, 0);
+        }
+        // lock <= free < 2^128, and free + locked only moves between the halves.
+        account.free -= uint128(lock);
+        account.locked += uint128(lock);
+        filledWh[trade.buyOrder] += trade.quantityWh;
+        filledWh[trade.sellOrder] += trade.quantityWh;
+        tradeRecord[tradeId] = keccak256(abi.encode(trade));
+        tradeState[tradeId] = TradeState.Open;
+        emit TradeAdded(roundId, tradeId, trade.buyer, trade.seller, trade.quantityWh, lock);
+        expiry = input.buy.expiry < input.sell.expiry ? input.buy.expiry : input.sell.expiry;
+        return (true, expiry);
+    }
+
+    /// @dev The trade record of `input`, after checking both orders and the terms.
+    function _checkedTrade(uint64 roundId, uint64 deadline, TradeInput calldata input)
+        private
+        returns (Trade memory trade)
+    {
+        bytes32 buyHash = _checkedOrder(input.buy, input.buySignature, deadline);
+        bytes32 sellHash = _checkedOrder(input.sell, input.sellSignature, deadline);
+        Order calldata buy = input.buy;
+        Order calldata sell = input.sell;
+        if (
+            !buy.isBuy || sell.isBuy || buy.slotStart != sell.slotStart || buy.slotEnd != sell.slotEnd
+                || buy.participant == sell.participant
+        ) revert OrdersDoNotMatch(buyHash, sellHash);
+        bytes32 tradeId = tradeIdOf(roundId, buyHash, sellHash);
+        if (tradeRecord[tradeId] != bytes32(0)) revert TradeExists(tradeId);
+        if (input.quantityWh == 0) revert ZeroAmount();
+        if (
+            input.priceMicroEurPerKwh < sell.limitMicroEurPerKwh
+                || uint256(input.priceMicroEurPerKwh) + input.feeMicroEurPerKwh > buy.limitMicroEurPerKwh
+                || input.feeMicroEurPerKwh > buy.maxFeeMicroEurPerKwh
+        ) revert PriceOutsideLimits(tradeId);
+        _checkFill(buyHash, buy.quantityWh, input.quantityWh);
+        _checkFill(sellHash, sell.quantityWh, input.quantityWh);
+        trade = Trade(
+            roundId,
+            buyHash,
+            sellHash,
+            buy.participant,
+            sell.participant,
+            buy.slotStart,
+            buy.slotEnd,
+            input.quantityWh,
+            input.priceMicroEurPerKwh,
+            input.feeMicroEurPerKwh
+        );
+    }
+
+    /// @dev The order's id, after checking its signature, expiry and nonce.
+    function _checkedOrder(Order calldata order, bytes calldata signature, uint64 deadline)
+        private
+        returns (bytes32 hash)
+    {
+        hash = orderHash(order);
+        (address signer, ECDSA.RecoverError failure,) = ECDSA.tryRecover(hash, signature);
+        if (failure != ECDSA.RecoverError.NoError || signer != order.participant || signer == address(0)) {
+            revert InvalidOrderSignature(order.participant, hash);
+        }
+        // A round must end (deadline) before any of its orders expires.
+        if (order.expiry < block.timestamp || order.expiry < deadline) revert OrderExpired(hash, order.expiry);
+        if (order.slotStart >= order.slotEnd) revert OrdersDoNotMatch(hash, hash);
+        if (nonceCancelled[order.participant][order.nonce]) revert OrderCancelled(order.participant, order.nonce);
+        bytes32 bound = nonceOrder[order.participant][order.nonce];
+        if (bound == bytes32(0)) nonceOrder[order.participant][order.nonce] = hash;
+        else if (bound != hash) revert NonceReused(order.participant, order.nonce);
+    }
+
+    function _checkFill(bytes32 hash, uint64 quantityWh, uint64 moreWh) private view {
+        uint256 filled = uint256(filledWh[hash]) + moreWh;
+        if (filled > quantityWh) revert OrderOverfilled(hash, filledWh[hash], quantityWh);
+    }
+
+    // ---------------------------------------------------------------- internals: votes
+
+    function _callerEpoch() private view returns (uint32 epoch) {
+        epoch = validators.epochOf(msg.sender);
+        if (epoch == 0) revert NotAValidator(msg.sender);
+    }
+
+    function _knownTrade(Trade calldata trade, bytes32 tradeId) private view returns (bool) {
+        bytes32 record = tradeRecord[tradeId];
+        return record != bytes32(0) && record == keccak256(abi.encode(trade));
+    }
+
+    function _voteProblem(Trade calldata trade, bytes32 tradeId, uint32 epoch) private view returns (SkipReason) {
+        if (!_knownTrade(trade, tradeId)) return SkipReason.UnknownTrade;
+        Round storage round = _rounds[trade.roundId];
+        if (round.status != RoundStatus.Sealed) return SkipReason.RoundNotSealed;
+        if (tradeState[tradeId] != TradeState.Open) return SkipReason.TradeFinal;
+        if (block.timestamp > round.deadline) return SkipReason.AttestationClosed;
+        Vote[] storage votes = _votes[tradeId];
+        for (uint256 i; i < votes.length; ++i) {
+            if (votes[i].validator == msg.sender && votes[i].epoch == epoch) return SkipReason.AlreadyVoted;
+        }
+        return SkipReason.None;
+    }
+
+    function _vote(Trade calldata trade, bytes32 tradeId, uint32 epoch, uint64 wh, uint256 quorum) private {
+        Vote[] storage votes = _votes[tradeId];
+        bool replaced = false;
+        for (uint256 i; i < votes.length; ++i) {
+            // A vote from an earlier registration of the same validator is void: replace it.
+            if (votes[i].validator == msg.sender) {
+                votes[i] = Vote(msg.sender, epoch, wh);
+                replaced = true;
+                break;
+            }
+        }
+        if (!replaced) votes.push(Vote(msg.sender, epoch, wh));
+        emit Voted(tradeId, msg.sender, wh);
+        (uint256 agreeing, uint64 median) = _agreement(votes, _toleranceWh(trade.quantityWh));
+        if (agreeing >= quorum) _settle(trade, tradeId, median);
+    }
+
+    function _toleranceWh(uint64 quantityWh) private view returns (uint64) {
+        uint64 tolerance = uint64(uint256(quantityWh) * tolerancePerMille / 1000);
+        return tolerance == 0 ? 1 : tolerance;
+    }
+
+    /// @dev The largest group of current validators' votes within the tolerance of each
+    ///      other, and its median (the lower one for an even group); of equally large
+    ///      groups, the one with the lowest votes. The votes of revoked validators (or of
+    ///      an earlier registration) are left out. Independent of the order votes came in.
+    function _agreement(Vote[] storage votes, uint64 toleranceWh) private view returns (uint256 size, uint64 median) {
+        uint256 n = votes.length;
+        uint64[] memory values = new uint64[](n);
+        uint256 m = 0;
+        for (uint256 i; i < n; ++i) {
+            Vote storage vote = votes[i];
+            if (validators.epochOf(vote.validator) == vote.epoch) values[m++] = vote.wh;
+        }
+        _sort(values, m);
+        // A window [i, j) of sorted values agrees when its spread is within the tolerance.
+        uint256 bestStart = 0;
+        uint256 j = 0;
+        for (uint256 i; i < m; ++i) {
+            if (j < i) j = i;
+            while (j < m && values[j] - values[i] <= toleranceWh) ++j;
+            if (j - i > size) (size, bestStart) = (j - i, i);
+        }
+        if (size > 0) median = values[bestStart + (size - 1) / 2];
+    }
+
+    /// @dev Insertion sort of the first `m` values: a handful of validators.
+    function _sort(uint64[] memory values, uint256 m) private pure {
+        for (uint256 i = 1; i < m; ++i) {
+            uint64 value = values[i];
+            uint256 j = i;
+            while (j > 0 && values[j - 1] > value) {
+                values[j] = values[j - 1];
+                --j;
+            }
+            values[j] = value;
+        }
+    }
+
+    function _settle(Trade calldata trade, bytes32 tradeId, uint64 verifiedWh) private {
+        tradeState[tradeId] = TradeState.Settled;
         uint64 paidWh = verifiedWh < trade.quantityWh ? verifiedWh : trade.quantityWh;
-        uint256 amount = lockAmount(trade);
+        uint256 lock = lockAmount(trade.quantityWh, trade.priceMicroEurPerKwh, trade.feeMicroEurPerKwh);
         uint256 payment = uint256(paidWh) * trade.priceMicroEurPerKwh / 1000;
         uint256 fee = uint256(paidWh) * trade.feeMicroEurPerKwh / 1000;
-        // Rounded down against the lock's rounding up: payment + fee <= amount.
-        uint256 refund = amount - payment - fee;
-        _release(trade, amount);
+        // Rounded down against the lock's rounding up: payment + fee <= lock.
+        uint256 refund = lock - payment - fee;
+        _unlock(trade.buyer, lock);
         _credit(trade.seller, payment);
         _credit(feeRecipient, fee);
         _credit(trade.buyer, refund);
-        emit TradeSettled(trade.roundId, trade.tradeId, verifiedWh, payment, fee, refund);
-        if (paidWh > 0) energyToken.deliver(trade.seller, trade.buyer, trade.slot, paidWh);
+        totalPaidWh += paidWh;
+        emit TradeSettled(tradeId, paidWh, payment, fee, refund);
+        if (paidWh > 0) energyToken.deliver(trade.seller, trade.buyer, trade.slotStart, paidWh);
     }
 
-    function _release(Trade calldata trade, uint256 amount) private {
-        uint256 left = roundLock[trade.roundId][trade.buyer];
-        if (left < amount) revert LockExceeded(trade.roundId, trade.buyer, amount, left);
-        roundLock[trade.roundId][trade.buyer] = left - amount;
-        // amount <= roundLock <= locked < 2^128.
-        _accounts[trade.buyer].locked -= uint128(amount);
+    // ---------------------------------------------------------------- internals: reclaims
+
+    function _reclaimProblem(Trade calldata trade, bytes32 tradeId) private view returns (SkipReason) {
+        if (!_knownTrade(trade, tradeId)) return SkipReason.UnknownTrade;
+        if (tradeState[tradeId] != TradeState.Open) return SkipReason.TradeFinal;
+        if (block.timestamp <= _rounds[trade.roundId].deadline) return SkipReason.NotExpired;
+        return SkipReason.None;
+    }
+
+    function _reclaim(Trade calldata trade, bytes32 tradeId) private {
+        tradeState[tradeId] = TradeState.Reclaimed;
+        uint256 lock = lockAmount(trade.quantityWh, trade.priceMicroEurPerKwh, trade.feeMicroEurPerKwh);
+        _unlock(trade.buyer, lock);
+        _credit(trade.buyer, lock);
+        emit TradeReclaimed(tradeId, lock);
+    }
+
+    // ---------------------------------------------------------------- internals: balances
+
+    function _unlock(address buyer, uint256 amount) private {
+        // amount is an open trade's lock, part of locked < 2^128.
+        _accounts[buyer].locked -= uint128(amount);
     }
 
     function _credit(address account, uint256 amount) private {

@@ -4,6 +4,12 @@ pragma solidity ^0.8.24;
 /// Minimal Foundry cheatcode interface (forge-std is not obtainable offline).
 /// Signatures match forge's cheatcodes; forge intercepts calls to VM_ADDRESS.
 interface Vm {
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
     function prank(address sender) external;
     function startPrank(address sender) external;
     function stopPrank() external;
@@ -21,6 +27,8 @@ interface Vm {
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
     function toString(uint256 value) external pure returns (string memory);
     function toString(address value) external pure returns (string memory);
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
 }
 
 /// Tiny base test: cheatcode handle, invariant targets, assertions that revert with a message.
@@ -77,6 +85,22 @@ abstract contract TestBase {
 
     function assertEq(bool a, bool b, string memory err) internal pure {
         if (a != b) revert(string.concat("assertEq(bool) failed ", err));
+    }
+
+    function assertFalse(bool c, string memory err) internal pure {
+        if (c) revert(string.concat("assertFalse failed: ", err));
+    }
+
+    function assertLe(uint256 a, uint256 b, string memory err) internal pure {
+        if (a > b) {
+            revert(string.concat("assertLe(uint256) failed: ", vm.toString(a), " > ", vm.toString(b), " ", err));
+        }
+    }
+
+    function assertGe(uint256 a, uint256 b, string memory err) internal pure {
+        if (a < b) {
+            revert(string.concat("assertGe(uint256) failed: ", vm.toString(a), " < ", vm.toString(b), " ", err));
+        }
     }
 
     /// forge-std-style bound (not a cheatcode): maps x into [min, max].

@@ -1,0 +1,147 @@
+"""The keys of a deployment: operator, validators, participants and their meters.
+
+Every account that signs has a real secp256k1 key, kept encrypted in the deployment's
+keystore folder (``OUT_DIR/settlement/keys/``, never in the repository):
+
+* ``operator.json`` and ``validator-<k>.json``: one Ethereum V3 keystore file each
+  (scrypt), so each validator process decrypts only its own key;
+* ``participants.json``: a V3 keystore of one random 32-byte seed from which every
+  participant's and every meter's key is derived (``keccak256(seed, kind, id)``): a
+  demonstration stands in for hundreds of wallets and meters without hundreds of
+  key files. In a real market each participant's wallet and each meter holds its own
+  key; nothing on chain or in the validators depends on how keys were made.
+
+The password comes from the environment variable :data:`PASSWORD_ENV`. Without it, a
+new keystore gets a random password written to ``keys/password`` (mode 0600) and a
+note says so: fine for a demonstration, not for real money.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+from gridmatch.errors import InputError
+from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, read_text
+
+PASSWORD_ENV = "GRIDMATCH_KEYSTORE_PASSWORD"
+PASSWORD_FILE = "password"
+SEED_FILE = "participants.json"
+OPERATOR = "operator"
+# scrypt's cost: ~40 ms per file here, a handful of files per deployment.
+SCRYPT_N = 2**14
+_CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def validator_name(k: int) -> str:
+    """Key name of the ``k``-th validator (1-based)."""
+    return f"validator-{k}"
+
+
+@dataclass
+class Keystore:
+    """An open keystore folder; keys are decrypted on first use and kept in memory.
+
+    Attributes
+    ----------
+    created_password
+        True if this keystore was created now with a generated password file.
+    """
+
+    folder: Path
+    password: str
+    created_password: bool = False
+    _roles: dict[str, LocalAccount] = field(default_factory=dict)
+    _seed: bytes | None = None
+    _derived: dict[tuple[str, str], LocalAccount] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, folder: Path, *, create: bool) -> Keystore:
+        """Open (or, with ``create``, make) the keystore in ``folder``.
+
+        Raises
+        ------
+        InputError
+            No password (neither :data:`PASSWORD_ENV` nor a password file), or the
+            folder is missing and ``create`` is false.
+        """
+        password = os.environ.get(PASSWORD_ENV)
+        password_file = folder / PASSWORD_FILE
+        generated = False
+        if password is None:
+            if password_file.is_file():
+                password = read_text(password_file, 1024, "keystore password").strip()
+            elif create and not (folder / SEED_FILE).exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                password = secrets.token_hex(16)
+                descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(password + "\n")
+                generated = True
+            else:
+                raise InputError(folder, f"the keystore needs its password: set {PASSWORD_ENV}")
+        if not create and not folder.is_dir():
+            raise InputError(folder, "no keystore here: run `gridmatch settle` first")
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder, password, generated)
+
+    def role(self, name: str, *, create: bool = False) -> LocalAccount:
+        """Return the key of ``operator`` or ``validator-<k>`` (a V3 file of its own)."""
+        if name not in self._roles:
+            path = self.folder / f"{name}.json"
+            if not path.exists():
+                if not create:
+                    raise InputError(path, f"no key for {name} in the keystore")
+                account: LocalAccount = Account.create()
+                self._write(path, account.key)
+                self._roles[name] = account
+            else:
+                self._roles[name] = Account.from_key(self._decrypt(path))
+        return self._roles[name]
+
+    def participant(self, participant_id: str) -> LocalAccount:
+        """Return the (derived) key of a market participant."""
+        return self._derive("participant", participant_id)
+
+    def meter(self, participant_id: str) -> LocalAccount:
+        """Return the (derived) key of a participant's meter."""
+        return self._derive("meter", participant_id)
+
+    def _derive(self, kind: str, name: str) -> LocalAccount:
+        key = (kind, name)
+        if key not in self._derived:
+            digest = keccak(self._seed_bytes() + f"gridmatch:{kind}:{name}".encode())
+            scalar = int.from_bytes(digest, "big") % (_CURVE_ORDER - 1) + 1
+            self._derived[key] = Account.from_key(scalar.to_bytes(32, "big"))
+        return self._derived[key]
+
+    def _seed_bytes(self) -> bytes:
+        if self._seed is None:
+            path = self.folder / SEED_FILE
+            if path.exists():
+                self._seed = self._decrypt(path)
+            else:
+                self._seed = secrets.token_bytes(32)
+                self._write(path, self._seed)
+        return self._seed
+
+    def _write(self, path: Path, secret: bytes) -> None:
+        document = Account.encrypt(secret, self.password, kdf="scrypt", iterations=SCRYPT_N)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(document, handle)
+
+    def _decrypt(self, path: Path) -> bytes:
+        document: Any = parse_json(read_text(path, RECORD_LIMIT_BYTES, "keystore file"), path)
+        try:
+            return bytes(Account.decrypt(document, self.password))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(path, f"cannot decrypt the key (wrong password?): {exc}") from None
