@@ -35,7 +35,7 @@ from gridmatch.batch.executors import ExecutorKind  # light: the solvers load on
 from gridmatch.errors import ExitCode, GridmatchError, exit_code_for
 from gridmatch.matching.solution import TieBreak  # light: numpy and the standard library
 from gridmatch.scenario_io.schema import MAX_LIMIT_S, MAX_THREADS
-from gridmatch.units import MINUTES_PER_HOUR, micro_eur_to_eur
+from gridmatch.units import MINUTES_PER_HOUR, SECONDS_PER_HOUR, WH_PER_KWH, micro_eur_to_eur
 from gridmatch.user_files import check_path
 
 # markup off: paths, ids and names a user chose are printed as they are, never as styles.
@@ -168,9 +168,9 @@ def settle(
     ] = 24.0,
 ) -> None:
     """Deploy the contracts, sign orders, escrow the buyers' prepayments, commit the round."""
-    from gridmatch.settlement import chain_client
+    from gridmatch.settlement.deploy import settle as settle_round
 
-    record = chain_client.settle(
+    record = settle_round(
         out_dir,
         rpc_url=rpc_url,
         validators=validators,
@@ -211,10 +211,22 @@ def meters_sign(
     signed: Annotated[Path, typer.Option("--out", "-o", help="Signed readings file (JSON).")],
 ) -> None:
     """Sign a meter export with the meters' keys of the deployment (the meters' own job)."""
-    from gridmatch.settlement import chain_client
+    from gridmatch.settlement import attestation
 
-    count = chain_client.sign_meter_file(out_dir, meter_csv, signed)
+    count = attestation.sign_meter_file(out_dir, meter_csv, signed)
     stderr.print(f"{count} readings signed into {printable(str(signed))}")
+
+
+@meters_app.command("simulate")
+def meters_simulate(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch settle`.")],
+    meter_csv: Annotated[Path, typer.Option("--out", "-o", help="Meter CSV to write.")],
+) -> None:
+    """Write what honest meters would read: every trade delivered, less the grid losses."""
+    from gridmatch.settlement import attestation
+
+    count = attestation.simulate_meter_file(out_dir, meter_csv)
+    stderr.print(f"{count} meter readings written to {printable(str(meter_csv))}")
 
 
 @app.command()
@@ -224,11 +236,22 @@ def attest(
     rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
 ) -> None:
     """Run the validators, each a process with its own key; agreed trades settle."""
-    from gridmatch.settlement import chain_client
+    from gridmatch.settlement import attestation
 
-    outcome = chain_client.attest(out_dir, readings, rpc_url=rpc_url)
+    outcome = attestation.attest(out_dir, readings, rpc_url=rpc_url)
     for reason in outcome.refused():
         stderr.print(Text.assemble(("refused:", "yellow"), " ", printable(reason)))
+    for note in outcome.short():
+        stderr.print(Text.assemble(("short:", "yellow"), " ", printable(note)))
+    for problem in outcome.problems:
+        stderr.print(Text.assemble(("problem:", "red"), " ", printable(problem)))
+    reasons: dict[str, int] = {}
+    for reason in outcome.skipped.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items()):
+        stderr.print(
+            f"not settled now: {count} trades ({reason}); after the deadline they are reclaimed"
+        )
     title = (
         f"settled by {len(outcome.validators)} validators ({outcome.transactions} "
         f"transactions, {outcome.gas_used} gas)"
@@ -241,6 +264,66 @@ def attest(
             payout.participant_id,
             f"{payout.balance_change_eur:+.6f}",
             f"{payout.energy_received_kwh:.3f}",
+        )
+    stderr.print(table)
+
+
+@app.command()
+def reclaim(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch settle`.")],
+    rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
+    advance_clock_hours: Annotated[
+        float,
+        typer.Option(min=0.0, max=24 * 60, help="Move a local anvil's clock first (demos)."),
+    ] = 0.0,
+) -> None:
+    """After the deadline, return every unsettled trade's lock to its buyer (anyone may)."""
+    from gridmatch.settlement import attestation
+
+    payouts = attestation.reclaim_expired(
+        out_dir, rpc_url=rpc_url, advance_s=round(advance_clock_hours * SECONDS_PER_HOUR)
+    )
+    if not payouts:
+        stderr.print("nothing reclaimed: no open trade whose round's deadline has passed")
+        return
+    table = Table(title="locks returned to buyers")
+    for column in ("participant", "refund EUR"):
+        table.add_column(column)
+    for payout in payouts:
+        table.add_row(payout.participant_id, f"{payout.balance_change_eur:.6f}")
+    stderr.print(table)
+
+
+@app.command()
+def balances(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch settle`.")],
+    rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON to stdout.")] = False,
+) -> None:
+    """Show each participant's escrow (free, locked) and energy tokens, read from the chain."""
+    from gridmatch.settlement import attestation
+
+    held = attestation.balances(out_dir, rpc_url=rpc_url)
+    if as_json:
+        document = {
+            participant: {
+                "free_micro_eur": free,
+                "locked_micro_eur": locked,
+                "energy_wh_by_slot_start": {str(k): v for k, v in sorted(energy.items())},
+            }
+            for participant, (free, locked, energy) in sorted(held.items())
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
+    table = Table(title="on chain")
+    for column in ("participant", "free EUR", "locked EUR", "energy kWh"):
+        table.add_column(column)
+    for participant, (free, locked, energy) in sorted(held.items()):
+        table.add_row(
+            participant,
+            f"{micro_eur_to_eur(free):.6f}",
+            f"{micro_eur_to_eur(locked):.6f}",
+            f"{sum(energy.values()) / WH_PER_KWH:.3f}",
         )
     stderr.print(table)
 

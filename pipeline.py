@@ -162,6 +162,19 @@ def clear_book(
     return security.result, security
 
 
+def tariff_max_fee_eur_per_kwh(spec: ScenarioSpec, graph: nx.Graph, book: OrderBook) -> float:
+    """Return the most the scenario's tariff charges between any two of the book's buses.
+
+    Settlement has each buyer sign it as its fee cap: whatever seller it is paired with,
+    the fee stays within the published tariff.
+    """
+    rules = market_rules(spec)
+    if rules.grid_fee_eur_per_kwh_per_km == 0.0 or len(book) == 0:
+        return rules.grid_fee_eur_per_kwh
+    distances = distance_matrix_km(graph, np.unique(book.bus))
+    return float(rules.fee_eur_per_kwh(distances).max())
+
+
 def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> ClearingRun:
     """Validate a scenario, clear it, and write the result folder atomically.
 
@@ -190,6 +203,9 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
         security,
         slot_minutes=scenario.spec.slot_minutes,
         day_start=scenario.spec.day_start,
+        max_fee_eur_per_kwh=tariff_max_fee_eur_per_kwh(
+            scenario.spec, scenario.graph, scenario.book
+        ),
     )
     manifest = build_manifest(
         scenario.name, scenario.directory, scenario.input_files, formulation, options

@@ -18,9 +18,10 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import pydantic
 
 from gridmatch.errors import InputError
 
@@ -154,3 +155,25 @@ def parse_json(text: str, path: Path | str, max_depth: int = MAX_NESTING) -> Any
         raise InputError(path, f"not valid JSON: {exc.msg}", row=exc.lineno) from None
     except RecursionError:
         raise InputError(path, f"nested more than {max_depth} levels deep") from None
+
+
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
+
+
+def validated(model: type[_Model], document: Any, path: Path, what: str = "") -> _Model:
+    """Validate a parsed JSON document into ``model``, naming the first bad field.
+
+    Raises
+    ------
+    InputError
+        The document does not fit ``model`` (``what`` says what the file should be).
+    """
+    try:
+        return model.model_validate(document)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = "required key is missing" if first["type"] == "missing" else first["msg"]
+        raise InputError(
+            path, f"not a {what}: {message}" if what else message, field=field
+        ) from None

@@ -88,6 +88,16 @@ class OrderBook:
         )
 
     @property
+    def participant_code(self) -> npt.NDArray[np.int64]:
+        """Participants as integer codes (equal code: same participant), one per order."""
+        codes: dict[str, int] = {}
+        return np.fromiter(
+            (codes.setdefault(o.participant_id, len(codes)) for o in self.orders),
+            np.int64,
+            len(self.orders),
+        )
+
+    @property
     def slot(self) -> npt.NDArray[np.int64]:
         """Slots, one per order."""
         return np.fromiter((o.slot for o in self.orders), np.int64, len(self.orders))

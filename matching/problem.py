@@ -136,9 +136,12 @@ def build_slot_problems(
 
     Notes
     -----
-    A pair (b, s) is compatible when ``limit_b >= limit_s + fee(b, s)``. An indivisible
-    buy larger than a seller's whole quantity can never be served by that seller, so
-    that pair is left out: this keeps the model small without changing its optimum.
+    A pair (b, s) is compatible when ``limit_b >= limit_s + fee(b, s)`` and the two
+    orders are not the same participant's (a prosumer covering its own consumption does
+    so behind its meter, not by trading with itself; such a "trade" could not be
+    settled either). An indivisible buy larger than a seller's whole quantity can never
+    be served by that seller, so that pair is left out: this keeps the model small
+    without changing its optimum.
     """
     is_buy = book.is_buy
     slots = book.slot
@@ -146,6 +149,7 @@ def build_slot_problems(
     price = book.limit_price_eur_per_kwh
     divisible = book.divisible
     bus = book.bus
+    participant = book.participant_code
     bus_ids, bus_pos = np.unique(bus, return_inverse=True)
     if distance_km is not None and distance_km.shape != (bus_ids.size, bus_ids.size):
         raise ValueError("distance_km must be square over the distinct order buses")
@@ -165,7 +169,7 @@ def build_slot_problems(
         # 0.30 - 0.29 - 0.01 is -2e-18 in floats: such a pair is compatible by the
         # rules, and its welfare is 0, not noise a solver would warn about.
         welfare[np.abs(welfare) < WELFARE_NOISE_EUR_PER_KWH] = 0.0
-        compatible = welfare >= 0.0
+        compatible = (welfare >= 0.0) & (participant[buys][:, None] != participant[sells][None, :])
         too_big = (~divisible[buys])[:, None] & (quantity[buys][:, None] > quantity[sells][None, :])
         pair_buy, pair_sell = np.nonzero(compatible & ~too_big)  # row-major: sorted by (buy, sell)
         problems.append(

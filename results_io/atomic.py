@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gridmatch.errors import OutputFolderError
+from gridmatch.results_io.layout import SETTLEMENT_DIR
 
 __all__ = ["MARKER", "OWNED", "OutputFolderError", "atomic_output_dir", "claim_file", "recover"]
 
@@ -123,6 +124,12 @@ def _check_replaceable(out_dir: Path) -> None:
         )
     ours = set(marker.read_text(encoding="utf-8").split()) | {MARKER}
     foreign = sorted(present - ours)
+    if SETTLEMENT_DIR in foreign and (out_dir / SETTLEMENT_DIR).is_dir():
+        raise OutputFolderError(
+            f"{out_dir}: holds a settlement deployment ({SETTLEMENT_DIR}/, with its keys and "
+            "chain state) that a new result would discard: write to another folder, or move "
+            f"{SETTLEMENT_DIR}/ away first"
+        )
     if foreign:
         raise OutputFolderError(
             f"{out_dir}: holds files gridmatch did not write ({', '.join(foreign[:3])}); "

@@ -154,10 +154,4 @@ def read_model(path: Path, model: type[_Model]) -> _Model:
         Not valid JSON (with its line), or a missing or malformed field.
     """
     document: Any = user_files.parse_json(read_text(path), path)
-    try:
-        return model.model_validate(document)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        message = "required key is missing" if first["type"] == "missing" else first["msg"]
-        raise InputError(path, message, field=field) from None
+    return user_files.validated(model, document, path)

@@ -20,6 +20,8 @@ MANIFEST_FILE = "manifest.json"
 GRID_FILE = "grid.csv"
 REPORT_FILE = "report.html"
 LEDGER_FILE = "ledger.sqlite"
+# What `gridmatch settle` adds to a result folder: keys, chain state, validators.
+SETTLEMENT_DIR = "settlement"
 
 ROUND_PREFIX = "round-"
 _ROUND_NAME = re.compile(rf"^{ROUND_PREFIX}(\d{{3,}})$")

@@ -64,7 +64,7 @@ class SlotSummary(_Record):
     runtime_s: float = 0.0
     # The grid's losses with the final trades minus without them (kWh over the slot),
     # from the final AC check; null without security or for a slot without trades.
-    trade_losses_kwh: float | None = None
+    trade_losses_kwh: float | None = pydantic.Field(default=None, ge=0.0, allow_inf_nan=False)
 
 
 class Summary(_Record):
@@ -102,8 +102,11 @@ class Summary(_Record):
     traded_kwh: float
     options: OptionsRecord | None = None
     # The time basis of the slots: slot s runs from day_start + s * slot_minutes.
-    slot_minutes: float = 60.0
+    slot_minutes: float = pydantic.Field(default=60.0, ge=1.0, le=1440.0, allow_inf_nan=False)
     day_start_utc: str | None = None
+    # The most the tariff charges between any two of the book's buses (EUR/kWh): what a
+    # buyer's signed fee cap is in settlement. Null in folders written before it.
+    max_fee_eur_per_kwh: float | None = pydantic.Field(default=None, ge=0.0, allow_inf_nan=False)
     slots: tuple[SlotSummary, ...]
 
     def document(self) -> dict[str, Any]:
@@ -189,6 +192,7 @@ def clearing_summary(
     *,
     slot_minutes: float = 60.0,
     day_start: datetime | None = None,
+    max_fee_eur_per_kwh: float | None = None,
 ) -> Summary:
     """Build a clearing's summary.
 
@@ -199,6 +203,8 @@ def clearing_summary(
         is disabled (``secure`` and the other security fields are then null).
     slot_minutes, day_start
         The scenario's time basis (written so that settlement can sign absolute times).
+    max_fee_eur_per_kwh
+        The tariff's highest fee between the book's buses (a buyer's fee cap).
     """
     grid_s = 0.0 if security is None else security.grid_s
     losses = _trade_losses_kwh(security, slot_minutes)
@@ -223,6 +229,7 @@ def clearing_summary(
         traded_kwh=sum(t.quantity_kwh for t in result.trades),
         options=OptionsRecord.of(options),
         slot_minutes=slot_minutes,
+        max_fee_eur_per_kwh=max_fee_eur_per_kwh,
         day_start_utc=None if day_start is None else day_start.astimezone(UTC).isoformat(),
         slots=tuple(
             SlotSummary(

@@ -59,7 +59,7 @@ from gridmatch.matching.backends.registry import get_backend
 from gridmatch.matching.clearing import ClearingResult
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.solution import SolveOptions
-from gridmatch.pipeline import clear_book
+from gridmatch.pipeline import clear_book, tariff_max_fee_eur_per_kwh
 from gridmatch.results_io.folder import trades_csv as trades_csv_bytes
 from gridmatch.results_io.rows import TradeRow, trade_rows
 from gridmatch.results_io.summary import RoundSummary, clearing_summary
@@ -189,6 +189,7 @@ def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
                 security,
                 slot_minutes=market.spec.slot_minutes,
                 day_start=market.spec.day_start,
+                max_fee_eur_per_kwh=tariff_max_fee_eur_per_kwh(market.spec, market.graph, book),
             )
         ),
         round_no=round_input.round_no,

@@ -1,18 +1,20 @@
-"""Contract calls encoded with eth-abi from forge's ABI, without web3.py's normalisers.
+"""Contract calls encoded from forge's ABI, without web3.py's normalisers.
 
 web3.py's contract layer checksums and re-validates every address and value in Python
 before encoding: attesting 1,000 trades spent ~34 of ~46 s there (cProfile), not on the
-chain. eth-abi, the encoder web3.py itself ends in, does the same encoding directly. The
-ABI still comes from forge's output; nothing here is written by hand.
+chain. Arguments are encoded by :mod:`gridmatch.settlement.abi_encoding` (eth-abi's
+encoding, tested against it), results and events decoded by eth-abi. The ABI comes
+from forge's output; nothing here is written by hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, cast
 
-from eth_abi.abi import decode, encode
+from eth_abi.abi import decode
 from eth_typing import ABIFunction
 from eth_utils.abi import (
     function_abi_to_4byte_selector,
@@ -20,6 +22,9 @@ from eth_utils.abi import (
     get_abi_output_types,
 )
 from eth_utils.crypto import keccak
+
+from gridmatch.settlement.abi_encoding import encode
+from gridmatch.settlement.receipts import Log, Receipt
 
 
 @dataclass(frozen=True)
@@ -56,22 +61,27 @@ class ContractAbi:
         types = ",".join(i["type"] for i in event["inputs"])
         return bytes(keccak(text=f"{name}({types})"))
 
-    def events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
+    def events(self, receipt: Receipt, name: str) -> list[dict[str, Any]]:
         """Every ``name`` event this contract logged in ``receipt``, decoded by field name."""
+        return self.decode_logs(receipt.logs, name)
+
+    def decode_logs(self, logs: Iterable[Log], name: str) -> list[dict[str, Any]]:
+        """Every ``name`` event of this contract among ``logs``, decoded by field name."""
         event = self._event(name)
         topic = self.event_topic(name)
         indexed = [i for i in event["inputs"] if i["indexed"]]
         plain = [i for i in event["inputs"] if not i["indexed"]]
         found = []
-        for log in receipt["logs"]:
-            topics = [bytes(t) for t in log["topics"]]
-            if not topics or topics[0] != topic or log["address"].lower() != self.address.lower():
+        own = self.address.lower()
+        for log in logs:
+            topics = log.topics
+            if not topics or topics[0] != topic or log.address.lower() != own:
                 continue
             values = {
                 i["name"]: decode([i["type"]], t)[0]
                 for i, t in zip(indexed, topics[1:], strict=True)
             }
-            data = decode([i["type"] for i in plain], bytes(log["data"]))
+            data = decode([i["type"] for i in plain], log.data)
             values.update({i["name"]: v for i, v in zip(plain, data, strict=True)})
             found.append(values)
         return found

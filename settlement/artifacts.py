@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gridmatch.errors import ToolchainError
+
+# uname's machine names -> the npm packages' (@foundry-rs/forge-linux-amd64 ...).
+_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 __all__ = ["Artifact", "ToolchainError", "build", "contracts_dir", "load", "tool"]
 
@@ -33,15 +37,29 @@ def contracts_dir() -> Path:
 
 
 def tool(name: str) -> Path:
-    """Path of ``forge`` or ``anvil`` as npm installed them in the Foundry project."""
-    path = contracts_dir() / "node_modules" / ".bin" / name
+    """Path of the native ``forge`` or ``anvil`` binary npm installed in the Foundry project.
+
+    Not ``node_modules/.bin/<name>``: that is npm's JavaScript wrapper, which exits 0
+    whatever the binary returned (a failed build would pass for a good one).
+    """
+    platform = f"{sys.platform}-{_ARCHITECTURES.get(os.uname().machine, os.uname().machine)}"
+    path = contracts_dir() / "node_modules" / "@foundry-rs" / f"{name}-{platform}" / "bin" / name
     if not path.exists():
         raise ToolchainError(f"{path} is missing: run `npm ci` in {contracts_dir()}")
     return path
 
 
+# What a deployment loads; their artifacts must be newer than every source.
+DEPLOYED = ("Settlement", "ValidatorRegistry", "EnergyToken", "PaymentToken")
+
+
 def build() -> None:
-    """Compile the contracts with forge (a no-op when nothing changed)."""
+    """Compile the contracts with forge, unless every deployed artifact is newer than the sources.
+
+    forge itself would find nothing to do, but starting it takes ~0.7 s per call.
+    """
+    if _up_to_date():
+        return
     done = subprocess.run(
         [str(tool("forge")), "build", "--quiet"],
         cwd=contracts_dir(),
@@ -51,6 +69,16 @@ def build() -> None:
     )
     if done.returncode != 0:
         raise ToolchainError(f"forge build failed:\n{done.stderr or done.stdout}")
+
+
+def _up_to_date() -> bool:
+    root = contracts_dir()
+    sources = [root / "foundry.toml", *(root / "src").rglob("*.sol")]
+    artifacts = [root / "out" / f"{n}.sol" / f"{n}.json" for n in DEPLOYED]
+    if not all(a.is_file() for a in artifacts):
+        return False
+    newest_source = max(p.stat().st_mtime_ns for p in sources if p.is_file())
+    return min(a.stat().st_mtime_ns for a in artifacts) > newest_source
 
 
 def load(name: str) -> Artifact:

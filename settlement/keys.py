@@ -3,8 +3,8 @@
 Every account that signs has a real secp256k1 key, kept encrypted in the deployment's
 keystore folder (``OUT_DIR/settlement/keys/``, never in the repository):
 
-* ``operator.json`` and ``validator-<k>.json``: one Ethereum V3 keystore file each
-  (scrypt), so each validator process decrypts only its own key;
+* ``operator.json``, ``grid-operator.json`` and ``validator-<k>.json``: one Ethereum
+  V3 keystore file each (scrypt), so each validator process decrypts only its own key;
 * ``participants.json``: a V3 keystore of one random 32-byte seed from which every
   participant's and every meter's key is derived (``keccak256(seed, kind, id)``): a
   demonstration stands in for hundreds of wallets and meters without hundreds of
@@ -25,25 +25,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import coincurve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from gridmatch.errors import InputError
+from gridmatch.settlement.eip712 import CURVE_ORDER
 from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, read_text
 
 PASSWORD_ENV = "GRIDMATCH_KEYSTORE_PASSWORD"
 PASSWORD_FILE = "password"
 SEED_FILE = "participants.json"
 OPERATOR = "operator"
+# Certifies which meter key measures which connection, and receives the grid fees.
+GRID_OPERATOR = "grid-operator"
 # scrypt's cost: ~40 ms per file here, a handful of files per deployment.
 SCRYPT_N = 2**14
-_CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 def validator_name(k: int) -> str:
     """Key name of the ``k``-th validator (1-based)."""
     return f"validator-{k}"
+
+
+@dataclass(frozen=True)
+class DerivedKey:
+    """A derived signing key and its address (it signs messages, never transactions).
+
+    Lighter than an eth-account ``LocalAccount`` (a round derives thousands of keys;
+    ``Account.from_key`` spent 0.4 s on them for 1,000 trades).
+    """
+
+    key: bytes = field(repr=False)
+    address: str
+
+    @classmethod
+    def of(cls, secret: bytes) -> DerivedKey:
+        """Return the key of a 32-byte secret with its checksummed address."""
+        public = coincurve.PrivateKey(secret).public_key.format(compressed=False)[1:]
+        return cls(secret, to_checksum_address(keccak(public)[12:]))
 
 
 @dataclass
@@ -61,7 +83,8 @@ class Keystore:
     created_password: bool = False
     _roles: dict[str, LocalAccount] = field(default_factory=dict)
     _seed: bytes | None = None
-    _derived: dict[tuple[str, str], LocalAccount] = field(default_factory=dict)
+    _derived: dict[tuple[str, str], DerivedKey] = field(default_factory=dict)
+    creating: bool = False
 
     @classmethod
     def open(cls, folder: Path, *, create: bool) -> Keystore:
@@ -91,10 +114,10 @@ class Keystore:
         if not create and not folder.is_dir():
             raise InputError(folder, "no keystore here: run `gridmatch settle` first")
         folder.mkdir(parents=True, exist_ok=True)
-        return cls(folder, password, generated)
+        return cls(folder, password, generated, creating=create)
 
     def role(self, name: str, *, create: bool = False) -> LocalAccount:
-        """Return the key of ``operator`` or ``validator-<k>`` (a V3 file of its own)."""
+        """Return the key of a role: operator, grid operator, ``validator-<k>`` (a V3 file each)."""
         if name not in self._roles:
             path = self.folder / f"{name}.json"
             if not path.exists():
@@ -107,20 +130,20 @@ class Keystore:
                 self._roles[name] = Account.from_key(self._decrypt(path))
         return self._roles[name]
 
-    def participant(self, participant_id: str) -> LocalAccount:
+    def participant(self, participant_id: str) -> DerivedKey:
         """Return the (derived) key of a market participant."""
         return self._derive("participant", participant_id)
 
-    def meter(self, participant_id: str) -> LocalAccount:
+    def meter(self, participant_id: str) -> DerivedKey:
         """Return the (derived) key of a participant's meter."""
         return self._derive("meter", participant_id)
 
-    def _derive(self, kind: str, name: str) -> LocalAccount:
+    def _derive(self, kind: str, name: str) -> DerivedKey:
         key = (kind, name)
         if key not in self._derived:
             digest = keccak(self._seed_bytes() + f"gridmatch:{kind}:{name}".encode())
-            scalar = int.from_bytes(digest, "big") % (_CURVE_ORDER - 1) + 1
-            self._derived[key] = Account.from_key(scalar.to_bytes(32, "big"))
+            scalar = int.from_bytes(digest, "big") % (CURVE_ORDER - 1) + 1
+            self._derived[key] = DerivedKey.of(scalar.to_bytes(32, "big"))
         return self._derived[key]
 
     def _seed_bytes(self) -> bytes:
@@ -128,9 +151,12 @@ class Keystore:
             path = self.folder / SEED_FILE
             if path.exists():
                 self._seed = self._decrypt(path)
-            else:
+            elif self.creating:
                 self._seed = secrets.token_bytes(32)
                 self._write(path, self._seed)
+            else:
+                # A new seed now would sign with keys nobody registered.
+                raise InputError(path, "the participants' key seed is missing")
         return self._seed
 
     def _write(self, path: Path, secret: bytes) -> None:

@@ -11,6 +11,8 @@ participant signed. Validators trust a reading only if both signatures check out
 ``exported_kwh``, ``imported_kwh``; readings count as whole Wh, rounded down.
 ``gridmatch meters sign`` stands in for the meters: it signs such a file with the
 meters' keys of the deployment and writes the signed readings (JSON) validators read.
+``gridmatch meters simulate`` writes the file a demonstration needs: every committed
+trade delivered, the buyers' meters short by the slot's grid losses.
 """
 
 from __future__ import annotations
@@ -25,10 +27,20 @@ from pathlib import Path
 import pydantic
 
 from gridmatch.errors import InputError
+from gridmatch.results_io.atomic import write_file_atomically
+from gridmatch.results_io.tables import neutralise, restore
 from gridmatch.settlement.eip712 import Domain, MeterReading, sign
+from gridmatch.settlement.fields import Address, SignatureHex, Uint64
 from gridmatch.settlement.keys import Keystore
-from gridmatch.units import floor_wh
-from gridmatch.user_files import RECORD_LIMIT_BYTES, TABLE_LIMIT_BYTES, read_text
+from gridmatch.settlement.record import DeploymentRecord
+from gridmatch.units import WH_PER_KWH, floor_wh
+from gridmatch.user_files import (
+    RECORD_LIMIT_BYTES,
+    TABLE_LIMIT_BYTES,
+    parse_json,
+    read_text,
+    validated,
+)
 
 COLUMNS = ("meter_id", "slot", "exported_kwh", "imported_kwh")
 MAX_READING_KWH = 1e9
@@ -50,12 +62,12 @@ class SignedReading(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True)
 
     meter_id: str
-    meter: str
-    interval_start: int
-    interval_end: int
-    exported_wh: int
-    imported_wh: int
-    signature: str
+    meter: Address
+    interval_start: Uint64
+    interval_end: Uint64
+    exported_wh: Uint64
+    imported_wh: Uint64
+    signature: SignatureHex
 
     def message(self) -> MeterReading:
         """Return the signed message."""
@@ -64,16 +76,23 @@ class SignedReading(pydantic.BaseModel):
         )
 
 
-class _ReadingsFile(pydantic.BaseModel):
+class ReadingsFile(pydantic.BaseModel):
+    """A signed readings file: the deployment it is for, and the readings."""
+
     model_config = pydantic.ConfigDict(extra="forbid", strict=True)
 
-    chain_id: int
-    settlement: str
+    chain_id: Uint64
+    settlement: Address
     readings: list[SignedReading]
 
 
-def read_meter_csv(path: Path) -> list[PlainReading]:
+def read_meter_csv(path: Path, participants: set[str] | None = None) -> list[PlainReading]:
     """Read a meter CSV (rows as file lines, header = row 1).
+
+    Parameters
+    ----------
+    participants
+        The participant ids a meter may belong to (``None``: any).
 
     Raises
     ------
@@ -92,9 +111,16 @@ def read_meter_csv(path: Path) -> list[PlainReading]:
             line = reader.line_num
             if None in row.values() or None in row:
                 raise InputError(path, f"expected {len(reader.fieldnames or [])} fields", row=line)
-            meter_id = row["meter_id"].strip()
+            meter_id = restore(row["meter_id"].strip())
             if not meter_id:
                 raise InputError(path, "is empty", row=line, field="meter_id")
+            if participants is not None and meter_id not in participants:
+                raise InputError(
+                    path,
+                    f"'{meter_id}' is no participant of this deployment",
+                    row=line,
+                    field="meter_id",
+                )
             slot = _slot(path, line, row["slot"])
             if (meter_id, slot) in seen:
                 raise InputError(
@@ -153,6 +179,44 @@ def sign_readings(
     return signed
 
 
+def simulate_readings(record: DeploymentRecord) -> list[PlainReading]:
+    """Return what honest meters would read if every committed trade was delivered.
+
+    A seller's meter exports the Wh it sold in the slot; a buyer's meter imports what it
+    bought less the slot's share of grid losses caused by the trades (from the clearing's
+    AC power flow), rounded down: the losses the validators allow for.
+    """
+    exported: dict[tuple[str, int], int] = {}
+    bought: dict[tuple[str, int], int] = {}
+    for trade in record.trades:
+        seller, buyer = (trade.seller_id, trade.slot), (trade.buyer_id, trade.slot)
+        exported[seller] = exported.get(seller, 0) + trade.quantity_wh
+        bought[buyer] = bought.get(buyer, 0) + trade.quantity_wh
+    readings = []
+    for meter_id, slot in sorted(exported.keys() | bought.keys()):
+        losses = record.trade_losses_share.get(str(slot), 0.0)
+        imported = math.floor(bought.get((meter_id, slot), 0) * (1.0 - losses))
+        readings.append(PlainReading(meter_id, slot, exported.get((meter_id, slot), 0), imported))
+    return readings
+
+
+def write_meter_csv(path: Path, readings: list[PlainReading]) -> None:
+    """Write a meter CSV (kWh with three decimals: whole Wh, as meters count)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for r in readings:
+        writer.writerow(
+            [
+                neutralise(r.meter_id),
+                r.slot,
+                f"{r.exported_wh / WH_PER_KWH:.3f}",
+                f"{r.imported_wh / WH_PER_KWH:.3f}",
+            ]
+        )
+    write_file_atomically(path, buffer.getvalue())
+
+
 def write_signed_readings(path: Path, domain: Domain, readings: list[SignedReading]) -> None:
     """Write a signed readings file (JSON)."""
     document = {
@@ -160,7 +224,7 @@ def write_signed_readings(path: Path, domain: Domain, readings: list[SignedReadi
         "settlement": domain.contract,
         "readings": [r.model_dump() for r in readings],
     }
-    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    write_file_atomically(path, json.dumps(document, indent=1) + "\n")
 
 
 def read_signed_readings(path: Path) -> list[SignedReading]:
@@ -171,13 +235,19 @@ def read_signed_readings(path: Path) -> list[SignedReading]:
     InputError
         Not such a file, naming the field of the first problem.
     """
-    text = read_text(path, RECORD_LIMIT_BYTES, "signed readings file")
-    try:
-        return _ReadingsFile.model_validate_json(text).readings
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        raise InputError(path, f"not a signed readings file: {first['msg']}", field=field) from None
+    return read_signed_readings_file(path).readings
+
+
+def read_signed_readings_file(path: Path) -> ReadingsFile:
+    """Read a signed readings file with the deployment it names.
+
+    Raises
+    ------
+    InputError
+        Not such a file, naming the field of the first problem.
+    """
+    document = parse_json(read_text(path, RECORD_LIMIT_BYTES, "signed readings file"), path)
+    return validated(ReadingsFile, document, path, "signed readings file")
 
 
 def _slot(path: Path, line: int, text: str) -> int:

@@ -9,13 +9,17 @@ rather than trusting it.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pydantic
 
 from gridmatch.errors import InputError
+from gridmatch.results_io.layout import SETTLEMENT_DIR
 from gridmatch.settlement.eip712 import Domain, Order
-from gridmatch.user_files import RECORD_LIMIT_BYTES, read_text
+from gridmatch.settlement.fields import Address, Bytes32Hex, SignatureHex, Uint64
+from gridmatch.settlement.round_data import lock_micro_eur
+from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, read_text, validated
 
 RECORD_FILE = "deployment.json"
 
@@ -29,31 +33,21 @@ class SignedOrder(_Model):
 
     order_id: str
     participant_id: str
-    participant: str
+    participant: Address
     is_buy: bool
-    slot_start: int
-    slot_end: int
-    quantity_wh: int
-    limit_micro_eur_per_kwh: int
-    max_fee_micro_eur_per_kwh: int
-    expiry: int
-    nonce: int
-    digest: str
-    signature: str
+    slot_start: Uint64
+    slot_end: Uint64
+    quantity_wh: Uint64
+    limit_micro_eur_per_kwh: Uint64
+    max_fee_micro_eur_per_kwh: Uint64
+    expiry: Uint64
+    nonce: Uint64
+    digest: Bytes32Hex
+    signature: SignatureHex
 
     def message(self) -> Order:
         """Return the signed message."""
-        return Order(
-            self.participant,
-            self.is_buy,
-            self.slot_start,
-            self.slot_end,
-            self.quantity_wh,
-            self.limit_micro_eur_per_kwh,
-            self.max_fee_micro_eur_per_kwh,
-            self.expiry,
-            self.nonce,
-        )
+        return Order(**{f.name: getattr(self, f.name) for f in fields(Order)})
 
     def as_input(self) -> tuple[object, ...]:
         """Return the order as ``Settlement.Order`` takes it."""
@@ -66,22 +60,22 @@ class TradeRecord(_Model):
     The fields from ``round_id`` on are ``Settlement.Trade``, in order.
     """
 
-    trade_id: str
+    trade_id: Bytes32Hex
     slot: int
     buy_order_id: str
     sell_order_id: str
     buyer_id: str
     seller_id: str
-    round_id: int
-    buy_order: str
-    sell_order: str
-    buyer: str
-    seller: str
-    slot_start: int
-    slot_end: int
-    quantity_wh: int
-    price_micro_eur_per_kwh: int
-    fee_micro_eur_per_kwh: int
+    round_id: Uint64
+    buy_order: Bytes32Hex
+    sell_order: Bytes32Hex
+    buyer: Address
+    seller: Address
+    slot_start: Uint64
+    slot_end: Uint64
+    quantity_wh: Uint64
+    price_micro_eur_per_kwh: Uint64
+    fee_micro_eur_per_kwh: Uint64
 
     def as_tuple(self) -> tuple[object, ...]:
         """Return the trade as ``Settlement.Trade`` takes it."""
@@ -105,17 +99,18 @@ class TradeRecord(_Model):
 
     def lock_micro_eur(self) -> int:
         """Return what the contract locked for it."""
-        total = self.quantity_wh * (self.price_micro_eur_per_kwh + self.fee_micro_eur_per_kwh)
-        return -(-total // 1000)
+        return lock_micro_eur(
+            self.quantity_wh, self.price_micro_eur_per_kwh, self.fee_micro_eur_per_kwh
+        )
 
 
 class MeterBindingRecord(_Model):
-    """A participant's signed statement that a meter key measures its connection."""
+    """The grid operator's certificate that a meter key measures a participant's connection."""
 
     participant_id: str
-    participant: str
-    meter: str
-    signature: str
+    participant: Address
+    meter: Address
+    signature: SignatureHex
 
 
 class DroppedTrade(_Model):
@@ -145,16 +140,16 @@ class DeploymentRecord(_Model):
     """Everything ``attest``, ``reclaim`` and the validators need after ``settle``."""
 
     rpc_url: str | None
-    chain_id: int
-    settlement: str
-    payment: str
-    energy: str
-    registry: str
-    operator: str
-    validators: dict[str, str]
-    round_id: int
-    deadline: int
-    tolerance_per_mille: int
+    chain_id: Uint64
+    settlement: Address
+    payment: Address
+    energy: Address
+    registry: Address
+    operator: Address
+    validators: dict[str, Address]
+    round_id: Uint64
+    deadline: Uint64
+    tolerance_per_mille: Uint64
     trade_losses_share: dict[str, float]
     orders: list[SignedOrder]
     trades: list[TradeRecord]
@@ -177,7 +172,7 @@ class DeploymentRecord(_Model):
 
 def record_path(out_dir: Path) -> Path:
     """Where a result folder's deployment record lies."""
-    return out_dir / "settlement" / RECORD_FILE
+    return out_dir / SETTLEMENT_DIR / RECORD_FILE
 
 
 def read_record(path: Path) -> DeploymentRecord:
@@ -191,10 +186,5 @@ def read_record(path: Path) -> DeploymentRecord:
     """
     if not path.exists():
         raise InputError(path, "no settlement here: run `gridmatch settle` first")
-    text = read_text(path, RECORD_LIMIT_BYTES, "deployment record")
-    try:
-        return DeploymentRecord.model_validate_json(text)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        raise InputError(path, f"not a deployment record: {first['msg']}", field=field) from None
+    document = parse_json(read_text(path, RECORD_LIMIT_BYTES, "deployment record"), path)
+    return validated(DeploymentRecord, document, path, "deployment record")

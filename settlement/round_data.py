@@ -7,25 +7,39 @@ through the result folder's own readers, which validate them like every file a u
 hands over; what the contract's 64-bit fields and rules need is checked here.
 
 Limits are rounded in the participant's favour: a buyer signs ``floor(limit)`` micro-EUR
-per kWh (price plus fee), a seller ``ceil(limit)``. A trade's fee is rounded to the
-micro-EUR, and its price to the micro-EUR within ``[seller's limit, buyer's limit -
-fee]``; a trade whose limits are closer than that, or that moves less than 1 Wh, stays
-off chain and is recorded as unsettled, never dropped silently.
+per kWh (price plus fee), a seller ``ceil(limit)``. A buyer's fee cap is the tariff's
+highest fee between the book's buses (``max_fee_eur_per_kwh`` in summary.json). A
+trade's fee is rounded to the nearest micro-EUR, and its price to the nearest micro-EUR
+and then clamped into ``[seller's limit, buyer's limit - fee]``; a trade whose limits
+are closer than that, or that moves less than 1 Wh, stays off chain and is recorded as
+unsettled, never dropped silently.
+
+Everything the contract would refuse is refused here first, naming the row, so that a
+bad trades.csv never reverts a commit halfway (after deployment and escrow): a trade
+whose ids are not one buy and one sell order of its slot and of its buyer and seller,
+a participant trading with itself, a pair given twice, orders filled beyond their
+quantity, a fee above the cap.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from eth_utils.crypto import keccak
 
-from gridmatch.errors import InputError
+from gridmatch.errors import InputError, UsageError
 from gridmatch.matching.orders import Order, Side
 from gridmatch.results_io.folder import read_numbered_trades, read_orders, read_summary
-from gridmatch.results_io.layout import ORDERS_FILE, SUMMARY_FILE, TRADES_FILE
+from gridmatch.results_io.layout import (
+    LEDGER_FILE,
+    ORDERS_FILE,
+    SUMMARY_FILE,
+    TRADES_FILE,
+    round_number,
+)
 from gridmatch.results_io.rows import TradeRow
 from gridmatch.units import (
     MICRO_EUR_PER_EUR,
@@ -52,6 +66,7 @@ class OrderTerms:
     slot_end: int
     quantity_wh: int
     limit_micro_eur_per_kwh: int
+    max_fee_micro_eur_per_kwh: int
 
     @property
     def nonce(self) -> int:
@@ -77,8 +92,17 @@ class PlannedTrade:
 
     def lock_micro_eur(self) -> int:
         """Return what the contract locks for it: quantity x (price + fee), rounded up."""
-        total = self.quantity_wh * (self.price_micro_eur_per_kwh + self.fee_micro_eur_per_kwh)
-        return -(-total // WH_PER_KWH)
+        return lock_micro_eur(
+            self.quantity_wh, self.price_micro_eur_per_kwh, self.fee_micro_eur_per_kwh
+        )
+
+
+def lock_micro_eur(
+    quantity_wh: int, price_micro_eur_per_kwh: int, fee_micro_eur_per_kwh: int
+) -> int:
+    """Return ``Settlement.lockAmount``: quantity x (price + fee), rounded up to a micro-EUR."""
+    total = quantity_wh * (price_micro_eur_per_kwh + fee_micro_eur_per_kwh)
+    return -(-total // WH_PER_KWH)
 
 
 @dataclass(frozen=True)
@@ -124,24 +148,32 @@ def read_round(out_dir: Path) -> ChainRound:
     Raises
     ------
     InputError
-        A file is missing or malformed, a trade names an order orders.csv lacks, a value
-        does not fit the contract's 64-bit fields, or no trade of 1 Wh or more is left.
+        A file is missing or malformed, a trade is one the contract would refuse (see
+        the module docstring), a value does not fit the contract's 64-bit fields, or no
+        trade of 1 Wh or more is left.
+    UsageError
+        ``out_dir`` is one round of a rolling day.
     """
+    _refuse_round_folder(out_dir)
     summary = read_summary(out_dir)
-    day_start = _day_start(out_dir, summary.day_start_utc)
-    slot_s = round(summary.slot_minutes * 60)
+    basis = _TimeBasis(_day_start(out_dir, summary.day_start_utc), round(summary.slot_minutes * 60))
+    fee_cap = _fee_cap(out_dir, summary.max_fee_eur_per_kwh)
     orders = {row.order.order_id: row.order for row in read_orders(out_dir)}
     trades: list[PlannedTrade] = []
     unsettled: list[Unsettled] = []
     traded_kwh: dict[int, float] = {}
+    checks = _TradeChecks(out_dir / TRADES_FILE)
     for line, row in read_numbered_trades(out_dir):
-        buy = _terms(out_dir, line, orders, row.buy_order_id, day_start, slot_s)
-        sell = _terms(out_dir, line, orders, row.sell_order_id, day_start, slot_s)
-        planned, problem = _planned(row, buy, sell)
+        buy, sell = checks.orders_of(line, row, orders)
+        buy_terms = _terms(out_dir, buy, basis, fee_cap)
+        sell_terms = _terms(out_dir, sell, basis, 0)
+        checks.fee(line, row, buy_terms)
+        planned, problem = _planned(row, buy_terms, sell_terms)
         traded_kwh[row.slot] = traded_kwh.get(row.slot, 0.0) + row.quantity_kwh
         if problem is not None:
             unsettled.append(problem)
         if planned is not None:
+            checks.fill(line, planned)
             trades.append(planned)
     if not trades:
         raise InputError(
@@ -155,6 +187,123 @@ def read_round(out_dir: Path) -> ChainRound:
     return ChainRound(trades, unsettled, losses)
 
 
+@dataclass(frozen=True)
+class _TimeBasis:
+    day_start_s: int
+    slot_s: int
+
+
+@dataclass
+class _TradeChecks:
+    """What the contract checks across a round's trades, checked first with rows named."""
+
+    path: Path
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)
+    filled_wh: dict[str, int] = field(default_factory=dict)
+
+    def orders_of(self, line: int, row: TradeRow, orders: dict[str, Order]) -> tuple[Order, Order]:
+        """Return the row's buy and sell orders, checked to be what the row says."""
+        buy = self._order(line, row.buy_order_id, "buy_order_id", orders, Side.BUY)
+        sell = self._order(line, row.sell_order_id, "sell_order_id", orders, Side.SELL)
+        for order, name, field_name in (
+            (buy, row.buyer_id, "buyer_id"),
+            (sell, row.seller_id, "seller_id"),
+        ):
+            if order.participant_id != name:
+                raise InputError(
+                    self.path,
+                    f"order '{order.order_id}' is {order.participant_id}'s, not {name}'s",
+                    row=line,
+                    field=field_name,
+                )
+            if order.slot != row.slot:
+                raise InputError(
+                    self.path,
+                    f"order '{order.order_id}' is of slot {order.slot}",
+                    row=line,
+                    field="slot",
+                )
+        if buy.participant_id == sell.participant_id:
+            raise InputError(
+                self.path,
+                f"{buy.participant_id} cannot trade with itself",
+                row=line,
+                field="seller_id",
+            )
+        pair = (buy.order_id, sell.order_id)
+        if pair in self.pairs:
+            raise InputError(
+                self.path,
+                f"the pair {pair[0]} <- {pair[1]} is on row {self.pairs[pair]} already",
+                row=line,
+            )
+        self.pairs[pair] = line
+        return buy, sell
+
+    def fill(self, line: int, trade: PlannedTrade) -> None:
+        """Count the trade's Wh against both orders; refuse a fill beyond an order."""
+        for terms, field_name in ((trade.buy, "buy_order_id"), (trade.sell, "sell_order_id")):
+            filled = self.filled_wh.get(terms.order_id, 0) + trade.quantity_wh
+            if filled > terms.quantity_wh:
+                raise InputError(
+                    self.path,
+                    f"order '{terms.order_id}' is filled with {filled} Wh, more than its "
+                    f"{terms.quantity_wh} Wh",
+                    row=line,
+                    field=field_name,
+                )
+            self.filled_wh[terms.order_id] = filled
+
+    def fee(self, line: int, row: TradeRow, buy: OrderTerms) -> None:
+        """Refuse a fee above the buyer's signed cap (the tariff's highest fee)."""
+        if eur_to_micro_eur(row.fee_eur_per_kwh) > buy.max_fee_micro_eur_per_kwh:
+            raise InputError(
+                self.path,
+                f"fee above the tariff's highest fee ({buy.max_fee_micro_eur_per_kwh} "
+                "micro-EUR/kWh, summary.json)",
+                row=line,
+                field="fee_eur_per_kwh",
+            )
+
+    def _order(
+        self, line: int, order_id: str, field_name: str, orders: dict[str, Order], side: Side
+    ) -> Order:
+        order = orders.get(order_id)
+        if order is None:
+            raise InputError(
+                self.path, f"order '{order_id}' is not in {ORDERS_FILE}", row=line, field=field_name
+            )
+        if order.side is not side:
+            raise InputError(
+                self.path,
+                f"order '{order_id}' is a {order.side.value} order",
+                row=line,
+                field=field_name,
+            )
+        return order
+
+
+def _refuse_round_folder(out_dir: Path) -> None:
+    # The rounds of a rolling day trade the same slots: settled as separate deployments,
+    # each would count a meter's whole export against its own trades only.
+    if round_number(out_dir) is not None and (out_dir.parent / LEDGER_FILE).exists():
+        raise UsageError(
+            f"{out_dir} is one round of a rolling day: settling rounds one by one would pay "
+            "the same metered energy once per round; settle a clearing of the whole day"
+        )
+
+
+def _fee_cap(out_dir: Path, max_fee_eur_per_kwh: float | None) -> int:
+    if max_fee_eur_per_kwh is None:
+        raise InputError(
+            out_dir / SUMMARY_FILE,
+            "no max_fee_eur_per_kwh: clear the scenario again with this gridmatch (buyers "
+            "sign the tariff's highest fee as their cap)",
+            field="max_fee_eur_per_kwh",
+        )
+    return eur_to_micro_eur(max_fee_eur_per_kwh)
+
+
 def _day_start(out_dir: Path, text: str | None) -> int:
     if text is None:
         raise InputError(
@@ -164,25 +313,22 @@ def _day_start(out_dir: Path, text: str | None) -> int:
             field="day_start_utc",
         )
     try:
-        return int(datetime.fromisoformat(text).timestamp())
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise InputError(
             out_dir / SUMMARY_FILE, f"'{text}' is not a time", field="day_start_utc"
         ) from None
-
-
-def _terms(
-    out_dir: Path, line: int, orders: dict[str, Order], order_id: str, day_start: int, slot_s: int
-) -> OrderTerms:
-    order = orders.get(order_id)
-    if order is None:
+    if moment.utcoffset() is None:
+        # Without an offset the time would be read in this machine's zone, and machines
+        # in different zones would sign different slot times.
         raise InputError(
-            out_dir / TRADES_FILE,
-            f"order '{order_id}' is not in {ORDERS_FILE}",
-            row=line,
-            field="buy_order_id",
+            out_dir / SUMMARY_FILE, f"'{text}' has no UTC offset", field="day_start_utc"
         )
-    start = day_start + order.slot * slot_s
+    return int(moment.timestamp())
+
+
+def _terms(out_dir: Path, order: Order, basis: _TimeBasis, max_fee_micro: int) -> OrderTerms:
+    start = basis.day_start_s + order.slot * basis.slot_s
     limit = order.limit_price_eur_per_kwh * MICRO_EUR_PER_EUR
     # In the participant's favour: a buyer signs at most, a seller at least, its limit.
     limit_micro = math.floor(limit + 1e-6) if order.side is Side.BUY else math.ceil(limit - 1e-6)
@@ -191,14 +337,22 @@ def _terms(
         participant_id=order.participant_id,
         is_buy=order.side is Side.BUY,
         slot_start=start,
-        slot_end=start + slot_s,
+        slot_end=start + basis.slot_s,
         quantity_wh=int(exact_wh(order.quantity_kwh)),
         limit_micro_eur_per_kwh=limit_micro,
+        max_fee_micro_eur_per_kwh=max_fee_micro,
     )
-    for field_name, value in (("slot", terms.slot_end), ("limit_price_eur_per_kwh", limit_micro)):
+    checked = (
+        (ORDERS_FILE, "slot", terms.slot_end),
+        (ORDERS_FILE, "limit_price_eur_per_kwh", limit_micro),
+        (SUMMARY_FILE, "max_fee_eur_per_kwh", max_fee_micro),
+    )
+    for file_name, field_name, value in checked:
         if not 0 <= value < UINT64_LIMIT:
             raise InputError(
-                out_dir / ORDERS_FILE, "too large for the contract's 64-bit field", field=field_name
+                out_dir / file_name,
+                f"order '{order.order_id}': too large for the contract's 64-bit field",
+                field=field_name,
             )
     return terms
 

@@ -8,6 +8,7 @@ that would revert is refused while estimating, and its custom error decoded.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +19,20 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+from web3.types import RPCEndpoint
 
 from gridmatch.errors import ChainError
 from gridmatch.settlement.abi_calls import ContractAbi
+from gridmatch.settlement.receipts import Receipt
 
 # EIP-7825: the most gas one transaction may use.
 TX_GAS_CAP = 2**24
 # Headroom over the estimate: state may move a little between estimate and inclusion.
 _GAS_MARGIN = 1.1
 _GAS_EXTRA = 20_000
+# How long to wait for a receipt, and how often to ask.
+RECEIPT_TIMEOUT_S = 300.0
+_RECEIPT_POLL_S = 0.01
 
 
 class GasCapExceededError(ChainError):
@@ -114,27 +120,43 @@ class Sender:
         self.sent += 1
         return tx_hash
 
-    def wait(self, tx_hashes: Sequence[bytes], abi: Any = ()) -> list[Any]:
+    def wait(self, tx_hashes: Sequence[bytes], abi: Any = ()) -> list[Receipt]:
         """Wait for the receipts; a reverted transaction is replayed as a call to decode why."""
         receipts = []
         for tx_hash in tx_hashes:
-            receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), poll_latency=0.01)
-            self.gas_used += int(receipt["gasUsed"])
-            if receipt["status"] != 1:
+            receipt = self._receipt(tx_hash)
+            self.gas_used += receipt.gas_used
+            if receipt.status != 1:
                 raise ChainError(self._why(tx_hash, receipt, abi))
             receipts.append(receipt)
         return receipts
 
-    def transact(self, contract: ContractAbi, name: str, *args: object, value: int = 0) -> Any:
+    def _receipt(self, tx_hash: bytes) -> Receipt:
+        deadline = time.monotonic() + RECEIPT_TIMEOUT_S
+        while True:
+            response = self.w3.provider.make_request(
+                RPCEndpoint("eth_getTransactionReceipt"), ["0x" + tx_hash.hex()]
+            )
+            if "error" in response:
+                raise ChainError(f"the node failed to give a receipt: {response['error']}")
+            if response.get("result"):
+                return Receipt.from_json(response["result"])
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"transaction 0x{tx_hash.hex()} not mined within {RECEIPT_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(_RECEIPT_POLL_S)
+
+    def transact(self, contract: ContractAbi, name: str, *args: object, value: int = 0) -> Receipt:
         """Call ``contract.name(*args)`` in a transaction and wait for it."""
         data = contract.calldata(name, *args)
         return self.wait([self.send(contract.address, data, value, contract.abi)], contract.abi)[0]
 
-    def _why(self, tx_hash: bytes, receipt: Any, abi: Any) -> str:
+    def _why(self, tx_hash: bytes, receipt: Receipt, abi: Any) -> str:
         tx = self.w3.eth.get_transaction(HexBytes(tx_hash))
         call: Any = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"]}
         try:
-            self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
+            self.w3.eth.call(call, block_identifier=receipt.block_number - 1)
         except (ContractCustomError, ContractLogicError) as exc:
             return decode_revert(abi, exc)
         except Web3RPCError as exc:

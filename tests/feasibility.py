@@ -22,6 +22,7 @@ TOL_EUR = 1e-9
 @dataclass(frozen=True)
 class OrderRow:
     order_id: str
+    participant_id: str
     side: str
     bus: int
     slot: int
@@ -49,6 +50,7 @@ def read_input_orders(path: Path) -> dict[str, OrderRow]:
             divisible = side == "sell" if not text else text in {"true", "1", "yes"}
             orders[row["order_id"]] = OrderRow(
                 row["order_id"],
+                row["participant_id"].strip(),
                 side,
                 int(row["bus"]),
                 int(row["slot"]),
@@ -92,6 +94,7 @@ def check_trades(
         buy, sell = orders[t.buy_order_id], orders[t.sell_order_id]
         assert buy.side == "buy" and sell.side == "sell", t
         assert buy.slot == sell.slot == t.slot, f"slot mismatch: {t}"
+        assert buy.participant_id != sell.participant_id, f"self-trade {t}"
         assert t.quantity_kwh > 0.0, t
         km = 0.0
         if fee_eur_per_kwh_per_km:

@@ -386,27 +386,43 @@ def test_settlement_files_are_refused_naming_the_file(scenario: Path, tmp_path: 
     record = out / "settlement" / "deployment.json"
     record.parent.mkdir()
     record.write_text(json.dumps({"payment": "0x0", "trades": []}))
-    meters = tmp_path / "meters.csv"
-    meters.write_text("slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n")
-    code, stderr = _run("attest", str(out), str(meters))
+    readings = tmp_path / "readings.json"
+    readings.write_text(json.dumps({"chain_id": 1, "settlement": "0x" + "00" * 20, "readings": []}))
+    code, stderr = _run("attest", str(out), str(readings))
     _refused(code, stderr, "deployment.json", "field 'rpc_url'")
     record.write_text("{corrupt")
-    code, stderr = _run("attest", str(out), str(meters))
+    code, stderr = _run("attest", str(out), str(readings))
     _refused(code, stderr, "deployment.json")
     record.unlink()
     # Meter files: UTF-16 exports and giant fields are refused naming the file.
-    (tmp_path / "trades-only").mkdir()
-    meters.write_bytes("slot,buy_order_id\n".encode("utf-16"))
     from gridmatch.errors import InputError
-    from gridmatch.settlement.meters import read_meters
+    from gridmatch.settlement.meters import read_meter_csv, read_signed_readings
 
+    meters = tmp_path / "meters.csv"
+    meters.write_bytes("meter_id,slot\n".encode("utf-16"))
     with pytest.raises(InputError, match="UTF-16"):
-        read_meters(meters, set())
-    meters.write_text(
-        "slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n0," + "x" * 200_000 + ",s,1,1\n"
-    )
+        read_meter_csv(meters)
+    meters.write_text("meter_id,slot,exported_kwh,imported_kwh\n" + "x" * 200_000 + ",0,1,1\n")
     with pytest.raises(InputError, match="malformed CSV"):
-        read_meters(meters, set())
+        read_meter_csv(meters)
+    # Signed readings: nesting and bad values are named, before any validator starts.
+    readings.write_text("[" * 100_000)
+    with pytest.raises(InputError, match=r"readings\.json"):
+        read_signed_readings(readings)
+    reading = {
+        "meter_id": "a",
+        "meter": "0x12",
+        "interval_start": 0,
+        "interval_end": 1,
+        "exported_wh": 0,
+        "imported_wh": 0,
+        "signature": "0x" + "00" * 65,
+    }
+    readings.write_text(
+        json.dumps({"chain_id": 1, "settlement": "0x" + "00" * 20, "readings": [reading]})
+    )
+    with pytest.raises(InputError, match=r"readings\.0\.meter"):
+        read_signed_readings(readings)
 
 
 # --- random mutations of a valid scenario -----------------------------------------------

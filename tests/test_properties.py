@@ -35,7 +35,8 @@ def order_books(draw: st.DrawFn, *, divisible_buys: bool = True, max_buys: int =
             orders.append(
                 Order(
                     order_id=f"{side.value}-{slot}-{k}",
-                    participant_id=f"p{k}",
+                    # A small pool: some books pair a participant's buy and sell.
+                    participant_id=f"p{draw(st.integers(0, 4))}",
                     side=side,
                     bus=1,
                     slot=slot,
@@ -54,6 +55,7 @@ def _checked_welfare(book: OrderBook, result: ClearingResult, fee: float) -> flo
     rows = {
         o.order_id: OrderRow(
             o.order_id,
+            o.participant_id,
             o.side.value,
             o.bus,
             o.slot,
@@ -117,7 +119,7 @@ def _brute_force_welfare(book: OrderBook, fee: float) -> float:
                 if s is None:
                     continue
                 surplus = buy.limit_price_eur_per_kwh - sells[s].limit_price_eur_per_kwh - fee
-                if surplus < 0:
+                if surplus < 0 or buy.participant_id == sells[s].participant_id:
                     ok = False
                     break
                 load[s] += buy.quantity_kwh

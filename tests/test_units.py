@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridmatch.matching.orders import Order, OrderBook, Side
-from gridmatch.results_io.folder import trades_csv
-from gridmatch.results_io.rows import OrderStatus, TradeRow, order_status
+from gridmatch.results_io.folder import ResultFiles, write_result
+from gridmatch.results_io.rows import OrderRow, OrderStatus, TradeRow, order_status
+from gridmatch.results_io.summary import SlotSummary, Summary
 from gridmatch.rounds.schedule import CarryOver
 from gridmatch.scenario_io.schema import RoundsSpec
-from gridmatch.settlement.meters import read_meters
+from gridmatch.settlement.meters import read_meter_csv
 from gridmatch.settlement.round_data import read_round
 from gridmatch.units import WH_FLOAT_SLACK, exact_wh, floor_wh, floor_wh_array, remaining_wh
 
@@ -78,16 +79,46 @@ def test_rounds_carry_whole_wh_down(tmp_path: Path) -> None:
     assert [o.quantity_kwh for o in book.orders] == [0.699, 0.699]
 
 
-def _trade(quantity_kwh: float) -> TradeRow:
-    return TradeRow(0, "b", "s", "alice", "carol", 5, 17, quantity_kwh, 0.2, 0.01, 0.3, 0.1, 0.0)
+def _settlement_folder(folder: Path, quantity_kwh: float) -> Path:
+    """A result folder of one trade of ``quantity_kwh`` between two orders of 1e5 kWh."""
+    buy = Order("b", "alice", Side.BUY, 5, 0, 1e5, 0.3, True)
+    sell = Order("s", "carol", Side.SELL, 17, 0, 1e5, 0.1, True)
+    trade = TradeRow(0, "b", "s", "alice", "carol", 5, 17, quantity_kwh, 0.2, 0.01, 0.3, 0.1, 0.0)
+    summary = Summary(
+        scenario="units",
+        status="heuristic",
+        welfare_eur=0.0,
+        bound_eur=None,
+        gap=None,
+        formulation="none",
+        solver="none",
+        solver_version="n/a",
+        runtime_s=0.0,
+        secure=None,
+        n_orders=2,
+        n_trades=1,
+        traded_kwh=quantity_kwh,
+        day_start_utc="2026-12-01T00:00:00+00:00",
+        max_fee_eur_per_kwh=0.01,
+        slots=(
+            SlotSummary(
+                slot=0, n_buy_orders=1, n_sell_orders=1, welfare_eur=0.0, termination="converged"
+            ),
+        ),
+    )
+    orders = [
+        OrderRow(buy, quantity_kwh, OrderStatus.PARTIALLY_FILLED),
+        OrderRow(sell, quantity_kwh, OrderStatus.PARTIALLY_FILLED),
+    ]
+    write_result(folder, ResultFiles([trade], orders, summary, {"units": True}))
+    return folder
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(st.floats(0.001, 1e5))
 def test_settlement_locks_whole_wh_rounded_down(tmp_path_factory, quantity_kwh: float) -> None:  # type: ignore[no-untyped-def]
-    folder = tmp_path_factory.mktemp("settle")
-    (folder / "trades.csv").write_bytes(trades_csv([_trade(quantity_kwh)]))
-    chain_round = read_round(folder, 1)
+    folder = _settlement_folder(tmp_path_factory.mktemp("settle") / "out", quantity_kwh)
+    chain_round = read_round(folder)
     (trade,) = chain_round.trades
     assert trade.quantity_wh == floor_wh(quantity_kwh)
     assert trade.quantity_wh <= quantity_kwh * 1000 + WH_FLOAT_SLACK
@@ -98,8 +129,6 @@ def test_settlement_locks_whole_wh_rounded_down(tmp_path_factory, quantity_kwh: 
 
 def test_meter_readings_count_whole_wh_rounded_down(tmp_path: Path) -> None:
     meters = tmp_path / "meters.csv"
-    meters.write_text(
-        "slot,buy_order_id,sell_order_id,sent_kwh,received_kwh\n0,b,s,1.5009,1.4991\n"
-    )
-    reading = read_meters(meters, {(0, "b", "s")})[(0, "b", "s")]
-    assert (reading.sent_wh, reading.received_wh) == (1500, 1499)
+    meters.write_text("meter_id,slot,exported_kwh,imported_kwh\ncarol,0,1.5009,1.4991\n")
+    (reading,) = read_meter_csv(meters)
+    assert (reading.exported_wh, reading.imported_wh) == (1500, 1499)

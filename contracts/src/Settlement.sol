@@ -20,13 +20,14 @@ import {ValidatorRegistry} from "./ValidatorRegistry.sol";
 ///      nonce, and that the round ends before either order expires; it locks exactly
 ///      quantity x (price + fee) from the buyer, or drops the trade (with an event) if
 ///      the buyer's free balance is short. Rounds of any size are opened, filled in
-///      chunks and sealed. Validators of the {ValidatorRegistry} vote the delivered Wh of
-///      each trade; when strictly more than two thirds of the validators registered now
-///      agree within the tolerance (a per-mille of the quantity fixed at deployment), the
-///      seller is paid for the median of the agreeing votes (at most the quantity), the
-///      fee goes to the fee recipient, the rest of the lock returns to the buyer, and the
-///      buyer receives as many energy tokens. Without a quorum by the deadline anyone can
-///      return the lock to the buyer.
+///      chunks and sealed. Validators of the {ValidatorRegistry} sign (EIP-712) the Wh
+///      each trade delivered; anyone may submit the signed votes. When strictly more than
+///      two thirds of the validators registered now agree within the tolerance (a
+///      per-mille of the quantity fixed at deployment), the seller is paid for the median
+///      of the agreeing votes (at most the quantity), the fee goes to the fee recipient,
+///      the rest of the lock returns to the buyer, and the buyer receives as many energy
+///      tokens. A revoked validator's signature no longer counts. Without a quorum by the
+///      deadline anyone can return the lock to the buyer.
 ///
 ///      Conservation: the payment tokens this contract holds always equal the sum of all
 ///      free balances plus all locked amounts; locked amounts are exactly the locks of
@@ -45,6 +46,9 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     uint64 public constant MAX_ROUND_DURATION_S = 30 days;
     /// @notice An extension moves a deadline by at most this much.
     uint64 public constant MAX_EXTENSION_S = 7 days;
+
+    bytes32 public constant ATTESTATION_TYPEHASH =
+        keccak256("Attestation(bytes32 tradeId,uint64 deliveredWh,uint32 epoch)");
 
     bytes32 public constant ORDER_TYPEHASH = keccak256(
         "Order(address participant,bool isBuy,uint64 slotStart,uint64 slotEnd,uint64 quantityWh,"
@@ -123,15 +127,26 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         RoundNotSealed,
         TradeFinal,
         AttestationClosed,
-        AlreadyVoted,
-        NotExpired
+        NotExpired,
+        InvalidVote,
+        NoQuorum
     }
 
-    /// @notice One validator's vote on a trade, under the epoch it was registered with.
-    struct Vote {
+    /// @notice A validator's EIP-712 signed statement of the Wh a trade delivered.
+    /// @param epoch The validator's registration it signed under: the vote counts only
+    ///        while that registration lasts (not after a revocation, nor a re-registration).
+    struct SignedVote {
         address validator;
         uint32 epoch;
-        uint64 wh;
+        uint64 deliveredWh;
+        bytes signature;
+    }
+
+    /// @notice How much of a signed order accepted trades fill, and which order its nonce
+    ///         is bound to (the first 24 bytes of its digest): one storage slot per order.
+    struct OrderUse {
+        bytes24 orderHash;
+        uint64 filledWh;
     }
 
     /// @notice An account's escrow (both halves in one slot; amounts are range-checked).
@@ -150,14 +165,10 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
 
     mapping(address account => Account) private _accounts;
     mapping(uint64 roundId => Round) private _rounds;
-    /// @notice keccak256 of the accepted trade's {Trade} record, by trade id.
-    mapping(bytes32 tradeId => bytes32 recordHash) public tradeRecord;
-    mapping(bytes32 tradeId => TradeState) public tradeState;
-    mapping(bytes32 tradeId => Vote[]) private _votes;
-    /// @notice Wh of each signed order (by its EIP-712 digest) that accepted trades fill.
-    mapping(bytes32 orderHash => uint64) public filledWh;
-    /// @notice The order a participant's nonce was first used for.
-    mapping(address participant => mapping(uint64 nonce => bytes32 orderHash)) public nonceOrder;
+    /// @dev Per trade id: keccak256 of its {Trade} record with the two lowest bits
+    ///      replaced by its {TradeState} (one storage slot per trade).
+    mapping(bytes32 tradeId => uint256 recordAndState) private _trades;
+    mapping(address participant => mapping(uint64 nonce => OrderUse)) private _orders;
     mapping(address participant => mapping(uint64 nonce => bool)) public nonceCancelled;
     /// @notice Wh paid for by settled trades: exactly the energy tokens ever minted.
     uint256 public totalPaidWh;
@@ -187,24 +198,32 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     error TradeNotOpen(bytes32 tradeId);
     error RoundNotSealed(uint64 roundId);
     error AttestationClosed(uint64 roundId, uint64 deadline);
-    error AlreadyVoted(bytes32 tradeId, address validator);
-    error NotAValidator(address account);
+    /// @notice A vote's signature is not its validator's, or a validator votes twice.
+    error InvalidVote(bytes32 tradeId, address validator);
+    /// @notice Fewer current validators agree than the quorum.
+    error NoQuorum(bytes32 tradeId, uint256 agreeing, uint256 quorum);
     error DeadlineNotPassed(uint64 roundId, uint64 deadline);
+    /// @notice The round's deadline has passed: no more trades, no sealing.
+    error RoundExpired(uint64 roundId, uint64 deadline);
 
     event Deposited(address indexed account, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
     event OrderNonceCancelled(address indexed participant, uint64 nonce);
     event RoundOpened(uint64 indexed roundId, bytes32 inputHash, uint64 deadline);
     event TradeAdded(
-        uint64 indexed roundId, bytes32 indexed tradeId, address indexed buyer, address seller, uint64 quantityWh, uint256 locked
+        uint64 indexed roundId,
+        bytes32 indexed tradeId,
+        address indexed buyer,
+        address seller,
+        uint64 quantityWh,
+        uint256 locked
     );
     /// @notice The buyer's free balance did not cover the trade's lock: it is not in the round.
     event TradeDropped(
         uint64 indexed roundId, bytes32 indexed tradeId, address indexed buyer, uint256 required, uint256 available
     );
     event RoundSealed(uint64 indexed roundId, uint32 trades);
-    event Voted(bytes32 indexed tradeId, address indexed validator, uint64 wh);
-    event VoteSkipped(bytes32 indexed tradeId, address indexed validator, SkipReason reason);
+    event SettleSkipped(bytes32 indexed tradeId, SkipReason reason);
     event TradeSettled(
         bytes32 indexed tradeId, uint64 paidWh, uint256 paidToSeller, uint256 fee, uint256 refundedToBuyer
     );
@@ -287,11 +306,22 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         }
     }
 
+    /// @notice What happened to a trade.
+    function tradeState(bytes32 tradeId) public view returns (TradeState) {
+        return TradeState(_trades[tradeId] & 3);
+    }
+
+    /// @notice How much of the order with `nonce` of `participant` accepted trades fill,
+    ///         and the first 24 bytes of the order digest the nonce is bound to.
+    function orderUse(address participant, uint64 nonce) external view returns (OrderUse memory) {
+        return _orders[participant][nonce];
+    }
+
     /// @notice {tradeState} of many trades.
     function tradeStates(bytes32[] calldata tradeIds) external view returns (TradeState[] memory states) {
         states = new TradeState[](tradeIds.length);
         for (uint256 i; i < tradeIds.length; ++i) {
-            states[i] = tradeState[tradeIds[i]];
+            states[i] = tradeState(tradeIds[i]);
         }
     }
 
@@ -349,13 +379,13 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         onlyRole(OPERATOR_ROLE)
         whenNotPaused
     {
-        Round storage round = _rounds[roundId];
-        if (round.status != RoundStatus.None) revert RoundExists(roundId);
+        if (_rounds[roundId].status != RoundStatus.None) revert RoundExists(roundId);
         if (deadline <= block.timestamp || deadline > block.timestamp + MAX_ROUND_DURATION_S) {
             revert InvalidDeadline(roundId, deadline);
         }
-        (round.inputHash, round.deadline, round.minExpiry, round.status) =
-            (inputHash, deadline, type(uint64).max, RoundStatus.Open);
+        _rounds[roundId] = Round({
+            inputHash: inputHash, deadline: deadline, minExpiry: type(uint64).max, trades: 0, status: RoundStatus.Open
+        });
         emit RoundOpened(roundId, inputHash, deadline);
     }
 
@@ -371,6 +401,9 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         Round storage round = _rounds[roundId];
         if (round.status != RoundStatus.Open) revert RoundNotOpen(roundId);
         uint64 deadline = round.deadline;
+        // A trade added after the deadline could never be voted on, yet would use up
+        // its orders' quantity for good.
+        if (block.timestamp > deadline) revert RoundExpired(roundId, deadline);
         uint64 minExpiry = round.minExpiry;
         uint32 added = 0;
         for (uint256 i; i < inputs.length; ++i) {
@@ -388,6 +421,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     function sealRound(uint64 roundId) external onlyRole(OPERATOR_ROLE) whenNotPaused {
         Round storage round = _rounds[roundId];
         if (round.status != RoundStatus.Open) revert RoundNotOpen(roundId);
+        if (block.timestamp > round.deadline) revert RoundExpired(roundId, round.deadline);
         round.status = RoundStatus.Sealed;
         emit RoundSealed(roundId, round.trades);
     }
@@ -412,7 +446,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         emit DeadlineExtended(roundId, newDeadline);
     }
 
-    /// @notice Pause deposits, rounds, votes and reclaims (withdrawals stay open).
+    /// @notice Pause deposits, rounds and votes (withdrawals and reclaims stay open).
     function pause() external onlyRole(PAUSER_ROLE) {
         _pause();
     }
@@ -424,43 +458,63 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
 
     // ---------------------------------------------------------------- delivery
 
-    /// @notice Vote the Wh a trade delivered (the caller must be a current validator).
-    /// @dev Settles the trade once a quorum of current validators agrees.
-    function attest(Trade calldata trade, uint64 deliveredWh) external whenNotPaused nonReentrant {
-        uint32 epoch = _callerEpoch();
+    /// @notice The EIP-712 digest a validator registered under `epoch` signs to vote that a
+    ///         trade delivered `deliveredWh`.
+    function attestationHash(bytes32 tradeId, uint64 deliveredWh, uint32 epoch) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(ATTESTATION_TYPEHASH, tradeId, deliveredWh, epoch)));
+    }
+
+    /// @notice Settle a trade with its validators' signed votes (anyone may submit them).
+    /// @dev Reverts unless strictly more than two thirds of the validators registered now
+    ///      signed votes that agree within the tolerance; pays the median of the agreeing
+    ///      votes, at most the quantity.
+    function settleTrade(Trade calldata trade, SignedVote[] calldata votes) external whenNotPaused nonReentrant {
         bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
-        SkipReason reason = _voteProblem(trade, tradeId, epoch);
+        SkipReason reason = _settleProblem(trade, tradeId);
         if (reason == SkipReason.UnknownTrade) revert UnknownTrade(tradeId);
         if (reason == SkipReason.RoundNotSealed) revert RoundNotSealed(trade.roundId);
         if (reason == SkipReason.TradeFinal) revert TradeNotOpen(tradeId);
         if (reason == SkipReason.AttestationClosed) {
             revert AttestationClosed(trade.roundId, _rounds[trade.roundId].deadline);
         }
-        if (reason == SkipReason.AlreadyVoted) revert AlreadyVoted(tradeId, msg.sender);
-        _vote(trade, tradeId, epoch, deliveredWh, validators.quorum());
+        (bool valid, uint256 agreeing, uint64 median) = _tally(tradeId, trade.quantityWh, votes);
+        if (!valid) revert InvalidVote(tradeId, _firstInvalid(tradeId, votes));
+        uint256 quorum = validators.quorum();
+        if (agreeing < quorum) revert NoQuorum(tradeId, agreeing, quorum);
+        _settle(trade, tradeId, median);
     }
 
-    /// @notice {attest} for many trades; a trade that cannot take the vote is skipped
-    ///         with a {VoteSkipped} event instead of reverting the batch.
-    function attestBatch(Trade[] calldata trades, uint64[] calldata deliveredWh) external whenNotPaused nonReentrant {
-        if (trades.length != deliveredWh.length) revert LengthMismatch();
-        uint32 epoch = _callerEpoch();
+    /// @notice {settleTrade} for many trades; a trade that cannot settle (unknown, not
+    ///         sealed, final, late, an invalid vote, no quorum) is skipped with a
+    ///         {SettleSkipped} event instead of reverting the batch.
+    function settleBatch(Trade[] calldata trades, SignedVote[][] calldata votes) external whenNotPaused nonReentrant {
+        if (trades.length != votes.length) revert LengthMismatch();
         uint256 quorum = validators.quorum();
         for (uint256 i; i < trades.length; ++i) {
             Trade calldata trade = trades[i];
             bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
-            SkipReason reason = _voteProblem(trade, tradeId, epoch);
+            SkipReason reason = _settleProblem(trade, tradeId);
+            uint256 agreeing = 0;
+            uint64 median = 0;
+            if (reason == SkipReason.None) {
+                bool valid;
+                (valid, agreeing, median) = _tally(tradeId, trade.quantityWh, votes[i]);
+                if (!valid) reason = SkipReason.InvalidVote;
+                else if (agreeing < quorum) reason = SkipReason.NoQuorum;
+            }
             if (reason != SkipReason.None) {
-                emit VoteSkipped(tradeId, msg.sender, reason);
+                emit SettleSkipped(tradeId, reason);
                 continue;
             }
-            _vote(trade, tradeId, epoch, deliveredWh[i], quorum);
+            _settle(trade, tradeId, median);
         }
     }
 
     /// @notice After its round's deadline, return an unsettled trade's lock to its buyer.
-    /// @dev Anyone may call it: the money can only go to the buyer. Not while paused.
-    function reclaim(Trade calldata trade) external whenNotPaused nonReentrant {
+    /// @dev Anyone may call it: the money can only go to the buyer. Open while paused,
+    ///      as withdrawals are: a pause never holds a lock past its round's deadline
+    ///      (the admin may extend a deadline before it passes, within the orders' expiry).
+    function reclaim(Trade calldata trade) external nonReentrant {
         bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
         SkipReason reason = _reclaimProblem(trade, tradeId);
         if (reason == SkipReason.UnknownTrade) revert UnknownTrade(tradeId);
@@ -472,7 +526,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     }
 
     /// @notice {reclaim} for many trades, skipping (with an event) those not reclaimable.
-    function reclaimBatch(Trade[] calldata trades) external whenNotPaused nonReentrant {
+    function reclaimBatch(Trade[] calldata trades) external nonReentrant {
         for (uint256 i; i < trades.length; ++i) {
             Trade calldata trade = trades[i];
             bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
@@ -483,12 +537,6 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
             }
             _reclaim(trade, tradeId);
         }
-    }
-
-    /// @notice The votes cast on a trade (also those of validators revoked since: they no
-    ///         longer count).
-    function votesOf(bytes32 tradeId) external view returns (Vote[] memory) {
-        return _votes[tradeId];
     }
 
     // ---------------------------------------------------------------- internals: trades
@@ -508,10 +556,9 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         // lock <= free < 2^128, and free + locked only moves between the halves.
         account.free -= uint128(lock);
         account.locked += uint128(lock);
-        filledWh[trade.buyOrder] += trade.quantityWh;
-        filledWh[trade.sellOrder] += trade.quantityWh;
-        tradeRecord[tradeId] = keccak256(abi.encode(trade));
-        tradeState[tradeId] = TradeState.Open;
+        _fill(input.buy, trade.buyOrder, trade.quantityWh);
+        _fill(input.sell, trade.sellOrder, trade.quantityWh);
+        _trades[tradeId] = _recordWord(trade, TradeState.Open);
         emit TradeAdded(roundId, tradeId, trade.buyer, trade.seller, trade.quantityWh, lock);
         expiry = input.buy.expiry < input.sell.expiry ? input.buy.expiry : input.sell.expiry;
         return (true, expiry);
@@ -520,10 +567,11 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     /// @dev The trade record of `input`, after checking both orders and the terms.
     function _checkedTrade(uint64 roundId, uint64 deadline, TradeInput calldata input)
         private
+        view
         returns (Trade memory trade)
     {
-        bytes32 buyHash = _checkedOrder(input.buy, input.buySignature, deadline);
-        bytes32 sellHash = _checkedOrder(input.sell, input.sellSignature, deadline);
+        bytes32 buyHash = _checkedOrder(input.buy, input.buySignature, deadline, input.quantityWh);
+        bytes32 sellHash = _checkedOrder(input.sell, input.sellSignature, deadline, input.quantityWh);
         Order calldata buy = input.buy;
         Order calldata sell = input.sell;
         if (
@@ -531,15 +579,13 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
                 || buy.participant == sell.participant
         ) revert OrdersDoNotMatch(buyHash, sellHash);
         bytes32 tradeId = tradeIdOf(roundId, buyHash, sellHash);
-        if (tradeRecord[tradeId] != bytes32(0)) revert TradeExists(tradeId);
+        if (_trades[tradeId] != 0) revert TradeExists(tradeId);
         if (input.quantityWh == 0) revert ZeroAmount();
         if (
             input.priceMicroEurPerKwh < sell.limitMicroEurPerKwh
                 || uint256(input.priceMicroEurPerKwh) + input.feeMicroEurPerKwh > buy.limitMicroEurPerKwh
                 || input.feeMicroEurPerKwh > buy.maxFeeMicroEurPerKwh
         ) revert PriceOutsideLimits(tradeId);
-        _checkFill(buyHash, buy.quantityWh, input.quantityWh);
-        _checkFill(sellHash, sell.quantityWh, input.quantityWh);
         trade = Trade(
             roundId,
             buyHash,
@@ -554,90 +600,86 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         );
     }
 
-    /// @dev The order's id, after checking its signature, expiry and nonce.
-    function _checkedOrder(Order calldata order, bytes calldata signature, uint64 deadline)
+    /// @dev The order's id, after checking its signature, expiry, nonce and that `moreWh`
+    ///      still fits it.
+    function _checkedOrder(Order calldata order, bytes calldata signature, uint64 deadline, uint64 moreWh)
         private
+        view
         returns (bytes32 hash)
     {
         hash = orderHash(order);
-        (address signer, ECDSA.RecoverError failure,) = ECDSA.tryRecover(hash, signature);
-        if (failure != ECDSA.RecoverError.NoError || signer != order.participant || signer == address(0)) {
+        if (!_recovers(hash, signature, order.participant)) {
             revert InvalidOrderSignature(order.participant, hash);
         }
         // A round must end (deadline) before any of its orders expires.
         if (order.expiry < block.timestamp || order.expiry < deadline) revert OrderExpired(hash, order.expiry);
         if (order.slotStart >= order.slotEnd) revert OrdersDoNotMatch(hash, hash);
         if (nonceCancelled[order.participant][order.nonce]) revert OrderCancelled(order.participant, order.nonce);
-        bytes32 bound = nonceOrder[order.participant][order.nonce];
-        if (bound == bytes32(0)) nonceOrder[order.participant][order.nonce] = hash;
-        else if (bound != hash) revert NonceReused(order.participant, order.nonce);
+        OrderUse storage use = _orders[order.participant][order.nonce];
+        if (use.orderHash != bytes24(0) && use.orderHash != bytes24(hash)) {
+            revert NonceReused(order.participant, order.nonce);
+        }
+        if (uint256(use.filledWh) + moreWh > order.quantityWh) {
+            revert OrderOverfilled(hash, use.filledWh, order.quantityWh);
+        }
     }
 
-    function _checkFill(bytes32 hash, uint64 quantityWh, uint64 moreWh) private view {
-        uint256 filled = uint256(filledWh[hash]) + moreWh;
-        if (filled > quantityWh) revert OrderOverfilled(hash, filledWh[hash], quantityWh);
+    function _fill(Order calldata order, bytes32 hash, uint64 moreWh) private {
+        uint64 filled = _orders[order.participant][order.nonce].filledWh;
+        // Checked in _checkedOrder: filledWh + moreWh <= quantityWh < 2^64.
+        _orders[order.participant][order.nonce] = OrderUse({orderHash: bytes24(hash), filledWh: filled + moreWh});
+    }
+
+    function _recordWord(Trade memory trade, TradeState state) private pure returns (uint256) {
+        return (uint256(keccak256(abi.encode(trade))) & ~uint256(3)) | uint256(state);
+    }
+
+    function _knownTrade(Trade calldata trade, bytes32 tradeId) private view returns (bool) {
+        uint256 word = _trades[tradeId];
+        return word != 0 && word & ~uint256(3) == uint256(keccak256(abi.encode(trade))) & ~uint256(3);
+    }
+
+    function _setState(bytes32 tradeId, TradeState state) private {
+        _trades[tradeId] = (_trades[tradeId] & ~uint256(3)) | uint256(state);
     }
 
     // ---------------------------------------------------------------- internals: votes
 
-    function _callerEpoch() private view returns (uint32 epoch) {
-        epoch = validators.epochOf(msg.sender);
-        if (epoch == 0) revert NotAValidator(msg.sender);
-    }
-
-    function _knownTrade(Trade calldata trade, bytes32 tradeId) private view returns (bool) {
-        bytes32 record = tradeRecord[tradeId];
-        return record != bytes32(0) && record == keccak256(abi.encode(trade));
-    }
-
-    function _voteProblem(Trade calldata trade, bytes32 tradeId, uint32 epoch) private view returns (SkipReason) {
+    function _settleProblem(Trade calldata trade, bytes32 tradeId) private view returns (SkipReason) {
         if (!_knownTrade(trade, tradeId)) return SkipReason.UnknownTrade;
         Round storage round = _rounds[trade.roundId];
         if (round.status != RoundStatus.Sealed) return SkipReason.RoundNotSealed;
-        if (tradeState[tradeId] != TradeState.Open) return SkipReason.TradeFinal;
+        if (tradeState(tradeId) != TradeState.Open) return SkipReason.TradeFinal;
         if (block.timestamp > round.deadline) return SkipReason.AttestationClosed;
-        Vote[] storage votes = _votes[tradeId];
-        for (uint256 i; i < votes.length; ++i) {
-            if (votes[i].validator == msg.sender && votes[i].epoch == epoch) return SkipReason.AlreadyVoted;
-        }
         return SkipReason.None;
     }
 
-    function _vote(Trade calldata trade, bytes32 tradeId, uint32 epoch, uint64 wh, uint256 quorum) private {
-        Vote[] storage votes = _votes[tradeId];
-        bool replaced = false;
-        for (uint256 i; i < votes.length; ++i) {
-            // A vote from an earlier registration of the same validator is void: replace it.
-            if (votes[i].validator == msg.sender) {
-                votes[i] = Vote(msg.sender, epoch, wh);
-                replaced = true;
-                break;
-            }
-        }
-        if (!replaced) votes.push(Vote(msg.sender, epoch, wh));
-        emit Voted(tradeId, msg.sender, wh);
-        (uint256 agreeing, uint64 median) = _agreement(votes, _toleranceWh(trade.quantityWh));
-        if (agreeing >= quorum) _settle(trade, tradeId, median);
-    }
-
-    function _toleranceWh(uint64 quantityWh) private view returns (uint64) {
-        uint64 tolerance = uint64(uint256(quantityWh) * tolerancePerMille / 1000);
-        return tolerance == 0 ? 1 : tolerance;
-    }
-
-    /// @dev The largest group of current validators' votes within the tolerance of each
-    ///      other, and its median (the lower one for an even group); of equally large
-    ///      groups, the one with the lowest votes. The votes of revoked validators (or of
-    ///      an earlier registration) are left out. Independent of the order votes came in.
-    function _agreement(Vote[] storage votes, uint64 toleranceWh) private view returns (uint256 size, uint64 median) {
+    /// @dev Check the votes' signatures (each its validator's, no validator twice) and
+    ///      find the largest group of current validators' votes within the tolerance of
+    ///      each other and its median (the lower one for an even group); of equally large
+    ///      groups, the one with the lowest votes. Votes of validators not registered now
+    ///      are left out. Independent of the order the votes come in.
+    function _tally(bytes32 tradeId, uint64 quantityWh, SignedVote[] calldata votes)
+        private
+        view
+        returns (bool valid, uint256 size, uint64 median)
+    {
         uint256 n = votes.length;
         uint64[] memory values = new uint64[](n);
         uint256 m = 0;
         for (uint256 i; i < n; ++i) {
-            Vote storage vote = votes[i];
-            if (validators.epochOf(vote.validator) == vote.epoch) values[m++] = vote.wh;
+            SignedVote calldata vote = votes[i];
+            if (!_signedBy(tradeId, vote)) return (false, 0, 0);
+            for (uint256 k; k < i; ++k) {
+                if (votes[k].validator == vote.validator) return (false, 0, 0);
+            }
+            // Only a current registration's vote counts (epochs start at 1).
+            if (vote.epoch != 0 && validators.epochOf(vote.validator) == vote.epoch) {
+                values[m++] = vote.deliveredWh;
+            }
         }
         _sort(values, m);
+        uint64 toleranceWh = _toleranceWh(quantityWh);
         // A window [i, j) of sorted values agrees when its spread is within the tolerance.
         uint256 bestStart = 0;
         uint256 j = 0;
@@ -647,6 +689,34 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
             if (j - i > size) (size, bestStart) = (j - i, i);
         }
         if (size > 0) median = values[bestStart + (size - 1) / 2];
+        valid = true;
+    }
+
+    function _signedBy(bytes32 tradeId, SignedVote calldata vote) private view returns (bool) {
+        return _recovers(attestationHash(tradeId, vote.deliveredWh, vote.epoch), vote.signature, vote.validator);
+    }
+
+    /// @dev Whether `signature` is `account`'s (never address 0) signature of `digest`;
+    ///      ECDSA refuses malleated (high-s) signatures.
+    function _recovers(bytes32 digest, bytes calldata signature, address account) private pure returns (bool) {
+        (address signer, ECDSA.RecoverError failure, bytes32 detail) = ECDSA.tryRecover(digest, signature);
+        return
+            failure == ECDSA.RecoverError.NoError && detail == bytes32(0) && signer == account && signer != address(0);
+    }
+
+    function _firstInvalid(bytes32 tradeId, SignedVote[] calldata votes) private view returns (address) {
+        for (uint256 i; i < votes.length; ++i) {
+            if (!_signedBy(tradeId, votes[i])) return votes[i].validator;
+            for (uint256 j; j < i; ++j) {
+                if (votes[j].validator == votes[i].validator) return votes[i].validator;
+            }
+        }
+        return address(0);
+    }
+
+    function _toleranceWh(uint64 quantityWh) private view returns (uint64) {
+        uint64 tolerance = uint64(uint256(quantityWh) * tolerancePerMille / 1000);
+        return tolerance == 0 ? 1 : tolerance;
     }
 
     /// @dev Insertion sort of the first `m` values: a handful of validators.
@@ -663,7 +733,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     }
 
     function _settle(Trade calldata trade, bytes32 tradeId, uint64 verifiedWh) private {
-        tradeState[tradeId] = TradeState.Settled;
+        _setState(tradeId, TradeState.Settled);
         uint64 paidWh = verifiedWh < trade.quantityWh ? verifiedWh : trade.quantityWh;
         uint256 lock = lockAmount(trade.quantityWh, trade.priceMicroEurPerKwh, trade.feeMicroEurPerKwh);
         uint256 payment = uint256(paidWh) * trade.priceMicroEurPerKwh / 1000;
@@ -683,13 +753,13 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
 
     function _reclaimProblem(Trade calldata trade, bytes32 tradeId) private view returns (SkipReason) {
         if (!_knownTrade(trade, tradeId)) return SkipReason.UnknownTrade;
-        if (tradeState[tradeId] != TradeState.Open) return SkipReason.TradeFinal;
+        if (tradeState(tradeId) != TradeState.Open) return SkipReason.TradeFinal;
         if (block.timestamp <= _rounds[trade.roundId].deadline) return SkipReason.NotExpired;
         return SkipReason.None;
     }
 
     function _reclaim(Trade calldata trade, bytes32 tradeId) private {
-        tradeState[tradeId] = TradeState.Reclaimed;
+        _setState(tradeId, TradeState.Reclaimed);
         uint256 lock = lockAmount(trade.quantityWh, trade.priceMicroEurPerKwh, trade.feeMicroEurPerKwh);
         _unlock(trade.buyer, lock);
         _credit(trade.buyer, lock);

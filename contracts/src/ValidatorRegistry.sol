@@ -5,8 +5,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 /// @title ValidatorRegistry
 /// @notice The current set of validators whose quorum verifies metered delivery.
-/// @dev Each registration gets a fresh epoch number; a vote cast by a validator counts
-///      only while that validator is registered under the same epoch, so revoking a
+/// @dev Each registration gets a fresh epoch number, and a validator signs its votes
+///      under it: a vote counts only while that registration lasts, so revoking a
 ///      validator removes all its pending votes at once (and registering it again does
 ///      not bring them back). The quorum is strictly more than two thirds of the
 ///      validators registered now: `floor(2n / 3) + 1`.

@@ -2,14 +2,15 @@
 pragma solidity ^0.8.24;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
-import {SettlementFixture} from "./SettlementFixture.sol";
+import {SettlementFixture, Reference} from "./SettlementFixture.sol";
 import {Settlement} from "../src/Settlement.sol";
 import {EnergyToken} from "../src/EnergyToken.sol";
 import {ValidatorRegistry} from "../src/ValidatorRegistry.sol";
 
-/// Attacks that worked against the previous settlement contract (an operator-committed
-/// Merkle root with per-buyer locks, settlement at the least agreeing vote), each now
-/// refused. Every test is named after the attack it tries.
+/// Attacks that worked against an earlier settlement contract (an operator-committed
+/// Merkle root with per-buyer locks, settlement at the least agreeing vote), attacks on
+/// the validators' signed (EIP-712) votes, and the rules of rounds, escrow, pauses and
+/// reclaims: each refused. Every test is named after the attack it tries.
 contract SettlementAttacksTest is SettlementFixture {
     uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
@@ -54,8 +55,7 @@ contract SettlementAttacksTest is SettlementFixture {
     /// quantity and limit: the signature no longer matches the order.
     function test_RevertIf_LockWithSignatureOfAnotherOrder() public {
         Settlement.Order memory small = makeOrder(buyer, true, 1, BUY_LIMIT, MAX_FEE);
-        Settlement.TradeInput memory input =
-            tradeInput(small, sellOrder(seller, QUANTITY), 1, PRICE, FEE);
+        Settlement.TradeInput memory input = tradeInput(small, sellOrder(seller, QUANTITY), 1, PRICE, FEE);
         input.buy.quantityWh = QUANTITY;
         input.buy.limitMicroEurPerKwh = 10 * BUY_LIMIT;
         input.quantityWh = QUANTITY;
@@ -117,6 +117,148 @@ contract SettlementAttacksTest is SettlementFixture {
         addTrade(1, input);
     }
 
+    // ============================================================ vote signatures
+
+    /// Attack: a validator's "vote" is submitted with random bytes as its signature.
+    function test_RevertIf_VoteWithForgedSignature() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
+        votes[1].signature = abi.encodePacked(bytes32(uint256(1)), bytes32(uint256(2)), uint8(27));
+        vm.expectRevert(invalidVote(t, validatorAt(1)));
+        settle(t, votes);
+        assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "still open");
+        assertEq(lockedOf(buyer), lockOf(t), "still locked");
+    }
+
+    /// Attack: a vote with no signature at all, or with a signature cut to 64 bytes.
+    function test_RevertIf_VoteWithMissingOrShortSignature() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
+        bytes memory full = votes[2].signature;
+        votes[2].signature = "";
+        vm.expectRevert(invalidVote(t, validatorAt(2)));
+        settle(t, votes);
+        bytes memory short = new bytes(64);
+        for (uint256 i; i < 64; ++i) {
+            short[i] = full[i];
+        }
+        votes[2].signature = short;
+        vm.expectRevert(invalidVote(t, validatorAt(2)));
+        settle(t, votes);
+        votes[2].signature = full;
+        settle(t, votes);
+        assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Settled), "the signed votes settle");
+    }
+
+    /// Attack: mallory signs a vote in a validator's name (her key, the validator's address).
+    function test_RevertIf_VoteSignedByAnotherKey() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, 0);
+        votes[0].signature = signVote(MALLORY_KEY, idOf(t), 0);
+        vm.expectRevert(invalidVote(t, validatorAt(0)));
+        settle(t, votes);
+    }
+
+    /// Attack: the malleable twin (s' = n - s, v flipped) of a validator's signature is
+    /// refused, so one signature cannot pass as two encodings.
+    function test_RevertIf_VoteWithMalleatedSignature() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
+        (uint8 v, bytes32 r, bytes32 s) =
+            vm.sign(validatorKey(1), settlement.attestationHash(idOf(t), QUANTITY, registry.epochOf(validatorAt(1))));
+        votes[1].signature = abi.encodePacked(r, bytes32(SECP256K1_N - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+        vm.expectRevert(invalidVote(t, validatorAt(1)));
+        settle(t, votes);
+    }
+
+    /// Attack: replay votes the validators signed under another settlement deployment's
+    /// EIP-712 domain (same registry, same trade id).
+    function test_RevertIf_VoteSignedForAnotherDeployment() public {
+        Settlement other = new Settlement(admin, payment, registry, fees, TOLERANCE_PER_MILLE);
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = new Settlement.SignedVote[](3);
+        for (uint256 i; i < 3; ++i) {
+            votes[i] = Settlement.SignedVote(
+                validatorAt(i), registry.epochOf(validatorAt(i)), 0, signVoteFor(other, validatorKey(i), idOf(t), 0)
+            );
+        }
+        vm.expectRevert(invalidVote(t, validatorAt(0)));
+        settle(t, votes);
+    }
+
+    /// Attack: a signature of the attestation's plain struct hash (no EIP-712 prefix and
+    /// domain) is passed as a vote.
+    function test_RevertIf_VoteSignedWithoutDomain() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
+        bytes32 plain = keccak256(
+            abi.encode(settlement.ATTESTATION_TYPEHASH(), idOf(t), QUANTITY, registry.epochOf(validatorAt(2)))
+        );
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(validatorKey(2), plain);
+        votes[2].signature = abi.encodePacked(r, s, v);
+        vm.expectRevert(invalidVote(t, validatorAt(2)));
+        settle(t, votes);
+    }
+
+    /// Attack: a validator signed 9000 Wh; the submitter claims it voted 10 000 Wh (the
+    /// value is part of the signed message).
+    function test_RevertIf_VoteForAnotherValueThanSigned() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesOf(t, whs3(QUANTITY, QUANTITY, 9000));
+        votes[2].deliveredWh = QUANTITY;
+        vm.expectRevert(invalidVote(t, validatorAt(2)));
+        settle(t, votes);
+    }
+
+    /// Attack: the vote set that settled one trade is replayed on a second trade with the
+    /// same terms (the trade id is in the signed message), and votes signed for a trade
+    /// id of another round are used.
+    function test_RevertIf_VoteSetReplayedOnAnotherTrade() public {
+        Settlement.TradeInput[] memory inputs = two(defaultInput(buyer, seller), defaultInput(buyer, seller));
+        Settlement.Trade[] memory r = runRound(1, inputs);
+        Settlement.SignedVote[] memory votes = votesBy(3, r[0], QUANTITY);
+        settle(r[0], votes);
+        vm.expectRevert(invalidVote(r[1], validatorAt(0)));
+        settle(r[1], votes);
+
+        Settlement.Trade memory otherRound = copyOf(r[1]);
+        otherRound.roundId = 2;
+        Settlement.SignedVote[] memory forRound2 = votesBy(3, otherRound, QUANTITY);
+        vm.expectRevert(invalidVote(r[1], validatorAt(0)));
+        settle(r[1], forRound2);
+        assertEq(uint256(stateOf(r[1])), uint256(Settlement.TradeState.Open), "second trade open");
+        assertEq(settlement.totalPaidWh(), QUANTITY, "paid once");
+    }
+
+    /// Attack: a vote "of" address(0) with an unrecoverable signature (ecrecover's 0).
+    function test_RevertIf_VoteForZeroAddressValidator() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = withVote(
+            votesBy(3, t, QUANTITY),
+            Settlement.SignedVote(
+                address(0), 1, QUANTITY, abi.encodePacked(bytes32(uint256(1)), bytes32(uint256(1)), uint8(30))
+            )
+        );
+        vm.expectRevert(invalidVote(t, address(0)));
+        settle(t, votes);
+    }
+
+    /// Attack: the same validator's vote twice in one set, to count it twice toward the
+    /// quorum: with the same signature, and with a second signed value.
+    function test_RevertIf_SameValidatorTwiceInVoteSet() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(2, t, QUANTITY);
+        vm.expectRevert(invalidVote(t, validatorAt(0)));
+        settle(t, withVote(votes, votes[0]));
+        Settlement.SignedVote[] memory twoValues = withVote(votes, signedVote(1, t, QUANTITY - 1));
+        vm.expectRevert(invalidVote(t, validatorAt(1)));
+        settle(t, twoValues);
+        Settlement.SignedVote[] memory fourOfThree = withVote(votesBy(3, t, QUANTITY), signedVote(0, t, QUANTITY));
+        vm.expectRevert(invalidVote(t, validatorAt(0)));
+        settle(t, fourOfThree);
+        assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "still open");
+    }
+
     // ============================================================ prices
 
     /// Attack: the operator trades 1 Wh of the buyer's order at an absurd price to an
@@ -142,9 +284,8 @@ contract SettlementAttacksTest is SettlementFixture {
 
     /// Attack: price and fee each within bounds, their sum above the buyer's limit.
     function test_RevertIf_PricePlusFeeAboveBuyerLimit() public {
-        Settlement.TradeInput memory input = tradeInput(
-            buyOrder(buyer, QUANTITY), sellOrder(seller, QUANTITY), QUANTITY, BUY_LIMIT - FEE + 1, FEE
-        );
+        Settlement.TradeInput memory input =
+            tradeInput(buyOrder(buyer, QUANTITY), sellOrder(seller, QUANTITY), QUANTITY, BUY_LIMIT - FEE + 1, FEE);
         openRound(1);
         vm.expectRevert(abi.encodeWithSelector(Settlement.PriceOutsideLimits.selector, idOf(1, input)));
         addTrade(1, input);
@@ -336,7 +477,7 @@ contract SettlementAttacksTest is SettlementFixture {
         addTrade(2, again);
         again.quantityWh = 4000;
         addTrade(2, again);
-        assertEq(settlement.filledWh(settlement.orderHash(buy)), QUANTITY, "filled exactly");
+        assertEq(filledOf(buy), QUANTITY, "filled exactly");
     }
 
     /// Attack: overfill a seller's order with two buyers.
@@ -502,8 +643,8 @@ contract SettlementAttacksTest is SettlementFixture {
     }
 
     /// Attack: one validator alone (and any floor(2n/3) colluders) settles a trade or
-    /// zeroes its payment, for validator sets of n = 2..7.
-    function test_OneValidatorCannotSettleOrZeroPayment() public {
+    /// zeroes its payment, for validator sets of n = 2..7; one more validator does.
+    function test_RevertIf_OneValidatorOrMinoritySettles() public {
         for (uint256 i; i < 3; ++i) {
             revokeValidator(validatorAt(i));
         }
@@ -512,62 +653,59 @@ contract SettlementAttacksTest is SettlementFixture {
             assertEq(registry.count(), n, "n validators");
             Settlement.Trade memory t = sealedDefaultTrade(n);
             uint256 lock = lockOf(t);
-            vote(validatorAt(0), t, 0);
-            assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "one vote does not settle");
-            for (uint256 i = 1; i < n * 2 / 3; ++i) {
-                vote(validatorAt(i), t, 0);
-            }
+            Settlement.SignedVote[] memory alone = votesBy(1, t, 0);
+            vm.expectRevert(noQuorum(t, 1));
+            settle(t, alone);
+            uint256 minority = n * 2 / 3;
+            Settlement.SignedVote[] memory colluders = votesBy(minority, t, 0);
+            vm.expectRevert(noQuorum(t, minority));
+            settle(t, colluders);
+            vm.expectEmit(true, true, true, true, address(settlement));
+            emit Settlement.SettleSkipped(idOf(t), Settlement.SkipReason.NoQuorum);
+            vm.prank(relayer);
+            settlement.settleBatch(oneTrade(t), oneVoteSet(colluders));
             assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "a minority does not settle");
             assertEq(freeOf(seller), 0, "seller unpaid");
-            assertEq(settlement.votesOf(idOf(t)).length, n * 2 / 3, "votes recorded");
             assertGe(lockedOf(buyer), lock, "still locked");
+            voteBy(minority + 1, t, 0);
+            assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Settled), "floor(2n/3) + 1 settle");
         }
-        assertEq(settlement.totalPaidWh(), 0, "nothing settled");
+        assertEq(settlement.totalPaidWh(), 0, "nothing paid: all zero votes");
     }
 
-    /// Attack: a validator's vote is kept after the validator is revoked (e.g. for
-    /// colluding), and comes back when it is registered again.
-    function test_RevokedValidatorVoteNoLongerCounts() public {
+    /// Attack: a validator's signature keeps counting after the validator is revoked (e.g.
+    /// for colluding): it is left out of the tally, however it was signed.
+    function test_RevokedValidatorSignatureNoLongerCounts() public {
         registerValidators(4); // quorum 3
         Settlement.Trade memory t = sealedDefaultTrade(1);
-        vote(validatorAt(0), t, QUANTITY);
-        vote(validatorAt(1), t, QUANTITY);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
         revokeValidator(validatorAt(0)); // n = 3, quorum 3
-        vote(validatorAt(2), t, QUANTITY);
-        assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "revoked vote not counted");
-
-        vm.prank(admin);
-        registry.register(validatorAt(0)); // n = 4, quorum 3, a new epoch
-        vote(validatorAt(3), t, 0);
-        assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "re-registration does not revive it");
-
-        vote(validatorAt(0), t, QUANTITY); // a fresh vote replaces the void one
-        assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Settled), "settled by current votes");
-        assertEq(settlement.votesOf(idOf(t)).length, 4, "void vote replaced, not appended");
+        vm.expectRevert(noQuorum(t, 2));
+        settle(t, votes);
+        // Signed after the revocation: no different.
+        votes[0] = signedVote(0, t, QUANTITY);
+        vm.expectRevert(noQuorum(t, 2));
+        settle(t, votes);
+        // A revoked validator's low vote does not move the median either.
+        Settlement.SignedVote[] memory all = withVote(votesBy(4, t, QUANTITY), signedVote(4, t, 0));
+        all[0] = signedVote(0, t, QUANTITY - 200);
+        settle(t, all);
+        assertEq(settlement.totalPaidWh(), QUANTITY, "validators 1..3 agree on the quantity");
     }
 
-    /// Attack: a revoked validator keeps voting; a validator votes twice.
-    function test_RevertIf_RevokedValidatorVotesOrVotesTwice() public {
+    /// Property: a vote set may hold signatures of accounts that are not validators (here
+    /// mallory and two more keys, all voting low within the tolerance): they are left out,
+    /// count for no quorum and do not move the median.
+    function test_NonValidatorSignatureDoesNotCount() public {
         Settlement.Trade memory t = sealedDefaultTrade(1);
-        vote(validatorAt(0), t, QUANTITY);
-        vm.expectRevert(abi.encodeWithSelector(Settlement.AlreadyVoted.selector, idOf(t), validatorAt(0)));
-        vote(validatorAt(0), t, 0);
-        revokeValidator(validatorAt(1));
-        vm.expectRevert(abi.encodeWithSelector(Settlement.NotAValidator.selector, validatorAt(1)));
-        vote(validatorAt(1), t, QUANTITY);
-    }
-
-    /// Attack: a non-validator (mallory, the operator, the admin) votes.
-    function test_RevertIf_NonValidatorVotes() public {
-        Settlement.Trade memory t = sealedDefaultTrade(1);
-        address[3] memory outsiders = [mallory, operator, admin];
-        for (uint256 i; i < 3; ++i) {
-            vm.expectRevert(abi.encodeWithSelector(Settlement.NotAValidator.selector, outsiders[i]));
-            vote(outsiders[i], t, QUANTITY);
-            vm.expectRevert(abi.encodeWithSelector(Settlement.NotAValidator.selector, outsiders[i]));
-            vm.prank(outsiders[i]);
-            settlement.attestBatch(oneTrade(t), oneWh(QUANTITY));
-        }
+        Settlement.SignedVote[] memory votes = votesBy(2, t, QUANTITY);
+        votes = withVote(votes, signedVoteByKey(MALLORY_KEY, t, QUANTITY - 200));
+        votes = withVote(votes, signedVoteByKey(0xBAD2, t, QUANTITY - 200));
+        votes = withVote(votes, signedVoteByKey(0xBAD3, t, QUANTITY - 200));
+        vm.expectRevert(noQuorum(t, 2));
+        settle(t, votes);
+        settle(t, withVote(votes, signedVote(2, t, QUANTITY)));
+        assertEq(settlement.totalPaidWh(), QUANTITY, "the three validators' median, not the outsiders'");
     }
 
     /// Attack: the lowest of the agreeing votes set the payment (a validator shading its
@@ -575,16 +713,22 @@ contract SettlementAttacksTest is SettlementFixture {
     function test_PaidValueIsMedianOfAgreeingGroupNotLeast() public {
         Settlement.Trade memory t = sealedDefaultTrade(1);
         // Tolerance 20 per mille of 10 000 Wh = 200 Wh: the three votes agree.
-        vote(validatorAt(0), t, 9800);
-        vote(validatorAt(1), t, 10_000);
-        vote(validatorAt(2), t, 9900);
-        uint256 payment = uint256(9900) * PRICE / 1000;
+        settle(t, votesOf(t, whs3(9800, 10_000, 9900)));
+        uint256 toSeller = uint256(9900) * PRICE / 1000;
         uint256 fee = uint256(9900) * FEE / 1000;
-        assertEq(freeOf(seller), payment, "median (9900 Wh) paid, not the least (9800 Wh)");
+        assertEq(freeOf(seller), toSeller, "median (9900 Wh) paid, not the least (9800 Wh)");
         assertEq(freeOf(fees), fee, "fee on the median");
-        assertEq(freeOf(buyer), BUYER_FUNDS - payment - fee, "rest refunded");
+        assertEq(freeOf(buyer), BUYER_FUNDS - toSeller - fee, "rest refunded");
         assertEq(energy.balanceOf(buyer, SLOT_START), 9900, "energy tokens for the median");
         assertEq(settlement.totalPaidWh(), 9900, "total paid Wh");
+    }
+
+    /// Property: of an even agreeing group the lower middle vote is paid (not the upper).
+    function test_EvenGroupPaysLowerMedian() public {
+        registerValidators(4); // quorum 3
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        settle(t, votesOf(t, whs4(9850, 10_000, 9900, 9950)));
+        assertEq(settlement.totalPaidWh(), 9900, "lower median of 9850, 9900, 9950, 10 000");
     }
 
     /// Attack: a validator votes low (within tolerance) to drag the payment down; with an
@@ -592,11 +736,10 @@ contract SettlementAttacksTest is SettlementFixture {
     function test_LowVoteWithinToleranceCannotDragPaymentDown() public {
         registerValidators(4); // quorum 3
         Settlement.Trade memory t = sealedDefaultTrade(1);
-        vote(validatorAt(0), t, 0);
-        vote(validatorAt(1), t, QUANTITY);
-        vote(validatorAt(2), t, QUANTITY - 200);
-        assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "no quorum yet");
-        vote(validatorAt(3), t, QUANTITY);
+        Settlement.SignedVote[] memory three = votesOf(t, whs3(0, QUANTITY, QUANTITY - 200));
+        vm.expectRevert(noQuorum(t, 2));
+        settle(t, three);
+        settle(t, votesOf(t, whs4(0, QUANTITY, QUANTITY - 200, QUANTITY)));
         assertEq(freeOf(seller), uint256(QUANTITY) * PRICE / 1000, "paid at the median, the full quantity");
     }
 
@@ -607,28 +750,50 @@ contract SettlementAttacksTest is SettlementFixture {
         assertEq(freeOf(seller), uint256(QUANTITY) * PRICE / 1000, "capped at the quantity");
         assertEq(freeOf(buyer), BUYER_FUNDS - lockOf(t), "no refund: the whole lock is spent");
         assertEq(energy.balanceOf(buyer, SLOT_START), QUANTITY, "energy capped");
+        assertEq(settlement.totalPaidWh(), QUANTITY, "paid Wh capped");
     }
 
     /// Property: votes that do not agree within the tolerance never settle; the buyer
     /// reclaims the lock after the deadline.
     function test_DisagreeingVotesDoNotSettle() public {
         Settlement.Trade memory t = sealedDefaultTrade(1);
-        vote(validatorAt(0), t, QUANTITY);
-        vote(validatorAt(1), t, QUANTITY - 201);
-        vote(validatorAt(2), t, QUANTITY + 201);
+        Settlement.SignedVote[] memory votes = votesOf(t, whs3(QUANTITY, QUANTITY - 201, QUANTITY + 201));
+        vm.expectRevert(noQuorum(t, 1));
+        settle(t, votes);
         assertEq(uint256(stateOf(t)), uint256(Settlement.TradeState.Open), "no agreement");
         vm.warp(settlement.rounds(1).deadline + 1);
         settlement.reclaim(t);
         assertEq(freeOf(buyer), BUYER_FUNDS, "all back");
     }
 
+    /// Property: the tolerance is inclusive: votes exactly the tolerance apart agree, one
+    /// Wh more apart do not; with tolerance 0 votes still agree within 1 Wh.
+    function test_ToleranceBoundsAreExact() public {
+        Settlement.TradeInput[] memory inputs = two(defaultInput(buyer, seller), defaultInput(buyer, seller));
+        Settlement.Trade[] memory r = runRound(1, inputs);
+        // 20 per mille of 10 000 Wh = 200 Wh.
+        settle(r[0], votesOf(r[0], whs3(QUANTITY, QUANTITY - 200, QUANTITY - 100)));
+        assertEq(settlement.totalPaidWh(), QUANTITY - 100, "200 Wh apart agree");
+        Settlement.SignedVote[] memory apart = votesOf(r[1], whs3(QUANTITY, QUANTITY - 201, QUANTITY - 100));
+        vm.expectRevert(noQuorum(r[1], 2));
+        settle(r[1], apart);
+
+        deploy(0);
+        fund(buyer, BUYER_FUNDS);
+        registerValidators(3);
+        Settlement.Trade[] memory z = runRound(1, two(defaultInput(buyer, seller), defaultInput(buyer, seller)));
+        settle(z[0], votesOf(z[0], whs3(QUANTITY - 1, QUANTITY, QUANTITY)));
+        assertEq(settlement.totalPaidWh(), QUANTITY, "1 Wh apart agree at tolerance 0");
+        Settlement.SignedVote[] memory spread = votesOf(z[1], whs3(QUANTITY - 2, QUANTITY - 1, QUANTITY - 3));
+        vm.expectRevert(noQuorum(z[1], 2));
+        settle(z[1], spread);
+    }
+
     /// Attack: deploy with a huge tolerance so that any votes "agree".
     function test_RevertIf_ToleranceAbove100PerMille() public {
         vm.expectRevert(abi.encodeWithSelector(Settlement.SettlementToleranceTooLarge.selector, uint64(101)));
         new Settlement(admin, payment, registry, fees, 101);
-        vm.expectRevert(
-            abi.encodeWithSelector(Settlement.SettlementToleranceTooLarge.selector, type(uint64).max)
-        );
+        vm.expectRevert(abi.encodeWithSelector(Settlement.SettlementToleranceTooLarge.selector, type(uint64).max));
         new Settlement(admin, payment, registry, fees, type(uint64).max);
         Settlement widest = new Settlement(admin, payment, registry, fees, 100);
         assertEq(widest.tolerancePerMille(), 100, "100 per mille is the maximum");
@@ -654,7 +819,8 @@ contract SettlementAttacksTest is SettlementFixture {
         assertEq(uint256(settlement.tradeState(idOf(1, a))), uint256(Settlement.TradeState.Open), "a added");
         assertEq(uint256(settlement.tradeState(idOf(1, c))), uint256(Settlement.TradeState.Open), "c added");
         assertEq(uint256(settlement.tradeState(droppedId)), uint256(Settlement.TradeState.None), "dropped");
-        assertEq(settlement.filledWh(settlement.orderHash(shortOne.buy)), 0, "a dropped trade fills nothing");
+        assertEq(filledOf(shortOne.buy), 0, "a dropped trade fills nothing");
+        assertEq(bytes32(settlement.orderUse(buyer2, shortOne.buy.nonce).orderHash), bytes32(0), "nor binds its nonce");
         assertEq(lockedOf(buyer), 2 * lock, "buyer locked twice");
 
         // Once funded, the dropped trade can still join the open round.
@@ -662,6 +828,24 @@ contract SettlementAttacksTest is SettlementFixture {
         addTrade(1, shortOne);
         assertEq(uint256(settlement.tradeState(droppedId)), uint256(Settlement.TradeState.Open), "added later");
         assertEq(freeOf(buyer2), 0, "exactly the lock");
+    }
+
+    /// Property: a buyer short by a single unit is dropped too (the whole lock must be
+    /// free), with the available amount in the event; exactly the lock is enough.
+    function test_BuyerShortByOneUnitDropped() public {
+        uint256 lock = settlement.lockAmount(QUANTITY, PRICE, FEE);
+        fund(buyer2, lock - 1);
+        Settlement.TradeInput memory input = defaultInput(buyer2, seller);
+        openRound(1);
+        vm.expectEmit(true, true, true, true, address(settlement));
+        emit Settlement.TradeDropped(1, idOf(1, input), buyer2, lock, lock - 1);
+        addTrade(1, input);
+        assertEq(uint256(settlement.tradeState(idOf(1, input))), uint256(Settlement.TradeState.None), "dropped");
+        assertEq(freeOf(buyer2), lock - 1, "nothing locked");
+        fund(buyer2, 1);
+        addTrade(1, input);
+        assertEq(lockedOf(buyer2), lock, "exactly the lock");
+        assertEq(freeOf(buyer2), 0, "nothing left");
     }
 
     /// Attack: the buyer withdraws money locked by an open trade (the seller then delivers
@@ -686,75 +870,142 @@ contract SettlementAttacksTest is SettlementFixture {
 
     // ============================================================ batches
 
-    /// Attack: one unsettleable trade in an attestation batch (unknown record, already
-    /// final, round not sealed) reverts the batch and so blocks all others: now it is
-    /// skipped and the rest settle.
-    function test_AttestBatchSkipsUnsettleableAndSettlesRest() public {
-        fund(buyer2, BUYER_FUNDS);
-        Settlement.TradeInput[] memory inputs = new Settlement.TradeInput[](3);
-        (inputs[0], inputs[1], inputs[2]) =
-            (defaultInput(buyer, seller), defaultInput(buyer2, seller2), defaultInput(buyer, seller2));
-        Settlement.Trade[] memory r1 = runRound(1, inputs);
-        (Settlement.Trade memory a, Settlement.Trade memory b, Settlement.Trade memory done) = (r1[0], r1[1], r1[2]);
-        voteBy(3, done, QUANTITY);
-        openRound(2);
-        Settlement.TradeInput memory pendingInput = defaultInput(buyer2, seller);
-        addTrade(2, pendingInput);
-        Settlement.Trade memory unsealed = recordOf(2, pendingInput);
-        Settlement.Trade memory forged = copyOf(a);
-        forged.priceMicroEurPerKwh = BUY_LIMIT; // overpay the seller
-        voteBy(2, a, QUANTITY);
-        voteBy(2, b, QUANTITY);
+    /// Attack: one unsettleable trade in a settlement batch (unknown record, already final,
+    /// round not sealed, too late, an invalid vote set, no quorum) reverts the batch and so
+    /// blocks all others: each is skipped with its reason and the rest settle.
+    function test_SettleBatchSkipsUnsettleableAndSettlesRest() public {
+        // batch: forged, done, unsealed, late, bad votes, minority, a, b
+        Settlement.Trade[] memory batch = _mixedBatch();
+        Settlement.SignedVote[][] memory votes = new Settlement.SignedVote[][](8);
+        for (uint256 i; i < 8; ++i) {
+            votes[i] = votesBy(3, batch[i], QUANTITY);
+        }
+        votes[4][1].deliveredWh = QUANTITY - 1; // not what validator 1 signed
+        votes[5] = votesBy(2, batch[5], QUANTITY);
+        Settlement.SkipReason[6] memory reasons = [
+            Settlement.SkipReason.UnknownTrade,
+            Settlement.SkipReason.TradeFinal,
+            Settlement.SkipReason.RoundNotSealed,
+            Settlement.SkipReason.AttestationClosed,
+            Settlement.SkipReason.InvalidVote,
+            Settlement.SkipReason.NoQuorum
+        ];
+        for (uint256 i; i < 6; ++i) {
+            vm.expectEmit(true, true, true, true, address(settlement));
+            emit Settlement.SettleSkipped(idOf(batch[i]), reasons[i]);
+        }
+        uint256 toSeller = uint256(QUANTITY) * PRICE / 1000;
+        uint256 fee = uint256(QUANTITY) * FEE / 1000;
+        for (uint256 i = 6; i < 8; ++i) {
+            vm.expectEmit(true, true, true, true, address(settlement));
+            emit Settlement.TradeSettled(idOf(batch[i]), QUANTITY, toSeller, fee, lockOf(batch[i]) - toSeller - fee);
+        }
+        vm.prank(relayer);
+        settlement.settleBatch(batch, votes);
 
-        Settlement.Trade[] memory batch = new Settlement.Trade[](5);
-        (batch[0], batch[1], batch[2], batch[3], batch[4]) = (forged, done, unsealed, a, b);
-        uint64[] memory whs = new uint64[](5);
-        (whs[0], whs[1], whs[2], whs[3], whs[4]) = (QUANTITY, 0, 0, QUANTITY, QUANTITY);
-        address v = validatorAt(2);
-        vm.expectEmit(true, true, true, true, address(settlement));
-        emit Settlement.VoteSkipped(idOf(forged), v, Settlement.SkipReason.UnknownTrade);
-        vm.expectEmit(true, true, true, true, address(settlement));
-        emit Settlement.VoteSkipped(idOf(done), v, Settlement.SkipReason.TradeFinal);
-        vm.expectEmit(true, true, true, true, address(settlement));
-        emit Settlement.VoteSkipped(idOf(unsealed), v, Settlement.SkipReason.RoundNotSealed);
-        vm.prank(v);
-        settlement.attestBatch(batch, whs);
-
-        assertEq(uint256(stateOf(a)), uint256(Settlement.TradeState.Settled), "a settled");
-        assertEq(uint256(stateOf(b)), uint256(Settlement.TradeState.Settled), "b settled");
-        assertEq(uint256(stateOf(unsealed)), uint256(Settlement.TradeState.Open), "unsealed untouched");
-        assertEq(freeOf(seller), uint256(QUANTITY) * PRICE / 1000, "seller paid at the signed price");
+        Settlement.TradeState[8] memory states = [
+            Settlement.TradeState.Settled, // forged: the id of a, which settled
+            Settlement.TradeState.Settled,
+            Settlement.TradeState.Open,
+            Settlement.TradeState.Open,
+            Settlement.TradeState.Open,
+            Settlement.TradeState.Open,
+            Settlement.TradeState.Settled,
+            Settlement.TradeState.Settled
+        ];
+        for (uint256 i; i < 8; ++i) {
+            assertEq(uint256(stateOf(batch[i])), uint256(states[i]), "state after the batch");
+        }
+        assertEq(freeOf(seller), toSeller, "seller paid once (for a), at the signed price");
         assertEq(settlement.totalPaidWh(), 3 * uint256(QUANTITY), "three trades paid");
+
+        // A skip burns nothing: the same trades settle with proper vote sets.
+        Settlement.Trade[] memory retry = new Settlement.Trade[](2);
+        (retry[0], retry[1]) = (batch[4], batch[5]);
+        Settlement.SignedVote[][] memory good = new Settlement.SignedVote[][](2);
+        (good[0], good[1]) = (votesBy(3, retry[0], QUANTITY), votesBy(3, retry[1], QUANTITY));
+        settlement.settleBatch(retry, good);
+        assertEq(settlement.totalPaidWh(), 5 * uint256(QUANTITY), "five trades paid");
     }
 
-    /// Attack: a batch of attestations of different length than its votes.
-    function test_RevertIf_AttestBatchLengthMismatch() public {
+    /// @notice Trades for a batch: a forged record of a, a settled trade, a trade of an
+    ///         unsealed round, one of a round whose deadline passed, two open ones (for a
+    ///         bad vote set and a minority) and two open ones a and b (seller paid once).
+    function _mixedBatch() internal returns (Settlement.Trade[] memory batch) {
+        fund(buyer2, BUYER_FUNDS);
+        Settlement.TradeInput[] memory inputs = new Settlement.TradeInput[](5);
+        (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]) =
+        (
+            defaultInput(buyer, seller),
+            defaultInput(buyer2, seller2),
+            defaultInput(buyer, seller2),
+            defaultInput(buyer2, seller2),
+            defaultInput(buyer, seller2)
+        );
+        Settlement.Trade[] memory r1 = runRound(1, inputs);
+        voteBy(3, r1[2], QUANTITY);
+        openRound(3, uint64(block.timestamp) + 1 hours);
+        Settlement.TradeInput memory lateInput = defaultInput(buyer2, seller2);
+        addTrade(3, lateInput);
+        seal(3);
+        vm.warp(block.timestamp + 2 hours); // round 3's deadline passed, round 1's not
+        openRound(2);
+        Settlement.TradeInput memory pendingInput = defaultInput(buyer2, seller2);
+        addTrade(2, pendingInput);
+        batch = new Settlement.Trade[](8);
+        batch[0] = copyOf(r1[0]);
+        batch[0].priceMicroEurPerKwh = BUY_LIMIT; // overpay the seller
+        (batch[1], batch[2], batch[3]) = (r1[2], recordOf(2, pendingInput), recordOf(3, lateInput));
+        (batch[4], batch[5], batch[6], batch[7]) = (r1[3], r1[4], r1[0], r1[1]);
+    }
+
+    /// Attack: a trade twice in one batch, to be paid twice: the second is TradeFinal.
+    function test_SettleBatchSameTradeTwiceSettlesOnce() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.Trade[] memory batch = new Settlement.Trade[](2);
+        (batch[0], batch[1]) = (t, t);
+        Settlement.SignedVote[][] memory votes = new Settlement.SignedVote[][](2);
+        (votes[0], votes[1]) = (votesBy(3, t, QUANTITY), votesBy(3, t, QUANTITY));
+        vm.expectEmit(true, true, true, true, address(settlement));
+        emit Settlement.SettleSkipped(idOf(t), Settlement.SkipReason.TradeFinal);
+        settlement.settleBatch(batch, votes);
+        assertEq(settlement.totalPaidWh(), QUANTITY, "paid once");
+        assertEq(freeOf(seller), uint256(QUANTITY) * PRICE / 1000, "seller paid once");
+        assertEq(lockedOf(buyer), 0, "unlocked once");
+    }
+
+    /// Attack: a settlement batch of different length than its vote sets.
+    function test_RevertIf_SettleBatchLengthMismatch() public {
         Settlement.Trade memory t = sealedDefaultTrade(1);
         vm.expectRevert(Settlement.LengthMismatch.selector);
-        vm.prank(validatorAt(0));
-        settlement.attestBatch(oneTrade(t), new uint64[](2));
+        settlement.settleBatch(oneTrade(t), new Settlement.SignedVote[][](2));
     }
 
-    /// Property: reclaimBatch returns what can be returned and skips the rest.
+    /// Property: reclaimBatch returns what can be returned and skips the rest (final,
+    /// forged record, deadline not passed).
     function test_ReclaimBatchSkipsUnreclaimable() public {
         Settlement.TradeInput[] memory inputs = new Settlement.TradeInput[](2);
         (inputs[0], inputs[1]) = (defaultInput(buyer, seller), defaultInput(buyer, seller2));
         Settlement.Trade[] memory r = runRound(1, inputs);
         voteBy(3, r[0], QUANTITY);
         vm.warp(settlement.rounds(1).deadline + 1);
+        Settlement.Trade memory pending = sealedDefaultTrade(2);
         Settlement.Trade memory forged = copyOf(r[1]);
         forged.buyer = mallory;
-        Settlement.Trade[] memory batch = new Settlement.Trade[](3);
-        (batch[0], batch[1], batch[2]) = (r[0], forged, r[1]);
+        Settlement.Trade[] memory batch = new Settlement.Trade[](4);
+        (batch[0], batch[1], batch[2], batch[3]) = (r[0], forged, pending, r[1]);
         vm.expectEmit(true, true, true, true, address(settlement));
         emit Settlement.ReclaimSkipped(idOf(r[0]), Settlement.SkipReason.TradeFinal);
         vm.expectEmit(true, true, true, true, address(settlement));
         emit Settlement.ReclaimSkipped(idOf(forged), Settlement.SkipReason.UnknownTrade);
         vm.expectEmit(true, true, true, true, address(settlement));
+        emit Settlement.ReclaimSkipped(idOf(pending), Settlement.SkipReason.NotExpired);
+        vm.expectEmit(true, true, true, true, address(settlement));
         emit Settlement.TradeReclaimed(idOf(r[1]), lockOf(r[1]));
         vm.prank(mallory);
         settlement.reclaimBatch(batch);
-        assertEq(lockedOf(buyer), 0, "nothing locked");
+        assertEq(lockedOf(buyer), lockOf(pending), "only the pending trade's lock");
+        assertEq(uint256(stateOf(r[1])), uint256(Settlement.TradeState.Reclaimed), "reclaimed");
         assertEq(freeOf(mallory), 0, "nothing to mallory");
     }
 
@@ -775,33 +1026,64 @@ contract SettlementAttacksTest is SettlementFixture {
 
     // ============================================================ phases
 
-    /// Attack: vote a trade while the operator may still add to its round (before seal).
-    function test_RevertIf_VoteBeforeSeal() public {
+    /// Attack: settle a trade while the operator may still add to its round (before seal).
+    function test_RevertIf_SettleBeforeSeal() public {
         Settlement.TradeInput memory input = defaultInput(buyer, seller);
         openRound(1);
         addTrade(1, input);
         Settlement.Trade memory t = recordOf(1, input);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
         vm.expectRevert(abi.encodeWithSelector(Settlement.RoundNotSealed.selector, uint64(1)));
-        vote(validatorAt(0), t, QUANTITY);
+        settle(t, votes);
     }
 
-    /// Attack: vote after the deadline (when the buyer may already reclaim).
-    function test_RevertIf_VoteAfterDeadline() public {
-        Settlement.Trade memory t = sealedDefaultTrade(1);
+    /// Attack: settle after the deadline (when the buyer may already reclaim); the
+    /// deadline itself still counts.
+    function test_RevertIf_SettleAfterDeadline() public {
+        Settlement.Trade[] memory r = runRound(1, two(defaultInput(buyer, seller), defaultInput(buyer, seller2)));
         uint64 deadline = settlement.rounds(1).deadline;
         vm.warp(deadline);
-        vote(validatorAt(0), t, QUANTITY); // the deadline itself still counts
+        voteBy(3, r[0], QUANTITY);
+        assertEq(uint256(stateOf(r[0])), uint256(Settlement.TradeState.Settled), "settled at the deadline");
+        Settlement.SignedVote[] memory votes = votesBy(3, r[1], QUANTITY);
         vm.warp(deadline + 1);
         vm.expectRevert(abi.encodeWithSelector(Settlement.AttestationClosed.selector, uint64(1), deadline));
-        vote(validatorAt(1), t, QUANTITY);
+        settle(r[1], votes);
     }
 
-    /// Attack: a validator votes on a tampered record (a higher price for the seller).
-    function test_RevertIf_VoteOnTamperedRecord() public {
+    /// Attack: valid votes (the signatures cover the trade id) are submitted with a
+    /// tampered record: a higher price, another seller, buyer, quantity, fee or slot.
+    function test_RevertIf_SettleTamperedRecord() public {
         Settlement.Trade memory t = sealedDefaultTrade(1);
-        t.priceMicroEurPerKwh = BUY_LIMIT;
-        vm.expectRevert(abi.encodeWithSelector(Settlement.UnknownTrade.selector, idOf(t)));
-        vote(validatorAt(0), t, QUANTITY);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
+        for (uint256 k; k < 6; ++k) {
+            Settlement.Trade memory forged = copyOf(t);
+            if (k == 0) forged.priceMicroEurPerKwh = BUY_LIMIT;
+            if (k == 1) forged.seller = mallory;
+            if (k == 2) forged.buyer = buyer2;
+            if (k == 3) forged.quantityWh = 2 * QUANTITY;
+            if (k == 4) forged.feeMicroEurPerKwh = 0;
+            if (k == 5) forged.slotStart = SLOT_START + 1;
+            assertEq(idOf(forged), idOf(t), "same id: the signatures are valid");
+            vm.expectRevert(abi.encodeWithSelector(Settlement.UnknownTrade.selector, idOf(t)));
+            settle(forged, votes);
+        }
+        settle(t, votes);
+        assertEq(freeOf(seller), uint256(QUANTITY) * PRICE / 1000, "paid by the true record");
+    }
+
+    /// Attack: the vote set that settled a trade is submitted again (paid twice), or a
+    /// different one.
+    function test_RevertIf_SettleTwice() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
+        settle(t, votes);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.TradeNotOpen.selector, idOf(t)));
+        settle(t, votes);
+        Settlement.SignedVote[] memory zero = votesBy(3, t, 0);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.TradeNotOpen.selector, idOf(t)));
+        settle(t, zero);
+        assertEq(settlement.totalPaidWh(), QUANTITY, "paid once");
     }
 
     /// Attack: the buyer reclaims its lock before the deadline, while validators still vote.
@@ -854,10 +1136,25 @@ contract SettlementAttacksTest is SettlementFixture {
         settlement.reclaim(t);
     }
 
-    /// Attack: a pause is used to move money: while paused no deposit, round, vote or
-    /// reclaim goes through, withdrawals of free money do; only the pauser pauses.
-    function test_PauseStopsEverythingButWithdrawals() public {
+    /// Attack: a reclaimed trade is settled afterwards with votes signed before the
+    /// deadline (the seller paid out of money returned to the buyer).
+    function test_RevertIf_SettleReclaimedTrade() public {
         Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory votes = votesBy(3, t, QUANTITY);
+        vm.warp(settlement.rounds(1).deadline + 1);
+        settlement.reclaim(t);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.TradeNotOpen.selector, idOf(t)));
+        settle(t, votes);
+        assertEq(freeOf(seller), 0, "seller unpaid");
+        assertEq(freeOf(buyer), BUYER_FUNDS, "buyer refunded once");
+    }
+
+    /// Attack: a pause is used to move money or to hold it: while paused no deposit,
+    /// round, trade, seal or settlement goes through; withdrawals of free money and
+    /// reclaims after the deadline do; only the pauser pauses.
+    function test_PauseStopsEverythingButWithdrawalsAndReclaims() public {
+        Settlement.Trade[] memory r = runRound(1, two(defaultInput(buyer, seller), defaultInput(buyer, seller2)));
+        openRound(2);
         vm.expectRevert(
             abi.encodeWithSelector(
                 IAccessControl.AccessControlUnauthorizedAccount.selector, operator, settlement.PAUSER_ROLE()
@@ -869,27 +1166,169 @@ contract SettlementAttacksTest is SettlementFixture {
         settlement.pause();
 
         bytes4 paused = bytes4(keccak256("EnforcedPause()"));
+        Settlement.SignedVote[] memory votes = votesBy(3, r[0], QUANTITY);
         vm.expectRevert(paused);
-        vote(validatorAt(0), t, QUANTITY);
+        settle(r[0], votes);
         vm.expectRevert(paused);
-        openRound(2);
+        settlement.settleBatch(oneTrade(r[0]), oneVoteSet(votes));
+        vm.expectRevert(paused);
+        openRound(3);
+        Settlement.TradeInput memory input = defaultInput(buyer, seller);
+        vm.expectRevert(paused);
+        addTrade(2, input);
+        vm.expectRevert(paused);
+        seal(2);
         vm.expectRevert(paused);
         vm.prank(buyer);
         settlement.deposit(1);
-        // The admin may extend the deadline the pause ate into.
+        vm.expectRevert(paused);
+        settlement.depositFor(one(buyer), new uint256[](1));
+        // Before the deadline a reclaim is refused for that reason, not for the pause.
         uint64 deadline = settlement.rounds(1).deadline;
+        vm.expectRevert(abi.encodeWithSelector(Settlement.DeadlineNotPassed.selector, uint64(1), deadline));
+        settlement.reclaim(r[1]);
+        // The admin may extend the deadline the pause ate into.
         vm.prank(admin);
         settlement.extendDeadline(1, deadline + 1 days);
-        vm.warp(deadline + 1 days + 1);
-        vm.expectRevert(paused);
-        settlement.reclaim(t);
         uint256 free = freeOf(buyer);
         vm.prank(buyer);
         settlement.withdraw(free);
+        vm.warp(deadline + 1 days + 1);
+        settlement.reclaim(r[1]);
+        assertEq(freeOf(buyer), lockOf(r[1]), "lock back while paused");
 
         vm.prank(admin);
         settlement.unpause();
+        vm.expectRevert(abi.encodeWithSelector(Settlement.AttestationClosed.selector, uint64(1), deadline + 1 days));
+        settle(r[0], votes);
+        settlement.reclaim(r[0]);
+        assertEq(lockedOf(buyer), 0, "nothing locked");
+    }
+
+    /// Attack: a pause holds a buyer's lock beyond its order's expiry (the pauser keeping
+    /// money locked past the consent the order gave): reclaims stay open while paused.
+    function test_RevertIf_PauseHoldsLockBeyondOrderExpiry() public {
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        vm.prank(admin);
+        settlement.pause();
+        vm.warp(T0 + ORDER_LIFETIME + 1); // past both orders' expiry
         settlement.reclaim(t);
-        assertEq(freeOf(buyer), lockOf(t), "lock back after the pause");
+        assertEq(lockedOf(buyer), 0, "lock returned once the orders expired");
+        assertEq(freeOf(buyer), BUYER_FUNDS, "all back");
+    }
+
+    /// Property: reclaimBatch works while paused too, with the same skips.
+    function test_ReclaimBatchWorksWhilePaused() public {
+        Settlement.Trade[] memory r = runRound(1, two(defaultInput(buyer, seller), defaultInput(buyer, seller2)));
+        voteBy(3, r[0], QUANTITY);
+        vm.prank(admin);
+        settlement.pause();
+        vm.warp(settlement.rounds(1).deadline + 1);
+        vm.expectEmit(true, true, true, true, address(settlement));
+        emit Settlement.ReclaimSkipped(idOf(r[0]), Settlement.SkipReason.TradeFinal);
+        vm.expectEmit(true, true, true, true, address(settlement));
+        emit Settlement.TradeReclaimed(idOf(r[1]), lockOf(r[1]));
+        vm.prank(mallory);
+        settlement.reclaimBatch(r);
+        assertEq(lockedOf(buyer), 0, "nothing locked while paused");
+        assertTrue(settlement.paused(), "still paused");
+    }
+
+    /// Attack: the operator adds trades to an open round after its deadline: they could
+    /// never take a vote yet would use up their orders' quantity for good.
+    function test_RevertIf_TradesAddedAfterDeadline() public {
+        Settlement.TradeInput memory input = defaultInput(buyer, seller);
+        uint64 deadline = uint64(block.timestamp) + 1 hours;
+        openRound(1, deadline);
+        vm.warp(deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.RoundExpired.selector, uint64(1), deadline));
+        addTrade(1, input);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.RoundExpired.selector, uint64(1), deadline));
+        addTrades(1, new Settlement.TradeInput[](0));
+        assertEq(filledOf(input.buy), 0, "the orders stay unfilled");
+        assertEq(lockedOf(buyer), 0, "nothing locked");
+    }
+
+    /// Attack: the operator seals a round after its deadline (opening a round to votes
+    /// that are already closed).
+    function test_RevertIf_SealAfterDeadline() public {
+        uint64 deadline = uint64(block.timestamp) + 1 hours;
+        openRound(1, deadline);
+        addTrade(1, defaultInput(buyer, seller));
+        vm.warp(deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(Settlement.RoundExpired.selector, uint64(1), deadline));
+        seal(1);
+        assertEq(uint256(settlement.rounds(1).status), uint256(Settlement.RoundStatus.Open), "not sealed");
+    }
+
+    /// Property: at the deadline itself trades may still be added, the round sealed and
+    /// the trades settled.
+    function test_AddSealAndSettleAtTheDeadline() public {
+        Settlement.TradeInput memory input = defaultInput(buyer, seller);
+        uint64 deadline = uint64(block.timestamp) + 1 hours;
+        openRound(1, deadline);
+        vm.warp(deadline);
+        addTrade(1, input);
+        seal(1);
+        voteBy(3, recordOf(1, input), QUANTITY);
+        assertEq(settlement.totalPaidWh(), QUANTITY, "settled at the deadline");
+    }
+
+    // ============================================================ known weaknesses
+
+    /// Residual (bounded) attack: of two equally large agreeing groups the lowest is paid,
+    /// so one validator voting low within the tolerance shades the payment from the
+    /// honest median (9900 Wh) to the lowest honest vote (9800 Wh), never to its own vote
+    /// (9700 Wh). See the report: at most the tolerance.
+    function test_LowVoteShadesPaymentOnlyWithinHonestVotes() public {
+        registerValidators(4); // quorum 3, tolerance 200 Wh
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        // Validator 0 shades.
+        settle(t, votesOf(t, whs4(9700, 9900, 10_000, 9800)));
+        assertEq(settlement.totalPaidWh(), 9800, "the lowest honest vote, not 9700 and not 9900");
+    }
+
+    /// Residual (bounded) attack: anyone submits the votes, so the first submitter picks
+    /// which quorum of the signed votes the contract sees. With four agreeing votes (9800,
+    /// 9850, 9900, 10 000 Wh) the buyer submits the lowest three (paid 9850 Wh), the
+    /// seller the highest three (9900 Wh): the choice moves the payment only within the
+    /// agreeing votes, so by at most the tolerance.
+    function test_SubmitterPicksQuorumSubsetOnlyWithinTolerance() public {
+        registerValidators(4); // quorum 3, tolerance 200 Wh
+        Settlement.Trade[] memory r = runRound(1, two(defaultInput(buyer, seller), defaultInput(buyer, seller)));
+        uint64[4] memory signed = [uint64(9800), 9850, 9900, 10_000];
+        Settlement.SignedVote[] memory low = new Settlement.SignedVote[](3);
+        Settlement.SignedVote[] memory high = new Settlement.SignedVote[](3);
+        for (uint256 i; i < 3; ++i) {
+            low[i] = signedVote(i, r[0], signed[i]);
+            high[i] = signedVote(i + 1, r[1], signed[i + 1]);
+        }
+        vm.prank(buyer);
+        settlement.settleTrade(r[0], low);
+        vm.prank(seller);
+        settlement.settleTrade(r[1], high);
+        assertEq(settlement.totalPaidWh(), 9850 + 9900, "9850 Wh for the buyer's pick, 9900 Wh for the seller's");
+        assertLe(9900 - 9850, Reference.toleranceWh(QUANTITY, TOLERANCE_PER_MILLE), "within the tolerance");
+    }
+
+    /// Attack: a revoked validator's signatures come back when it is registered again.
+    /// Votes are signed under the validator's registration epoch and count only while it
+    /// lasts: the old votes (e.g. the zero vote it was revoked for) count for nothing, and
+    /// relabelling them with the new epoch breaks their signatures.
+    function test_RevertIf_ReRegisteredValidatorOldSignatureCounts() public {
+        registerValidators(4); // quorum 3
+        Settlement.Trade memory t = sealedDefaultTrade(1);
+        Settlement.SignedVote[] memory old = votesBy(3, t, 0); // signed before the revocation
+        revokeValidator(validatorAt(0));
+        revokeValidator(validatorAt(1));
+        vm.startPrank(admin);
+        registry.register(validatorAt(0)); // a new epoch
+        registry.register(validatorAt(1));
+        vm.stopPrank();
+        vm.expectRevert(noQuorum(t, 1)); // only validator 2's vote is of the current epoch
+        settle(t, old);
+        old[0].epoch = registry.epochOf(validatorAt(0));
+        vm.expectRevert(invalidVote(t, validatorAt(0)));
+        settle(t, old);
     }
 }
