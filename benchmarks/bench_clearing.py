@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--formulations",
-        default="highspy,cpsat,pyomo-highs,seller-dp,greedy",
+        default="highspy,mulknap,cpsat,pyomo-highs,seller-dp,greedy",
         help="comma-separated formulations besides the textbook baseline",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the textbook model")

@@ -21,11 +21,13 @@ loads):
   base case is still out of band (0.891 pu, a transformer at 102 %), so the no-worse
   rule is exercised at scale.
 
-Per instance, in one process: the clearing without the grid (the baseline: what
-the market alone costs) and the secure clearing (match, AC check, constrained
-re-solves). Times are medians over ``--repeats``; ``flows/slot`` is AC power flows
-over the day's 24 slots; ``x free`` is the secure clearing's wall time over the
-baseline's. Loading the network and writing files are not timed.
+Per instance and formulation (``highspy``: grid rows inside the knapsack model;
+``two-stage``: the patent's volume caps, then the knapsack), in one process: the
+clearing without the grid (the baseline: what the market alone costs) and the secure
+clearing (match, AC check, constrained re-solves). Times are medians over
+``--repeats``; ``flows/slot`` is AC power flows over the day's 24 slots; ``x free``
+is the secure clearing's wall time over the baseline's. Loading the network and writing
+files are not timed.
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ SMOKE = [Instance("kerber-smoke", "create_kerber_vorstadtnetz_kabel_1", 30, 30.0
 
 @dataclass(frozen=True)
 class Row:
-    """One instance, measured without and with the grid."""
+    """One instance and formulation, measured without and with the grid."""
 
     instance: str
+    formulation: str
     buses: int
     orders: int
     free_wall_s: float
@@ -121,9 +124,9 @@ def build(instance: Instance, folder: Path) -> Scenario:
     return load_scenario(folder)
 
 
-def measure(scenario: Scenario, options: SolveOptions, repeats: int) -> Row:
+def measure(scenario: Scenario, options: SolveOptions, repeats: int, formulation: str) -> Row:
     """Clear without and with the grid, ``repeats`` times each."""
-    backend = get_backend("highspy")
+    backend = get_backend(formulation)
     free_walls, secure_walls, solves, grids = [], [], [], []
     for _ in range(repeats):
         began = time.perf_counter()
@@ -139,6 +142,7 @@ def measure(scenario: Scenario, options: SolveOptions, repeats: int) -> Row:
     price = free.welfare_eur - secure.result.welfare_eur
     return Row(
         instance=scenario.name,
+        formulation=formulation,
         buses=len(scenario.net.bus),
         orders=len(scenario.book),
         free_wall_s=statistics.median(free_walls),
@@ -157,16 +161,18 @@ def measure(scenario: Scenario, options: SolveOptions, repeats: int) -> Row:
 
 
 HEADER = (
-    "| instance | buses | orders | free s | secure s | x free | solve s | grid s | AC flows "
-    "| flows/slot | rounds | insecure free | fallback | free EUR | secure EUR | price |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| instance | formulation | buses | orders | free s | secure s | x free | solve s | grid s "
+    "| AC flows | flows/slot | rounds | insecure free | fallback | free EUR | secure EUR "
+    "| price |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
 def format_row(r: Row) -> str:
     """One Markdown table row."""
     return (
-        f"| {r.instance} | {r.buses} | {r.orders} | {r.free_wall_s:.2f} | {r.secure_wall_s:.2f} "
+        f"| {r.instance} | {r.formulation} | {r.buses} | {r.orders} | {r.free_wall_s:.2f} "
+        f"| {r.secure_wall_s:.2f} "
         f"| {r.secure_wall_s / r.free_wall_s:.2f} | {r.solve_s:.2f} | {r.grid_s:.2f} "
         f"| {r.ac_power_flows} | {r.flows_per_slot:.2f} | {r.iterations} "
         f"| {r.unconstrained_insecure_slots} | {r.fallback_slots} | {r.free_welfare_eur:.2f} "
@@ -183,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="slots solved at once")
     parser.add_argument("--instance", action="append", help="run only these instances")
     parser.add_argument("--json", dest="json_path", help="also write the rows to this file")
+    parser.add_argument(
+        "--formulation",
+        action="append",
+        help="formulations to compare (default: highspy, the integrated model, and "
+        "two-stage, the patent's decoupled method)",
+    )
     args = parser.parse_args(argv)
     chosen = SMOKE if args.smoke else INSTANCES
     if args.instance:
@@ -198,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         for instance in chosen:
             scenario = build(instance, Path(tmp) / instance.name)
             repeats = 1 if args.smoke else args.repeats
-            row = measure(scenario, options, repeats)
-            rows.append(row)
-            print(format_row(row), flush=True)
+            for formulation in args.formulation or ["highspy", "two-stage"]:
+                row = measure(scenario, options, repeats, formulation)
+                rows.append(row)
+                print(format_row(row), flush=True)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
     return 0

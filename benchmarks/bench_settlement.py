@@ -97,6 +97,9 @@ def write_round(folder: Path, n: int, buyers: int, seed: int = 0) -> Path:
         n_trades=n,
         traded_kwh=0.0,
         day_start_utc="2026-12-01T00:00:00+00:00",
+        slot_minutes=60.0,
+        # Every trade's fee is 0.01 EUR/kWh: buyers sign that as their cap.
+        max_fee_eur_per_kwh=0.01,
         slots=slots,
     )
     write_result(folder, ResultFiles(trades, orders, summary, {"bench": True}))

@@ -7,19 +7,20 @@ Every step is a function of its own so that experiments can call them one by one
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
 from gridmatch.errors import UsageError
-from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.backends.base import Backend, BackendKind, packages_importable
 from gridmatch.matching.backends.flow_relaxation import solve_flow_relaxation
-from gridmatch.matching.market_rules import MarketRules
+from gridmatch.matching.market_rules import MarketRules, PricingRule
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.problem import SlotProblem, build_slot_problems
 from gridmatch.matching.solution import (
+    BoundSource,
     InconsistentAllocationError,
     Provenance,
     SlotSolution,
@@ -29,6 +30,10 @@ from gridmatch.matching.solution import (
     TerminationCondition,
 )
 
+# A clearing whose bound used up the limit still gives the solvers this long.
+MIN_SOLVE_S = 0.05
+# Share of the limit kept for checking the allocations and pricing the trades.
+ASSEMBLY_SHARE = 0.03
 # Allocations are checked to this tolerance before they become trades.
 TOLERANCE_KWH = 1e-6
 
@@ -73,6 +78,7 @@ class SlotReport:
     runtime_s: float
     provenance: Provenance = Provenance.SOLVER
     second_stage: TerminationCondition | None = None
+    certified_by: BoundSource = BoundSource.LP
 
 
 @dataclass(frozen=True)
@@ -144,10 +150,24 @@ def clear_orders(
     start = time.perf_counter()
     problems = build_slot_problems(book, rules, distance_km)
     built = time.perf_counter()
-    solutions = backend.solve(problems, options)
+    # The bound first, so the solvers get what is left of the limit (less a reserve for
+    # assembling the result): the user's limit covers the whole clearing.
+    lp_bounds = lp_bounds_eur(problems)
+    bounded = time.perf_counter()
+    reserve_s = ASSEMBLY_SHARE * options.time_limit_s
+    left_s = max(options.time_limit_s - reserve_s - (bounded - start), MIN_SOLVE_S)
+    solutions = backend.solve(problems, replace(options, time_limit_s=left_s))
     solved = time.perf_counter()
     return assemble_result(
-        book, rules, backend, problems, solutions, build_s=built - start, solve_s=solved - built
+        book,
+        rules,
+        backend,
+        problems,
+        solutions,
+        build_s=built - start,
+        solve_s=solved - bounded,
+        lp_bounds=lp_bounds,
+        bound_s=bounded - built,
     )
 
 
@@ -170,6 +190,7 @@ def assemble_result(
     build_s: float,
     solve_s: float,
     lp_bounds: list[float] | None = None,
+    bound_s: float = 0.0,
 ) -> ClearingResult:
     """Check the slots' allocations, certify them, and turn them into trades.
 
@@ -177,6 +198,8 @@ def assemble_result(
     ----------
     lp_bounds
         Per-slot LP bounds if already computed (see :func:`lp_bounds_eur`).
+    bound_s
+        The time those took (the time spent here computing them is added).
 
     Raises
     ------
@@ -225,6 +248,7 @@ def assemble_result(
             runtime_s=s.runtime_s,
             provenance=s.provenance,
             second_stage=s.second_stage,
+            certified_by=_certified_by(s, lp),
         )
         for p, s, lp in zip(problems, solutions, lp_bounds, strict=True)
     )
@@ -242,8 +266,15 @@ def assemble_result(
         slots=reports,
         build_s=build_s,
         solve_s=solve_s,
-        bound_s=bounded - began,
+        bound_s=bound_s + (bounded - began),
     )
+
+
+def _certified_by(solution: SlotSolution, lp_bound_eur: float) -> BoundSource:
+    """Which bound the slot's gap is measured against: the lower one (LP on ties)."""
+    if solution.bound_eur is None or lp_bound_eur <= solution.bound_eur:
+        return BoundSource.LP
+    return solution.bound_source
 
 
 def check_allocation(problem: SlotProblem, pair_kwh: npt.NDArray[np.float64]) -> None:
@@ -293,7 +324,10 @@ def extract_trades(
         buy_orders = problem.buy_order[problem.pair_buy[used]]
         sell_orders = problem.sell_order[problem.pair_sell[used]]
         fees = problem.pair_fee_eur_per_kwh[used]
-        prices = rules.price_eur_per_kwh(limit[buy_orders], limit[sell_orders], fees)
+        uniform = None
+        if rules.pricing is PricingRule.UNIFORM and used.size:
+            uniform = _uniform_price(problem, solution)
+        prices = rules.price_eur_per_kwh(limit[buy_orders], limit[sell_orders], fees, uniform)
         for k, p in enumerate(used.tolist()):
             trades.append(
                 Trade(
@@ -308,6 +342,15 @@ def extract_trades(
             )
     trades.sort(key=lambda t: (t.slot, t.buy_order, t.sell_order))
     return tuple(trades)
+
+
+def _uniform_price(problem: SlotProblem, solution: SlotSolution) -> float | None:
+    """Return the slot's pool price (backends/pool_price.py); the LP needs highspy."""
+    if not packages_importable("highspy"):
+        raise UsageError("pricing 'uniform' solves an LP per slot: pip install highspy")
+    from gridmatch.matching.backends.pool_price import pool_price_eur_per_kwh
+
+    return pool_price_eur_per_kwh(problem, solution.pair_quantity_kwh)
 
 
 def _overall_status(backend: Backend, solutions: list[SlotSolution]) -> ClearingStatus:

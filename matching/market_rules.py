@@ -15,6 +15,9 @@ class PricingRule(StrEnum):
     MIDPOINT = "midpoint"
     PAY_AS_BID = "pay_as_bid"
     PAY_AS_OFFER = "pay_as_offer"
+    # One price per slot, the pool's marginal price (backends/pool_price.py), clipped
+    # into each pair's range.
+    UNIFORM = "uniform"
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,20 @@ class MarketRules:
         buy_limit_eur_per_kwh: npt.NDArray[np.float64],
         sell_limit_eur_per_kwh: npt.NDArray[np.float64],
         fee_eur_per_kwh: npt.NDArray[np.float64],
+        uniform_eur_per_kwh: float | None = None,
     ) -> npt.NDArray[np.float64]:
         """Energy price of each trade (fee excluded) under the pricing rule.
 
         The price always lies in ``[sell limit, buy limit - fee]``, so neither side
-        trades beyond its limit once the buyer has paid the fee.
+        trades beyond its limit once the buyer has paid the fee. ``uniform_eur_per_kwh``
+        is the slot's pool price for the uniform rule (``None``: the slot has none, and
+        its trades are priced at the midpoint).
         """
         buyer_max = buy_limit_eur_per_kwh - fee_eur_per_kwh
+        if self.pricing is PricingRule.UNIFORM and uniform_eur_per_kwh is not None:
+            return np.asarray(
+                np.clip(uniform_eur_per_kwh, sell_limit_eur_per_kwh, buyer_max), dtype=float
+            )
         if self.pricing is PricingRule.PAY_AS_BID:
             return np.asarray(buyer_max, dtype=float)
         if self.pricing is PricingRule.PAY_AS_OFFER:

@@ -59,6 +59,15 @@ class Provenance(StrEnum):
     FALLBACK = "fallback"  # the security loop's secure subset after AC rejections
 
 
+class BoundSource(StrEnum):
+    """Which relaxation gave a slot's upper bound (the certificate of its gap)."""
+
+    LP = "lp"  # the LP relaxation every clearing solves (flow_relaxation.py)
+    SOLVER = "solver"  # the MILP solver's own dual bound
+    SURROGATE = "surrogate"  # the surrogate single knapsack (knapsack_exact.py)
+    LAGRANGIAN = "lagrangian"  # per-seller knapsacks, Dantzig-Wolfe (backends/lagrangian.py)
+
+
 class TieBreak(StrEnum):
     """Which of several equally good allocations of a slot becomes the result."""
 
@@ -134,6 +143,8 @@ class SlotSolution:
     second_stage
         Why the tie-break's second stage stopped (``None``: it did not run). On
         ``time_limit`` the first stage's answer stands, and the tie was left undecided.
+    bound_source
+        Which relaxation ``bound_eur`` comes from (``solver`` when not said).
     """
 
     slot: int
@@ -144,6 +155,7 @@ class SlotSolution:
     runtime_s: float
     provenance: Provenance = Provenance.SOLVER
     second_stage: TerminationCondition | None = None
+    bound_source: BoundSource = BoundSource.SOLVER
 
     @classmethod
     def nothing_to_trade(cls, slot: int) -> SlotSolution:

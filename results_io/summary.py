@@ -61,6 +61,9 @@ class SlotSummary(_Record):
     termination: str
     provenance: str = "solver"
     second_stage: str | None = None
+    # Which bound certifies the slot's gap: lp, solver (the MILP's dual bound) or
+    # surrogate (the single knapsack of formulation mulknap).
+    certified_by: str = "lp"
     runtime_s: float = 0.0
     # The grid's losses with the final trades minus without them (kWh over the slot),
     # from the final AC check; null without security or for a slot without trades.
@@ -243,6 +246,7 @@ def clearing_summary(
                 termination=r.termination.value,
                 provenance=r.provenance.value,
                 second_stage=None if r.second_stage is None else r.second_stage.value,
+                certified_by=r.certified_by.value,
                 runtime_s=r.runtime_s,
                 trade_losses_kwh=losses.get(r.slot),
             )

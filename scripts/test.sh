@@ -39,6 +39,7 @@ python3 -m venv .venv-slither
 .venv/bin/python -m pytest "$@"
 # Benchmarks are not tests; a tiny run only proves the script still works.
 .venv/bin/python benchmarks/bench_clearing.py --smoke > /dev/null
+.venv/bin/python benchmarks/bench_knapsack.py --smoke --limit 3 > /dev/null
 .venv/bin/python benchmarks/bench_security.py --smoke > /dev/null
 .venv/bin/python benchmarks/bench_settlement.py --smoke > /dev/null
 .venv/bin/python benchmarks/bench_tie_break.py --smoke > /dev/null

@@ -18,22 +18,30 @@ note says so: fine for a demonstration, not for real money.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import coincurve
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
+from Crypto.Cipher import AES
+from Crypto.Protocol.KDF import scrypt
+from Crypto.Util import Counter
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from gridmatch.errors import InputError
 from gridmatch.settlement.eip712 import CURVE_ORDER
 from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, read_text
+
+if TYPE_CHECKING:
+    # eth-account (~0.5 s to import: eth-keyfile loads py_ecc's BLS curves) is loaded
+    # only where a transaction key or a new key file is needed, not in validators.
+    from eth_account.signers.local import LocalAccount
 
 PASSWORD_ENV = "GRIDMATCH_KEYSTORE_PASSWORD"
 PASSWORD_FILE = "password"
@@ -118,6 +126,8 @@ class Keystore:
 
     def role(self, name: str, *, create: bool = False) -> LocalAccount:
         """Return the key of a role: operator, grid operator, ``validator-<k>`` (a V3 file each)."""
+        from eth_account import Account
+
         if name not in self._roles:
             path = self.folder / f"{name}.json"
             if not path.exists():
@@ -129,6 +139,16 @@ class Keystore:
             else:
                 self._roles[name] = Account.from_key(self._decrypt(path))
         return self._roles[name]
+
+    def signing_key(self, name: str) -> DerivedKey:
+        """Return the key of a role to sign messages with (not transactions).
+
+        What a validator process needs of its key, without eth-account.
+        """
+        path = self.folder / f"{name}.json"
+        if not path.exists():
+            raise InputError(path, f"no key for {name} in the keystore")
+        return DerivedKey.of(self._decrypt(path))
 
     def participant(self, participant_id: str) -> DerivedKey:
         """Return the (derived) key of a market participant."""
@@ -160,6 +180,8 @@ class Keystore:
         return self._seed
 
     def _write(self, path: Path, secret: bytes) -> None:
+        from eth_account import Account
+
         document = Account.encrypt(secret, self.password, kdf="scrypt", iterations=SCRYPT_N)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -168,6 +190,71 @@ class Keystore:
     def _decrypt(self, path: Path) -> bytes:
         document: Any = parse_json(read_text(path, RECORD_LIMIT_BYTES, "keystore file"), path)
         try:
-            return bytes(Account.decrypt(document, self.password))
-        except (ValueError, KeyError, TypeError) as exc:
+            return decrypt_v3(document, self.password)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(path, f"cannot decrypt the key (wrong password?): {exc}") from None
+
+
+def decrypt_v3(document: Any, password: str) -> bytes:
+    """Return the secret of an Ethereum V3 keystore document (as eth-keyfile decrypts it).
+
+    The key derivation is scrypt or PBKDF2-HMAC, the cipher AES-128-CTR; the MAC
+    (``keccak256(derived[16:32] + ciphertext)``) is checked, in constant time, before
+    anything is decrypted. The same steps and primitives (pycryptodome's scrypt and AES,
+    hashlib's PBKDF2) as eth-keyfile's ``decode_keyfile_json``, which eth-account's
+    ``Account.decrypt`` calls, without importing it.
+
+    Raises
+    ------
+    ValueError
+        Not a V3 document, an unsupported KDF or cipher, a derived key shorter than
+        32 bytes, or the MAC does not match (a wrong password, or a changed file).
+    KeyError, TypeError
+        A field is missing or of the wrong type.
+    """
+    keyfile = _lower_keys(document)
+    if keyfile["version"] != 3:
+        raise ValueError(f"keystore version {keyfile['version']!r}, not 3")
+    crypto = keyfile["crypto"]
+    params = crypto["kdfparams"]
+    secret = password.encode()
+    salt = bytes.fromhex(params["salt"].removeprefix("0x"))
+    if params["dklen"] < 32:
+        raise ValueError(f"a derived key of {params['dklen']!r} bytes, not 32")
+    derived: bytes
+    if crypto["kdf"] == "scrypt":
+        derived = cast(
+            bytes,  # one key (num_keys=1), not a tuple
+            scrypt(
+                secret.decode("latin-1"),  # as eth-keyfile passes them
+                salt.decode("latin-1"),
+                key_len=params["dklen"],
+                N=params["n"],
+                r=params["r"],
+                p=params["p"],
+                num_keys=1,
+            ),
+        )
+    elif crypto["kdf"] == "pbkdf2":
+        prf, _, hash_name = params["prf"].partition("-")
+        if prf != "hmac":
+            raise ValueError(f"unsupported PBKDF2 function {params['prf']!r}")
+        derived = hashlib.pbkdf2_hmac(hash_name, secret, salt, params["c"], params["dklen"])
+    else:
+        raise ValueError(f"unsupported key derivation function {crypto['kdf']!r}")
+    if crypto["cipher"] != "aes-128-ctr":
+        raise ValueError(f"unsupported cipher {crypto['cipher']!r}")
+    ciphertext = bytes.fromhex(crypto["ciphertext"].removeprefix("0x"))
+    mac = bytes.fromhex(crypto["mac"].removeprefix("0x"))
+    if not hmac.compare_digest(keccak(derived[16:32] + ciphertext), mac):
+        raise ValueError("MAC mismatch")
+    iv = int.from_bytes(bytes.fromhex(crypto["cipherparams"]["iv"].removeprefix("0x")), "big")
+    counter = Counter.new(128, initial_value=iv, allow_wraparound=True)
+    return bytes(AES.new(derived[:16], AES.MODE_CTR, counter=counter).decrypt(ciphertext))
+
+
+def _lower_keys(document: Any) -> Any:
+    """Return a JSON object with its keys lower case, nested ones too (``Crypto``: ``crypto``)."""
+    if not isinstance(document, dict):
+        return document
+    return {(k.lower() if isinstance(k, str) else k): _lower_keys(v) for k, v in document.items()}

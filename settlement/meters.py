@@ -23,15 +23,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydantic
 
 from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import write_file_atomically
-from gridmatch.results_io.tables import neutralise, restore
 from gridmatch.settlement.eip712 import Domain, MeterReading, sign
 from gridmatch.settlement.fields import Address, SignatureHex, Uint64
-from gridmatch.settlement.keys import Keystore
 from gridmatch.settlement.record import DeploymentRecord
 from gridmatch.units import WH_PER_KWH, floor_wh
 from gridmatch.user_files import (
@@ -41,6 +40,11 @@ from gridmatch.user_files import (
     read_text,
     validated,
 )
+
+if TYPE_CHECKING:
+    # Validator processes import this module for the signed readings: they need
+    # neither the keystore (eth-account) nor the CSV cells' helpers (pandas).
+    from gridmatch.settlement.keys import Keystore
 
 COLUMNS = ("meter_id", "slot", "exported_kwh", "imported_kwh")
 MAX_READING_KWH = 1e9
@@ -99,6 +103,8 @@ def read_meter_csv(path: Path, participants: set[str] | None = None) -> list[Pla
     InputError
         Naming the file, row and field of the first problem.
     """
+    from gridmatch.results_io.tables import restore  # pandas: only the CSV needs it
+
     text = read_text(path, TABLE_LIMIT_BYTES, "meter file", bom=True)
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     readings: list[PlainReading] = []
@@ -202,6 +208,8 @@ def simulate_readings(record: DeploymentRecord) -> list[PlainReading]:
 
 def write_meter_csv(path: Path, readings: list[PlainReading]) -> None:
     """Write a meter CSV (kWh with three decimals: whole Wh, as meters count)."""
+    from gridmatch.results_io.tables import neutralise  # pandas: only the CSV needs it
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)

@@ -18,10 +18,18 @@ from gridmatch.errors import InputError
 from gridmatch.results_io.layout import SETTLEMENT_DIR
 from gridmatch.settlement.eip712 import Domain, Order
 from gridmatch.settlement.fields import Address, Bytes32Hex, SignatureHex, Uint64
-from gridmatch.settlement.round_data import lock_micro_eur
+from gridmatch.units import WH_PER_KWH
 from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, read_text, validated
 
 RECORD_FILE = "deployment.json"
+
+
+def lock_micro_eur(
+    quantity_wh: int, price_micro_eur_per_kwh: int, fee_micro_eur_per_kwh: int
+) -> int:
+    """Return ``Settlement.lockAmount``: quantity x (price + fee), rounded up to a micro-EUR."""
+    total = quantity_wh * (price_micro_eur_per_kwh + fee_micro_eur_per_kwh)
+    return -(-total // WH_PER_KWH)
 
 
 class _Model(pydantic.BaseModel):

@@ -41,6 +41,7 @@ from gridmatch.results_io.layout import (
     round_number,
 )
 from gridmatch.results_io.rows import TradeRow
+from gridmatch.settlement.record import lock_micro_eur
 from gridmatch.units import (
     MICRO_EUR_PER_EUR,
     WH_FLOAT_SLACK,
@@ -95,14 +96,6 @@ class PlannedTrade:
         return lock_micro_eur(
             self.quantity_wh, self.price_micro_eur_per_kwh, self.fee_micro_eur_per_kwh
         )
-
-
-def lock_micro_eur(
-    quantity_wh: int, price_micro_eur_per_kwh: int, fee_micro_eur_per_kwh: int
-) -> int:
-    """Return ``Settlement.lockAmount``: quantity x (price + fee), rounded up to a micro-EUR."""
-    total = quantity_wh * (price_micro_eur_per_kwh + fee_micro_eur_per_kwh)
-    return -(-total // WH_PER_KWH)
 
 
 @dataclass(frozen=True)

@@ -436,7 +436,7 @@ def run_validator(job: ValidatorJob) -> ValidatorReport:
 
     began = time.perf_counter()
     record = read_record(job.record)
-    account = Keystore.open(job.keystore, create=False).role(job.name)
+    account = Keystore.open(job.keystore, create=False).signing_key(job.name)
     chain = read_chain_view(job.rpc_url, record.settlement, account.address)
     if chain.chain_id != record.chain_id:
         raise ChainError(

@@ -89,6 +89,7 @@ def check_trades(
     bought: dict[str, float] = defaultdict(float)
     sold: dict[str, float] = defaultdict(float)
     partners: dict[str, int] = defaultdict(int)
+    unclipped: dict[int, list[float]] = defaultdict(list)
     welfare = 0.0
     for t in trades:
         buy, sell = orders[t.buy_order_id], orders[t.sell_order_id]
@@ -109,14 +110,20 @@ def check_trades(
             "midpoint": (low + high) / 2,
             "pay_as_bid": high,
             "pay_as_offer": low,
+            "uniform": None,  # one price per slot, checked below
             None: None,
         }[pricing]
+        if pricing == "uniform" and low + TOL_EUR < t.price_eur_per_kwh < high - TOL_EUR:
+            # Not clipped by its pair's range: it is the slot's one price.
+            unclipped[t.slot].append(t.price_eur_per_kwh)
         if expected_price is not None:
             assert math.isclose(t.price_eur_per_kwh, expected_price, abs_tol=TOL_EUR), t
         bought[buy.order_id] += t.quantity_kwh
         sold[sell.order_id] += t.quantity_kwh
         partners[buy.order_id] += 1
         welfare += t.quantity_kwh * (buy.limit_eur_per_kwh - sell.limit_eur_per_kwh - fee)
+    for slot, prices in unclipped.items():
+        assert max(prices) - min(prices) <= TOL_EUR, f"slot {slot}: uniform prices {prices}"
     for order_id, kwh in bought.items():
         order = orders[order_id]
         assert kwh <= order.quantity_kwh + TOL_KWH, f"{order_id} overfilled"

@@ -13,17 +13,27 @@ from __future__ import annotations
 import csv
 import json
 import math
+import secrets
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from gridmatch.cli import app
+from gridmatch.errors import InputError
 from gridmatch.settlement import attestation, deploy
 from gridmatch.settlement.chain_view import AddedTrade, ChainView
 from gridmatch.settlement.eip712 import Domain, MeterBinding, MeterReading, sign
-from gridmatch.settlement.keys import GRID_OPERATOR, Keystore
+from gridmatch.settlement.keys import (
+    GRID_OPERATOR,
+    PASSWORD_ENV,
+    Keystore,
+    decrypt_v3,
+    validator_name,
+)
 from gridmatch.settlement.meters import (
     SignedReading,
     read_meter_csv,
@@ -761,3 +771,48 @@ def test_a_validators_bad_signature_is_dropped_before_it_can_void_a_quorum(
     assert [v[0] for v in votes[trade.trade_id]] == [record.validators["validator-1"]]
     assert any("validator-2's vote" in d and "not its signature" in d for d in dropped)
     assert any("voted twice" in d for d in dropped)
+
+
+# ---------------------------------------------------------------- the validator process
+
+
+def test_a_validator_process_loads_no_heavy_library() -> None:
+    # Every attest starts four validator processes. Importing pandapower and pandas
+    # (through the result folder's readers), web3.py and eth-account cost ~3 s of CPU in
+    # each: ~7 s of a 10-trade attest on two cores. What run_validator imports:
+    code = (
+        "import sys\n"
+        "import gridmatch.settlement.validator, gridmatch.settlement.keys\n"
+        "heavy = ('pandapower', 'pandas', 'matplotlib', 'scipy', 'web3', 'eth_account', 'py_ecc')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []
+
+
+def test_a_validators_key_is_decrypted_as_eth_account_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eth_account import Account
+
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    keystore = Keystore.open(tmp_path / "keys", create=True)
+    account = keystore.role(validator_name(1), create=True)
+    again = Keystore.open(tmp_path / "keys", create=False)
+    assert again.signing_key(validator_name(1)).key == bytes(account.key)
+    assert again.signing_key(validator_name(1)).address == account.address
+    secret = secrets.token_bytes(32)
+    for kdf in ("scrypt", "pbkdf2"):
+        document = Account.encrypt(secret, "pässwort", kdf=kdf, iterations=1024)
+        assert decrypt_v3(document, "pässwort") == secret
+        assert decrypt_v3({"Crypto": document["crypto"], "version": 3}, "pässwort") == secret
+        with pytest.raises(ValueError, match="MAC mismatch"):
+            decrypt_v3(document, "passwort")
+        tampered = json.loads(json.dumps(document))
+        text = tampered["crypto"]["ciphertext"]
+        tampered["crypto"]["ciphertext"] = ("1" if text[0] == "0" else "0") + text[1:]
+        with pytest.raises(ValueError, match="MAC mismatch"):
+            decrypt_v3(tampered, "pässwort")
+    (tmp_path / "keys" / "password").write_text("wrong\n")
+    with pytest.raises(InputError, match="wrong password"):
+        Keystore.open(tmp_path / "keys", create=False).signing_key(validator_name(1))

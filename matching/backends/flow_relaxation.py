@@ -61,14 +61,23 @@ class FlowRelaxation:
         An optimal vertex: kWh per pair, whole Wh. An indivisible buy may be split.
     bound_eur
         Proven upper bound on the slot's welfare (rounded up, see the module docs).
+    buy_dual_eur_per_kwh
+        With ``duals``: the optimal dual price of each buy row (the buyer's surplus per
+        kWh), from the residual network's potentials; else ``None``.
     """
 
     pair_quantity_kwh: npt.NDArray[np.float64]
     bound_eur: float
+    buy_dual_eur_per_kwh: npt.NDArray[np.float64] | None = None
 
 
-def solve_flow_relaxation(problem: SlotProblem) -> FlowRelaxation:
+def solve_flow_relaxation(problem: SlotProblem, *, duals: bool = False) -> FlowRelaxation:
     """Solve the LP relaxation of one slot as a min-cost flow.
+
+    With ``duals``, the buy rows' dual prices come too: with ``d`` the shortest
+    distances from the source in the residual network, ``max(d(b), 0)`` per Wh is an
+    optimal dual of buy ``b``'s row (complementary slackness holds arc by arc; see
+    :mod:`~gridmatch.matching.residual_potentials`).
 
     Raises
     ------
@@ -117,9 +126,20 @@ def solve_flow_relaxation(problem: SlotProblem) -> FlowRelaxation:
     if status != flow.OPTIMAL:
         raise SolverFailedError(f"slot {problem.slot}: min-cost flow ended with status {status}")
     pair_wh = flow.flows(arcs[:n_pairs])
+    buy_duals = None
+    if duals:
+        from gridmatch.matching.residual_potentials import residual_distances
+
+        distance = residual_distances(
+            sink + 1, tails, heads, costs, capacities, flow.flows(arcs), source
+        )
+        # Costs are minus welfare: the buyer's surplus per Wh is max(d(b), 0) in cost units.
+        per_wh = np.maximum(distance[buy_node], 0).astype(float) / cost_scale
+        buy_duals = per_wh * WH_PER_KWH
     return FlowRelaxation(
         pair_quantity_kwh=pair_wh.astype(float) / WH_PER_KWH,
         bound_eur=-float(flow.optimal_cost()) / cost_scale,
+        buy_dual_eur_per_kwh=buy_duals,
     )
 
 

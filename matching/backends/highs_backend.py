@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from gridmatch.matching.backends.base import Backend
 from gridmatch.matching.backends.highs_runner import highs_version
 
@@ -10,7 +12,7 @@ class HighsBackend(Backend):
     """A backend on highspy: the solver, its package and the library's version."""
 
     solver = "highs"
-    requires = ("highspy",)
+    requires: ClassVar[tuple[str, ...]] = ("highspy",)
 
     @classmethod
     def solver_version(cls) -> str:  # noqa: D102

@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 # with presolve on, HiGHS 1.x spent 30 s in presolve under a 9 s time limit, without
 # one LP iteration; with it off it kept the limit and found a better solution. Slot
 # models have no redundancy presolve could remove (only compatible pairs exist).
-TUNED_MIP_OPTIONS: dict[str, str | bool | int | float] = {"presolve": "off"}
+#
+# Feasibility jump, HiGHS's first primal heuristic, does not look at the clock: on a
+# 300,000-binary slot it ran 1.6 s past a 1 s limit. The backends on highspy start
+# from a feasible allocation (seller-DP or better), which is what it would look for;
+# pyomo-highs, which passes no start, runs without it too, to keep its limit.
+TUNED_MIP_OPTIONS: dict[str, str | bool | int | float] = {
+    "presolve": "off",
+    "mip_heuristic_run_feasibility_jump": False,
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class HighsAnswer:
     termination: TerminationCondition
     proven_optimal: bool
     runtime_s: float
+    # Row duals of an LP solved to optimality (HiGHS's sign convention); else None.
+    row_duals: npt.NDArray[np.float64] | None = None
 
 
 @cache
@@ -70,6 +80,10 @@ def new_highs() -> highspy.Highs:
     _silence_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    # HiGHS's thread scheduler is global and fixed by the first run of a process; a
+    # later run asking for another count fails with an error. One thread, as every
+    # slot solve uses (run_highs sets the user's count for the one-model baseline).
+    h.setOptionValue("threads", 1)
     return h
 
 
@@ -102,7 +116,7 @@ def run_highs(
 
     start = time.perf_counter()
     if arrays.n_cols == 0:
-        return HighsAnswer(np.zeros(0), 0.0, TerminationCondition.CONVERGED, True, 0.0)
+        return HighsAnswer(np.zeros(0), 0.0, TerminationCondition.CONVERGED, True, 0.0, np.zeros(0))
     h = new_highs()
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", 0.0 if exact else float(options.mip_gap))
@@ -159,10 +173,14 @@ def run_highs(
             if status == highspy.HighsModelStatus.kOptimal
             else None
         )
+    duals = None
+    if not is_mip and status == highspy.HighsModelStatus.kOptimal:
+        duals = np.asarray(h.getSolution().row_dual, dtype=float)
     return HighsAnswer(
         col_values=values,
         bound_eur=bound,
         termination=termination,
         proven_optimal=termination is TerminationCondition.CONVERGED,
         runtime_s=time.perf_counter() - start,
+        row_duals=duals,
     )

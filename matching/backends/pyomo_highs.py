@@ -50,6 +50,13 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 
 PYOMO_SOLVER_NAME = "highs"
+# Build plus translation per model variable, measured on a 300,000-variable slot
+# (benchmarks/bench_knapsack.py's 10,000 x 30 books) with margin for slower machines.
+PYOMO_S_PER_VARIABLE = 60e-6
+# Pyomo's translation for HiGHS, relative to building the model (measured: 4.2 s / 7.5 s).
+TRANSLATE_PER_BUILD = 0.6
+# HiGHS needs a positive limit.
+MIN_PYOMO_SOLVER_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,34 @@ def solve_with_pyomo_highs(
         if "set_instance" in timer.timers
         else 0.0,
         highs_s=float(results.timing_info.highs_time),
+    )
+
+
+def pyomo_can_build(n_variables: int, time_limit_s: float) -> bool:
+    """Whether a Pyomo model of ``n_variables`` can be built and translated in time.
+
+    Pyomo builds and translates at about :data:`PYOMO_S_PER_VARIABLE` (measured: a
+    300,000-variable slot took 7.5 s to build and 4.2 s to translate); a model that
+    cannot even be stated within the limit is not started, so the limit is kept.
+    """
+    return n_variables * PYOMO_S_PER_VARIABLE <= time_limit_s
+
+
+def pyomo_solver_time_s(time_limit_s: float, started: float) -> float:
+    """HiGHS's share of a Pyomo backend's limit: what building left, less translation."""
+    built_s = time.perf_counter() - started
+    return max(time_limit_s - built_s * (1.0 + TRANSLATE_PER_BUILD), MIN_PYOMO_SOLVER_S)
+
+
+def out_of_time(problem: SlotProblem, runtime_s: float) -> SlotSolution:
+    """Return the answer for a slot whose model did not fit the limit: nothing traded."""
+    return SlotSolution(
+        slot=problem.slot,
+        pair_quantity_kwh=np.zeros(problem.n_pairs),
+        bound_eur=None,
+        termination=TerminationCondition.TIME_LIMIT,
+        status=SolutionStatus.NONE,
+        runtime_s=runtime_s,
     )
 
 
@@ -433,10 +468,16 @@ class PyomoHighsBackend(PyomoBackend):
         start = time.perf_counter()
         if problem.n_pairs == 0:
             return SlotSolution.nothing_to_trade(problem.slot)
+        if not pyomo_can_build(problem.n_pairs, time_limit_s):
+            return out_of_time(problem, time.perf_counter() - start)
         model = build_slot_model(problem)
         columns = slot_model_columns(model, problem)
         answer = solve_with_pyomo_highs(
-            model, options, time_limit_s, columns, highs_options=TUNED_MIP_OPTIONS
+            model,
+            options,
+            pyomo_solver_time_s(time_limit_s, start),
+            columns,
+            highs_options=TUNED_MIP_OPTIONS,
         )
         if answer.var_values is None:
             pair_kwh = np.zeros(problem.n_pairs)

@@ -11,9 +11,10 @@ other backends are measured against:
   indivisible buy larger than the seller) are kept and forced to 0 by an explicit
   constraint;
 * a binary :math:`z_{ts}` for every all-or-none seller;
-* no warm start, solved cold by HiGHS through ``pyomo.contrib.solver`` with
-  ``time_limit = options.time_limit_s`` (Pyomo's model building and translation come on
-  top of that limit; ``runtime_s`` includes them).
+* no warm start, solved cold (presolve off, as for every HiGHS model here, so that the
+  limit holds) by HiGHS through ``pyomo.contrib.solver`` in what the
+  limit leaves after building and translating the model; a model too large to build
+  within the limit is not started (every slot ``time_limit``, nothing traded).
 
 Objective coefficients of the pairs the slot problems leave out are
 ``buy limit - sell limit``: their grid fee is not carried by the slot problems. The
@@ -40,8 +41,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gridmatch.matching.backends.base import BackendKind
+from gridmatch.matching.backends.highs_runner import TUNED_MIP_OPTIONS
 from gridmatch.matching.backends.pyomo_highs import (
     PyomoBackend,
+    out_of_time,
+    pyomo_can_build,
+    pyomo_solver_time_s,
     solve_with_pyomo_highs,
 )
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
@@ -298,13 +303,24 @@ class PyomoTextbookBackend(PyomoBackend):
                 for p in problems
             ]
 
+        if not pyomo_can_build(n_pair_vars, options.time_limit_s):
+            share_s = (time.perf_counter() - start) / len(problems)
+            return [out_of_time(p, share_s) for p in problems]
         model = build_textbook_model(problems)
         columns = [
             _pair_var(model, t, b, s)
             for t, problem in enumerate(problems)
             for b, s in zip(problem.pair_buy.tolist(), problem.pair_sell.tolist(), strict=True)
         ]
-        answer = solve_with_pyomo_highs(model, options, options.time_limit_s, columns)
+        # Presolve off, as everywhere: on 90,000 binaries HiGHS's presolve ran 8 s past
+        # a 5 s limit (benchmarks/bench_knapsack.py).
+        answer = solve_with_pyomo_highs(
+            model,
+            options,
+            pyomo_solver_time_s(options.time_limit_s, start),
+            columns,
+            highs_options=TUNED_MIP_OPTIONS,
+        )
 
         allocations = []
         offset = 0

@@ -9,14 +9,18 @@ from gridmatch.matching.backends.flow_relaxation import FlowRelaxationBackend
 from gridmatch.matching.backends.greedy import GreedyBackend
 from gridmatch.matching.backends.highspy_direct import HighspyBackend
 from gridmatch.matching.backends.lp_relaxation import LpRelaxationBackend
+from gridmatch.matching.backends.mulknap import MulknapBackend
 from gridmatch.matching.backends.pyomo_highs import PyomoHighsBackend
 from gridmatch.matching.backends.pyomo_textbook import PyomoTextbookBackend
 from gridmatch.matching.backends.seller_dp import SellerDpBackend
+from gridmatch.matching.backends.two_stage import TwoStageBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     backend.name: backend
     for backend in (
         HighspyBackend,
+        MulknapBackend,
+        TwoStageBackend,
         PyomoHighsBackend,
         CpSatBackend,
         GreedyBackend,
