@@ -44,6 +44,8 @@ BoolArray = npt.NDArray[np.bool_]
 PROFIT_TOLERANCE = 1e-9
 # Largest DP (items x capacity cells, one bit each: 125 MB) a solve may run; about 1 s.
 MAX_DP_CELLS = 1_000_000_000
+# Largest capacity a DP runs over: its value array is 8 bytes per Wh (160 MB here).
+MAX_DP_CAPACITY_WH = 20_000_000
 # The DP size up to which the Dantzig bound is tried before the cardinality bound.
 QUICK_DP_CELLS = 20_000_000
 _CORE_WINDOWS = (16, 64, 256, 1024)
@@ -64,7 +66,8 @@ class KnapsackAnswer:
     upper_bound
         Proven upper bound on the optimum (``value`` when ``proven``, within tolerance).
     proven
-        Whether ``chosen`` is proven optimal.
+        Whether ``chosen`` is proven optimal, to :data:`PROFIT_TOLERANCE` relative to
+        the bound (``upper_bound`` is then ``value`` plus that tolerance).
     """
 
     chosen: BoolArray
@@ -136,6 +139,8 @@ def dp_knapsack(weights_wh: IntArray, profits_eur: FloatArray, capacity_wh: int)
     """
     if weights_wh.size == 0 or capacity_wh <= 0:
         return np.zeros(weights_wh.size, dtype=bool)
+    if capacity_wh > MAX_DP_CAPACITY_WH:
+        raise ValueError(f"a DP over {capacity_wh} Wh would need {8 * capacity_wh} bytes")
     fits = weights_wh <= capacity_wh
     chosen = np.zeros(weights_wh.size, dtype=bool)
     index = np.flatnonzero(fits)
@@ -196,13 +201,17 @@ def solve_knapsack(
         (_dantzig_bound, QUICK_DP_CELLS),
         (_lagrangian_bound, MAX_DP_CELLS),
     ):
+        if bound < np.inf and time.perf_counter() > deadline:
+            break  # out of time: the Dantzig bound stands
         candidate, reduced = bound_of(w, p, capacity_wh)
         bound = min(bound, candidate)
         take, proven = _prove(w, p, capacity_wh, b, take, (candidate, reduced), max_cells, deadline)
         if proven:
             chosen[order[take]] = True
             value = float(p[take].sum())
-            return KnapsackAnswer(chosen, value, value, True)
+            # Items were fixed up to the tolerance: the optimum may exceed `value` by it.
+            slack = PROFIT_TOLERANCE * max(1.0, candidate)
+            return KnapsackAnswer(chosen, value, min(value + slack, float(bound)), True)
     chosen[order[take]] = True
     return KnapsackAnswer(chosen, float(p[take].sum()), float(bound), False)
 
@@ -332,7 +341,7 @@ def _solve_with_fixing(
     room = capacity - int(w[fixed].sum())
     if room < 0:
         return _INFEASIBLE
-    if free.size * (room + 1) > max_cells:
+    if free.size * (room + 1) > max_cells or room > MAX_DP_CAPACITY_WH:
         return _TOO_BIG
     _, picked = _dp(w[free], p[free], room)
     fixed[free[picked]] = True
@@ -360,7 +369,7 @@ def fill_exactly(weights_wh: IntArray, capacity_wh: int) -> BoolArray:
         left = order[~chosen[order]][-window:]
         pool = np.concatenate([placed, left])
         pool_capacity = room + int(weights_wh[placed].sum())
-        if pool.size * (pool_capacity + 1) > MAX_DP_CELLS:
+        if pool.size * (pool_capacity + 1) > MAX_DP_CELLS or pool_capacity > MAX_DP_CAPACITY_WH:
             break
         picked = _subset_sum(weights_wh[pool], pool_capacity)
         chosen[pool] = False

@@ -50,11 +50,14 @@ class LagrangianBound:
 
 def lagrangian_bound(
     problem: SlotProblem, best_known_eur: float, deadline: float
-) -> LagrangianBound:
+) -> LagrangianBound | None:
     """Return the best Lagrangian bound found by ``deadline``, started from the LP duals.
 
-    The slot must have indivisible buys only and no grid rows.
+    The slot must have indivisible buys only and no grid rows. ``None`` if the
+    deadline has passed before the first evaluation could start.
     """
+    if time.perf_counter() > deadline:
+        return None
     duals = _lp_buy_duals(problem)
     sellers = _SellerKnapsacks.of(problem)
     multipliers = duals

@@ -29,12 +29,14 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.backends.base import BackendKind
+from gridmatch.matching.backends.greedy import greedy_pair_kwh
 from gridmatch.matching.backends.highs_backend import HighsBackend
 from gridmatch.matching.backends.highs_runner import run_highs
 from gridmatch.matching.backends.lagrangian import lagrangian_bound
 from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
+from gridmatch.matching.secure_subset import drop_until_rows_hold
 from gridmatch.matching.solution import (
     BoundSource,
     Provenance,
@@ -105,13 +107,11 @@ class MulknapBackend(HighsBackend):
             )
         bounds = {BoundSource.SURROGATE: answer.upper_bound}
         # Where filling fell short, the per-seller Lagrangian (Dantzig-Wolfe) bound.
-        start_kwh = _best_start(problem, packed)
-        lagrangian = lagrangian_bound(
-            problem,
-            problem.welfare_eur(start_kwh),
-            deadline=began + (SURROGATE_TIME_SHARE + LAGRANGIAN_TIME_SHARE) * time_limit_s,
-        )
-        bounds[BoundSource.LAGRANGIAN] = lagrangian.bound_eur
+        bound_deadline = began + (SURROGATE_TIME_SHARE + LAGRANGIAN_TIME_SHARE) * time_limit_s
+        start_kwh = _best_start(problem, packed, bound_deadline)
+        lagrangian = lagrangian_bound(problem, problem.welfare_eur(start_kwh), bound_deadline)
+        if lagrangian is not None:
+            bounds[BoundSource.LAGRANGIAN] = lagrangian.bound_eur
         return _branch(problem, options, (began, time_limit_s), start_kwh, bounds)
 
 
@@ -189,9 +189,18 @@ def _pack_in_order(
     return pair_kwh, not waiting.any()
 
 
-def _best_start(problem: SlotProblem, packed: FloatArray | None) -> FloatArray:
-    """Return the better of the packed surrogate solution and the seller-DP start."""
-    start_kwh = best_start_pair_kwh(problem)
+def _best_start(
+    problem: SlotProblem, packed: FloatArray | None, deadline: float = np.inf
+) -> FloatArray:
+    """Return the better of the packed surrogate solution and the seller-DP start.
+
+    Past ``deadline`` the seller-DP (up to a second on a 10,000-buy slot) is skipped
+    for the merit-order greedy.
+    """
+    if time.perf_counter() < deadline:
+        start_kwh = best_start_pair_kwh(problem)
+    else:
+        start_kwh = drop_until_rows_hold(problem, greedy_pair_kwh(problem))
     if packed is not None and problem.welfare_eur(packed) > problem.welfare_eur(start_kwh):
         return packed
     return start_kwh

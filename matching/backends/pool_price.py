@@ -10,11 +10,13 @@ what is left is solved as a pool,
     \sum_s g_s - \sum_b d_b = D_0 - S_0 \;(\lambda), \quad
     0 \le d_b \le q_b, \; 0 \le g_s \le Q_s,
 
-over the slot's divisible buys :math:`d_b` and divisible sellers :math:`g_s`, where
+over the slot's divisible buys :math:`d_b` and divisible sellers :math:`g_s` that have
+at least one compatible partner, where
 :math:`D_0` is the kWh of the served indivisible buys and :math:`S_0` of the all-or-none
 sellers that sell. The price :math:`\lambda` is the balance row's dual: the marginal
-value of a kWh in the slot. Grid fees and pair compatibility are not in the pool
-(they are per pair); each trade's price is :math:`\lambda` clipped into
+value of a kWh in the slot. Grid fees and which partner each order may trade with are
+not in the pool (they are per pair), so the price can come from an order that could
+trade, but not with the partner the pool assumes; each trade's price is :math:`\lambda` clipped into
 ``[sell limit, buy limit - fee]`` (market_rules.py), so nobody trades beyond its limit.
 A slot without any divisible order has no marginal kWh: its trades are priced at the
 midpoint of their range.
@@ -37,8 +39,12 @@ def pool_price_eur_per_kwh(problem: SlotProblem, pair_kwh: npt.NDArray[np.float6
     sold = np.bincount(problem.pair_sell, weights=pair_kwh, minlength=problem.sell_order.size)
     fixed_demand_kwh = float(bought[~problem.buy_divisible].sum())
     fixed_supply_kwh = float(sold[problem.sell_all_or_none].sum())
-    buys = np.flatnonzero(problem.buy_divisible)
-    sells = np.flatnonzero(~problem.sell_all_or_none)
+    # Only orders that can trade at all in the slot (with some compatible partner):
+    # an order with none, e.g. a seller's own buy, must not set the price.
+    has_pair_buy = np.isin(np.arange(problem.buy_order.size), problem.pair_buy)
+    has_pair_sell = np.isin(np.arange(problem.sell_order.size), problem.pair_sell)
+    buys = np.flatnonzero(problem.buy_divisible & has_pair_buy)
+    sells = np.flatnonzero(~problem.sell_all_or_none & has_pair_sell)
     if buys.size + sells.size == 0:
         return None
     h = new_highs()

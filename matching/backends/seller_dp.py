@@ -49,6 +49,11 @@ def _best_fitting(
     A seller of 85 kWh and 10,000 candidate buys would be a DP of 8.5e8 cells (about a
     second); the heuristic keeps the items worth most per Wh that fit the budget.
     """
+    from gridmatch.matching.knapsack_exact import MAX_DP_CAPACITY_WH
+
+    if capacity_wh > MAX_DP_CAPACITY_WH:
+        # A seller of more than 20 MWh: no DP over its Wh, fill it by efficiency.
+        return _by_efficiency(weights_wh, values_eur, capacity_wh)
     budget = max(_DP_BUDGET_CELLS // (capacity_wh + 1), 1)
     if weights_wh.size <= budget:
         return best_subset(weights_wh, values_eur, capacity_wh)
@@ -56,6 +61,19 @@ def _best_fitting(
     keep.sort()
     chosen = np.zeros(weights_wh.size, dtype=bool)
     chosen[keep[best_subset(weights_wh[keep], values_eur[keep], capacity_wh)]] = True
+    return chosen
+
+
+def _by_efficiency(
+    weights_wh: npt.NDArray[np.int64], values_eur: npt.NDArray[np.float64], capacity_wh: int
+) -> npt.NDArray[np.bool_]:
+    """Take items by value per Wh while they fit (the greedy knapsack)."""
+    chosen = np.zeros(weights_wh.size, dtype=bool)
+    room = capacity_wh
+    for j in np.lexsort((np.arange(weights_wh.size), -values_eur / weights_wh)).tolist():
+        if weights_wh[j] <= room and values_eur[j] > 0.0:
+            chosen[j] = True
+            room -= int(weights_wh[j])
     return chosen
 
 
