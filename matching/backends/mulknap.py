@@ -95,7 +95,10 @@ class MulknapBackend(HighsBackend):
         packed = _pack(problem, items[answer.chosen])
         welfare = problem.welfare_eur(packed)
         tolerance = knapsack_exact.PROFIT_TOLERANCE * max(1.0, answer.upper_bound)
-        if welfare >= answer.upper_bound - tolerance:
+        # Proven: the packing must reach the surrogate's optimum (its bound carries the
+        # tolerance on top); unproven: the bound itself.
+        target = answer.value if answer.proven else answer.upper_bound
+        if welfare >= target - tolerance:
             return SlotSolution(
                 slot=problem.slot,
                 pair_quantity_kwh=packed,
