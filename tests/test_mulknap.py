@@ -6,18 +6,17 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-from feasibility import OrderRow, TradeRow, check_trades
+from book_check import checked_welfare
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridmatch.matching.backends.registry import get_backend
-from gridmatch.matching.clearing import Trade, check_allocation, clear_orders
+from gridmatch.matching.clearing import check_allocation, clear_orders
 from gridmatch.matching.knapsack_exact import fill_exactly, solve_knapsack
 from gridmatch.matching.market_rules import MarketRules, PricingRule
 from gridmatch.matching.orders import Order, OrderBook, Side
@@ -89,37 +88,6 @@ def test_filling_reaches_the_largest_subset_sum(weights: list[int], capacity: in
     assert filled == _brute_force(weights, [float(w) for w in weights], capacity)
 
 
-def _checked_welfare(
-    book: OrderBook, trades: Sequence[Trade], fee: float = 0.0, pricing: str = "midpoint"
-) -> float:
-    """Check the trades with the independent checker; return their welfare."""
-    rows = {
-        o.order_id: OrderRow(
-            o.order_id,
-            o.participant_id,
-            o.side.value,
-            o.bus,
-            o.slot,
-            o.quantity_kwh,
-            o.limit_price_eur_per_kwh,
-            o.divisible,
-        )
-        for o in book.orders
-    }
-    checked = [
-        TradeRow(
-            t.slot,
-            book.orders[t.buy_order].order_id,
-            book.orders[t.sell_order].order_id,
-            t.quantity_kwh,
-            t.price_eur_per_kwh,
-            t.fee_eur_per_kwh,
-        )
-        for t in trades
-    ]
-    return check_trades(rows, checked, flat_fee_eur_per_kwh=fee, pricing=pricing)
-
-
 def _brute_force_mkp(book: OrderBook) -> float:
     """Every assignment of each buy to one seller or none (textbook books: one price)."""
     buys = [o for o in book.orders if o.side.value == "buy"]
@@ -150,7 +118,7 @@ def test_small_pisinger_books_reach_the_brute_force_optimum(kind: str, seed: int
     book = pisinger_book(kind, 9, 3, seed)
     result = clear_orders(book, MarketRules(), get_backend("mulknap"), SolveOptions())
     assert result.status.value == "optimal" and result.gap <= 2e-9
-    welfare = _checked_welfare(book, result.trades)
+    welfare = checked_welfare(book, result.trades)
     assert math.isclose(welfare, _brute_force_mkp(book), rel_tol=1e-12, abs_tol=1e-9)
 
 
@@ -162,7 +130,7 @@ def test_pisinger_books_are_proven_where_highs_is_not(kind: str) -> None:
     rules = MarketRules()
     ours = clear_orders(book, rules, get_backend("mulknap"), SolveOptions(time_limit_s=20))
     assert ours.status.value == "optimal" and ours.gap <= 2e-9
-    welfare = _checked_welfare(book, ours.trades)
+    welfare = checked_welfare(book, ours.trades)
     assert math.isclose(welfare, ours.welfare_eur, rel_tol=1e-12, abs_tol=1e-9)
     highs = clear_orders(book, rules, get_backend("highspy"), SolveOptions(time_limit_s=2))
     assert highs.welfare_eur <= welfare + 1e-6 <= highs.bound_eur + 2e-6
@@ -220,7 +188,7 @@ def test_uniform_price_is_the_pools_marginal_price_clipped_into_each_pair() -> N
         buy_max = {"b1": 0.30, "b2": 0.20, "b3": 0.40}[buy] - 0.02
         expected = min(max(0.25, sell_limit), buy_max)
         assert math.isclose(t.price_eur_per_kwh, expected, abs_tol=1e-9), (buy, sell)
-    _checked_welfare(book, result.trades, 0.02, "uniform")
+    checked_welfare(book, result.trades, 0.02, "uniform")
 
 
 @settings(max_examples=40, deadline=None)
@@ -246,7 +214,7 @@ def test_uniform_prices_pass_the_independent_checker(seed: int, fee: float) -> N
     book = OrderBook(tuple(orders))
     rules = MarketRules(pricing=PricingRule.UNIFORM, grid_fee_eur_per_kwh=fee)
     result = clear_orders(book, rules, get_backend("highspy"), SolveOptions())
-    _checked_welfare(book, result.trades, fee, "uniform")
+    checked_welfare(book, result.trades, fee, "uniform")
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,7 +7,7 @@ import itertools
 import math
 from collections import defaultdict
 
-from feasibility import OrderRow, TradeRow, check_trades
+from book_check import checked_welfare
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,31 +52,7 @@ fees = st.sampled_from([0.0, 0.01, 0.05])
 
 
 def _checked_welfare(book: OrderBook, result: ClearingResult, fee: float) -> float:
-    rows = {
-        o.order_id: OrderRow(
-            o.order_id,
-            o.participant_id,
-            o.side.value,
-            o.bus,
-            o.slot,
-            o.quantity_kwh,
-            o.limit_price_eur_per_kwh,
-            o.divisible,
-        )
-        for o in book.orders
-    }
-    trades = [
-        TradeRow(
-            t.slot,
-            book.orders[t.buy_order].order_id,
-            book.orders[t.sell_order].order_id,
-            t.quantity_kwh,
-            t.price_eur_per_kwh,
-            t.fee_eur_per_kwh,
-        )
-        for t in result.trades
-    ]
-    welfare = check_trades(rows, trades, flat_fee_eur_per_kwh=fee, pricing="midpoint")
+    welfare = checked_welfare(book, result.trades, fee)
     assert math.isclose(welfare, result.welfare_eur, rel_tol=1e-9, abs_tol=1e-9)
     return welfare
 

@@ -33,6 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from gridmatch.matching.backends.base import BackendKind
 from gridmatch.matching.backends.highs_backend import HighsBackend
@@ -105,14 +106,11 @@ def schedule_volumes_kwh(problem: SlotProblem, rows: GridRows) -> FloatArray | N
     lp.col_upper_ = np.concatenate([problem.buy_quantity_kwh, problem.sell_quantity_kwh])
     lp.row_lower_ = np.concatenate([[0.0], rows.lower])
     lp.row_upper_ = np.concatenate([[0.0], rows.upper])
-    dense = np.asfortranarray(matrix)
-    nonzero = dense != 0.0
+    columns = sp.csc_matrix(matrix)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(nonzero.sum(axis=0))])
-    lp.a_matrix_.index_ = np.concatenate(
-        [np.flatnonzero(nonzero[:, j]) for j in range(lp.num_col_)]
-    )
-    lp.a_matrix_.value_ = np.concatenate([dense[nonzero[:, j], j] for j in range(lp.num_col_)])
+    lp.a_matrix_.start_ = columns.indptr
+    lp.a_matrix_.index_ = columns.indices
+    lp.a_matrix_.value_ = columns.data
     h.passModel(lp)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
