@@ -34,6 +34,7 @@ from rich.text import Text
 from gridmatch.batch.executors import ExecutorKind  # light: the solvers load only per run
 from gridmatch.errors import ExitCode, GridmatchError, exit_code_for
 from gridmatch.matching.solution import TieBreak  # light: numpy and the standard library
+from gridmatch.scenario_io.mobility_schema import BackendName, DispatchMode
 from gridmatch.scenario_io.schema import MAX_LIMIT_S, MAX_THREADS
 from gridmatch.units import MINUTES_PER_HOUR, SECONDS_PER_HOUR, WH_PER_KWH, micro_eur_to_eur
 from gridmatch.user_files import check_path
@@ -266,6 +267,17 @@ def attest(
             f"{payout.energy_received_kwh:.3f}",
         )
     stderr.print(table)
+    _print_issued(outcome.certificates)
+
+
+def _print_issued(certificates: tuple[Any, ...]) -> None:
+    """One line on the energy certificates a command issued (seller-hours now final)."""
+    if certificates:
+        wh = sum(c.issued_wh for c in certificates)
+        stderr.print(
+            f"certificates issued: {len(certificates)} (ids {certificates[0].certificate_id}"
+            f"-{certificates[-1].certificate_id}, {wh} Wh); see `gridmatch certificates list`"
+        )
 
 
 @app.command()
@@ -280,18 +292,20 @@ def reclaim(
     """After the deadline, return every unsettled trade's lock to its buyer (anyone may)."""
     from gridmatch.settlement import attestation
 
-    payouts = attestation.reclaim_expired(
+    outcome = attestation.reclaim_expired(
         out_dir, rpc_url=rpc_url, advance_s=round(advance_clock_hours * SECONDS_PER_HOUR)
     )
-    if not payouts:
+    if not outcome.payouts:
         stderr.print("nothing reclaimed: no open trade whose round's deadline has passed")
+        _print_issued(outcome.certificates)
         return
     table = Table(title="locks returned to buyers")
     for column in ("participant", "refund EUR"):
         table.add_column(column)
-    for payout in payouts:
+    for payout in outcome.payouts:
         table.add_row(payout.participant_id, f"{payout.balance_change_eur:.6f}")
     stderr.print(table)
+    _print_issued(outcome.certificates)
 
 
 @app.command()
@@ -326,6 +340,119 @@ def balances(
             f"{sum(energy.values()) / WH_PER_KWH:.3f}",
         )
     stderr.print(table)
+
+
+certificates_app = typer.Typer(
+    help="Energy certificates of verified generation: one per seller and hour, 1 unit = 1 Wh.",
+    no_args_is_help=True,
+)
+app.add_typer(certificates_app, name="certificates")
+
+
+@certificates_app.command("list")
+def certificates_list(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch attest`.")],
+    rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print them as granular certificate bundles (JSON).")
+    ] = False,
+) -> None:
+    """List certificates, who holds how many active Wh, and every retirement (from the chain).
+
+    The list is also kept in OUT_DIR/settlement/certificates.json, which `gridmatch report`
+    shows.
+    """
+    from gridmatch.settlement import certificates as certs
+
+    book = certs.read_book(out_dir, rpc_url=rpc_url)
+    certs.write_snapshot(out_dir, book)
+    if as_json:
+        typer.echo(json.dumps(certs.snapshot(book), indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"energy certificates ({book.issued_wh} Wh issued)")
+    for column in ("id", "device", "production (UTC)", "holder", "active Wh", "claimed Wh"):
+        table.add_column(column)
+    starts = {c.certificate_id: c for c in book.certificates}
+    for h in book.holdings:
+        c = starts[h.certificate_id]
+        table.add_row(
+            str(h.certificate_id),
+            book.name(c.device),
+            f"{certs.iso(c.start)} - {certs.iso(c.end)}",
+            book.name(h.holder),
+            str(h.active_wh),
+            str(h.claimed_wh),
+        )
+    stderr.print(table)
+    if book.retirements:
+        retired = Table(title="retirements (claims; final)")
+        for column in ("claim", "id", "holder", "Wh", "units", "beneficiary", "purpose"):
+            retired.add_column(column)
+        for r in book.retirements:
+            retired.add_row(
+                str(r.claim_id),
+                str(r.certificate_id),
+                book.name(r.holder),
+                str(r.wh),
+                f"{r.first_unit}-{r.first_unit + r.wh - 1}",
+                printable(r.beneficiary),
+                printable(r.purpose),
+            )
+        stderr.print(retired)
+
+
+@certificates_app.command("claim")
+def certificates_claim(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch attest`.")],
+    certificate: Annotated[int, typer.Option("--claim", min=1, help="Certificate id.")],
+    wh: Annotated[int, typer.Option(min=1, max=2**64 - 1, help="Wh to retire.")],
+    holder: Annotated[str, typer.Option(help="Participant id of the holder (it signs).")],
+    beneficiary: Annotated[str, typer.Option(help="Who the Wh are retired for.")],
+    purpose: Annotated[str, typer.Option(help="What the claim is for.")],
+    rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
+) -> None:
+    """Retire Wh of a certificate for a beneficiary and purpose, irreversibly."""
+    from gridmatch.settlement import certificates as certs
+
+    r = certs.claim(
+        out_dir,
+        certificate_id=certificate,
+        wh=wh,
+        holder_id=holder,
+        beneficiary=beneficiary,
+        purpose=purpose,
+        rpc_url=rpc_url,
+    )
+    stderr.print(
+        f"claim {r.claim_id}: {holder} retired {r.wh} Wh of certificate {r.certificate_id} "
+        f"(units {r.first_unit}-{r.first_unit + r.wh - 1}) for {printable(beneficiary)}; "
+        f"transaction {r.transaction}"
+    )
+
+
+@certificates_app.command("export")
+def certificates_export(
+    out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch attest`.")],
+    beneficiary: Annotated[str, typer.Option(help="Whose retirements (exact name).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Statement file to write (JSON).")],
+    start: Annotated[
+        str | None, typer.Option(help="Production from (ISO 8601 with offset), inclusive.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Production before (ISO 8601), exclusive.")
+    ] = None,
+    rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
+) -> None:
+    """Write a beneficiary's retirement statement as EnergyTag granular certificate bundles."""
+    from gridmatch.settlement import certificates as certs
+
+    written = certs.write_statement(
+        out_dir, out, beneficiary=beneficiary, start=start, end=end, rpc_url=rpc_url
+    )
+    stderr.print(
+        f"{written.bundles} claimed bundles, {written.claimed_wh} Wh, for "
+        f"{printable(beneficiary)} written to {printable(str(out))}"
+    )
 
 
 @app.command()
@@ -419,7 +546,52 @@ def report(
         typer.Option(help="Slots to detail, e.g. '3,7,16-21' (default: all, at most 24)."),
     ] = None,
 ) -> None:
-    """Write OUT_DIR/report.html: network maps, supply and demand, trades, security."""
+    """Write OUT_DIR/report.html: network maps, supply and demand, trades, security.
+
+    An output folder of `gridmatch prepaid` gets its own report: balance, limit and
+    state per meter over time, cutoffs and reconnections; one of `gridmatch
+    validate-commitments` its verdicts, with each commitment's window and events.
+    """
+    from gridmatch.results_io.der_validation import is_der_result
+    from gridmatch.results_io.prepaid import is_prepaid_result
+
+    if is_der_result(out_dir):
+        from gridmatch.report.der_validation import build_der_report
+
+        with stderr.status(f"writing the report of {printable(str(out_dir))}"):
+            der = build_der_report(out_dir)
+        stderr.print(
+            f"DER validation report of {der.n_commitments} commitments, "
+            f"{der.size_bytes / 1e6:.2f} MB",
+            highlight=False,
+        )
+        typer.echo(str(der.path))
+        return
+    from gridmatch.results_io.mobility import is_mobility_result
+
+    if is_mobility_result(out_dir):
+        from gridmatch.report.mobility import build_mobility_report
+
+        with stderr.status(f"writing the report of {printable(str(out_dir))}"):
+            mobility = build_mobility_report(out_dir)
+        stderr.print(
+            f"mobility report with a map of {mobility.n_routes} routes, "
+            f"{mobility.size_bytes / 1e6:.2f} MB",
+            highlight=False,
+        )
+        typer.echo(str(mobility.path))
+        return
+    if is_prepaid_result(out_dir):
+        from gridmatch.report.prepaid import build_prepaid_report
+
+        with stderr.status(f"writing the report of {printable(str(out_dir))}"):
+            written = build_prepaid_report(out_dir)
+        stderr.print(
+            f"prepaid report of {len(written.charted)} meters, {written.size_bytes / 1e6:.2f} MB",
+            highlight=False,
+        )
+        typer.echo(str(written.path))
+        return
     from gridmatch.report import build_report, parse_slots
 
     chosen = parse_slots(slots) if slots is not None else None
@@ -431,6 +603,146 @@ def report(
         f"report of {len(info.slots)} slots, {info.size_bytes / 1e6:.2f} MB", highlight=False
     )
     typer.echo(str(info.path))
+
+
+@app.command()
+def prepaid(
+    sim_dir: Annotated[
+        Path, typer.Argument(help="Folder with prepaid.yaml, accounts.csv, usage.csv, ...")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder (replaced atomically); default results/<SIM_DIR name>.",
+        ),
+    ] = None,
+    with_report: Annotated[
+        bool, typer.Option("--report", help="Also write OUT/report.html (charts per meter).")
+    ] = False,
+    as_json: SummaryJsonOption = False,
+) -> None:
+    """Simulate prepaid meters and their server: limits as OpenPAYGO tokens, cutoffs, top-ups."""
+    from gridmatch.prepaid.run import run_prepaid
+
+    out_dir = out if out is not None else Path("results") / sim_dir.resolve().name
+    run = run_prepaid(sim_dir, out_dir)
+    s = run.summary
+    stderr.print(
+        f"{s.name}: {s.n_meters} meters, {s.n_reports} reports each; "
+        f"{s.disconnections} cutoffs, {s.reconnections} reconnections, "
+        f"{s.tokens_issued} tokens issued, {s.tokens_refused} refused; billed "
+        f"{micro_eur_to_eur(s.billed_micro_eur):.6f} EUR, conserved {s.conserved}; {out_dir}"
+    )
+    if with_report:
+        from gridmatch.report.prepaid import build_prepaid_report
+
+        typer.echo(str(build_prepaid_report(out_dir).path))
+    if as_json:
+        typer.echo(s.model_dump_json(indent=2))
+
+
+@app.command("battery-rewards")
+def battery_rewards(
+    folder: Annotated[Path, typer.Argument(help="Folder with agreement.yaml and telemetry.csv.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder; default results/<FOLDER name>."),
+    ] = None,
+    chain: Annotated[
+        bool,
+        typer.Option(
+            "--chain", help="Also release on BatteryRewards.sol (a local anvil unless --rpc-url)."
+        ),
+    ] = False,
+    rpc_url: Annotated[
+        str | None, typer.Option(help="Release on this node instead of a local anvil.")
+    ] = None,
+    validators: Annotated[
+        int, typer.Option(min=1, max=16, help="Validators signing each period's summary.")
+    ] = 3,
+) -> None:
+    """Judge a battery reward agreement on its telemetry; optionally release it on chain."""
+    from gridmatch.battery_rewards.run import evaluate_folder, write_evaluation
+
+    out_dir = out if out is not None else Path("results") / folder.resolve().name
+    evaluation = evaluate_folder(folder)
+    record = None
+    if chain or rpc_url is not None:
+        from gridmatch.settlement.battery_rewards import release_on_chain
+
+        record = release_on_chain(evaluation, out_dir, rpc_url=rpc_url, validators=validators)
+    write_evaluation(evaluation, out_dir, record)
+    met = sum(1 for v in evaluation.verdicts if v[2] == "met")
+    stderr.print(
+        f"{evaluation.agreement.battery_id}: {len(evaluation.periods)} periods, {met} conditions "
+        f"met; released {micro_eur_to_eur(evaluation.total_released_micro_eur):.6f} of "
+        f"{micro_eur_to_eur(evaluation.funded_micro_eur):.6f} EUR"
+        + ("; on chain: equal to the last micro-EUR" if record is not None else "")
+        + f"; {out_dir}",
+        highlight=False,
+    )
+
+
+@app.command("validate-commitments")
+def validate_commitments(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Folder with meter_data.csv, commitments.csv [, sites.csv, ...]"),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder (replaced atomically); default results/<FOLDER name>.",
+        ),
+    ] = None,
+    slot_start: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write deliveries.csv (settlement's meter CSV): start of slot 0, "
+            "ISO-8601 with offset."
+        ),
+    ] = None,
+    slot_minutes: Annotated[
+        int, typer.Option(min=1, max=1440, help="Settlement slot length (with --slot-start).")
+    ] = 60,
+    with_report: Annotated[
+        bool, typer.Option("--report", help="Also write OUT/report.html.")
+    ] = False,
+    as_json: SummaryJsonOption = False,
+) -> None:
+    """Validate DER commitments against meter data: a verdict and its evidence per commitment."""
+    from datetime import datetime
+
+    from gridmatch.der_validation.run import run_validation
+
+    start = None
+    if slot_start is not None:
+        try:
+            start = datetime.fromisoformat(slot_start)
+        except ValueError:
+            raise typer.BadParameter(
+                f"'{slot_start}' is not an ISO-8601 time", param_hint="--slot-start"
+            ) from None
+        if start.utcoffset() is None:
+            raise typer.BadParameter("needs a UTC offset (e.g. +01:00)", param_hint="--slot-start")
+    out_dir = out if out is not None else Path("results") / folder.resolve().name
+    run = run_validation(folder, out_dir, slot_start=start, slot_minutes=slot_minutes)
+    s = run.summary
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in s.verdicts.items() if n)
+    stderr.print(
+        f"{s.name}: {s.n_commitments} commitments: {counts}; validated "
+        f"{s.validated_kwh:.3f} of {s.committed_kwh:.3f} kWh committed; {out_dir}"
+    )
+    if with_report:
+        from gridmatch.report.der_validation import build_der_report
+
+        typer.echo(str(build_der_report(out_dir).path))
+    if as_json:
+        typer.echo(s.model_dump_json(indent=2))
 
 
 @app.command()
@@ -456,7 +768,6 @@ def schema() -> None:
 
 def _print_summary(summary: dict[str, object], out: Path) -> None:
     table = Table(title=f"{summary['scenario']}: {summary['status']}", show_header=False)
-    gap = summary["gap"]
     rows = [
         (
             "formulation",
@@ -466,7 +777,7 @@ def _print_summary(summary: dict[str, object], out: Path) -> None:
         ("traded", f"{summary['traded_kwh']:.3f} kWh"),
         ("welfare", f"{summary['welfare_eur']:.4f} EUR"),
         ("proven bound", f"{summary['bound_eur']:.4f} EUR"),
-        ("gap", f"{gap:.4%}" if isinstance(gap, float) else str(gap)),
+        ("gap", _gap_text(summary)),
         ("runtime", f"{summary['runtime_s']:.2f} s"),
         ("grid secure (AC)", _security_text(summary)),
     ]
@@ -482,6 +793,15 @@ def _print_summary(summary: dict[str, object], out: Path) -> None:
     for key, value in rows:
         table.add_row(key, value)
     stderr.print(table)
+
+
+def _gap_text(summary: dict[str, object]) -> str:
+    gap, market, security = summary["gap"], summary.get("market_gap"), summary.get("security_gap")
+    if not isinstance(gap, float):
+        return str(gap)
+    if isinstance(market, float) and isinstance(security, float):
+        return f"{gap:.4%} (market {market:.4%}, security {security:.4%})"
+    return f"{gap:.4%}"
 
 
 def _security_text(summary: dict[str, object]) -> str:
@@ -627,6 +947,202 @@ def rounds_diff(
         stderr.print(line, highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(replay.to_dict(), indent=2))
+
+
+# --- energy on wheels (issue #20) ---------------------------------------------------
+
+
+class _MobilityCommands(typer.core.TyperGroup):
+    """``gridmatch mobility DIR ...`` runs ``solve``: a folder is not a sub-command name."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["solve", *args]
+        result: list[str] = super().parse_args(ctx, args)
+        return result
+
+
+mobility_app = typer.Typer(
+    cls=_MobilityCommands,
+    help="Energy on wheels: send EVs, mobile storage and fuel trucks where energy is needed.",
+    no_args_is_help=True,
+)
+app.add_typer(mobility_app, name="mobility")
+
+
+@mobility_app.command("solve")
+def mobility_solve(
+    mobility_dir: Annotated[
+        Path, typer.Argument(help="Folder with vehicles.csv, requests.csv, roads.csv, ...")
+    ],
+    mode: Annotated[
+        DispatchMode,
+        typer.Option(help="normal: every kWh alike; emergency: critical requests first."),
+    ] = DispatchMode.NORMAL,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder (replaced atomically); default results/<DIR>-<mode>."
+        ),
+    ] = None,
+    backend: Annotated[
+        BackendName | None, typer.Option(help="Exact MILP solver (default: mobility.yaml's).")
+    ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option("--time-limit", min=0.01, max=MAX_LIMIT_S, help="Seconds per dispatch."),
+    ] = None,
+    mip_gap: MipGapOption = None,
+    seed: SeedOption = None,
+    with_report: Annotated[
+        bool, typer.Option("--report", help="Also write OUT/report.html (the map).")
+    ] = False,
+    as_json: SummaryJsonOption = False,
+) -> None:
+    """Dispatch vehicles to requests and points; write per-party files and a GeoJSON map."""
+    from gridmatch.mobility.run import run_mobility
+
+    out_dir = (
+        out if out is not None else Path("results") / f"{mobility_dir.resolve().name}-{mode.value}"
+    )
+    with stderr.status(f"dispatching {printable(str(mobility_dir))} ({mode.value})"):
+        run = run_mobility(
+            mobility_dir,
+            out_dir,
+            mode,
+            backend=backend,
+            time_limit_s=time_limit,
+            mip_gap=mip_gap,
+            seed=seed,
+        )
+    s = run.summary
+    gap = "none" if s.gap is None else f"{100 * s.gap:.4f} %"
+    grid = (
+        f"grid {'secure' if s.grid.secure else 'INSECURE'} after {s.grid.rounds} re-solve(s)"
+        if s.grid.checked
+        else "no grid check"
+    )
+    stderr.print(
+        f"{printable(s.name)} ({s.mode}): {s.n_sent} of {s.n_vehicles} vehicles sent; "
+        f"{s.n_served} served, {s.n_partial} partly, {s.n_unserved} not of {s.n_requests} "
+        f"requests; critical {s.critical_served_wh / WH_PER_KWH:.3f} of "
+        f"{s.critical_need_wh / WH_PER_KWH:.3f} kWh; {s.status}, gap {gap}; {grid}; "
+        f"{printable(str(out_dir))}"
+    )
+    if with_report:
+        from gridmatch.report.mobility import build_mobility_report
+
+        typer.echo(str(build_mobility_report(out_dir).path))
+    if as_json:
+        typer.echo(s.model_dump_json(indent=2))
+
+
+@mobility_app.command("nearest")
+def mobility_nearest(
+    mobility_dir: Annotated[Path, typer.Argument(help="Mobility folder.")],
+    node: Annotated[str | None, typer.Option(help="Where the energy is needed.")] = None,
+    lon: Annotated[float | None, typer.Option(min=-180, max=180, help="Or: a position.")] = None,
+    lat: Annotated[float | None, typer.Option(min=-90, max=90)] = None,
+    need_kwh: Annotated[
+        float,
+        typer.Option("--need-kwh", min=0.0, max=1e6, help="What must be spare after the drive."),
+    ] = 0.0,
+    fuel: Annotated[
+        bool, typer.Option("--fuel", help="Fuel (fuel trucks), not electricity.")
+    ] = False,
+    count: Annotated[int, typer.Option("--count", "-k", min=1, max=1000)] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the vehicles as JSON.")] = False,
+) -> None:
+    """Where is my nearest supply? The soonest vehicles that can bring energy to a place."""
+    import time
+
+    from gridmatch.errors import UsageError
+    from gridmatch.mobility.nearest import SupplyIndex
+    from gridmatch.scenario_io.mobility_input import Carrier, load_mobility
+
+    if (node is None) == (lon is None or lat is None):
+        raise UsageError("give --node, or --lon and --lat")
+    index = SupplyIndex(load_mobility(mobility_dir))
+    place = node if node is not None else index.node_near(float(lon), float(lat))  # type: ignore[arg-type]
+    began = time.perf_counter()
+    found = index.query(
+        place, need_kwh, carrier=Carrier.FUEL if fuel else Carrier.ELECTRICITY, k=count
+    )
+    latency_ms = 1000 * (time.perf_counter() - began)
+    if as_json:
+        typer.echo(json.dumps([dict(vars(s), route=list(s.route)) for s in found], indent=2))
+    table = Table("vehicle", "kind", "at node", "ETA min", "km", "spare kWh", title=f"to {place}")
+    for s in found:
+        table.add_row(
+            s.vehicle_id,
+            s.kind,
+            s.node,
+            f"{s.eta_min:.1f}",
+            f"{s.distance_km:.2f}",
+            f"{s.spare_kwh:.3f}",
+        )
+    stderr.print(table)
+    stderr.print(f"{len(found)} vehicle(s); query {latency_ms:.1f} ms")
+
+
+@mobility_app.command("v2g-offers")
+def mobility_v2g_offers(
+    mobility_dir: Annotated[Path, typer.Argument(help="Mobility folder with parking.csv.")],
+    scenario: Annotated[Path, typer.Option(help="Scenario folder whose order book to join.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New scenario folder (atomic).")],
+) -> None:
+    """Offer parked bidirectional EVs' discharge as sell orders in a scenario's order book."""
+    from gridmatch.mobility.v2g import write_v2g_scenario
+
+    written = write_v2g_scenario(mobility_dir, scenario, out)
+    kwh = sum(o.quantity_kwh for o in written.offers)
+    vehicles = len({o.vehicle_id for o in written.offers})
+    stderr.print(
+        f"{len(written.offers)} V2G sell orders ({kwh:.3f} kWh) of {vehicles} vehicles added to "
+        f"{written.n_original_orders} orders; clear with: gridmatch clear "
+        f"{printable(str(out))} -o RESULT"
+    )
+
+
+@mobility_app.command("v2g-credit")
+def mobility_v2g_credit(
+    result_dir: Annotated[Path, typer.Argument(help="Result folder of `gridmatch clear`.")],
+    offers: Annotated[
+        Path | None,
+        typer.Option(help="v2g_offers.csv (default: the one in the cleared scenario folder)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the table as CSV here.")
+    ] = None,
+) -> None:
+    """Report what each V2G vehicle sold and is credited in a cleared market."""
+    from gridmatch.errors import UsageError
+    from gridmatch.mobility.v2g import v2g_credits
+    from gridmatch.results_io.atomic import claim_file, write_file_atomically
+    from gridmatch.results_io.folder import read_manifest
+    from gridmatch.results_io.mobility import V2G_OFFERS_FILE, v2g_credit_csv
+
+    if offers is None:
+        manifest = read_manifest(result_dir)
+        if manifest is None:
+            raise UsageError(f"{result_dir}: no manifest.json; give --offers")
+        offers = Path(manifest.scenario_dir) / V2G_OFFERS_FILE
+    rows = v2g_credits(result_dir, offers)
+    table = Table("vehicle", "owner", "offered kWh", "sold kWh", "trades", "credit EUR")
+    for r in rows:
+        table.add_row(
+            r.vehicle_id,
+            r.owner_id,
+            f"{r.offered_kwh:.3f}",
+            f"{r.sold_kwh:.3f}",
+            str(r.n_trades),
+            f"{r.credit_eur:.6f}",
+        )
+    stderr.print(table)
+    if out is not None:
+        claim_file(out)
+        write_file_atomically(out, v2g_credit_csv(rows))
+        typer.echo(str(out))
 
 
 def main() -> None:

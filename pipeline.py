@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from gridmatch.matching.solution import SolveOptions, TieBreak
 from gridmatch.results_io.atomic import recover
 from gridmatch.results_io.folder import ResultFiles, write_result
 from gridmatch.results_io.manifest import build_manifest
-from gridmatch.results_io.rows import grid_rows, order_rows, trade_rows
+from gridmatch.results_io.rows import budget_rows, grid_rows, order_rows, trade_rows
 from gridmatch.results_io.summary import Summary, clearing_summary
 from gridmatch.scenario_io.loader import SCENARIO_FILE, Scenario, load_scenario, market_rules
 from gridmatch.scenario_io.schema import ScenarioSpec
@@ -128,6 +128,7 @@ def clear_book(
     backend: Backend,
     options: SolveOptions,
     background_kwh: Sequence[tuple[int, int, float]] = (),
+    available_eur: Mapping[str, float] | None = None,
 ) -> tuple[ClearingResult, SecureClearing | None]:
     """Clear an order book under the scenario's rules, securely if the scenario says so.
 
@@ -138,13 +139,15 @@ def clear_book(
     background_kwh
         ``(slot, bus, kWh)`` of trades accepted earlier (rolling rounds), part of every
         power flow of their slot.
+    available_eur
+        What each prepaid account may spend (``None``: no budgets).
     """
     rules = market_rules(spec)
     distances = None
     if rules.grid_fee_eur_per_kwh_per_km > 0.0:
         distances = distance_matrix_km(graph, np.unique(book.bus))
     if not spec.security.enabled:
-        return clear_orders(book, rules, backend, options, distances), None
+        return clear_orders(book, rules, backend, options, distances, available_eur), None
     # Trade injections exist up front at every bus the book or the background touches,
     # so no power flow state is reset halfway through the clearing.
     background_buses = np.array([bus for _, bus, _ in background_kwh], dtype=np.int64)
@@ -158,6 +161,7 @@ def clear_book(
         security_limits(spec),
         max_iterations=spec.security.max_iterations,
         distance_km=distances,
+        available_eur=available_eur,
     )
     return security.result, security
 
@@ -194,6 +198,7 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
         scenario.book,
         get_backend(formulation),
         options,
+        available_eur=scenario.available_eur(),
     )
     summary = clearing_summary(
         scenario.name,
@@ -210,7 +215,10 @@ def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> 
     manifest = build_manifest(
         scenario.name, scenario.directory, scenario.input_files, formulation, options
     )
-    write_result(out_dir, result_files(scenario.book, result, summary, manifest, security))
+    files = result_files(
+        scenario.book, result, summary, manifest, security, scenario.available_eur()
+    )
+    write_result(out_dir, files)
     return ClearingRun(scenario, result, options, summary.document(), security)
 
 
@@ -220,12 +228,18 @@ def result_files(
     summary: Summary,
     manifest: dict[str, Any],
     security: SecureClearing | None,
+    available_eur: Mapping[str, float] | None = None,
 ) -> ResultFiles:
-    """Return the files of a clearing's result folder (``clear``, batch runs, rolling rounds)."""
+    """Return the files of a clearing's result folder (``clear``, batch runs, rolling rounds).
+
+    ``available_eur`` (prepaid accounts) adds budgets.csv.
+    """
+    trades = trade_rows(book, result)
     return ResultFiles(
-        trades=trade_rows(book, result),
-        orders=order_rows(book, result.filled_kwh),
+        trades=trades,
+        orders=order_rows(book, result.filled_kwh, result.budget_limited),
         summary=summary,
         manifest=manifest,
         grid=None if security is None else grid_rows(security),
+        budgets=None if available_eur is None else budget_rows(book, trades, available_eur),
     )

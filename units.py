@@ -15,6 +15,7 @@ Power over a slot: ``p_mw = kwh / KWH_PER_MWH / slot_hours``.
 
 from __future__ import annotations
 
+import decimal
 import math
 
 import numpy as np
@@ -90,3 +91,48 @@ def eur_to_micro_eur(eur: float) -> int:
 def micro_eur_to_eur(micro_eur: int) -> float:
     """EUR of whole micro-EUR."""
     return micro_eur / MICRO_EUR_PER_EUR
+
+
+# --- money for prepaid accounts (issue #18): whole micro-EUR, never a float in between ---
+
+MINUTES_PER_DAY = 24 * MINUTES_PER_HOUR
+# Decimal places of EUR that a whole micro-EUR holds.
+MICRO_EUR_DECIMALS = 6
+
+
+def exact_micro_eur(eur: str | float) -> int:
+    """Whole micro-EUR of an amount given in EUR with at most six decimals, exactly.
+
+    The amount is read as the decimal text a user wrote (a float as its shortest
+    ``repr``), so 0.1 EUR is 100,000 micro-EUR and never 99,999.
+
+    Raises
+    ------
+    ValueError
+        Not a finite number, or finer than 1 micro-EUR (more than six decimals).
+    """
+    try:
+        amount = decimal.Decimal(eur if isinstance(eur, str) else repr(float(eur)))
+    except decimal.InvalidOperation:
+        raise ValueError(f"'{eur}' is not a number") from None
+    if not amount.is_finite():
+        raise ValueError(f"'{eur}' is not finite")
+    micro = amount.scaleb(MICRO_EUR_DECIMALS)
+    if micro != micro.to_integral_value():
+        raise ValueError(f"{eur} is finer than 1 micro-EUR (at most {MICRO_EUR_DECIMALS} decimals)")
+    return int(micro)
+
+
+def energy_cost_micro_eur(wh: int, micro_eur_per_kwh: int) -> int:
+    """Cost of ``wh`` whole Wh at a price in whole micro-EUR per kWh, rounded down.
+
+    Prepaid billing applies it to a meter's cumulative register, never to a single
+    interval, so the sum of the charges is the cost of the register however the
+    readings were grouped into reports (and at most 1 micro-EUR in the customer's favour).
+    """
+    return wh * micro_eur_per_kwh // WH_PER_KWH
+
+
+def standing_charge_micro_eur(minutes: int, micro_eur_per_day: int) -> int:
+    """Standing charge accrued over ``minutes`` whole minutes, rounded down."""
+    return minutes * micro_eur_per_day // MINUTES_PER_DAY

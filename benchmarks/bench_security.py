@@ -12,6 +12,9 @@ hourly slots of :func:`~gridmatch.scenario_io.synthetic.community_day` with
 household background load profile (night 0.35, evening peak 1.0 of the network's
 loads):
 
+* ``cigre-cross-feeder``: ``create_cigre_network_lv`` (44 buses), its 15 load buses on
+  the residential, industrial and commercial feeders, a distance fee of 0.05 EUR/kWh/km
+  on top of the flat one: trades across feeders that the evening voltages limit;
 * ``kerber-day``: ``create_kerber_vorstadtnetz_kabel_1`` (294 buses), 146 houses;
 * ``schutterwald-day``: ``lv_schutterwald`` (2,940 buses, 14 LV grids each behind its
   own transformer), 600 of its houses, with the voltage band of EN 50160 (0.90 pu
@@ -27,7 +30,9 @@ clearing without the grid (the baseline: what the market alone costs) and the se
 clearing (match, AC check, constrained re-solves). Times are medians over
 ``--repeats``; ``flows/slot`` is AC power flows over the day's 24 slots; ``x free``
 is the secure clearing's wall time over the baseline's. Loading the network and writing
-files are not timed.
+files are not timed. ``LP gap`` is the secure result's gap against the LP bound without
+the grid (all there was before the AC certificate), ``gap`` against the certified bound,
+split into its market and security parts.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from gridmatch.grid_models.secure_clearing import clear_securely
-from gridmatch.grid_models.topology import unusable_buses
+from gridmatch.grid_models.topology import distance_matrix_km, unusable_buses
 from gridmatch.matching.backends.registry import get_backend
 from gridmatch.matching.clearing import clear_orders
 from gridmatch.matching.solution import SolveOptions
@@ -65,9 +70,11 @@ class Instance:
     size_factor: float
     slots: int = 24
     vm_min_pu: float = 0.95
+    fee_eur_per_kwh_per_km: float = 0.0
 
 
 INSTANCES = [
+    Instance("cigre-cross-feeder", "create_cigre_network_lv", 15, 4.0, fee_eur_per_kwh_per_km=0.05),
     Instance("kerber-day", "create_kerber_vorstadtnetz_kabel_1", 146, 8.0),
     Instance("schutterwald-day", "lv_schutterwald", 600, 8.0, vm_min_pu=0.90),
 ]
@@ -94,6 +101,10 @@ class Row:
     free_welfare_eur: float
     secure_welfare_eur: float
     price_of_security_percent: float
+    lp_gap_percent: float
+    gap_percent: float
+    market_gap_percent: float
+    security_gap_percent: float
 
 
 def build(instance: Instance, folder: Path) -> Scenario:
@@ -118,7 +129,9 @@ def build(instance: Instance, folder: Path) -> Scenario:
     profile = ", ".join(str(LOAD_PROFILE[s * 24 // instance.slots]) for s in range(instance.slots))
     (folder / "scenario.yaml").write_text(
         f"name: {instance.name}\nnetwork:\n  pandapower: {instance.network}\n"
-        f"market:\n  grid_fee_eur_per_kwh: 0.01\nbackground:\n  load_scaling: [{profile}]\n"
+        f"market:\n  grid_fee_eur_per_kwh: 0.01\n"
+        f"  grid_fee_eur_per_kwh_per_km: {instance.fee_eur_per_kwh_per_km}\n"
+        f"background:\n  load_scaling: [{profile}]\n"
         f"security:\n  vm_min_pu: {instance.vm_min_pu}\n"
     )
     return load_scenario(folder)
@@ -127,19 +140,25 @@ def build(instance: Instance, folder: Path) -> Scenario:
 def measure(scenario: Scenario, options: SolveOptions, repeats: int, formulation: str) -> Row:
     """Clear without and with the grid, ``repeats`` times each."""
     backend = get_backend(formulation)
+    distances = None
+    if scenario.rules.grid_fee_eur_per_kwh_per_km > 0.0:
+        distances = distance_matrix_km(scenario.graph, np.unique(scenario.book.bus))
     free_walls, secure_walls, solves, grids = [], [], [], []
     for _ in range(repeats):
         began = time.perf_counter()
-        free = clear_orders(scenario.book, scenario.rules, backend, options)
+        free = clear_orders(scenario.book, scenario.rules, backend, options, distances)
         free_walls.append(time.perf_counter() - began)
         grid, limits = scenario_grid(scenario)
         began = time.perf_counter()
-        secure = clear_securely(scenario.book, scenario.rules, backend, options, grid, limits)
+        secure = clear_securely(
+            scenario.book, scenario.rules, backend, options, grid, limits, distance_km=distances
+        )
         secure_walls.append(time.perf_counter() - began)
         solves.append(secure.result.solve_s)
         grids.append(secure.grid_s)
     slots = len(scenario.book.slots)
     price = free.welfare_eur - secure.result.welfare_eur
+    market, security_part = secure.gap_split()
     return Row(
         instance=scenario.name,
         formulation=formulation,
@@ -157,14 +176,22 @@ def measure(scenario: Scenario, options: SolveOptions, repeats: int, formulation
         free_welfare_eur=free.welfare_eur,
         secure_welfare_eur=secure.result.welfare_eur,
         price_of_security_percent=100.0 * price / free.welfare_eur if free.welfare_eur else 0.0,
+        lp_gap_percent=100.0 * _gap(secure.result.welfare_eur, secure.result.lp_bound_eur),
+        gap_percent=100.0 * secure.result.gap,
+        market_gap_percent=100.0 * market,
+        security_gap_percent=100.0 * security_part,
     )
+
+
+def _gap(welfare_eur: float, bound_eur: float) -> float:
+    return 0.0 if bound_eur <= 0.0 else max(bound_eur - welfare_eur, 0.0) / bound_eur
 
 
 HEADER = (
     "| instance | formulation | buses | orders | free s | secure s | x free | solve s | grid s "
     "| AC flows | flows/slot | rounds | insecure free | fallback | free EUR | secure EUR "
-    "| price |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| price | LP gap | gap (market + security) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
@@ -176,7 +203,9 @@ def format_row(r: Row) -> str:
         f"| {r.secure_wall_s / r.free_wall_s:.2f} | {r.solve_s:.2f} | {r.grid_s:.2f} "
         f"| {r.ac_power_flows} | {r.flows_per_slot:.2f} | {r.iterations} "
         f"| {r.unconstrained_insecure_slots} | {r.fallback_slots} | {r.free_welfare_eur:.2f} "
-        f"| {r.secure_welfare_eur:.2f} | {r.price_of_security_percent:.2f} % |"
+        f"| {r.secure_welfare_eur:.2f} | {r.price_of_security_percent:.2f} % "
+        f"| {r.lp_gap_percent:.2f} % | {r.gap_percent:.2f} % ({r.market_gap_percent:.2f} + "
+        f"{r.security_gap_percent:.2f}) |"
     )
 
 

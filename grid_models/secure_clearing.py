@@ -13,6 +13,15 @@
    tightened further) falls back to a secure subset: its most harmful trades per EUR
    are dropped in doubling batches, each candidate AC-checked; the empty set, secure by
    the rule, ends the search.
+5. Every slot matched with rows is certified by a convex relaxation of the AC grid
+   (:mod:`gridmatch.grid_models.ac_relaxation`): a proven upper bound on the welfare of
+   any AC-secure trade set of the slot, where the LP bound ignores the grid. The gap is
+   split into a market gap (below the bound of the linearised model the slot was
+   matched under) and a security gap (between that bound and the AC certificate).
+6. The loop does not stop at the first secure point: the relaxation's trades, rounded
+   to the orders' rules and shrunk until AC-secure, are a second candidate, and from
+   the better one trades are added back one AC check at a time, kept only while the
+   slot stays secure (:func:`_certify_and_search`).
 
 Every slot of the returned result with trades has passed the AC check.
 """
@@ -20,20 +29,24 @@ Every slot of the returned result with trades has passed the AC check.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from gridmatch.errors import UsageError
+from gridmatch.grid_models.ac_relaxation import AcBound, ac_case, solve_ac_relaxation
 from gridmatch.grid_models.security import GridReport, SecurityLimits, SlotGrid, SlotSecurity
 from gridmatch.grid_models.security_rows import SlotLinearisation
 from gridmatch.matching.backends.base import Backend, BackendKind
+from gridmatch.matching.budget_cut import drop_until_budgets_hold
 from gridmatch.matching.clearing import (
     TOLERANCE_KWH,
     ClearingResult,
     assemble_result,
     lp_bounds_eur,
+    solve_within_budgets,
 )
 from gridmatch.matching.grid_rows import GridRows
 from gridmatch.matching.market_rules import MarketRules
@@ -41,6 +54,7 @@ from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.problem import SlotProblem, build_slot_problems
 from gridmatch.matching.secure_subset import drop_until_rows_hold
 from gridmatch.matching.solution import (
+    BoundSource,
     Provenance,
     SlotSolution,
     SolutionStatus,
@@ -53,6 +67,12 @@ FloatArray = npt.NDArray[np.float64]
 
 # A row counts as binding when its activity is this close to a bound (relative).
 BINDING_TOLERANCE = 1e-5
+# The search after the loop tries at most this many additions per slot (one AC check each).
+SEARCH_CHECKS_PER_SLOT = 24
+# Shares of the relaxation's divisible trades tried, largest first, until AC-secure.
+SHRINK_STEPS = (1.0, 0.999, 0.99, 0.97, 0.94, 0.9)
+# An AC certificate this far below a secure slot's welfare would be wrong; it is not used.
+CERTIFICATE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,14 @@ class SecurityOutcome:
         Traded slots that failed the final AC check (empty unless something is wrong).
     max_line_loading_percent, max_trafo_loading_percent, vm_min_pu, vm_max_pu
         Worst values after the trades over the checked slots (``None``: none checked).
+    market_gap, security_gap
+        The clearing's gap split in two that add up to it: how far the trades lie below
+        the bounds of the models the slots were matched under, and how far those bounds
+        lie below the certificate (the AC relaxation where the grid binds).
+    ac_certified_slots
+        Slots whose bound is the AC relaxation's.
+    searched_kwh
+        Energy the search after the loop added to secure answers.
     """
 
     secure: bool
@@ -82,6 +110,10 @@ class SecurityOutcome:
     max_trafo_loading_percent: float | None
     vm_min_pu: float | None
     vm_max_pu: float | None
+    market_gap: float
+    security_gap: float
+    ac_certified_slots: tuple[int, ...]
+    searched_kwh: float
 
 
 @dataclass(frozen=True)
@@ -108,7 +140,10 @@ class SecureClearing:
     binding
         ``(slot, element, index)`` of every security row that limits the final trades.
     grid_s
-        Wall time of power flows, sensitivities and cuts.
+        Wall time of power flows, sensitivities, cuts, the search and the certificates.
+    model_bounds_eur
+        Per slot matched with rows, the backend's bound on the linearised model it last
+        solved (for the market/security split of the gap).
     """
 
     result: ClearingResult
@@ -120,10 +155,34 @@ class SecureClearing:
     binding: frozenset[tuple[int, str, int]]
     ac_power_flows: int
     grid_s: float
+    model_bounds_eur: dict[int, float] = field(default_factory=dict)
+    searched_kwh: float = 0.0
+
+    def gap_split(self) -> tuple[float, float]:
+        """Return ``(market_gap, security_gap)``; they add up to the result's gap."""
+        result = self.result
+        total = result.bound_eur
+        if total <= 0.0:
+            return 0.0, 0.0
+        market = security = 0.0
+        for report in result.slots:
+            bound = report.lp_bound_eur
+            if report.bound_eur is not None:
+                bound = min(bound, report.bound_eur)
+            bound = max(bound, report.welfare_eur)
+            model = self.model_bounds_eur.get(report.slot, bound)
+            model = min(max(model, report.welfare_eur), bound)
+            market += model - report.welfare_eur
+            security += bound - model
+        # The clearing's bound is raised to its welfare where solver tolerances put it
+        # below; the split follows the same total.
+        scale = (total - result.welfare_eur) / (market + security) if market + security else 0.0
+        return market * scale / total, security * scale / total
 
     def outcome(self) -> SecurityOutcome:
         """Return the loop's outcome as plain values."""
         report = self.report
+        market_gap, security_gap = self.gap_split()
         return SecurityOutcome(
             secure=report.secure,
             iterations=self.iterations,
@@ -136,6 +195,12 @@ class SecureClearing:
             max_trafo_loading_percent=report.worst("trafo", "loading_percent"),
             vm_min_pu=report.worst("bus", "vm_pu", lowest=True),
             vm_max_pu=report.worst("bus", "vm_pu"),
+            market_gap=market_gap,
+            security_gap=security_gap,
+            ac_certified_slots=tuple(
+                r.slot for r in self.result.slots if r.certified_by is BoundSource.AC_RELAXATION
+            ),
+            searched_kwh=self.searched_kwh,
         )
 
 
@@ -153,7 +218,9 @@ class _Loop:
     linear: dict[int, SlotLinearisation | None] = field(default_factory=dict)
     pending: list[int] = field(default_factory=list)  # positions still insecure
     exhausted: list[int] = field(default_factory=list)  # rows cannot be tightened further
+    model_bounds: dict[int, float] = field(default_factory=dict)  # slot -> bound with rows
     iterations: int = 0
+    searched_kwh: float = 0.0
     solve_s: float = 0.0
     grid_s: float = 0.0
 
@@ -175,6 +242,7 @@ def clear_securely(
     *,
     max_iterations: int = 5,
     distance_km: FloatArray | None = None,
+    available_eur: Mapping[str, float] | None = None,
 ) -> SecureClearing:
     """Clear an order book so that every slot's trades pass the AC security check.
 
@@ -187,15 +255,18 @@ def clear_securely(
         The scenario's network with its per-slot background.
     max_iterations
         Matching rounds with grid rows before a slot falls back to dropping trades.
+    available_eur
+        Prepaid accounts (participant id -> EUR): budgets, spent in delivery order.
     """
     if backend.kind is BackendKind.RELAXATION:
         raise UsageError(f"'{backend.name}' gives a bound, not trades")
     if max_iterations < 0:
         raise ValueError("max_iterations must not be negative")
     start = time.perf_counter()
-    problems = build_slot_problems(book, rules, distance_km)
+    built_problems = build_slot_problems(book, rules, distance_km, available_eur)
     built = time.perf_counter()
-    loop = _Loop(backend, options, grid, limits, problems, backend.solve(problems, options))
+    problems, solutions = solve_within_budgets(backend, built_problems, options)
+    loop = _Loop(backend, options, grid, limits, problems, solutions)
     loop.solve_s = time.perf_counter() - built
     lp_bounds = lp_bounds_eur(problems)
 
@@ -218,6 +289,7 @@ def clear_securely(
     while loop.pending and loop.iterations < max_iterations:
         _security_round(loop)
     fallback = _fall_back(loop)
+    _certify_and_search(loop)
     return SecureClearing(
         result=assemble(),
         unconstrained=unconstrained,
@@ -228,6 +300,8 @@ def clear_securely(
         binding=_binding_rows(loop.problems, loop.solutions),
         ac_power_flows=grid.ac_power_flows - flows_before,
         grid_s=loop.grid_s,
+        model_bounds_eur=loop.model_bounds,
+        searched_kwh=loop.searched_kwh,
     )
 
 
@@ -261,6 +335,10 @@ def _security_round(loop: _Loop) -> None:
         if answer.termination is TerminationCondition.ERROR:
             raise SolverFailedError(f"slot {problem.slot}: {loop.backend.name} reported an error")
         loop.problems[k] = problem
+        if answer.bound_eur is not None:
+            loop.model_bounds[problem.slot] = answer.bound_eur
+        else:
+            loop.model_bounds.pop(problem.slot, None)
         loop.solutions[k] = _within_rows(problem, answer)
         verdict = _ac_check(loop.grid, problem, loop.solutions[k].pair_quantity_kwh, loop.limits)
         loop.record(k, verdict)
@@ -303,6 +381,167 @@ def _fall_back(loop: _Loop) -> list[int]:
         )
     loop.grid_s += time.perf_counter() - began
     return fallback
+
+
+def _certify_and_search(loop: _Loop) -> None:
+    """Certify every slot matched with rows by the AC relaxation, and search from it.
+
+    The relaxation's trades are AC-feasible up to its relaxed parts; rounded to the
+    orders' rules and shrunk until secure, they are a second starting point beside the
+    loop's answer. From the better of the two, trades are added back one AC check at a
+    time (:func:`_add_back`). A slot whose grid the relaxation does not model keeps its
+    LP bound and is still searched.
+    """
+    began = time.perf_counter()
+    per_slot_s = max(loop.options.time_limit_s / max(len(loop.problems), 1), 1.0)
+    for k, problem in enumerate(loop.problems):
+        if problem.grid is None:
+            continue
+        relaxed = _relax(loop, problem, per_slot_s)
+        solution = loop.solutions[k]
+        kwh = solution.pair_quantity_kwh
+        verdict = loop.verdicts.get(problem.slot)
+        target = None if relaxed is None else relaxed.pair_quantity_kwh
+        if target is not None:
+            start = _secure_rounding(loop, problem, target)
+            if start is not None and problem.welfare_eur(start[0]) > problem.welfare_eur(kwh):
+                kwh, verdict = start
+        kwh, verdict = _add_back(loop.grid, problem, kwh, verdict, loop.limits, target)
+        welfare = problem.welfare_eur(kwh)
+        if welfare > problem.welfare_eur(solution.pair_quantity_kwh):
+            loop.record(k, verdict)
+            loop.searched_kwh += float(kwh.sum() - solution.pair_quantity_kwh.sum())
+            solution = replace(
+                solution,
+                pair_quantity_kwh=kwh,
+                status=SolutionStatus.FEASIBLE,
+                provenance=Provenance.AC_SEARCH,
+            )
+        tolerance = CERTIFICATE_TOLERANCE * max(welfare, 1.0)
+        if relaxed is not None and relaxed.bound_eur >= welfare - tolerance:
+            solution = replace(
+                solution, bound_eur=relaxed.bound_eur, bound_source=BoundSource.AC_RELAXATION
+            )
+        loop.solutions[k] = solution
+    loop.grid_s += time.perf_counter() - began
+
+
+def _relax(loop: _Loop, problem: SlotProblem, time_limit_s: float) -> AcBound | None:
+    """Solve the AC relaxation of one slot (``None``: grid not modelled, or not solved)."""
+    base = loop.grid.base_network(problem.slot)
+    case = None if base is None else ac_case(base[0], base[1], loop.limits)
+    if case is None:
+        return None
+    return solve_ac_relaxation(case, problem, loop.grid.slot_hours, time_limit_s=time_limit_s)
+
+
+def _secure_rounding(
+    loop: _Loop, problem: SlotProblem, relaxed_kwh: FloatArray
+) -> tuple[FloatArray, SlotSecurity] | None:
+    """Round the relaxation's trades to the orders' rules and shrink them until secure."""
+    rounded = drop_until_budgets_hold(problem, _rounded(problem, relaxed_kwh))
+    divisible = ~problem.pair_indivisible
+    for scale in SHRINK_STEPS:
+        candidate = np.where(divisible, rounded * scale, rounded)
+        candidate = np.floor(candidate * 1000.0) / 1000.0  # whole Wh, never rounded up
+        verdict = _ac_check(loop.grid, problem, candidate, loop.limits)
+        if verdict is None:
+            return None
+        if verdict.strictly_secure:
+            return candidate, verdict
+    return None
+
+
+def _rounded(problem: SlotProblem, relaxed_kwh: FloatArray) -> FloatArray:
+    """Trades of the relaxation that keep the orders' rules (a feasible allocation).
+
+    An indivisible buy goes whole to the seller that got most of it in the relaxation,
+    if that seller has room, else nowhere; an all-or-none seller keeps its trades only
+    if they add up to all it offers.
+    """
+    kwh = np.where(relaxed_kwh > TOLERANCE_KWH, relaxed_kwh, 0.0)
+    pair_max = problem.pair_max_kwh()
+    kwh = np.minimum(kwh, pair_max)
+    indivisible = problem.pair_indivisible
+    sold = np.bincount(problem.pair_sell, np.where(indivisible, 0.0, kwh), problem.sell_order.size)
+    whole = np.zeros_like(kwh)
+    for b in np.unique(problem.pair_buy[indivisible & (kwh > 0.0)]):
+        pairs = np.flatnonzero((problem.pair_buy == b) & (kwh > 0.0))
+        best = pairs[np.lexsort((pairs, -kwh[pairs]))[0]]
+        quantity = float(problem.buy_quantity_kwh[b])
+        s = int(problem.pair_sell[best])
+        if kwh[best] >= 0.5 * quantity and sold[s] + quantity <= problem.sell_quantity_kwh[s]:
+            whole[best] = quantity
+            sold[s] += quantity
+    kwh = np.where(indivisible, whole, kwh)
+    # Divisible trades past a seller's quantity (after the whole buys) are cut pro rata.
+    sold = np.bincount(problem.pair_sell, kwh, problem.sell_order.size)
+    over = np.maximum(sold - problem.sell_quantity_kwh, 0.0)
+    divisible_sold = np.bincount(
+        problem.pair_sell, np.where(indivisible, 0.0, kwh), problem.sell_order.size
+    )
+    share = np.where(divisible_sold > 0, over / np.maximum(divisible_sold, 1e-12), 0.0)
+    kwh = np.where(indivisible, kwh, kwh * (1.0 - np.minimum(share[problem.pair_sell], 1.0)))
+    sold = np.bincount(problem.pair_sell, kwh, problem.sell_order.size)
+    aon_short = problem.sell_all_or_none & (sold < problem.sell_quantity_kwh - TOLERANCE_KWH)
+    return np.where(aon_short[problem.pair_sell], 0.0, kwh)
+
+
+def _add_back(
+    grid: SlotGrid,
+    problem: SlotProblem,
+    pair_kwh: FloatArray,
+    verdict: SlotSecurity | None,
+    limits: SecurityLimits,
+    target_kwh: FloatArray | None,
+) -> tuple[FloatArray, SlotSecurity | None]:
+    """Greedily add trades to a secure allocation, keeping each only if strictly secure.
+
+    Pairs the relaxation trades more than the allocation go first, then every other
+    pair with room, each group most welfare per kWh first (pair order on ties, so
+    reruns agree). A divisible addition that fails is tried once more at half. An
+    indivisible buy is added whole or not at all; all-or-none sellers are left as they
+    are. Returns the allocation and its verdict.
+    """
+    kwh = pair_kwh.copy()
+    bought = np.bincount(problem.pair_buy, kwh, problem.buy_order.size)
+    sold = np.bincount(problem.pair_sell, kwh, problem.sell_order.size)
+    welfare = problem.pair_welfare_eur_per_kwh
+    short = np.zeros(problem.n_pairs) if target_kwh is None else target_kwh - kwh
+    order = np.lexsort((np.arange(problem.n_pairs), -welfare, ~(short > TOLERANCE_KWH)))
+    order = order[welfare[order] > 0.0]
+    checks = 0
+    for p in order:
+        b, s = int(problem.pair_buy[p]), int(problem.pair_sell[p])
+        room = min(problem.buy_quantity_kwh[b] - bought[b], problem.sell_quantity_kwh[s] - sold[s])
+        if room <= TOLERANCE_KWH or problem.sell_all_or_none[s]:
+            continue
+        if problem.buy_divisible[b]:
+            tries = [room, room / 2.0]
+            if short[p] > TOLERANCE_KWH:
+                tries = [min(room, float(short[p])), min(room, float(short[p])) / 2.0]
+        elif bought[b] <= TOLERANCE_KWH and room >= problem.buy_quantity_kwh[b] - TOLERANCE_KWH:
+            tries = [float(problem.buy_quantity_kwh[b])]
+        else:
+            continue
+        for amount in tries:
+            amount = np.floor(amount * 1000.0) / 1000.0
+            if checks >= SEARCH_CHECKS_PER_SLOT or amount <= TOLERANCE_KWH:
+                break
+            candidate = kwh.copy()
+            candidate[p] += amount
+            if problem.budget is not None and not problem.budget.holds(candidate):
+                continue
+            checks += 1
+            found = _ac_check(grid, problem, candidate, limits)
+            if found is not None and found.strictly_secure:
+                kwh, verdict = candidate, found
+                bought[b] += amount
+                sold[s] += amount
+                break
+        if checks >= SEARCH_CHECKS_PER_SLOT:
+            break
+    return kwh, verdict
 
 
 def _ac_check(
@@ -465,7 +704,9 @@ def _binding_rows(
         scale = BINDING_TOLERANCE * np.maximum(
             1.0, np.abs(np.where(np.isfinite(rows.upper), rows.upper, rows.lower))
         )
-        tight = (np.abs(activity - rows.upper) <= scale) | (np.abs(activity - rows.lower) <= scale)
+        # At or past a bound: the search after the loop may cross a linear row with an
+        # addition the AC check accepted; that element still limits the trades.
+        tight = (activity >= rows.upper - scale) | (activity <= rows.lower + scale)
         for r in np.flatnonzero(tight):
             binding.add((problem.slot, rows.element[r], int(rows.element_index[r])))
     return frozenset(binding)

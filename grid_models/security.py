@@ -84,6 +84,28 @@ class SlotSecurity:
     losses_mw_before: float = float("nan")
     losses_mw_after: float = float("nan")
 
+    @property
+    def strictly_secure(self) -> bool:
+        """Secure without the rule's tolerance: in band, or not worse than before at all.
+
+        What the search after the security loop demands of the trades it adds: a trade
+        set at the very edge of the tolerance, cleared again on top in a later round,
+        could otherwise add up past it.
+        """
+        if not self.secure:
+            return False
+        table = self.elements
+        a = table.after.to_numpy(dtype=float)
+        b = table.before.to_numpy(dtype=float)
+        low = table.limit_low.to_numpy(dtype=float)
+        high = table.limit_high.to_numpy(dtype=float)
+        excess_after = np.maximum(np.maximum(low - a, a - high), 0.0)
+        excess_before = np.maximum(np.maximum(low - b, b - high), 0.0)
+        same_side = np.where(b < low, a <= high, a >= low)
+        out_before = np.isfinite(b) & (excess_before > 0.0)
+        fine = (excess_after <= 0.0) | (out_before & same_side & (excess_after <= excess_before))
+        return bool(np.all(fine | ~np.isfinite(a)))
+
     def worst(self, element: str, quantity: str, *, lowest: bool = False) -> float | None:
         """Largest (or smallest) value after the trades, or ``None`` if there is none."""
         rows = self.elements[
@@ -200,6 +222,24 @@ class SlotGrid:
             losses_mw_before=float(before.attrs["losses_mw"]),
             losses_mw_after=float(after.attrs["losses_mw"]),
         )
+
+    @property
+    def slot_hours(self) -> float:
+        """Length of a slot in hours."""
+        return self._slot_hours
+
+    def base_network(self, slot: int) -> tuple[pp.pandapowerNet, pd.DataFrame] | None:
+        """Run the slot's base case and hand out the working network at it.
+
+        Returns the network right after its converged power flow without trades (read
+        it at once, never change it) and the base-case state the checks judge against;
+        ``None`` if the base case does not converge.
+        """
+        self._set_slot(slot, {})
+        converged, state = self._run()
+        if not converged:
+            return None
+        return self._net, self._base_cache.setdefault(slot, state)
 
     def base_sensitivity(
         self, slot: int, buses: npt.NDArray[np.int64]

@@ -7,6 +7,7 @@ Every step is a function of its own so that experiments can call them one by one
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from gridmatch.errors import UsageError
 from gridmatch.matching.backends.base import Backend, BackendKind, packages_importable
 from gridmatch.matching.backends.flow_relaxation import solve_flow_relaxation
+from gridmatch.matching.budget_cut import budget_limited_buys
 from gridmatch.matching.market_rules import MarketRules, PricingRule
 from gridmatch.matching.orders import OrderBook
 from gridmatch.matching.problem import SlotProblem, build_slot_problems
@@ -94,6 +96,9 @@ class ClearingResult:
         of the backend's per-slot bounds (when it proves one for every slot).
     gap
         ``(bound_eur - welfare_eur) / bound_eur`` (0 when both are 0).
+    budget_limited
+        Book indices of buy orders left short because their prepaid account could not
+        pay for the rest (:func:`~gridmatch.matching.budget_cut.budget_limited_buys`).
     """
 
     formulation: str
@@ -110,6 +115,7 @@ class ClearingResult:
     build_s: float
     solve_s: float
     bound_s: float
+    budget_limited: frozenset[int] = frozenset()
 
     @property
     def runtime_s(self) -> float:
@@ -128,6 +134,7 @@ def clear_orders(
     backend: Backend,
     options: SolveOptions,
     distance_km: npt.NDArray[np.float64] | None = None,
+    available_eur: Mapping[str, float] | None = None,
 ) -> ClearingResult:
     """Clear an order book with one backend and certify the result with the LP bound.
 
@@ -137,6 +144,9 @@ def clear_orders(
         Line distances between the distinct order buses (see
         :func:`~gridmatch.matching.problem.build_slot_problems`); needed only when
         the market charges a per-km fee.
+    available_eur
+        What each prepaid account holds (participant id -> EUR); its buys cost at most
+        that over the clearing, spent in delivery order (:func:`solve_within_budgets`).
 
     Raises
     ------
@@ -148,7 +158,7 @@ def clear_orders(
     if backend.kind is BackendKind.RELAXATION:
         raise UsageError(f"'{backend.name}' gives a bound, not trades; it runs in every clearing")
     start = time.perf_counter()
-    problems = build_slot_problems(book, rules, distance_km)
+    problems = build_slot_problems(book, rules, distance_km, available_eur)
     built = time.perf_counter()
     # The bound first, so the solvers get what is left of the limit (less a reserve for
     # assembling the result): the user's limit covers the whole clearing.
@@ -156,7 +166,9 @@ def clear_orders(
     bounded = time.perf_counter()
     reserve_s = ASSEMBLY_SHARE * options.time_limit_s
     left_s = max(options.time_limit_s - reserve_s - (bounded - start), MIN_SOLVE_S)
-    solutions = backend.solve(problems, replace(options, time_limit_s=left_s))
+    problems, solutions = solve_within_budgets(
+        backend, problems, replace(options, time_limit_s=left_s)
+    )
     solved = time.perf_counter()
     return assemble_result(
         book,
@@ -169,6 +181,54 @@ def clear_orders(
         lp_bounds=lp_bounds,
         bound_s=bounded - built,
     )
+
+
+def solve_within_budgets(
+    backend: Backend, problems: list[SlotProblem], options: SolveOptions
+) -> tuple[list[SlotProblem], list[SlotSolution]]:
+    """Solve the slots; those with prepaid budgets one at a time, in delivery order.
+
+    Slots without a budget row are solved together first (they share nothing). Then
+    each budgeted slot, earliest first, may spend what its accounts hold less what the
+    slots before it spent. The problems come back with each budgeted slot's caps set to
+    what its answer spends, so a later re-solve of the slot (the security loop) cannot
+    spend what the later slots were promised; ``available_eur`` keeps what the account
+    held when the slot was cleared.
+    """
+    budgeted = [k for k, p in enumerate(problems) if p.budget is not None]
+    if not budgeted:
+        return problems, backend.solve(problems, options)
+    start = time.perf_counter()
+    problems = list(problems)
+    solutions: list[SlotSolution | None] = [None] * len(problems)
+    free = [k for k, p in enumerate(problems) if p.budget is None]
+    if free:
+        share_s = options.time_limit_s * len(free) / len(problems)
+        answers = backend.solve([problems[k] for k in free], replace(options, time_limit_s=share_s))
+        for k, answer in zip(free, answers, strict=True):
+            solutions[k] = answer
+    spent_eur: dict[str, float] = {}
+    for n_done, k in enumerate(budgeted):
+        budget = problems[k].budget
+        assert budget is not None
+        held = np.array(
+            [
+                max(budget.available_eur[a] - spent_eur.get(name, 0.0), 0.0)
+                for a, name in enumerate(budget.account)
+            ]
+        )
+        rows = budget.with_caps(held, held)
+        left_s = options.time_limit_s - (time.perf_counter() - start)
+        share_s = max(left_s / (len(budgeted) - n_done), MIN_SOLVE_S)
+        (answer,) = backend.solve(
+            [replace(problems[k], budget=rows)], replace(options, time_limit_s=share_s)
+        )
+        spend = rows.spend_eur(answer.pair_quantity_kwh)
+        for name, eur in zip(budget.account, spend.tolist(), strict=True):
+            spent_eur[name] = spent_eur.get(name, 0.0) + eur
+        problems[k] = replace(problems[k], budget=rows.with_caps(np.minimum(spend, held)))
+        solutions[k] = answer
+    return problems, [s for s in solutions if s is not None]
 
 
 def lp_bounds_eur(problems: list[SlotProblem]) -> list[float]:
@@ -267,7 +327,29 @@ def assemble_result(
         build_s=build_s,
         solve_s=solve_s,
         bound_s=bound_s + (bounded - began),
+        budget_limited=_budget_limited(problems, solutions),
     )
+
+
+def _budget_limited(problems: list[SlotProblem], solutions: list[SlotSolution]) -> frozenset[int]:
+    """Buy orders money left short, judged on the final trades of every earlier slot."""
+    spent_eur: dict[str, float] = {}
+    limited: set[int] = set()
+    for problem, solution in sorted(
+        zip(problems, solutions, strict=True), key=lambda ps: ps[0].slot
+    ):
+        rows = problem.budget
+        if rows is None:
+            continue
+        held = np.array(
+            [rows.opening_eur[a] - spent_eur.get(name, 0.0) for a, name in enumerate(rows.account)]
+        )
+        limited.update(
+            int(b) for b in budget_limited_buys(problem, solution.pair_quantity_kwh, held)
+        )
+        for name, eur in zip(rows.account, rows.spend_eur(solution.pair_quantity_kwh), strict=True):
+            spent_eur[name] = spent_eur.get(name, 0.0) + float(eur)
+    return frozenset(limited)
 
 
 def _certified_by(solution: SlotSolution, lp_bound_eur: float) -> BoundSource:
@@ -308,6 +390,8 @@ def check_allocation(problem: SlotProblem, pair_kwh: npt.NDArray[np.float64]) ->
     partial = (sold > TOLERANCE_KWH) & (sold < problem.sell_quantity_kwh - TOLERANCE_KWH)
     if np.any(partial & problem.sell_all_or_none):
         raise fail("an all-or-none sell order is sold partly")
+    if problem.budget is not None and not problem.budget.holds(pair_kwh):
+        raise fail("a prepaid account spends more than it holds")
 
 
 def extract_trades(

@@ -19,6 +19,8 @@ Rows, in order:
   :math:`\sum_s x_{bs} \le q_b` (divisible);
 * seller rows (one per seller with a pair):
   :math:`\sum_b q_b y_{bs} + \sum_b x_{bs} \le Q_s`, or :math:`= Q_s z_s` if all-or-none;
+* with prepaid accounts only: one budget row per account,
+  :math:`\sum_p c_p\,\mathrm{kWh}_p \le \mathrm{cap}` (:mod:`gridmatch.matching.budgets`);
 * with grid rows only: one balance row per order bus, :math:`\iota_k` = kWh sold at
   :math:`k` minus kWh bought at :math:`k`, then the security rows of
   :class:`~gridmatch.matching.grid_rows.GridRows` over :math:`\iota`.
@@ -34,7 +36,7 @@ directly; the Pyomo backends state the same model algebraically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -118,9 +120,29 @@ class KnapsackArrays:
 def build_knapsack_arrays(problem: SlotProblem) -> KnapsackArrays:
     """Build the arrays of the slot MILP described in the module docstring."""
     arrays = _market_arrays(problem)
+    if problem.budget is not None:
+        arrays = _with_budget_rows(problem, arrays)
     if problem.grid is None or problem.grid.n_rows == 0:
         return arrays
     return _with_grid_rows(problem, arrays)
+
+
+def _with_budget_rows(problem: SlotProblem, arrays: KnapsackArrays) -> KnapsackArrays:
+    """Append one row per prepaid account: what its pairs cost stays within its cap."""
+    budget = problem.budget
+    assert budget is not None
+    paid = np.flatnonzero(budget.pair_account >= 0)
+    # A pair column's unit is q_b kWh (binary) or 1 kWh: cost per unit of the column.
+    cost = budget.cost_eur_per_kwh[paid] * arrays.col_kwh_per_unit[paid]
+    rows = sp.csc_matrix(
+        (cost, (budget.pair_account[paid], paid)), shape=(budget.n_rows, arrays.n_cols)
+    )
+    return replace(
+        arrays,
+        matrix=sp.vstack([arrays.matrix, rows]).tocsc(),
+        row_lower=np.concatenate([arrays.row_lower, np.full(budget.n_rows, -np.inf)]),
+        row_upper=np.concatenate([arrays.row_upper, budget.model_cap_eur()]),
+    )
 
 
 def _market_arrays(problem: SlotProblem) -> KnapsackArrays:

@@ -7,11 +7,13 @@ knapsacks; only compatible (buy, sell) pairs exist as variables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from gridmatch.matching.budgets import BudgetRows, budget_rows, pair_cost_eur_per_kwh
 from gridmatch.matching.grid_rows import GridRows
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import OrderBook
@@ -42,6 +44,9 @@ class SlotProblem:
     grid
         Linearised security rows the allocation must also satisfy (issue #3), or
         ``None`` for a slot matched without grid constraints.
+    budget
+        What the slot's buyers with a prepaid account may spend (issue #18), or
+        ``None`` when no buyer of the slot has one.
     """
 
     slot: int
@@ -60,6 +65,7 @@ class SlotProblem:
     pair_fee_eur_per_kwh: FloatArray
     pair_welfare_eur_per_kwh: FloatArray
     grid: GridRows | None = None
+    budget: BudgetRows | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -116,6 +122,7 @@ def build_slot_problems(
     book: OrderBook,
     rules: MarketRules,
     distance_km: FloatArray | None = None,
+    available_eur: Mapping[str, float] | None = None,
 ) -> list[SlotProblem]:
     """Build one :class:`SlotProblem` per slot that has orders.
 
@@ -128,6 +135,10 @@ def build_slot_problems(
     distance_km
         Symmetric matrix of line distances between order buses, indexed by position in
         ``np.unique(book.bus)``. ``None`` means all distances are 0 (no per-km fee).
+    available_eur
+        What each prepaid account holds (participant id -> EUR): its buyers' pairs get
+        budget rows (:mod:`gridmatch.matching.budgets`) with that as their cap; the
+        caps of later slots are set as the slots are cleared in order.
 
     Returns
     -------
@@ -172,6 +183,18 @@ def build_slot_problems(
         compatible = (welfare >= 0.0) & (participant[buys][:, None] != participant[sells][None, :])
         too_big = (~divisible[buys])[:, None] & (quantity[buys][:, None] > quantity[sells][None, :])
         pair_buy, pair_sell = np.nonzero(compatible & ~too_big)  # row-major: sorted by (buy, sell)
+        budget = None
+        if available_eur:
+            pair_fee = fee[pair_buy, pair_sell]
+            cost = pair_cost_eur_per_kwh(
+                rules, price[buys][pair_buy], price[sells][pair_sell], pair_fee
+            )
+            budget = budget_rows(
+                [book.orders[i].participant_id for i in buys],
+                pair_buy.astype(np.int64),
+                cost,
+                available_eur,
+            )
         problems.append(
             SlotProblem(
                 slot=int(slot),
@@ -189,6 +212,7 @@ def build_slot_problems(
                 pair_sell=pair_sell.astype(np.int64),
                 pair_fee_eur_per_kwh=fee[pair_buy, pair_sell],
                 pair_welfare_eur_per_kwh=welfare[pair_buy, pair_sell],
+                budget=budget,
             )
         )
     return problems

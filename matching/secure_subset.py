@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from gridmatch.matching.budget_cut import drop_until_budgets_hold
 from gridmatch.matching.grid_rows import ROW_TOLERANCE
 from gridmatch.matching.problem import SlotProblem
 from gridmatch.units import floor_wh, wh_to_kwh
@@ -20,6 +21,15 @@ FloatArray = npt.NDArray[np.float64]
 
 # Keeps the score finite for pairs of zero welfare (they go first).
 _WELFARE_FLOOR_EUR_PER_KWH = 1e-9
+
+
+def drop_until_feasible(problem: SlotProblem, pair_kwh: FloatArray) -> FloatArray:
+    """Remove trades until the slot's budget rows and then its grid rows hold.
+
+    Budgets first: dropping for the grid only lowers what any account spends, while
+    dropping for budgets could push a grid row either way.
+    """
+    return drop_until_rows_hold(problem, drop_until_budgets_hold(problem, pair_kwh))
 
 
 def drop_until_rows_hold(problem: SlotProblem, pair_kwh: FloatArray) -> FloatArray:

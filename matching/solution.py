@@ -56,7 +56,9 @@ class Provenance(StrEnum):
     HEURISTIC = "heuristic"  # a heuristic built it; no optimality claim
     SECOND_STAGE = "second_stage"  # the tie-break's second stage chose it among equals
     CUT_TO_ROWS = "cut_to_rows"  # the solver's answer, trades dropped until grid rows held
+    CUT_TO_BUDGET = "cut_to_budget"  # trades dropped until prepaid budgets held
     FALLBACK = "fallback"  # the security loop's secure subset after AC rejections
+    AC_SEARCH = "ac_search"  # trades added to a secure answer, each addition AC-checked
 
 
 class BoundSource(StrEnum):
@@ -66,6 +68,9 @@ class BoundSource(StrEnum):
     SOLVER = "solver"  # the MILP solver's own dual bound
     SURROGATE = "surrogate"  # the surrogate single knapsack (knapsack_exact.py)
     LAGRANGIAN = "lagrangian"  # per-seller knapsacks, Dantzig-Wolfe (backends/lagrangian.py)
+    AC_RELAXATION = (
+        "ac_relaxation"  # conic relaxation of the AC grid (grid_models/ac_relaxation.py)
+    )
 
 
 class TieBreak(StrEnum):

@@ -15,6 +15,7 @@ import pandas as pd
 from gridmatch.errors import UsageError
 from gridmatch.report import markup
 from gridmatch.report.data import ResultFolder, read_result_folder
+from gridmatch.report.holdings import budgets_section, certificates_section
 from gridmatch.report.network import result_network
 from gridmatch.report.sections import (
     SlotFacts,
@@ -85,6 +86,8 @@ def build_report(out_dir: Path, slots: Sequence[int] | None = None) -> ReportInf
         + slots_section(folder, facts, chosen, initial, lookup.network, lookup.notes)
         + security_section(folder, facts)
         + trades_section(folder)
+        + budgets_section(out_dir)
+        + certificates_section(out_dir)
     )
     document = markup.page(
         f"gridmatch clearing report: {folder.summary.scenario}",

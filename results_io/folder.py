@@ -21,6 +21,7 @@ from gridmatch import user_files
 from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import (
+    BUDGETS_FILE,
     GRID_FILE,
     MANIFEST_FILE,
     ORDERS_FILE,
@@ -28,7 +29,7 @@ from gridmatch.results_io.layout import (
     TRADES_FILE,
 )
 from gridmatch.results_io.manifest import Manifest
-from gridmatch.results_io.rows import GridRow, OrderRow, TradeRow
+from gridmatch.results_io.rows import BudgetRow, GridRow, OrderRow, TradeRow
 from gridmatch.results_io.summary import Summary
 from gridmatch.results_io.tables import from_csv, numbered_from_csv, to_csv
 
@@ -46,6 +47,8 @@ class ResultFiles:
         The run's manifest (:func:`~gridmatch.results_io.manifest.build_manifest`).
     grid
         grid.csv rows; ``None`` when security is disabled (no grid.csv is written).
+    budgets
+        budgets.csv rows; ``None`` without prepaid accounts (no budgets.csv is written).
     """
 
     trades: Sequence[TradeRow]
@@ -53,6 +56,7 @@ class ResultFiles:
     summary: Summary
     manifest: dict[str, Any]
     grid: Sequence[GridRow] | None = None
+    budgets: Sequence[BudgetRow] | None = None
 
 
 def trades_csv(trades: Sequence[TradeRow]) -> bytes:
@@ -80,6 +84,8 @@ def write_result(out_dir: Path, files: ResultFiles) -> None:
         (staging / MANIFEST_FILE).write_text(json_text(files.manifest), encoding="utf-8")
         if files.grid is not None:
             (staging / GRID_FILE).write_text(to_csv(GridRow, files.grid), encoding="utf-8")
+        if files.budgets is not None:
+            (staging / BUDGETS_FILE).write_text(to_csv(BudgetRow, files.budgets), encoding="utf-8")
 
 
 def read_text(path: Path, what: str = "a result folder of `gridmatch clear`") -> str:
@@ -128,6 +134,12 @@ def read_grid(folder: Path) -> list[GridRow] | None:
     """Read ``folder/grid.csv``; ``None`` if there is none (security disabled)."""
     path = folder / GRID_FILE
     return _read_rows(path, GridRow) if path.exists() else None
+
+
+def read_budgets(folder: Path) -> list[BudgetRow] | None:
+    """Read ``folder/budgets.csv``; ``None`` if there is none (no prepaid accounts)."""
+    path = folder / BUDGETS_FILE
+    return _read_rows(path, BudgetRow) if path.exists() else None
 
 
 def read_summary(folder: Path) -> Summary:

@@ -18,10 +18,13 @@ ORDERS_FILE = "orders.csv"
 SUMMARY_FILE = "summary.json"
 MANIFEST_FILE = "manifest.json"
 GRID_FILE = "grid.csv"
+BUDGETS_FILE = "budgets.csv"
 REPORT_FILE = "report.html"
 LEDGER_FILE = "ledger.sqlite"
 # What `gridmatch settle` adds to a result folder: keys, chain state, validators.
 SETTLEMENT_DIR = "settlement"
+# The latest `gridmatch certificates list` of a settled folder (what `report` shows).
+CERTIFICATES_SNAPSHOT_FILE = f"{SETTLEMENT_DIR}/certificates.json"
 
 ROUND_PREFIX = "round-"
 _ROUND_NAME = re.compile(rf"^{ROUND_PREFIX}(\d{{3,}})$")

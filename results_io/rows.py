@@ -7,7 +7,7 @@ workflow (clear, rounds, batch, report, settlement) go through these classes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -27,6 +27,8 @@ class OrderStatus(StrEnum):
     FILLED = "filled"  # nothing left that could trade: less than 1 Wh remains
     PARTIALLY_FILLED = "partially_filled"
     UNFILLED = "unfilled"
+    BUDGET = "budget"  # left short because its prepaid account could not pay for the rest
+    CUT_OFF = "cut_off"  # rolling rounds: its account was exhausted, the order was withdrawn
     LATE = "late"  # rolling rounds: no round could see it
     PENDING = "pending"  # rolling rounds: a round still to come will see it
 
@@ -106,6 +108,37 @@ class GridRow:
     binding: bool
 
 
+@dataclass(frozen=True)
+class BudgetRow:
+    """One line of budgets.csv: a prepaid account in a clearing.
+
+    ``opening_eur`` is what the account could spend (balance plus emergency credit, or
+    in a rolling round what it had left), ``spent_eur`` what its trades cost
+    (quantity x (price + fee)), ``left_eur`` the difference.
+    """
+
+    participant_id: str = field(metadata=NONEMPTY)
+    opening_eur: float
+    spent_eur: float = field(metadata=NON_NEGATIVE)
+    left_eur: float
+
+
+def budget_rows(
+    book: OrderBook, trades: Sequence[TradeRow], available_eur: Mapping[str, float]
+) -> list[BudgetRow]:
+    """Every account with what it could spend, what its trades cost and what is left."""
+    spent = dict.fromkeys(available_eur, 0.0)
+    for trade in trades:
+        if trade.buyer_id in spent:
+            spent[trade.buyer_id] += trade.quantity_kwh * (
+                trade.price_eur_per_kwh + trade.fee_eur_per_kwh
+            )
+    return [
+        BudgetRow(p, float(available_eur[p]), spent[p], float(available_eur[p]) - spent[p])
+        for p in sorted(available_eur)
+    ]
+
+
 def order_status(quantity_kwh: float, filled_kwh: float) -> OrderStatus:
     """Return the status of an order a clearing (or a day's rounds) saw: the one rule.
 
@@ -146,12 +179,23 @@ def trade_rows(book: OrderBook, result: ClearingResult) -> list[TradeRow]:
     return rows
 
 
-def order_rows(book: OrderBook, filled_kwh: npt.NDArray[np.float64]) -> list[OrderRow]:
-    """Every order of ``book`` with its fill and :func:`order_status`."""
-    return [
-        OrderRow(order, filled, order_status(order.quantity_kwh, filled))
-        for order, filled in zip(book.orders, filled_kwh.tolist(), strict=True)
-    ]
+def order_rows(
+    book: OrderBook,
+    filled_kwh: npt.NDArray[np.float64],
+    budget_limited: frozenset[int] = frozenset(),
+) -> list[OrderRow]:
+    """Every order of ``book`` with its fill and :func:`order_status`.
+
+    A buy order that money left short (``budget_limited``: book indices) says ``budget``
+    instead of ``unfilled`` or ``partially_filled``.
+    """
+    rows = []
+    for k, (order, filled) in enumerate(zip(book.orders, filled_kwh.tolist(), strict=True)):
+        status = order_status(order.quantity_kwh, filled)
+        if k in budget_limited and status is not OrderStatus.FILLED:
+            status = OrderStatus.BUDGET
+        rows.append(OrderRow(order, filled, status))
+    return rows
 
 
 def day_trade_rows(

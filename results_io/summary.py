@@ -61,8 +61,9 @@ class SlotSummary(_Record):
     termination: str
     provenance: str = "solver"
     second_stage: str | None = None
-    # Which bound certifies the slot's gap: lp, solver (the MILP's dual bound) or
-    # surrogate (the single knapsack of formulation mulknap).
+    # Which bound certifies the slot's gap: lp, solver (the MILP's dual bound),
+    # surrogate or lagrangian (formulation mulknap), ac_relaxation (secure clearing's
+    # conic relaxation of the AC grid).
     certified_by: str = "lp"
     runtime_s: float = 0.0
     # The grid's losses with the final trades minus without them (kWh over the slot),
@@ -99,6 +100,14 @@ class Summary(_Record):
     max_trafo_loading_percent: float | None = None
     vm_min_pu: float | None = None
     vm_max_pu: float | None = None
+    # The gap split in two that add up to it (null without security): below the bounds
+    # of the models the slots were matched under (the solver's part), and between those
+    # bounds and the certificate, the AC relaxation where the grid binds (the grid's part).
+    market_gap: float | None = None
+    security_gap: float | None = None
+    ac_certified_slots: tuple[int, ...] | None = None
+    # kWh the security loop's search added to secure answers, each addition AC-checked.
+    searched_kwh: float | None = None
     n_orders: int
     n_trades: int
     n_pairs: int = 0
@@ -286,4 +295,8 @@ def _security_fields(result: ClearingResult, security: SecureClearing | None) ->
         "max_trafo_loading_percent": outcome.max_trafo_loading_percent,
         "vm_min_pu": outcome.vm_min_pu,
         "vm_max_pu": outcome.vm_max_pu,
+        "market_gap": outcome.market_gap,
+        "security_gap": outcome.security_gap,
+        "ac_certified_slots": outcome.ac_certified_slots,
+        "searched_kwh": outcome.searched_kwh,
     }

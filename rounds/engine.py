@@ -115,6 +115,9 @@ class RoundInput:
         Backend name.
     options
         Solver settings.
+    available_eur
+        What each prepaid account may spend in the round, by participant id (sorted);
+        ``None`` without accounts.
     """
 
     round_no: int
@@ -124,6 +127,7 @@ class RoundInput:
     background_kwh: BackgroundInjection
     formulation: str
     options: SolveOptions
+    available_eur: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ def clear_round(market: Market, round_input: RoundInput) -> RoundClearing:
         get_backend(round_input.formulation),
         options,
         round_input.background_kwh,
+        None if round_input.available_eur is None else dict(round_input.available_eur),
     )
     summary = RoundSummary(
         **dict(

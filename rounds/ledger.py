@@ -56,13 +56,16 @@ from gridmatch.rounds.hashing import (
     utc_now,
 )
 from gridmatch.rounds.ledger_codecs import (
+    accounts_from_json,
     background_from_json,
     options_from_json,
     orders_from_json,
     round_input_json,
 )
 from gridmatch.rounds.ledger_schema import (
+    ACCOUNTS_COLUMN_DDL,
     APPLICATION_ID,
+    READABLE_VERSIONS,
     ROUND_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -107,6 +110,7 @@ class StoredRound:
     trades_sha256: str
     summary_json: str
     created_utc: str
+    accounts_json: str | None = None
 
     @classmethod
     def from_clearing(cls, clearing: RoundClearing, scenario_sha256: str) -> Self:
@@ -125,6 +129,7 @@ class StoredRound:
             trades_sha256=clearing.trades_sha256,
             summary_json=canonical_json(clearing.summary.document()),
             created_utc=utc_now(),
+            accounts_json=data.get("accounts"),
         )
 
     def recomputed_input_sha256(self, scenario_sha256: str) -> str:
@@ -135,6 +140,8 @@ class StoredRound:
             "options": self.options_json,
             "formulation": self.formulation,
         }
+        if self.accounts_json is not None:
+            data["accounts"] = self.accounts_json
         return input_sha256(scenario_sha256, self.cleared_at_min, data)
 
     def round_input(self, source: Path, formulation: str | None = None) -> RoundInput:
@@ -161,6 +168,7 @@ class StoredRound:
             background_kwh=background_from_json(self.background_json, source, self.round_no),
             formulation=formulation or self.formulation,
             options=options_from_json(self.options_json, source, self.round_no),
+            available_eur=accounts_from_json(self.accounts_json, source, self.round_no),
         )
 
     @property
@@ -198,6 +206,7 @@ class Ledger:
         self.path = path
         self._db = connection
         self._lock = lock  # held by writers only (create, open_for_append)
+        self._version = SCHEMA_VERSION
 
     @classmethod
     def create(cls, path: Path, scenario: StoredScenario) -> Self:
@@ -250,6 +259,10 @@ class Ledger:
             lock.close()
             raise
         ledger._lock = lock
+        if ledger._version == 1:
+            ledger._db.execute(ACCOUNTS_COLUMN_DDL)
+            ledger._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            ledger._version = SCHEMA_VERSION
         return ledger
 
     @classmethod
@@ -277,13 +290,16 @@ class Ledger:
         if application_id != APPLICATION_ID:
             db.close()
             raise InputError(path, "not a gridmatch round ledger")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             db.close()
             raise InputError(
                 path,
-                f"ledger schema version {version}; this gridmatch reads version {SCHEMA_VERSION}",
+                f"ledger schema version {version}; this gridmatch reads versions "
+                f"{', '.join(str(v) for v in READABLE_VERSIONS)}",
             )
-        return cls(path, db)
+        ledger = cls(path, db)
+        ledger._version = version
+        return ledger
 
     def close(self) -> None:
         """Close the database connection (and release the writer lock)."""
@@ -334,8 +350,12 @@ class Ledger:
         InputError
             If the ledger has no such round.
         """
+        # A version 1 ledger has no accounts column: its rounds had no accounts.
+        columns = [
+            c if c != "accounts_json" or self._version > 1 else "NULL" for c in ROUND_COLUMNS
+        ]
         row = self._db.execute(
-            f"SELECT {', '.join(ROUND_COLUMNS)} FROM rounds WHERE round_no = ?", (round_no,)
+            f"SELECT {', '.join(columns)} FROM rounds WHERE round_no = ?", (round_no,)
         ).fetchone()
         if row is None:
             stored = self.round_numbers()

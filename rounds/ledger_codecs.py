@@ -20,12 +20,16 @@ from gridmatch.user_files import parse_json
 
 def round_input_json(round_input: RoundInput) -> dict[str, str]:
     """Return the stored text of a round's orders, background, options and formulation."""
-    return {
+    data = {
         "orders": orders_json(round_input.book, round_input.submitted_at_min),
         "background": canonical_json([list(item) for item in round_input.background_kwh]),
         "options": options_json(round_input.options),
         "formulation": round_input.formulation,
     }
+    # Only a day with prepaid accounts hashes them: a day without hashes as it always did.
+    if round_input.available_eur is not None:
+        data["accounts"] = canonical_json([list(item) for item in round_input.available_eur])
+    return data
 
 
 def orders_json(book: OrderBook, submitted_at_min: tuple[int, ...]) -> str:
@@ -90,6 +94,26 @@ def background_from_json(text: str, source: Path, round_no: int) -> BackgroundIn
         return tuple((_int(slot), _int(bus), _float(kwh)) for slot, bus, kwh in items)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         message = f"round {round_no}: stored background unreadable ({exc})"
+        raise InputError(source, message) from None
+
+
+def accounts_from_json(
+    text: str | None, source: Path, round_no: int
+) -> tuple[tuple[str, float], ...] | None:
+    """Read the prepaid balances of a stored round (``None``: it had no accounts).
+
+    Raises
+    ------
+    InputError
+        If the text is not a list of ``[participant_id, EUR]``.
+    """
+    if text is None:
+        return None
+    try:
+        items = parse_json(text, source)
+        return tuple((_str(participant), _float(eur)) for participant, eur in items)
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        message = f"round {round_no}: stored accounts unreadable ({exc})"
         raise InputError(source, message) from None
 
 

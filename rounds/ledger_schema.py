@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+# Version 2 added the rounds' prepaid balances (accounts_json); version 1 ledgers are read
+# as days without accounts and gain the column when a day is continued.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 # "gmlg": tells a gridmatch ledger from any other SQLite file.
 APPLICATION_ID = 0x676D6C67
 
@@ -33,9 +36,12 @@ CREATE TABLE rounds (
     trades_csv BLOB NOT NULL,
     trades_sha256 TEXT NOT NULL,
     summary_json TEXT NOT NULL,
-    created_utc TEXT NOT NULL
+    created_utc TEXT NOT NULL,
+    accounts_json TEXT
 );
 """
+# Added by schema version 2 (NULL: the round had no prepaid accounts).
+ACCOUNTS_COLUMN_DDL = "ALTER TABLE rounds ADD COLUMN accounts_json TEXT"
 ROUND_COLUMNS = (
     "round_no",
     "cleared_at_min",
@@ -49,4 +55,5 @@ ROUND_COLUMNS = (
     "trades_sha256",
     "summary_json",
     "created_utc",
+    "accounts_json",
 )

@@ -100,7 +100,13 @@ def restore_rounds(
         if input_sha256(stored_scenario.sha256, at_min, data) != stored.input_sha256:
             _explain_changed_round(rolling, stored, data["orders"], ledger.path)
         carry.record_trades(
-            (t.slot, t.buy_order_id, t.sell_order_id, t.quantity_kwh)
+            (
+                t.slot,
+                t.buy_order_id,
+                t.sell_order_id,
+                t.quantity_kwh,
+                t.quantity_kwh * (t.price_eur_per_kwh + t.fee_eur_per_kwh),
+            )
             for t in parse_trades(stored.trades_csv, ledger.path)
         )
     return stored_rounds

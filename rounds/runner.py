@@ -63,6 +63,7 @@ from gridmatch.rounds.resume import restore_rounds
 from gridmatch.rounds.schedule import MAX_ROUNDS, CarryOver, round_count, round_times_min
 from gridmatch.scenario_io.loader import SCENARIO_FILE
 from gridmatch.scenario_io.schema import ScenarioSpec
+from gridmatch.units import micro_eur_to_eur
 
 __all__ = ["RoundsRun", "round_folder", "round_folders", "run_rounds"]
 
@@ -188,6 +189,11 @@ def _prepare_day(scenario_dir: Path, settings: RunSettings) -> _Day:
         scenario.spec.slot_minutes,
         rolling.rounds,
         track_background=scenario.spec.security.enabled,
+        available_eur=scenario.available_eur(),
+        topups=[
+            (t.participant_id, t.at_min, micro_eur_to_eur(t.amount_micro_eur))
+            for t in scenario.topups
+        ],
     )
     count = round_count(rolling.rounds, carry.last_close_min)
     if count > MAX_ROUNDS:
@@ -289,8 +295,9 @@ def _write_round_folder(
         "trades_sha256": record.trades_sha256,
         "ledger": LEDGER_FILE,
     }
+    available = None if round_input.available_eur is None else dict(round_input.available_eur)
     files = result_files(
-        round_input.book, clearing.result, clearing.summary, manifest, clearing.security
+        round_input.book, clearing.result, clearing.summary, manifest, clearing.security, available
     )
     write_result(folder, files)
 
@@ -346,6 +353,7 @@ def _day_orders(day: _Day, records: list[StoredRound]) -> list[DayOrderRow]:
     filled = carry.traded_kwh
     late = carry.late(day.times)
     not_yet_seen = carry.late(day.times[: len(records)])  # by the rounds cleared so far
+    cut_off = carry.cut_off
     rows = []
     for k, order in enumerate(day.rolling.scenario.book.orders):
         if late[k]:
@@ -354,5 +362,7 @@ def _day_orders(day: _Day, records: list[StoredRound]) -> list[DayOrderRow]:
             status = OrderStatus.PENDING  # a round still to come (after --until) will see it
         else:
             status = order_status(order.quantity_kwh, float(filled[k]))
+            if cut_off[k] and status is not OrderStatus.FILLED:
+                status = OrderStatus.CUT_OFF  # its account ran dry while it was open
         rows.append(DayOrderRow(order, day.rolling.submitted_at_min[k], float(filled[k]), status))
     return rows

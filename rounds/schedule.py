@@ -13,12 +13,17 @@ Rules (the ``rounds:`` section of scenario.yaml):
   sees keeps the whole-Wh quantities the orders file guarantees. So an order never
   trades more than its quantity over all rounds; it may leave less than 1 Wh unsold.
 * The round's book is in time priority: submission time, then file row.
+* Prepaid accounts (``accounts:``): a round may spend what an account held at the start
+  of the day, plus its top-ups (``topups:``) up to the round's time, less what its
+  trades of earlier rounds cost (quantity x (price + fee)). A buyer whose account holds
+  nothing (less than 0.1 cent) when a round clears has its open buy orders cut off from
+  that round; a later top-up brings them back while their slots are open.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -33,6 +38,9 @@ from gridmatch.units import exact_wh, remaining_wh, wh_to_kwh
 
 # A week of one-minute rounds: any real day fits, and no file can ask for millions.
 MAX_ROUNDS = 7 * 24 * 60
+# An account holding less than this (a tenth of a cent) has nothing to spend: its buy
+# orders are cut off. Far above the micro-EURs of slack the budget rows leave unspent.
+EXHAUSTED_EUR = 1e-3
 
 
 def round_count(rounds: RoundsSpec, last_close_min: float) -> int:
@@ -64,6 +72,10 @@ class CarryOver:
     track_background
         Keep the net injection of accepted trades per slot and bus, for the grid
         security of later rounds.
+    available_eur
+        What each prepaid account holds at the start of the day (``None``: no budgets).
+    topups
+        ``(participant_id, at_min, eur)`` paid in during the day.
     """
 
     def __init__(
@@ -74,8 +86,14 @@ class CarryOver:
         rounds: RoundsSpec,
         *,
         track_background: bool,
+        available_eur: Mapping[str, float] | None = None,
+        topups: Sequence[tuple[str, int, float]] = (),
     ) -> None:
         self.book = book
+        self._start_eur = None if available_eur is None else dict(available_eur)
+        self._topups = tuple(topups)
+        self._spent_eur: dict[str, float] = {}
+        self._cut_off = np.zeros(len(book), dtype=bool)
         self.submitted_at_min = np.asarray(submitted_at_min, dtype=np.int64)
         self._quantity_wh = exact_wh(book.quantity_kwh)
         self._close_min = book.slot * slot_minutes - rounds.gate_closure_min
@@ -111,11 +129,41 @@ class CarryOver:
         open_now = (self.submitted_at_min[order] <= at_min) & (at_min < self._close_min[order])
         return order[open_now & (self.remaining_wh()[order] >= 1)]
 
+    @property
+    def cut_off(self) -> npt.NDArray[np.bool_]:
+        """Orders some round left out because their account held nothing."""
+        return self._cut_off.copy()
+
+    def held_eur(self, at_min: int) -> dict[str, float] | None:
+        """Return what each account may spend in a round at ``at_min`` (``None``: none)."""
+        if self._start_eur is None:
+            return None
+        held = dict(self._start_eur)
+        for participant, minute, eur in self._topups:
+            if minute <= at_min:
+                held[participant] += eur
+        for participant, eur in self._spent_eur.items():
+            if participant in held:
+                held[participant] -= eur
+        return held
+
     def round_input(
         self, round_no: int, at_min: int, formulation: str, options: SolveOptions
     ) -> RoundInput:
         """Build the inputs of the round clearing at ``at_min``."""
         chosen = self.eligible(at_min)
+        held = self.held_eur(at_min)
+        if held is not None:
+            exhausted = {p for p, eur in held.items() if eur < EXHAUSTED_EUR}
+            cut = np.array(
+                [
+                    self.book.is_buy[k] and self.book.orders[k].participant_id in exhausted
+                    for k in chosen.tolist()
+                ],
+                dtype=bool,
+            )
+            self._cut_off[chosen[cut]] = True
+            chosen = chosen[~cut]
         left = self.remaining_wh()
         orders = tuple(
             replace(self.book.orders[k], quantity_kwh=wh_to_kwh(int(left[k])))
@@ -135,6 +183,7 @@ class CarryOver:
             background_kwh=background,
             formulation=formulation,
             options=options,
+            available_eur=None if held is None else tuple(sorted(held.items())),
         )
 
     def record(self, clearing: RoundClearing) -> None:
@@ -146,19 +195,24 @@ class CarryOver:
                 orders[trade.buy_order].order_id,
                 orders[trade.sell_order].order_id,
                 trade.quantity_kwh,
+                trade.quantity_kwh * (trade.price_eur_per_kwh + trade.fee_eur_per_kwh),
             )
             for trade in clearing.result.trades
         )
 
-    def record_trades(self, trades: Iterable[tuple[int, str, str, float]]) -> None:
-        """Take trades ``(slot, buy_order_id, sell_order_id, quantity_kwh)`` off the book.
+    def record_trades(self, trades: Iterable[tuple[int, str, str, float, float]]) -> None:
+        """Take trades ``(slot, buy_order_id, sell_order_id, quantity_kwh, paid_eur)`` off.
+
+        ``paid_eur`` (quantity x (price + fee)) comes off the buyer's account.
 
         The trades of a round must come in the order its trades.csv lists them: the
         sums are then the same floats whether a round was just cleared or read back
         from the ledger.
         """
-        for slot, buy_id, sell_id, quantity_kwh in trades:
+        for slot, buy_id, sell_id, quantity_kwh, paid_eur in trades:
             positions = (self._position[buy_id], self._position[sell_id])
+            buyer = self.book.orders[positions[0]].participant_id
+            self._spent_eur[buyer] = self._spent_eur.get(buyer, 0.0) + paid_eur
             for k in positions:
                 self._traded_kwh[k] += quantity_kwh
                 if self._whole[k] and quantity_kwh > TOLERANCE_KWH:

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import networkx as nx
 import pandapower as pp
-import pydantic
-import yaml
 
 from gridmatch.errors import InputError
 from gridmatch.grid_models.topology import bus_graph, unusable_buses
 from gridmatch.matching.market_rules import MarketRules
 from gridmatch.matching.orders import OrderBook
+from gridmatch.scenario_io.accounts_csv import AccountTable, read_accounts
 from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.orders_csv import read_orders
 from gridmatch.scenario_io.schema import ScenarioSpec
-from gridmatch.user_files import MAX_NESTING, SCENARIO_LIMIT_BYTES, nesting_depth, read_text
+from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
+from gridmatch.scenario_io.topups_csv import TopUp, read_topups
+from gridmatch.units import micro_eur_to_eur
 
 SCENARIO_FILE = "scenario.yaml"
 
@@ -46,6 +46,12 @@ class Scenario:
     input_files: tuple[Path, ...]
     submitted_at_min: tuple[int, ...] | None = None
     order_rows: tuple[int, ...] = ()
+    accounts: AccountTable | None = None
+    topups: tuple[TopUp, ...] = ()
+
+    def available_eur(self) -> dict[str, float] | None:
+        """Return what each prepaid account may spend: balance plus emergency credit (EUR)."""
+        return None if self.accounts is None else available_eur(self.accounts)
 
     @property
     def name(self) -> str:
@@ -56,6 +62,16 @@ class Scenario:
     def rules(self) -> MarketRules:
         """Pricing and fee rules of the market section."""
         return market_rules(self.spec)
+
+
+def available_eur(accounts: AccountTable) -> dict[str, float]:
+    """Balance plus emergency credit (0 without the column) of each account, in EUR."""
+    return {
+        a.participant_id: micro_eur_to_eur(
+            a.balance_micro_eur + (a.emergency_credit_micro_eur or 0)
+        )
+        for a in accounts.accounts
+    }
 
 
 def market_rules(spec: ScenarioSpec) -> MarketRules:
@@ -97,8 +113,40 @@ def load_scenario(directory: Path) -> Scenario:
         if order.bus in unusable:
             raise InputError(orders_path, unusable[order.bus], row=row, field="bus")
 
+    accounts = None
+    if spec.accounts is not None:
+        accounts = read_accounts(_inside(directory, spec.accounts, scenario_file, "accounts"))
+    topups: tuple[TopUp, ...] = ()
+    if spec.topups is not None:
+        if accounts is None:
+            raise InputError(
+                scenario_file, "top-ups need prepaid accounts ('accounts:')", field="topups"
+            )
+        topups = read_topups(
+            _inside(directory, spec.topups, scenario_file, "topups"),
+            set(accounts.by_participant()),
+        )
     files = scenario_input_files(directory, spec)
-    return Scenario(directory, spec, book, net, graph, files, table.submitted_at_min, table.rows)
+    return Scenario(
+        directory,
+        spec,
+        book,
+        net,
+        graph,
+        files,
+        table.submitted_at_min,
+        table.rows,
+        accounts,
+        topups,
+    )
+
+
+def _inside(directory: Path, name: str, scenario_file: Path, field: str) -> Path:
+    """Return the path of a file the scenario names; refuse one outside the folder."""
+    path = (directory / name).resolve()
+    if not path.is_relative_to(directory.resolve()):
+        raise InputError(scenario_file, f"'{name}' lies outside the scenario folder", field=field)
+    return path
 
 
 def scenario_input_files(directory: Path, spec: ScenarioSpec) -> tuple[Path, ...]:
@@ -106,34 +154,18 @@ def scenario_input_files(directory: Path, spec: ScenarioSpec) -> tuple[Path, ...
     files = [directory / SCENARIO_FILE, (directory / spec.orders).resolve()]
     if spec.network.file is not None:
         files.append((directory / spec.network.file).resolve())
+    for named in (spec.accounts, spec.topups):
+        if named is not None:
+            files.append((directory / named).resolve())
     return tuple(files)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping.
-
-    Plain YAML lets the last of two equal keys win silently: a second
-    ``security: {enabled: false}`` at the end of a file would switch the grid check off.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key '{key}' is given twice (first on line {seen[key]})",
-                    key_node.start_mark,
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
 
 
 def read_scenario_spec(path: Path) -> ScenarioSpec:
     """Parse and validate ``scenario.yaml``.
+
+    Plain YAML lets the last of two equal keys win silently: a second
+    ``security: {enabled: false}`` at the end of a file would switch the grid check off;
+    the strict reader (:mod:`gridmatch.scenario_io.strict_yaml`) refuses it.
 
     Raises
     ------
@@ -141,38 +173,8 @@ def read_scenario_spec(path: Path) -> ScenarioSpec:
         Not a regular UTF-8 file of at most 1 MiB, malformed YAML (a key given twice
         included), or a value the schema refuses; naming the line or key.
     """
-    text = read_text(path, SCENARIO_LIMIT_BYTES, "scenario file")
-    if nesting_depth(text, skip_strings=False) > MAX_NESTING:
-        raise InputError(path, f"malformed YAML: brackets nested more than {MAX_NESTING} deep")
-    try:
-        document = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        row = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(path, f"malformed YAML: {problem}", row=row) from None
-    except RecursionError:
-        raise InputError(path, "malformed YAML: nested too deeply") from None
-    if not isinstance(document, dict):
-        raise InputError(path, "expected a mapping of keys (name, network, orders, ...)")
-    return _validated_spec(path, document)
-
-
-def _validated_spec(path: Path, document: dict[str, Any]) -> ScenarioSpec:
-    try:
-        return ScenarioSpec.model_validate(document)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif first["type"] == "missing":
-            message = "required key is missing"
-        more = exc.error_count() - 1
-        if more:
-            message += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise InputError(path, message, field=field) from None
+    document = read_yaml_mapping(path, "scenario file (name, network, orders, ...)")
+    return validated_model(ScenarioSpec, document, path)
 
 
 def _check_background_covers_slots(

@@ -161,4 +161,8 @@ class ScenarioSpec(_Strict):
     market: MarketSpec = MarketSpec()
     solver: SolverSpec = SolverSpec()
     orders: FileName = "orders.csv"
+    # Prepaid balances (accounts.csv): a buyer's trades cost at most what it holds.
+    accounts: FileName | None = None
+    # Rolling rounds: top-ups of the prepaid balances during the day (topups.csv).
+    topups: FileName | None = None
     rounds: RoundsSpec | None = None

@@ -43,3 +43,5 @@ python3 -m venv .venv-slither
 .venv/bin/python benchmarks/bench_security.py --smoke > /dev/null
 .venv/bin/python benchmarks/bench_settlement.py --smoke > /dev/null
 .venv/bin/python benchmarks/bench_tie_break.py --smoke > /dev/null
+.venv/bin/python benchmarks/bench_der_validation.py --smoke > /dev/null
+.venv/bin/python benchmarks/bench_mobility.py --smoke > /dev/null

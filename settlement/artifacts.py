@@ -50,7 +50,14 @@ def tool(name: str) -> Path:
 
 
 # What a deployment loads; their artifacts must be newer than every source.
-DEPLOYED = ("Settlement", "ValidatorRegistry", "EnergyToken", "PaymentToken")
+DEPLOYED = (
+    "Settlement",
+    "ValidatorRegistry",
+    "EnergyToken",
+    "EnergyCertificates",
+    "PaymentToken",
+    "PrepaidMeters",
+)
 
 
 def build() -> None:

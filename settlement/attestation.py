@@ -13,10 +13,10 @@ from pathlib import Path
 
 from web3.types import RPCEndpoint
 
-from gridmatch.errors import ChainError, InputError, OutputFolderError
-from gridmatch.results_io.atomic import MARKER, claim_file
+from gridmatch.errors import ChainError, InputError
 from gridmatch.results_io.layout import SETTLEMENT_DIR
 from gridmatch.settlement.abi_calls import ContractAbi
+from gridmatch.settlement.certificates import Certificate, issue_ready
 from gridmatch.settlement.chain import (
     OPEN,
     checked_contracts,
@@ -35,6 +35,7 @@ from gridmatch.settlement.meters import (
     write_meter_csv,
     write_signed_readings,
 )
+from gridmatch.settlement.outputs import claim_output
 from gridmatch.settlement.record import DeploymentRecord, read_record, record_path
 from gridmatch.settlement.transactions import Sender
 from gridmatch.settlement.validator import (
@@ -77,6 +78,9 @@ class AttestOutcome:
         Trade id -> why the contract did not settle it (e.g. no quorum).
     problems
         Validator processes that failed, and votes dropped before submission.
+    certificates
+        Energy certificates issued afterwards: every seller-hour whose trades are now
+        all final.
     """
 
     payouts: list[Payout]
@@ -85,6 +89,7 @@ class AttestOutcome:
     gas_used: int
     skipped: dict[str, str]
     problems: tuple[str, ...] = ()
+    certificates: tuple[Certificate, ...] = ()
 
     def refused(self) -> list[str]:
         """Return what at least one validator would not vouch for (each reason once)."""
@@ -110,7 +115,7 @@ def sign_meter_file(out_dir: Path, meter_csv: Path, signed_path: Path) -> int:
     intervals = {t.slot: (t.slot_start, t.slot_end) for t in record.trades}
     plain = read_meter_csv(meter_csv, set(record.participants()))
     signed = sign_readings(plain, keystore, record.domain, intervals)
-    _claim_output(signed_path)
+    claim_output(signed_path)
     write_signed_readings(signed_path, record.domain, signed)
     return len(signed)
 
@@ -118,18 +123,9 @@ def sign_meter_file(out_dir: Path, meter_csv: Path, signed_path: Path) -> int:
 def simulate_meter_file(out_dir: Path, meter_csv: Path) -> int:
     """Write the meter CSV of honest meters for the deployment's trades; count its rows."""
     readings = simulate_readings(read_record(record_path(out_dir)))
-    _claim_output(meter_csv)
+    claim_output(meter_csv)
     write_meter_csv(meter_csv, readings)
     return len(readings)
-
-
-def _claim_output(path: Path) -> None:
-    """Refuse to write into a result folder itself, or over a file gridmatch did not write."""
-    if (path.parent / MARKER).is_file():
-        raise OutputFolderError(
-            f"{path}: inside a result folder; write it elsewhere (e.g. its {SETTLEMENT_DIR}/)"
-        )
-    claim_file(path)
 
 
 def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> AttestOutcome:
@@ -161,6 +157,8 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
         # Anyone may submit signed votes: the operator does.
         sender = Sender(w3, Keystore.open(keys, create=False).role(OPERATOR))
         settled, skipped = _submit_votes(sender, contracts["settlement"], record, votes)
+        # Anyone may ask for the certificates of seller-hours now final: the operator does.
+        issued = issue_ready(sender, record) if record.certificates is not None else []
     return AttestOutcome(
         _payouts(record, settled),
         reports,
@@ -168,6 +166,7 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
         sender.gas_used,
         skipped,
         tuple(failed + dropped),
+        tuple(issued),
     )
 
 
@@ -287,13 +286,22 @@ def _submit_votes(
     return settled, skipped
 
 
+@dataclass(frozen=True)
+class ReclaimOutcome:
+    """What ``reclaim`` returned to buyers, and the certificates issued afterwards."""
+
+    payouts: list[Payout]
+    certificates: tuple[Certificate, ...] = ()
+
+
 def reclaim_expired(
     out_dir: Path, *, rpc_url: str | None = None, advance_s: int = 0
-) -> list[Payout]:
+) -> ReclaimOutcome:
     """Return the lock of every trade still open after the deadline to its buyer.
 
     ``advance_s`` moves the local chain's clock forward first (anvil only). Anyone may
-    trigger a refund (it can only go to the buyer): the operator does.
+    trigger a refund (it can only go to the buyer): the operator does. Seller-hours
+    whose last open trades these were are then issued their certificates.
     """
     record = read_record(record_path(out_dir))
     keystore = Keystore.open(out_dir / SETTLEMENT_DIR / "keys", create=False)
@@ -319,7 +327,8 @@ def reclaim_expired(
                 _Movement("0x" + bytes(e["tradeId"]).hex(), 0, int(e["refundedToBuyer"]), 0)
                 for e in settlement.events(receipt, "TradeReclaimed")
             ]
-    return _payouts(record, refunds)
+        issued = issue_ready(sender, record) if record.certificates is not None else []
+    return ReclaimOutcome(_payouts(record, refunds), tuple(issued))
 
 
 def balances(

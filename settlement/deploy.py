@@ -6,6 +6,7 @@ buyer short of escrow loses its trades (the contract's ``TradeDropped``), not th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +18,7 @@ from web3 import Web3
 
 from gridmatch.errors import ChainError, UsageError
 from gridmatch.results_io.atomic import write_file_atomically
+from gridmatch.results_io.folder import read_budgets
 from gridmatch.results_io.layout import MANIFEST_FILE, SETTLEMENT_DIR
 from gridmatch.settlement.abi_calls import ContractAbi, call_view
 from gridmatch.settlement.artifacts import build, load
@@ -35,7 +37,7 @@ from gridmatch.settlement.record import (
 )
 from gridmatch.settlement.round_data import ChainRound, OrderTerms, PlannedTrade, read_round
 from gridmatch.settlement.transactions import Sender
-from gridmatch.units import SECONDS_PER_HOUR
+from gridmatch.units import MICRO_EUR_PER_EUR, SECONDS_PER_HOUR
 
 DEFAULT_VALIDATORS = 4
 # Votes agree within this per-mille of a trade's quantity (at most 100 on chain).
@@ -64,8 +66,10 @@ def settle(
         Validator processes (each its own key); the contract's quorum is strictly more
         than two thirds of them.
     funding
-        micro-EUR to escrow per participant id; default: exactly each buyer's locks.
-        (Less than a buyer's locks drops its trades that do not fit.)
+        micro-EUR to escrow per participant id; default: a prepaid account's balance
+        (budgets.csv of a clearing with accounts: the escrow *is* the prepaid balance),
+        else exactly each buyer's locks. (Less than a buyer's locks drops its trades
+        that do not fit.)
 
     Raises
     ------
@@ -98,7 +102,8 @@ def settle(
         deadline = now + max(int(deadline_hours * SECONDS_PER_HOUR), 1)
         orders = _signed_orders(chain_round, keystore, domain, deadline + ORDER_GRACE_S)
         locks = _locks(chain_round.trades)
-        _escrow(sender, contracts, keystore, dict(funding) if funding is not None else locks)
+        default = {**locks, **prepaid_funding(out_dir)}
+        _escrow(sender, contracts, keystore, dict(funding) if funding is not None else default)
         added, dropped = _commit(sender, settlement, chain_round, orders, deadline, out_dir)
     record = DeploymentRecord(
         rpc_url=rpc_url,
@@ -107,6 +112,7 @@ def settle(
         payment=contracts["payment"].address,
         energy=contracts["energy"].address,
         registry=contracts["registry"].address,
+        certificates=contracts["certificates"].address,
         operator=operator.address,
         validators={name: account.address for name, account in validator_keys.items()},
         round_id=ROUND_ID,
@@ -138,7 +144,8 @@ def settle(
     return record
 
 
-def _deploy(sender: Sender, name: str, types: list[str], *args: object) -> ContractAbi:
+def deploy_contract(sender: Sender, name: str, types: list[str], *args: object) -> ContractAbi:
+    """Deploy contract ``name`` (forge's artifact) with constructor ``args`` of ``types``."""
     from eth_abi.abi import encode
 
     artifact = load(name)
@@ -157,13 +164,14 @@ def _deploy_all(
 ) -> dict[str, ContractAbi]:
     """Deploy the contracts and register the validators.
 
-    The settlement contract deploys the energy token itself; grid fees go to the grid
-    operator, who also certifies the meters (validators read it from the contract).
+    The settlement contract deploys the energy token and the energy certificates itself
+    (it is their only minter and issuer); grid fees go to the grid operator, who also
+    certifies the meters (validators read it from the contract).
     """
     admin = sender.address
-    payment = _deploy(sender, "PaymentToken", ["address"], admin)
-    registry = _deploy(sender, "ValidatorRegistry", ["address"], admin)
-    settlement = _deploy(
+    payment = deploy_contract(sender, "PaymentToken", ["address"], admin)
+    registry = deploy_contract(sender, "ValidatorRegistry", ["address"], admin)
+    settlement = deploy_contract(
         sender,
         "Settlement",
         ["address", "address", "address", "address", "uint64"],
@@ -174,6 +182,7 @@ def _deploy_all(
         tolerance_per_mille,
     )
     (energy_address,) = call_view(sender.w3, settlement, "energyToken")
+    (certificates_address,) = call_view(sender.w3, settlement, "certificates")
     (operator_role,) = call_view(sender.w3, settlement, "OPERATOR_ROLE")
     sender.transact(settlement, "grantRole", operator_role, admin)
     # Validators only sign; they never send a transaction, so they hold no gas.
@@ -184,6 +193,7 @@ def _deploy_all(
         "registry": registry,
         "settlement": settlement,
         "energy": contract_at("EnergyToken", str(energy_address)),
+        "certificates": contract_at("EnergyCertificates", str(certificates_address)),
     }
 
 
@@ -243,6 +253,20 @@ def _certificates(
             signature="0x" + sign(grid_operator, digest).hex(),
         )
     return [bindings[pid] for pid in sorted(bindings)]
+
+
+def prepaid_funding(out_dir: Path) -> dict[str, int]:
+    """Return what each prepaid account escrows: balance plus emergency credit, in µEUR.
+
+    Read from the clearing's budgets.csv (none: no prepaid accounts). The balance is
+    rounded down to a micro-EUR; a negative one (a debt) escrows nothing.
+    """
+    rows = read_budgets(out_dir)
+    if rows is None:
+        return {}
+    return {
+        r.participant_id: max(math.floor(r.opening_eur * MICRO_EUR_PER_EUR + 1e-6), 0) for r in rows
+    }
 
 
 def _locks(trades: list[PlannedTrade]) -> dict[str, int]:

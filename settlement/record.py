@@ -153,6 +153,8 @@ class DeploymentRecord(_Model):
     payment: Address
     energy: Address
     registry: Address
+    # The settlement's certificates contract; None in records made before certificates.
+    certificates: Address | None = None
     operator: Address
     validators: dict[str, Address]
     round_id: Uint64

@@ -11,7 +11,11 @@ from gridmatch.matching.orders import OrderBook
 
 
 def checked_welfare(
-    book: OrderBook, trades: Sequence[Trade], fee: float = 0.0, pricing: str = "midpoint"
+    book: OrderBook,
+    trades: Sequence[Trade],
+    fee: float = 0.0,
+    pricing: str = "midpoint",
+    available_eur: dict[str, float] | None = None,
 ) -> float:
     """Check the trades with the independent checker; return their welfare."""
     rows = {
@@ -38,4 +42,6 @@ def checked_welfare(
         )
         for t in trades
     ]
-    return check_trades(rows, checked, flat_fee_eur_per_kwh=fee, pricing=pricing)
+    return check_trades(
+        rows, checked, flat_fee_eur_per_kwh=fee, pricing=pricing, available_eur=available_eur
+    )

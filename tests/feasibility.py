@@ -84,8 +84,13 @@ def check_trades(
     fee_eur_per_kwh_per_km: float = 0.0,
     distance_km: dict[tuple[int, int], float] | None = None,
     pricing: str | None = None,
+    available_eur: dict[str, float] | None = None,
 ) -> float:
-    """Assert every market rule; return the welfare recomputed from the trades."""
+    """Assert every market rule; return the welfare recomputed from the trades.
+
+    With ``available_eur`` (participant -> EUR), also that no buyer with an account
+    pays more than it holds: quantity x (price + fee) over its trades.
+    """
     bought: dict[str, float] = defaultdict(float)
     sold: dict[str, float] = defaultdict(float)
     partners: dict[str, int] = defaultdict(int)
@@ -124,6 +129,15 @@ def check_trades(
         welfare += t.quantity_kwh * (buy.limit_eur_per_kwh - sell.limit_eur_per_kwh - fee)
     for slot, prices in unclipped.items():
         assert max(prices) - min(prices) <= TOL_EUR, f"slot {slot}: uniform prices {prices}"
+    if available_eur is not None:
+        paid: dict[str, float] = defaultdict(float)
+        for t in trades:
+            buyer = orders[t.buy_order_id].participant_id
+            paid[buyer] += t.quantity_kwh * (t.price_eur_per_kwh + t.fee_eur_per_kwh)
+        for buyer, eur in paid.items():
+            if buyer in available_eur:
+                held = max(available_eur[buyer], 0.0)
+                assert eur <= held + 1e-9, f"{buyer} pays {eur} EUR, holds {held}"
     for order_id, kwh in bought.items():
         order = orders[order_id]
         assert kwh <= order.quantity_kwh + TOL_KWH, f"{order_id} overfilled"
@@ -156,6 +170,7 @@ def check_result_folder(
         fee_eur_per_kwh_per_km=market.get("grid_fee_eur_per_kwh_per_km", 0.0),
         distance_km=distance_km,
         pricing=market.get("pricing", "midpoint"),
+        available_eur=_accounts(scenario_dir, spec),
     )
     assert math.isclose(welfare, summary["welfare_eur"], rel_tol=1e-6, abs_tol=1e-9)
     assert summary["welfare_eur"] <= summary["bound_eur"] + 1e-9
@@ -170,6 +185,19 @@ def check_result_folder(
     for r in rows:
         assert math.isclose(float(r["filled_kwh"]), filled[r["order_id"]], abs_tol=TOL_KWH)
     return dict(summary)
+
+
+def _accounts(scenario_dir: Path, spec: dict[str, object]) -> dict[str, float] | None:
+    """Balance plus emergency credit per participant, read with the csv module."""
+    name = spec.get("accounts")
+    if name is None:
+        return None
+    with (scenario_dir / str(name)).open(newline="") as handle:
+        return {
+            r["participant_id"]: float(r["balance_eur"])
+            + float(r.get("emergency_credit_eur") or 0.0)
+            for r in csv.DictReader(handle)
+        }
 
 
 def line_distances_km(net: object) -> dict[tuple[int, int], float]:

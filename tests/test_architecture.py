@@ -33,6 +33,10 @@ LAYERS: dict[str, int] = {
     "batch": 3,
     "report": 3,
     "settlement": 3,
+    "prepaid": 3,
+    "der_validation": 3,
+    "mobility": 3,
+    "battery_rewards": 3,
     "cli": 4,
 }
 LAYER_NAMES = ("base", "core", "edge", "workflows", "cli")

@@ -15,13 +15,20 @@ from book_check import checked_welfare
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gridmatch.matching.backends import highs_runner
 from gridmatch.matching.backends.registry import get_backend
 from gridmatch.matching.clearing import check_allocation, clear_orders
 from gridmatch.matching.knapsack_exact import fill_exactly, solve_knapsack
+from gridmatch.matching.knapsack_model import KnapsackArrays, build_knapsack_arrays
 from gridmatch.matching.market_rules import MarketRules, PricingRule
 from gridmatch.matching.orders import Order, OrderBook, Side
 from gridmatch.matching.problem import SlotProblem, build_slot_problems
-from gridmatch.matching.solution import BoundSource, SolveOptions
+from gridmatch.matching.solution import (
+    BoundSource,
+    SolveOptions,
+    SolverFailedError,
+    TerminationCondition,
+)
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from bench_knapsack import hard_book
@@ -162,6 +169,54 @@ def test_a_book_that_cannot_be_solved_in_the_limit_stops_and_says_so(formulation
     assert result.status.value != "optimal"
     assert any(s.termination.value == "time_limit" for s in result.slots)
     assert result.gap > 0.0
+
+
+def _small_arrays() -> KnapsackArrays:
+    (problem,) = build_slot_problems(hard_book(60, 5, seed=2), MarketRules())
+    return build_knapsack_arrays(problem)
+
+
+def test_a_killable_highs_run_gives_the_same_answer_as_one_in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    arrays = _small_arrays()
+    options = SolveOptions(time_limit_s=20.0, mip_gap=0.0)
+    here = highs_runner.run_highs(arrays, options, 20.0, relax=False)
+    monkeypatch.setattr(highs_runner, "GUARD_NONZEROS", 0)
+    forked = highs_runner.run_highs(arrays, options, 20.0, relax=False)
+    assert forked.termination is here.termination
+    assert forked.col_values is not None and here.col_values is not None
+    assert np.array_equal(forked.col_values, here.col_values)
+    assert forked.bound_eur == here.bound_eur
+
+
+def test_a_highs_run_past_its_deadline_is_killed_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HiGHS stuck where it does not look at its clock (here: asleep) is killed."""
+
+    def stuck(*args: object) -> None:
+        time.sleep(60)
+
+    monkeypatch.setattr(highs_runner, "GUARD_NONZEROS", 0)
+    monkeypatch.setattr(highs_runner, "_run_here", stuck)
+    began = time.perf_counter()
+    answer = highs_runner.run_highs(_small_arrays(), SolveOptions(), 0.2, relax=False)
+    assert time.perf_counter() - began < 30  # killed, not slept out
+    assert answer.col_values is None and answer.bound_eur is None
+    assert answer.termination is TerminationCondition.TIME_LIMIT
+
+
+def test_a_highs_failure_in_its_process_is_a_solver_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> None:
+        raise ValueError("bad model")
+
+    monkeypatch.setattr(highs_runner, "GUARD_NONZEROS", 0)
+    monkeypatch.setattr(highs_runner, "_run_here", broken)
+    with pytest.raises(SolverFailedError, match="bad model"):
+        highs_runner.run_highs(_small_arrays(), SolveOptions(), 5.0, relax=False)
 
 
 def test_uniform_price_is_the_pools_marginal_price_clipped_into_each_pair() -> None:

@@ -36,6 +36,7 @@ from gridmatch.pipeline import RunSettings
 from gridmatch.results_io.atomic import OutputFolderError
 from gridmatch.rounds import runner
 from gridmatch.rounds.ledger import Ledger
+from gridmatch.rounds.ledger_schema import SCHEMA_VERSION
 from gridmatch.rounds.replay import diff, replay_rounds, rerun
 from gridmatch.rounds.resume import LedgerMismatchError
 from gridmatch.rounds.runner import RoundsRun, run_rounds
@@ -235,7 +236,7 @@ def test_the_ledger_stores_every_round_with_inputs_options_versions_and_trades(
 ) -> None:
     out, run = rolling_day
     db = sqlite3.connect(out / "ledger.sqlite")
-    assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     rows = db.execute(
         "SELECT round_no, cleared_at_min, input_sha256, orders_json, options_json, "
         "versions_json, formulation, trades_csv, trades_sha256, summary_json FROM rounds "
@@ -301,7 +302,7 @@ def test_a_failed_round_leaves_no_row_and_no_folder(
         "for n in range(3, 300):\n"
         "    db.execute('INSERT INTO rounds SELECT ?, cleared_at_min, input_sha256, orders_json, "
         "background_json, options_json, versions_json, formulation, trades_csv, trades_sha256, "
-        "summary_json, created_utc FROM rounds WHERE round_no = 2', (n,))\n"
+        "summary_json, created_utc, accounts_json FROM rounds WHERE round_no = 2', (n,))\n"
         "os._exit(9)\n"
     )
     assert subprocess.run([sys.executable, "-c", killed], check=False).returncode == 9

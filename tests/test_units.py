@@ -71,7 +71,7 @@ def test_rounds_carry_whole_wh_down(tmp_path: Path) -> None:
     carry = CarryOver(
         OrderBook(orders), (0, 0), 60.0, RoundsSpec(interval_min=30), track_background=False
     )
-    carry.record_trades([(5, "b", "s", 0.3004)])
+    carry.record_trades([(5, "b", "s", 0.3004, 0.06)])  # 0.06 EUR paid by "pb"
     assert carry.remaining_wh().tolist() == [699, 699]
     book = carry.round_input(
         2, 30, "greedy", __import__("gridmatch").matching.solution.SolveOptions()

@@ -9,6 +9,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EnergyToken} from "./EnergyToken.sol";
+import {EnergyCertificates} from "./EnergyCertificates.sol";
 import {ValidatorRegistry} from "./ValidatorRegistry.sol";
 
 /// @title Settlement
@@ -27,7 +28,9 @@ import {ValidatorRegistry} from "./ValidatorRegistry.sol";
 ///      of the agreeing votes (at most the quantity), the fee goes to the fee recipient,
 ///      the rest of the lock returns to the buyer, and the buyer receives as many energy
 ///      tokens. A revoked validator's signature no longer counts. Without a quorum by the
-///      deadline anyone can return the lock to the buyer.
+///      deadline anyone can return the lock to the buyer. The same verified Wh become
+///      {EnergyCertificates} of the seller's device-hour once all its trades are final
+///      (this contract is their only issuer; anyone may ask for {issueCertificates}).
 ///
 ///      Conservation: the payment tokens this contract holds always equal the sum of all
 ///      free balances plus all locked amounts; locked amounts are exactly the locks of
@@ -157,6 +160,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
 
     IERC20 public immutable paymentToken;
     EnergyToken public immutable energyToken;
+    /// @notice Certificates of the verified Wh, per seller and hour; this contract issues them.
+    EnergyCertificates public immutable certificates;
     ValidatorRegistry public immutable validators;
     /// @notice Receives the grid fees of settled trades.
     address public immutable feeRecipient;
@@ -250,6 +255,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         tolerancePerMille = tolerance;
         // The energy token's only minter is this contract, fixed here: no admin can mint.
         energyToken = new EnergyToken(address(this));
+        // The same for the certificates: only verified deliveries become certificates.
+        certificates = new EnergyCertificates(address(this));
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
     }
@@ -539,6 +546,22 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         }
     }
 
+    // ---------------------------------------------------------------- certificates
+
+    /// @notice Issue the certificates of sellers' hours whose trades are all final (settled
+    ///         or reclaimed): each with exactly the Wh the quorums verified, to the buyers
+    ///         who received them. Anyone may ask: the outcome is fixed by the votes.
+    /// @dev Reverts (with the {EnergyCertificates} error) if any request cannot be issued:
+    ///      trades still open, issued already, nothing verified, or a buyer left out.
+    function issueCertificates(EnergyCertificates.IssueRequest[] calldata requests)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256[] memory ids)
+    {
+        return certificates.issue(requests);
+    }
+
     // ---------------------------------------------------------------- internals: trades
 
     function _addTrade(uint64 roundId, uint64 deadline, TradeInput calldata input)
@@ -560,6 +583,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         _fill(input.sell, trade.sellOrder, trade.quantityWh);
         _trades[tradeId] = _recordWord(trade, TradeState.Open);
         emit TradeAdded(roundId, tradeId, trade.buyer, trade.seller, trade.quantityWh, lock);
+        // Reverts once the seller's hour is certified: its certificate is final.
+        certificates.recordTrade(trade.seller, trade.slotStart, trade.slotEnd);
         expiry = input.buy.expiry < input.sell.expiry ? input.buy.expiry : input.sell.expiry;
         return (true, expiry);
     }
@@ -747,6 +772,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         totalPaidWh += paidWh;
         emit TradeSettled(tradeId, paidWh, payment, fee, refund);
         if (paidWh > 0) energyToken.deliver(trade.seller, trade.buyer, trade.slotStart, paidWh);
+        certificates.recordOutcome(trade.seller, trade.slotStart, trade.buyer, paidWh);
     }
 
     // ---------------------------------------------------------------- internals: reclaims
@@ -764,6 +790,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         _unlock(trade.buyer, lock);
         _credit(trade.buyer, lock);
         emit TradeReclaimed(tradeId, lock);
+        certificates.recordOutcome(trade.seller, trade.slotStart, trade.buyer, 0);
     }
 
     // ---------------------------------------------------------------- internals: balances

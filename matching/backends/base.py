@@ -16,8 +16,9 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from gridmatch.matching.budget_cut import drop_until_budgets_hold
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.secure_subset import drop_until_rows_hold
+from gridmatch.matching.secure_subset import drop_until_feasible
 from gridmatch.matching.solution import (
     Provenance,
     SlotSolution,
@@ -93,7 +94,10 @@ class Backend(ABC):
         through :func:`~gridmatch.matching.tie_break.settle_ties` in the time left.
         """
         started = time.perf_counter()
-        solutions = self.solve_slots(problems, options)
+        solutions = [
+            _within_budget(problem, solution)
+            for problem, solution in zip(problems, self.solve_slots(problems, options), strict=True)
+        ]
         if options.tie_break is TieBreak.NONE or self.kind is not BackendKind.EXACT:
             return solutions
         return settle_ties(problems, solutions, options, started)
@@ -140,6 +144,24 @@ class Backend(ABC):
         return [results[k] for k in range(len(problems))]
 
 
+def _within_budget(problem: SlotProblem, solution: SlotSolution) -> SlotSolution:
+    """Return the answer, cut down to the slot's budgets where a backend did not keep them.
+
+    Every model with rows keeps them; this catches the textbook baseline (one model for
+    the day, built without budgets) and solver tolerances past a cap.
+    """
+    budget = problem.budget
+    if budget is None or budget.holds(solution.pair_quantity_kwh):
+        return solution
+    return replace(
+        solution,
+        pair_quantity_kwh=drop_until_budgets_hold(problem, solution.pair_quantity_kwh),
+        bound_eur=None,
+        status=SolutionStatus.FEASIBLE,
+        provenance=Provenance.CUT_TO_BUDGET,
+    )
+
+
 class HeuristicBackend(Backend):
     """A backend that computes an allocation directly: no solver, no bound, no claim.
 
@@ -162,7 +184,7 @@ class HeuristicBackend(Backend):
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
     ) -> SlotSolution:
         start = time.perf_counter()
-        pair_kwh = drop_until_rows_hold(problem, self.allocate(problem))
+        pair_kwh = drop_until_feasible(problem, self.allocate(problem))
         return SlotSolution(
             slot=problem.slot,
             pair_quantity_kwh=pair_kwh,

@@ -74,6 +74,8 @@ class CpSatBackend(Backend):
         model = cp_model.CpModel()
         pair_var, pair_wh = _add_pair_variables(model, problem)
         _add_market_rows(model, problem, pair_var, pair_wh)
+        if problem.budget is not None:
+            _add_budget_rows(model, problem, pair_wh)
         if problem.grid is not None and problem.grid.n_rows > 0:
             _add_grid_rows(model, problem, pair_wh)
         model.maximize(sum(c * v for c, v in zip(_unit_nano_eur(problem), pair_var, strict=True)))
@@ -222,6 +224,22 @@ def _read_solution(
         status=SolutionStatus.OPTIMAL if optimal else SolutionStatus.FEASIBLE,
         runtime_s=time.perf_counter() - start,
     )
+
+
+def _add_budget_rows(model: cp_model.CpModel, problem: SlotProblem, pair_wh: list[Any]) -> None:
+    """Add the budget rows in nano-EUR per Wh, costs rounded up and caps down (the safe side).
+
+    Rounding a cost up by less than a nano-EUR per Wh makes a row stricter by under
+    1 mEUR per MWh; every integer solution keeps the real-valued cap.
+    """
+    budget = problem.budget
+    assert budget is not None
+    nano_per_wh = np.ceil(budget.cost_eur_per_kwh * NANO_EUR_PER_EUR / WH_PER_KWH)
+    caps = budget.model_cap_eur()
+    for account in range(budget.n_rows):
+        pairs = np.flatnonzero(budget.pair_account == account).tolist()
+        cap = math.floor(caps[account] * NANO_EUR_PER_EUR)
+        model.add(sum(int(nano_per_wh[p]) * pair_wh[p] for p in pairs) <= cap)
 
 
 def _add_grid_rows(model: cp_model.CpModel, problem: SlotProblem, pair_wh: list[Any]) -> None:

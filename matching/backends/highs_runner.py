@@ -4,14 +4,21 @@ Shared by the direct MILP backend, the LP relaxation and the tie-break's second 
 they differ only in whether the integrality of the columns is passed on. highspy is
 imported when a model is solved, never when this module is, so the backend registry
 (and every heuristic) works where highspy is missing.
+
+HiGHS looks at its clock only between phases; on a 300,000-binary slot its root LP ran
+1.7 s without a check (no interrupt callback fires in it either), 50 % past a 2 s
+limit. Models that large run in a forked child process that is killed at the deadline
+(:func:`run_highs`); the caller then has no answer, as if HiGHS had found nothing in
+time, and falls back to its start.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -19,9 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.matching.knapsack_model import KnapsackArrays
-from gridmatch.matching.solution import SolveOptions, TerminationCondition
+from gridmatch.matching.solution import SolveOptions, SolverFailedError, TerminationCondition
 
 if TYPE_CHECKING:
+    import multiprocessing.connection
+
     import highspy
 
 # Measured on a 1,000-order slot (213,000 binaries, benchmarks/bench_clearing.py):
@@ -37,6 +46,17 @@ TUNED_MIP_OPTIONS: dict[str, str | bool | int | float] = {
     "presolve": "off",
     "mip_heuristic_run_feasibility_jump": False,
 }
+# Models with at least this many nonzeros run in a child process killed at the deadline
+# (a fork of a 500 MB process costs ~20 ms; HiGHS ran 25-45 % past its limit on a model
+# of 180,000 nonzeros, benchmarks/bench_knapsack.py --only-limits).
+GUARD_NONZEROS = 50_000
+# HiGHS in the child gets this share of the limit, so that it usually stops by itself
+# with its incumbent (it overran a 0.85 s limit by 0.2-0.45 s on 90,000 binaries); the
+# child is killed at the limit plus a grace (a share of the limit, and at least the time
+# the answer takes to come back through the pipe).
+GUARD_INNER_SHARE = 0.7
+GUARD_GRACE_SHARE = 0.01
+GUARD_GRACE_MIN_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -112,13 +132,72 @@ def run_highs(
     exact
         Search to a zero gap, relative and absolute (``options.mip_gap`` is ignored).
     """
-    import highspy
-
-    start = time.perf_counter()
     if arrays.n_cols == 0:
         return HighsAnswer(np.zeros(0), 0.0, TerminationCondition.CONVERGED, True, 0.0, np.zeros(0))
+    call = _HighsCall(arrays, options, time_limit_s, relax, start_values, exact)
+    if arrays.matrix.nnz >= GUARD_NONZEROS and "fork" in multiprocessing.get_all_start_methods():
+        return _run_killable(call)
+    return _run_here(call)
+
+
+@dataclass(frozen=True)
+class _HighsCall:
+    """One HiGHS run's inputs (see :func:`run_highs`)."""
+
+    arrays: KnapsackArrays
+    options: SolveOptions
+    time_limit_s: float
+    relax: bool
+    start_values: npt.NDArray[np.float64] | None
+    exact: bool
+
+
+def _run_killable(call: _HighsCall) -> HighsAnswer:
+    """Run HiGHS in a forked child; kill it if it is not back by the deadline."""
+    began = time.perf_counter()
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    inner = replace(call, time_limit_s=GUARD_INNER_SHARE * call.time_limit_s)
+    child = context.Process(target=_child_main, args=(sender, inner), daemon=True)
+    child.start()
+    sender.close()
+    grace_s = max(GUARD_GRACE_SHARE * call.time_limit_s, GUARD_GRACE_MIN_S)
+    try:
+        outcome = receiver.recv() if receiver.poll(call.time_limit_s + grace_s) else None
+    except EOFError:  # the child died without an answer
+        outcome = SolverFailedError("HiGHS's process ended without an answer")
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receiver.close()
+    if isinstance(outcome, BaseException):
+        raise SolverFailedError(f"HiGHS failed in its process: {outcome}") from outcome
+    if outcome is None:
+        return HighsAnswer(
+            None, None, TerminationCondition.TIME_LIMIT, False, time.perf_counter() - began
+        )
+    answer: HighsAnswer = outcome
+    return answer
+
+
+def _child_main(sender: multiprocessing.connection.Connection, call: _HighsCall) -> None:
+    try:
+        answer: HighsAnswer | BaseException = _run_here(call)
+    except Exception as exc:  # handed to the parent, which raises it
+        answer = exc
+    sender.send(answer)
+    sender.close()
+
+
+def _run_here(call: _HighsCall) -> HighsAnswer:
+    """Run HiGHS in this process."""
+    import highspy
+
+    arrays, options, start_values, exact = call.arrays, call.options, call.start_values, call.exact
+    start = time.perf_counter()
     h = new_highs()
-    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("time_limit", float(call.time_limit_s))
     h.setOptionValue("mip_rel_gap", 0.0 if exact else float(options.mip_gap))
     if exact:
         h.setOptionValue("mip_abs_gap", 0.0)
@@ -140,7 +219,7 @@ def run_highs(
     lp.a_matrix_.start_ = arrays.matrix.indptr
     lp.a_matrix_.index_ = arrays.matrix.indices
     lp.a_matrix_.value_ = arrays.matrix.data
-    is_mip = not relax and bool(arrays.col_integer.any())
+    is_mip = not call.relax and bool(arrays.col_integer.any())
     if is_mip:
         lp.integrality_ = [
             highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous

@@ -36,7 +36,7 @@ from gridmatch.matching.backends.lagrangian import lagrangian_bound
 from gridmatch.matching.backends.seller_dp import best_start_pair_kwh
 from gridmatch.matching.knapsack_model import build_knapsack_arrays
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.secure_subset import drop_until_rows_hold
+from gridmatch.matching.secure_subset import drop_until_feasible
 from gridmatch.matching.solution import (
     BoundSource,
     Provenance,
@@ -119,9 +119,9 @@ class MulknapBackend(HighsBackend):
 
 
 def _has_surrogate(problem: SlotProblem) -> bool:
-    """Whether the slot is a multiple knapsack of indivisible buys without grid rows."""
+    """Whether the slot is a multiple knapsack of indivisible buys without other rows."""
     grid_free = problem.grid is None or problem.grid.n_rows == 0
-    return grid_free and bool(problem.pair_indivisible.all())
+    return grid_free and problem.budget is None and bool(problem.pair_indivisible.all())
 
 
 def _surrogate_items(
@@ -203,7 +203,7 @@ def _best_start(
     if time.perf_counter() < deadline:
         start_kwh = best_start_pair_kwh(problem)
     else:
-        start_kwh = drop_until_rows_hold(problem, greedy_pair_kwh(problem))
+        start_kwh = drop_until_feasible(problem, greedy_pair_kwh(problem))
     if packed is not None and problem.welfare_eur(packed) > problem.welfare_eur(start_kwh):
         return packed
     return start_kwh

@@ -238,6 +238,8 @@ def build_slot_model(problem: SlotProblem) -> pyo.ConcreteModel:
     model.z = pyo.Var(model.ALL_OR_NONE_SELLERS, domain=pyo.Binary)
     add_buy_constraints(model)
     add_seller_constraints(model)
+    if problem.budget is not None:
+        add_budget_rows(model, problem)
     if problem.grid is not None and problem.grid.n_rows > 0:
         add_grid_rows(model, problem)
     add_welfare_objective(model)
@@ -395,6 +397,34 @@ def add_grid_rows(model: pyo.ConcreteModel, problem: SlotProblem) -> None:
 
     # Every protected line, transformer and bus stays within its (linearised) limits.
     model.grid_security = pyo.Constraint(model.GRID_ROWS, rule=security_row)
+
+
+def add_budget_rows(model: pyo.ConcreteModel, problem: SlotProblem) -> None:
+    r"""Keep what each prepaid account's buys cost within its cap.
+
+    .. math::
+
+        \sum_{(b,s):\, \mathrm{account}(b)=a} c_{bs}\, \mathrm{kWh}_{bs}
+        \le \mathrm{cap}_a
+    """
+    import pyomo.environ as pyo
+
+    budget = problem.budget
+    assert budget is not None
+    pairs_of: dict[int, list[int]] = {}
+    for p, account in enumerate(budget.pair_account.tolist()):
+        if account >= 0:
+            pairs_of.setdefault(account, []).append(p)
+    pair_buy, pair_sell = problem.pair_buy.tolist(), problem.pair_sell.tolist()
+    cost = budget.cost_eur_per_kwh.tolist()
+    caps = budget.model_cap_eur().tolist()
+    model.ACCOUNTS = pyo.Set(initialize=sorted(pairs_of))
+
+    def budget_row(m: pyo.ConcreteModel, a: int) -> object:
+        spend = pyo.quicksum(cost[p] * _pair_kwh(m, pair_buy[p], pair_sell[p]) for p in pairs_of[a])
+        return spend <= caps[a]
+
+    model.budget = pyo.Constraint(model.ACCOUNTS, rule=budget_row)
 
 
 def add_welfare_objective(model: pyo.ConcreteModel) -> None:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from gridmatch.matching.backends.base import HeuristicBackend
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.secure_subset import drop_until_rows_hold
+from gridmatch.matching.secure_subset import drop_until_feasible
 
 _TOLERANCE_KWH = 1e-9
 # DP cells per seller (about 20 ms): the heuristic stays fast on sellers of any size.
@@ -148,14 +148,14 @@ def seller_dp_pair_kwh(problem: SlotProblem) -> npt.NDArray[np.float64]:
 def best_start_pair_kwh(problem: SlotProblem) -> npt.NDArray[np.float64]:
     """Return the better of the seller-DP and the merit-order allocation (a MILP start).
 
-    Both are first cut down to the slot's grid rows, if it has any, so the start is
-    feasible for the model it starts.
+    Both are first cut down to the slot's budget and grid rows, if it has any, so the
+    start is feasible for the model it starts.
     """
     from gridmatch.matching.backends.greedy import greedy_pair_kwh
 
     candidates = [
-        drop_until_rows_hold(problem, seller_dp_pair_kwh(problem)),
-        drop_until_rows_hold(problem, greedy_pair_kwh(problem)),
+        drop_until_feasible(problem, seller_dp_pair_kwh(problem)),
+        drop_until_feasible(problem, greedy_pair_kwh(problem)),
     ]
     # max() keeps the first of equals: the DP allocation wins ties.
     return max(candidates, key=problem.welfare_eur)

@@ -41,7 +41,7 @@ from gridmatch.matching.backends.highs_runner import new_highs
 from gridmatch.matching.backends.highspy_direct import HighspyBackend
 from gridmatch.matching.grid_rows import GridRows
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.matching.secure_subset import drop_until_rows_hold
+from gridmatch.matching.secure_subset import drop_until_feasible
 from gridmatch.matching.solution import (
     Provenance,
     SlotSolution,
@@ -153,6 +153,7 @@ def capped_problem(
         pair_fee_eur_per_kwh=problem.pair_fee_eur_per_kwh[kept],
         pair_welfare_eur_per_kwh=problem.pair_welfare_eur_per_kwh[kept],
         grid=None,
+        budget=None if problem.budget is None else problem.budget.subset(kept),
     )
     return capped, kept
 
@@ -164,7 +165,7 @@ def _cut_down(
     matched: SlotSolution | None = None,
 ) -> SlotSolution:
     """Return the stage-2 match cut down to the slot's rows: feasible, no bound."""
-    secure = drop_until_rows_hold(problem, pair_kwh)
+    secure = drop_until_feasible(problem, pair_kwh)
     changed = not np.array_equal(secure, pair_kwh)
     return SlotSolution(
         slot=problem.slot,

@@ -801,6 +801,7 @@ contract SettlementHandler is TestBase {
             Settlement.Order storage order = o.order;
             if (order.participant != participant || order.isBuy != isBuy || o.cancelled) continue;
             if (o.filled >= order.quantityWh || order.expiry < deadline) continue;
+            if (_slotClosed(order.slotStart)) continue;
             if (!isBuy && (order.slotStart != slot || order.limitMicroEurPerKwh > maxLimit)) continue;
             return j;
         }
@@ -1111,6 +1112,7 @@ contract SettlementHandler is TestBase {
 
     function _onSettled(bytes32 id, uint64 verifiedWh, uint64 paidWh, uint256 toSeller, uint256 fee, uint256 refund)
         internal
+        virtual
     {
         TradeInfo storage info = trades[tradeIndex[id] - 1];
         Settlement.Trade storage t = info.record;
@@ -1135,6 +1137,12 @@ contract SettlementHandler is TestBase {
         ghost_paidToSellers += toSeller;
         ghost_fees += fee;
         ++ghost_settled;
+    }
+
+    /// Whether no trade may be planned any more for the slot starting at the time given (a
+    /// derived handler closes hours whose certificates it issues); none here.
+    function _slotClosed(uint64) internal view virtual returns (bool) {
+        return false;
     }
 
     /// `data` called by `caller` while paused must revert with EnforcedPause.

@@ -1,0 +1,136 @@
+"""One period's telemetry summary, in the integers ``BatteryRewards.Summary`` holds.
+
+Cycles are counted with the ``rainflow`` package (ASTM E1049 rainflow counting of the
+state-of-charge series): the depth of discharge of the period is its largest cycle
+range (half cycles included), its equivalent full cycles the sum of range x count / 100
+(a full 0-100-0 % cycle is one; a single charge 0-100 % half of one), scaled to a day.
+The C-rate is the largest |P| / capacity. Every quantity is rounded against the battery
+(minima down, maxima up, after a 1e-9 guard against binary noise), so a summary that
+meets a threshold meets it without rounding help.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import rainflow
+
+from gridmatch.scenario_io.battery_input import Agreement, TelemetrySample
+
+# A period needs at least this many samples to be summarised.
+MIN_SAMPLES = 2
+_GUARD = 1e-9
+_SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Summary:
+    """``BatteryRewards.Summary``: what validators attest of one period.
+
+    SoC and SoH in basis points of 100 %, C-rate and cycles per day in thousandths,
+    temperatures in tenths of a degree C; ``soh_bps`` 0 when the period has no SoH data.
+    """
+
+    soc_min_bps: int
+    soc_max_bps: int
+    max_dod_bps: int
+    max_c_rate_milli: int
+    temp_min_deci_c: int
+    temp_max_deci_c: int
+    cycles_per_day_milli: int
+    soh_bps: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        """Return the fields in the contract's order."""
+        return (
+            self.soc_min_bps,
+            self.soc_max_bps,
+            self.max_dod_bps,
+            self.max_c_rate_milli,
+            self.temp_min_deci_c,
+            self.temp_max_deci_c,
+            self.cycles_per_day_milli,
+            self.soh_bps,
+        )
+
+
+@dataclass(frozen=True)
+class PeriodSummary:
+    """A period, its samples and its summary (``None``: too few samples to judge)."""
+
+    period: int
+    start_s: int
+    end_s: int
+    samples: int
+    summary: Summary | None
+    # The raw numbers behind the summary, for the verdict file.
+    equivalent_full_cycles: float
+    depth_of_discharge_percent: float
+    max_c_rate: float
+
+
+def _down(x: float) -> int:
+    return math.floor(x + _GUARD)
+
+
+def _up(x: float) -> int:
+    return max(0, math.ceil(x - _GUARD))
+
+
+def summarise(
+    samples: Sequence[TelemetrySample], period_seconds: int, capacity_kwh: float
+) -> tuple[Summary, float, float, float]:
+    """Return one period's summary and its equivalent full cycles, DoD (%) and C-rate."""
+    soc = [s.soc_percent for s in samples]
+    # rainflow 3.2 finds no cycle in a two-point series; it is one half cycle.
+    cycles = (
+        list(rainflow.extract_cycles(soc)) if len(soc) > 2 else [(abs(soc[1] - soc[0]), 0.0, 0.5)]
+    )
+    depth = max((c[0] for c in cycles), default=0.0)
+    efc = sum(c[0] * c[2] for c in cycles) / 100.0
+    c_rate = max(abs(s.p_kw) for s in samples) / capacity_kwh
+    soh = [s.soh_percent for s in samples if s.soh_percent is not None]
+    temps = [s.temperature_c for s in samples]
+    summary = Summary(
+        soc_min_bps=_down(min(soc) * 100),
+        soc_max_bps=min(10_000, _up(max(soc) * 100)),
+        max_dod_bps=min(10_000, _up(depth * 100)),
+        max_c_rate_milli=min(2**32 - 1, _up(c_rate * 1000)),
+        temp_min_deci_c=math.floor(min(temps) * 10 + _GUARD),
+        temp_max_deci_c=math.ceil(max(temps) * 10 - _GUARD),
+        cycles_per_day_milli=min(2**32 - 1, _up(efc * _SECONDS_PER_DAY / period_seconds * 1000)),
+        soh_bps=_down(min(soh) * 100) if soh else 0,
+    )
+    return summary, efc, depth, c_rate
+
+
+def period_summaries(
+    agreement: Agreement, samples: Sequence[TelemetrySample]
+) -> list[PeriodSummary]:
+    """Split the samples into the agreement's periods (``[start, end)``) and summarise each."""
+    found: list[list[TelemetrySample]] = [[] for _ in range(agreement.periods)]
+    for sample in samples:
+        k = math.floor((sample.time_s - agreement.period_start_s) / agreement.period_seconds)
+        if 0 <= k < agreement.periods:
+            found[k].append(sample)
+    out = []
+    for k, part in enumerate(found):
+        start = agreement.period_start_s + k * agreement.period_seconds
+        if len(part) < MIN_SAMPLES:
+            out.append(
+                PeriodSummary(
+                    k, start, start + agreement.period_seconds, len(part), None, 0.0, 0.0, 0.0
+                )
+            )
+            continue
+        summary, efc, depth, c_rate = summarise(
+            part, agreement.period_seconds, agreement.capacity_kwh
+        )
+        out.append(
+            PeriodSummary(
+                k, start, start + agreement.period_seconds, len(part), summary, efc, depth, c_rate
+            )
+        )
+    return out

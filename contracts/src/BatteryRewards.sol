@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {ValidatorRegistry} from "./ValidatorRegistry.sol";
+
+/// @title BatteryRewards
+/// @notice Battery reward agreements: a sponsor funds an agreement for one battery in the
+///         payment token; per period and condition met, a fixed amount is released to the
+///         participants by their shares; the sponsor reclaims what is left after expiry.
+/// @dev The conditions are evaluated here, on chain, against a period's telemetry summary
+///      that strictly more than two thirds of the settlement's current validators
+///      (`ValidatorRegistry.quorum()`) signed under their current epoch (EIP-712). A
+///      period is attested once: its first quorum summary is final, so each (period,
+///      condition) pays at most once. Nothing off chain is trusted: Python computes the
+///      same verdicts only to report them.
+contract BatteryRewards is EIP712, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @notice Conditions, in the order of the amounts and of the bits of a mask.
+    uint8 public constant SOC_WINDOW = 0;
+    uint8 public constant MAX_DOD = 1;
+    uint8 public constant MAX_C_RATE = 2;
+    uint8 public constant TEMPERATURE_BAND = 3;
+    uint8 public constant MAX_CYCLES_PER_DAY = 4;
+    uint8 public constant MIN_SOH = 5;
+    uint8 public constant CONDITIONS = 6;
+    /// @notice Shares are in basis points and add up to this.
+    uint256 public constant TOTAL_BPS = 10_000;
+    /// @notice At most this many participants per agreement (bounds the release loop).
+    uint256 public constant MAX_PARTICIPANTS = 16;
+    /// @notice At most this many periods per agreement.
+    uint32 public constant MAX_PERIODS = 3660;
+
+    bytes32 public constant SUMMARY_TYPEHASH = keccak256(
+        "BatterySummary(uint256 agreementId,uint32 period,uint16 socMinBps,uint16 socMaxBps,uint16 maxDodBps,"
+        "uint32 maxCRateMilli,int32 tempMinDeciC,int32 tempMaxDeciC,uint32 cyclesPerDayMilli,uint16 sohBps,"
+        "uint32 epoch)"
+    );
+
+    /// @notice The thresholds of an agreement (same units as {Summary}).
+    /// @param socMinBps, socMaxBps The state-of-charge window the battery must stay in.
+    /// @param maxDodBps Deepest allowed cycle (rainflow range of the SoC).
+    /// @param maxCRateMilli Highest allowed |P| / capacity, in thousandths of 1/h.
+    /// @param tempMinDeciC, tempMaxDeciC The temperature band, in tenths of a degree C.
+    /// @param maxCyclesPerDayMilli Equivalent full cycles per day allowed, in thousandths.
+    /// @param minSohBps Lowest allowed state of health (a summary without SoH data: 0).
+    struct Conditions {
+        uint16 socMinBps;
+        uint16 socMaxBps;
+        uint16 maxDodBps;
+        uint32 maxCRateMilli;
+        int32 tempMinDeciC;
+        int32 tempMaxDeciC;
+        uint32 maxCyclesPerDayMilli;
+        uint16 minSohBps;
+    }
+
+    /// @notice What validators attest of one period's telemetry.
+    struct Summary {
+        uint16 socMinBps;
+        uint16 socMaxBps;
+        uint16 maxDodBps;
+        uint32 maxCRateMilli;
+        int32 tempMinDeciC;
+        int32 tempMaxDeciC;
+        uint32 cyclesPerDayMilli;
+        uint16 sohBps;
+    }
+
+    /// @notice A validator's signature of a summary under its registration `epoch`.
+    struct SignedSummary {
+        address validator;
+        uint32 epoch;
+        bytes signature;
+    }
+
+    /// @notice The terms of an agreement as its sponsor creates it.
+    /// @param amounts Released per period for each condition met (0: not agreed).
+    struct Terms {
+        bytes32 batteryId;
+        uint64 periodStart;
+        uint32 periodSeconds;
+        uint32 periods;
+        uint64 expiry;
+        Conditions conditions;
+        uint256[6] amounts;
+        address[] participants;
+        uint16[] sharesBps;
+    }
+
+    struct Agreement {
+        address sponsor;
+        bytes32 batteryId;
+        uint64 periodStart;
+        uint32 periodSeconds;
+        uint32 periods;
+        uint64 expiry;
+        bool reclaimed;
+        Conditions conditions;
+        uint256[6] amounts;
+        address[] participants;
+        uint16[] sharesBps;
+        uint256 funded;
+        uint256 released;
+    }
+
+    /// @notice The payment token (micro-EUR).
+    IERC20 public immutable token;
+    /// @notice The settlement's validators.
+    ValidatorRegistry public immutable validators;
+    /// @notice Agreements created so far (ids 1..count).
+    uint256 public agreementCount;
+
+    mapping(uint256 id => Agreement) private _agreements;
+    /// @dev Bit c: condition c released; bit 7: the period is attested.
+    mapping(uint256 id => mapping(uint32 period => uint8 mask)) private _periodMask;
+
+    error BatteryRewardsBadTerms(string reason);
+    error BatteryRewardsUnknownAgreement(uint256 id);
+    error BatteryRewardsBadPeriod(uint256 id, uint32 period);
+    error BatteryRewardsPeriodNotOver(uint256 id, uint32 period, uint64 endsAt);
+    error BatteryRewardsExpired(uint256 id, uint64 expiry);
+    error BatteryRewardsNotExpired(uint256 id, uint64 expiry);
+    error BatteryRewardsPeriodAttested(uint256 id, uint32 period);
+    error BatteryRewardsInvalidSignature(address validator);
+    error BatteryRewardsNoQuorum(uint256 agreeing, uint256 quorum);
+    error BatteryRewardsNotSponsor(address caller);
+    error BatteryRewardsReclaimed(uint256 id);
+
+    event AgreementCreated(uint256 indexed id, address indexed sponsor, bytes32 indexed batteryId, uint256 funded);
+    event PeriodAttested(uint256 indexed id, uint32 indexed period, uint8 metMask, uint256 released);
+    event ConditionReleased(uint256 indexed id, uint32 indexed period, uint8 indexed condition, uint256 amount);
+    event Reclaimed(uint256 indexed id, address indexed sponsor, uint256 amount);
+
+    /// @param token_ The payment token agreements are funded in.
+    /// @param registry The settlement's validator registry.
+    constructor(IERC20 token_, ValidatorRegistry registry) EIP712("gridmatch BatteryRewards", "1") {
+        if (address(token_) == address(0) || address(registry) == address(0)) {
+            revert BatteryRewardsBadTerms("zero address");
+        }
+        token = token_;
+        validators = registry;
+    }
+
+    // ---------------------------------------------------------------- agreements
+
+    /// @notice Create and fund an agreement: pulls periods x sum(amounts) from the caller,
+    ///         who becomes its sponsor.
+    /// @return id The new agreement's id.
+    function create(Terms calldata terms) external nonReentrant returns (uint256 id) {
+        _checkTerms(terms);
+        uint256 perPeriod = 0;
+        for (uint256 c; c < CONDITIONS; ++c) {
+            perPeriod += terms.amounts[c];
+        }
+        uint256 funded = perPeriod * terms.periods;
+        if (funded == 0) revert BatteryRewardsBadTerms("nothing to fund");
+        id = ++agreementCount;
+        _agreements[id].sponsor = msg.sender;
+        Agreement storage a = _agreements[id];
+        a.batteryId = terms.batteryId;
+        a.periodStart = terms.periodStart;
+        a.periodSeconds = terms.periodSeconds;
+        a.periods = terms.periods;
+        a.expiry = terms.expiry;
+        a.conditions = terms.conditions;
+        a.amounts = terms.amounts;
+        a.participants = terms.participants;
+        a.sharesBps = terms.sharesBps;
+        a.funded = funded;
+        emit AgreementCreated(id, msg.sender, terms.batteryId, funded);
+        token.safeTransferFrom(msg.sender, address(this), funded);
+    }
+
+    /// @notice Release a period's rewards with its validators' signed summary (anyone may
+    ///         submit it): each agreed condition the summary meets pays its amount, split by
+    ///         the shares (the last participant gets the rounding remainder).
+    /// @dev Reverts on an unknown agreement or period, a period not over yet, after expiry,
+    ///      on a period already attested, an invalid or duplicate signature, or no quorum.
+    function release(uint256 id, uint32 period, Summary calldata summary, SignedSummary[] calldata signatures)
+        external
+        nonReentrant
+        returns (uint256 amount)
+    {
+        Agreement storage a = _agreement(id);
+        if (period >= a.periods) revert BatteryRewardsBadPeriod(id, period);
+        uint64 endsAt = a.periodStart + uint64(period + 1) * a.periodSeconds;
+        // Timestamps: a period closes and an agreement expires at whole seconds; a
+        // validator's few seconds of drift do not matter at these scales.
+        if (block.timestamp < endsAt) revert BatteryRewardsPeriodNotOver(id, period, endsAt);
+        if (block.timestamp > a.expiry) revert BatteryRewardsExpired(id, a.expiry);
+        if (_periodMask[id][period] != 0) revert BatteryRewardsPeriodAttested(id, period);
+        _checkQuorum(id, period, summary, signatures);
+        uint8 met = metMask(a.conditions, summary);
+        uint8 mask = 0x80;
+        for (uint8 c; c < CONDITIONS; ++c) {
+            if (met & (1 << c) != 0 && a.amounts[c] != 0) {
+                mask |= uint8(1 << c);
+                amount += a.amounts[c];
+            }
+        }
+        _periodMask[id][period] = mask;
+        a.released += amount;
+        emit PeriodAttested(id, period, met, amount);
+        for (uint8 c; c < CONDITIONS; ++c) {
+            if (mask & (1 << c) != 0) emit ConditionReleased(id, period, c, a.amounts[c]);
+        }
+        if (amount != 0) _pay(a, amount);
+    }
+
+    /// @notice After expiry, the sponsor takes back what was not released.
+    function reclaim(uint256 id) external nonReentrant returns (uint256 amount) {
+        Agreement storage a = _agreement(id);
+        if (msg.sender != a.sponsor) revert BatteryRewardsNotSponsor(msg.sender);
+        if (block.timestamp <= a.expiry) revert BatteryRewardsNotExpired(id, a.expiry);
+        if (a.reclaimed) revert BatteryRewardsReclaimed(id);
+        a.reclaimed = true;
+        amount = a.funded - a.released;
+        emit Reclaimed(id, msg.sender, amount);
+        if (amount != 0) token.safeTransfer(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice The EIP-712 digest a validator registered under `epoch` signs for a summary.
+    function summaryHash(uint256 id, uint32 period, Summary calldata summary, uint32 epoch)
+        public
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(keccak256(abi.encode(SUMMARY_TYPEHASH, id, period, summary, epoch)));
+    }
+
+    /// @notice Bits of the conditions `summary` meets under `conditions` (agreed or not).
+    function metMask(Conditions memory conditions, Summary calldata summary) public pure returns (uint8 mask) {
+        if (summary.socMinBps >= conditions.socMinBps && summary.socMaxBps <= conditions.socMaxBps) {
+            mask |= uint8(1 << SOC_WINDOW);
+        }
+        if (summary.maxDodBps <= conditions.maxDodBps) mask |= uint8(1 << MAX_DOD);
+        if (summary.maxCRateMilli <= conditions.maxCRateMilli) mask |= uint8(1 << MAX_C_RATE);
+        if (summary.tempMinDeciC >= conditions.tempMinDeciC && summary.tempMaxDeciC <= conditions.tempMaxDeciC) {
+            mask |= uint8(1 << TEMPERATURE_BAND);
+        }
+        if (summary.cyclesPerDayMilli <= conditions.maxCyclesPerDayMilli) mask |= uint8(1 << MAX_CYCLES_PER_DAY);
+        if (summary.sohBps >= conditions.minSohBps && summary.sohBps != 0) mask |= uint8(1 << MIN_SOH);
+    }
+
+    /// @notice Bits of the conditions released for `period` (bit 7: the period is attested).
+    function periodMask(uint256 id, uint32 period) external view returns (uint8) {
+        return _periodMask[id][period];
+    }
+
+    /// @notice Money of an agreement: funded, released, still held, reclaimed.
+    function balancesOf(uint256 id)
+        external
+        view
+        returns (uint256 funded, uint256 released, uint256 held, uint256 reclaimed)
+    {
+        Agreement storage a = _agreement(id);
+        funded = a.funded;
+        released = a.released;
+        reclaimed = a.reclaimed ? funded - released : 0;
+        held = funded - released - reclaimed;
+    }
+
+    /// @notice An agreement's sponsor, battery, schedule and reclaim flag.
+    function agreementOf(uint256 id)
+        external
+        view
+        returns (
+            address sponsor,
+            bytes32 batteryId,
+            uint64 periodStart,
+            uint32 periodSeconds,
+            uint32 periods,
+            uint64 expiry
+        )
+    {
+        Agreement storage a = _agreement(id);
+        return (a.sponsor, a.batteryId, a.periodStart, a.periodSeconds, a.periods, a.expiry);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _agreement(uint256 id) private view returns (Agreement storage a) {
+        a = _agreements[id];
+        if (a.sponsor == address(0)) revert BatteryRewardsUnknownAgreement(id);
+    }
+
+    function _checkTerms(Terms calldata terms) private view {
+        if (terms.periodSeconds == 0) revert BatteryRewardsBadTerms("period length 0");
+        if (terms.periods == 0 || terms.periods > MAX_PERIODS) revert BatteryRewardsBadTerms("periods");
+        uint256 lastEnd = uint256(terms.periodStart) + uint256(terms.periods) * terms.periodSeconds;
+        if (terms.expiry < lastEnd || terms.expiry < block.timestamp) {
+            revert BatteryRewardsBadTerms("expiry before the last period ends");
+        }
+        Conditions calldata c = terms.conditions;
+        if (c.socMinBps > c.socMaxBps || c.socMaxBps > TOTAL_BPS) revert BatteryRewardsBadTerms("soc window");
+        if (c.tempMinDeciC > c.tempMaxDeciC) revert BatteryRewardsBadTerms("temperature band");
+        uint256 n = terms.participants.length;
+        if (n == 0 || n > MAX_PARTICIPANTS || terms.sharesBps.length != n) {
+            revert BatteryRewardsBadTerms("participants");
+        }
+        uint256 total = 0;
+        for (uint256 i; i < n; ++i) {
+            if (terms.participants[i] == address(0) || terms.sharesBps[i] == 0) {
+                revert BatteryRewardsBadTerms("participant");
+            }
+            total += terms.sharesBps[i];
+        }
+        if (total != TOTAL_BPS) revert BatteryRewardsBadTerms("shares do not add up to 10000");
+    }
+
+    /// @dev Every signature valid and its validator's, no validator twice, and the
+    ///      validators signing under their current epoch at least the quorum.
+    function _checkQuorum(uint256 id, uint32 period, Summary calldata summary, SignedSummary[] calldata signatures)
+        private
+        view
+    {
+        uint256 agreeing = 0;
+        for (uint256 i; i < signatures.length; ++i) {
+            SignedSummary calldata s = signatures[i];
+            bytes32 digest = summaryHash(id, period, summary, s.epoch);
+            (address signer, ECDSA.RecoverError failure, bytes32 detail) = ECDSA.tryRecover(digest, s.signature);
+            if (failure != ECDSA.RecoverError.NoError || detail != bytes32(0) || signer != s.validator) {
+                revert BatteryRewardsInvalidSignature(s.validator);
+            }
+            for (uint256 k; k < i; ++k) {
+                if (signatures[k].validator == s.validator) revert BatteryRewardsInvalidSignature(s.validator);
+            }
+            // Only a current registration's signature counts (epochs start at 1).
+            if (s.epoch != 0 && validators.epochOf(s.validator) == s.epoch) ++agreeing;
+        }
+        uint256 quorum = validators.quorum();
+        if (agreeing < quorum) revert BatteryRewardsNoQuorum(agreeing, quorum);
+    }
+
+    /// @dev Split `amount` by the shares, rounding down; the last participant gets the rest.
+    function _pay(Agreement storage a, uint256 amount) private {
+        uint256 n = a.participants.length;
+        uint256 paid = 0;
+        for (uint256 i; i + 1 < n; ++i) {
+            uint256 part = amount * a.sharesBps[i] / TOTAL_BPS;
+            paid += part;
+            if (part != 0) token.safeTransfer(a.participants[i], part);
+        }
+        token.safeTransfer(a.participants[n - 1], amount - paid);
+    }
+}

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {BatteryRewardsFixture} from "./BatteryRewardsFixture.sol";
+import {BatteryRewards} from "../src/BatteryRewards.sol";
+
+/// The normal life of a battery reward agreement, and one attack test per rule.
+contract BatteryRewardsTest is BatteryRewardsFixture {
+    // ------------------------------------------------------------ the normal life
+
+    /// Property: creating pulls periods x sum(amounts) from the sponsor.
+    function test_CreateFunds() public {
+        uint256 before = payment.balanceOf(sponsor);
+        uint256 id = createAgreement();
+        assertEq(id, 1, "first id");
+        assertEq(before - payment.balanceOf(sponsor), 6 * AMOUNT * PERIODS, "funded");
+        (uint256 funded,, uint256 held,) = rewards.balancesOf(id);
+        assertEq(funded, 6 * AMOUNT * PERIODS, "funded view");
+        assertEq(held, funded, "all held");
+    }
+
+    /// Property: a quorum summary meeting every condition releases six amounts, split
+    /// 70/30 with the remainder to the last participant; the period is then closed.
+    function test_ReleaseAllConditions() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        uint256 amount = rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3));
+        assertEq(amount, 6 * AMOUNT, "released");
+        uint256 ownerPart = 6 * AMOUNT * 7000 / 10_000;
+        assertEq(payment.balanceOf(owner), ownerPart, "owner share rounded down");
+        assertEq(payment.balanceOf(aggregator), 6 * AMOUNT - ownerPart, "aggregator gets the rest");
+        assertEq(rewards.periodMask(id, 0), 0x80 | 0x3F, "all released, attested");
+    }
+
+    /// Property: each broken condition withholds exactly its amount; with SoH 0 (no data)
+    /// the SoH condition is not met.
+    function test_ReleasePartial() public {
+        uint256 id = createAgreement();
+        BatteryRewards.Summary memory s = goodSummary();
+        s.socMinBps = 500; // below the window
+        s.tempMaxDeciC = 401; // above the band
+        s.sohBps = 0; // no state-of-health data
+        warpPastPeriod(1);
+        uint256 amount = rewards.release(id, 1, s, signed(id, 1, s, 3));
+        assertEq(amount, 3 * AMOUNT, "three conditions met");
+        assertEq(rewards.periodMask(id, 1), 0x80 | 0x16, "dod, c-rate, cycles");
+    }
+
+    /// Property: boundaries are inclusive (a summary equal to the thresholds meets them).
+    function test_BoundariesInclusive() public {
+        uint256 id = createAgreement();
+        BatteryRewards.Conditions memory c = conditions();
+        BatteryRewards.Summary memory s = BatteryRewards.Summary(
+            c.socMinBps,
+            c.socMaxBps,
+            c.maxDodBps,
+            c.maxCRateMilli,
+            c.tempMinDeciC,
+            c.tempMaxDeciC,
+            c.maxCyclesPerDayMilli,
+            c.minSohBps
+        );
+        assertEq(rewards.metMask(c, s), 0x3F, "all met");
+        warpPastPeriod(0);
+        assertEq(rewards.release(id, 0, s, signed(id, 0, s, 3)), 6 * AMOUNT, "all paid");
+    }
+
+    /// Property: 3 of 4 validators are a quorum (> 8/3); 2 of 3 are not.
+    function test_QuorumIsStrictlyMoreThanTwoThirds() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory two = signed(id, 0, goodSummary(), 2);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNoQuorum.selector, 2, 3));
+        rewards.release(id, 0, goodSummary(), two);
+        registerValidator(0xA004);
+        rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3));
+    }
+
+    /// Property: after expiry the sponsor gets exactly funded - released, once.
+    function test_ReclaimAfterExpiry() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3));
+        uint256 before = payment.balanceOf(sponsor);
+        vm.warp(EXPIRY + 1);
+        vm.prank(sponsor);
+        assertEq(rewards.reclaim(id), 12 * AMOUNT, "two periods left");
+        assertEq(payment.balanceOf(sponsor) - before, 12 * AMOUNT, "paid back");
+        (uint256 funded, uint256 released, uint256 held, uint256 reclaimed) = rewards.balancesOf(id);
+        assertEq(funded, released + held + reclaimed, "conservation");
+        assertEq(held, 0, "nothing held");
+        assertEq(payment.balanceOf(address(rewards)), 0, "contract empty");
+    }
+
+    /// Property: any split of shares pays exactly the released amount.
+    function testFuzz_SharesPayExactly(uint16 ownerShare, uint8 mask) public {
+        ownerShare = uint16(bound(ownerShare, 1, 9999));
+        vm.prank(sponsor);
+        uint256 id = rewards.create(terms(ownerShare));
+        BatteryRewards.Summary memory s = goodSummary();
+        if (mask & 1 != 0) s.socMaxBps = 9001;
+        if (mask & 2 != 0) s.maxDodBps = 8001;
+        if (mask & 4 != 0) s.maxCRateMilli = 501;
+        if (mask & 8 != 0) s.tempMinDeciC = -1;
+        if (mask & 16 != 0) s.cyclesPerDayMilli = 1501;
+        if (mask & 32 != 0) s.sohBps = 7999;
+        uint256 broken;
+        for (uint256 c; c < 6; ++c) {
+            if (mask & (1 << c) != 0) ++broken;
+        }
+        warpPastPeriod(2);
+        uint256 amount = rewards.release(id, 2, s, signed(id, 2, s, 3));
+        assertEq(amount, (6 - broken) * AMOUNT, "amount");
+        assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), amount, "paid exactly");
+        assertEq(payment.balanceOf(owner), amount * ownerShare / 10_000, "owner rounded down");
+    }
+
+    // ------------------------------------------------------------ attacks
+
+    /// Attack: a summary signed by a key other than the named validator's.
+    function test_RevertIf_ForgedSignature() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        sigs[1].signature = sign(0xBAD, id, 0, goodSummary(), sigs[1].epoch);
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, sigs[1].validator)
+        );
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: a better summary than the validators signed.
+    function test_RevertIf_SummaryAltered() public {
+        uint256 id = createAgreement();
+        BatteryRewards.Summary memory s = goodSummary();
+        s.sohBps = 7000;
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, s, 3);
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, sigs[0].validator)
+        );
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: the same attestation submitted again, and for another period or agreement.
+    function test_RevertIf_ReplayedAttestation() public {
+        uint256 id = createAgreement();
+        uint256 other = createAgreement();
+        warpPastPeriod(1);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        rewards.release(id, 0, goodSummary(), sigs);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsPeriodAttested.selector, id, 0));
+        rewards.release(id, 0, goodSummary(), sigs);
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, sigs[0].validator)
+        );
+        rewards.release(id, 1, goodSummary(), sigs);
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, sigs[0].validator)
+        );
+        rewards.release(other, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: a second, different quorum summary for a period already attested (a
+    /// condition failed the first time): no second release of any condition.
+    function test_RevertIf_SecondReleaseSamePeriod() public {
+        uint256 id = createAgreement();
+        BatteryRewards.Summary memory bad = goodSummary();
+        bad.maxCRateMilli = 900;
+        warpPastPeriod(0);
+        assertEq(rewards.release(id, 0, bad, signed(id, 0, bad, 3)), 5 * AMOUNT, "c-rate withheld");
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsPeriodAttested.selector, id, 0));
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: a period attested before it is over, or one beyond the agreement.
+    function test_RevertIf_PeriodNotOverOrUnknown() public {
+        uint256 id = createAgreement();
+        vm.warp(START + DAY - 1);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsPeriodNotOver.selector, id, 0, START + DAY));
+        rewards.release(id, 0, goodSummary(), sigs);
+        sigs = signed(id, PERIODS, goodSummary(), 3);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadPeriod.selector, id, PERIODS));
+        rewards.release(id, PERIODS, goodSummary(), sigs);
+        sigs = signed(9, 0, goodSummary(), 3);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsUnknownAgreement.selector, 9));
+        rewards.release(9, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: a release after expiry (the sponsor's money by then).
+    function test_RevertIf_ReleaseAfterExpiry() public {
+        uint256 id = createAgreement();
+        vm.warp(EXPIRY + 1);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsExpired.selector, id, EXPIRY));
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: a reclaim before expiry, by someone else, or twice.
+    function test_RevertIf_ReclaimBeforeExpiryOrNotSponsorOrTwice() public {
+        uint256 id = createAgreement();
+        vm.warp(EXPIRY);
+        vm.prank(sponsor);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNotExpired.selector, id, EXPIRY));
+        rewards.reclaim(id);
+        vm.warp(EXPIRY + 1);
+        vm.prank(mallory);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNotSponsor.selector, mallory));
+        rewards.reclaim(id);
+        vm.prank(sponsor);
+        rewards.reclaim(id);
+        vm.prank(sponsor);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsReclaimed.selector, id));
+        rewards.reclaim(id);
+    }
+
+    /// Attack: a validly signed summary by keys that are not registered does not count.
+    function test_RevertIf_NonValidators() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        for (uint256 k; k < 3; ++k) {
+            uint256 key = 0xE000 + k;
+            sigs[k] = BatteryRewards.SignedSummary(vm.addr(key), 1, sign(key, id, 0, goodSummary(), 1));
+        }
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNoQuorum.selector, 0, 3));
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: a revoked validator's signature no longer counts, and re-registering does
+    /// not revive it (a new epoch).
+    function test_RevertIf_RevokedValidator() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        vm.startPrank(admin);
+        registry.revoke(sigs[2].validator);
+        registry.register(sigs[2].validator);
+        vm.stopPrank();
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNoQuorum.selector, 2, 3));
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: the same validator's signature twice to make up a quorum.
+    function test_RevertIf_DuplicateValidator() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        sigs[2] = sigs[0];
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, sigs[0].validator)
+        );
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: a malleated (high-s) copy of a valid signature.
+    function test_RevertIf_MalleatedSignature() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
+        bytes memory sig = sigs[0].signature;
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly {
+            r := mload(add(sig, 32))
+            s := mload(add(sig, 64))
+            v := byte(0, mload(add(sig, 96)))
+        }
+        uint256 n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+        sigs[0].signature = abi.encodePacked(r, bytes32(n - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, sigs[0].validator)
+        );
+        rewards.release(id, 0, goodSummary(), sigs);
+    }
+
+    /// Attack: shares that do not add up to 10,000 bps, a zero share, no participant.
+    function test_RevertIf_SharesDoNotAddUp() public {
+        BatteryRewards.Terms memory t = terms(7000);
+        t.sharesBps[1] = 2999;
+        vm.prank(sponsor);
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "shares do not add up to 10000")
+        );
+        rewards.create(t);
+        t.sharesBps[0] = 0;
+        t.sharesBps[1] = 10_000;
+        vm.prank(sponsor);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "participant"));
+        rewards.create(t);
+        t.participants = new address[](0);
+        t.sharesBps = new uint16[](0);
+        vm.prank(sponsor);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "participants"));
+        rewards.create(t);
+    }
+
+    /// Attack: terms whose expiry comes before the last period ends (the sponsor could
+    /// reclaim rewards still to be earned), or an inverted window.
+    function test_RevertIf_BadSchedule() public {
+        BatteryRewards.Terms memory t = terms(7000);
+        t.expiry = START + 3 * uint64(DAY) - 1;
+        vm.prank(sponsor);
+        vm.expectRevert(
+            abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "expiry before the last period ends")
+        );
+        rewards.create(t);
+        t = terms(7000);
+        t.conditions.socMinBps = 9500;
+        vm.prank(sponsor);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "soc window"));
+        rewards.create(t);
+    }
+}

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {TestBase} from "./Vm.sol";
+import {PaymentToken} from "../src/PaymentToken.sol";
+import {ValidatorRegistry} from "../src/ValidatorRegistry.sol";
+import {BatteryRewards} from "../src/BatteryRewards.sol";
+
+/// Deployment, keys and signing for the battery reward tests.
+abstract contract BatteryRewardsFixture is TestBase {
+    uint64 internal constant START = 1_767_225_600; // 2026-01-01T00:00:00Z
+    uint32 internal constant DAY = 86_400;
+    uint32 internal constant PERIODS = 3;
+    uint64 internal constant EXPIRY = START + 5 * uint64(DAY);
+    uint256 internal constant AMOUNT = 1_000_001; // micro-EUR per condition: odd, to test rounding
+
+    address internal admin = address(0xAD);
+    address internal sponsor = address(0x5B0);
+    address internal owner = address(0x0A1);
+    address internal aggregator = address(0x0A2);
+    address internal mallory = address(0xBAD);
+
+    PaymentToken internal payment;
+    ValidatorRegistry internal registry;
+    BatteryRewards internal rewards;
+    uint256[] internal validatorKeys;
+
+    function setUp() public virtual {
+        vm.warp(START);
+        payment = new PaymentToken(admin);
+        registry = new ValidatorRegistry(admin);
+        rewards = new BatteryRewards(payment, registry);
+        for (uint256 k = 1; k <= 3; ++k) {
+            registerValidator(0xA000 + k);
+        }
+        vm.prank(admin);
+        payment.mint(sponsor, 1e15);
+        vm.prank(sponsor);
+        payment.approve(address(rewards), type(uint256).max);
+    }
+
+    function registerValidator(uint256 key) internal {
+        validatorKeys.push(key);
+        vm.prank(admin);
+        registry.register(vm.addr(key));
+    }
+
+    function conditions() internal pure returns (BatteryRewards.Conditions memory) {
+        return BatteryRewards.Conditions({
+            socMinBps: 1000,
+            socMaxBps: 9000,
+            maxDodBps: 8000,
+            maxCRateMilli: 500,
+            tempMinDeciC: 0,
+            tempMaxDeciC: 400,
+            maxCyclesPerDayMilli: 1500,
+            minSohBps: 8000
+        });
+    }
+
+    /// A summary that meets every condition of {conditions}.
+    function goodSummary() internal pure returns (BatteryRewards.Summary memory) {
+        return BatteryRewards.Summary({
+            socMinBps: 2000,
+            socMaxBps: 8500,
+            maxDodBps: 6000,
+            maxCRateMilli: 400,
+            tempMinDeciC: 150,
+            tempMaxDeciC: 300,
+            cyclesPerDayMilli: 900,
+            sohBps: 9500
+        });
+    }
+
+    function terms(uint16 ownerShare) internal view returns (BatteryRewards.Terms memory t) {
+        address[] memory participants = new address[](2);
+        participants[0] = owner;
+        participants[1] = aggregator;
+        uint16[] memory shares = new uint16[](2);
+        shares[0] = ownerShare;
+        shares[1] = uint16(10_000 - ownerShare);
+        uint256[6] memory amounts;
+        for (uint256 c; c < 6; ++c) {
+            amounts[c] = AMOUNT;
+        }
+        t = BatteryRewards.Terms({
+            batteryId: keccak256("battery-1"),
+            periodStart: START,
+            periodSeconds: DAY,
+            periods: PERIODS,
+            expiry: EXPIRY,
+            conditions: conditions(),
+            amounts: amounts,
+            participants: participants,
+            sharesBps: shares
+        });
+    }
+
+    function createAgreement() internal returns (uint256 id) {
+        vm.prank(sponsor);
+        id = rewards.create(terms(7000));
+    }
+
+    function sign(uint256 key, uint256 id, uint32 period, BatteryRewards.Summary memory s, uint32 epoch)
+        internal
+        view
+        returns (bytes memory)
+    {
+        (uint8 v, bytes32 r, bytes32 sig) = vm.sign(key, rewards.summaryHash(id, period, s, epoch));
+        return abi.encodePacked(r, sig, v);
+    }
+
+    /// Signatures of the first `n` validators under their current epochs.
+    function signed(uint256 id, uint32 period, BatteryRewards.Summary memory s, uint256 n)
+        internal
+        view
+        returns (BatteryRewards.SignedSummary[] memory sigs)
+    {
+        sigs = new BatteryRewards.SignedSummary[](n);
+        for (uint256 k; k < n; ++k) {
+            address validator = vm.addr(validatorKeys[k]);
+            uint32 epoch = registry.epochOf(validator);
+            sigs[k] = BatteryRewards.SignedSummary(validator, epoch, sign(validatorKeys[k], id, period, s, epoch));
+        }
+    }
+
+    function warpPastPeriod(uint32 period) internal {
+        vm.warp(START + uint64(period + 1) * DAY);
+    }
+}

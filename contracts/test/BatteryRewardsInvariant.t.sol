@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {TestBase} from "./Vm.sol";
+import {PaymentToken} from "../src/PaymentToken.sol";
+import {ValidatorRegistry} from "../src/ValidatorRegistry.sol";
+import {BatteryRewards} from "../src/BatteryRewards.sol";
+import {BatteryRewardsHandler} from "./handlers/BatteryRewardsHandler.sol";
+
+/// Invariants of battery reward agreements under a random campaign of the handler.
+/// The full profile runs the foundry.toml budget (256 x 100); the full campaign asked of
+/// it (>= 10,000 runs) is set inline below for the default profile.
+contract BatteryRewardsInvariantTest is TestBase {
+    PaymentToken internal payment;
+    ValidatorRegistry internal registry;
+    BatteryRewards internal rewards;
+    BatteryRewardsHandler internal handler;
+
+    function setUp() public {
+        vm.warp(1_767_225_600);
+        payment = new PaymentToken(address(this));
+        registry = new ValidatorRegistry(address(this));
+        rewards = new BatteryRewards(payment, registry);
+        handler = new BatteryRewardsHandler(payment, registry, rewards, address(this));
+        payment.grantRole(payment.MINTER_ROLE(), address(handler));
+        registry.grantRole(registry.REGISTRAR_ROLE(), address(handler));
+        for (uint256 k; k < 3; ++k) {
+            registry.register(vm.addr(0xA001 + k));
+        }
+        targetContract(address(handler));
+    }
+
+    /// funded == released + held + reclaimed, and held is what the contract owns.
+    /// forge-config: default.invariant.runs = 10000
+    /// forge-config: default.invariant.depth = 25
+    /// forge-config: ci.invariant.runs = 128
+    /// forge-config: ci.invariant.depth = 25
+    function invariant_Conservation() public view {
+        uint256 held = payment.balanceOf(address(rewards));
+        assertEq(handler.ghost_funded(), handler.ghost_released() + held + handler.ghost_reclaimed(), "funded split");
+        uint256 funded;
+        uint256 released;
+        uint256 heldSum;
+        uint256 reclaimed;
+        for (uint256 id = 1; id <= rewards.agreementCount(); ++id) {
+            (uint256 f, uint256 r, uint256 h, uint256 c) = rewards.balancesOf(id);
+            assertEq(f, r + h + c, "per agreement");
+            funded += f;
+            released += r;
+            heldSum += h;
+            reclaimed += c;
+        }
+        assertEq(funded, handler.ghost_funded(), "funded");
+        assertEq(released, handler.ghost_released(), "released");
+        assertEq(heldSum, held, "held");
+        assertEq(reclaimed, handler.ghost_reclaimed(), "reclaimed");
+    }
+
+    /// Never a second release for the same period and condition; no attack succeeds.
+    /// forge-config: default.invariant.runs = 10000
+    /// forge-config: default.invariant.depth = 25
+    /// forge-config: ci.invariant.runs = 128
+    /// forge-config: ci.invariant.depth = 25
+    function invariant_OnceAndNoAttack() public view {
+        assertLe(handler.ghost_maxReleaseCount(), 1, "a condition released twice");
+        assertEq(handler.ghost_attacksSucceeded(), 0, "an attack or a wrong refusal");
+    }
+}

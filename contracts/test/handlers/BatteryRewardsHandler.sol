@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Vm} from "../Vm.sol";
+import {PaymentToken} from "../../src/PaymentToken.sol";
+import {ValidatorRegistry} from "../../src/ValidatorRegistry.sol";
+import {BatteryRewards} from "../../src/BatteryRewards.sol";
+
+/// Drives BatteryRewards through random agreements, signed summaries of random validator
+/// subsets, time, registrations and revocations, reclaims and attacks. Never reverts: valid
+/// calls are made only when its model says they succeed; attacks go through try/catch and
+/// any that succeeds is recorded as a finding.
+contract BatteryRewardsHandler {
+    Vm internal constant vm = Vm(0x7109709ECfa91a80626fF3989D68f67F5b1DD12D);
+    uint256 internal constant KEYS = 5;
+
+    PaymentToken public immutable payment;
+    ValidatorRegistry public immutable registry;
+    BatteryRewards public immutable rewards;
+    address public immutable admin;
+    address internal constant SPONSOR = address(0x5B0);
+    address internal constant OWNER = address(0x0A1);
+    address internal constant OTHER = address(0x0A2);
+
+    uint256 public ghost_funded;
+    uint256 public ghost_released;
+    uint256 public ghost_reclaimed;
+    uint256 public ghost_attacksSucceeded;
+    uint256 public ghost_releases;
+    /// How often each (agreement, period, condition) was released.
+    mapping(bytes32 key => uint256 count) public ghost_releaseCount;
+    uint256 public ghost_maxReleaseCount;
+
+    constructor(PaymentToken payment_, ValidatorRegistry registry_, BatteryRewards rewards_, address admin_) {
+        payment = payment_;
+        registry = registry_;
+        rewards = rewards_;
+        admin = admin_;
+    }
+
+    function _bound(uint256 x, uint256 min, uint256 max) internal pure returns (uint256) {
+        return min + (x % (max - min + 1));
+    }
+
+    function _key(uint256 k) internal pure returns (uint256) {
+        return 0xA001 + k;
+    }
+
+    function create(uint256 seed, uint16 share, uint32 periods, uint256 amount) external {
+        if (rewards.agreementCount() >= 8) return;
+        BatteryRewards.Terms memory t;
+        t.batteryId = bytes32(seed);
+        t.periodStart = uint64(block.timestamp);
+        t.periodSeconds = uint32(_bound(seed, 60, 86_400));
+        t.periods = uint32(_bound(periods, 1, 6));
+        t.expiry = t.periodStart + uint64(t.periods) * t.periodSeconds + uint64(_bound(seed >> 32, 0, 86_400));
+        t.conditions = BatteryRewards.Conditions(1000, 9000, 8000, 500, 0, 400, 1500, 8000);
+        for (uint256 c; c < 6; ++c) {
+            t.amounts[c] = (seed >> (40 + c)) & 1 == 0 ? 0 : _bound(amount >> (c * 20), 1, 1e9);
+        }
+        t.participants = new address[](2);
+        t.participants[0] = OWNER;
+        t.participants[1] = OTHER;
+        t.sharesBps = new uint16[](2);
+        t.sharesBps[0] = uint16(_bound(share, 1, 9999));
+        t.sharesBps[1] = 10_000 - t.sharesBps[0];
+        uint256 perPeriod;
+        for (uint256 c; c < 6; ++c) {
+            perPeriod += t.amounts[c];
+        }
+        if (perPeriod == 0) return;
+        vm.prank(admin);
+        payment.mint(SPONSOR, perPeriod * t.periods);
+        vm.startPrank(SPONSOR);
+        payment.approve(address(rewards), perPeriod * t.periods);
+        rewards.create(t);
+        vm.stopPrank();
+        ghost_funded += perPeriod * t.periods;
+    }
+
+    function warp(uint256 seconds_) external {
+        vm.warp(block.timestamp + _bound(seconds_, 1, 2 days));
+    }
+
+    function register(uint256 k) external {
+        address v = vm.addr(_key(_bound(k, 0, KEYS - 1)));
+        if (registry.epochOf(v) != 0) return;
+        vm.prank(admin);
+        registry.register(v);
+    }
+
+    function revoke(uint256 k) external {
+        address v = vm.addr(_key(_bound(k, 0, KEYS - 1)));
+        if (registry.epochOf(v) == 0 || registry.count() == 1) return;
+        vm.prank(admin);
+        registry.revoke(v);
+    }
+
+    function _summary(uint256 seed) internal pure returns (BatteryRewards.Summary memory s) {
+        s = BatteryRewards.Summary(2000, 8500, 6000, 400, 150, 300, 900, 9500);
+        if (seed & 1 != 0) s.socMaxBps = 9500;
+        if (seed & 2 != 0) s.maxDodBps = 9000;
+        if (seed & 4 != 0) s.maxCRateMilli = 2000;
+        if (seed & 8 != 0) s.tempMaxDeciC = 450;
+        if (seed & 16 != 0) s.cyclesPerDayMilli = 3000;
+        if (seed & 32 != 0) s.sohBps = 0;
+    }
+
+    function _sign(uint256 key, uint256 id, uint32 period, BatteryRewards.Summary memory s, uint32 epoch)
+        internal
+        view
+        returns (bytes memory)
+    {
+        (uint8 v, bytes32 r, bytes32 sig) = vm.sign(key, rewards.summaryHash(id, period, s, epoch));
+        return abi.encodePacked(r, sig, v);
+    }
+
+    /// Signatures of the registered validators among the keys chosen by `subset`.
+    function _signatures(uint256 id, uint32 period, BatteryRewards.Summary memory s, uint256 subset)
+        internal
+        view
+        returns (BatteryRewards.SignedSummary[] memory sigs, uint256 current)
+    {
+        uint256 n;
+        for (uint256 k; k < KEYS; ++k) {
+            if ((subset >> k) & 1 != 0) ++n;
+        }
+        sigs = new BatteryRewards.SignedSummary[](n);
+        uint256 i;
+        for (uint256 k; k < KEYS; ++k) {
+            if ((subset >> k) & 1 == 0) continue;
+            address v = vm.addr(_key(k));
+            uint32 epoch = registry.epochOf(v);
+            if (epoch != 0) ++current;
+            sigs[i++] = BatteryRewards.SignedSummary(
+                v, epoch == 0 ? 1 : epoch, _sign(_key(k), id, period, s, epoch == 0 ? 1 : epoch)
+            );
+        }
+    }
+
+    function release(uint256 idSeed, uint32 periodSeed, uint256 summarySeed, uint256 subset) external {
+        uint256 count = rewards.agreementCount();
+        if (count == 0) return;
+        uint256 id = _bound(idSeed, 1, count);
+        (,, uint64 start, uint32 length, uint32 periods, uint64 expiry) = rewards.agreementOf(id);
+        uint32 period = uint32(_bound(periodSeed, 0, periods - 1));
+        BatteryRewards.Summary memory s = _summary(summarySeed);
+        (BatteryRewards.SignedSummary[] memory sigs, uint256 current) =
+            _signatures(id, period, s, _bound(subset, 1, 2 ** KEYS - 1));
+        bool ok = block.timestamp >= start + uint64(period + 1) * length && block.timestamp <= expiry
+            && rewards.periodMask(id, period) == 0 && current >= registry.quorum();
+        uint256 before = payment.balanceOf(OWNER) + payment.balanceOf(OTHER);
+        try rewards.release(id, period, s, sigs) returns (uint256 amount) {
+            if (!ok) ++ghost_attacksSucceeded;
+            uint256 paid = payment.balanceOf(OWNER) + payment.balanceOf(OTHER) - before;
+            if (paid != amount) ++ghost_attacksSucceeded;
+            ghost_released += amount;
+            ++ghost_releases;
+            _count(id, period);
+        } catch {
+            if (ok) ++ghost_attacksSucceeded; // a valid release refused is a finding too
+        }
+    }
+
+    function _count(uint256 id, uint32 period) internal {
+        uint8 mask = rewards.periodMask(id, period);
+        for (uint8 c; c < 6; ++c) {
+            if (mask & (1 << c) == 0) continue;
+            uint256 times = ++ghost_releaseCount[keccak256(abi.encode(id, period, c))];
+            if (times > ghost_maxReleaseCount) ghost_maxReleaseCount = times;
+        }
+    }
+
+    /// Attack: replay any period's summary as signed by a forged key set.
+    function forge(uint256 idSeed, uint32 periodSeed) external {
+        uint256 count = rewards.agreementCount();
+        if (count == 0) return;
+        uint256 id = _bound(idSeed, 1, count);
+        (,,,, uint32 periods,) = rewards.agreementOf(id);
+        uint32 period = uint32(_bound(periodSeed, 0, periods - 1));
+        BatteryRewards.Summary memory s = _summary(0);
+        BatteryRewards.SignedSummary[] memory sigs = new BatteryRewards.SignedSummary[](KEYS);
+        for (uint256 k; k < KEYS; ++k) {
+            address v = vm.addr(_key(k));
+            sigs[k] = BatteryRewards.SignedSummary(v, registry.epochOf(v), _sign(0xBAD0 + k, id, period, s, 1));
+        }
+        try rewards.release(id, period, s, sigs) {
+            ++ghost_attacksSucceeded;
+        } catch {}
+    }
+
+    mapping(uint256 id => bool reclaimed) internal _reclaimed;
+
+    /// A reclaim by the sponsor or (an attack) by a participant, before or after expiry.
+    function reclaim(uint256 idSeed, bool asSponsor) external {
+        uint256 count = rewards.agreementCount();
+        if (count == 0) return;
+        uint256 id = _bound(idSeed, 1, count);
+        (,,,,, uint64 expiry) = rewards.agreementOf(id);
+        (uint256 funded, uint256 released,,) = rewards.balancesOf(id);
+        bool ok = asSponsor && block.timestamp > expiry && !_reclaimed[id];
+        vm.prank(asSponsor ? SPONSOR : OWNER);
+        try rewards.reclaim(id) returns (uint256 amount) {
+            if (!ok || amount != funded - released) ++ghost_attacksSucceeded;
+            ghost_reclaimed += amount;
+            _reclaimed[id] = true;
+        } catch {
+            if (ok) ++ghost_attacksSucceeded;
+        }
+    }
+}

@@ -1,0 +1,163 @@
+"""Every device run of a meter's day, detected and classified (no commitment needed).
+
+What the benchmark measures detection with (precision, recall and F1 per device type,
+the confusion matrix of device classification), using the same detection and the same
+model fits as the verdicts:
+
+* **PV**: a day whose export follows the site's clear-sky curve is one PV run (sunrise
+  to sunset);
+* **cycling**: every chain of at least ``min_cycles`` compressor starts at a regular
+  period is one run of that device (its steps are then taken);
+* **pulses**: every other pulse of at least ``MIN_PULSE_S`` (and at most
+  ``MAX_PULSE_S``, where steps do not crowd: ``BUSY_STEPS_PER_HOUR``) is fitted by
+  every model that can make a change of its sign (``signatures.fit_model`` with the pulse as the
+  window) and labelled with the best model that fits, or ``other`` (the household's
+  own appliances, clouds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridmatch.der_validation.detection import detect
+from gridmatch.der_validation.signatures import (
+    Window,
+    _chain,
+    _compressor_starts,
+    _period_score,
+    _presence,
+    daylight_fit,
+    direction,
+    fit_model,
+)
+from gridmatch.der_validation.verdicts import DAY_S, slice_signal
+from gridmatch.scenario_io.der_input import MeterSeries
+from gridmatch.scenario_io.der_models import (
+    OPERATIONS,
+    ClearSkyModel,
+    CyclingModel,
+    EventModelLibrary,
+    SiteSpec,
+)
+
+OTHER = "other"
+# Pulses shorter than this are appliances or clouds, never a device run.
+MIN_PULSE_S = 300
+_MARGIN_S = 2 * 3600
+# More steps than this per hour around a pulse (from half an hour before it to half an
+# hour after it, or after its first three hours) and it is left unclassified.
+BUSY_STEPS_PER_HOUR = 6.0
+BUSY_MARGIN_S = 1800
+BUSY_SPAN_S = 3 * 3600
+# A pulse longer than this is two steps of different devices, not one run.
+MAX_PULSE_S = 10 * 3600
+
+
+@dataclass(frozen=True)
+class DetectedRun:
+    """A device run found in the data: its label (a device type or ``other``)."""
+
+    device_type: str
+    start_s: float
+    end_s: float
+    delta_kw: float
+    score: float
+
+
+def classify_day(
+    series: MeterSeries, library: EventModelLibrary, site: SiteSpec, day_start_s: int
+) -> list[DetectedRun]:
+    """Detect and classify the device runs that start in ``[day_start_s, + 1 day)``."""
+    spec = library.spec
+    signal = slice_signal(series, day_start_s - _MARGIN_S, day_start_s + DAY_S + _MARGIN_S)
+    signal = signal.coarsened(spec.detection.max_samples)
+    detection = detect(signal, spec.detection)
+    align = max(spec.validation.align_tolerance_s, 2 * signal.resolution_s)
+    daylight = min(
+        (m.daylight_w_per_m2 for m in spec.models.values() if isinstance(m, ClearSkyModel)),
+        default=50.0,
+    )
+    window = Window(detection, site, align, daylight)
+    minimum = spec.validation.min_score
+    day_end_s = day_start_s + DAY_S
+    runs: list[DetectedRun] = []
+    for name, model in spec.models.items():
+        if isinstance(model, ClearSkyModel):
+            day = np.zeros(len(signal.p_kw), dtype=bool)
+            lo, hi = signal.index(day_start_s), signal.index(day_end_s)
+            day[max(lo, 0) : max(hi, 0)] = True
+            correlation, peak_kw = daylight_fit(window, model, day)
+            score = _presence(correlation, peak_kw, model)
+            if score >= minimum:
+                lit = np.flatnonzero(day & (window.clear_sky >= model.daylight_w_per_m2))
+                runs.append(
+                    DetectedRun(
+                        name, signal.time(lit[0]), signal.time(lit[-1] + 1), -peak_kw, score
+                    )
+                )
+    taken: set[int] = set()
+    index = {id(step): k for k, step in enumerate(detection.steps)}
+    for name, model in spec.models.items():
+        if not isinstance(model, CyclingModel):
+            continue
+        starts = [s for s in _compressor_starts(window, model) if index[id(s)] not in taken]
+        position = 0
+        while position < len(starts):
+            first = starts[position]
+            chain = _chain(starts[position:], model, first)
+            score, period = _period_score(chain, model)
+            if len(chain) >= model.min_cycles and score >= minimum:
+                for step in chain:
+                    k = index[id(step)]
+                    taken.add(k)
+                    pulse = detection.pulse_from(k)
+                    if pulse.off is not None:
+                        taken.add(index[id(pulse.off)])
+                if day_start_s <= first.time_s < day_end_s:
+                    end = chain[-1].time_s + period
+                    runs.append(DetectedRun(name, first.time_s, end, first.delta_kw, score))
+                position = starts.index(chain[-1]) + 1
+            else:
+                position += 1
+    for pulse in detection.pulses:
+        on_index = index[id(pulse.on)]
+        if on_index in taken or not day_start_s <= pulse.start_s < day_end_s:
+            continue
+        if pulse.duration_s < MIN_PULSE_S:
+            continue
+        # Where steps crowd (clouds passing over PV, a cooking hob), a pulse is two
+        # unrelated steps more often than a device: it is not classified.
+        around_from = pulse.start_s - BUSY_MARGIN_S
+        around_to = min(pulse.end_s, pulse.start_s + BUSY_SPAN_S) + BUSY_MARGIN_S
+        crowd = sum(1 for s in detection.steps if around_from <= s.time_s <= around_to)
+        busy = crowd / ((around_to - around_from) / 3600.0) > BUSY_STEPS_PER_HOUR
+        if busy or pulse.duration_s > MAX_PULSE_S:
+            runs.append(DetectedRun(OTHER, pulse.start_s, pulse.end_s, pulse.delta_kw, 0.0))
+            continue
+        best_name, best_score = OTHER, 0.0
+        for name, model in spec.models.items():
+            if isinstance(model, CyclingModel):
+                continue
+            operation = next(
+                (
+                    op
+                    for op in OPERATIONS
+                    if op in model.operations and direction(model.kind, op) == pulse.sign
+                ),
+                None,
+            )
+            if operation is None:
+                continue
+            if isinstance(model, ClearSkyModel) and pulse.sign < 0:
+                continue  # PV export is the day's run, not a pulse
+            fit = fit_model(
+                name, model, operation, window, pulse.start_s, pulse.end_s, committed=False
+            )
+            if fit.score > best_score:
+                best_name, best_score = name, fit.score
+        label = best_name if best_score >= minimum else OTHER
+        runs.append(DetectedRun(label, pulse.start_s, pulse.end_s, pulse.delta_kw, best_score))
+    runs.sort(key=lambda r: r.start_s)
+    return runs

@@ -1,0 +1,387 @@
+"""Events in the net meter signal: change points (ruptures), steps and ramps, on/off pulses.
+
+The signal of one meter around a commitment is cut into pieces of constant mean power by
+a penalised change-point search (``ruptures.KernelCPD`` with the linear kernel: the
+least-squares cost, solved exactly by PELT in ruptures' C code). Each change point is a
+**step**: the power after minus the power before, measured on the samples next to it
+(so a slow drift of the rest of the household elsewhere does not count). Steps of the
+same sign that follow each other within ``ramp_merge_s`` are one **ramp** (a battery
+ramping over a few samples, a step that fell inside one meter interval, an EV charger's
+taper). Steps smaller than ``min_event_kw`` are the household's own appliances.
+
+A step opens a **pulse** (a device switching on, or a load switching off); the first
+later step of opposite sign and about the same size closes it, wherever other devices'
+steps fall in between. A step that is larger than the pulse it closes, by at least a
+device's worth, also opens a pulse of the opposite sign with the rest: a battery
+reversing from charging to discharging is one step that ends one pulse and starts the
+next.
+
+The penalty of a change point is ``penalty_factor * sigma^2 * ln(n)`` (a BIC-like rule:
+``sigma`` is the noise of the context, estimated robustly from its first differences),
+kept between 50 % and 100 % of ``min_event_kw^2``: a step of ``min_event_kw`` held for
+three samples each side always pays for itself, and the many small changes of a
+household's own appliances are not cut into pieces that would be dropped anyway. The same rule holds
+at every resolution, because the gain of a true step grows with the samples it is held
+for; finer data than ``max_samples`` allow is averaged first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import ruptures
+
+from gridmatch.scenario_io.der_models import DetectionSpec
+from gridmatch.units import FloatArray
+
+# A gap of at most this many samples is bridged linearly; a longer one splits the signal.
+MAX_BRIDGED_SAMPLES = 2
+# Samples each side of a change point that measure its step.
+LEVEL_SAMPLES = 5
+_MAD_TO_SIGMA = 1.4826
+_PENALTY_LOW = 0.5
+# A step that ends a pulse and starts one of the other sign leaves at least this share.
+REVERSAL_SHARE = 0.3
+# A reversal follows the pulse it ends within this long.
+REVERSAL_LOOKBACK_S = 6 * 3600
+_PENALTY_HIGH = 1.0
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A stretch of one meter's data on a regular grid.
+
+    Attributes
+    ----------
+    start_s
+        Unix time (s) at which sample 0 starts.
+    p_kw, q_kvar
+        Mean power per sample; ``NaN`` where the meter sent nothing.
+    """
+
+    start_s: int
+    resolution_s: int
+    p_kw: FloatArray
+    q_kvar: FloatArray | None
+
+    def index(self, time_s: float) -> int:
+        """Sample that ``time_s`` falls in (may lie outside the stretch)."""
+        return math.floor((time_s - self.start_s) / self.resolution_s)
+
+    def time(self, index: float) -> float:
+        """Unix time (s) at which sample ``index`` starts."""
+        return self.start_s + index * self.resolution_s
+
+    def coarsened(self, max_samples: int) -> Signal:
+        """Average blocks of samples so that at most ``max_samples`` remain."""
+        factor = math.ceil(len(self.p_kw) / max_samples)
+        if factor <= 1:
+            return self
+        return Signal(
+            self.start_s,
+            self.resolution_s * factor,
+            _block_mean(self.p_kw, factor),
+            None if self.q_kvar is None else _block_mean(self.q_kvar, factor),
+        )
+
+
+def _block_mean(values: FloatArray, factor: int) -> FloatArray:
+    padded = np.full(math.ceil(len(values) / factor) * factor, np.nan)
+    padded[: len(values)] = values
+    blocks = padded.reshape(-1, factor)
+    counts = np.sum(~np.isnan(blocks), axis=1)
+    sums = np.nansum(blocks, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A change of the net power (kW), possibly a ramp over several samples.
+
+    Attributes
+    ----------
+    index
+        First sample at the new level's side of the change (the ramp's first sample).
+    ramp_samples
+        Samples the change took: 1 is a step between two samples; a step inside one
+        meter interval takes 2 (the interval holds a part of it).
+    level_before_kw, level_after_kw
+        Mean power of the samples just before and just after the change.
+    delta_q_kvar
+        The reactive power's change (``NaN`` without ``q_kvar``).
+    """
+
+    index: int
+    time_s: float
+    ramp_samples: int
+    level_before_kw: float
+    level_after_kw: float
+    delta_q_kvar: float
+
+    @property
+    def delta_kw(self) -> float:
+        """Power after minus power before."""
+        return self.level_after_kw - self.level_before_kw
+
+    @property
+    def sign(self) -> int:
+        """+1 for an increase of import, -1 for a decrease."""
+        return 1 if self.delta_kw > 0 else -1
+
+    @property
+    def sign_change(self) -> bool:
+        """Whether the meter went from import to export or back."""
+        return (self.level_before_kw > 0) != (self.level_after_kw > 0)
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """A step and the later step that undid it (a device on, then off).
+
+    Attributes
+    ----------
+    off
+        The closing step, ``None`` when the pulse is still open at the end of the signal.
+    end_s
+        When the pulse closed (the end of the signal when it did not).
+    reversal
+        The pulse began at a step that also ended a pulse of the other sign.
+    """
+
+    on: Step
+    off: Step | None
+    delta_kw: float
+    end_s: float
+    reversal: bool
+
+    @property
+    def sign(self) -> int:
+        """+1: more import while the pulse lasts; -1: less."""
+        return 1 if self.delta_kw > 0 else -1
+
+    @property
+    def start_s(self) -> float:
+        """When the pulse began."""
+        return self.on.time_s
+
+    @property
+    def duration_s(self) -> float:
+        """How long the pulse lasted (up to the end of the signal if open)."""
+        return self.end_s - self.on.time_s
+
+    def overlap_s(self, start_s: float, end_s: float) -> float:
+        """Seconds the pulse lasted inside ``[start_s, end_s)``."""
+        return max(0.0, min(self.end_s, end_s) - max(self.on.time_s, start_s))
+
+
+@dataclass
+class Detection:
+    """The events of one stretch of signal.
+
+    Pulses are found from a step forward (:meth:`pulse_from`): the first later step of
+    the other sign and about the same size closes it, so a device's own off step is
+    found through the steps of other devices switching meanwhile.
+    """
+
+    signal: Signal
+    steps: tuple[Step, ...]
+    penalty_kw2: float
+    noise_kw: float
+    spec: DetectionSpec
+    _pulses: dict[int, Pulse] = field(default_factory=dict, repr=False)
+
+    def pulse_from(self, index: int) -> Pulse:
+        """Return the pulse that ``steps[index]`` opens (cached)."""
+        if index not in self._pulses:
+            self._pulses[index] = self._pulse(index)
+        return self._pulses[index]
+
+    @cached_property
+    def _closers(self) -> frozenset[int]:
+        """Steps that close a pulse opened before them (a device's off, not an on)."""
+        closed: set[int] = set()
+        for index in range(len(self.steps)):
+            if index in closed:
+                continue
+            closing = self._closing(index, self.steps[index].delta_kw)
+            if closing is not None and not closing[1]:
+                closed.add(closing[0])
+        return frozenset(closed)
+
+    def _pulse(self, index: int) -> Pulse:
+        on = self.steps[index]
+        delta, reversal = on.delta_kw, False
+        # Does this step reverse the last pulse of the other sign still open before it?
+        # (The pulse keeps the whole step: which part of it was the earlier device's is
+        # not told apart from the meter alone.)
+        for k in range(index - 1, -1, -1):
+            earlier = self.steps[k]
+            if on.time_s - earlier.time_s > REVERSAL_LOOKBACK_S:
+                break
+            if earlier.sign == on.sign or k in self._closers:
+                continue
+            closing = self._closing(k, earlier.delta_kw)
+            reversal = closing is not None and closing[0] == index and closing[1]
+            break
+        closing = self._closing(index, delta)
+        if closing is None:
+            return Pulse(on, None, delta, self.signal.time(len(self.signal.p_kw)), reversal)
+        off = self.steps[closing[0]]
+        return Pulse(on, off, delta, off.time_s, reversal)
+
+    def _closing(self, index: int, delta: float) -> tuple[int, bool] | None:
+        """Find the step closing a pulse of ``delta`` opened at ``index``; and if it reverses."""
+        spec = self.spec
+        allowed_kw = max(spec.pair_tolerance * abs(delta), spec.pair_tolerance_kw)
+        substantial = max(spec.min_event_kw, REVERSAL_SHARE * abs(delta))
+        for j in range(index + 1, len(self.steps)):
+            step = self.steps[j]
+            if (step.delta_kw > 0) == (delta > 0):
+                continue
+            if abs(step.delta_kw + delta) <= allowed_kw:
+                return j, False
+            if abs(step.delta_kw) > abs(delta) and abs(step.delta_kw + delta) >= substantial:
+                return j, True
+        return None
+
+    @property
+    def pulses(self) -> list[Pulse]:
+        """Every pulse: each step that does not close an earlier one opens one."""
+        return [self.pulse_from(i) for i in range(len(self.steps)) if i not in self._closers]
+
+
+def detect(signal: Signal, spec: DetectionSpec) -> Detection:
+    """Find the steps, ramps and pulses of a stretch of signal.
+
+    Parameters
+    ----------
+    signal
+        The stretch, at most ``spec.max_samples`` long (see :meth:`Signal.coarsened`).
+    spec
+        The library's detection settings.
+    """
+    p = _bridge(signal.p_kw)
+    noise_kw = _noise(p)
+    n_valid = int(np.count_nonzero(~np.isnan(p)))
+    minimum = spec.min_event_kw**2
+    penalty = spec.penalty_factor * noise_kw**2 * math.log(max(n_valid, 2))
+    penalty = min(max(penalty, _PENALTY_LOW * minimum), _PENALTY_HIGH * minimum)
+    q = None if signal.q_kvar is None else _bridge(signal.q_kvar)
+    merge_samples = max(1, round(spec.ramp_merge_s / signal.resolution_s))
+    steps: list[Step] = []
+    for first, last in _runs(p):
+        run = p[first:last]
+        if len(run) < 2:
+            continue
+        breaks = (
+            ruptures.KernelCPD(kernel="linear", min_size=1, jump=1)
+            .fit(run.reshape(-1, 1))
+            .predict(pen=penalty)
+        )
+        changes = [first + b for b in breaks[:-1]]
+        steps.extend(_steps(signal, p, q, changes, first, last, merge_samples, spec))
+    return Detection(signal, tuple(steps), penalty, noise_kw, spec)
+
+
+def _bridge(values: FloatArray) -> FloatArray:
+    """Fill gaps of at most :data:`MAX_BRIDGED_SAMPLES` linearly; longer ones stay NaN."""
+    missing = np.isnan(values)
+    if not missing.any() or missing.all():
+        return values.copy()
+    out = values.copy()
+    index = np.arange(len(values))
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0]))))
+    for begin, end in zip(edges[::2], edges[1::2], strict=True):
+        if end - begin <= MAX_BRIDGED_SAMPLES and begin > 0 and end < len(values):
+            out[begin:end] = np.interp(index[begin:end], [begin - 1, end], out[[begin - 1, end]])
+    return out
+
+
+def _runs(values: FloatArray) -> list[tuple[int, int]]:
+    """Stretches ``[first, last)`` without NaN."""
+    present = ~np.isnan(values)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], present.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _noise(values: FloatArray) -> float:
+    """Robust standard deviation of the sample noise (from first differences)."""
+    differences = np.diff(values)
+    differences = differences[~np.isnan(differences)]
+    if differences.size < 4:
+        return 0.0
+    mad = float(np.median(np.abs(differences - np.median(differences))))
+    return _MAD_TO_SIGMA * mad / math.sqrt(2.0)
+
+
+def _steps(
+    signal: Signal,
+    p: FloatArray,
+    q: FloatArray | None,
+    changes: list[int],
+    first: int,
+    last: int,
+    merge_samples: int,
+    spec: DetectionSpec,
+) -> list[Step]:
+    """Group change points into steps and ramps, measured on the samples around them."""
+    if not changes:
+        return []
+    # Prefix sums of the run: every mean below is two look-ups.
+    p_sum = np.concatenate(([0.0], np.cumsum(p[first:last])))
+    q_ok = None
+    if q is not None:
+        q_run = q[first:last]
+        q_ok = ~np.isnan(q_run)
+        q_sum = np.concatenate(([0.0], np.cumsum(np.where(q_ok, q_run, 0.0))))
+        q_count = np.concatenate(([0], np.cumsum(q_ok)))
+
+    def mean_p(a: int, b: int) -> float:
+        return float((p_sum[b - first] - p_sum[a - first]) / (b - a))
+
+    def mean_q(a: int, b: int) -> float:
+        count = q_count[b - first] - q_count[a - first]
+        return float((q_sum[b - first] - q_sum[a - first]) / count) if count else math.nan
+
+    bounds = [first, *changes, last]
+    edges = np.asarray(bounds) - first
+    means = ((p_sum[edges[1:]] - p_sum[edges[:-1]]) / np.diff(edges)).tolist()
+    groups: list[list[int]] = []
+    for k, change in enumerate(changes):
+        rising = means[k + 1] > means[k]
+        if groups:
+            previous = groups[-1][-1]
+            if (means[previous + 1] > means[previous]) == rising and (
+                change - changes[previous] <= merge_samples
+            ):
+                groups[-1].append(k)
+                continue
+        groups.append([k])
+    steps = []
+    for group in groups:
+        begin = changes[group[0]]
+        end = changes[group[-1]]
+        before_start = max(bounds[group[0]], begin - LEVEL_SAMPLES)
+        after_end = min(bounds[group[-1] + 2], end + LEVEL_SAMPLES)
+        before = mean_p(before_start, begin)
+        after = mean_p(end, after_end)
+        if abs(after - before) < spec.min_event_kw:
+            continue
+        delta_q = math.nan
+        if q_ok is not None:
+            delta_q = mean_q(end, after_end) - mean_q(before_start, begin)
+        steps.append(
+            Step(
+                index=begin,
+                time_s=signal.time(begin),
+                ramp_samples=end - begin + 1,
+                level_before_kw=before,
+                level_after_kw=after,
+                delta_q_kvar=delta_q,
+            )
+        )
+    return steps

@@ -1,0 +1,520 @@
+"""One commitment, one verdict: the rules, and the evidence that goes with it.
+
+For a commitment of device type ``D`` to ``operation`` at ``kw`` over ``[start, end)``:
+
+1. **insufficient_data** -- the meter sent no rows, or less than ``min_coverage`` of
+   the window's samples.
+2. The events around the window (``context_s`` each side) are detected (a PV model
+   also fits the export of the whole solar day against the clear sky) and ``D``'s model is fitted
+   to the window (``signatures.fit_model``). If it fits (score >= ``min_score``), the
+   delivered share ``f = delivered_kwh / committed_kwh`` decides: **validated** if
+   ``f >= 1 - tolerance`` (the row's ``tolerance``, else the model's),
+   **partially_delivered** if ``f >= partial_fraction``, else **not_delivered**.
+3. Otherwise, if another device model fits an event that starts at the window's start,
+   in the operation's direction, and delivered at least ``partial_fraction`` of the
+   commitment: **wrong_device** (the matched model and its evidence are given).
+4. Otherwise, if ``D``'s model fits an event of the same length that starts elsewhere
+   within ``search_s`` of the window's start (not at the start of another commitment of the
+   same meter and device type: that run delivered that one) and delivers there nearly
+   what was committed (``1 - tolerance - 0.1`` of it): **wrong_interval** (with when
+   it ran).
+5. Otherwise **not_delivered**.
+
+The baseline (``baseline_kw``) is the mean power in the ``baseline_s`` before the
+start, or, if the meter sent less than half of those samples, the mean of the same
+window a day earlier; a model whose baseline is ``zero_exchange`` (PV export) uses
+zero. ``baseline_delivered_kwh`` is the energy inside the window relative to it, in the
+operation's direction: evidence that needs no device model, not a rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+import numpy as np
+
+from gridmatch.der_validation.detection import Detection, Signal, detect
+from gridmatch.der_validation.signatures import Fit, Window, daylight_fit, direction, fit_model
+from gridmatch.results_io.der_validation import EventRow, Verdict, VerdictRow
+from gridmatch.scenario_io.der_input import Commitment, MeterSeries
+from gridmatch.scenario_io.der_models import (
+    OPERATIONS,
+    ClearSkyModel,
+    CyclingModel,
+    EventModelLibrary,
+    SetpointModel,
+    SiteSpec,
+    StepChangeModel,
+)
+from gridmatch.units import SECONDS_PER_HOUR
+
+DAY_S = 86_400
+# A PV model's curve is fitted on the whole solar day around the window.
+SOLAR_SECONDS_PER_DEGREE = 240.0  # the sun crosses 15 degrees of longitude an hour
+MIN_BASELINE_SHARE = 0.5
+NO_SCORE = math.nan
+MISTIMED_SLACK = 0.1
+PERIOD_HORIZON_S = 2 * 3600
+MISTIMED_MAGNITUDE = 0.25
+MISTIMED_LENGTH = 0.7
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A commitment's verdict row and the steps detected around its window."""
+
+    row: VerdictRow
+    events: tuple[EventRow, ...]
+
+
+def judge(
+    commitment: Commitment,
+    series: MeterSeries | None,
+    library: EventModelLibrary,
+    site: SiteSpec,
+    claimed_s: tuple[float, ...] = (),
+    days: DayFits | None = None,
+) -> Judgement:
+    """Judge one commitment against its meter's data (see the module's rules).
+
+    Parameters
+    ----------
+    claimed_s
+        Starts of the meter's other commitments of the same device type: a run that
+        starts there delivered that commitment, so it is not this one run mistimed.
+    days
+        The meter's PV day fits, shared by its commitments (made here if not given).
+    """
+    spec = library.spec
+    model = spec.models[commitment.device_type]
+    sign = direction(model.kind, commitment.operation)
+    tolerance = commitment.tolerance if commitment.tolerance is not None else model.tolerance
+    start_s, end_s = commitment.start_s, commitment.end_s
+    committed_kwh = commitment.energy_kwh
+    base = _Row(commitment, tolerance, committed_kwh)
+    if series is None:
+        return Judgement(
+            base.row(Verdict.INSUFFICIENT_DATA, coverage=0.0, detail="the meter sent no rows"),
+            (),
+        )
+    coverage = _coverage(series, start_s, end_s)
+    resolution = series.resolution_s
+    if coverage < spec.validation.min_coverage:
+        return Judgement(
+            base.row(
+                Verdict.INSUFFICIENT_DATA,
+                coverage=coverage,
+                resolution_s=resolution,
+                detail=(
+                    f"the meter sent {coverage:.0%} of the window's samples; "
+                    f"{spec.validation.min_coverage:.0%} needed"
+                ),
+            ),
+            (),
+        )
+    baseline_kw, baseline_note = _baseline(series, start_s, end_s, spec.validation.baseline_s)
+    if model.baseline == "zero_exchange":
+        baseline_kw, baseline_note = 0.0, "zero exchange"
+    baseline_kwh = _baseline_energy(series, start_s, end_s, baseline_kw, sign)
+    if days is None:
+        days = DayFits(series, site, library)
+    judge_state = _Windows(series, site, library, start_s, end_s, claimed_s, days)
+    committed = fit_model(
+        commitment.device_type,
+        model,
+        commitment.operation,
+        judge_state.window_for(model),
+        start_s,
+        end_s,
+    )
+    common: dict[str, Any] = {
+        "coverage": coverage,
+        "resolution_s": resolution,
+        "baseline_kw": baseline_kw,
+        "baseline_delivered_kwh": baseline_kwh,
+        "committed_score": committed.score,
+    }
+    minimum = spec.validation.min_score
+    partial = spec.validation.partial_fraction
+    events = judge_state.event_rows(commitment)
+    if committed.score >= minimum:
+        share = committed.delivered_kwh / committed_kwh
+        if share >= 1.0 - tolerance:
+            verdict = Verdict.VALIDATED
+        elif share >= partial:
+            verdict = Verdict.PARTIALLY_DELIVERED
+        else:
+            verdict = Verdict.NOT_DELIVERED
+        note = f"{committed.detail}; delivered {share:.0%}; baseline: {baseline_note}"
+        return Judgement(base.row(verdict, fit=committed, detail=note, **common), events)
+    other = _other_device(commitment, sign, judge_state, minimum, partial * committed_kwh)
+    if other is not None:
+        note = (
+            f"{commitment.device_type} does not fit ({committed.detail}); {other.device_type} "
+            f"does ({other.detail}); baseline: {baseline_note}"
+        )
+        return Judgement(base.row(Verdict.WRONG_DEVICE, fit=other, detail=note, **common), events)
+    # A mistimed run delivered (nearly) what was committed, where it did run.
+    mistimed = _mistimed(
+        commitment, judge_state, minimum, (1.0 - tolerance - MISTIMED_SLACK) * committed_kwh
+    )
+    if mistimed is not None:
+        offset_min = (mistimed.start_s - start_s) / 60.0
+        note = (
+            f"{commitment.device_type} ran {offset_min:+.0f} min from the committed start "
+            f"({mistimed.detail}); baseline: {baseline_note}"
+        )
+        return Judgement(
+            base.row(Verdict.WRONG_INTERVAL, fit=mistimed, detail=note, **common), events
+        )
+    note = f"no device delivered: {committed.detail}; baseline: {baseline_note}"
+    return Judgement(
+        base.row(
+            Verdict.NOT_DELIVERED,
+            fit=committed if committed.event else None,
+            detail=note,
+            **common,
+        ),
+        events,
+    )
+
+
+class DayFits:
+    """A meter's PV fit per (solar) day: export against the clear sky, computed once."""
+
+    def __init__(self, series: MeterSeries, site: SiteSpec, library: EventModelLibrary) -> None:
+        self.series = series
+        self.site = site
+        self.spec = library.spec
+        self._fits: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def __call__(self, model: ClearSkyModel, time_s: float) -> tuple[float, float]:
+        """Correlation and peak kW of the PV model over the day around ``time_s``."""
+        offset_s = self.site.longitude_deg * SOLAR_SECONDS_PER_DEGREE  # local solar midnight
+        day = math.floor((time_s + offset_s) / DAY_S)
+        key = (day, id(model))
+        if key not in self._fits:
+            start_s = day * DAY_S - offset_s
+            signal = slice_signal(self.series, start_s, start_s + DAY_S)
+            signal = signal.coarsened(self.spec.detection.max_samples)
+            detection = detect(signal, self.spec.detection)
+            window = Window(detection, self.site, 0.0, model.daylight_w_per_m2)
+            mask = np.ones(len(signal.p_kw), dtype=bool)
+            self._fits[key] = daylight_fit(window, model, mask)
+        return self._fits[key]
+
+
+class _Windows:
+    """The detections one commitment needs, each made once and only when needed."""
+
+    def __init__(
+        self,
+        series: MeterSeries,
+        site: SiteSpec,
+        library: EventModelLibrary,
+        start_s: int,
+        end_s: int,
+        claimed_s: tuple[float, ...] = (),
+        days: DayFits | None = None,
+    ) -> None:
+        self.series = series
+        self.claimed_s = claimed_s
+        self.days = days if days is not None else DayFits(series, site, library)
+        self.site = site
+        self.spec = library.spec
+        self.start_s = start_s
+        self.end_s = end_s
+        self._windows: dict[str, Window] = {}
+        self.daylight = min(
+            (
+                m.daylight_w_per_m2
+                for m in self.spec.models.values()
+                if isinstance(m, ClearSkyModel)
+            ),
+            default=50.0,
+        )
+
+    def _window(self, key: str, margin_s: int) -> Window:
+        if key not in self._windows:
+            signal = slice_signal(self.series, self.start_s - margin_s, self.end_s + margin_s)
+            signal = signal.coarsened(self.spec.detection.max_samples)
+            detection = detect(signal, self.spec.detection)
+            align = max(self.spec.validation.align_tolerance_s, 2 * signal.resolution_s)
+            self._windows[key] = Window(
+                detection, self.site, align, self.daylight, day_fit=self.days
+            )
+        return self._windows[key]
+
+    def context(self) -> Window:
+        """Detect over the window and ``context_s`` each side."""
+        return self._window("context", self.spec.validation.context_s)
+
+    def search(self) -> Window:
+        """Detect over the window and ``search_s`` (plus the context) each side."""
+        margin = self.spec.validation.search_s + self.spec.validation.context_s
+        return self._window("search", margin)
+
+    def window_for(self, model: object) -> Window:
+        """Return the detection a model is fitted on (the day's curve comes from ``days``)."""
+        return self.context()
+
+    def event_rows(self, commitment: Commitment) -> tuple[EventRow, ...]:
+        """Return the steps detected around the window, as rows of events.csv."""
+        window = self.context()
+        return _event_rows(window.detection, commitment)
+
+
+def _other_device(
+    commitment: Commitment, sign: int, windows: _Windows, minimum: float, needed_kwh: float
+) -> Fit | None:
+    """Find the best other model that fits an event at the window's start."""
+    best: Fit | None = None
+    for name, model in windows.spec.models.items():
+        if name == commitment.device_type:
+            continue
+        operation = next(
+            (
+                op
+                for op in OPERATIONS
+                if op in model.operations and direction(model.kind, op) == sign
+            ),
+            None,
+        )
+        if operation is None:
+            continue
+        fit = fit_model(
+            name, model, operation, windows.window_for(model), windows.start_s, windows.end_s
+        )
+        if not fit.event or fit.score < minimum or fit.delivered_kwh < needed_kwh:
+            continue
+        if best is None or fit.score > best.score:
+            best = fit
+    return best
+
+
+def _mistimed(
+    commitment: Commitment, windows: _Windows, minimum: float, needed_kwh: float
+) -> Fit | None:
+    """Find the committed model running at another start within ``search_s``."""
+    model = windows.spec.models[commitment.device_type]
+    sign = direction(model.kind, commitment.operation)
+    search_s = windows.spec.validation.search_s
+    length_s = windows.end_s - windows.start_s
+    window = windows.search()
+    if isinstance(model, ClearSkyModel) and sign < 0:
+        # No event starts a PV export: try the same length at whole-window offsets.
+        step_s = max(length_s, 1800)
+        anchors: list[float] = [
+            windows.start_s + k * step_s
+            for k in range(-(search_s // step_s), search_s // step_s + 1)
+            if k != 0
+        ]
+    else:
+        rising = 1 if isinstance(model, CyclingModel) else sign  # a compressor starts
+        steps = window.detection.steps
+        anchors = [
+            step.time_s
+            for step in steps
+            if step.sign == rising
+            and abs(step.time_s - windows.start_s) <= search_s
+            and abs(step.time_s - windows.start_s) > window.align_s
+            and not any(abs(step.time_s - t) <= window.align_s for t in windows.claimed_s)
+        ]
+        if isinstance(model, CyclingModel) and sign > 0:
+            # A run that starts there: no compressor start of its size shortly before.
+            before_s = 1.5 * model.period.max_s
+            anchors = [
+                t
+                for t in anchors
+                if not any(
+                    t - before_s <= other.time_s < t - 1.0
+                    and other.sign > 0
+                    and model.compressor.min_kw * 0.7 <= other.delta_kw
+                    for other in steps
+                )
+            ]
+    best: Fit | None = None
+    for anchor in anchors:
+        fit = fit_model(
+            commitment.device_type, model, commitment.operation, window, anchor, anchor + length_s
+        )
+        if fit.score < minimum or fit.delivered_kwh < needed_kwh:
+            continue
+        # The same run moved: about the committed power, and about as long as the window
+        # (an EV session or a heat pump's run may go on longer).
+        stepped = not isinstance(model, CyclingModel | ClearSkyModel)
+        off_power = abs(abs(fit.delta_kw) - commitment.kw) > MISTIMED_MAGNITUDE * commitment.kw
+        if stepped and not math.isnan(fit.delta_kw) and off_power:
+            continue
+        if not math.isnan(fit.end_s) and fit.end_s - fit.start_s < MISTIMED_LENGTH * length_s:
+            continue
+        if isinstance(model, SetpointModel | StepChangeModel) and (
+            fit.end_s - fit.start_s > (2.0 - MISTIMED_LENGTH) * length_s + window.align_s
+        ):
+            continue
+        if best is None or (fit.score, -abs(anchor - windows.start_s)) > (
+            best.score,
+            -abs(best.start_s - windows.start_s),
+        ):
+            best = fit
+    return best
+
+
+def slice_signal(series: MeterSeries, from_s: float, to_s: float) -> Signal:
+    """Return the meter's samples that start in ``[from_s, to_s)`` (NaN outside its data).
+
+    Parameters
+    ----------
+    series
+        One meter's regular series.
+    from_s, to_s
+        Unix times (s) of the stretch.
+    """
+    resolution = series.resolution_s
+    first = math.floor((from_s - series.start_s) / resolution)
+    last = math.ceil((to_s - series.start_s) / resolution)
+    n = max(last - first, 0)
+    p = np.full(n, np.nan)
+    q = None if series.q_kvar is None else np.full(n, np.nan)
+    lo, hi = max(first, 0), min(last, len(series.p_kw))
+    if hi > lo:
+        p[lo - first : hi - first] = series.p_kw[lo:hi]
+        if q is not None and series.q_kvar is not None:
+            q[lo - first : hi - first] = series.q_kvar[lo:hi]
+    return Signal(series.start_s + first * resolution, resolution, p, q)
+
+
+def _coverage(series: MeterSeries, start_s: int, end_s: int) -> float:
+    signal = slice_signal(series, start_s, end_s)
+    if len(signal.p_kw) == 0:
+        return 0.0
+    return float(np.count_nonzero(~np.isnan(signal.p_kw)) / len(signal.p_kw))
+
+
+def _baseline(series: MeterSeries, start_s: int, end_s: int, baseline_s: int) -> tuple[float, str]:
+    before = slice_signal(series, start_s - baseline_s, start_s).p_kw
+    if before.size and np.count_nonzero(~np.isnan(before)) >= MIN_BASELINE_SHARE * before.size:
+        return float(np.nanmean(before)), f"mean of the {baseline_s // 60} min before"
+    earlier = slice_signal(series, start_s - DAY_S, end_s - DAY_S).p_kw
+    if earlier.size and np.count_nonzero(~np.isnan(earlier)) >= MIN_BASELINE_SHARE * earlier.size:
+        return float(np.nanmean(earlier)), "the same window a day earlier"
+    return math.nan, "none (no data before the window)"
+
+
+def _baseline_energy(
+    series: MeterSeries, start_s: int, end_s: int, baseline_kw: float, sign: int
+) -> float:
+    if math.isnan(baseline_kw):
+        return math.nan
+    inside = slice_signal(series, start_s, end_s).p_kw
+    change = sign * (inside - baseline_kw)
+    return float(np.nansum(change)) * series.resolution_s / SECONDS_PER_HOUR
+
+
+def _iso(time_s: float, zone: tzinfo | None) -> str:
+    if math.isnan(time_s):
+        return ""
+    return datetime.fromtimestamp(round(time_s), tz=zone).isoformat()
+
+
+class _Row:
+    """Builds a commitment's verdict row from what was found."""
+
+    def __init__(self, commitment: Commitment, tolerance: float, committed_kwh: float) -> None:
+        self.commitment = commitment
+        self.tolerance = tolerance
+        self.committed_kwh = committed_kwh
+
+    def row(
+        self,
+        verdict: Verdict,
+        *,
+        fit: Fit | None = None,
+        coverage: float = math.nan,
+        resolution_s: int = 0,
+        baseline_kw: float = math.nan,
+        baseline_delivered_kwh: float = math.nan,
+        committed_score: float = NO_SCORE,
+        detail: str = "",
+    ) -> VerdictRow:
+        c = self.commitment
+        zone = c.start.tzinfo
+        delivered = float(fit.delivered_kwh) if fit is not None else math.nan
+
+        def number(value: float) -> float:
+            return float(value)  # numpy scalars print as np.float64(...) in a CSV
+
+        return VerdictRow(
+            commitment_id=c.commitment_id,
+            meter_id=c.meter_id,
+            participant_id=c.participant_id,
+            device_type=c.device_type,
+            operation=c.operation,
+            start=c.start.isoformat(),
+            end=c.end.isoformat(),
+            committed_kw=c.kw,
+            committed_kwh=self.committed_kwh,
+            tolerance=self.tolerance,
+            verdict=verdict,
+            delivered_kwh=delivered,
+            delivered_fraction=delivered / self.committed_kwh,
+            baseline_kw=number(baseline_kw),
+            baseline_delivered_kwh=number(baseline_delivered_kwh),
+            matched_model=fit.device_type if fit is not None else "",
+            matched_score=number(fit.score) if fit is not None else NO_SCORE,
+            committed_score=number(committed_score),
+            event_start=_iso(fit.start_s, zone) if fit is not None else "",
+            event_end=_iso(fit.end_s, zone) if fit is not None else "",
+            event_delta_kw=number(fit.delta_kw) if fit is not None else math.nan,
+            event_delta_kvar=number(fit.delta_kvar) if fit is not None else math.nan,
+            ramp_kw_per_min=number(fit.ramp_kw_per_min) if fit is not None else math.nan,
+            period_s=number(fit.period_s) if fit is not None else math.nan,
+            daylight_correlation=number(fit.daylight_correlation) if fit is not None else math.nan,
+            coverage=number(coverage),
+            resolution_s=resolution_s,
+            detail=detail,
+        )
+
+
+def _event_rows(detection: Detection, commitment: Commitment) -> tuple[EventRow, ...]:
+    signal = detection.signal
+    opened = {id(p.on): p for p in detection.pulses}
+    zone = commitment.start.tzinfo
+    steps = detection.steps
+    rows = []
+    for k, step in enumerate(steps):
+        pulse = opened.get(id(step))
+        # Time to the next step like it (sign and size): the period of a cycling device.
+        size = abs(step.delta_kw)
+        period = next(
+            (
+                later.time_s - step.time_s
+                for later in steps[k + 1 :]
+                if later.sign == step.sign and abs(abs(later.delta_kw) - size) <= 0.3 * size
+            ),
+            math.nan,
+        )
+        if period > PERIOD_HORIZON_S:
+            period = math.nan
+        minutes = step.ramp_samples * signal.resolution_s / 60.0
+        rows.append(
+            EventRow(
+                commitment_id=commitment.commitment_id,
+                meter_id=commitment.meter_id,
+                time=_iso(step.time_s, zone),
+                kind="ramp" if step.ramp_samples > 2 else "step",
+                delta_p_kw=float(step.delta_kw),
+                delta_q_kvar=float(step.delta_q_kvar),
+                level_before_kw=float(step.level_before_kw),
+                level_after_kw=float(step.level_after_kw),
+                ramp_kw_per_min=float(abs(step.delta_kw) / minutes),
+                duration_s=float(pulse.duration_s) if pulse is not None else math.nan,
+                period_s=period,
+                sign_change=bool(step.sign_change),
+                in_window=bool(commitment.start_s <= step.time_s < commitment.end_s),
+            )
+        )
+    return tuple(rows)

@@ -1,0 +1,176 @@
+"""The AC check of what vehicles inject at points on grid buses, and the loop that obeys it.
+
+A session at a point runs at constant power ``e / h`` from its start to the window's
+end (:mod:`~gridmatch.mobility.model`), so at worst every session of a bus overlaps:
+the check injects the sum of the sessions' powers at each bus, as kW over a one-hour
+slot (kWh = kW), on top of the network's loads and static generators scaled as
+mobility.yaml says, with pandapower through :class:`~gridmatch.grid_models.security.SlotGrid`
+(the security rule of ``gridmatch clear``: within limits, or no worse than before).
+Deliveries to a request's own node (a house, a generator) do not touch the grid.
+
+If the check fails, the points that cause it get a lower kW limit, ``SHRINK`` times what
+they injected, and the dispatch is solved again (vehicles freed there may serve other
+requests). A point causes it when its bus pushes a violated element further out: with
+the base case's sensitivities (one linearisation, :meth:`SlotGrid.base_sensitivity`), its
+share of the push on some violated element is at least :data:`CULPRIT_SHARE` (every
+injecting point, if the sensitivities cannot be had). After ``max_rounds`` re-solves the
+limits of all points on buses drop to 0: nothing is injected, which is the base case and
+secure by the rule. Each re-solve has the full time limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmatch.grid_models.security import SecurityLimits, SlotGrid, SlotSecurity
+from gridmatch.mobility.dispatch import DispatchResult, Mode, run_dispatch
+from gridmatch.mobility.pairs import session_hours
+from gridmatch.mobility.roads import RoadNetwork
+from gridmatch.mobility.solve import SolveSettings
+from gridmatch.scenario_io.mobility_input import MobilityInputs
+
+FloatArray = npt.NDArray[np.float64]
+SHRINK = 0.7
+CULPRIT_SHARE = 0.1
+_CHECK_HOURS = 1.0
+
+
+@dataclass(frozen=True)
+class GridOutcome:
+    """What the AC check found and did.
+
+    Attributes
+    ----------
+    checked
+        Whether any session injected at a grid bus (and the check ran).
+    rounds
+        Re-solves with lowered point limits.
+    point_kw
+        The points' kW limits of the final dispatch.
+    capped_points
+        Points whose limit the loop lowered.
+    verdict
+        The last check's verdict (``None`` if nothing was checked).
+    """
+
+    checked: bool
+    secure: bool
+    rounds: int
+    ac_power_flows: int
+    injection_kw_by_bus: dict[int, float]
+    point_kw: FloatArray
+    capped_points: tuple[str, ...]
+    verdict: SlotSecurity | None
+
+
+def bus_injection_kw(
+    inputs: MobilityInputs, result: DispatchResult
+) -> tuple[dict[int, float], FloatArray]:
+    """KW injected at each bus by a dispatch, and per point."""
+    fleet, pairs, dispatch = result.fleet, result.pairs, result.dispatch
+    per_point = np.zeros(fleet.n_points)
+    if fleet.n_points == 0 or dispatch.chosen.size == 0:
+        return {}, per_point
+    chosen = pairs.subset(dispatch.chosen)
+    point = fleet.request_point[chosen.request]
+    at = point >= 0
+    power = dispatch.energy_kwh[at] / session_hours(fleet, chosen)[at]
+    np.add.at(per_point, point[at], power)
+    by_bus: dict[int, float] = {}
+    for q, kw in enumerate(per_point):
+        bus = inputs.points[q].bus
+        if bus is not None and kw > 0.0:
+            by_bus[bus] = by_bus.get(bus, 0.0) + float(kw)
+    return by_bus, per_point
+
+
+def secure_dispatch(
+    inputs: MobilityInputs, roads: RoadNetwork, mode: Mode, settings: SolveSettings
+) -> tuple[DispatchResult, GridOutcome]:
+    """Solve the dispatch, then check and re-solve until the grid is secure (module doc)."""
+    base_kw = np.array([p.max_kw for p in inputs.points])
+    point_kw = base_kw.copy()
+    result = run_dispatch(inputs, roads, mode, settings, point_kw)
+    grid_spec = inputs.spec.grid
+    on_bus = np.array([p.bus is not None for p in inputs.points], dtype=bool)
+    if (
+        grid_spec is None
+        or inputs.net is None
+        or not grid_spec.security.enabled
+        or not on_bus.any()
+    ):
+        injection, _ = bus_injection_kw(inputs, result)
+        return result, GridOutcome(False, True, 0, 0, injection, point_kw, (), None)
+    security = grid_spec.security
+    limits = SecurityLimits(
+        max_line_loading_percent=security.max_line_loading_percent,
+        max_trafo_loading_percent=security.max_trafo_loading_percent,
+        vm_min_pu=security.vm_min_pu,
+        vm_max_pu=security.vm_max_pu,
+    )
+    buses = sorted({p.bus for p in inputs.points if p.bus is not None})
+    grid = SlotGrid(
+        inputs.net,
+        [grid_spec.load_scaling],
+        [grid_spec.sgen_scaling],
+        slot_hours=_CHECK_HOURS,
+        trade_buses=buses,
+    )
+    rounds = 0
+    bus_array = np.asarray(buses, dtype=np.int64)
+    while True:
+        injection, per_point = bus_injection_kw(inputs, result)
+        # kW over the one-hour check slot are kWh.
+        verdict = grid.check(0, injection, limits, linearise_at=bus_array)
+        if verdict.secure or not injection:
+            break
+        culprits = _culprit_buses(grid, verdict, bus_array, injection)
+        injecting = (
+            on_bus
+            & (per_point > 0.0)
+            & np.array([p.bus in culprits for p in inputs.points], dtype=bool)
+        )
+        if rounds >= grid_spec.max_rounds:
+            point_kw = np.where(on_bus, 0.0, point_kw)
+        else:
+            point_kw = np.where(injecting, np.minimum(point_kw, SHRINK * per_point), point_kw)
+        rounds += 1
+        result = run_dispatch(inputs, roads, mode, settings, point_kw)
+    capped = tuple(
+        p.point_id
+        for p, kw, base in zip(inputs.points, point_kw, base_kw, strict=True)
+        if kw < base
+    )
+    return result, GridOutcome(
+        True, verdict.secure, rounds, grid.ac_power_flows, injection, point_kw, capped, verdict
+    )
+
+
+def _culprit_buses(
+    grid: SlotGrid,
+    verdict: SlotSecurity,
+    buses: npt.NDArray[np.int64],
+    injection: dict[int, float],
+) -> set[int]:
+    """Buses whose injection pushes a violated element further out of its limit."""
+    sensitivity = grid.base_sensitivity(0, buses)
+    table = verdict.elements
+    if sensitivity is None or sensitivity.shape[0] != len(table):
+        return set(injection)
+    kwh = np.array([injection.get(int(b), 0.0) for b in buses])
+    found: set[int] = set()
+    after = table.after.to_numpy(dtype=float)
+    high = table.limit_high.to_numpy(dtype=float)
+    for row in np.nonzero(table.violated.to_numpy(dtype=bool))[0]:
+        direction = 1.0 if after[row] > high[row] else -1.0
+        push = direction * sensitivity[row] * kwh
+        total = float(push[push > 0.0].sum())
+        if total <= 0.0:
+            continue
+        found |= {
+            int(b) for b, share in zip(buses, push / total, strict=True) if share >= CULPRIT_SHARE
+        }
+    return found or set(injection)

@@ -1,0 +1,146 @@
+"""Usage limits as OpenPAYGO tokens: the server issues them, the meter verifies them.
+
+The token scheme is OpenPAYGO Token (the ``openpaygo`` package, standard 9-digit
+tokens), not one of our own: a token is a SipHash-2-4 chain over a per-device secret
+key and a counter, with the value in its last three digits. We use its ``SET_TIME``
+tokens, whose value is 0 to 995 "units", as **usage limits**:
+
+* one unit is ``tokens.unit_wh`` Wh of prepaid.yaml (default 100 Wh, so one token
+  carries at most 99.5 kWh);
+* a ``SET`` token of ``n`` units tells the meter "you may supply ``n * unit_wh`` more Wh
+  from your register as it is now, then switch off unless you hear from me"; ``n = 0`` is
+  the server's cutoff command (a forged cutoff is refused like any forged token).
+
+The meter keeps the last counter it accepted (and OpenPAYGO's list of used counters)
+and refuses a token that is not valid for its key (``invalid``: forged, or meant for
+another meter), one whose counter it has used already (``already_used``: a replay), one
+that is not a limit (``ADD_TIME``, ``DISABLE_PAYG``, ``COUNTER_SYNC``), and text that is
+not a standard token. OpenPAYGO's decoder tries the counters up to 64 past the last one:
+a guessed 9-digit token passes with odds of about 64 in a million, as with any OpenPAYGO
+device (real keypads rate-limit entries).
+
+Keys: each meter's 128-bit key is derived from ``tokens.key_seed`` and the meter id
+(HMAC-SHA-256), so a simulation is reproducible. That is for simulation only: real
+deployments provision a random key into each meter at manufacture and keep it in the
+server's key store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+from openpaygo import TokenType, decode_token, generate_token
+from openpaygo.token_shared import OpenPAYGOTokenShared
+
+# The largest value of a standard token (995; 996-999 are reserved by OpenPAYGO).
+MAX_UNITS: int = OpenPAYGOTokenShared.MAX_ACTIVATION_VALUE
+TOKEN_DIGITS = 9
+_KEY_BYTES = 16
+_KEY_CONTEXT = b"gridmatch-prepaid-openpaygo-key-v1:"
+# What refusals are called in events.csv.
+INVALID = "invalid"
+ALREADY_USED = "already_used"
+NOT_A_LIMIT = "not_a_limit_token"
+MALFORMED = "malformed"
+
+
+def scheme_name() -> str:
+    """Return the token scheme and library version, as the summary records it."""
+    try:
+        installed = version("openpaygo")
+    except PackageNotFoundError:  # pragma: no cover - it is a dependency
+        installed = "unknown"
+    return f"OpenPAYGO Token (openpaygo {installed}), standard SET_TIME tokens as usage limits"
+
+
+def meter_key_hex(key_seed: str, meter_id: str) -> str:
+    """Derive the meter's 128-bit OpenPAYGO secret key (32 hex digits) from the seed.
+
+    Simulation only: real meters get a random key at manufacture.
+    """
+    digest = hmac.new(
+        key_seed.encode("utf-8"), _KEY_CONTEXT + meter_id.encode("utf-8"), hashlib.sha256
+    ).digest()
+    return digest[:_KEY_BYTES].hex()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A limit token the server generated: its text, counter and value in units."""
+
+    token: str
+    count: int
+    units: int
+
+
+class TokenIssuer:
+    """The server's side: one counter per meter, every token a ``SET`` of a limit."""
+
+    def __init__(self, key_hex: str) -> None:
+        self._key_hex = key_hex
+        self.count = 0
+
+    def issue_limit(self, units: int) -> IssuedToken:
+        """Generate the next ``SET`` token for ``units`` units (0 = cutoff command).
+
+        Raises
+        ------
+        ValueError
+            ``units`` outside 0 to :data:`MAX_UNITS`.
+        """
+        if not 0 <= units <= MAX_UNITS:
+            raise ValueError(
+                f"a standard OpenPAYGO token holds 0 to {MAX_UNITS} units, not {units}"
+            )
+        count, token = generate_token(
+            secret_key=self._key_hex,
+            count=self.count,
+            value=units,
+            token_type=TokenType.SET_TIME,
+        )
+        self.count = int(count)
+        return IssuedToken(str(token), self.count, units)
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """What a meter made of a token: accepted with its units and counter, or why not."""
+
+    accepted: bool
+    units: int = 0
+    count: int = 0
+    reason: str = ""
+
+
+@dataclass
+class TokenVerifier:
+    """The meter's side: its key, the last counter it accepted, the counters used."""
+
+    key_hex: str
+    last_count: int = 0
+    used_counts: list[int] = field(default_factory=list)
+
+    def check(self, token: str) -> TokenCheck:
+        """Verify a token and, if it is a fresh limit for this meter, take its counter."""
+        if not (token.isascii() and token.isdigit() and 0 < len(token) <= TOKEN_DIGITS):
+            return TokenCheck(False, reason=MALFORMED)
+        value, kind, count, used = decode_token(
+            token=token,
+            secret_key=self.key_hex,
+            count=self.last_count,
+            # openpaygo 0.6 expects a list here and returns None for an empty one.
+            used_counts=list(self.used_counts),
+        )
+        if kind == TokenType.INVALID:
+            return TokenCheck(False, reason=INVALID)
+        if kind == TokenType.ALREADY_USED:
+            return TokenCheck(False, reason=ALREADY_USED)
+        if kind != TokenType.SET_TIME or value is None:
+            return TokenCheck(False, reason=NOT_A_LIMIT)
+        count = int(count)
+        self.last_count = max(self.last_count, count)
+        self.used_counts = sorted(set(used) if used is not None else {*self.used_counts, count})
+        return TokenCheck(True, units=int(value), count=count)

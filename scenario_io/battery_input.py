@@ -1,0 +1,276 @@
+"""The input of ``gridmatch battery-rewards``: ``agreement.yaml`` and ``telemetry.csv``.
+
+``agreement.yaml`` (pydantic, unknown keys refused)::
+
+    battery_id: bess-1
+    capacity_kwh: 13.5
+    period: {start: 2026-01-01T00:00:00Z, seconds: 86400, count: 3}
+    expiry: 2036-01-01T00:00:00Z
+    conditions:                      # thresholds, inclusive
+      soc_window_percent: [10, 90]
+      max_depth_of_discharge_percent: 80
+      max_c_rate: 0.5                # |P| / capacity, 1/h
+      temperature_band_c: [0, 40]
+      max_equivalent_full_cycles_per_day: 1.5
+      min_state_of_health_percent: 80
+    amounts_eur:                     # per period and condition met; 0/absent: not agreed
+      soc_window: 1.0
+      ...
+    participants:                    # shares in basis points, adding up to 10,000
+      - {id: owner, share_bps: 7000}
+      - {id: aggregator, share_bps: 3000}
+
+``telemetry.csv``: ``battery_id, timestamp, soc, p_kw, temperature_c[, soh]`` (SoC and
+SoH in percent, ``p_kw`` positive when discharging, ISO-8601 times with an offset).
+Every problem is an :class:`~gridmatch.errors.InputError` naming the file, the row (the
+file line, header = row 1) and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import pydantic
+
+from gridmatch.errors import InputError
+from gridmatch.scenario_io.csv_cells import Cells, read_table
+from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
+from gridmatch.units import exact_micro_eur
+
+AGREEMENT_FILE = "agreement.yaml"
+TELEMETRY_FILE = "telemetry.csv"
+# The order of BatteryRewards.sol's conditions (bits of its masks, indexes of its amounts).
+CONDITION_NAMES = (
+    "soc_window",
+    "max_depth_of_discharge",
+    "max_c_rate",
+    "temperature_band",
+    "max_cycles_per_day",
+    "min_state_of_health",
+)
+MAX_PARTICIPANTS = 16  # BatteryRewards.MAX_PARTICIPANTS
+MAX_PERIODS = 3660  # BatteryRewards.MAX_PERIODS
+TOTAL_BPS = 10_000
+
+_Percent = Annotated[float, pydantic.Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+_Name = Annotated[
+    str, pydantic.Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+]
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class PeriodSchema(_Strict):
+    """The agreement's periods: ``count`` periods of ``seconds`` from ``start``."""
+
+    start: datetime
+    seconds: Annotated[int, pydantic.Field(ge=60, le=366 * 86_400, strict=True)]
+    count: Annotated[int, pydantic.Field(ge=1, le=MAX_PERIODS, strict=True)]
+
+    @pydantic.field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset (e.g. Z or +01:00)")
+        return value
+
+
+class ConditionsSchema(_Strict):
+    """The thresholds (inclusive) of each condition."""
+
+    soc_window_percent: tuple[_Percent, _Percent]
+    max_depth_of_discharge_percent: _Percent
+    max_c_rate: Annotated[float, pydantic.Field(gt=0.0, le=100.0, allow_inf_nan=False)]
+    temperature_band_c: tuple[
+        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False)],
+        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False)],
+    ]
+    max_equivalent_full_cycles_per_day: Annotated[
+        float, pydantic.Field(ge=0.0, le=1000.0, allow_inf_nan=False)
+    ]
+    min_state_of_health_percent: _Percent
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> ConditionsSchema:
+        if self.soc_window_percent[0] > self.soc_window_percent[1]:
+            raise ValueError("soc_window_percent: the lower end is above the upper one")
+        if self.temperature_band_c[0] > self.temperature_band_c[1]:
+            raise ValueError("temperature_band_c: the lower end is above the upper one")
+        return self
+
+
+class AmountsSchema(_Strict):
+    """EUR released per period for each condition met (0: the condition is not agreed)."""
+
+    soc_window: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
+    max_depth_of_discharge: Annotated[
+        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)
+    ] = 0.0
+    max_c_rate: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
+    temperature_band: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
+    max_cycles_per_day: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
+    min_state_of_health: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
+
+
+class ParticipantSchema(_Strict):
+    """A participant and its share of every release, in basis points."""
+
+    id: _Name
+    share_bps: Annotated[int, pydantic.Field(ge=1, le=TOTAL_BPS, strict=True)]
+
+
+class AgreementSchema(_Strict):
+    """``agreement.yaml``."""
+
+    battery_id: _Name
+    capacity_kwh: Annotated[float, pydantic.Field(gt=0.0, le=1e6, allow_inf_nan=False)]
+    period: PeriodSchema
+    expiry: datetime
+    conditions: ConditionsSchema
+    amounts_eur: AmountsSchema
+    participants: Annotated[
+        list[ParticipantSchema], pydantic.Field(min_length=1, max_length=MAX_PARTICIPANTS)
+    ]
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> AgreementSchema:
+        if self.expiry.tzinfo is None:
+            raise ValueError("expiry needs a UTC offset (e.g. Z or +01:00)")
+        end = self.period.start.timestamp() + self.period.seconds * self.period.count
+        if self.expiry.timestamp() < end:
+            raise ValueError("expiry comes before the last period ends")
+        total = sum(p.share_bps for p in self.participants)
+        if total != TOTAL_BPS:
+            raise ValueError(f"participants' share_bps add up to {total}, not {TOTAL_BPS}")
+        ids = [p.id for p in self.participants]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a participant id is given twice")
+        return self
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A validated agreement; money in whole micro-EUR, times in Unix seconds."""
+
+    battery_id: str
+    capacity_kwh: float
+    period_start_s: int
+    period_seconds: int
+    periods: int
+    expiry_s: int
+    conditions: ConditionsSchema
+    amounts_micro_eur: tuple[int, ...]  # in CONDITION_NAMES order
+    participants: tuple[tuple[str, int], ...]  # (id, share_bps)
+
+
+@dataclass(frozen=True)
+class TelemetrySample:
+    """One telemetry row of one battery."""
+
+    line: int
+    time_s: float
+    soc_percent: float
+    p_kw: float
+    temperature_c: float
+    soh_percent: float | None
+
+
+def read_agreement(path: Path) -> Agreement:
+    """Read and validate ``agreement.yaml``.
+
+    Raises
+    ------
+    InputError
+        Malformed YAML, an unknown or missing key, a value out of range, shares not
+        adding up to 10,000 bps, an amount finer than 1 micro-EUR, or nothing funded.
+    """
+    document = read_yaml_mapping(path, "battery reward agreement")
+    schema = validated_model(AgreementSchema, document, path)
+    amounts = []
+    for name in CONDITION_NAMES:
+        try:
+            amounts.append(exact_micro_eur(getattr(schema.amounts_eur, name)))
+        except ValueError as exc:
+            raise InputError(path, str(exc), field=f"amounts_eur.{name}") from None
+    if not any(amounts):
+        raise InputError(path, "no condition has an amount: nothing to fund", field="amounts_eur")
+    start = schema.period.start.timestamp()
+    if start != int(start) or schema.expiry.timestamp() != int(schema.expiry.timestamp()):
+        raise InputError(path, "times must be whole seconds", field="period.start")
+    return Agreement(
+        battery_id=schema.battery_id,
+        capacity_kwh=schema.capacity_kwh,
+        period_start_s=int(start),
+        period_seconds=schema.period.seconds,
+        periods=schema.period.count,
+        expiry_s=int(schema.expiry.timestamp()),
+        conditions=schema.conditions,
+        amounts_micro_eur=tuple(amounts),
+        participants=tuple((p.id, p.share_bps) for p in schema.participants),
+    )
+
+
+def _number(cells: Cells, field: str, low: float, high: float) -> float:
+    value = cells.text(field)
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise cells.fail(field, f"'{value}' is not a number") from None
+    if not math.isfinite(parsed):
+        raise cells.fail(field, f"'{value}' is not finite")
+    if not low <= parsed <= high:
+        raise cells.fail(field, f"{value} is outside [{low:g}, {high:g}]")
+    return parsed
+
+
+def read_telemetry(path: Path, battery_id: str) -> list[TelemetrySample]:
+    """Read ``telemetry.csv``: the samples of ``battery_id``, in time order.
+
+    Rows of other batteries are refused (one agreement, one battery), as are repeated
+    or decreasing times.
+
+    Raises
+    ------
+    InputError
+        Naming the file, row and field.
+    """
+    table = read_table(
+        path,
+        "battery telemetry",
+        ("battery_id", "timestamp", "soc", "p_kw", "temperature_c"),
+        ("soh",),
+    )
+    samples: list[TelemetrySample] = []
+    for cells in table.cells():
+        found = cells.identifier("battery_id")
+        if found != battery_id:
+            raise cells.fail(
+                "battery_id", f"'{found}' is not the agreement's battery '{battery_id}'"
+            )
+        time_s = cells.timestamp("timestamp").timestamp()
+        if samples and time_s <= samples[-1].time_s:
+            raise cells.fail(
+                "timestamp", f"not after the previous row's time (row {samples[-1].line})"
+            )
+        soh = None
+        if cells.has("soh") and cells.record["soh"]:
+            soh = _number(cells, "soh", 0.0, 100.0)
+        samples.append(
+            TelemetrySample(
+                line=cells.line,
+                time_s=time_s,
+                soc_percent=_number(cells, "soc", 0.0, 100.0),
+                p_kw=_number(cells, "p_kw", -1e6, 1e6),
+                temperature_c=_number(cells, "temperature_c", -100.0, 200.0),
+                soh_percent=soh,
+            )
+        )
+    if not samples:
+        raise InputError(path, "no telemetry rows")
+    return samples

@@ -1,0 +1,654 @@
+"""Read a DER validation folder (``gridmatch validate-commitments DIR``), validated at the edge.
+
+The folder holds::
+
+    meter_data.csv     meter_id, timestamp, p_kw [, q_kvar]
+    commitments.csv    commitment_id, meter_id, device_type, operation, start, end, kw
+                       [, tolerance] [, participant_id]
+    sites.csv          meter_id, latitude_deg, longitude_deg [, altitude_m]     (optional)
+    event_models.yaml  overrides and extensions of the event-model library   (optional)
+
+Sign convention: ``p_kw > 0`` is import from the grid (the meter's net consumption),
+``p_kw < 0`` export; ``q_kvar > 0`` is inductive (the load draws reactive power). A
+meter row's timestamp is the **start** of the interval whose mean power it gives. Each
+meter keeps one resolution between 1 s and 15 min (the most common spacing of its
+rows); every row lies on that grid from the meter's first row, gaps are allowed and
+counted, a row given twice is an error. Times are ISO-8601 with a UTC offset and whole
+seconds. ``meter_data.csv`` may be large (a year of 1-minute data for several meters):
+its cells are checked column by column, and the first bad cell is reported with the
+same file, row and field as every other table of gridmatch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from gridmatch.errors import InputError
+from gridmatch.scenario_io.csv_cells import METER_ID_PATTERN, Cells, check_header, read_table
+from gridmatch.scenario_io.der_models import (
+    OPERATIONS,
+    EventModelLibrary,
+    SiteSpec,
+    load_event_models,
+)
+from gridmatch.units import FloatArray, IntArray
+from gridmatch.user_files import TABLE_LIMIT_BYTES, read_text
+
+METER_DATA_FILE = "meter_data.csv"
+COMMITMENTS_FILE = "commitments.csv"
+SITES_FILE = "sites.csv"
+EVENT_MODELS_FILE = "event_models.yaml"
+METER_COLUMNS = ("meter_id", "timestamp", "p_kw")
+COMMITMENT_COLUMNS = (
+    "commitment_id",
+    "meter_id",
+    "device_type",
+    "operation",
+    "start",
+    "end",
+    "kw",
+)
+MIN_RESOLUTION_S = 1
+MAX_RESOLUTION_S = 900
+# A feeder meter stays far below this; a typo (kW for W) does not.
+MAX_ABS_KW = 100_000.0
+MAX_COMMITMENT_S = 7 * 86_400
+MIN_COMMITMENT_S = 60
+# The regular grid of one meter, and of all meters together (float64 samples).
+MAX_GRID_SAMPLES = 1 << 25
+MAX_TOTAL_SAMPLES = 1 << 27
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The cells of row ``index`` (a bad cell is reported through them, with the house words).
+_CellsAt = Callable[[int], Cells]
+
+
+@dataclass(frozen=True)
+class MeterSeries:
+    """One meter's data on its regular grid (``NaN`` where a row is missing).
+
+    Attributes
+    ----------
+    start_s
+        Unix time (s) of the first row: sample ``i`` starts at ``start_s + i * resolution_s``.
+    p_kw, q_kvar
+        Mean power of each interval (``q_kvar`` is ``None`` when the file has no column).
+    rows
+        Rows the file had for this meter.
+    gaps, missing_samples
+        Runs of missing samples between the first and the last row, and their samples.
+    """
+
+    meter_id: str
+    start_s: int
+    resolution_s: int
+    p_kw: FloatArray
+    q_kvar: FloatArray | None
+    rows: int
+    gaps: int
+    missing_samples: int
+
+    @property
+    def end_s(self) -> int:
+        """Unix time (s) just after the last sample."""
+        return self.start_s + len(self.p_kw) * self.resolution_s
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """One validated row of commitments.csv (times as given, and as Unix seconds)."""
+
+    row: int
+    commitment_id: str
+    meter_id: str
+    participant_id: str
+    device_type: str
+    operation: str
+    start: datetime
+    end: datetime
+    kw: float
+    tolerance: float | None
+
+    @property
+    def start_s(self) -> int:
+        """Unix time (s) of the committed start."""
+        return _unix_s(self.start)
+
+    @property
+    def end_s(self) -> int:
+        """Unix time (s) of the committed end (exclusive)."""
+        return _unix_s(self.end)
+
+    @property
+    def energy_kwh(self) -> float:
+        """Committed energy: ``kw`` held over the window."""
+        return self.kw * (self.end_s - self.start_s) / 3600.0
+
+
+@dataclass(frozen=True)
+class DerInputs:
+    """A validated DER validation folder."""
+
+    directory: Path
+    meters: dict[str, MeterSeries]
+    commitments: tuple[Commitment, ...]
+    sites: dict[str, SiteSpec]
+    library: EventModelLibrary
+    input_files: tuple[Path, ...]
+
+    def site(self, meter_id: str) -> SiteSpec:
+        """Return the site of a meter (sites.csv, else the library's default site)."""
+        return self.sites.get(meter_id, self.library.spec.default_site)
+
+
+def load_der_inputs(directory: Path, default_models: Path) -> DerInputs:
+    """Validate a DER validation folder completely before anything is detected.
+
+    Parameters
+    ----------
+    default_models
+        The library every scenario starts from (``der_validation/models/default.yaml``).
+
+    Raises
+    ------
+    InputError
+        On the first problem, naming the file, row and field.
+    """
+    if not directory.is_dir():
+        raise InputError(directory, f"not a folder; expected a folder with {METER_DATA_FILE}")
+    files: list[Path] = []
+    models_path = directory / EVENT_MODELS_FILE
+    library = load_event_models(default_models, models_path)
+    if len(library.sources) > 1:
+        files.append(models_path)
+    meter_path = directory / METER_DATA_FILE
+    meters = read_meter_data(meter_path)
+    files.insert(0, meter_path)
+    commitments_path = directory / COMMITMENTS_FILE
+    commitments = read_commitments(commitments_path, library)
+    files.insert(1, commitments_path)
+    sites: dict[str, SiteSpec] = {}
+    sites_path = directory / SITES_FILE
+    if sites_path.exists() or sites_path.is_symlink():
+        sites = read_sites(sites_path)
+        files.append(sites_path)
+    return DerInputs(directory, meters, commitments, sites, library, tuple(files))
+
+
+def _unix_s(moment: datetime) -> int:
+    return int((moment - _EPOCH).total_seconds())
+
+
+# ---------------------------------------------------------------------------------------
+# meter_data.csv
+
+
+def read_meter_data(path: Path) -> dict[str, MeterSeries]:
+    """Read ``meter_data.csv`` into one regular series per meter, in order of appearance.
+
+    Raises
+    ------
+    InputError
+        Naming the file, row and field of the first bad cell; a meter whose rows are
+        not on one grid of 1 s to 15 min, or a row given twice.
+    """
+    text = read_text(path, TABLE_LIMIT_BYTES, "meter data file", bom=True)
+    header, columns, lines = _columns(path, text)
+    check_header(path, header, METER_COLUMNS, ("q_kvar",))
+    if not lines:
+        raise InputError(path, "no readings: the file has a header and no rows")
+    by_name = dict(zip(header, columns, strict=True))
+
+    def cells(index: int) -> Cells:
+        record = {name: str(column[index]) for name, column in by_name.items()}
+        return Cells(path, lines[index], record)
+
+    meter_ids = _meter_ids(by_name["meter_id"], cells)
+    times_s = _timestamps(by_name["timestamp"], cells)
+    p_kw = _numbers(by_name["p_kw"], "p_kw", cells)
+    q_kvar = _numbers(by_name["q_kvar"], "q_kvar", cells) if "q_kvar" in by_name else None
+    return _series(path, meter_ids, times_s, p_kw, q_kvar, lines)
+
+
+_Column = npt.NDArray[np.object_]
+
+
+def _columns(path: Path, text: str) -> tuple[list[str], list[_Column], list[int]]:
+    """Split a CSV text into its header, its columns (stripped) and each row's file line.
+
+    Blank lines are skipped; a row with another number of fields than the header is an
+    error naming its line. Without quotes (what meters export) pandas' C tokenizer
+    reads the columns, with their lines counted from the line breaks; a file with
+    quotes goes through the csv module, whose line count follows quoted line breaks.
+    """
+    if '"' in text:
+        header, records, lines = _records(path, text)
+        columns = [np.asarray([r[i] for r in records], dtype=object) for i in range(len(header))]
+        return header, columns, lines
+    body_at = text.find("\n")
+    first_line = text if body_at < 0 else text[:body_at]
+    header = [name.strip() for name in first_line.rstrip("\r").split(",")]
+    if not first_line.strip():
+        raise InputError(path, "the file is empty; expected a header row")
+    width = len(header)
+    if body_at < 0 or not text[body_at + 1 :].strip():
+        return header, [np.asarray([], dtype=object) for _ in header], []
+    commas, blank = _line_counts(text[body_at + 1 :])
+    wrong = np.flatnonzero((commas != width - 1) & ~blank)
+    if wrong.size:
+        raise InputError(
+            path,
+            f"expected {width} fields, found {int(commas[wrong[0]]) + 1}",
+            row=int(wrong[0]) + 2,
+        )
+    frame = pd.read_csv(
+        io.StringIO(text),
+        header=None,
+        skiprows=1,
+        names=list(range(width)),
+        dtype=str,
+        na_filter=False,
+        skip_blank_lines=True,
+        engine="c",
+    )
+    kept = np.flatnonzero(~blank)
+    lines = (kept + 2).tolist()
+    if len(frame) != len(lines):  # pragma: no cover - tokenizer and line count disagree
+        raise InputError(path, "malformed CSV: rows could not be counted")
+    padded = " " in text or "\t" in text  # cells are stripped only if they can need it
+    columns = [
+        (frame[k].str.strip() if padded else frame[k]).to_numpy(dtype=object) for k in range(width)
+    ]
+    return header, columns, lines
+
+
+def _line_counts(body: str) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Commas of every line of ``body``, and whether it is blank (whitespace only)."""
+    data = np.frombuffer(body.encode("utf-8"), dtype=np.uint8)
+    breaks = np.flatnonzero(data == ord("\n"))
+    n_lines = len(breaks) + 1
+    comma_lines = np.searchsorted(breaks, np.flatnonzero(data == ord(",")))
+    commas = np.bincount(comma_lines, minlength=n_lines).astype(np.int64)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(data)]))
+    blank = ends - starts == 0
+    # Lines of whitespace only have no comma: look at those few one by one.
+    lines = body.split("\n") if np.any((commas == 0) & ~blank) else []
+    for k in np.flatnonzero((commas == 0) & ~blank):
+        blank[k] = not lines[k].strip()
+    return commas, blank
+
+
+def _records(path: Path, text: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Split a CSV text with quotes into its header and non-blank rows with their lines."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows, lines = [], []
+    try:
+        for row in reader:
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise InputError(path, f"malformed CSV: {exc}", row=reader.line_num + 1) from None
+    if not rows:
+        raise InputError(path, "the file is empty; expected a header row")
+    header = [name.strip() for name in rows[0]]
+    width = len(header)
+    records: list[list[str]] = []
+    kept: list[int] = []
+    for row, line in zip(rows[1:], lines[1:], strict=True):
+        if len(row) != width:
+            if not any(v.strip() for v in row):
+                continue  # blank lines at the end of hand-edited files
+            raise InputError(path, f"expected {width} fields, found {len(row)}", row=line)
+        records.append([v.strip() for v in row])
+        kept.append(line)
+    return header, records, kept
+
+
+def _meter_ids(values: _Column, cells: _CellsAt) -> _Column:
+    distinct, first = np.unique(values, return_index=True)
+    for meter, index in sorted(zip(distinct, first, strict=True), key=lambda item: item[1]):
+        if not meter or not METER_ID_PATTERN.match(meter):
+            cells(int(index)).meter_id()  # raises with the house message
+    return values
+
+
+# ISO-8601 in the two shapes meters export: ...T07:15:00+01:00 and ...T07:15:00Z.
+_LONG = 25
+_SHORT = 20
+_DIGITS_LONG = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24)
+_SEPARATORS = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"))
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _timestamps(values: _Column, cells: _CellsAt) -> IntArray:
+    """Unix seconds of every timestamp: fixed-width ISO-8601 in bulk, the rest one by one."""
+    n = len(values)
+    seconds = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    for width in (_LONG, _SHORT):
+        chosen = np.flatnonzero(lengths == width)
+        if chosen.size == 0:
+            continue
+        subset = values if chosen.size == n else values[chosen]
+        try:
+            raw = "".join(subset).encode("ascii")  # one buffer, a row every width bytes
+        except UnicodeEncodeError:
+            continue  # not ASCII: every row of this width one by one
+        chars = np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)
+        parsed, ok = _parse_fixed(chars, width)
+        seconds[chosen[ok]] = parsed[ok]
+        done[chosen[ok]] = True
+    for index in np.flatnonzero(~done):
+        row = cells(int(index))
+        moment = row.timestamp()  # raises with the house message when it is no time
+        if moment.microsecond:
+            raise row.fail("timestamp", f"'{values[index]}' is finer than a whole second")
+        seconds[index] = _unix_s(moment)
+    return seconds
+
+
+def _parse_fixed(
+    chars: npt.NDArray[np.uint8], width: int
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Parse rows of ASCII ``YYYY-MM-DDTHH:MM:SS(+HH:MM|Z)``; ``ok`` marks the valid ones."""
+    positions = _DIGITS_LONG[: 14 if width == _SHORT else 18]
+    digits = np.zeros((len(chars), width), dtype=np.int64)
+    digits[:, positions] = chars[:, positions].astype(np.int64) - ord("0")
+    ok = np.all((digits[:, positions] >= 0) & (digits[:, positions] <= 9), axis=1)
+    for position, char in _SEPARATORS:
+        ok &= chars[:, position] == ord(char)
+
+    def number(a: int, b: int) -> IntArray:
+        value = digits[:, a].copy()
+        for k in range(a + 1, b):
+            value *= 10
+            value += digits[:, k]
+        return value
+
+    year, month, day = number(0, 4), number(5, 7), number(8, 10)
+    hour, minute, second = number(11, 13), number(14, 16), number(17, 19)
+    if width == _SHORT:
+        ok &= chars[:, 19] == ord("Z")
+        offset_s = np.zeros(len(chars), dtype=np.int64)
+    else:
+        sign = np.where(chars[:, 19] == ord("-"), -1, 1)
+        ok &= (chars[:, 19] == ord("+")) | (chars[:, 19] == ord("-"))
+        ok &= chars[:, 22] == ord(":")
+        off_h, off_m = number(20, 22), number(23, 25)
+        ok &= (off_h <= 23) & (off_m <= 59)
+        offset_s = sign * (off_h * 3600 + off_m * 60)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_ok = (month >= 1) & (month <= 12)
+    days = np.where(month_ok, _DAYS_IN_MONTH[np.clip(month, 0, 12)], 0) + (leap & (month == 2))
+    ok &= month_ok & (day >= 1) & (day <= days) & (year >= 1)
+    ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
+    # Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    mp = (month + 9) % 12
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    epoch_days = era * 146097 + doe - 719468
+    seconds = epoch_days * 86400 + hour * 3600 + minute * 60 + second - offset_s
+    return seconds, ok
+
+
+def _numbers(values: _Column, field: str, cells: _CellsAt) -> FloatArray:
+    try:
+        array = values.astype(np.float64)
+    except ValueError:
+        array = None
+    if array is not None and np.all(np.isfinite(array)) and np.all(np.abs(array) <= MAX_ABS_KW):
+        return array
+    for index, value in enumerate(values):
+        row = cells(index)
+        text = row.text(field)
+        try:
+            number = float(text)
+        except ValueError:
+            raise row.fail(field, f"'{value}' is not a number") from None
+        if not math.isfinite(number):
+            raise row.fail(field, f"'{value}' is not finite")
+        if abs(number) > MAX_ABS_KW:
+            raise row.fail(field, f"{value} is beyond +-{MAX_ABS_KW:g}")
+    raise AssertionError("a bad cell was not found")  # pragma: no cover
+
+
+def _series(
+    path: Path,
+    meter_ids: npt.NDArray[np.object_],
+    times_s: IntArray,
+    p_kw: FloatArray,
+    q_kvar: FloatArray | None,
+    lines: list[int],
+) -> dict[str, MeterSeries]:
+    series: dict[str, MeterSeries] = {}
+    names, codes = np.unique(meter_ids, return_inverse=True)
+    _, first_rows = np.unique(meter_ids, return_index=True)
+    first_seen = {str(names[k]): int(first_rows[k]) for k in range(len(names))}
+    order = np.lexsort((times_s, codes))
+    total = 0
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    for code in sorted(range(len(names)), key=lambda c: first_seen[str(names[c])]):
+        meter = str(names[code])
+        rows = order[bounds[code] : bounds[code + 1]]
+        times = times_s[rows]
+        steps = np.diff(times)
+        if steps.size and steps.min() == 0:
+            twice = int(np.flatnonzero(steps == 0)[0])
+            first, second = sorted((int(rows[twice]), int(rows[twice + 1])))
+            raise InputError(
+                path,
+                f"meter '{meter}' has a second row at this time (first on row {lines[first]})",
+                row=lines[second],
+                field="timestamp",
+            )
+        resolution = _resolution(path, meter, steps, lines[int(rows[0])])
+        off_grid = np.flatnonzero(steps % resolution)
+        if off_grid.size:
+            bad = int(rows[off_grid[0] + 1])
+            raise InputError(
+                path,
+                f"not on the {resolution}-second grid of meter '{meter}' (its most common "
+                f"spacing), counted from its first row",
+                row=lines[bad],
+                field="timestamp",
+            )
+        slots = (times - times[0]) // resolution
+        n_grid = int(slots[-1]) + 1
+        total += n_grid
+        if n_grid > MAX_GRID_SAMPLES or total > MAX_TOTAL_SAMPLES:
+            raise InputError(
+                path,
+                f"meter '{meter}' spans {n_grid} samples of {resolution} s from its first to "
+                f"its last row; at most {MAX_GRID_SAMPLES} per meter and "
+                f"{MAX_TOTAL_SAMPLES} in all",
+                row=lines[int(rows[-1])],
+                field="timestamp",
+            )
+        grid_p = np.full(n_grid, np.nan)
+        grid_p[slots] = p_kw[rows]
+        grid_q = None
+        if q_kvar is not None:
+            grid_q = np.full(n_grid, np.nan)
+            grid_q[slots] = q_kvar[rows]
+        gaps = steps // resolution - 1
+        series[meter] = MeterSeries(
+            meter_id=meter,
+            start_s=int(times[0]),
+            resolution_s=resolution,
+            p_kw=grid_p,
+            q_kvar=grid_q,
+            rows=len(rows),
+            gaps=int(np.count_nonzero(gaps)),
+            missing_samples=int(gaps.sum()),
+        )
+    return series
+
+
+def _resolution(path: Path, meter: str, steps: IntArray, first_line: int) -> int:
+    if steps.size == 0:
+        raise InputError(
+            path,
+            f"meter '{meter}' has a single row; its resolution cannot be told",
+            row=first_line,
+            field="timestamp",
+        )
+    values, counts = np.unique(steps, return_counts=True)
+    resolution = int(values[np.argmax(counts)])  # the smallest of equally common ones
+    if not MIN_RESOLUTION_S <= resolution <= MAX_RESOLUTION_S:
+        raise InputError(
+            path,
+            f"meter '{meter}': rows are most often {resolution} s apart; the resolution "
+            f"must be between {MIN_RESOLUTION_S} s and {MAX_RESOLUTION_S} s (15 min)",
+            row=first_line,
+            field="timestamp",
+        )
+    return resolution
+
+
+# ---------------------------------------------------------------------------------------
+# commitments.csv and sites.csv
+
+
+def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment, ...]:
+    """Read ``commitments.csv``; device types and operations are checked against the library.
+
+    Raises
+    ------
+    InputError
+        Naming the file, row and field of the first problem.
+    """
+    table = read_table(
+        path, "commitments file", COMMITMENT_COLUMNS, ("tolerance", "participant_id")
+    )
+    models = library.spec.models
+    seen: dict[str, int] = {}
+    commitments = []
+    for cells in table.cells():
+        commitment_id = cells.identifier("commitment_id")
+        if commitment_id in seen:
+            raise cells.fail(
+                "commitment_id",
+                f"'{commitment_id}' is given twice (first on row {seen[commitment_id]})",
+            )
+        seen[commitment_id] = cells.line
+        meter = cells.meter_id()
+        participant = cells.identifier("participant_id") if cells.has("participant_id") else meter
+        device = cells.text("device_type")
+        if device not in models:
+            raise cells.fail(
+                "device_type",
+                f"'{device[:50]}' is no device type of the event-model library (known: "
+                f"{', '.join(models)})",
+            )
+        operation = cells.text("operation")
+        if operation not in OPERATIONS:
+            raise cells.fail(
+                "operation", f"'{operation[:50]}' is not one of: {', '.join(OPERATIONS)}"
+            )
+        allowed = models[device].operations
+        if operation not in allowed:
+            raise cells.fail(
+                "operation",
+                f"a {device} cannot '{operation}' (its model allows: {', '.join(allowed)})",
+            )
+        start, end = cells.timestamp("start"), cells.timestamp("end")
+        for name, moment in (("start", start), ("end", end)):
+            if moment.microsecond:
+                raise cells.fail(name, "is finer than a whole second")
+        duration_s = (end - start).total_seconds()
+        if duration_s < MIN_COMMITMENT_S:
+            raise cells.fail("end", f"must be at least {MIN_COMMITMENT_S} s after start")
+        if duration_s > MAX_COMMITMENT_S:
+            raise cells.fail("end", "a commitment lasts at most 7 days")
+        kw = _positive(cells, "kw", 10_000.0)
+        tolerance = None
+        if cells.has("tolerance") and cells.record["tolerance"]:
+            tolerance = _positive(cells, "tolerance", 1.0)
+            if tolerance >= 1.0:
+                raise cells.fail("tolerance", f"{tolerance:g} must be below 1 (a share)")
+        commitments.append(
+            Commitment(
+                cells.line,
+                commitment_id,
+                meter,
+                participant,
+                device,
+                operation,
+                start,
+                end,
+                kw,
+                tolerance,
+            )
+        )
+    if not commitments:
+        raise InputError(path, "no commitments: the file has a header and no rows")
+    return tuple(commitments)
+
+
+def _positive(cells: Cells, field: str, maximum: float) -> float:
+    text = cells.text(field)
+    try:
+        value = float(text)
+    except ValueError:
+        raise cells.fail(field, f"'{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise cells.fail(field, f"'{text}' is not finite")
+    if value <= 0.0:
+        raise cells.fail(field, f"{text} must be greater than 0")
+    if value > maximum:
+        raise cells.fail(field, f"{text} is above {maximum:g}")
+    return value
+
+
+def read_sites(path: Path) -> dict[str, SiteSpec]:
+    """Read ``sites.csv``: where each meter is (for its clear-sky curve).
+
+    Raises
+    ------
+    InputError
+        Naming the file, row and field of the first problem.
+    """
+    table = read_table(
+        path, "sites file", ("meter_id", "latitude_deg", "longitude_deg"), ("altitude_m",)
+    )
+    sites: dict[str, SiteSpec] = {}
+    rows: dict[str, int] = {}
+    for cells in table.cells():
+        meter = cells.meter_id()
+        if meter in sites:
+            raise cells.fail(
+                "meter_id", f"meter '{meter}' is given twice (first on row {rows[meter]})"
+            )
+        rows[meter] = cells.line
+        values = {}
+        for field, low, high in (
+            ("latitude_deg", -90.0, 90.0),
+            ("longitude_deg", -180.0, 180.0),
+            ("altitude_m", -500.0, 9000.0),
+        ):
+            if field == "altitude_m" and not (cells.has(field) and cells.record[field]):
+                continue
+            text = cells.text(field)
+            try:
+                value = float(text)
+            except ValueError:
+                raise cells.fail(field, f"'{text}' is not a number") from None
+            if not math.isfinite(value) or not low <= value <= high:
+                raise cells.fail(field, f"{text} is not between {low:g} and {high:g}")
+            values[field] = value
+        sites[meter] = SiteSpec(**values)
+    return sites

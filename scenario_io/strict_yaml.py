@@ -1,0 +1,91 @@
+"""Read a small YAML settings file strictly: safe loader, no key given twice, bounded.
+
+The same rules as ``scenario.yaml`` (see :mod:`gridmatch.scenario_io.loader`), for the
+settings files that do not need pandapower to be imported: plain YAML lets the last of
+two equal keys win silently, so a second ``friendly_credit:`` at the end of a file would
+change a policy nobody sees; here it is an error naming the line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+import yaml
+
+from gridmatch.errors import InputError
+from gridmatch.user_files import MAX_NESTING, SCENARIO_LIMIT_BYTES, nesting_depth, read_text
+
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Build a mapping, refusing a repeated key (with the line it was first on)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' is given twice (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """Parse a YAML file of at most 1 MiB whose top level is a mapping.
+
+    Raises
+    ------
+    InputError
+        Not a regular UTF-8 file, malformed YAML (a key given twice included, with its
+        line), or not a mapping.
+    """
+    text = read_text(path, SCENARIO_LIMIT_BYTES, what)
+    if nesting_depth(text, skip_strings=False) > MAX_NESTING:
+        raise InputError(path, f"malformed YAML: brackets nested more than {MAX_NESTING} deep")
+    try:
+        document = yaml.load(text, Loader=StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(path, f"malformed YAML: {problem}", row=row) from None
+    except RecursionError:
+        raise InputError(path, "malformed YAML: nested too deeply") from None
+    if not isinstance(document, dict):
+        raise InputError(path, f"expected a mapping of keys (the {what})")
+    return document
+
+
+def validated_model(model: type[_Model], document: dict[str, Any], path: Path) -> _Model:
+    """Validate a parsed document into ``model``, naming the first bad key.
+
+    Raises
+    ------
+    InputError
+        With ``field`` the dotted key (``tariff.bands.1.hours``), "unknown key" for a key
+        the schema does not have, "required key is missing" for one it needs.
+    """
+    try:
+        return model.model_validate(document)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif first["type"] == "missing":
+            message = "required key is missing"
+        more = exc.error_count() - 1
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise InputError(path, message, field=field) from None
