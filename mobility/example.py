@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gridmatch.scenario_io.mobility_input import (
+    VEHICLE_COLUMNS,
     Carrier,
     MobilityInputs,
     Point,
@@ -241,17 +242,7 @@ def write_inputs(folder: Path, inputs: MobilityInputs, mobility_yaml: str | None
         )
     _write(
         folder / "vehicles.csv",
-        (
-            "vehicle_id",
-            "kind",
-            "node",
-            "state",
-            "residual_kwh",
-            "reserve_kwh",
-            "max_kw",
-            "bidirectional",
-            "consumption_kwh_per_km",
-        ),
+        VEHICLE_COLUMNS,
         (
             (
                 v.vehicle_id,
@@ -451,19 +442,7 @@ def write_storm_town(folder: Path) -> None:
         )
     _write(
         folder / "vehicles.csv",
-        (
-            "vehicle_id",
-            "kind",
-            "node",
-            "state",
-            "residual_kwh",
-            "reserve_kwh",
-            "max_kw",
-            "bidirectional",
-            "consumption_kwh_per_km",
-            "residual_l",
-            "reserve_l",
-        ),
+        (*VEHICLE_COLUMNS, "residual_l", "reserve_l"),
         vehicle_rows,
     )
     request_rows = []

@@ -31,7 +31,13 @@ from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
 from gridmatch.results_io.tables import ANY_FLOAT, NONEMPTY, from_csv, to_csv
-from gridmatch.user_files import RECORD_LIMIT_BYTES, TABLE_LIMIT_BYTES, parse_json, read_text
+from gridmatch.user_files import (
+    RECORD_LIMIT_BYTES,
+    TABLE_LIMIT_BYTES,
+    parse_json,
+    read_text,
+    validated,
+)
 
 VERDICTS_FILE = "verdicts.csv"
 EVENTS_FILE = "events.csv"
@@ -232,12 +238,7 @@ def read_der_summary(folder: Path) -> DerSummary:
     if path.exists() and path.stat().st_size > RECORD_LIMIT_BYTES:
         raise InputError(path, "too large for a summary")
     document = parse_json(_read(path), path)
-    try:
-        return DerSummary.model_validate(document)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or None
-        raise InputError(path, f"not a validation summary: {first['msg']}", field=name) from None
+    return validated(DerSummary, document, path, "validation summary")
 
 
 def read_verdicts(folder: Path) -> list[VerdictRow]:

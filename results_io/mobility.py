@@ -36,7 +36,13 @@ from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
 from gridmatch.results_io.tables import ANY_FLOAT, NON_NEGATIVE, NONEMPTY, from_csv, to_csv
-from gridmatch.user_files import RECORD_LIMIT_BYTES, TABLE_LIMIT_BYTES, parse_json, read_text
+from gridmatch.user_files import (
+    RECORD_LIMIT_BYTES,
+    TABLE_LIMIT_BYTES,
+    parse_json,
+    read_text,
+    validated,
+)
 
 REQUESTS_FILE = "requests.csv"
 DELIVERIES_FILE = "deliveries.csv"
@@ -384,12 +390,7 @@ def read_mobility_summary(folder: Path) -> MobilitySummary:
     """
     path = folder / SUMMARY_FILE
     document = parse_json(_read(path, RECORD_LIMIT_BYTES), path)
-    try:
-        return MobilitySummary.model_validate(document)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or None
-        raise InputError(path, f"not a mobility summary: {first['msg']}", field=name) from None
+    return validated(MobilitySummary, document, path, "mobility summary")
 
 
 def read_request_rows(folder: Path) -> list[RequestRow]:

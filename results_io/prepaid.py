@@ -32,7 +32,13 @@ from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
 from gridmatch.results_io.tables import NONEMPTY, from_csv, to_csv
-from gridmatch.user_files import RECORD_LIMIT_BYTES, TABLE_LIMIT_BYTES, parse_json, read_text
+from gridmatch.user_files import (
+    RECORD_LIMIT_BYTES,
+    TABLE_LIMIT_BYTES,
+    parse_json,
+    read_text,
+    validated,
+)
 
 EVENTS_FILE = "events.csv"
 TIMELINES_DIR = "timelines"
@@ -313,12 +319,7 @@ def read_prepaid_summary(folder: Path) -> PrepaidSummary:
     if path.exists() and path.stat().st_size > RECORD_LIMIT_BYTES:
         raise InputError(path, "too large for a summary")
     document = parse_json(_read(path), path)
-    try:
-        return PrepaidSummary.model_validate(document)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field_name = ".".join(str(part) for part in first["loc"]) or None
-        raise InputError(path, f"not a prepaid summary: {first['msg']}", field=field_name) from None
+    return validated(PrepaidSummary, document, path, "prepaid summary")
 
 
 def read_prepaid_events(folder: Path) -> list[EventRow]:

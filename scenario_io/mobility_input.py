@@ -62,6 +62,19 @@ _Enum = TypeVar("_Enum", bound=StrEnum)
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
+# The required columns of vehicles.csv, in the order the bundled example writes them.
+VEHICLE_COLUMNS = (
+    "vehicle_id",
+    "kind",
+    "node",
+    "state",
+    "residual_kwh",
+    "reserve_kwh",
+    "max_kw",
+    "bidirectional",
+    "consumption_kwh_per_km",
+)
+
 
 class VehicleKind(StrEnum):
     """What a vehicle carries: electricity (EVs, mobile storage) or fuel (fuel trucks)."""
@@ -535,17 +548,7 @@ def read_vehicles(path: Path, road_nodes: set[str], kwh_per_l: float) -> tuple[V
     table = read_table(
         path,
         "vehicles",
-        (
-            "vehicle_id",
-            "kind",
-            "node",
-            "state",
-            "residual_kwh",
-            "reserve_kwh",
-            "max_kw",
-            "bidirectional",
-            "consumption_kwh_per_km",
-        ),
+        VEHICLE_COLUMNS,
         ("residual_l", "reserve_l", "owner_id"),
     )
     _not_empty(table, "vehicle")
