@@ -27,17 +27,10 @@ from typing import Any, Literal
 
 import pydantic
 
-from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
+from gridmatch.results_io.outputs import read_output_file, read_output_summary
 from gridmatch.results_io.tables import ANY_FLOAT, NONEMPTY, from_csv, to_csv
-from gridmatch.user_files import (
-    RECORD_LIMIT_BYTES,
-    TABLE_LIMIT_BYTES,
-    parse_json,
-    read_text,
-    validated,
-)
 
 VERDICTS_FILE = "verdicts.csv"
 EVENTS_FILE = "events.csv"
@@ -219,11 +212,7 @@ def is_der_result(folder: Path) -> bool:
 
 
 def _read(path: Path) -> str:
-    if not path.exists():
-        raise InputError(
-            path, "file not found; is this an output folder of `gridmatch validate-commitments`?"
-        )
-    return read_text(path, TABLE_LIMIT_BYTES)
+    return read_output_file(path, "validate-commitments")
 
 
 def read_der_summary(folder: Path) -> DerSummary:
@@ -234,11 +223,7 @@ def read_der_summary(folder: Path) -> DerSummary:
     InputError
         Missing, not JSON, or not a validation summary (naming the field).
     """
-    path = folder / SUMMARY_FILE
-    if path.exists() and path.stat().st_size > RECORD_LIMIT_BYTES:
-        raise InputError(path, "too large for a summary")
-    document = parse_json(_read(path), path)
-    return validated(DerSummary, document, path, "validation summary")
+    return read_output_summary(folder, DerSummary, "validate-commitments", "validation summary")
 
 
 def read_verdicts(folder: Path) -> list[VerdictRow]:

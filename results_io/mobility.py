@@ -35,13 +35,13 @@ import pydantic
 from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
+from gridmatch.results_io.outputs import read_output_file, read_output_summary
 from gridmatch.results_io.tables import ANY_FLOAT, NON_NEGATIVE, NONEMPTY, from_csv, to_csv
 from gridmatch.user_files import (
     RECORD_LIMIT_BYTES,
     TABLE_LIMIT_BYTES,
     parse_json,
     read_text,
-    validated,
 )
 
 REQUESTS_FILE = "requests.csv"
@@ -374,10 +374,8 @@ def is_mobility_result(folder: Path) -> bool:
     return (folder / DELIVERIES_FILE).is_file() and (folder / ITINERARIES_FILE).is_file()
 
 
-def _read(path: Path, limit: int = TABLE_LIMIT_BYTES) -> str:
-    if not path.exists():
-        raise InputError(path, "file not found; is this an output folder of `gridmatch mobility`?")
-    return read_text(path, limit)
+def _read(path: Path) -> str:
+    return read_output_file(path, "mobility")
 
 
 def read_mobility_summary(folder: Path) -> MobilitySummary:
@@ -388,9 +386,7 @@ def read_mobility_summary(folder: Path) -> MobilitySummary:
     InputError
         Missing, not JSON, or not a mobility summary (naming the field).
     """
-    path = folder / SUMMARY_FILE
-    document = parse_json(_read(path, RECORD_LIMIT_BYTES), path)
-    return validated(MobilitySummary, document, path, "mobility summary")
+    return read_output_summary(folder, MobilitySummary, "mobility", "mobility summary")
 
 
 def read_request_rows(folder: Path) -> list[RequestRow]:
@@ -432,7 +428,7 @@ def read_map(folder: Path) -> dict[str, Any]:
         Missing, not JSON, or not a FeatureCollection.
     """
     path = folder / MAP_FILE
-    document = parse_json(_read(path, RECORD_LIMIT_BYTES), path)
+    document = parse_json(read_output_file(path, "mobility", RECORD_LIMIT_BYTES), path)
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
         raise InputError(path, "not a GeoJSON FeatureCollection", field="type")
     if not isinstance(document.get("features"), list):

@@ -28,17 +28,10 @@ from typing import Any, Literal
 
 import pydantic
 
-from gridmatch.errors import InputError
 from gridmatch.results_io.atomic import atomic_output_dir
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
+from gridmatch.results_io.outputs import read_output_file, read_output_summary
 from gridmatch.results_io.tables import NONEMPTY, from_csv, to_csv
-from gridmatch.user_files import (
-    RECORD_LIMIT_BYTES,
-    TABLE_LIMIT_BYTES,
-    parse_json,
-    read_text,
-    validated,
-)
 
 EVENTS_FILE = "events.csv"
 TIMELINES_DIR = "timelines"
@@ -302,9 +295,7 @@ def is_prepaid_result(folder: Path) -> bool:
 
 
 def _read(path: Path) -> str:
-    if not path.exists():
-        raise InputError(path, "file not found; is this an output folder of `gridmatch prepaid`?")
-    return read_text(path, TABLE_LIMIT_BYTES)
+    return read_output_file(path, "prepaid")
 
 
 def read_prepaid_summary(folder: Path) -> PrepaidSummary:
@@ -315,11 +306,7 @@ def read_prepaid_summary(folder: Path) -> PrepaidSummary:
     InputError
         Missing, not JSON, or not a prepaid summary (naming the field).
     """
-    path = folder / SUMMARY_FILE
-    if path.exists() and path.stat().st_size > RECORD_LIMIT_BYTES:
-        raise InputError(path, "too large for a summary")
-    document = parse_json(_read(path), path)
-    return validated(PrepaidSummary, document, path, "prepaid summary")
+    return read_output_summary(folder, PrepaidSummary, "prepaid", "prepaid summary")
 
 
 def read_prepaid_events(folder: Path) -> list[EventRow]:
