@@ -550,46 +550,17 @@ def report(
 
     An output folder of `gridmatch prepaid` gets its own report: balance, limit and
     state per meter over time, cutoffs and reconnections; one of `gridmatch
-    validate-commitments` its verdicts, with each commitment's window and events.
+    validate-commitments` its verdicts, with each commitment's window and events; one of
+    `gridmatch battery-rewards` each period's summary against the thresholds and the
+    release, on chain next to Python.
     """
-    from gridmatch.results_io.der_validation import is_der_result
-    from gridmatch.results_io.prepaid import is_prepaid_result
+    from gridmatch.report.kinds import report_kind_of
 
-    if is_der_result(out_dir):
-        from gridmatch.report.der_validation import build_der_report
-
+    kind = report_kind_of(out_dir)
+    if kind is not None:
         with stderr.status(f"writing the report of {printable(str(out_dir))}"):
-            der = build_der_report(out_dir)
-        stderr.print(
-            f"DER validation report of {der.n_commitments} commitments, "
-            f"{der.size_bytes / 1e6:.2f} MB",
-            highlight=False,
-        )
-        typer.echo(str(der.path))
-        return
-    from gridmatch.results_io.mobility import is_mobility_result
-
-    if is_mobility_result(out_dir):
-        from gridmatch.report.mobility import build_mobility_report
-
-        with stderr.status(f"writing the report of {printable(str(out_dir))}"):
-            mobility = build_mobility_report(out_dir)
-        stderr.print(
-            f"mobility report with a map of {mobility.n_routes} routes, "
-            f"{mobility.size_bytes / 1e6:.2f} MB",
-            highlight=False,
-        )
-        typer.echo(str(mobility.path))
-        return
-    if is_prepaid_result(out_dir):
-        from gridmatch.report.prepaid import build_prepaid_report
-
-        with stderr.status(f"writing the report of {printable(str(out_dir))}"):
-            written = build_prepaid_report(out_dir)
-        stderr.print(
-            f"prepaid report of {len(written.charted)} meters, {written.size_bytes / 1e6:.2f} MB",
-            highlight=False,
-        )
+            written = kind.build(out_dir)
+        stderr.print(written.headline, highlight=False)
         typer.echo(str(written.path))
         return
     from gridmatch.report import build_report, parse_slots
@@ -660,26 +631,91 @@ def battery_rewards(
         str | None, typer.Option(help="Release on this node instead of a local anvil.")
     ] = None,
     validators: Annotated[
-        int, typer.Option(min=1, max=16, help="Validators signing each period's summary.")
-    ] = 3,
+        int | None,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Validators signing each period's summary (default 3; with --settlement: "
+            "the settlement's own).",
+        ),
+    ] = None,
+    settlement: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse the validator registry and payment token of this `gridmatch settle` "
+            "result folder (its deployment.json, keystore and node); implies --chain."
+        ),
+    ] = None,
+    reclaim: Annotated[
+        bool,
+        typer.Option(
+            "--reclaim",
+            help="After expiry: the sponsor takes back what was not released (OUT/chain.json).",
+        ),
+    ] = False,
+    advance_clock_hours: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=24 * 366 * 20, help="With --reclaim: move a local anvil's clock first."
+        ),
+    ] = 0.0,
 ) -> None:
     """Judge a battery reward agreement on its telemetry; optionally release it on chain."""
     from gridmatch.battery_rewards.run import evaluate_folder, write_evaluation
+    from gridmatch.errors import UsageError
+    from gridmatch.results_io.battery_rewards import write_chain_record
 
     out_dir = out if out is not None else Path("results") / folder.resolve().name
     evaluation = evaluate_folder(folder)
-    record = None
-    if chain or rpc_url is not None:
-        from gridmatch.settlement.battery_rewards import release_on_chain
+    if reclaim:
+        if chain or settlement is not None:
+            raise UsageError("--reclaim reclaims an earlier --chain run: give it alone")
+        from gridmatch.settlement.battery_rewards import reclaim_on_chain
 
-        record = release_on_chain(evaluation, out_dir, rpc_url=rpc_url, validators=validators)
-    write_evaluation(evaluation, out_dir, record)
+        reclaimed_record = reclaim_on_chain(
+            evaluation,
+            out_dir,
+            rpc_url=rpc_url,
+            advance_s=round(advance_clock_hours * SECONDS_PER_HOUR),
+        )
+        write_chain_record(out_dir, reclaimed_record)
+        found = reclaimed_record.reclaim
+        reclaimed = found.reclaimed_micro_eur if found is not None else 0
+        stderr.print(
+            f"{evaluation.agreement.battery_id}: the sponsor reclaimed "
+            f"{micro_eur_to_eur(reclaimed):.6f} EUR (funded - "
+            f"released, equal to the evaluation); {out_dir}",
+            highlight=False,
+        )
+        return
+    if advance_clock_hours:
+        raise UsageError("--advance-clock-hours goes with --reclaim")
+    if validators is not None and settlement is not None:
+        raise UsageError("--validators: with --settlement the settlement's validators sign")
+    record = None
+    if chain or rpc_url is not None or settlement is not None:
+        from gridmatch.settlement.battery_rewards import DEFAULT_VALIDATORS, release_on_chain
+
+        record = release_on_chain(
+            evaluation,
+            out_dir,
+            rpc_url=rpc_url,
+            validators=validators if validators is not None else DEFAULT_VALIDATORS,
+            settlement_dir=settlement,
+        )
+    write_evaluation(evaluation, out_dir, on_chain=record is not None)
+    if record is not None:
+        write_chain_record(out_dir, record)
     met = sum(1 for v in evaluation.verdicts if v[2] == "met")
     stderr.print(
         f"{evaluation.agreement.battery_id}: {len(evaluation.periods)} periods, {met} conditions "
         f"met; released {micro_eur_to_eur(evaluation.total_released_micro_eur):.6f} of "
         f"{micro_eur_to_eur(evaluation.funded_micro_eur):.6f} EUR"
-        + ("; on chain: equal to the last micro-EUR" if record is not None else "")
+        + (
+            f"; on chain ({record.gas_used:,} gas): equal to the last micro-EUR"
+            if record is not None
+            else ""
+        )
         + f"; {out_dir}",
         highlight=False,
     )
@@ -713,6 +749,14 @@ def validate_commitments(
         bool, typer.Option("--report", help="Also write OUT/report.html.")
     ] = False,
     as_json: SummaryJsonOption = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes judging meters (default: one per CPU, none for fewer "
+            "than 200 commitments); the output is the same whatever the number.",
+        ),
+    ] = None,
 ) -> None:
     """Validate DER commitments against meter data: a verdict and its evidence per commitment."""
     from datetime import datetime
@@ -730,7 +774,9 @@ def validate_commitments(
         if start.utcoffset() is None:
             raise typer.BadParameter("needs a UTC offset (e.g. +01:00)", param_hint="--slot-start")
     out_dir = out if out is not None else Path("results") / folder.resolve().name
-    run = run_validation(folder, out_dir, slot_start=start, slot_minutes=slot_minutes)
+    run = run_validation(
+        folder, out_dir, slot_start=start, slot_minutes=slot_minutes, workers=workers
+    )
     s = run.summary
     counts = ", ".join(f"{n} {verdict}" for verdict, n in s.verdicts.items() if n)
     stderr.print(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from enum import IntEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ExitCode(IntEnum):
@@ -43,6 +43,20 @@ class GridmatchError(Exception):
 
     exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
     label: ClassVar[str] = "error"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other arguments than their message: a worker process's error
+        # crosses back to the parent whole (path, row, field), not rebuilt from args.
+        return (_restore_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore_error(
+    cls: type[GridmatchError], args: tuple[Any, ...], state: dict[str, Any]
+) -> GridmatchError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(GridmatchError):

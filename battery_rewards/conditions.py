@@ -2,8 +2,10 @@
 
 The same rules as ``BatteryRewards.metMask`` and ``_pay`` (contracts/src/BatteryRewards.sol),
 restated on the integers of :class:`~gridmatch.battery_rewards.summary.Summary`:
-thresholds are inclusive; the SoH condition needs SoH data; a condition with amount 0 is
-not agreed and releases nothing; each participant gets ``amount x share / 10,000``
+thresholds are inclusive; the SoH condition needs SoH data; a period whose telemetry
+covers it less than the agreement's ``telemetry`` asks (``BatteryRewards`` refuses its
+summary) releases nothing, every agreed condition ``insufficient_data``; a condition
+with amount 0 is not agreed and releases nothing; each participant gets ``amount x share / 10,000``
 rounded down, the last one the remainder.
 """
 
@@ -18,6 +20,7 @@ from gridmatch.scenario_io.battery_input import (
     TOTAL_BPS,
     Agreement,
     ConditionsSchema,
+    TelemetrySchema,
 )
 
 MET = "met"
@@ -43,10 +46,12 @@ class Thresholds:
     temp_max_deci_c: int
     max_cycles_per_day_milli: int
     min_soh_bps: int
+    min_coverage_bps: int
+    max_gap_seconds: int
 
     @classmethod
-    def of(cls, c: ConditionsSchema) -> Thresholds:
-        """Convert the agreement's conditions."""
+    def of(cls, c: ConditionsSchema, telemetry: TelemetrySchema) -> Thresholds:
+        """Convert the agreement's conditions and its telemetry coverage rule."""
 
         def up(x: float) -> int:
             return math.ceil(x - 1e-9)
@@ -63,6 +68,8 @@ class Thresholds:
             temp_max_deci_c=down(c.temperature_band_c[1] * 10),
             max_cycles_per_day_milli=down(c.max_equivalent_full_cycles_per_day * 1000),
             min_soh_bps=up(c.min_state_of_health_percent * 100),
+            min_coverage_bps=up(telemetry.min_coverage_percent * 100),
+            max_gap_seconds=telemetry.max_gap_seconds,
         )
 
     def as_tuple(self) -> tuple[int, ...]:
@@ -76,6 +83,8 @@ class Thresholds:
             self.temp_max_deci_c,
             self.max_cycles_per_day_milli,
             self.min_soh_bps,
+            self.min_coverage_bps,
+            self.max_gap_seconds,
         )
 
 
@@ -92,15 +101,33 @@ def met(thresholds: Thresholds, summary: Summary) -> tuple[bool, ...]:
     )
 
 
+def covered(thresholds: Thresholds, summary: Summary) -> bool:
+    """Whether the telemetry covers the period well enough (``BatteryRewards.release``)."""
+    return (
+        summary.coverage_bps >= thresholds.min_coverage_bps
+        and summary.max_gap_seconds <= thresholds.max_gap_seconds
+    )
+
+
+def thresholds_of(agreement: Agreement) -> Thresholds:
+    """Return the agreement's thresholds as ``BatteryRewards.Conditions`` holds them."""
+    return Thresholds.of(agreement.conditions, agreement.telemetry)
+
+
 def verdicts(agreement: Agreement, summary: Summary | None) -> list[tuple[str, str, int]]:
-    """``(condition, verdict, micro-EUR released)`` of each condition for one period."""
-    thresholds = Thresholds.of(agreement.conditions)
+    """``(condition, verdict, micro-EUR released)`` of each condition for one period.
+
+    Too few samples to summarise, or a summary below the coverage rule: every agreed
+    condition is ``insufficient_data`` and releases nothing.
+    """
+    thresholds = thresholds_of(agreement)
+    judged = summary is not None and covered(thresholds, summary)
     found = met(thresholds, summary) if summary is not None else (False,) * len(CONDITION_NAMES)
     out = []
     for name, ok, amount in zip(CONDITION_NAMES, found, agreement.amounts_micro_eur, strict=True):
         if amount == 0:
             out.append((name, NOT_AGREED, 0))
-        elif summary is None:
+        elif not judged:
             out.append((name, INSUFFICIENT_DATA, 0))
         else:
             out.append((name, MET if ok else NOT_MET, amount if ok else 0))

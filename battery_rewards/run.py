@@ -1,34 +1,43 @@
 """``gridmatch battery-rewards DIR``: read, summarise, judge and write the verdicts.
 
-Writes ``OUT/periods.csv`` (each period's summary), ``OUT/verdicts.csv`` (per period and
-condition: verdict and micro-EUR released) and ``OUT/summary.json`` (totals, each
-participant's micro-EUR). The chain side (:mod:`gridmatch.settlement.battery_rewards`)
-releases the same on ``BatteryRewards.sol`` and checks it to the last unit.
+Writes ``OUT/periods.csv`` (each period's summary and coverage), ``OUT/verdicts.csv``
+(per period and condition: verdict and micro-EUR released) and ``OUT/summary.json``
+(totals, thresholds, each participant's micro-EUR) through
+:mod:`gridmatch.results_io.battery_rewards`. The chain side
+(:mod:`gridmatch.settlement.battery_rewards`) releases the same on ``BatteryRewards.sol``
+and checks it to the last unit.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from gridmatch.battery_rewards.conditions import MET, split, verdicts
-from gridmatch.battery_rewards.summary import PeriodSummary, period_summaries
+from gridmatch.battery_rewards.conditions import (
+    MET,
+    Thresholds,
+    covered,
+    split,
+    thresholds_of,
+    verdicts,
+)
+from gridmatch.battery_rewards.summary import PeriodSummary, Summary, period_summaries
 from gridmatch.errors import InputError
-from gridmatch.results_io.atomic import write_file_atomically
+from gridmatch.results_io.battery_rewards import (
+    BatteryRewardsSummary,
+    ConditionVerdict,
+    PeriodRow,
+    VerdictRow,
+    write_battery_rewards,
+)
 from gridmatch.scenario_io.battery_input import (
     AGREEMENT_FILE,
+    CONDITION_NAMES,
     TELEMETRY_FILE,
     Agreement,
     read_agreement,
     read_telemetry,
 )
-
-PERIODS_FILE = "periods.csv"
-VERDICTS_FILE = "verdicts.csv"
-SUMMARY_FILE = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -79,78 +88,64 @@ def evaluate_folder(folder: Path) -> Evaluation:
     return evaluate(agreement, period_summaries(agreement, samples))
 
 
-def _csv(header: list[str], rows: list[list[object]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
-
-
 def write_evaluation(
-    evaluation: Evaluation, out_dir: Path, chain: dict[str, object] | None = None
+    evaluation: Evaluation, out_dir: Path, *, on_chain: bool = False
 ) -> list[Path]:
-    """Write the three files (with ``chain``'s record in summary.json, if given)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fields = [
-        "soc_min_bps",
-        "soc_max_bps",
-        "max_dod_bps",
-        "max_c_rate_milli",
-        "temp_min_deci_c",
-        "temp_max_deci_c",
-        "cycles_per_day_milli",
-        "soh_bps",
-    ]
-    period_rows: list[list[object]] = []
-    for p in evaluation.periods:
-        values: list[object] = list(p.summary.as_tuple()) if p.summary else [""] * len(fields)
-        period_rows.append(
-            [
-                p.period,
-                p.start_s,
-                p.end_s,
-                p.samples,
-                *values,
-                repr(p.equivalent_full_cycles),
-                repr(p.depth_of_discharge_percent),
-                repr(p.max_c_rate),
-            ]
+    """Write periods.csv, verdicts.csv and summary.json (``on_chain``: chain.json beside)."""
+    agreement = evaluation.agreement
+    thresholds = thresholds_of(agreement)
+    rows = []
+    for p, released in zip(evaluation.periods, evaluation.released_micro_eur, strict=True):
+        s = p.summary or _NO_SUMMARY
+        rows.append(
+            PeriodRow(
+                period=p.period,
+                start_s=p.start_s,
+                end_s=p.end_s,
+                samples=p.samples,
+                summarised=p.summary is not None,
+                covered=p.summary is not None and covered(thresholds, p.summary),
+                soc_min_bps=s.soc_min_bps,
+                soc_max_bps=s.soc_max_bps,
+                max_dod_bps=s.max_dod_bps,
+                max_c_rate_milli=s.max_c_rate_milli,
+                temp_min_deci_c=s.temp_min_deci_c,
+                temp_max_deci_c=s.temp_max_deci_c,
+                cycles_per_day_milli=s.cycles_per_day_milli,
+                soh_bps=s.soh_bps,
+                coverage_bps=s.coverage_bps,
+                max_gap_seconds=s.max_gap_seconds,
+                equivalent_full_cycles=p.equivalent_full_cycles,
+                depth_of_discharge_percent=p.depth_of_discharge_percent,
+                max_c_rate=p.max_c_rate,
+                released_micro_eur=released,
+            )
         )
-    paths = [out_dir / PERIODS_FILE, out_dir / VERDICTS_FILE, out_dir / SUMMARY_FILE]
-    write_file_atomically(
-        paths[0],
-        _csv(
-            [
-                "period",
-                "start_s",
-                "end_s",
-                "samples",
-                *fields,
-                "equivalent_full_cycles",
-                "depth_of_discharge_percent",
-                "max_c_rate",
-            ],
-            period_rows,
-        ),
+    summary = BatteryRewardsSummary(
+        battery_id=agreement.battery_id,
+        capacity_kwh=agreement.capacity_kwh,
+        period_start_s=agreement.period_start_s,
+        period_seconds=agreement.period_seconds,
+        periods=agreement.periods,
+        expiry_s=agreement.expiry_s,
+        interval_seconds=agreement.telemetry.interval_seconds,
+        funded_micro_eur=evaluation.funded_micro_eur,
+        released_micro_eur=evaluation.total_released_micro_eur,
+        released_per_period_micro_eur=list(evaluation.released_micro_eur),
+        payouts_micro_eur=evaluation.payouts_micro_eur,
+        shares_bps=dict(agreement.participants),
+        conditions_met=sum(1 for r in evaluation.verdicts if r[2] == MET),
+        thresholds=dict(zip(_THRESHOLD_FIELDS, thresholds.as_tuple(), strict=True)),
+        amounts_micro_eur=dict(zip(CONDITION_NAMES, agreement.amounts_micro_eur, strict=True)),
+        on_chain=on_chain,
     )
-    write_file_atomically(
-        paths[1],
-        _csv(
-            ["period", "condition", "verdict", "released_micro_eur"],
-            [list(r) for r in evaluation.verdicts],
-        ),
-    )
-    document: dict[str, object] = {
-        "battery_id": evaluation.agreement.battery_id,
-        "periods": evaluation.agreement.periods,
-        "funded_micro_eur": evaluation.funded_micro_eur,
-        "released_micro_eur": evaluation.total_released_micro_eur,
-        "released_per_period_micro_eur": list(evaluation.released_micro_eur),
-        "payouts_micro_eur": evaluation.payouts_micro_eur,
-        "conditions_met": sum(1 for r in evaluation.verdicts if r[2] == MET),
-    }
-    if chain is not None:
-        document["chain"] = chain
-    write_file_atomically(paths[2], json.dumps(document, indent=1, sort_keys=True) + "\n")
-    return paths
+    verdict_rows = [
+        VerdictRow(period, name, ConditionVerdict(verdict), amount)
+        for period, name, verdict, amount in evaluation.verdicts
+    ]
+    return write_battery_rewards(out_dir, rows, verdict_rows, summary)
+
+
+# A period too thin to summarise: zeros in its summary columns (``summarised`` false).
+_NO_SUMMARY = Summary(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+_THRESHOLD_FIELDS = tuple(f.name for f in fields(Thresholds))

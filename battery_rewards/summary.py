@@ -4,13 +4,17 @@ Cycles are counted with the ``rainflow`` package (ASTM E1049 rainflow counting o
 state-of-charge series): the depth of discharge of the period is its largest cycle
 range (half cycles included), its equivalent full cycles the sum of range x count / 100
 (a full 0-100-0 % cycle is one; a single charge 0-100 % half of one), scaled to a day.
-The C-rate is the largest |P| / capacity. Every quantity is rounded against the battery
+The C-rate is the largest |P| / capacity. Coverage is the share of the expected samples
+(``period / telemetry.interval_seconds``) present, at most 100 %; the longest gap runs
+between consecutive samples and from the period's edges to its first and last sample.
+Every quantity is rounded against the battery
 (minima down, maxima up, after a 1e-9 guard against binary noise), so a summary that
 meets a threshold meets it without rounding help.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +34,9 @@ class Summary:
     """``BatteryRewards.Summary``: what validators attest of one period.
 
     SoC and SoH in basis points of 100 %, C-rate and cycles per day in thousandths,
-    temperatures in tenths of a degree C; ``soh_bps`` 0 when the period has no SoH data.
+    temperatures in tenths of a degree C; ``soh_bps`` 0 when the period has no SoH data;
+    ``coverage_bps`` the share of the expected samples present, ``max_gap_seconds`` the
+    longest stretch without one.
     """
 
     soc_min_bps: int
@@ -41,6 +47,8 @@ class Summary:
     temp_max_deci_c: int
     cycles_per_day_milli: int
     soh_bps: int
+    coverage_bps: int
+    max_gap_seconds: int
 
     def as_tuple(self) -> tuple[int, ...]:
         """Return the fields in the contract's order."""
@@ -53,6 +61,8 @@ class Summary:
             self.temp_max_deci_c,
             self.cycles_per_day_milli,
             self.soh_bps,
+            self.coverage_bps,
+            self.max_gap_seconds,
         )
 
 
@@ -79,10 +89,34 @@ def _up(x: float) -> int:
     return max(0, math.ceil(x - _GUARD))
 
 
+def coverage(
+    samples: Sequence[TelemetrySample], start_s: int, period_seconds: int, interval_seconds: int
+) -> tuple[int, int]:
+    """Return a period's coverage (bps of the expected samples) and longest gap (seconds).
+
+    Both rounded against the battery: coverage down, the gap up.
+    """
+    expected = max(1, period_seconds // interval_seconds)
+    coverage_bps = min(10_000, len(samples) * 10_000 // expected)
+    edges = [float(start_s), *(s.time_s for s in samples), float(start_s + period_seconds)]
+    gap = max(b - a for a, b in itertools.pairwise(edges))
+    return coverage_bps, min(2**32 - 1, _up(gap))
+
+
 def summarise(
-    samples: Sequence[TelemetrySample], period_seconds: int, capacity_kwh: float
+    samples: Sequence[TelemetrySample],
+    period_seconds: int,
+    capacity_kwh: float,
+    *,
+    start_s: int | None = None,
+    interval_seconds: int | None = None,
 ) -> tuple[Summary, float, float, float]:
-    """Return one period's summary and its equivalent full cycles, DoD (%) and C-rate."""
+    """Return one period's summary and its equivalent full cycles, DoD (%) and C-rate.
+
+    The coverage fields need the period's ``start_s`` and the expected
+    ``interval_seconds``; without them the samples are taken as covering the period
+    (10,000 bps, gap 0), for tests of the other quantities.
+    """
     soc = [s.soc_percent for s in samples]
     # rainflow 3.2 finds no cycle in a two-point series; it is one half cycle.
     cycles = (
@@ -93,6 +127,11 @@ def summarise(
     c_rate = max(abs(s.p_kw) for s in samples) / capacity_kwh
     soh = [s.soh_percent for s in samples if s.soh_percent is not None]
     temps = [s.temperature_c for s in samples]
+    coverage_bps, max_gap_s = (
+        coverage(samples, start_s, period_seconds, interval_seconds)
+        if start_s is not None and interval_seconds is not None
+        else (10_000, 0)
+    )
     summary = Summary(
         soc_min_bps=_down(min(soc) * 100),
         soc_max_bps=min(10_000, _up(max(soc) * 100)),
@@ -102,6 +141,8 @@ def summarise(
         temp_max_deci_c=math.ceil(max(temps) * 10 - _GUARD),
         cycles_per_day_milli=min(2**32 - 1, _up(efc * _SECONDS_PER_DAY / period_seconds * 1000)),
         soh_bps=_down(min(soh) * 100) if soh else 0,
+        coverage_bps=coverage_bps,
+        max_gap_seconds=max_gap_s,
     )
     return summary, efc, depth, c_rate
 
@@ -126,7 +167,11 @@ def period_summaries(
             )
             continue
         summary, efc, depth, c_rate = summarise(
-            part, agreement.period_seconds, agreement.capacity_kwh
+            part,
+            agreement.period_seconds,
+            agreement.capacity_kwh,
+            start_s=start,
+            interval_seconds=agreement.telemetry.interval_seconds,
         )
         out.append(
             PeriodSummary(

@@ -4,6 +4,7 @@ Run from the repository root (after ``bash scripts/demo.sh`` or ``scripts/test.s
 
     .venv/bin/python benchmarks/bench_mobility.py               # ~5 minutes
     .venv/bin/python benchmarks/bench_mobility.py --smoke       # seconds
+    .venv/bin/python benchmarks/bench_mobility.py --only emergency --only 1000x5000
     .venv/bin/python benchmarks/bench_mobility.py --json benchmarks/results-mobility.json
 
 Instances come from :func:`gridmatch.mobility.example.synthetic_inputs` (seeded): a
@@ -13,8 +14,10 @@ generated street grid (side ``0.8 * sqrt(requests)``, 8 to 50 crossings), 75 % E
 make relative gaps look smaller). Each dispatch has a 30 s limit on one solver thread
 (``mip_gap`` 1e-4); ``gap`` is the certified one: (bound - found) / found, where the
 bound is HiGHS's own (``full``, ``priced exact``) or the Lagrangian bound over all pairs
-(``priced``, see mobility/pricing.py). ``total s`` includes the shortest-path trees and
-the pair arrays.
+(``priced``, see mobility/pricing.py). In emergency mode the row's gap is the larger of
+the two stages' (``DispatchResult.gap``: stage 1 bounds the critical energy, stage 2
+the total among dispatches keeping the floor); both are in the JSON. ``total s``
+includes the shortest-path trees and the pair arrays.
 
 The query: "where is my nearest supply" on a fleet of 10,000 vehicles, after loading
 (road graph and fleet arrays built once), for random places; median, 95th percentile
@@ -67,6 +70,7 @@ def dispatch_row(
     result = run_dispatch(inputs, roads, Mode(mode), settings)
     total = time.perf_counter() - began
     last = result.stages[-1]
+    stage_gaps = [100 * stage.gap for stage in result.stages]
     return {
         "vehicles": n_vehicles,
         "requests": n_requests,
@@ -79,7 +83,8 @@ def dispatch_row(
         "status": last.solver_status,
         "objective_kwh": round(last.objective_kwh, 3),
         "bound_kwh": round(last.bound_kwh, 3),
-        "gap_percent": 100 * last.gap,
+        "gap_percent": 100 * result.gap,
+        "stage_gap_percent": stage_gaps,
         "stages_s": [round(s.runtime_s, 2) for s in result.stages],
         "total_s": round(total, 2),
     }
@@ -117,6 +122,14 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny instances, a few queries")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per dispatch")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="WORD",
+        help="run only the rows matching every WORD given: a mode (normal, emergency), a "
+        "size (1000x5000), a backend (highs, cp-sat), elec or fuel; skips the query",
+    )
     args = parser.parse_args()
     rows = []
     header = (
@@ -124,24 +137,40 @@ def main() -> None:
         f"{'method':>12} {'gap %':>8} {'total s':>8}"
     )
     print(header)
-    for n_vehicles, n_requests, mode, fuel, backend in SMOKE if args.smoke else FULL:
+    chosen = [row for row in (SMOKE if args.smoke else FULL) if _matches(row, args.only)]
+    for n_vehicles, n_requests, mode, fuel, backend in chosen:
         row = dispatch_row(n_vehicles, n_requests, mode, fuel, backend, args.time_limit)
         rows.append(row)
         print(
             f"{n_vehicles:>8} {n_requests:>8} {mode:>9} {'yes' if fuel else 'no':>5} "
             f"{backend:>7} {row['pairs']:>9} {row['method']:>12} "
-            f"{row['gap_percent']:>8.4f} {row['total_s']:>8}",
+            f"{row['gap_percent']:>8.4f} {row['total_s']:>8} "
+            f"stages {' / '.join(f'{g:.4f}' for g in row['stage_gap_percent'])} %",
             flush=True,
         )
-    query = nearest_row(1_000, 20) if args.smoke else nearest_row(10_000, 200)
+    if args.only:
+        query: dict[str, object] = {}
+    else:
+        query = nearest_row(1_000, 20) if args.smoke else nearest_row(10_000, 200)
+        _print_query(query)
+    if args.json is not None:
+        document = {"dispatch": rows, "nearest": query, "python": sys.version.split()[0]}
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _matches(row: tuple[int, int, str, float, str], words: list[str]) -> bool:
+    """Whether a benchmark row has every one of ``words`` (see ``--only``)."""
+    n_vehicles, n_requests, mode, fuel, backend = row
+    labels = {f"{n_vehicles}x{n_requests}", mode, backend, "fuel" if fuel > 0 else "elec"}
+    return all(word in labels for word in words)
+
+
+def _print_query(query: dict[str, object]) -> None:
     print(
         f"nearest supply: fleet {query['fleet']}, {query['nodes']} nodes, loaded in "
         f"{query['load_s']} s; {query['queries']} queries: median {query['median_ms']} ms, "
         f"p95 {query['p95_ms']} ms, max {query['max_ms']} ms"
     )
-    if args.json is not None:
-        document = {"dispatch": rows, "nearest": query, "python": sys.version.split()[0]}
-        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

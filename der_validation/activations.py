@@ -25,11 +25,11 @@ from gridmatch.der_validation.detection import detect
 from gridmatch.der_validation.signatures import (
     Window,
     _chain,
-    _compressor_starts,
     _period_score,
-    _presence,
+    compressor_starts,
     daylight_fit,
     direction,
+    enough_cycles,
     fit_model,
 )
 from gridmatch.der_validation.verdicts import DAY_S, slice_signal
@@ -46,6 +46,8 @@ OTHER = "other"
 # Pulses shorter than this are appliances or clouds, never a device run.
 MIN_PULSE_S = 300
 _MARGIN_S = 2 * 3600
+# After the day, long enough for an evening's run (an EV session) to end in it.
+_MARGIN_AFTER_S = 6 * 3600
 # More steps than this per hour around a pulse (from half an hour before it to half an
 # hour after it, or after its first three hours) and it is left unclassified.
 BUSY_STEPS_PER_HOUR = 6.0
@@ -71,7 +73,7 @@ def classify_day(
 ) -> list[DetectedRun]:
     """Detect and classify the device runs that start in ``[day_start_s, + 1 day)``."""
     spec = library.spec
-    signal = slice_signal(series, day_start_s - _MARGIN_S, day_start_s + DAY_S + _MARGIN_S)
+    signal = slice_signal(series, day_start_s - _MARGIN_S, day_start_s + DAY_S + _MARGIN_AFTER_S)
     signal = signal.coarsened(spec.detection.max_samples)
     detection = detect(signal, spec.detection)
     align = max(spec.validation.align_tolerance_s, 2 * signal.resolution_s)
@@ -79,7 +81,8 @@ def classify_day(
         (m.daylight_w_per_m2 for m in spec.models.values() if isinstance(m, ClearSkyModel)),
         default=50.0,
     )
-    window = Window(detection, site, align, daylight)
+    pv_model = next((m for m in spec.models.values() if isinstance(m, ClearSkyModel)), None)
+    window = Window(detection, site, align, daylight, pv_model=pv_model)
     minimum = spec.validation.min_score
     day_end_s = day_start_s + DAY_S
     runs: list[DetectedRun] = []
@@ -88,8 +91,7 @@ def classify_day(
             day = np.zeros(len(signal.p_kw), dtype=bool)
             lo, hi = signal.index(day_start_s), signal.index(day_end_s)
             day[max(lo, 0) : max(hi, 0)] = True
-            correlation, peak_kw = daylight_fit(window, model, day)
-            score = _presence(correlation, peak_kw, model)
+            _, peak_kw, score = daylight_fit(window, model, day)
             if score >= minimum:
                 lit = np.flatnonzero(day & (window.clear_sky >= model.daylight_w_per_m2))
                 runs.append(
@@ -102,13 +104,13 @@ def classify_day(
     for name, model in spec.models.items():
         if not isinstance(model, CyclingModel):
             continue
-        starts = [s for s in _compressor_starts(window, model) if index[id(s)] not in taken]
+        starts = [s for s in compressor_starts(window, model) if index[id(s)] not in taken]
         position = 0
         while position < len(starts):
             first = starts[position]
             chain = _chain(starts[position:], model, first)
             score, period = _period_score(chain, model)
-            if len(chain) >= model.min_cycles and score >= minimum:
+            if enough_cycles(chain, model) and score >= minimum:
                 for step in chain:
                     k = index[id(step)]
                     taken.add(k)
@@ -133,7 +135,11 @@ def classify_day(
         around_to = min(pulse.end_s, pulse.start_s + BUSY_SPAN_S) + BUSY_MARGIN_S
         crowd = sum(1 for s in detection.steps if around_from <= s.time_s <= around_to)
         busy = crowd / ((around_to - around_from) / 3600.0) > BUSY_STEPS_PER_HOUR
-        if busy or pulse.duration_s > MAX_PULSE_S:
+        # An unsettled step (the power moved again within minutes) is an appliance's.
+        # A pulse still open at the end of the stretch (hours after the day) has no
+        # end to be a device's run by: a step whose partner the detection lost.
+        unended = pulse.off is None
+        if busy or unended or pulse.duration_s > MAX_PULSE_S or not pulse.on.settled:
             runs.append(DetectedRun(OTHER, pulse.start_s, pulse.end_s, pulse.delta_kw, 0.0))
             continue
         best_name, best_score = OTHER, 0.0

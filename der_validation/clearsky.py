@@ -37,9 +37,15 @@ def clear_sky_ghi(site: SiteSpec, times_s: FloatArray) -> FloatArray:
     times = np.asarray(times_s, dtype=np.float64)
     if times.size == 0:
         return np.zeros(0)
-    day_of_year = _day_of_year(times)
-    declination = solarposition.declination_spencer71(day_of_year)
-    equation_of_time_min = solarposition.equation_of_time_spencer71(day_of_year)
+    # The sun's declination and the equation of time change once a day: evaluate them on
+    # the stretch's few days and spread them over its samples (a commitment's window
+    # spans a day or two, and these series are most of the work per sample otherwise).
+    days = np.floor(times / _DAY_S)
+    first_day = days.min()
+    day_index = (days - first_day).astype(np.int64)
+    day_of_year = _day_of_year((first_day + np.arange(day_index.max() + 1)) * _DAY_S)
+    declination = solarposition.declination_spencer71(day_of_year)[day_index]
+    equation_of_time_min = solarposition.equation_of_time_spencer71(day_of_year)[day_index]
     hours_utc = (times % _DAY_S) / _HOUR_S
     solar_hours = hours_utc + site.longitude_deg / 15.0 + equation_of_time_min / 60.0
     hour_angle = np.radians(15.0 * (solar_hours - 12.0))

@@ -10,11 +10,12 @@ ramping over a few samples, a step that fell inside one meter interval, an EV ch
 taper). Steps smaller than ``min_event_kw`` are the household's own appliances.
 
 A step opens a **pulse** (a device switching on, or a load switching off); the first
-later step of opposite sign and about the same size closes it, wherever other devices'
-steps fall in between. A step that is larger than the pulse it closes, by at least a
-device's worth, also opens a pulse of the opposite sign with the rest: a battery
-reversing from charging to discharging is one step that ends one pulse and starts the
-next.
+later step of opposite sign and about the same size (within ``MAX_PAIR_S``) closes it,
+wherever other devices' steps fall in between, unless that step closes a pulse opened
+inside this one (nested runs: last opened, first closed). A step that is larger than
+the pulse it closes, by at least a device's worth, also opens a pulse of the opposite
+sign with the rest: a battery reversing from charging to discharging is one step that
+ends one pulse and starts the next.
 
 The penalty of a change point is ``penalty_factor * sigma^2 * ln(n)`` (a BIC-like rule:
 ``sigma`` is the noise of the context, estimated robustly from its first differences),
@@ -28,6 +29,7 @@ for; finer data than ``max_samples`` allow is averaged first.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -41,13 +43,23 @@ from gridmatch.units import FloatArray
 MAX_BRIDGED_SAMPLES = 2
 # Samples each side of a change point that measure its step.
 LEVEL_SAMPLES = 5
+# Samples each side of a step that measure its reactive power's change.
+Q_LEVEL_SAMPLES = 3
 _MAD_TO_SIGMA = 1.4826
 _PENALTY_LOW = 0.5
 # A step that ends a pulse and starts one of the other sign leaves at least this share.
 REVERSAL_SHARE = 0.3
 # A reversal follows the pulse it ends within this long.
 REVERSAL_LOOKBACK_S = 6 * 3600
+# A step closes a pulse opened at most this long before it (an EV session's off step
+# last night is not closed by tonight's on step).
+MAX_PAIR_S = 12 * 3600
 _PENALTY_HIGH = 1.0
+# A step is settled if the power held this long on both sides of it (at least a sample).
+SETTLED_S = 180
+# Share of a step that must happen across its own samples (not a smooth ramp's).
+SHARP_SHARE = 0.5
+LARGE_STEP_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,7 @@ class Step:
     level_before_kw: float
     level_after_kw: float
     delta_q_kvar: float
+    settled: bool = True
 
     @property
     def delta_kw(self) -> float:
@@ -157,6 +170,14 @@ class Pulse:
     delta_kw: float
     end_s: float
     reversal: bool
+
+    @property
+    def matched(self) -> bool:
+        """Whether a step of the same size closed it (not a reversal, not open)."""
+        return (
+            self.off is not None
+            and abs(self.off.delta_kw + self.delta_kw) < abs(self.delta_kw) * REVERSAL_SHARE
+        )
 
     @property
     def sign(self) -> int:
@@ -238,13 +259,40 @@ class Detection:
         spec = self.spec
         allowed_kw = max(spec.pair_tolerance * abs(delta), spec.pair_tolerance_kw)
         substantial = max(spec.min_event_kw, REVERSAL_SHARE * abs(delta))
+        opened_s = self.steps[index].time_s
+        # Steps of the same sign opened after this one, not yet closed: an opposite
+        # step of one's size is its close (nested runs, last opened first closed),
+        # not this pulse's close or reversal.
+        nested: list[float] = []
         for j in range(index + 1, len(self.steps)):
             step = self.steps[j]
+            if step.time_s - opened_s > MAX_PAIR_S:
+                break  # the same size that late is another device's, or another day's
             if (step.delta_kw > 0) == (delta > 0):
+                nested.append(step.delta_kw)
+                continue
+            inner = next(
+                (
+                    k
+                    for k in range(len(nested) - 1, -1, -1)
+                    if abs(step.delta_kw + nested[k])
+                    <= max(spec.pair_tolerance * abs(nested[k]), spec.pair_tolerance_kw)
+                ),
+                None,
+            )
+            # The step is the nested one's if only it fits, or it fits closer.
+            if inner is not None and abs(step.delta_kw + nested[inner]) <= abs(
+                step.delta_kw + delta
+            ):
+                del nested[inner]
                 continue
             if abs(step.delta_kw + delta) <= allowed_kw:
                 return j, False
-            if abs(step.delta_kw) > abs(delta) and abs(step.delta_kw + delta) >= substantial:
+            if (
+                abs(step.delta_kw) > abs(delta)
+                and abs(step.delta_kw + delta) >= substantial
+                and step.time_s - opened_s <= REVERSAL_LOOKBACK_S
+            ):
                 return j, True
         return None
 
@@ -301,6 +349,11 @@ def _bridge(values: FloatArray) -> FloatArray:
     return out
 
 
+def _finite(values: FloatArray) -> list[float]:
+    """Return the values that are not NaN as a list (a median of a few is faster so)."""
+    return [v for v in values.tolist() if v == v]
+
+
 def _runs(values: FloatArray) -> list[tuple[int, int]]:
     """Stretches ``[first, last)`` without NaN."""
     present = ~np.isnan(values)
@@ -333,20 +386,11 @@ def _steps(
         return []
     # Prefix sums of the run: every mean below is two look-ups.
     p_sum = np.concatenate(([0.0], np.cumsum(p[first:last])))
-    q_ok = None
-    if q is not None:
-        q_run = q[first:last]
-        q_ok = ~np.isnan(q_run)
-        q_sum = np.concatenate(([0.0], np.cumsum(np.where(q_ok, q_run, 0.0))))
-        q_count = np.concatenate(([0], np.cumsum(q_ok)))
 
     def mean_p(a: int, b: int) -> float:
         return float((p_sum[b - first] - p_sum[a - first]) / (b - a))
 
-    def mean_q(a: int, b: int) -> float:
-        count = q_count[b - first] - q_count[a - first]
-        return float((q_sum[b - first] - q_sum[a - first]) / count) if count else math.nan
-
+    settle_samples = max(1, math.ceil(SETTLED_S / signal.resolution_s))
     bounds = [first, *changes, last]
     edges = np.asarray(bounds) - first
     means = ((p_sum[edges[1:]] - p_sum[edges[:-1]]) / np.diff(edges)).tolist()
@@ -371,9 +415,30 @@ def _steps(
         after = mean_p(end, after_end)
         if abs(after - before) < spec.min_event_kw:
             continue
+        # Settled: the power held for a while on both sides (not a hob's thermostat, or
+        # an appliance's off step a minute after it came on), and changed sharply.
+        # A large step (three devices' worth) needs only its new level to have held.
+        large = abs(after - before) >= LARGE_STEP_FACTOR * spec.min_event_kw
+        settled = (large or begin - bounds[group[0]] >= settle_samples) and (
+            bounds[group[-1] + 2] - end >= settle_samples
+        )
+        # Sharp: most of the change happened across the step's own samples. A smooth
+        # ramp (the sun rising on PV, a base load's profile) is cut into a staircase
+        # of changes that each move the power only a little from sample to sample.
+        outer_before, outer_after = max(first, begin - 2), min(last - 1, end + 1)
+        jump = p[outer_after] - p[outer_before]
+        settled = settled and bool(
+            (jump > 0) == (after > before) and abs(jump) >= SHARP_SHARE * abs(after - before)
+        )
         delta_q = math.nan
-        if q_ok is not None:
-            delta_q = mean_q(end, after_end) - mean_q(before_start, begin)
+        if q is not None:
+            # Reactive power is measured on its own samples, not cut at the active
+            # power's change points: clouds and resistive loads do not move it, and a
+            # median ignores the one sample a step inside an interval spreads over.
+            q_before = _finite(q[max(first, begin - Q_LEVEL_SAMPLES) : begin])
+            q_after = _finite(q[end + 1 : min(last, end + 1 + Q_LEVEL_SAMPLES)])
+            if q_before and q_after:
+                delta_q = statistics.median(q_after) - statistics.median(q_before)
         steps.append(
             Step(
                 index=begin,
@@ -382,6 +447,7 @@ def _steps(
                 level_before_kw=before,
                 level_after_kw=after,
                 delta_q_kvar=delta_q,
+                settled=settled,
             )
         )
     return steps

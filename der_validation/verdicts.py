@@ -37,7 +37,15 @@ from typing import Any
 import numpy as np
 
 from gridmatch.der_validation.detection import Detection, Signal, detect
-from gridmatch.der_validation.signatures import Fit, Window, daylight_fit, direction, fit_model
+from gridmatch.der_validation.signatures import (
+    Fit,
+    Window,
+    compressor_starts,
+    daylight_fit,
+    direction,
+    fit_model,
+    similar_steps,
+)
 from gridmatch.results_io.der_validation import EventRow, Verdict, VerdictRow
 from gridmatch.scenario_io.der_input import Commitment, MeterSeries
 from gridmatch.scenario_io.der_models import (
@@ -121,7 +129,8 @@ def judge(
     baseline_kwh = _baseline_energy(series, start_s, end_s, baseline_kw, sign)
     if days is None:
         days = DayFits(series, site, library)
-    judge_state = _Windows(series, site, library, start_s, end_s, claimed_s, days)
+    curtailed = isinstance(model, ClearSkyModel) and sign > 0
+    judge_state = _Windows(series, site, library, start_s, end_s, claimed_s, days, curtailed)
     committed = fit_model(
         commitment.device_type,
         model,
@@ -183,26 +192,61 @@ def judge(
 
 
 class DayFits:
-    """A meter's PV fit per (solar) day: export against the clear sky, computed once."""
+    """A meter's PV fit per (solar) day: export against the clear sky, computed once.
+
+    A fit may leave out an interval (a committed PV curtailment: the export it took
+    away is not the curve's), each such fit made once too.
+    """
 
     def __init__(self, series: MeterSeries, site: SiteSpec, library: EventModelLibrary) -> None:
         self.series = series
         self.site = site
         self.spec = library.spec
-        self._fits: dict[tuple[int, int], tuple[float, float]] = {}
+        self._windows: dict[tuple[int, int], Window] = {}
+        self._fits: dict[tuple[int, int, tuple[float, float] | None], tuple[float, float, float]]
+        self._fits = {}
 
-    def __call__(self, model: ClearSkyModel, time_s: float) -> tuple[float, float]:
-        """Correlation and peak kW of the PV model over the day around ``time_s``."""
+    def __call__(
+        self, model: ClearSkyModel, time_s: float, exclude: tuple[float, float] | None = None
+    ) -> tuple[float, float, float]:
+        """Correlation, peak kW and presence of the PV model over the day around ``time_s``.
+
+        Parameters
+        ----------
+        exclude
+            Unix times (s) ``[from, to)`` whose samples the fit leaves out.
+        """
         offset_s = self.site.longitude_deg * SOLAR_SECONDS_PER_DEGREE  # local solar midnight
         day = math.floor((time_s + offset_s) / DAY_S)
-        key = (day, id(model))
+        correlation, peak_kw, presence = self._day(model, day, exclude)
+        # Whether the site has PV is the site's, not the day's: an overcast day, or one
+        # whose devices run at noon, borrows the presence and peak of the next days.
+        for other in (day - 1, day + 1):
+            _, other_peak_kw, other_presence = self._day(model, other, None)
+            if other_presence > presence:
+                peak_kw, presence = other_peak_kw, other_presence
+        return correlation, peak_kw, presence
+
+    def _day(
+        self, model: ClearSkyModel, day: int, exclude: tuple[float, float] | None
+    ) -> tuple[float, float, float]:
+        """Fit one solar day (``day`` counted from the epoch at the site's solar midnight)."""
+        offset_s = self.site.longitude_deg * SOLAR_SECONDS_PER_DEGREE
+        key = (day, id(model), exclude)
         if key not in self._fits:
             start_s = day * DAY_S - offset_s
-            signal = slice_signal(self.series, start_s, start_s + DAY_S)
-            signal = signal.coarsened(self.spec.detection.max_samples)
-            detection = detect(signal, self.spec.detection)
-            window = Window(detection, self.site, 0.0, model.daylight_w_per_m2)
+            if (day, id(model)) not in self._windows:
+                signal = slice_signal(self.series, start_s, start_s + DAY_S)
+                signal = signal.coarsened(self.spec.detection.max_samples)
+                detection = detect(signal, self.spec.detection)
+                self._windows[day, id(model)] = Window(
+                    detection, self.site, 0.0, model.daylight_w_per_m2
+                )
+            window = self._windows[day, id(model)]
+            signal = window.detection.signal
             mask = np.ones(len(signal.p_kw), dtype=bool)
+            if exclude is not None:
+                mask[max(signal.index(exclude[0]), 0) : max(signal.index(exclude[1]), 0)] = False
             self._fits[key] = daylight_fit(window, model, mask)
         return self._fits[key]
 
@@ -219,8 +263,11 @@ class _Windows:
         end_s: int,
         claimed_s: tuple[float, ...] = (),
         days: DayFits | None = None,
+        curtailed: bool = False,
     ) -> None:
         self.series = series
+        # A committed PV curtailment: the day's PV curve is fitted without its window.
+        self.curtailed_s = (float(start_s), float(end_s)) if curtailed else None
         self.claimed_s = claimed_s
         self.days = days if days is not None else DayFits(series, site, library)
         self.site = site
@@ -244,7 +291,12 @@ class _Windows:
             detection = detect(signal, self.spec.detection)
             align = max(self.spec.validation.align_tolerance_s, 2 * signal.resolution_s)
             self._windows[key] = Window(
-                detection, self.site, align, self.daylight, day_fit=self.days
+                detection,
+                self.site,
+                align,
+                self.daylight,
+                day_fit=self.days,
+                curtailed_s=self.curtailed_s,
             )
         return self._windows[key]
 
@@ -313,33 +365,44 @@ def _mistimed(
             if k != 0
         ]
     else:
-        rising = 1 if isinstance(model, CyclingModel) else sign  # a compressor starts
+        # A run starts with a step of the operation's sign: a compressor's start for
+        # an import, the last cycle's off for a curtailment.
         steps = window.detection.steps
         anchors = [
             step.time_s
             for step in steps
-            if step.sign == rising
+            if step.sign == sign
             and abs(step.time_s - windows.start_s) <= search_s
             and abs(step.time_s - windows.start_s) > window.align_s
             and not any(abs(step.time_s - t) <= window.align_s for t in windows.claimed_s)
         ]
         if isinstance(model, CyclingModel) and sign > 0:
-            # A run that starts there: no compressor start of its size shortly before.
+            # A run that starts there: a compressor start (reactive power included),
+            # with no start of the same compressor shortly before it.
             before_s = 1.5 * model.period.max_s
+            starts = compressor_starts(window, model)
             anchors = [
-                t
-                for t in anchors
-                if not any(
-                    t - before_s <= other.time_s < t - 1.0
-                    and other.sign > 0
-                    and model.compressor.min_kw * 0.7 <= other.delta_kw
-                    for other in steps
+                s.time_s
+                for s in starts
+                if s.time_s in set(anchors)
+                and not any(
+                    s.time_s - before_s <= other.time_s < s.time_s - 1.0
+                    and similar_steps(other, s, model)
+                    for other in starts
                 )
             ]
     best: Fit | None = None
     for anchor in anchors:
+        # A PV curtailment elsewhere must stand on its own, as one found unasked: a
+        # cloud's shadow or a battery's charge is not the PV run mistimed.
         fit = fit_model(
-            commitment.device_type, model, commitment.operation, window, anchor, anchor + length_s
+            commitment.device_type,
+            model,
+            commitment.operation,
+            window,
+            anchor,
+            anchor + length_s,
+            committed=not isinstance(model, ClearSkyModel),
         )
         if fit.score < minimum or fit.delivered_kwh < needed_kwh:
             continue

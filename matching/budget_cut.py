@@ -7,13 +7,10 @@ import numpy.typing as npt
 
 from gridmatch.matching.budgets import CHECK_TOLERANCE_EUR
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.units import floor_wh, wh_to_kwh
+from gridmatch.matching.shrink import WELFARE_FLOOR_EUR_PER_KWH, shrink_or_drop
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-
-# Keeps the cut's score finite for pairs of zero welfare (they go first).
-_WELFARE_FLOOR_EUR_PER_KWH = 1e-9
 
 
 def drop_until_budgets_hold(problem: SlotProblem, pair_kwh: FloatArray) -> FloatArray:
@@ -35,7 +32,7 @@ def drop_until_budgets_hold(problem: SlotProblem, pair_kwh: FloatArray) -> Float
     all_or_none = problem.sell_all_or_none[sellers]
     shrinkable = ~problem.pair_indivisible & ~all_or_none
     cost = np.maximum(rows.cost_eur_per_kwh, 1e-12)
-    value_per_eur = np.maximum(problem.pair_welfare_eur_per_kwh, _WELFARE_FLOOR_EUR_PER_KWH) / cost
+    value_per_eur = np.maximum(problem.pair_welfare_eur_per_kwh, WELFARE_FLOOR_EUR_PER_KWH) / cost
     while True:
         excess = rows.spend_eur(kwh) - caps
         worst = int(np.argmax(excess))
@@ -44,16 +41,14 @@ def drop_until_budgets_hold(problem: SlotProblem, pair_kwh: FloatArray) -> Float
         mine = np.flatnonzero((rows.pair_account == worst) & (kwh > 0.0))
         # Least value per EUR first; pair order on ties, so a rerun cuts the same trade.
         victim = int(mine[np.lexsort((mine, value_per_eur[mine]))[0]])
-        if shrinkable[victim]:
-            needed_kwh = excess[worst] / cost[victim]
-            rest = wh_to_kwh(floor_wh(float(kwh[victim] - needed_kwh)))
-            if rest > 0.0:
-                kwh[victim] = rest
-                continue
-        if all_or_none[victim]:
-            kwh[sellers == sellers[victim]] = 0.0
-        else:
-            kwh[victim] = 0.0
+        shrink_or_drop(
+            kwh,
+            victim,
+            excess[worst] / cost[victim],
+            shrinkable=shrinkable,
+            all_or_none=all_or_none,
+            sellers=sellers,
+        )
 
 
 def budget_limited_buys(

@@ -15,12 +15,9 @@ import numpy.typing as npt
 from gridmatch.matching.budget_cut import drop_until_budgets_hold
 from gridmatch.matching.grid_rows import ROW_TOLERANCE
 from gridmatch.matching.problem import SlotProblem
-from gridmatch.units import floor_wh, wh_to_kwh
+from gridmatch.matching.shrink import WELFARE_FLOOR_EUR_PER_KWH, shrink_or_drop
 
 FloatArray = npt.NDArray[np.float64]
-
-# Keeps the score finite for pairs of zero welfare (they go first).
-_WELFARE_FLOOR_EUR_PER_KWH = 1e-9
 
 
 def drop_until_feasible(problem: SlotProblem, pair_kwh: FloatArray) -> FloatArray:
@@ -49,15 +46,14 @@ def drop_until_rows_hold(problem: SlotProblem, pair_kwh: FloatArray) -> FloatArr
     coefficients = rows.pair_coefficients(
         problem.sell_bus[problem.pair_sell[used]], problem.buy_bus[problem.pair_buy[used]]
     )
-    welfare = np.maximum(problem.pair_welfare_eur_per_kwh[used], _WELFARE_FLOOR_EUR_PER_KWH)
+    welfare = np.maximum(problem.pair_welfare_eur_per_kwh[used], WELFARE_FLOOR_EUR_PER_KWH)
     sellers = problem.pair_sell[used]
     all_or_none = problem.sell_all_or_none[sellers]
     # A divisible buy from a divisible seller can shrink instead of going whole.
     shrinkable = ~problem.pair_indivisible[used] & ~all_or_none
-    left = kwh[used].copy()
-    active = np.ones(used.size, dtype=bool)
+    left = kwh[used].copy()  # 0 once dropped
     while True:
-        activity = coefficients @ np.where(active, left, 0.0)
+        activity = coefficients @ left
         above = activity - rows.upper
         below = rows.lower - activity
         excess = np.maximum(np.maximum(above, below), 0.0)
@@ -66,23 +62,21 @@ def drop_until_rows_hold(problem: SlotProblem, pair_kwh: FloatArray) -> FloatArr
             break
         direction = 1.0 if above[worst] > 0.0 else -1.0
         harm = direction * coefficients[worst]
-        candidates = active & (harm > 0.0)
+        candidates = (left > 0.0) & (harm > 0.0)
         if not candidates.any():
             # The row cannot hold whatever is dropped: only the empty set is left.
-            active[:] = False
+            left[:] = 0.0
             break
         score = np.where(candidates, harm / welfare, -np.inf)
         victim = int(np.argmax(score))
-        if shrinkable[victim]:
-            # Just enough less to bring the row back, in whole Wh (as orders are given).
-            needed_kwh = excess[worst] / harm[victim]
-            rest = wh_to_kwh(floor_wh(float(left[victim] - needed_kwh)))
-            if rest > 0.0:
-                left[victim] = rest
-                continue
-        if all_or_none[victim]:
-            active &= sellers != sellers[victim]
-        else:
-            active[victim] = False
-    kwh[used] = np.where(active, left, 0.0)
+        # Just enough less to bring the row back, in whole Wh (as orders are given).
+        shrink_or_drop(
+            left,
+            victim,
+            excess[worst] / harm[victim],
+            shrinkable=shrinkable,
+            all_or_none=all_or_none,
+            sellers=sellers,
+        )
+    kwh[used] = left
     return kwh

@@ -10,6 +10,17 @@ the row "critical energy >= what stage 1 served": no normal request can take a v
 that critical ones needed to reach that amount. Stage 2 starts from stage 1's
 deliveries, so it always has a feasible start. Stage 1 gets
 :data:`FIRST_STAGE_SHARE` of the time limit, stage 2 the rest.
+
+**The gap of an emergency dispatch** is the larger of the two stages' gaps
+(:attr:`DispatchResult.gap`), so one number covers both criteria. Stage 1's bounds the
+critical energy: no dispatch serves critical requests more than ``(1 + gap)`` times
+what this one does (up to its tie-break, a millionth of the travel penalty). Stage 2's
+bound holds for every dispatch whose critical energy is at least the floor, so also for
+the lexicographic optimum (whose critical energy is at least the floor, since the floor
+was reached), and the dispatch's total value (energy minus the travel penalty) is
+within ``gap`` of that optimum's. Both are exact only once stage 1 is proven: with a
+stage-1 gap above 0, a dispatch serving more critical energy may exist, and the rule
+"no normal request takes a vehicle that critical ones needed" holds up to that gap.
 """
 
 from __future__ import annotations
@@ -29,7 +40,10 @@ from gridmatch.scenario_io.mobility_input import MobilityInputs
 from gridmatch.scenario_io.mobility_schema import DispatchMode
 
 FloatArray = npt.NDArray[np.float64]
-FIRST_STAGE_SHARE = 0.4
+# Stage 1 is the easier one (measured on 1,000 x 5,000: its start and LP bound are
+# within 0.03 % in under a second, and the MILP after them found nothing better), so
+# stage 2 gets most of the time.
+FIRST_STAGE_SHARE = 0.25
 
 
 # The mode is a run setting like the backend; it lives with them (light to import).
@@ -56,6 +70,11 @@ class DispatchResult:
     dispatch: Dispatch
     stages: tuple[StageResult, ...]
     critical_floor_kwh: float | None
+
+    @property
+    def gap(self) -> float:
+        """The largest of the stages' gaps: one number for both (module docstring)."""
+        return max(stage.gap for stage in self.stages)
 
 
 def run_dispatch(

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from gridmatch.scenario_io.mobility_input import (
+    REQUEST_COLUMNS,
+    REQUEST_OPTIONAL_COLUMNS,
     VEHICLE_COLUMNS,
     Carrier,
     MobilityInputs,
@@ -269,17 +271,7 @@ def write_inputs(folder: Path, inputs: MobilityInputs, mobility_yaml: str | None
         )
     _write(
         folder / "requests.csv",
-        (
-            "request_id",
-            "node",
-            "priority",
-            "earliest_min",
-            "latest_min",
-            "need_kwh",
-            "need_l",
-            "divisible",
-            "point_id",
-        ),
+        (*REQUEST_COLUMNS, *REQUEST_OPTIONAL_COLUMNS),
         (
             (
                 r.request_id,
@@ -463,17 +455,7 @@ def write_storm_town(folder: Path) -> None:
         )
     _write(
         folder / "requests.csv",
-        (
-            "request_id",
-            "node",
-            "priority",
-            "earliest_min",
-            "latest_min",
-            "need_kwh",
-            "need_l",
-            "divisible",
-            "point_id",
-        ),
+        (*REQUEST_COLUMNS, *REQUEST_OPTIONAL_COLUMNS),
         request_rows,
     )
     # Evening V2G at the depot (market slots are the hours of market/scenario.yaml).

@@ -15,18 +15,30 @@ the base case's sensitivities (one linearisation, :meth:`SlotGrid.base_sensitivi
 share of the push on some violated element is at least :data:`CULPRIT_SHARE` (every
 injecting point, if the sensitivities cannot be had). After ``max_rounds`` re-solves the
 limits of all points on buses drop to 0: nothing is injected, which is the base case and
-secure by the rule. Each re-solve has the full time limit.
+secure by the rule.
+
+The user's time limit covers the whole loop: when points sit on grid buses, the first
+dispatch gets :data:`FIRST_DISPATCH_SHARE` of it and each re-solve half of what is left
+(the last allowed one all of it). Once less than :data:`MIN_RESOLVE_SHARE` of the limit
+is left, the loop stops solving and **cuts** instead: the sessions at the culprit points
+are taken out of the dispatch as it is (dropping a delivery never breaks the model's
+rows, except emergency mode's critical floor, which the cut dispatch no longer claims).
+The cut dispatch keeps the last stage's bound, which still bounds it (lower point limits
+only shrink the problem), so its gap is honest; it is never reported as proven.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from gridmatch.grid_models.security import SecurityLimits, SlotGrid, SlotSecurity
 from gridmatch.mobility.dispatch import DispatchResult, Mode, run_dispatch
+from gridmatch.mobility.heuristic import Dispatch, objective_value
+from gridmatch.mobility.model import Objective
 from gridmatch.mobility.pairs import session_hours
 from gridmatch.mobility.roads import RoadNetwork
 from gridmatch.mobility.solve import SolveSettings
@@ -35,6 +47,9 @@ from gridmatch.scenario_io.mobility_input import MobilityInputs
 FloatArray = npt.NDArray[np.float64]
 SHRINK = 0.7
 CULPRIT_SHARE = 0.1
+FIRST_DISPATCH_SHARE = 0.5
+MIN_RESOLVE_SHARE = 0.05
+_MIN_RESOLVE_S = 0.2
 _CHECK_HOURS = 1.0
 
 
@@ -52,6 +67,9 @@ class GridOutcome:
         The points' kW limits of the final dispatch.
     capped_points
         Points whose limit the loop lowered.
+    cut_points
+        Points whose sessions were cut from the dispatch because the time limit left
+        no re-solve (empty when every round was solved).
     verdict
         The last check's verdict (``None`` if nothing was checked).
     """
@@ -64,6 +82,7 @@ class GridOutcome:
     point_kw: FloatArray
     capped_points: tuple[str, ...]
     verdict: SlotSecurity | None
+    cut_points: tuple[str, ...] = ()
 
 
 def bus_injection_kw(
@@ -91,9 +110,10 @@ def secure_dispatch(
     inputs: MobilityInputs, roads: RoadNetwork, mode: Mode, settings: SolveSettings
 ) -> tuple[DispatchResult, GridOutcome]:
     """Solve the dispatch, then check and re-solve until the grid is secure (module doc)."""
+    began = time.perf_counter()
+    deadline = began + settings.time_limit_s
     base_kw = np.array([p.max_kw for p in inputs.points])
     point_kw = base_kw.copy()
-    result = run_dispatch(inputs, roads, mode, settings, point_kw)
     grid_spec = inputs.spec.grid
     on_bus = np.array([p.bus is not None for p in inputs.points], dtype=bool)
     if (
@@ -102,8 +122,11 @@ def secure_dispatch(
         or not grid_spec.security.enabled
         or not on_bus.any()
     ):
+        result = run_dispatch(inputs, roads, mode, settings, point_kw)
         injection, _ = bus_injection_kw(inputs, result)
         return result, GridOutcome(False, True, 0, 0, injection, point_kw, (), None)
+    first = replace(settings, time_limit_s=FIRST_DISPATCH_SHARE * settings.time_limit_s)
+    result = run_dispatch(inputs, roads, mode, first, point_kw)
     security = grid_spec.security
     limits = SecurityLimits(
         max_line_loading_percent=security.max_line_loading_percent,
@@ -120,7 +143,9 @@ def secure_dispatch(
         trade_buses=buses,
     )
     rounds = 0
+    cut: set[int] = set()
     bus_array = np.asarray(buses, dtype=np.int64)
+    min_resolve_s = max(_MIN_RESOLVE_S, MIN_RESOLVE_SHARE * settings.time_limit_s)
     while True:
         injection, per_point = bus_injection_kw(inputs, result)
         # kW over the one-hour check slot are kWh.
@@ -138,15 +163,52 @@ def secure_dispatch(
         else:
             point_kw = np.where(injecting, np.minimum(point_kw, SHRINK * per_point), point_kw)
         rounds += 1
-        result = run_dispatch(inputs, roads, mode, settings, point_kw)
+        left_s = deadline - time.perf_counter()
+        if left_s < min_resolve_s:
+            # No time for another solve: take the culprits' sessions out as they are.
+            dropped = np.flatnonzero(injecting | (on_bus & (point_kw == 0.0)))
+            cut |= {int(q) for q in dropped}
+            result = _cut_sessions(inputs, result, dropped)
+            continue
+        last_round = rounds > grid_spec.max_rounds
+        share = 1.0 if last_round else 0.5
+        result = run_dispatch(
+            inputs, roads, mode, replace(settings, time_limit_s=share * left_s), point_kw
+        )
     capped = tuple(
         p.point_id
         for p, kw, base in zip(inputs.points, point_kw, base_kw, strict=True)
         if kw < base
     )
     return result, GridOutcome(
-        True, verdict.secure, rounds, grid.ac_power_flows, injection, point_kw, capped, verdict
+        True,
+        verdict.secure,
+        rounds,
+        grid.ac_power_flows,
+        injection,
+        point_kw,
+        capped,
+        verdict,
+        tuple(inputs.points[q].point_id for q in sorted(cut)),
     )
+
+
+def _cut_sessions(
+    inputs: MobilityInputs, result: DispatchResult, points: npt.NDArray[np.int64]
+) -> DispatchResult:
+    """Take the sessions at ``points`` out of ``result``; recompute the last stage's value."""
+    fleet, pairs, dispatch = result.fleet, result.pairs, result.dispatch
+    request_point = fleet.request_point[pairs.request[dispatch.chosen]]
+    keep = ~np.isin(request_point, points)
+    kept = Dispatch(dispatch.chosen[keep], dispatch.energy_kwh[keep])
+    everything = Objective(np.ones(fleet.n_requests), inputs.spec.travel_penalty_kwh_per_min)
+    last = replace(
+        result.stages[-1],
+        dispatch=kept,
+        objective_kwh=objective_value(fleet, pairs, everything, kept),
+        source="grid cut",
+    )
+    return replace(result, dispatch=kept, stages=(*result.stages[:-1], last))
 
 
 def _culprit_buses(

@@ -71,7 +71,9 @@ def solve_mobility(inputs: MobilityInputs, mode: Mode, settings: SolveSettings) 
     began = time.perf_counter()
     roads = RoadNetwork(inputs.roads, inputs.positions)
     result, grid = secure_dispatch(inputs, roads, mode, settings)
-    proven = all(stage.gap <= settings.mip_gap + 1e-12 for stage in result.stages)
+    proven = not grid.cut_points and all(
+        stage.gap <= settings.mip_gap + 1e-12 for stage in result.stages
+    )
     plan = build_plan(inputs, roads, result, grid, proven)
     summary = _summary(inputs, mode, settings, result, grid, plan, proven, began)
     return MobilityRun(None, summary, result, grid, plan, roads, inputs)
@@ -146,7 +148,7 @@ def _summary(
         mode=mode.value,
         backend=settings.backend.value,
         status="optimal" if proven else "feasible",
-        gap=_finite(last.gap),
+        gap=_finite(result.gap),  # the largest stage gap: it covers both criteria
         objective_kwh=last.objective_kwh,
         bound_kwh=last.bound_kwh if math.isfinite(last.bound_kwh) else last.objective_kwh,
         n_vehicles=len(inputs.vehicles),
@@ -190,6 +192,7 @@ def _summary(
                 str(bus): kw for bus, kw in sorted(grid.injection_kw_by_bus.items())
             },
             capped_points=list(grid.capped_points),
+            cut_points=list(grid.cut_points),
             max_line_loading_percent=(
                 verdict.worst("line", "loading_percent") if verdict is not None else None
             ),

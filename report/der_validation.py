@@ -54,6 +54,14 @@ class DerReportInfo:
     n_commitments: int
     charted: tuple[str, ...]
 
+    @property
+    def headline(self) -> str:
+        """One line for the terminal: what the report covers and its size."""
+        return (
+            f"DER validation report of {self.n_commitments} commitments, "
+            f"{self.size_bytes / 1e6:.2f} MB"
+        )
+
 
 def build_der_report(out_dir: Path) -> DerReportInfo:
     """Write ``OUT_DIR/report.html`` for an output folder of ``gridmatch validate-commitments``.

@@ -51,6 +51,13 @@ class MobilityReportInfo:
     n_routes: int
     has_map: bool
 
+    @property
+    def headline(self) -> str:
+        """One line for the terminal: what the report covers and its size."""
+        return (
+            f"mobility report with a map of {self.n_routes} routes, {self.size_bytes / 1e6:.2f} MB"
+        )
+
 
 def build_mobility_report(out_dir: Path) -> MobilityReportInfo:
     """Write ``OUT_DIR/report.html`` for an output folder of ``gridmatch mobility``.

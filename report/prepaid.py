@@ -47,6 +47,11 @@ class PrepaidReportInfo:
     size_bytes: int
     charted: tuple[str, ...]
 
+    @property
+    def headline(self) -> str:
+        """One line for the terminal: what the report covers and its size."""
+        return f"prepaid report of {len(self.charted)} meters, {self.size_bytes / 1e6:.2f} MB"
+
 
 def build_prepaid_report(out_dir: Path) -> PrepaidReportInfo:
     """Write ``OUT_DIR/report.html`` for an output folder of ``gridmatch prepaid``.

@@ -174,13 +174,20 @@ class DerSummary(_Record):
 
 @dataclass(frozen=True)
 class DerResultFiles:
-    """Everything a validation output folder holds (``deliveries`` is CSV text, or None)."""
+    """Everything a validation output folder holds (``deliveries`` is CSV text, or None).
+
+    ``verdicts_csv`` and ``events_csv``, when given, are the text of those rows as
+    :func:`~gridmatch.results_io.tables.to_csv` writes it (rendered by the worker
+    processes that judged them), and are written instead of rendering the rows again.
+    """
 
     summary: DerSummary
     verdicts: Sequence[VerdictRow]
     events: Sequence[EventRow]
     manifest: dict[str, Any]
     deliveries: str | None = None
+    verdicts_csv: str | None = None
+    events_csv: str | None = None
 
 
 def _json_text(document: dict[str, Any]) -> str:
@@ -196,8 +203,14 @@ def write_der_result(out_dir: Path, files: DerResultFiles) -> None:
         ``out_dir`` holds files gridmatch did not write.
     """
     with atomic_output_dir(out_dir) as staging:
-        (staging / VERDICTS_FILE).write_text(to_csv(VerdictRow, files.verdicts), encoding="utf-8")
-        (staging / EVENTS_FILE).write_text(to_csv(EventRow, files.events), encoding="utf-8")
+        verdicts = files.verdicts_csv
+        events = files.events_csv
+        if verdicts is None:
+            verdicts = to_csv(VerdictRow, files.verdicts)
+        if events is None:
+            events = to_csv(EventRow, files.events)
+        (staging / VERDICTS_FILE).write_text(verdicts, encoding="utf-8")
+        (staging / EVENTS_FILE).write_text(events, encoding="utf-8")
         (staging / SUMMARY_FILE).write_text(
             _json_text(files.summary.model_dump(mode="json")), encoding="utf-8"
         )

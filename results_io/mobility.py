@@ -280,6 +280,8 @@ class GridSummary(_Record):
     ac_power_flows: int
     injection_kw_by_bus: dict[str, float]
     capped_points: list[str]
+    # Points whose sessions were cut without a re-solve, for lack of time (issue #20).
+    cut_points: list[str] = []
     max_line_loading_percent: float | None
     min_vm_pu: float | None
     max_vm_pu: float | None
@@ -289,7 +291,9 @@ class MobilitySummary(_Record):
     """``summary.json`` of a mobility dispatch.
 
     ``status`` is ``optimal`` when every stage's gap is within ``mip_gap``, else
-    ``feasible``; ``gap`` is the last stage's, ``null`` when no bound is known.
+    ``feasible``; ``gap`` is the largest of the stages' gaps (emergency mode: it covers
+    the critical energy and the total; ``objective_kwh`` and ``bound_kwh`` are the last
+    stage's), ``null`` when no bound is known.
     """
 
     kind: Literal["mobility"] = "mobility"

@@ -13,6 +13,10 @@
       temperature_band_c: [0, 40]
       max_equivalent_full_cycles_per_day: 1.5
       min_state_of_health_percent: 80
+    telemetry:                       # optional: coverage a period needs (these defaults)
+      interval_seconds: 300          # the meter's sampling interval: expected samples
+      min_coverage_percent: 90       # share of the expected samples present, at least
+      max_gap_seconds: 3600          # longest stretch without a sample, edges included
     amounts_eur:                     # per period and condition met; 0/absent: not agreed
       soc_window: 1.0
       ...
@@ -105,6 +109,28 @@ class ConditionsSchema(_Strict):
         return self
 
 
+DEFAULT_INTERVAL_SECONDS = 300
+DEFAULT_MIN_COVERAGE_PERCENT = 90.0
+DEFAULT_MAX_GAP_SECONDS = 3600
+
+
+class TelemetrySchema(_Strict):
+    """How well a period's telemetry must cover it before anything is released.
+
+    A period's coverage is its samples over the expected ``period / interval_seconds``
+    (at most 100 %); its longest gap runs between consecutive samples or from the
+    period's start to its first sample and from its last sample to its end.
+    """
+
+    interval_seconds: Annotated[int, pydantic.Field(ge=1, le=86_400, strict=True)] = (
+        DEFAULT_INTERVAL_SECONDS
+    )
+    min_coverage_percent: _Percent = DEFAULT_MIN_COVERAGE_PERCENT
+    max_gap_seconds: Annotated[int, pydantic.Field(ge=1, le=2**32 - 1, strict=True)] = (
+        DEFAULT_MAX_GAP_SECONDS
+    )
+
+
 class AmountsSchema(_Strict):
     """EUR released per period for each condition met (0: the condition is not agreed)."""
 
@@ -133,6 +159,7 @@ class AgreementSchema(_Strict):
     period: PeriodSchema
     expiry: datetime
     conditions: ConditionsSchema
+    telemetry: TelemetrySchema = TelemetrySchema()
     amounts_eur: AmountsSchema
     participants: Annotated[
         list[ParticipantSchema], pydantic.Field(min_length=1, max_length=MAX_PARTICIPANTS)
@@ -145,6 +172,13 @@ class AgreementSchema(_Strict):
         end = self.period.start.timestamp() + self.period.seconds * self.period.count
         if self.expiry.timestamp() < end:
             raise ValueError("expiry comes before the last period ends")
+        if self.expiry.timestamp() < end + self.period.seconds:
+            # As the contract: the last period needs time to be summarised and released.
+            raise ValueError(
+                "expiry leaves no release window: at least one period after the last ends"
+            )
+        if self.telemetry.interval_seconds > self.period.seconds:
+            raise ValueError("telemetry.interval_seconds is longer than a period")
         total = sum(p.share_bps for p in self.participants)
         if total != TOTAL_BPS:
             raise ValueError(f"participants' share_bps add up to {total}, not {TOTAL_BPS}")
@@ -165,6 +199,7 @@ class Agreement:
     periods: int
     expiry_s: int
     conditions: ConditionsSchema
+    telemetry: TelemetrySchema
     amounts_micro_eur: tuple[int, ...]  # in CONDITION_NAMES order
     participants: tuple[tuple[str, int], ...]  # (id, share_bps)
 
@@ -211,6 +246,7 @@ def read_agreement(path: Path) -> Agreement:
         periods=schema.period.count,
         expiry_s=int(schema.expiry.timestamp()),
         conditions=schema.conditions,
+        telemetry=schema.telemetry,
         amounts_micro_eur=tuple(amounts),
         participants=tuple((p.id, p.share_bps) for p in schema.participants),
     )

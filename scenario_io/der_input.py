@@ -3,6 +3,7 @@
 The folder holds::
 
     meter_data.csv     meter_id, timestamp, p_kw [, q_kvar]
+      or meter_data/   *.csv files of that format, each meter in one file only
     commitments.csv    commitment_id, meter_id, device_type, operation, start, end, kw
                        [, tolerance] [, participant_id]
     sites.csv          meter_id, latitude_deg, longitude_deg [, altitude_m]     (optional)
@@ -16,11 +17,14 @@ rows); every row lies on that grid from the meter's first row, gaps are allowed 
 counted, a row given twice is an error. Times are ISO-8601 with a UTC offset and whole
 seconds. ``meter_data.csv`` may be large (a year of 1-minute data for several meters):
 its cells are checked column by column, and the first bad cell is reported with the
-same file, row and field as every other table of gridmatch.
+same file, row and field as every other table of gridmatch. A ``meter_data/`` folder
+holds what one file cannot (a year of 1-minute data of a thousand meters is ~20 GB): its
+files are read one at a time by whoever judges their meters, so memory holds one file.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +47,14 @@ from gridmatch.scenario_io.der_models import (
     load_event_models,
 )
 from gridmatch.units import FloatArray, IntArray
-from gridmatch.user_files import TABLE_LIMIT_BYTES, read_text
+from gridmatch.user_files import TABLE_LIMIT_BYTES, read_bytes, read_text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 METER_DATA_FILE = "meter_data.csv"
+METER_DATA_DIR = "meter_data"
+MAX_METER_FILES = 100_000
 COMMITMENTS_FILE = "commitments.csv"
 SITES_FILE = "sites.csv"
 EVENT_MODELS_FILE = "event_models.yaml"
@@ -136,7 +146,16 @@ class Commitment:
 
 @dataclass(frozen=True)
 class DerInputs:
-    """A validated DER validation folder."""
+    """A validated DER validation folder.
+
+    Attributes
+    ----------
+    meters
+        The meters of ``meter_data.csv``, read; empty for a ``meter_data/`` folder.
+    meter_files
+        The files of a ``meter_data/`` folder, by name, not yet read (each is read and
+        validated by whoever judges its meters); empty for ``meter_data.csv``.
+    """
 
     directory: Path
     meters: dict[str, MeterSeries]
@@ -144,6 +163,7 @@ class DerInputs:
     sites: dict[str, SiteSpec]
     library: EventModelLibrary
     input_files: tuple[Path, ...]
+    meter_files: tuple[Path, ...] = ()
 
     def site(self, meter_id: str) -> SiteSpec:
         """Return the site of a meter (sites.csv, else the library's default site)."""
@@ -151,7 +171,10 @@ class DerInputs:
 
 
 def load_der_inputs(directory: Path, default_models: Path) -> DerInputs:
-    """Validate a DER validation folder completely before anything is detected.
+    """Validate a DER validation folder before anything is detected.
+
+    Everything is validated here except the files of a ``meter_data/`` folder, which
+    are listed and read later, one at a time (:func:`read_meter_data`).
 
     Parameters
     ----------
@@ -170,18 +193,49 @@ def load_der_inputs(directory: Path, default_models: Path) -> DerInputs:
     library = load_event_models(default_models, models_path)
     if len(library.sources) > 1:
         files.append(models_path)
-    meter_path = directory / METER_DATA_FILE
-    meters = read_meter_data(meter_path)
-    files.insert(0, meter_path)
+    meter_files = meter_data_files(directory)
+    meters: dict[str, MeterSeries] = {}
+    if meter_files:
+        files[:0] = meter_files
+    else:
+        meter_path = directory / METER_DATA_FILE
+        meters = read_meter_data(meter_path)
+        files.insert(0, meter_path)
     commitments_path = directory / COMMITMENTS_FILE
     commitments = read_commitments(commitments_path, library)
-    files.insert(1, commitments_path)
+    files.insert(len(meter_files) or 1, commitments_path)
     sites: dict[str, SiteSpec] = {}
     sites_path = directory / SITES_FILE
     if sites_path.exists() or sites_path.is_symlink():
         sites = read_sites(sites_path)
         files.append(sites_path)
-    return DerInputs(directory, meters, commitments, sites, library, tuple(files))
+    return DerInputs(directory, meters, commitments, sites, library, tuple(files), meter_files)
+
+
+def meter_data_files(directory: Path) -> tuple[Path, ...]:
+    """List the ``*.csv`` files of ``directory/meter_data/`` by name; ``()`` without it.
+
+    Raises
+    ------
+    InputError
+        Both ``meter_data.csv`` and ``meter_data/`` are there, or the folder holds no
+        CSV file or more than :data:`MAX_METER_FILES`.
+    """
+    folder = directory / METER_DATA_DIR
+    if not (folder.exists() or folder.is_symlink()):
+        return ()
+    single = directory / METER_DATA_FILE
+    if single.exists() or single.is_symlink():
+        raise InputError(folder, f"give the meter data once: {METER_DATA_FILE} or this folder")
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder (a folder of meter data CSV files expected)")
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv")
+    if not found:
+        raise InputError(folder, "no *.csv file of meter data in it")
+    if len(found) > MAX_METER_FILES:
+        raise InputError(folder, f"{len(found):,} files; at most {MAX_METER_FILES:,}")
+    # Each file is checked to be a regular one of bounded size when it is read.
+    return tuple(found)
 
 
 def _unix_s(moment: datetime) -> int:
@@ -201,22 +255,165 @@ def read_meter_data(path: Path) -> dict[str, MeterSeries]:
         Naming the file, row and field of the first bad cell; a meter whose rows are
         not on one grid of 1 s to 15 min, or a row given twice.
     """
+    data = read_bytes(path, TABLE_LIMIT_BYTES, "meter data file")
+    fast = _fast_columns(path, data)
+    if fast is not None:
+        return _series(path, *fast)
+    # Anything but a plain file: read again as text (UTF-8 checked there, with its
+    # message) and cell by cell, which names the first problem.
     text = read_text(path, TABLE_LIMIT_BYTES, "meter data file", bom=True)
-    header, columns, lines = _columns(path, text)
+    header, columns, line_list = _columns(path, text)
     check_header(path, header, METER_COLUMNS, ("q_kvar",))
-    if not lines:
+    if not line_list:
         raise InputError(path, "no readings: the file has a header and no rows")
     by_name = dict(zip(header, columns, strict=True))
+    lines = np.asarray(line_list, dtype=np.int64)
 
     def cells(index: int) -> Cells:
         record = {name: str(column[index]) for name, column in by_name.items()}
-        return Cells(path, lines[index], record)
+        return Cells(path, line_list[index], record)
 
-    meter_ids = _meter_ids(by_name["meter_id"], cells)
+    names, codes = _meter_ids(by_name["meter_id"], cells)
     times_s = _timestamps(by_name["timestamp"], cells)
     p_kw = _numbers(by_name["p_kw"], "p_kw", cells)
     q_kvar = _numbers(by_name["q_kvar"], "q_kvar", cells) if "q_kvar" in by_name else None
-    return _series(path, meter_ids, times_s, p_kw, q_kvar, lines)
+    return _series(path, names, codes, times_s, p_kw, q_kvar, lines)
+
+
+# What the reader in bulk hands to ``_series``: meter names in order of appearance, each
+# row's index into them, its Unix time, p_kw, q_kvar (or None) and file line.
+_Parsed = tuple[list[str], IntArray, IntArray, FloatArray, FloatArray | None, IntArray]
+_NUMBER_COLUMNS = ("p_kw", "q_kvar")
+
+
+def _fast_columns(path: Path, data: bytes) -> _Parsed | None:
+    """Read a plain meter file in bulk with pyarrow's CSV reader, or ``None``.
+
+    Meters export plain files: no quotes, no padding, one timestamp shape, numbers that
+    need no Python to read. Such a file is split, decoded and checked in C (pyarrow's
+    multi-threaded tokenizer, UTF-8 check and float parser, the fixed-width timestamp
+    parser on the column's bytes), without one Python object per cell. It accepts only
+    what the cell-by-cell reader accepts, with the same values (pyarrow's float grammar
+    is a subset of Python's, both correctly rounded); anything else, a bad cell
+    included, returns ``None`` and the cell-by-cell reader finds and names the problem.
+    """
+    if b'"' in data or b" " in data or b"\t" in data:
+        return None  # quoted or padded cells: the cell-by-cell reader strips them
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    body_at = data.find(b"\n", skip)
+    if body_at < 0:
+        return None
+    try:
+        header = data[skip:body_at].decode("utf-8").rstrip("\r").split(",")
+        check_header(path, header, METER_COLUMNS, ("q_kvar",))
+    except (UnicodeDecodeError, InputError):
+        return None
+    body = memoryview(data)[body_at + 1 :]
+    table = _arrow_table(body, header)
+    if table is None or table.num_rows == 0:
+        return None
+    # The file line of every row: counted from the line breaks, blank lines skipped.
+    n_lines = data.count(b"\n", body_at + 1) + (not data.endswith(b"\n"))
+    if b"\n\n" in data or b"\n\r\n" in data:
+        commas, blank = _line_counts(bytes(body))
+        if np.any((commas != len(header) - 1) & ~blank):
+            return None
+        lines = np.flatnonzero(~blank) + 2
+    else:
+        lines = np.arange(2, n_lines + 2, dtype=np.int64)
+    if table.num_rows != len(lines):
+        return None  # a line break pyarrow reads differently (a lone CR): cell by cell
+    names, codes = _bulk_meter_ids(table.column("meter_id"))
+    if not all(name and METER_ID_PATTERN.match(name) for name in names):
+        return None
+    times_s = _bulk_timestamps(table.column("timestamp"))
+    numbers = {
+        name: _bulk_numbers(table.column(name)) for name in header if name in _NUMBER_COLUMNS
+    }
+    if times_s is None or any(values is None for values in numbers.values()):
+        return None
+    p_kw = numbers["p_kw"]
+    assert p_kw is not None
+    return names, codes, times_s, p_kw, numbers.get("q_kvar"), lines
+
+
+def _arrow_table(body: memoryview, header: list[str]) -> pa.Table | None:
+    """Parse ``body``: numbers as float64, the rest as strings; ``None`` if it is not that."""
+    import pyarrow as pa  # only this reader needs it: not loaded with the module
+    from pyarrow import csv as pa_csv
+
+    types = {name: pa.float64() if name in _NUMBER_COLUMNS else pa.string() for name in header}
+    try:
+        return pa_csv.read_csv(
+            pa.py_buffer(body),
+            read_options=pa_csv.ReadOptions(column_names=header),
+            parse_options=pa_csv.ParseOptions(
+                quote_char=False, double_quote=False, escape_char=False, ignore_empty_lines=True
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                strings_can_be_null=False,
+                null_values=[],
+                check_utf8=True,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+
+
+def _bulk_meter_ids(column: pa.ChunkedArray) -> tuple[list[str], IntArray]:
+    """Meter ids in order of appearance and each row's index, chunk by chunk."""
+    codes = np.empty(len(column), dtype=np.int64)
+    known: dict[str, int] = {}
+    at = 0
+    for chunk in column.chunks:
+        encoded = chunk.dictionary_encode()
+        local = np.array(
+            [known.setdefault(str(name), len(known)) for name in encoded.dictionary.to_pylist()],
+            dtype=np.int64,
+        )
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        codes[at : at + len(chunk)] = local[indices] if len(local) else 0
+        at += len(chunk)
+    return list(known), codes
+
+
+def _bulk_timestamps(column: pa.ChunkedArray) -> IntArray | None:
+    """Unix seconds of a string column in the fixed-width shapes, or ``None``."""
+    parts = [_chunk_timestamps(chunk) for chunk in column.chunks]
+    if any(part is None for part in parts):
+        return None
+    return np.concatenate([part for part in parts if part is not None] or [np.zeros(0, np.int64)])
+
+
+def _chunk_timestamps(chunk: pa.Array) -> IntArray | None:
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+    offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+    lengths = np.diff(offsets)
+    for width in (_LONG, _SHORT):
+        if np.all(lengths == width):  # one shape: the bytes are a (rows, width) matrix
+            chars = data[offsets[0] : offsets[-1]].reshape(-1, width)
+            seconds, ok = _parse_fixed(chars, width)
+            return seconds if np.all(ok) else None
+    seconds = np.zeros(len(chunk), dtype=np.int64)
+    done = 0
+    for width in (_LONG, _SHORT):
+        chosen = np.flatnonzero(lengths == width)
+        parsed, ok = _parse_fixed(data[offsets[chosen, None] + np.arange(width)], width)
+        if not np.all(ok):
+            return None
+        seconds[chosen] = parsed
+        done += chosen.size
+    return seconds if done == len(chunk) else None
+
+
+def _bulk_numbers(column: pa.ChunkedArray) -> FloatArray | None:
+    """Return the float64 column as an array; ``None`` if a value is not finite or too large."""
+    array = np.asarray(column.to_numpy(), dtype=np.float64)
+    if np.all(np.isfinite(array)) and np.all(np.abs(array) <= MAX_ABS_KW):
+        return array
+    return None
 
 
 _Column = npt.NDArray[np.object_]
@@ -242,7 +439,7 @@ def _columns(path: Path, text: str) -> tuple[list[str], list[_Column], list[int]
     width = len(header)
     if body_at < 0 or not text[body_at + 1 :].strip():
         return header, [np.asarray([], dtype=object) for _ in header], []
-    commas, blank = _line_counts(text[body_at + 1 :])
+    commas, blank = _line_counts(text[body_at + 1 :].encode("utf-8"))
     wrong = np.flatnonzero((commas != width - 1) & ~blank)
     if wrong.size:
         raise InputError(
@@ -271,9 +468,9 @@ def _columns(path: Path, text: str) -> tuple[list[str], list[_Column], list[int]
     return header, columns, lines
 
 
-def _line_counts(body: str) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-    """Commas of every line of ``body``, and whether it is blank (whitespace only)."""
-    data = np.frombuffer(body.encode("utf-8"), dtype=np.uint8)
+def _line_counts(body: bytes) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Commas of every line of ``body`` (UTF-8), and whether it is blank (whitespace only)."""
+    data = np.frombuffer(body, dtype=np.uint8)
     breaks = np.flatnonzero(data == ord("\n"))
     n_lines = len(breaks) + 1
     comma_lines = np.searchsorted(breaks, np.flatnonzero(data == ord(",")))
@@ -282,9 +479,9 @@ def _line_counts(body: str) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     ends = np.concatenate((breaks, [len(data)]))
     blank = ends - starts == 0
     # Lines of whitespace only have no comma: look at those few one by one.
-    lines = body.split("\n") if np.any((commas == 0) & ~blank) else []
+    lines = body.split(b"\n") if np.any((commas == 0) & ~blank) else []
     for k in np.flatnonzero((commas == 0) & ~blank):
-        blank[k] = not lines[k].strip()
+        blank[k] = not lines[k].decode("utf-8").strip()
     return commas, blank
 
 
@@ -314,12 +511,17 @@ def _records(path: Path, text: str) -> tuple[list[str], list[list[str]], list[in
     return header, records, kept
 
 
-def _meter_ids(values: _Column, cells: _CellsAt) -> _Column:
-    distinct, first = np.unique(values, return_index=True)
-    for meter, index in sorted(zip(distinct, first, strict=True), key=lambda item: item[1]):
+def _meter_ids(values: _Column, cells: _CellsAt) -> tuple[list[str], IntArray]:
+    """Meter ids in order of appearance, and each row's index into them."""
+    distinct, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    appearance = np.argsort(first, kind="stable")
+    for index in first[appearance]:
+        meter = values[index]
         if not meter or not METER_ID_PATTERN.match(meter):
             cells(int(index)).meter_id()  # raises with the house message
-    return values
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[appearance] = np.arange(len(distinct))
+    return [str(distinct[k]) for k in appearance], rank[np.ravel(inverse)]
 
 
 # ISO-8601 in the two shapes meters export: ...T07:15:00+01:00 and ...T07:15:00Z.
@@ -361,28 +563,51 @@ def _timestamps(values: _Column, cells: _CellsAt) -> IntArray:
 def _parse_fixed(
     chars: npt.NDArray[np.uint8], width: int
 ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-    """Parse rows of ASCII ``YYYY-MM-DDTHH:MM:SS(+HH:MM|Z)``; ``ok`` marks the valid ones."""
-    positions = _DIGITS_LONG[: 14 if width == _SHORT else 18]
-    digits = np.zeros((len(chars), width), dtype=np.int64)
-    digits[:, positions] = chars[:, positions].astype(np.int64) - ord("0")
-    ok = np.all((digits[:, positions] >= 0) & (digits[:, positions] <= 9), axis=1)
+    """Parse rows of ASCII ``YYYY-MM-DDTHH:MM:SS(+HH:MM|Z)``; ``ok`` marks the valid ones.
+
+    Works through the rows in chunks, so that a file of millions of rows needs a few
+    small arrays per chunk, not one integer matrix of all its characters.
+    """
+    n = len(chars)
+    seconds = np.empty(n, dtype=np.int64)
+    ok = np.empty(n, dtype=bool)
+    for begin in range(0, n, _PARSE_CHUNK_ROWS):
+        part = slice(begin, min(begin + _PARSE_CHUNK_ROWS, n))
+        seconds[part], ok[part] = _parse_fixed_chunk(chars[part], width)
+    return seconds, ok
+
+
+# Rows parsed at a time: 25 small int32 vectors of this length stay in the CPU's cache.
+_PARSE_CHUNK_ROWS = 1 << 16
+
+
+def _parse_fixed_chunk(
+    chars: npt.NDArray[np.uint8], width: int
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    positions = list(_DIGITS_LONG[: 14 if width == _SHORT else 18])
+    # A character below '0' wraps around in uint8, so ``<= 9`` alone checks a digit.
+    digit_rows = chars[:, positions] - np.uint8(ord("0"))
+    ok = np.all(digit_rows <= 9, axis=1)
     for position, char in _SEPARATORS:
         ok &= chars[:, position] == ord(char)
+    # One contiguous int32 vector per digit position (a digit's column, transposed).
+    digits = np.ascontiguousarray(digit_rows.T, dtype=np.int32)
+    column = {position: k for k, position in enumerate(positions)}
 
-    def number(a: int, b: int) -> IntArray:
-        value = digits[:, a].copy()
+    def number(a: int, b: int) -> npt.NDArray[np.int32]:
+        value: npt.NDArray[np.int32] = digits[column[a]].copy()
         for k in range(a + 1, b):
             value *= 10
-            value += digits[:, k]
+            value += digits[column[k]]
         return value
 
     year, month, day = number(0, 4), number(5, 7), number(8, 10)
     hour, minute, second = number(11, 13), number(14, 16), number(17, 19)
     if width == _SHORT:
         ok &= chars[:, 19] == ord("Z")
-        offset_s = np.zeros(len(chars), dtype=np.int64)
+        offset_s = np.zeros(len(chars), dtype=np.int32)
     else:
-        sign = np.where(chars[:, 19] == ord("-"), -1, 1)
+        sign = np.where(chars[:, 19] == ord("-"), -1, 1).astype(np.int32)
         ok &= (chars[:, 19] == ord("+")) | (chars[:, 19] == ord("-"))
         ok &= chars[:, 22] == ord(":")
         off_h, off_m = number(20, 22), number(23, 25)
@@ -393,15 +618,16 @@ def _parse_fixed(
     days = np.where(month_ok, _DAYS_IN_MONTH[np.clip(month, 0, 12)], 0) + (leap & (month == 2))
     ok &= month_ok & (day >= 1) & (day <= days) & (year >= 1)
     ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
-    # Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    # Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil);
+    # years below 10,000 keep every term within int32.
     y = year - (month <= 2)
     era = np.floor_divide(y, 400)
     yoe = y - era * 400
     mp = (month + 9) % 12
     doy = (153 * mp + 2) // 5 + day - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    epoch_days = era * 146097 + doe - 719468
-    seconds = epoch_days * 86400 + hour * 3600 + minute * 60 + second - offset_s
+    epoch_days = (era * 146097 + doe - 719468).astype(np.int64)
+    seconds = epoch_days * 86400 + (hour * 3600 + minute * 60 + second - offset_s)
     return seconds, ok
 
 
@@ -428,21 +654,23 @@ def _numbers(values: _Column, field: str, cells: _CellsAt) -> FloatArray:
 
 def _series(
     path: Path,
-    meter_ids: npt.NDArray[np.object_],
+    names: list[str],
+    codes: IntArray,
     times_s: IntArray,
     p_kw: FloatArray,
     q_kvar: FloatArray | None,
-    lines: list[int],
+    lines: IntArray,
 ) -> dict[str, MeterSeries]:
+    """One regular series per meter (``names`` in order of appearance, ``codes`` per row)."""
     series: dict[str, MeterSeries] = {}
-    names, codes = np.unique(meter_ids, return_inverse=True)
-    _, first_rows = np.unique(meter_ids, return_index=True)
-    first_seen = {str(names[k]): int(first_rows[k]) for k in range(len(names))}
-    order = np.lexsort((times_s, codes))
+    code_steps = np.diff(codes)
+    if np.all(code_steps >= 0) and np.all((np.diff(times_s) > 0) | (code_steps != 0)):
+        order = np.arange(len(codes))  # meter by meter, in time: what meters export
+    else:
+        order = np.lexsort((times_s, codes))
     total = 0
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-    for code in sorted(range(len(names)), key=lambda c: first_seen[str(names[c])]):
-        meter = str(names[code])
+    for code, meter in enumerate(names):
         rows = order[bounds[code] : bounds[code + 1]]
         times = times_s[rows]
         steps = np.diff(times)
@@ -451,11 +679,11 @@ def _series(
             first, second = sorted((int(rows[twice]), int(rows[twice + 1])))
             raise InputError(
                 path,
-                f"meter '{meter}' has a second row at this time (first on row {lines[first]})",
-                row=lines[second],
+                f"meter '{meter}' has a second row at this time (first on row {int(lines[first])})",
+                row=int(lines[second]),
                 field="timestamp",
             )
-        resolution = _resolution(path, meter, steps, lines[int(rows[0])])
+        resolution = _resolution(path, meter, steps, int(lines[int(rows[0])]))
         off_grid = np.flatnonzero(steps % resolution)
         if off_grid.size:
             bad = int(rows[off_grid[0] + 1])
@@ -463,7 +691,7 @@ def _series(
                 path,
                 f"not on the {resolution}-second grid of meter '{meter}' (its most common "
                 f"spacing), counted from its first row",
-                row=lines[bad],
+                row=int(lines[bad]),
                 field="timestamp",
             )
         slots = (times - times[0]) // resolution
@@ -475,7 +703,7 @@ def _series(
                 f"meter '{meter}' spans {n_grid} samples of {resolution} s from its first to "
                 f"its last row; at most {MAX_GRID_SAMPLES} per meter and "
                 f"{MAX_TOTAL_SAMPLES} in all",
-                row=lines[int(rows[-1])],
+                row=int(lines[int(rows[-1])]),
                 field="timestamp",
             )
         grid_p = np.full(n_grid, np.nan)

@@ -75,6 +75,10 @@ VEHICLE_COLUMNS = (
     "consumption_kwh_per_km",
 )
 
+# requests.csv: the required columns, then the optional ones, in the order the example writes.
+REQUEST_COLUMNS = ("request_id", "node", "priority", "earliest_min", "latest_min")
+REQUEST_OPTIONAL_COLUMNS = ("need_kwh", "need_l", "divisible", "point_id")
+
 
 class VehicleKind(StrEnum):
     """What a vehicle carries: electricity (EVs, mobile storage) or fuel (fuel trucks)."""
@@ -592,8 +596,8 @@ def read_requests(
     table = read_table(
         path,
         "requests",
-        ("request_id", "node", "priority", "earliest_min", "latest_min"),
-        ("need_kwh", "need_l", "divisible", "point_id"),
+        REQUEST_COLUMNS,
+        REQUEST_OPTIONAL_COLUMNS,
     )
     if "need_kwh" not in table.header and "need_l" not in table.header:
         raise InputError(path, "missing column(s): need_kwh (or need_l for fuel)", row=1)

@@ -6,17 +6,25 @@ shares. It evaluates the conditions itself on a period summary that more than tw
 thirds of the validators of a ``ValidatorRegistry`` signed (EIP-712
 ``BatterySummary``, under each validator's current epoch); a period is attested once.
 
-:func:`release_on_chain` runs a demonstration deployment: the keystore's operator
-deploys a payment token, a registry with the validators of the keystore and the
-rewards contract, funds the agreement as its sponsor, has every validator sign each
-summarised period and submits the releases. It then reads every participant's token
-balance and refuses (:class:`BatteryRewardsMismatchError`) unless each equals the
-Python evaluation to the last micro-EUR. On the embedded anvil the chain's clock is
-moved to the end of the last period first (the example's periods may lie ahead).
+:func:`release_on_chain` deploys the rewards contract and funds the agreement. On its
+own (the default) the keystore's operator first deploys a payment token and a registry
+with the validators of the keystore; with ``settlement_dir`` (a result folder of
+``gridmatch settle``) it reuses that deployment's registry and payment token, read from
+its ``settlement/deployment.json``, on the node it used (its embedded anvil, or
+``rpc_url``), and the settlement's keystore: its operator sponsors, its registered
+validators sign. Every validator signs each summarised, covered period and the operator
+submits the releases; periods the telemetry does not cover well enough are not
+submitted (the contract would refuse them). It then reads what each participant's
+token balance gained and refuses (:class:`BatteryRewardsMismatchError`) unless each
+equals the Python evaluation to the last micro-EUR. The chain's clock is moved to the
+end of the last period first where the node allows it (the example's periods may lie
+ahead). :func:`reclaim_on_chain` is the sponsor's reclaim after expiry, from the
+output folder's ``chain.json``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -28,18 +36,26 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from gridmatch.battery_rewards.conditions import Thresholds
+from gridmatch.battery_rewards.conditions import covered, thresholds_of
 from gridmatch.battery_rewards.run import Evaluation
-from gridmatch.battery_rewards.summary import Summary
-from gridmatch.errors import ChainError
+from gridmatch.battery_rewards.summary import PeriodSummary, Summary
+from gridmatch.errors import ChainError, UsageError
+from gridmatch.results_io.battery_rewards import (
+    CHAIN_FILE,
+    ChainRecord,
+    PeriodRelease,
+    ReclaimRecord,
+    read_chain_record,
+)
 from gridmatch.results_io.layout import SETTLEMENT_DIR
 from gridmatch.settlement.abi_calls import ContractAbi, call_view
 from gridmatch.settlement.artifacts import build
-from gridmatch.settlement.chain import connect, fund_gas
+from gridmatch.settlement.chain import connect, contract_at, fund_gas
 from gridmatch.settlement.deploy import deploy_contract
 from gridmatch.settlement.eip712 import address_word, keccak256, sign, uint_word
 from gridmatch.settlement.keys import OPERATOR, Keystore, validator_name
 from gridmatch.settlement.receipts import Receipt
+from gridmatch.settlement.record import read_record, record_path
 from gridmatch.settlement.transactions import Sender
 
 DOMAIN_NAME = "gridmatch BatteryRewards"
@@ -47,11 +63,11 @@ DOMAIN_VERSION = "1"
 SUMMARY_TYPE = (
     "BatterySummary(uint256 agreementId,uint32 period,uint16 socMinBps,uint16 socMaxBps,"
     "uint16 maxDodBps,uint32 maxCRateMilli,int32 tempMinDeciC,int32 tempMaxDeciC,"
-    "uint32 cyclesPerDayMilli,uint16 sohBps,uint32 epoch)"
+    "uint32 cyclesPerDayMilli,uint16 sohBps,uint16 coverageBps,uint32 maxGapSeconds,uint32 epoch)"
 )
 _DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 _SUMMARY_TYPEHASH = keccak256(SUMMARY_TYPE.encode())
-_SUMMARY_BITS = (16, 16, 16, 32, -32, -32, 32, 16)  # negative: a signed intN
+_SUMMARY_BITS = (16, 16, 16, 32, -32, -32, 32, 16, 16, 32)  # negative: a signed intN
 OPERATOR_GAS_WEI = 10**22
 DEFAULT_VALIDATORS = 3
 
@@ -70,8 +86,14 @@ def _calldata(contract: ContractAbi, name: str, *args: object) -> bytes:
 
 
 def _transact(sender: Sender, contract: ContractAbi, name: str, *args: object) -> Receipt:
+    return _send(sender, contract, name, *args)[0]
+
+
+def _send(sender: Sender, contract: ContractAbi, name: str, *args: object) -> tuple[Receipt, str]:
+    """Send ``contract.name(*args)``, wait; return the receipt and the transaction's hash."""
     data = _calldata(contract, name, *args)
-    return sender.wait([sender.send(contract.address, data, abi=contract.abi)], contract.abi)[0]
+    tx_hash = sender.send(contract.address, data, abi=contract.abi)
+    return sender.wait([tx_hash], contract.abi)[0], "0x" + tx_hash.hex()
 
 
 def summary_hash_on_chain(
@@ -123,7 +145,7 @@ def summary_digest(
 
 @dataclass(frozen=True)
 class Deployment:
-    """A demonstration deployment and its agreement."""
+    """The contracts an agreement lives in, and the agreement."""
 
     payment: ContractAbi
     registry: ContractAbi
@@ -131,25 +153,47 @@ class Deployment:
     agreement_id: int
     participants: dict[str, str]  # participant id -> address
     chain_id: int
+    create_tx_hash: str = ""
 
 
 def deploy_agreement(
-    sender: Sender, evaluation: Evaluation, keystore: Keystore, validators: int
+    sender: Sender,
+    evaluation: Evaluation,
+    keystore: Keystore,
+    validators: Sequence[str],
+    existing: tuple[ContractAbi, ContractAbi] | None = None,
 ) -> Deployment:
-    """Deploy token, registry (``validators`` keys registered) and rewards; fund the agreement."""
+    """Deploy the rewards contract and fund the agreement (the sender is its sponsor).
+
+    Parameters
+    ----------
+    validators
+        Keystore names of the validators. Without ``existing`` a payment token and a
+        registry are deployed first and these validators registered in it; with it they
+        must already be registered there.
+    existing
+        ``(payment token, validator registry)`` of a settlement to reuse.
+    """
     build()
     admin = sender.address
-    payment = deploy_contract(sender, "PaymentToken", ["address"], admin)
-    registry = deploy_contract(sender, "ValidatorRegistry", ["address"], admin)
+    if existing is None:
+        payment = deploy_contract(sender, "PaymentToken", ["address"], admin)
+        registry = deploy_contract(sender, "ValidatorRegistry", ["address"], admin)
+        for name in validators:
+            sender.transact(registry, "register", keystore.role(name, create=True).address)
+    else:
+        payment, registry = existing
     rewards = deploy_contract(
         sender, "BatteryRewards", ["address", "address"], payment.address, registry.address
     )
-    for k in range(1, validators + 1):
-        sender.transact(registry, "register", keystore.role(validator_name(k), create=True).address)
     agreement = evaluation.agreement
     participants = {p: keystore.participant(p).address for p, _ in agreement.participants}
     funded = evaluation.funded_micro_eur
-    sender.transact(payment, "mint", admin, funded)
+    # A sponsor that already holds test EUR (a reused settlement's operator) mints only
+    # the shortfall; a token whose minter it is not refuses, naming the role.
+    (held,) = call_view(sender.w3, payment, "balanceOf", admin)
+    if int(held) < funded:
+        sender.transact(payment, "mint", admin, funded - int(held))
     sender.transact(payment, "approve", rewards.address, funded)
     terms = (
         keccak(text=agreement.battery_id),
@@ -157,15 +201,21 @@ def deploy_agreement(
         agreement.period_seconds,
         agreement.periods,
         agreement.expiry_s,
-        Thresholds.of(agreement.conditions).as_tuple(),
+        thresholds_of(agreement).as_tuple(),
         list(agreement.amounts_micro_eur),
         list(participants.values()),
         [share for _, share in agreement.participants],
     )
-    receipt = _transact(sender, rewards, "create", terms)
+    receipt, tx_hash = _send(sender, rewards, "create", terms)
     (created,) = rewards.events(receipt, "AgreementCreated")
     return Deployment(
-        payment, registry, rewards, int(created["id"]), participants, sender.w3.eth.chain_id
+        payment,
+        registry,
+        rewards,
+        int(created["id"]),
+        participants,
+        sender.w3.eth.chain_id,
+        tx_hash,
     )
 
 
@@ -196,7 +246,17 @@ def release_period(
     signed: list[tuple[str, int, bytes]],
 ) -> int:
     """Submit one period's signed summary; return the micro-EUR the contract released."""
-    receipt = _transact(
+    return _release(sender, deployment, period, summary, signed)[0].released_micro_eur
+
+
+def _release(
+    sender: Sender,
+    deployment: Deployment,
+    period: int,
+    summary: Summary,
+    signed: list[tuple[str, int, bytes]],
+) -> tuple[PeriodRelease, Receipt]:
+    receipt, tx_hash = _send(
         sender,
         deployment.rewards,
         "release",
@@ -206,7 +266,14 @@ def release_period(
         signed,
     )
     (attested,) = deployment.rewards.events(receipt, "PeriodAttested")
-    return int(attested["released"])
+    release = PeriodRelease(
+        period=period,
+        submitted=True,
+        released_micro_eur=int(attested["released"]),
+        tx_hash=tx_hash,
+        gas_used=receipt.gas_used,
+    )
+    return release, receipt
 
 
 def _move_clock(w3: Web3, to_s: int) -> None:
@@ -223,68 +290,220 @@ def _move_clock(w3: Web3, to_s: int) -> None:
     w3.provider.make_request(RPCEndpoint("evm_mine"), [])
 
 
+def _advance_clock(w3: Web3, seconds: int) -> None:
+    """Move a local anvil's clock forward by ``seconds`` (as ``gridmatch reclaim`` does)."""
+    for method, params in (("evm_increaseTime", [seconds]), ("evm_mine", [])):
+        response = w3.provider.make_request(RPCEndpoint(method), params)
+        if "error" in response:
+            raise ChainError(
+                f"the node cannot move its clock ({method}: {response['error']}); "
+                "only a local anvil can"
+            )
+
+
+def _require_code(w3: Web3, contracts: dict[str, ContractAbi], where: str) -> None:
+    for key, contract in contracts.items():
+        if not w3.eth.get_code(Web3.to_checksum_address(contract.address)):
+            raise ChainError(f"no contract at {contract.address} ({key}) on this chain: {where}")
+
+
+def _token_balances(w3: Web3, payment: ContractAbi, accounts: dict[str, str]) -> dict[str, int]:
+    return {p: int(call_view(w3, payment, "balanceOf", a)[0]) for p, a in accounts.items()}
+
+
+def _not_submitted(period: PeriodSummary) -> PeriodRelease:
+    """Record a period not submitted, and why: no summary, or telemetry not covering it."""
+    if period.summary is None:
+        note = "too few samples"
+    else:
+        note = (
+            f"telemetry coverage {period.summary.coverage_bps} bps, longest gap "
+            f"{period.summary.max_gap_seconds} s: below the agreement's rule (the contract "
+            "refuses such a summary)"
+        )
+    return PeriodRelease(period=period.period, submitted=False, released_micro_eur=0, note=note)
+
+
 def release_on_chain(
     evaluation: Evaluation,
     out_dir: Path,
     *,
     rpc_url: str | None = None,
     validators: int = DEFAULT_VALIDATORS,
-) -> dict[str, object]:
+    settlement_dir: Path | None = None,
+) -> ChainRecord:
     """Deploy, fund, attest and release every summarised period; check against Python.
 
-    Returns the record written into summary.json's ``chain``.
+    Parameters
+    ----------
+    validators
+        Validators of an own deployment (ignored with ``settlement_dir``: the
+        settlement's registered validators sign).
+    settlement_dir
+        A result folder of ``gridmatch settle`` whose registry and payment token to
+        reuse, on its node (``rpc_url`` overrides the one its record names).
+
+    Returns the record for ``OUT/chain.json``.
 
     Raises
     ------
     BatteryRewardsMismatchError
         A period's release or a participant's balance differs from the evaluation.
+    InputError
+        ``settlement_dir`` holds no deployment record or keystore.
     ChainError
-        A transaction was refused, or the node failed.
+        A transaction was refused, the settlement's contracts are not on the node, or
+        the node failed.
     """
-    keystore = Keystore.open(out_dir / SETTLEMENT_DIR / "keys", create=True)
-    operator = keystore.role(OPERATOR, create=True)
-    with connect(out_dir, rpc_url) as (w3, _):
-        fund_gas(w3, operator.address, OPERATOR_GAS_WEI, local=rpc_url is None)
+    existing_record = None
+    if settlement_dir is None:
+        chain_dir = out_dir
+        keystore = Keystore.open(out_dir / SETTLEMENT_DIR / "keys", create=True)
+        operator = keystore.role(OPERATOR, create=True)
+        names = [validator_name(k) for k in range(1, validators + 1)]
+        node = rpc_url
+    else:
+        existing_record = read_record(record_path(settlement_dir))
+        chain_dir = settlement_dir
+        keystore = Keystore.open(settlement_dir / SETTLEMENT_DIR / "keys", create=False)
+        operator = keystore.role(OPERATOR)
+        names = list(existing_record.validators)
+        node = rpc_url or existing_record.rpc_url
+    with connect(chain_dir, node) as (w3, _):
+        fund_gas(w3, operator.address, OPERATOR_GAS_WEI, local=node is None)
         sender = Sender(w3, operator)
-        deployment = deploy_agreement(sender, evaluation, keystore, validators)
-        keys = [keystore.signing_key(validator_name(k)) for k in range(1, validators + 1)]
+        existing = None
+        if existing_record is not None:
+            if w3.eth.chain_id != existing_record.chain_id:
+                raise ChainError(
+                    f"the node's chain id {w3.eth.chain_id} is not the settlement's "
+                    f"({existing_record.chain_id}): give the --rpc-url that settle used"
+                )
+            existing = (
+                contract_at("PaymentToken", existing_record.payment),
+                contract_at("ValidatorRegistry", existing_record.registry),
+            )
+            _require_code(
+                w3,
+                {"payment": existing[0], "registry": existing[1]},
+                "give the --rpc-url that settle used",
+            )
+        deployment = deploy_agreement(sender, evaluation, keystore, names, existing)
+        keys = [keystore.signing_key(name) for name in names]
         agreement = evaluation.agreement
         _move_clock(w3, agreement.period_start_s + agreement.periods * agreement.period_seconds)
-        released = []
+        before = _token_balances(w3, deployment.payment, deployment.participants)
+        releases = []
+        thresholds = thresholds_of(agreement)
         for period in evaluation.periods:
-            if period.summary is None:
-                released.append(0)
+            summary = period.summary
+            if summary is None or not covered(thresholds, summary):
+                releases.append(_not_submitted(period))
                 continue
-            signed = signatures(w3, deployment, keys, period.period, period.summary)
-            released.append(
-                release_period(sender, deployment, period.period, period.summary, signed)
-            )
-        balances = {
-            p: int(call_view(w3, deployment.payment, "balanceOf", address)[0])
-            for p, address in deployment.participants.items()
-        }
+            signed = signatures(w3, deployment, keys, period.period, summary)
+            releases.append(_release(sender, deployment, period.period, summary, signed)[0])
+        after = _token_balances(w3, deployment.payment, deployment.participants)
         funded, total, held, _ = call_view(
             w3, deployment.rewards, "balancesOf", deployment.agreement_id
         )
+    released = [r.released_micro_eur for r in releases]
+    gains = {p: after[p] - before[p] for p in after}
     if tuple(released) != evaluation.released_micro_eur:
         raise BatteryRewardsMismatchError(
             f"released per period on chain {released} != evaluated "
             f"{list(evaluation.released_micro_eur)}"
         )
-    if balances != evaluation.payouts_micro_eur:
+    if gains != evaluation.payouts_micro_eur:
         raise BatteryRewardsMismatchError(
-            f"participants' balances on chain {balances} != evaluated "
+            f"participants' balances on chain gained {gains} != evaluated "
             f"{evaluation.payouts_micro_eur}"
         )
-    return {
-        "rewards_contract": deployment.rewards.address,
-        "agreement_id": deployment.agreement_id,
-        "funded_micro_eur": int(funded),
-        "released_micro_eur": int(total),
-        "held_micro_eur": int(held),
-        "participants": deployment.participants,
-        "balances_micro_eur": balances,
-        "transactions": sender.sent,
-        "gas_used": sender.gas_used,
-        "matches_evaluation": True,
-    }
+    return ChainRecord(
+        rpc_url=node,
+        chain_dir=str(chain_dir.resolve()),
+        reused_settlement=str(settlement_dir.resolve()) if settlement_dir is not None else None,
+        chain_id=deployment.chain_id,
+        payment=deployment.payment.address,
+        registry=deployment.registry.address,
+        rewards_contract=deployment.rewards.address,
+        agreement_id=deployment.agreement_id,
+        sponsor=operator.address,
+        validators={name: key.address for name, key in zip(names, keys, strict=True)},
+        participants=deployment.participants,
+        create_tx_hash=deployment.create_tx_hash,
+        funded_micro_eur=int(funded),
+        released_micro_eur=int(total),
+        held_micro_eur=int(held),
+        balances_micro_eur=gains,
+        releases=releases,
+        transactions=sender.sent,
+        gas_used=sender.gas_used,
+        matches_evaluation=True,
+    )
+
+
+def reclaim_on_chain(
+    evaluation: Evaluation, out_dir: Path, *, rpc_url: str | None = None, advance_s: int = 0
+) -> ChainRecord:
+    """After expiry, the sponsor takes back what the agreement did not release.
+
+    Reads ``out_dir/chain.json`` (written by :func:`release_on_chain`), sends
+    ``BatteryRewards.reclaim`` with the sponsor's key and checks that the sponsor's
+    token balance gained exactly funded - released, as the chain's ``balancesOf`` and
+    the Python evaluation both give it. ``advance_s`` moves a local anvil's clock first.
+    The contract alone refuses a reclaim before expiry or a second one.
+
+    Returns the record with its ``reclaim`` filled in (for ``chain.json``).
+
+    Raises
+    ------
+    UsageError
+        The output folder has no chain record.
+    BatteryRewardsMismatchError
+        The sponsor's gain differs from funded - released.
+    ChainError
+        The contract refused (not expired, already reclaimed), or the node failed.
+    """
+    record = read_chain_record(out_dir)
+    if record is None:
+        raise UsageError(
+            f"{out_dir / CHAIN_FILE}: no on-chain run here; release first with "
+            "`gridmatch battery-rewards FOLDER -o OUT --chain`"
+        )
+    chain_dir = Path(record.chain_dir)
+    keystore = Keystore.open(chain_dir / SETTLEMENT_DIR / "keys", create=False)
+    sponsor = keystore.role(OPERATOR)
+    if sponsor.address != record.sponsor:
+        raise ChainError(
+            f"the keystore in {chain_dir / SETTLEMENT_DIR} holds {sponsor.address}, not the "
+            f"agreement's sponsor {record.sponsor}"
+        )
+    node = rpc_url or record.rpc_url
+    rewards = contract_at("BatteryRewards", record.rewards_contract)
+    payment = contract_at("PaymentToken", record.payment)
+    with connect(chain_dir, node) as (w3, _):
+        _require_code(w3, {"rewards": rewards}, "give the --rpc-url the release used")
+        if advance_s:
+            _advance_clock(w3, advance_s)
+        funded, released, _, _ = call_view(w3, rewards, "balancesOf", record.agreement_id)
+        (before,) = call_view(w3, payment, "balanceOf", sponsor.address)
+        sender = Sender(w3, sponsor)
+        receipt, tx_hash = _send(sender, rewards, "reclaim", record.agreement_id)
+        (event,) = rewards.events(receipt, "Reclaimed")
+        (after,) = call_view(w3, payment, "balanceOf", sponsor.address)
+        timestamp = int(w3.eth.get_block(receipt.block_number)["timestamp"])
+    gain = int(after) - int(before)
+    expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
+    if not gain == int(event["amount"]) == int(funded) - int(released) == expected:
+        raise BatteryRewardsMismatchError(
+            f"the sponsor gained {gain} micro-EUR (event {int(event['amount'])}, chain "
+            f"funded - released {int(funded) - int(released)}), evaluated {expected}"
+        )
+    reclaim = ReclaimRecord(
+        tx_hash=tx_hash,
+        reclaimed_micro_eur=int(event["amount"]),
+        sponsor_gain_micro_eur=gain,
+        gas_used=receipt.gas_used,
+        block_timestamp=timestamp,
+    )
+    return record.model_copy(update={"reclaim": reclaim, "held_micro_eur": 0})

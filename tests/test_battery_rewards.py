@@ -11,11 +11,10 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
+from battery_chain import deployed_after_last_period
 from typer.testing import CliRunner
-from web3 import Web3
 
 from gridmatch.battery_rewards.conditions import (
     INSUFFICIENT_DATA,
@@ -37,10 +36,7 @@ from gridmatch.scenario_io.battery_input import (
 )
 from gridmatch.settlement import battery_rewards as chain
 from gridmatch.settlement.abi_calls import call_view
-from gridmatch.settlement.anvil import local_chain
-from gridmatch.settlement.chain import fund_gas
-from gridmatch.settlement.keys import DerivedKey, Keystore, validator_name
-from gridmatch.settlement.transactions import Sender
+from gridmatch.settlement.keys import DerivedKey
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "scenarios" / "battery-rewards-example"
 HEADER = "battery_id,timestamp,soc,p_kw,temperature_c,soh\n"
@@ -102,6 +98,8 @@ def test_telemetry_refuses_unknown_column(tmp_path: Path) -> None:
         ("capacity_kwh: 13.5", "capacity_kwh: 13.5\ncolour: red", "colour"),
         ("max_c_rate: 0.25", "max_c_rate: 0.0000001", "amounts_eur.max_c_rate"),
         ("expiry: 2036-01-01T00:00:00Z", "expiry: 2026-01-02T00:00:00Z", None),
+        # Expiring as the last period ends leaves it no time to be released (as on chain).
+        ("expiry: 2036-01-01T00:00:00Z", "expiry: 2026-01-04T12:00:00Z", None),
     ],
 )
 def test_agreement_refuses_bad_terms(tmp_path: Path, old: str, new: str, field: str | None) -> None:
@@ -142,10 +140,10 @@ def test_summary_rounds_against_the_battery() -> None:
 
 def test_thresholds_inclusive_and_soh_needs_data() -> None:
     agreement = read_agreement(EXAMPLE / "agreement.yaml")
-    t = Thresholds.of(agreement.conditions)
+    t = Thresholds.of(agreement.conditions, agreement.telemetry)
     from gridmatch.battery_rewards.summary import Summary
 
-    at = Summary(*t.as_tuple())
+    at = Summary(*t.as_tuple()[:8], 10_000, t.max_gap_seconds)
     assert met(t, at) == (True,) * 6
     assert met(t, replace(at, soh_bps=0))[5] is False
     assert met(t, replace(at, max_c_rate_milli=at.max_c_rate_milli + 1))[2] is False
@@ -210,7 +208,8 @@ def test_release_on_anvil_equals_python_to_the_unit(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["battery-rewards", str(EXAMPLE), "-o", str(out), "--chain"])
     assert result.exit_code == 0, result.output
-    record = json.loads((out / "summary.json").read_text())["chain"]
+    assert json.loads((out / "summary.json").read_text())["on_chain"] is True
+    record = json.loads((out / "chain.json").read_text())
     assert record["balances_micro_eur"] == evaluation.payouts_micro_eur
     assert record["released_micro_eur"] == evaluation.total_released_micro_eur == 7_499_999
     assert record["held_micro_eur"] == evaluation.funded_micro_eur - 7_499_999
@@ -219,17 +218,13 @@ def test_release_on_anvil_equals_python_to_the_unit(tmp_path: Path) -> None:
 
 def test_forged_and_replayed_reports_refused_on_anvil(tmp_path: Path) -> None:
     evaluation = evaluate_folder(EXAMPLE)
-    keystore = Keystore.open(tmp_path / "keys", create=True)
-    operator = keystore.role("operator", create=True)
-    with local_chain(tmp_path / "state.json") as url:
-        w3 = Web3(Web3.HTTPProvider(url))
-        fund_gas(w3, operator.address, 10**22, local=True)
-        sender = Sender(w3, operator)
-        deployment = chain.deploy_agreement(sender, evaluation, keystore, 3)
-        end = evaluation.agreement.period_start_s + 3 * 86_400
-        w3.provider.make_request("evm_setNextBlockTimestamp", [end])  # type: ignore[arg-type]
-        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-        keys: list[Any] = [keystore.signing_key(validator_name(k)) for k in (1, 2, 3)]
+    with deployed_after_last_period(evaluation, tmp_path) as deployed:
+        w3, sender, deployment, keys = (
+            deployed.w3,
+            deployed.sender,
+            deployed.deployment,
+            deployed.keys,
+        )
         period = evaluation.periods[1]
         assert period.summary is not None
         # The digest computed in Python is the contract's own.

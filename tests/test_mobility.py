@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import networkx as nx
@@ -28,11 +29,19 @@ from scipy.optimize import linprog
 from typer.testing import CliRunner
 
 from gridmatch.cli import app
+from gridmatch.matching.backends.highs_runner import run_highs
+from gridmatch.matching.solution import SolveOptions
 from gridmatch.mobility import solve as solve_module
-from gridmatch.mobility.dispatch import Mode
-from gridmatch.mobility.example import town_grid, write_inputs
+from gridmatch.mobility.dispatch import Mode, run_dispatch
+from gridmatch.mobility.example import synthetic_inputs, town_grid, write_inputs
+from gridmatch.mobility.heuristic import critical_kwh
+from gridmatch.mobility.model import Objective, build_model
 from gridmatch.mobility.nearest import SupplyIndex
+from gridmatch.mobility.pairs import eligible_pairs, fleet_arrays
+from gridmatch.mobility.pricing import Duals, priced_lp, reduced_values
+from gridmatch.mobility.roads import RoadNetwork
 from gridmatch.mobility.run import run_mobility, settings_for, solve_mobility
+from gridmatch.mobility.solve import SolveSettings
 from gridmatch.mobility.v2g import spare_wh
 from gridmatch.results_io.mobility import (
     read_deliveries,
@@ -409,6 +418,107 @@ def test_priced_emergency_keeps_the_critical_floor(tmp_path, monkeypatch):
     assert priced.summary.bound_kwh >= exact.summary.objective_kwh - 1e-6
 
 
+def test_priced_lp_equals_the_lp_over_every_pair():
+    # Column generation states a divisible pair by its kWh alone (y = x / u): its LP
+    # must be the full model's LP relaxation, with and without the critical floor.
+    inputs = small_inputs(33, 14, 30, side=5)
+    roads = RoadNetwork(inputs.roads, inputs.positions)
+    fleet = fleet_arrays(inputs, roads, emergency=True)
+    pairs = eligible_pairs(fleet, roads)
+    ones = np.ones(fleet.n_requests)
+    for objective in (Objective(ones, EPSILON), Objective(ones, EPSILON, floor_kwh=30.0)):
+        priced = priced_lp(fleet, pairs, objective, np.zeros(0, dtype=np.int64), math.inf)
+        assert priced is not None and priced.converged
+        full = run_highs(
+            build_model(fleet, pairs, objective).arrays,
+            SolveOptions(time_limit_s=20.0),
+            20.0,
+            relax=True,
+        )
+        assert full.bound_eur is not None
+        assert priced.lp_kwh == pytest.approx(full.bound_eur, abs=1e-6)
+        assert priced.bound_kwh >= full.bound_eur - 1e-6
+        assert priced.bound_kwh == pytest.approx(full.bound_eur, abs=1e-4)
+
+
+def test_reduced_values_are_each_pairs_best_lagrangian_value():
+    # Random non-negative duals: r1 of every pair, computed pair by pair from the
+    # formula of mobility/pricing.py's docstring, points and floor included.
+    inputs = small_inputs(36, 10, 20, side=4)
+    roads = RoadNetwork(inputs.roads, inputs.positions)
+    fleet = fleet_arrays(inputs, roads, emergency=True)
+    pairs = eligible_pairs(fleet, roads)
+    rng = np.random.default_rng(0)
+    duals = Duals(
+        vehicle=rng.uniform(0, 5, fleet.n_vehicles),
+        request=rng.uniform(0, 1.5, fleet.n_requests),
+        port=rng.uniform(0, 3, fleet.n_points),
+        power=rng.uniform(0, 2, fleet.n_points),
+        floor=0.7,
+    )
+    objective = Objective(np.ones(fleet.n_requests), EPSILON, floor_kwh=10.0)
+    reduced = reduced_values(fleet, pairs, objective, duals)
+    for p in range(pairs.size):
+        v, i = int(pairs.vehicle[p]), int(pairs.request[p])
+        q = int(fleet.request_point[i])
+        start = max(pairs.travel_min[p], fleet.earliest_min[i])
+        hours = (fleet.latest_min[i] - start) / 60.0
+        a = 1.0 + 0.7 * fleet.critical[i] - (duals.power[q] / hours if q >= 0 else 0.0)
+        cost = EPSILON * pairs.travel_min[p] + duals.vehicle[v] + (duals.port[q] if q >= 0 else 0)
+        if fleet.divisible[i]:
+            expected = max(a - duals.request[i], 0.0) * pairs.capacity_kwh[p] - cost
+        else:
+            expected = a * fleet.need_kwh[i] - cost - duals.request[i]
+        assert reduced[p] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [34, 35])
+def test_priced_emergency_search_keeps_the_floor_and_brackets_the_optimum(
+    tmp_path, monkeypatch, seed
+):
+    # Both stages priced: the second one runs the neighbourhood search. Its dispatch
+    # keeps stage 1's floor, the independent checker accepts it, and the lexicographic
+    # optimum (the full MILP's, proven) lies between its value and its bound.
+    folder = write_folder(tmp_path / "in", small_inputs(seed, 14, 30, side=5))
+    exact = solve_checked(folder, tmp_path / "exact", Mode.EMERGENCY)
+    assert exact.summary.status == "optimal"
+    monkeypatch.setattr(solve_module, "FULL_MODEL_PAIRS", 10)
+    monkeypatch.setattr(solve_module, "EXACT_MODEL_PAIRS", 0)
+    priced = solve_checked(folder, tmp_path / "priced", Mode.EMERGENCY, time_limit_s=4.0)
+    first, second = priced.result.stages
+    assert second.method == "priced"
+    assert second.solver_status.startswith("neighbourhood search")
+    floor = priced.result.critical_floor_kwh
+    assert floor is not None
+    assert critical_kwh(priced.result.fleet, priced.result.pairs, priced.result.dispatch) >= (
+        floor - 1e-3
+    )
+    assert first.objective_kwh <= exact.result.stages[0].bound_kwh + 1e-6
+    assert first.bound_kwh >= exact.result.stages[0].objective_kwh - 1e-6
+    optimum = exact.summary.objective_kwh
+    if floor >= exact.result.critical_floor_kwh - 1e-3:
+        # Stage 1 found the critical optimum: the two stage-2 problems are the same.
+        assert second.objective_kwh <= optimum + 1e-6
+    assert second.bound_kwh >= optimum - 1e-6
+    assert priced.result.gap == max(first.gap, second.gap)
+
+
+def test_emergency_dispatch_keeps_the_time_limit():
+    # 300 x 1,000: stage 1 in one MILP, stage 2 priced and searched until the deadline.
+    inputs = synthetic_inputs(300, 1000, seed=1)
+    roads = RoadNetwork(inputs.roads, inputs.positions)
+    limit_s = 4.0
+    began = time.perf_counter()
+    result = run_dispatch(inputs, roads, Mode.EMERGENCY, SolveSettings(time_limit_s=limit_s))
+    elapsed_s = time.perf_counter() - began
+    assert result.stages[1].method == "priced"
+    # Slack for a loaded CI machine, below what a stage 2 given the whole limit again
+    # after stage 1's share (1.25 x the limit) would take.
+    assert elapsed_s <= limit_s + 0.75
+    assert result.gap == max(stage.gap for stage in result.stages)
+    assert all(stage.bound_kwh >= stage.objective_kwh for stage in result.stages)
+
+
 # --- reasons ---------------------------------------------------------------------------
 
 
@@ -457,6 +567,19 @@ def test_unserved_requests_say_why(tmp_path):
     solve_checked(folder, tmp_path / "normal", Mode.NORMAL)
     normal = {r.request_id: r.reason.value for r in read_request_rows(tmp_path / "normal")}
     assert "vehicles_used_elsewhere" in {normal["first"], normal["second"]}
+
+
+def test_the_grid_loop_cuts_sessions_when_the_time_limit_leaves_no_resolve(tmp_path):
+    # A limit so short that no re-solve fits: the culprit points' sessions are cut from
+    # the first dispatch as it is; the result is still secure, checked, and not proven.
+    run = solve_checked(STORM, tmp_path / "out", Mode.EMERGENCY, time_limit_s=0.05)
+    grid = run.summary.grid
+    assert grid.checked and grid.secure
+    assert grid.cut_points and set(grid.cut_points) <= set(grid.capped_points)
+    assert run.summary.status == "feasible"
+    assert run.summary.bound_kwh >= run.summary.objective_kwh
+    sessions = {s.point_id for s in run.plan.sessions}
+    assert not sessions & set(grid.cut_points)
 
 
 def test_storm_town_reasons_and_grid_check(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from feasibility import check_result_folder
+from metered_as_traded import attest_as_traded
 from typer.testing import CliRunner
 
 from gridmatch.cli import app
@@ -57,20 +58,8 @@ def settled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     result = _invoke("clear", str(SCENARIO), "--out", str(out))
     assert result.exit_code == 0, result.stderr
     deploy.settle(out)
-    # Every party's meter reads what it traded: sellers export, buyers import it.
-    metered: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for t in csv.DictReader((out / "trades.csv").open()):
-        metered[t["seller_id"], int(t["slot"])][0] += float(t["quantity_kwh"])
-        metered[t["buyer_id"], int(t["slot"])][1] += float(t["quantity_kwh"])
-    meters = root / "meters.csv"
-    rows = [f"{p},{s},{e:.3f},{i:.3f}" for (p, s), (e, i) in sorted(metered.items())]
-    meters.write_text("meter_id,slot,exported_kwh,imported_kwh\n" + "\n".join(rows) + "\n")
-    signed = root / "readings.json"
-    result = _invoke("meters", "sign", str(out), str(meters), "-o", str(signed))
-    assert result.exit_code == 0, result.stderr
-    result = _invoke("attest", str(out), str(signed))
-    assert result.exit_code == 0, result.stderr
-    return out, result.stderr
+    stderr = attest_as_traded(out, root)
+    return out, stderr
 
 
 def test_budgets_hold_and_the_escrow_is_the_prepaid_balance(settled: tuple[Path, str]) -> None:

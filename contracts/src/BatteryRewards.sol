@@ -39,7 +39,7 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     bytes32 public constant SUMMARY_TYPEHASH = keccak256(
         "BatterySummary(uint256 agreementId,uint32 period,uint16 socMinBps,uint16 socMaxBps,uint16 maxDodBps,"
         "uint32 maxCRateMilli,int32 tempMinDeciC,int32 tempMaxDeciC,uint32 cyclesPerDayMilli,uint16 sohBps,"
-        "uint32 epoch)"
+        "uint16 coverageBps,uint32 maxGapSeconds,uint32 epoch)"
     );
 
     /// @notice The thresholds of an agreement (same units as {Summary}).
@@ -49,6 +49,9 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     /// @param tempMinDeciC, tempMaxDeciC The temperature band, in tenths of a degree C.
     /// @param maxCyclesPerDayMilli Equivalent full cycles per day allowed, in thousandths.
     /// @param minSohBps Lowest allowed state of health (a summary without SoH data: 0).
+    /// @param minCoverageBps Telemetry coverage a period needs before anything is released:
+    ///        the share of the expected samples present, in basis points.
+    /// @param maxGapSeconds Longest allowed stretch without a sample (period edges included).
     struct Conditions {
         uint16 socMinBps;
         uint16 socMaxBps;
@@ -58,9 +61,12 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         int32 tempMaxDeciC;
         uint32 maxCyclesPerDayMilli;
         uint16 minSohBps;
+        uint16 minCoverageBps;
+        uint32 maxGapSeconds;
     }
 
-    /// @notice What validators attest of one period's telemetry.
+    /// @notice What validators attest of one period's telemetry; `coverageBps` and
+    ///         `maxGapSeconds` say how well the samples cover the period.
     struct Summary {
         uint16 socMinBps;
         uint16 socMaxBps;
@@ -70,6 +76,8 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         int32 tempMaxDeciC;
         uint32 cyclesPerDayMilli;
         uint16 sohBps;
+        uint16 coverageBps;
+        uint32 maxGapSeconds;
     }
 
     /// @notice A validator's signature of a summary under its registration `epoch`.
@@ -131,6 +139,7 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     error BatteryRewardsNoQuorum(uint256 agreeing, uint256 quorum);
     error BatteryRewardsNotSponsor(address caller);
     error BatteryRewardsReclaimed(uint256 id);
+    error BatteryRewardsInsufficientCoverage(uint256 id, uint32 period, uint16 coverageBps, uint32 maxGapSeconds);
 
     event AgreementCreated(uint256 indexed id, address indexed sponsor, bytes32 indexed batteryId, uint256 funded);
     event PeriodAttested(uint256 indexed id, uint32 indexed period, uint8 metMask, uint256 released);
@@ -158,6 +167,8 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         for (uint256 c; c < CONDITIONS; ++c) {
             perPeriod += terms.amounts[c];
         }
+        // The split multiplies a period's amount by a share in basis points: it must fit.
+        if (perPeriod > type(uint256).max / TOTAL_BPS) revert BatteryRewardsBadTerms("amounts too large");
         uint256 funded = perPeriod * terms.periods;
         if (funded == 0) revert BatteryRewardsBadTerms("nothing to fund");
         id = ++agreementCount;
@@ -181,7 +192,9 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     ///         submit it): each agreed condition the summary meets pays its amount, split by
     ///         the shares (the last participant gets the rounding remainder).
     /// @dev Reverts on an unknown agreement or period, a period not over yet, after expiry,
-    ///      on a period already attested, an invalid or duplicate signature, or no quorum.
+    ///      on a period already attested, an invalid or duplicate signature, no quorum, or a
+    ///      summary whose telemetry covers the period less than the agreement asks (the
+    ///      period then stays open: a summary of backfilled telemetry may still release it).
     function release(uint256 id, uint32 period, Summary calldata summary, SignedSummary[] calldata signatures)
         external
         nonReentrant
@@ -196,6 +209,11 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (block.timestamp > a.expiry) revert BatteryRewardsExpired(id, a.expiry);
         if (_periodMask[id][period] != 0) revert BatteryRewardsPeriodAttested(id, period);
         _checkQuorum(id, period, summary, signatures);
+        // Checked after the quorum: even the validators' own word cannot release a period
+        // the telemetry does not show.
+        if (summary.coverageBps < a.conditions.minCoverageBps || summary.maxGapSeconds > a.conditions.maxGapSeconds) {
+            revert BatteryRewardsInsufficientCoverage(id, period, summary.coverageBps, summary.maxGapSeconds);
+        }
         uint8 met = metMask(a.conditions, summary);
         uint8 mask = 0x80;
         for (uint8 c; c < CONDITIONS; ++c) {
@@ -299,9 +317,15 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (terms.expiry < lastEnd || terms.expiry < block.timestamp) {
             revert BatteryRewardsBadTerms("expiry before the last period ends");
         }
+        // Validators summarise a period after it ends: the last one gets a period's
+        // length to be released in, or the sponsor could reclaim it unreleasable.
+        if (terms.expiry < lastEnd + terms.periodSeconds) {
+            revert BatteryRewardsBadTerms("no release window after the last period");
+        }
         Conditions calldata c = terms.conditions;
         if (c.socMinBps > c.socMaxBps || c.socMaxBps > TOTAL_BPS) revert BatteryRewardsBadTerms("soc window");
         if (c.tempMinDeciC > c.tempMaxDeciC) revert BatteryRewardsBadTerms("temperature band");
+        if (c.minCoverageBps > TOTAL_BPS || c.maxGapSeconds == 0) revert BatteryRewardsBadTerms("coverage");
         uint256 n = terms.participants.length;
         if (n == 0 || n > MAX_PARTICIPANTS || terms.sharesBps.length != n) {
             revert BatteryRewardsBadTerms("participants");

@@ -58,7 +58,9 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
             c.tempMinDeciC,
             c.tempMaxDeciC,
             c.maxCyclesPerDayMilli,
-            c.minSohBps
+            c.minSohBps,
+            c.minCoverageBps,
+            c.maxGapSeconds
         );
         assertEq(rewards.metMask(c, s), 0x3F, "all met");
         warpPastPeriod(0);
@@ -313,5 +315,86 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         vm.prank(sponsor);
         vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "soc window"));
         rewards.create(t);
+    }
+
+    /// Property: coverage exactly at the agreement's minimum and a gap exactly at its
+    /// maximum release (inclusive, like the conditions).
+    function test_CoverageBoundariesInclusive() public {
+        uint256 id = createAgreement();
+        BatteryRewards.Summary memory s = goodSummary();
+        s.coverageBps = conditions().minCoverageBps;
+        s.maxGapSeconds = conditions().maxGapSeconds;
+        warpPastPeriod(0);
+        assertEq(rewards.release(id, 0, s, signed(id, 0, s, 3)), 6 * AMOUNT, "all paid");
+    }
+
+    /// Attack: a full validator quorum signs a summary of telemetry that covers too little
+    /// of the period (one sample short of the minimum share, or one gap a second too
+    /// long): nothing is released and the period stays open for a summary that shows it.
+    function test_RevertIf_CoverageBelowMinimum() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.Summary memory thin = goodSummary();
+        thin.coverageBps = conditions().minCoverageBps - 1;
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, thin, 3);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                BatteryRewards.BatteryRewardsInsufficientCoverage.selector, id, 0, thin.coverageBps, thin.maxGapSeconds
+            )
+        );
+        rewards.release(id, 0, thin, sigs);
+        BatteryRewards.Summary memory gap = goodSummary();
+        gap.maxGapSeconds = conditions().maxGapSeconds + 1;
+        sigs = signed(id, 0, gap, 3);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                BatteryRewards.BatteryRewardsInsufficientCoverage.selector, id, 0, gap.coverageBps, gap.maxGapSeconds
+            )
+        );
+        rewards.release(id, 0, gap, sigs);
+        assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), 0, "nothing paid");
+        assertEq(rewards.periodMask(id, 0), 0, "still open");
+        (, uint256 released,,) = rewards.balancesOf(id);
+        assertEq(released, 0, "nothing released");
+        // The period is still open: a summary of full telemetry releases it.
+        assertEq(rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3)), 6 * AMOUNT, "later");
+    }
+
+    /// Attack: terms with a coverage minimum above 100 % or no gap allowed at all.
+    function test_RevertIf_BadCoverageTerms() public {
+        BatteryRewards.Terms memory t = terms(7000);
+        t.conditions.minCoverageBps = 10_001;
+        vm.prank(sponsor);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "coverage"));
+        rewards.create(t);
+        t = terms(7000);
+        t.conditions.maxGapSeconds = 0;
+        vm.prank(sponsor);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadTerms.selector, "coverage"));
+        rewards.create(t);
+    }
+
+    /// Property: any coverage and gap releases everything met if and only if both meet
+    /// the agreement's rule; otherwise the release is refused and nothing moves.
+    function testFuzz_CoverageRule(uint16 coverageBps, uint32 maxGapSeconds) public {
+        coverageBps = uint16(bound(coverageBps, 0, 10_000));
+        uint256 id = createAgreement();
+        BatteryRewards.Summary memory s = goodSummary();
+        s.coverageBps = coverageBps;
+        s.maxGapSeconds = maxGapSeconds;
+        warpPastPeriod(0);
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, s, 3);
+        bool ok = coverageBps >= conditions().minCoverageBps && maxGapSeconds <= conditions().maxGapSeconds;
+        if (!ok) {
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    BatteryRewards.BatteryRewardsInsufficientCoverage.selector, id, 0, coverageBps, maxGapSeconds
+                )
+            );
+        }
+        uint256 amount = rewards.release(id, 0, s, sigs);
+        assertEq(amount, ok ? 6 * AMOUNT : 0, "released");
+        assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), amount, "paid");
+        assertEq(rewards.periodMask(id, 0), ok ? 0xBF : 0, "attested only when covered");
     }
 }

@@ -54,7 +54,9 @@ abstract contract BatteryRewardsFixture is TestBase {
             tempMinDeciC: 0,
             tempMaxDeciC: 400,
             maxCyclesPerDayMilli: 1500,
-            minSohBps: 8000
+            minSohBps: 8000,
+            minCoverageBps: 9000,
+            maxGapSeconds: 3600
         });
     }
 
@@ -68,7 +70,9 @@ abstract contract BatteryRewardsFixture is TestBase {
             tempMinDeciC: 150,
             tempMaxDeciC: 300,
             cyclesPerDayMilli: 900,
-            sohBps: 9500
+            sohBps: 9500,
+            coverageBps: 10_000,
+            maxGapSeconds: 300
         });
     }
 

@@ -53,8 +53,8 @@ contract BatteryRewardsHandler {
         t.periodStart = uint64(block.timestamp);
         t.periodSeconds = uint32(_bound(seed, 60, 86_400));
         t.periods = uint32(_bound(periods, 1, 6));
-        t.expiry = t.periodStart + uint64(t.periods) * t.periodSeconds + uint64(_bound(seed >> 32, 0, 86_400));
-        t.conditions = BatteryRewards.Conditions(1000, 9000, 8000, 500, 0, 400, 1500, 8000);
+        t.expiry = t.periodStart + uint64(t.periods + 1) * t.periodSeconds + uint64(_bound(seed >> 32, 0, 86_400));
+        t.conditions = BatteryRewards.Conditions(1000, 9000, 8000, 500, 0, 400, 1500, 8000, 9000, 3600);
         for (uint256 c; c < 6; ++c) {
             t.amounts[c] = (seed >> (40 + c)) & 1 == 0 ? 0 : _bound(amount >> (c * 20), 1, 1e9);
         }
@@ -97,13 +97,20 @@ contract BatteryRewardsHandler {
     }
 
     function _summary(uint256 seed) internal pure returns (BatteryRewards.Summary memory s) {
-        s = BatteryRewards.Summary(2000, 8500, 6000, 400, 150, 300, 900, 9500);
+        s = BatteryRewards.Summary(2000, 8500, 6000, 400, 150, 300, 900, 9500, 10_000, 300);
         if (seed & 1 != 0) s.socMaxBps = 9500;
         if (seed & 2 != 0) s.maxDodBps = 9000;
         if (seed & 4 != 0) s.maxCRateMilli = 2000;
         if (seed & 8 != 0) s.tempMaxDeciC = 450;
         if (seed & 16 != 0) s.cyclesPerDayMilli = 3000;
         if (seed & 32 != 0) s.sohBps = 0;
+        // Telemetry too thin (bit 6) or with too long a gap (bit 7): refused, period open.
+        if (seed & 64 != 0) s.coverageBps = 8999;
+        if (seed & 128 != 0) s.maxGapSeconds = 3601;
+    }
+
+    function _covered(BatteryRewards.Summary memory s) internal pure returns (bool) {
+        return s.coverageBps >= 9000 && s.maxGapSeconds <= 3600;
     }
 
     function _sign(uint256 key, uint256 id, uint32 period, BatteryRewards.Summary memory s, uint32 epoch)
@@ -148,7 +155,7 @@ contract BatteryRewardsHandler {
         (BatteryRewards.SignedSummary[] memory sigs, uint256 current) =
             _signatures(id, period, s, _bound(subset, 1, 2 ** KEYS - 1));
         bool ok = block.timestamp >= start + uint64(period + 1) * length && block.timestamp <= expiry
-            && rewards.periodMask(id, period) == 0 && current >= registry.quorum();
+            && rewards.periodMask(id, period) == 0 && current >= registry.quorum() && _covered(s);
         uint256 before = payment.balanceOf(OWNER) + payment.balanceOf(OTHER);
         try rewards.release(id, period, s, sigs) returns (uint256 amount) {
             if (!ok) ++ghost_attacksSucceeded;
