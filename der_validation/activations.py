@@ -21,18 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridmatch.der_validation.detection import detect
-from gridmatch.der_validation.signatures import (
-    Window,
-    _chain,
-    _period_score,
+from gridmatch.der_validation.cycling_fit import (
     compressor_starts,
-    daylight_fit,
-    direction,
+    cycle_chain,
+    cycle_period_score,
     enough_cycles,
-    fit_model,
 )
+from gridmatch.der_validation.detection import detect
+from gridmatch.der_validation.signatures import fit_model
 from gridmatch.der_validation.verdicts import DAY_S, slice_signal
+from gridmatch.der_validation.window import Window, daylight_fit, direction
 from gridmatch.scenario_io.der_input import MeterSeries
 from gridmatch.scenario_io.der_models import (
     OPERATIONS,
@@ -108,8 +106,8 @@ def classify_day(
         position = 0
         while position < len(starts):
             first = starts[position]
-            chain = _chain(starts[position:], model, first)
-            score, period = _period_score(chain, model)
+            chain = cycle_chain(starts[position:], model, first)
+            score, period = cycle_period_score(chain, model)
             if enough_cycles(chain, model) and score >= minimum:
                 for step in chain:
                     k = index[id(step)]

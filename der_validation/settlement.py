@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from gridmatch.der_validation.signatures import direction
+from gridmatch.der_validation.window import direction
 from gridmatch.results_io.der_validation import Verdict, VerdictRow
 from gridmatch.results_io.tables import neutralise
 from gridmatch.units import WH_PER_KWH, floor_wh

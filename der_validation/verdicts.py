@@ -36,16 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from gridmatch.der_validation.cycling_fit import compressor_starts, similar_steps
 from gridmatch.der_validation.detection import Detection, Signal, detect
-from gridmatch.der_validation.signatures import (
-    Fit,
-    Window,
-    compressor_starts,
-    daylight_fit,
-    direction,
-    fit_model,
-    similar_steps,
-)
+from gridmatch.der_validation.signatures import fit_model
+from gridmatch.der_validation.window import Fit, Window, daylight_fit, direction
 from gridmatch.results_io.der_validation import EventRow, Verdict, VerdictRow
 from gridmatch.scenario_io.der_input import Commitment, MeterSeries
 from gridmatch.scenario_io.der_models import (

@@ -22,11 +22,12 @@ from typer.testing import CliRunner
 from gridmatch.cli import app
 from gridmatch.der_validation.activations import OTHER, classify_day
 from gridmatch.der_validation.clearsky import clear_sky_ghi
+from gridmatch.der_validation.cycling_fit import compressor_starts, enough_cycles
 from gridmatch.der_validation.detection import Signal, detect
 from gridmatch.der_validation.run import DEFAULT_MODELS, load, run_validation
 from gridmatch.der_validation.settlement import deliveries_csv, validated_deliveries
-from gridmatch.der_validation.signatures import Window, compressor_starts, enough_cycles
 from gridmatch.der_validation.synthetic import write_example
+from gridmatch.der_validation.window import Window
 from gridmatch.errors import InputError
 from gridmatch.results_io.der_validation import (
     Verdict,

@@ -1,0 +1,222 @@
+"""The step signatures (``step_hold``, ``setpoint``, ``step_change``): a pulse held in the window.
+
+The energy is the pulse's step times the time it held inside the window; the step is
+measured on the samples around it, so what the rest of the household does meanwhile does
+not count.
+"""
+
+from __future__ import annotations
+
+from gridmatch.der_validation.detection import MAX_PAIR_S, Pulse
+from gridmatch.der_validation.window import (
+    EXPORT_MARGIN_KW,
+    MIN_HOLD_SHARE,
+    Fit,
+    Window,
+    aligned_pulses,
+    clip_share,
+    closeness,
+    held_factor,
+    held_share,
+    in_range,
+    ramp_rate,
+    reactive_score,
+    recurrences,
+    sustained_before,
+)
+from gridmatch.scenario_io.der_models import (
+    SetpointModel,
+    StepChangeModel,
+    StepHoldModel,
+)
+from gridmatch.units import SECONDS_PER_HOUR
+
+# A step-type device whose step recurs this often within the window is cycling, not it.
+RECURRENCE_LIMIT = 2
+RECURRENCE_FACTOR = 0.3
+# A slow ramp hints at another device, but a step that met another one looks slow too.
+SLOW_RAMP_FACTOR = 0.9
+NO_EXPORT_FACTOR = 0.85
+# A charger's curtailment with no session start before it scores this much.
+NO_SESSION_FACTOR = 0.5
+SAME_SESSION = 0.15
+NIGHT_SIGN_FACTOR = 0.4
+# A pulse a PV site's clouds could make is taken as a device's from this long on (s).
+CLOUD_HOLD_S = 2400
+
+
+def _ends_as_committed(window: Window, pulse: Pulse, end_s: float) -> Pulse:
+    """Return the pulse held to the committed end if a step of its size undoes it there.
+
+    A pulse that closed early may have been closed by another device's off step of
+    the same size; an off step of its size at the committed end (within the alignment
+    tolerance) is then the device's own.
+    """
+    if pulse.off is None or pulse.end_s >= end_s - window.align_s:
+        return pulse
+    spec = window.detection.spec
+    allowed_kw = max(spec.pair_tolerance * abs(pulse.delta_kw), spec.pair_tolerance_kw)
+    for step in window.detection.steps:
+        if (
+            abs(step.time_s - end_s) <= window.align_s
+            and step.sign != pulse.sign
+            and abs(step.delta_kw + pulse.delta_kw) <= allowed_kw
+        ):
+            return Pulse(pulse.on, step, pulse.delta_kw, step.time_s, pulse.reversal)
+    return pulse
+
+
+def _session_before(window: Window, pulse: Pulse) -> bool:
+    """Whether a rising step of the pulse's size came before it (within a pair's reach)."""
+    size = abs(pulse.delta_kw)
+    return any(
+        step.sign > 0
+        and pulse.start_s - MAX_PAIR_S <= step.time_s < pulse.start_s
+        and abs(step.delta_kw - size) <= SAME_SESSION * size
+        for step in window.detection.steps
+    )
+
+
+def _held_kw(pulse: Pulse, size_kw: float, committed: bool) -> float:
+    """Return the power a committed step device held: its larger on or off step.
+
+    Each step is measured against what the rest of the household did around it; the
+    household's own load rising meanwhile (an evening's) reads a discharge's step
+    short far more often than long. Only a pulse closed by a step of its own size has
+    two readings.
+    """
+    if not committed or pulse.off is None or not pulse.matched:
+        return size_kw
+    return max(size_kw, abs(pulse.off.delta_kw))
+
+
+def stepped_fit(
+    name: str,
+    model: StepHoldModel | SetpointModel | StepChangeModel,
+    operation: str,
+    sign: int,
+    window: Window,
+    start_s: float,
+    end_s: float,
+    committed: bool = True,
+) -> Fit:
+    """Step signatures: one pulse of the operation's sign that starts at the window start."""
+    resolution_s = window.detection.signal.resolution_s
+    length_s = end_s - start_s
+    best: Fit | None = None
+    for found in aligned_pulses(window, sign, start_s):
+        pulse = _ends_as_committed(window, found, end_s) if committed else found
+        size = abs(pulse.delta_kw)
+        hold_needed = (
+            min(model.min_hold_s, MIN_HOLD_SHARE * length_s) if committed else model.min_hold_s
+        )
+        if not committed and window.cloud_like(pulse):
+            # Unasked for, a run clouds could make must outlast their shadows and spells.
+            hold_needed = max(hold_needed, CLOUD_HOLD_S)
+        hold = min(1.0, pulse.duration_s / hold_needed) if hold_needed > 0 else 1.0
+        if not committed and hold < 1.0:
+            hold *= hold  # classification: a short pulse is an appliance's or a cloud's
+        tapered = pulse.off is not None and pulse.off.ramp_samples >= 3
+        ramp_samples = pulse.on.ramp_samples
+        detail: list[str] = []
+        if isinstance(model, StepHoldModel):
+            # The level is read on the on step, or on the off step when that one fits a
+            # level better (a step that met another device's is measured with it).
+            # (Asked for only: unasked, any pulse would get two tries at a level.)
+            off = pulse.off
+            readings = [size] if off is None or not committed else [size, abs(off.delta_kw)]
+            size, error = min(
+                (
+                    (reading, min(abs(reading - level) / level for level in model.levels_kw))
+                    for reading in readings
+                ),
+                key=lambda pair: pair[1],
+            )
+            magnitude = closeness(error, model.level_tolerance)
+            ramp = 1.0 if (ramp_samples - 1) * resolution_s <= model.max_ramp_s else 0.5
+            end = model.abrupt_end_factor if (pulse.off is not None and not tapered) else 1.0
+            score = magnitude * hold * ramp * end
+            detail.append(f"level error {error:.1%}")
+            if not committed and sign < 0 and not _session_before(window, pulse):
+                # Unasked for, a charger can only stop a session it started.
+                score *= NO_SESSION_FACTOR
+                detail.append("no session began before")
+        elif isinstance(model, SetpointModel):
+            magnitude = in_range(size, model.setpoint.min_kw, 2.0 * model.setpoint.max_kw)
+            # A step inside one interval takes two samples; one more if it met another.
+            ramp = 1.0 if ramp_samples <= model.max_ramp_intervals + 2 else SLOW_RAMP_FACTOR
+            # A slow end hints at a charger's taper, unasked for; a committed battery's
+            # off step that met another device's looks slow too.
+            flat_end = model.tapered_end_factor if tapered and not committed else 1.0
+            score = model.base_score * magnitude * hold * ramp * flat_end
+            # Reversing, or discharging into export after dark (no load can): a battery.
+            into_export = sign < 0 and pulse.on.sign_change
+            # Unasked for, a reversal counts where the meter's flow turned: a step that
+            # only undid some other open pulse is any device's.
+            reverses = pulse.reversal and (committed or pulse.on.sign_change)
+            if reverses or (into_export and window.is_night(pulse.start_s)):
+                score = min(1.0, score * 1.25)
+                detail.append("reverses" if pulse.reversal else "crosses zero")
+            elif sign < 0 and pulse.on.level_after_kw > 0.0:
+                # Discharging without reaching export: a load switching off looks the same.
+                score *= NO_EXPORT_FACTOR
+            elif (
+                not committed
+                and sign < 0
+                and pulse.on.level_before_kw < -EXPORT_MARGIN_KW
+                and not window.is_night(pulse.start_s)
+            ):
+                # Unasked for, a discharge while the sun already makes the meter export
+                # is less likely than a load that stopped.
+                score *= NO_EXPORT_FACTOR
+        else:
+            magnitude = 1.0
+            ramp = (
+                1.0 if (ramp_samples - 2) * resolution_s <= model.max_ramp_s else SLOW_RAMP_FACTOR
+            )
+            score = magnitude * hold * ramp
+            below_zero = pulse.on.level_after_kw < -EXPORT_MARGIN_KW
+            if sign < 0 and below_zero and window.is_night(pulse.start_s):
+                score *= NIGHT_SIGN_FACTOR
+                detail.append("a load cannot export at night")
+        # Reactive power fits if either step shows the device's ratio (another device's
+        # kvar can fall into one of them, rarely into both).
+        reactive = reactive_score(model, pulse.delta_kw, pulse.on.delta_q_kvar)
+        if reactive < 1.0 and pulse.off is not None:
+            reactive = max(
+                reactive, reactive_score(model, pulse.off.delta_kw, pulse.off.delta_q_kvar)
+            )
+        score *= reactive
+        held = 1.0 if committed else held_factor(window, pulse)
+        if not committed and sign < 0:
+            # Unasked for, a load switching off (or a battery starting to discharge)
+            # had been at the level before for a while: not a short appliance run's end.
+            held *= clip_share(sustained_before(window, pulse))
+        if held < 1.0:
+            score *= held
+            detail.append(f"held in {held_share(window, pulse):.0%} of it")
+        recurring = recurrences(window, pulse, max(length_s, SECONDS_PER_HOUR))
+        if recurring >= RECURRENCE_LIMIT:
+            score *= RECURRENCE_FACTOR
+            detail.append(f"recurs {recurring} times (cycling)")
+        inside_s = pulse.overlap_s(start_s, end_s)
+        fit = Fit(
+            device_type=name,
+            operation=operation,
+            score=score,
+            event=True,
+            start_s=pulse.start_s,
+            end_s=pulse.end_s,
+            delta_kw=pulse.delta_kw,
+            delta_kvar=pulse.on.delta_q_kvar,
+            ramp_kw_per_min=ramp_rate(pulse, resolution_s),
+            delivered_kwh=_held_kw(pulse, size, committed) * inside_s / SECONDS_PER_HOUR,
+            detail=", ".join(
+                [f"step {pulse.delta_kw:+.2f} kW held {pulse.duration_s:.0f} s", *detail]
+            ),
+        )
+        if best is None or fit.score > best.score:
+            best = fit
+    if best is None:
+        return Fit(name, operation, 0.0, False, detail="no step at the start")
+    return best
