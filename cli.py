@@ -667,6 +667,9 @@ def battery_rewards(
 
     out_dir = out if out is not None else Path("results") / folder.resolve().name
     evaluation = evaluate_folder(folder)
+    on_chain = chain or rpc_url is not None or settlement is not None
+    if validators is not None and (reclaim or not on_chain):
+        raise UsageError("--validators goes with --chain (or --rpc-url): they sign releases")
     if reclaim:
         if chain or settlement is not None:
             raise UsageError("--reclaim reclaims an earlier --chain run: give it alone")
@@ -693,7 +696,7 @@ def battery_rewards(
     if validators is not None and settlement is not None:
         raise UsageError("--validators: with --settlement the settlement's validators sign")
     record = None
-    if chain or rpc_url is not None or settlement is not None:
+    if on_chain:
         from gridmatch.settlement.battery_rewards import DEFAULT_VALIDATORS, release_on_chain
 
         record = release_on_chain(

@@ -44,6 +44,9 @@ FloatArray = npt.NDArray[np.float64]
 # within 0.03 % in under a second, and the MILP after them found nothing better), so
 # stage 2 gets most of the time.
 FIRST_STAGE_SHARE = 0.25
+# Stage 1's travel penalty, relative to the normal one: it keeps the nearest vehicles
+# among equals without trading away any critical energy.
+CRITICAL_TIE_BREAK = 1e-6
 
 
 # The mode is a run setting like the backend; it lives with them (light to import).
@@ -77,6 +80,11 @@ class DispatchResult:
         return max(stage.gap for stage in self.stages)
 
 
+def critical_objective(fleet: Fleet, travel_penalty_kwh_per_min: float) -> Objective:
+    """Stage 1's objective: critical energy, with :data:`CRITICAL_TIE_BREAK` of the penalty."""
+    return Objective(fleet.critical.astype(float), travel_penalty_kwh_per_min * CRITICAL_TIE_BREAK)
+
+
 def run_dispatch(
     inputs: MobilityInputs,
     roads: RoadNetwork,
@@ -104,7 +112,7 @@ def run_dispatch(
     first = solve_stage(
         fleet,
         critical_pairs,
-        Objective(fleet.critical.astype(float), penalty * 1e-6),
+        critical_objective(fleet, penalty),
         settings,
         first_deadline,
     )

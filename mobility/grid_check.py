@@ -23,8 +23,9 @@ dispatch gets :data:`FIRST_DISPATCH_SHARE` of it and each re-solve half of what 
 is left, the loop stops solving and **cuts** instead: the sessions at the culprit points
 are taken out of the dispatch as it is (dropping a delivery never breaks the model's
 rows, except emergency mode's critical floor, which the cut dispatch no longer claims).
-The cut dispatch keeps the last stage's bound, which still bounds it (lower point limits
-only shrink the problem), so its gap is honest; it is never reported as proven.
+Every stage keeps its bound, which still bounds the cut dispatch (lower point limits only
+shrink the problem), and is valued at what that dispatch serves (emergency mode's stage 1
+and floor at its critical energy), so the gaps are honest; it is never reported as proven.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmatch.grid_models.security import SecurityLimits, SlotGrid, SlotSecurity
-from gridmatch.mobility.dispatch import DispatchResult, Mode, run_dispatch
-from gridmatch.mobility.heuristic import Dispatch, objective_value
+from gridmatch.mobility.dispatch import DispatchResult, Mode, critical_objective, run_dispatch
+from gridmatch.mobility.heuristic import Dispatch, critical_kwh, objective_value
 from gridmatch.mobility.model import Objective
 from gridmatch.mobility.pairs import session_hours
 from gridmatch.mobility.roads import RoadNetwork
@@ -196,19 +197,44 @@ def secure_dispatch(
 def _cut_sessions(
     inputs: MobilityInputs, result: DispatchResult, points: npt.NDArray[np.int64]
 ) -> DispatchResult:
-    """Take the sessions at ``points`` out of ``result``; recompute the last stage's value."""
+    """Take the sessions at ``points`` out of ``result``; recompute every stage's value.
+
+    Each stage keeps its bound (still valid: the cut only lowered what is served), so
+    its gap grows by what the cut took. In emergency mode stage 1's dispatch and value
+    become the critical deliveries left, and so does the floor.
+    """
     fleet, pairs, dispatch = result.fleet, result.pairs, result.dispatch
     request_point = fleet.request_point[pairs.request[dispatch.chosen]]
     keep = ~np.isin(request_point, points)
     kept = Dispatch(dispatch.chosen[keep], dispatch.energy_kwh[keep])
-    everything = Objective(np.ones(fleet.n_requests), inputs.spec.travel_penalty_kwh_per_min)
-    last = replace(
-        result.stages[-1],
+    penalty = inputs.spec.travel_penalty_kwh_per_min
+    everything = Objective(np.ones(fleet.n_requests), penalty)
+    stages = list(result.stages)
+    stages[-1] = replace(
+        stages[-1],
         dispatch=kept,
         objective_kwh=objective_value(fleet, pairs, everything, kept),
         source="grid cut",
     )
-    return replace(result, dispatch=kept, stages=(*result.stages[:-1], last))
+    floor = result.critical_floor_kwh
+    if len(stages) == 2:
+        # Stage 1 ran over the critical pairs alone: its dispatch in their positions.
+        critical_pairs = np.flatnonzero(fleet.critical[pairs.request])
+        on_critical = fleet.critical[pairs.request[kept.chosen]]
+        first = Dispatch(
+            np.searchsorted(critical_pairs, kept.chosen[on_critical]),
+            kept.energy_kwh[on_critical],
+        )
+        stages[0] = replace(
+            stages[0],
+            dispatch=first,
+            objective_kwh=objective_value(
+                fleet, pairs.subset(critical_pairs), critical_objective(fleet, penalty), first
+            ),
+            source="grid cut",
+        )
+        floor = critical_kwh(fleet, pairs, kept)
+    return replace(result, dispatch=kept, stages=tuple(stages), critical_floor_kwh=floor)
 
 
 def _culprit_buses(

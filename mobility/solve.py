@@ -272,6 +272,8 @@ def solve_stage(
         bound = min(bound, lagrangian)
     else:
         bound = lagrangian
+    # A MILP stopped before its root bound still leaves the stage a finite certificate.
+    bound = min(bound, combinatorial_bound_kwh(fleet, pairs, objective))
     bound = max(bound, best_value)
     return StageResult(
         best,
@@ -288,13 +290,33 @@ def solve_stage(
     )
 
 
+def combinatorial_bound_kwh(fleet: Fleet, pairs: Pairs, objective: Objective) -> float:
+    """Bound any dispatch's objective from above by the pairs alone (no solver).
+
+    The travel penalty only lowers the objective, so the weighted energy bounds it;
+    that is at most what the requests can take (each its need, or all its pairs can
+    bring) and at most what the vehicles can give (each one trip: its best pair).
+    """
+    if pairs.size == 0:
+        return 0.0
+    weight = objective.weight[pairs.request]
+    worth = weight * pairs.capacity_kwh
+    reachable = np.bincount(pairs.request, pairs.capacity_kwh, fleet.n_requests)
+    by_requests = float(np.sum(objective.weight * np.minimum(fleet.need_kwh, reachable)))
+    best_trip = np.zeros(fleet.n_vehicles)
+    np.maximum.at(best_trip, pairs.vehicle, worth)
+    return min(by_requests, float(np.sum(best_trip)))
+
+
 def solver_limit_s(deadline: float) -> float:
     """Time a solver run may be given so that the stage still ends by ``deadline``.
 
     HiGHS in its guarded child may run 1 % (at least 0.05 s) past its limit, and the
-    answer still has to be read and checked: both are kept back.
+    answer still has to be read and checked: both are kept back. The margin for that
+    is at most a tenth of what is left, so a short stage keeps most of its time.
     """
-    left = deadline - time.perf_counter() - FINISH_MARGIN_S
+    left = deadline - time.perf_counter()
+    left -= min(FINISH_MARGIN_S, 0.1 * max(left, 0.0))
     return max((left - GUARD_GRACE_MIN_S) / (1.0 + GUARD_GRACE_SHARE), 0.05)
 
 
@@ -309,9 +331,12 @@ def neighbourhood_search(
 ) -> tuple[Dispatch, int]:
     """Improve ``start`` by MILPs over small neighbourhoods until ``deadline``.
 
-    Each round frees :data:`SEARCH_VEHICLES` vehicles drawn (seeded) from those whose
-    trip differs from the LP's (all dispatchable ones if none does); every other vehicle
-    keeps its trip (its energy may still change). A freed vehicle may take its
+    Each round frees :data:`SEARCH_VEHICLES` vehicles drawn (seeded) from those the
+    incumbent sends (all dispatchable ones if it sends none); every other vehicle keeps
+    its trip (its energy may still change). Drawing from the vehicles whose trip differs
+    from the LP's instead was measured worse on 1,000 x 5,000 (0.75 % and 6.2 % against
+    0.55 % and 4.75 %): the LP's trips are fractions, and the sent vehicles are where
+    reassignments pay. A freed vehicle may take its
     :data:`SEARCH_PAIRS_PER_VEHICLE` pairs of highest reduced value at the LP's duals,
     the pairs the LP gave it, or stay home. The incumbent is the MILP's start, so a
     round never makes it worse; every row (the floor too) is in each MILP.
@@ -323,11 +348,6 @@ def neighbourhood_search(
     """
     rng = np.random.default_rng(settings.seed)
     in_lp = priced.selected[priced.y_values > 1e-6]
-    # The LP's main trip of each vehicle (-1: it stays home in the LP).
-    lp_trip = np.full(fleet.n_vehicles, -1, dtype=np.int64)
-    order = np.argsort(priced.y_values, kind="stable")
-    lp_trip[pairs.vehicle[priced.selected[order]]] = priced.selected[order]
-    lp_trip[pairs.vehicle[priced.selected[order]][priced.y_values[order] <= 1e-6]] = -1
     best_pairs = top_per_group(
         pairs.vehicle.astype(np.int64), priced.reduced, SEARCH_PAIRS_PER_VEHICLE, fleet.n_vehicles
     )
@@ -337,10 +357,11 @@ def neighbourhood_search(
     rounds = 0
     while deadline - time.perf_counter() > FINISH_MARGIN_S + SEARCH_MIN_ROUND_S:
         rounds += 1
-        trip = np.full(fleet.n_vehicles, -1, dtype=np.int64)
-        trip[pairs.vehicle[best.chosen]] = best.chosen
-        differs = np.nonzero((trip != lp_trip) & fleet.dispatchable)[0]
-        pool = differs if differs.size else np.nonzero(fleet.dispatchable)[0]
+        sent = np.zeros(fleet.n_vehicles, dtype=bool)
+        sent[pairs.vehicle[best.chosen]] = True
+        pool = np.nonzero(sent & fleet.dispatchable)[0]
+        if pool.size == 0:
+            pool = np.nonzero(fleet.dispatchable)[0]
         if pool.size == 0:
             break
         free = np.zeros(fleet.n_vehicles, dtype=bool)

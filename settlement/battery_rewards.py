@@ -46,6 +46,7 @@ from gridmatch.results_io.battery_rewards import (
     PeriodRelease,
     ReclaimRecord,
     read_chain_record,
+    write_chain_record,
 )
 from gridmatch.results_io.layout import SETTLEMENT_DIR
 from gridmatch.settlement.abi_calls import ContractAbi, call_view
@@ -486,6 +487,14 @@ def reclaim_on_chain(
         if advance_s:
             _advance_clock(w3, advance_s)
         funded, released, _, _ = call_view(w3, rewards, "balancesOf", record.agreement_id)
+        expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
+        if int(funded) - int(released) != expected:
+            # A reclaim cannot be undone: refused before it is sent, not regretted after.
+            raise BatteryRewardsMismatchError(
+                f"not reclaimed: the chain holds funded - released "
+                f"{int(funded) - int(released)} micro-EUR for the agreement, the evaluation "
+                f"of this folder {expected} (other telemetry or agreement than the release's?)"
+            )
         (before,) = call_view(w3, payment, "balanceOf", sponsor.address)
         sender = Sender(w3, sponsor)
         receipt, tx_hash = _send(sender, rewards, "reclaim", record.agreement_id)
@@ -493,12 +502,6 @@ def reclaim_on_chain(
         (after,) = call_view(w3, payment, "balanceOf", sponsor.address)
         timestamp = int(w3.eth.get_block(receipt.block_number)["timestamp"])
     gain = int(after) - int(before)
-    expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
-    if not gain == int(event["amount"]) == int(funded) - int(released) == expected:
-        raise BatteryRewardsMismatchError(
-            f"the sponsor gained {gain} micro-EUR (event {int(event['amount'])}, chain "
-            f"funded - released {int(funded) - int(released)}), evaluated {expected}"
-        )
     reclaim = ReclaimRecord(
         tx_hash=tx_hash,
         reclaimed_micro_eur=int(event["amount"]),
@@ -506,4 +509,12 @@ def reclaim_on_chain(
         gas_used=receipt.gas_used,
         block_timestamp=timestamp,
     )
-    return record.model_copy(update={"reclaim": reclaim, "held_micro_eur": 0})
+    reclaimed = record.model_copy(update={"reclaim": reclaim, "held_micro_eur": 0})
+    if not gain == int(event["amount"]) == int(funded) - int(released) == expected:
+        # Sent and final: the record says so before the mismatch is reported.
+        write_chain_record(out_dir, reclaimed)
+        raise BatteryRewardsMismatchError(
+            f"the sponsor gained {gain} micro-EUR (event {int(event['amount'])}, chain "
+            f"funded - released {int(funded) - int(released)}), evaluated {expected}"
+        )
+    return reclaimed

@@ -414,3 +414,12 @@ def test_reuse_refuses_its_own_validator_count(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "settlement's validators" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_validators_without_a_chain_run_is_an_error(tmp_path: Path) -> None:
+    """--validators signs releases: off chain, or with --reclaim, it would be ignored."""
+    for extra in ((), ("--reclaim",)):
+        result = _invoke(str(EXAMPLE), "-o", str(tmp_path / "o"), "--validators", "5", *extra)
+        assert result.exit_code == 2
+        assert "--validators goes with --chain" in result.output
+        assert not (tmp_path / "o").exists()
