@@ -262,15 +262,7 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         uint256 id = createAgreement();
         warpPastPeriod(0);
         BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
-        bytes memory sig = sigs[0].signature;
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        assembly {
-            r := mload(add(sig, 32))
-            s := mload(add(sig, 64))
-            v := byte(0, mload(add(sig, 96)))
-        }
+        (bytes32 r, bytes32 s, uint8 v) = splitSignature(sigs[0].signature);
         uint256 n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
         sigs[0].signature = abi.encodePacked(r, bytes32(n - uint256(s)), v == 27 ? uint8(28) : uint8(27));
         vm.expectRevert(

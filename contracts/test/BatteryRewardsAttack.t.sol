@@ -176,14 +176,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         warpPastPeriod(0);
         BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, goodSummary(), 3);
         bytes memory sig = sigs[0].signature;
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        assembly {
-            r := mload(add(sig, 32))
-            s := mload(add(sig, 64))
-            v := byte(0, mload(add(sig, 96)))
-        }
+        (bytes32 r, bytes32 s, uint8 v) = splitSignature(sig);
         bytes32 vs = bytes32(uint256(s) | (uint256(v - 27) << 255));
         sigs[0].signature = abi.encodePacked(r, vs);
         vm.expectRevert(invalidSig(sigs[0].validator));

@@ -131,4 +131,13 @@ abstract contract BatteryRewardsFixture is TestBase {
     function warpPastPeriod(uint32 period) internal {
         vm.warp(START + uint64(period + 1) * DAY);
     }
+
+    /// The r, s and v of a 65-byte signature, for tests that re-encode or malleate it.
+    function splitSignature(bytes memory sig) internal pure returns (bytes32 r, bytes32 s, uint8 v) {
+        assembly ("memory-safe") {
+            r := mload(add(sig, 32))
+            s := mload(add(sig, 64))
+            v := byte(0, mload(add(sig, 96)))
+        }
+    }
 }
