@@ -796,8 +796,8 @@ def test_v2g_offers_clear_settle_and_credit(tmp_path):
     summary = json.loads((cleared / "summary.json").read_text())
     assert summary["secure"] is True and summary["ac_power_flows"] > 0
     assert insecure_slots(pn.create_cigre_network_lv(), scenario, cleared) == set()
-    # Settlement takes them like any trade: its pre-chain conversion (no chain needed;
-    # `gridmatch settle` on this folder was run by hand, see the README) plans them.
+    # Settlement takes them like any trade: its pre-chain conversion plans them (no
+    # chain needed here; tests/test_v2g_settle_e2e.py settles them on anvil).
     from gridmatch.settlement.round_data import read_round
 
     planned = read_round(cleared).trades
