@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
@@ -38,6 +38,9 @@ from gridmatch.scenario_io.mobility_schema import BackendName, DispatchMode
 from gridmatch.scenario_io.schema import MAX_LIMIT_S, MAX_THREADS
 from gridmatch.units import MINUTES_PER_HOUR, SECONDS_PER_HOUR, WH_PER_KWH, micro_eur_to_eur
 from gridmatch.user_files import check_path
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 # markup off: paths, ids and names a user chose are printed as they are, never as styles.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -606,12 +609,21 @@ def prepaid(
         f"{s.tokens_issued} tokens issued, {s.tokens_refused} refused; billed "
         f"{micro_eur_to_eur(s.billed_micro_eur):.6f} EUR, conserved {s.conserved}; {out_dir}"
     )
-    if with_report:
-        from gridmatch.report.prepaid import build_prepaid_report
+    _report_and_json(out_dir, s, with_report=with_report, as_json=as_json)
 
-        typer.echo(str(build_prepaid_report(out_dir).path))
+
+def _report_and_json(
+    out_dir: Path, summary: BaseModel, *, with_report: bool, as_json: bool
+) -> None:
+    """Write ``out_dir``'s report (``--report``) and print its summary (``--json``)."""
+    if with_report:
+        from gridmatch.report.kinds import report_kind_of
+
+        kind = report_kind_of(out_dir)
+        assert kind is not None, f"{out_dir} was just written by a command with a report"
+        typer.echo(str(kind.build(out_dir).path))
     if as_json:
-        typer.echo(s.model_dump_json(indent=2))
+        typer.echo(summary.model_dump_json(indent=2))
 
 
 @app.command("battery-rewards")
@@ -786,12 +798,7 @@ def validate_commitments(
         f"{s.name}: {s.n_commitments} commitments: {counts}; validated "
         f"{s.validated_kwh:.3f} of {s.committed_kwh:.3f} kWh committed; {out_dir}"
     )
-    if with_report:
-        from gridmatch.report.der_validation import build_der_report
-
-        typer.echo(str(build_der_report(out_dir).path))
-    if as_json:
-        typer.echo(s.model_dump_json(indent=2))
+    _report_and_json(out_dir, s, with_report=with_report, as_json=as_json)
 
 
 @app.command()
@@ -1078,12 +1085,7 @@ def mobility_solve(
         f"{s.critical_need_wh / WH_PER_KWH:.3f} kWh; {s.status}, gap {gap}; {grid}; "
         f"{printable(str(out_dir))}"
     )
-    if with_report:
-        from gridmatch.report.mobility import build_mobility_report
-
-        typer.echo(str(build_mobility_report(out_dir).path))
-    if as_json:
-        typer.echo(s.model_dump_json(indent=2))
+    _report_and_json(out_dir, s, with_report=with_report, as_json=as_json)
 
 
 @mobility_app.command("nearest")

@@ -130,14 +130,33 @@ def _csv_body(cls: type[VerdictRow] | type[EventRow], rows: Sequence[Any]) -> st
     return to_csv(cls, rows).partition("\n")[2]
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """verdicts.csv and events.csv as text, header first."""
+
+    verdicts_csv: str
+    events_csv: str
+
+
+def _rendered(judgement: Judgement) -> _Judged:
+    # Rendering the rows takes seconds for a folder of meter-years: done by the workers,
+    # in parallel, rather than after the last one.
+    return _Judged(
+        judgement, _csv_body(VerdictRow, [judgement.row]), _csv_body(EventRow, judgement.events)
+    )
+
+
+def _tables(judged: Sequence[_Judged]) -> _Tables:
+    """verdicts.csv and events.csv of rendered judgements, in their order."""
+    return _Tables(
+        to_csv(VerdictRow, []) + "".join(r.verdict_line for r in judged),
+        to_csv(EventRow, []) + "".join(r.event_lines for r in judged),
+    )
+
+
 def _judge_task(task: _MeterTask) -> list[_Judged]:
     judgements = _judge_commitments(task.commitments, task.meters, task.sites, task.library)
-    # Rendering the rows takes seconds for a folder of meter-years: done here, in
-    # parallel, rather than after the last worker.
-    return [
-        _Judged(j, _csv_body(VerdictRow, [j.row]), _csv_body(EventRow, j.events))
-        for j in judgements
-    ]
+    return [_rendered(j) for j in judgements]
 
 
 def _meter_tasks(inputs: DerInputs, n_tasks: int) -> tuple[list[_MeterTask], list[list[int]]]:
@@ -186,14 +205,6 @@ def judge_all(inputs: DerInputs, workers: int | None = 1) -> tuple[Judgement, ..
 
 
 @dataclass(frozen=True)
-class _Tables:
-    """verdicts.csv and events.csv as text, header first."""
-
-    verdicts_csv: str
-    events_csv: str
-
-
-@dataclass(frozen=True)
 class _Shared:
     """What every worker judging a file of ``meter_data/`` needs (sent once per worker)."""
 
@@ -227,10 +238,7 @@ def _judge_file(path: Path) -> _FileJudged:
     positions = sorted(i for m in meters for i in shared.positions_by_meter.get(m, ()))
     commitments = [shared.commitments[i] for i in positions]
     judgements = _judge_commitments(commitments, meters, shared.sites, shared.library)
-    judged = tuple(
-        (i, _Judged(j, _csv_body(VerdictRow, [j.row]), _csv_body(EventRow, j.events)))
-        for i, j in zip(positions, judgements, strict=True)
-    )
+    judged = tuple((i, _rendered(j)) for i, j in zip(positions, judgements, strict=True))
     return _FileJudged(path, tuple(meter_summary(m) for m in meters.values()), judged)
 
 
@@ -289,12 +297,9 @@ def _judge_files(
     alone = [inputs.commitments[i] for i in missing]
     no_data = _judge_commitments(alone, {}, inputs.sites, inputs.library)
     for index, j in zip(missing, no_data, strict=True):
-        results[index] = _Judged(j, _csv_body(VerdictRow, [j.row]), _csv_body(EventRow, j.events))
+        results[index] = _rendered(j)
     ordered = [r for r in results if r is not None]
-    tables = _Tables(
-        to_csv(VerdictRow, []) + "".join(r.verdict_line for r in ordered),
-        to_csv(EventRow, []) + "".join(r.event_lines for r in ordered),
-    )
+    tables = _tables(ordered)
     return tuple(r.judgement for r in ordered), tables, summaries
 
 
@@ -321,10 +326,7 @@ def _judge_rendered(
             for index, result in zip(indices, task_results, strict=True):
                 results[index] = result
     ordered = [r for r in results if r is not None]
-    tables = _Tables(
-        to_csv(VerdictRow, []) + "".join(r.verdict_line for r in ordered),
-        to_csv(EventRow, []) + "".join(r.event_lines for r in ordered),
-    )
+    tables = _tables(ordered)
     return tuple(r.judgement for r in ordered), tables
 
 

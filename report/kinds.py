@@ -1,9 +1,10 @@
 """Which report an output folder gets: one row per kind of folder that is not a clearing.
 
 ``gridmatch report OUT`` asks each row's detector in turn; the first that recognises
-the folder builds its report. Builders import their module when called, so the CLI
-loads only the report it writes (the mobility report draws a map with matplotlib, the
-DER one reads meter windows).
+the folder builds its report. No two detectors accept the same folder (each asks for
+files only its command writes together), so the order does not matter. Builders import
+their module when called, so the CLI loads only the report it writes (the mobility
+report draws a map with matplotlib, the DER one reads meter windows).
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ def _prepaid_report(out_dir: Path) -> WrittenReport:
 
 
 REPORT_KINDS: tuple[ReportKind, ...] = (
-    # Before validate-commitments: both folders hold a verdicts.csv, only this periods.csv.
     ReportKind("battery-rewards", is_battery_rewards_result, _battery_rewards_report),
     ReportKind("validate-commitments", is_der_result, _der_report),
     ReportKind("mobility", is_mobility_result, _mobility_report),

@@ -220,8 +220,12 @@ def write_der_result(out_dir: Path, files: DerResultFiles) -> None:
 
 
 def is_der_result(folder: Path) -> bool:
-    """Whether ``folder`` looks like an output folder of ``gridmatch validate-commitments``."""
-    return (folder / VERDICTS_FILE).is_file()
+    """Whether ``folder`` looks like an output folder of ``gridmatch validate-commitments``.
+
+    Its verdicts.csv and events.csv together (a battery-rewards folder has a verdicts.csv
+    too, and no events.csv).
+    """
+    return (folder / VERDICTS_FILE).is_file() and (folder / EVENTS_FILE).is_file()
 
 
 def _read(path: Path) -> str:
