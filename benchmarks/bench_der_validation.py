@@ -21,9 +21,11 @@ set can be downloaded here):
   for ``--base-days`` days, one base per quarter of the year so the sun stands about
   right) are repeated under new meter ids and shifted by whole days, commitments with
   them. The work per meter-day is that of generated data; the verdicts are not scored.
-  A folder holds at most 512 MiB of meter data (about 20 meter-years of 1-min data), so
+  A file holds at most 512 MiB of meter data (about 20 meter-years of 1-min data), so
   the year of 1,000 meters is the measured 20-meter year times 50, and the output says
-  so.
+  so. ``--meter-files N`` writes a tiled folder's meter data as N files of
+  ``meter_data/`` instead of one ``meter_data.csv``, as such a year would be given:
+  the workers then read the files too, file by file.
 
 ``--smoke`` runs a few meters for two days, and a tiny folder through the command, in a
 few seconds (scripts/test.sh).
@@ -199,11 +201,15 @@ def _number_strings(values: np.ndarray):
     return pc.cast(pa.array(np.round(values, 3)), pa.string())
 
 
-def tiled_folder(folder: Path, bases: list[DerInputs], meters: int, days: int) -> tuple[int, int]:
+def tiled_folder(
+    folder: Path, bases: list[DerInputs], meters: int, days: int, files: int = 0
+) -> tuple[int, int]:
     """Write ``meters`` x ``days`` of 1-min data tiled from generated ``bases``.
 
     Day ``d`` of meter ``j`` is day ``d mod base_days`` of household ``j mod base_meters``
     of the base of ``d``'s quarter, shifted to its date; commitments go with their day.
+    ``files`` > 0 writes the meter data as that many files of ``meter_data/`` (whole
+    meters each), as a folder too large for one file is given; 0 one ``meter_data.csv``.
     Returns the number of rows and of commitments written.
     """
     import pyarrow as pa
@@ -221,9 +227,18 @@ def tiled_folder(folder: Path, bases: list[DerInputs], meters: int, days: int) -
     header = "meter_id,timestamp,p_kw" + (",q_kvar" if with_q else "") + "\n"
     commitments = [["commitment_id", "meter_id", "device_type", "operation", "start", "end", "kw"]]
     sites = [["meter_id", "latitude_deg", "longitude_deg"]]
-    with (folder / "meter_data.csv").open("wb") as out:
-        out.write(header.encode())
+    per_file = math.ceil(meters / files) if files > 0 else meters
+    if files > 0:
+        (folder / "meter_data").mkdir()
+    out = None
+    try:
         for j in range(meters):
+            if j % per_file == 0:
+                if out is not None:
+                    out.close()
+                name = f"meter_data/part-{j // per_file:03d}.csv" if files > 0 else "meter_data.csv"
+                out = (folder / name).open("wb")
+                out.write(header.encode())
             meter_id = f"T{j + 1:05d}"
             base_id = base_ids[j % len(base_ids)]
             site = bases[0].site(base_id)
@@ -273,6 +288,9 @@ def tiled_folder(folder: Path, bases: list[DerInputs], meters: int, days: int) -
                 out,
                 pa_csv.WriteOptions(include_header=False, quoting_style="none"),
             )
+    finally:
+        if out is not None:
+            out.close()
     for name, rows in (("commitments.csv", commitments), ("sites.csv", sites)):
         with (folder / name).open("w", newline="") as handle:
             csv.writer(handle, lineterminator="\n").writerows(rows)
@@ -294,6 +312,7 @@ def end_to_end(
     base_days: int,
     seed: int,
     quarters: int = len(BASE_STARTS),
+    meter_files: int = 0,
 ) -> list[dict]:
     """Run tiled folders of ``shapes`` through the command; wall-clock and judging times."""
     results = []
@@ -309,9 +328,11 @@ def end_to_end(
         for meters, days in shapes:
             folder = root / f"tiled-{meters}x{days}"
             began = time.perf_counter()
-            n_rows, n_commitments = tiled_folder(folder, bases, meters, days)
+            n_rows, n_commitments = tiled_folder(folder, bases, meters, days, meter_files)
             write_s = time.perf_counter() - began
-            size = (folder / "meter_data.csv").stat().st_size
+            size = sum(p.stat().st_size for p in folder.glob("meter_data*/**/*.csv")) or (
+                (folder / "meter_data.csv").stat().st_size
+            )
             out = root / f"out-{meters}x{days}"
             command = [*_command(), "validate-commitments", str(folder), "-o", str(out)]
             command += ["--workers", str(workers)]
@@ -336,6 +357,7 @@ def end_to_end(
                     "meter_days": meter_days,
                     "rows": n_rows,
                     "meter_data_bytes": size,
+                    "meter_files": meter_files,
                     "commitments": n_commitments,
                     "workers": workers,
                     "wall_s": wall_s,
@@ -382,6 +404,12 @@ def main() -> int:
     parser.add_argument("--base-meters", type=int, default=20, help="households to tile")
     parser.add_argument("--base-days", type=int, default=7, help="days of each base")
     parser.add_argument("--only-throughput", action="store_true", help="skip the scoring")
+    parser.add_argument(
+        "--meter-files",
+        type=int,
+        default=0,
+        help="for --throughput: meter data as that many files of meter_data/ (0: one file)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.meters, args.days = 3, 2
@@ -479,7 +507,13 @@ def _report_end_to_end(args: argparse.Namespace, result: dict) -> int:
     """Run and print the end-to-end measurements; write ``--json``."""
     quarters = 1 if args.smoke else len(BASE_STARTS)  # the smoke run only checks the path
     runs = end_to_end(
-        args.throughput, args.workers, args.base_meters, args.base_days, args.seed, quarters
+        args.throughput,
+        args.workers,
+        args.base_meters,
+        args.base_days,
+        args.seed,
+        quarters,
+        args.meter_files,
     )
     result["end_to_end"] = runs
     if runs:

@@ -27,10 +27,10 @@ from gridmatch.der_validation.cycling_fit import (
     cycle_period_score,
     enough_cycles,
 )
-from gridmatch.der_validation.detection import detect
+from gridmatch.der_validation.detection import Detection, Pulse, detect
 from gridmatch.der_validation.signatures import fit_model
 from gridmatch.der_validation.verdicts import DAY_S, slice_signal
-from gridmatch.der_validation.window import Window, daylight_fit, direction
+from gridmatch.der_validation.window import Window, daylight_fit, direction, held_share
 from gridmatch.scenario_io.der_input import MeterSeries
 from gridmatch.scenario_io.der_models import (
     OPERATIONS,
@@ -51,6 +51,8 @@ _MARGIN_AFTER_S = 6 * 3600
 BUSY_STEPS_PER_HOUR = 6.0
 BUSY_MARGIN_S = 1800
 BUSY_SPAN_S = 3 * 3600
+# A pulse held in less of its samples than this releases its off step (see _released).
+RELEASE_HELD = 0.5
 # A pulse longer than this is two steps of different devices, not one run.
 MAX_PULSE_S = 10 * 3600
 
@@ -64,6 +66,33 @@ class DetectedRun:
     end_s: float
     delta_kw: float
     score: float
+
+
+def _released(window: Window, index: dict[int, int]) -> list[Pulse]:
+    """Pulses opened by the off steps of pulses the rest of the signal did not hold.
+
+    A pulse whose own off step the detection lost (it met another device's change)
+    is closed by the next step of its size, often another device's on step hours
+    later; the signal then shows a hole where the pulse claims power. That off step
+    is also taken as the start of a pulse of its own.
+    """
+    detection = window.detection
+    released = []
+    for pulse in detection.pulses:
+        if pulse.off is None or not pulse.matched or held_share(window, pulse) >= RELEASE_HELD:
+            continue
+        released.append(detection.pulse_from(index[id(pulse.off)]))
+    return released
+
+
+def _chatter(detection: Detection, index: dict[int, int]) -> set[int]:
+    """Return the steps of pulses closed by a step of their size within ``MIN_PULSE_S``."""
+    found: set[int] = set()
+    for pulse in detection.pulses:
+        if pulse.off is not None and pulse.matched and pulse.duration_s < MIN_PULSE_S:
+            found.add(index[id(pulse.on)])
+            found.add(index[id(pulse.off)])
+    return found
 
 
 def classify_day(
@@ -113,7 +142,9 @@ def classify_day(
                     k = index[id(step)]
                     taken.add(k)
                     pulse = detection.pulse_from(k)
-                    if pulse.off is not None:
+                    # An off step that also reverses (a compressor stopping in the
+                    # sample another device starts) opens that device's pulse: not taken.
+                    if pulse.off is not None and pulse.matched:
                         taken.add(index[id(pulse.off)])
                 if day_start_s <= first.time_s < day_end_s:
                     end = chain[-1].time_s + period
@@ -121,17 +152,24 @@ def classify_day(
                 position = starts.index(chain[-1]) + 1
             else:
                 position += 1
-    for pulse in detection.pulses:
+    chatter = _chatter(detection, index)
+    for pulse in [*detection.pulses, *_released(window, index)]:
         on_index = index[id(pulse.on)]
         if on_index in taken or not day_start_s <= pulse.start_s < day_end_s:
             continue
         if pulse.duration_s < MIN_PULSE_S:
             continue
         # Where steps crowd (clouds passing over PV, a cooking hob), a pulse is two
-        # unrelated steps more often than a device: it is not classified.
+        # unrelated steps more often than a device: it is not classified. Steps that
+        # pair up within minutes among themselves (a hob's thermostat) are not counted:
+        # they are not what the pulse could have been paired with.
         around_from = pulse.start_s - BUSY_MARGIN_S
         around_to = min(pulse.end_s, pulse.start_s + BUSY_SPAN_S) + BUSY_MARGIN_S
-        crowd = sum(1 for s in detection.steps if around_from <= s.time_s <= around_to)
+        crowd = sum(
+            1
+            for k, s in enumerate(detection.steps)
+            if around_from <= s.time_s <= around_to and k not in chatter and k not in taken
+        )
         busy = crowd / ((around_to - around_from) / 3600.0) > BUSY_STEPS_PER_HOUR
         # An unsettled step (the power moved again within minutes) is an appliance's.
         # A pulse still open at the end of the stretch (hours after the day) has no

@@ -14,8 +14,8 @@ later step of opposite sign and about the same size (within ``MAX_PAIR_S``) clos
 wherever other devices' steps fall in between, unless that step closes a pulse opened
 inside this one (nested runs: last opened, first closed). A step that is larger than
 the pulse it closes, by at least a device's worth, also opens a pulse of the opposite
-sign with the rest: a battery reversing from charging to discharging is one step that
-ends one pulse and starts the next.
+sign with the rest (its step less the pulse it ended): a battery reversing from
+charging to discharging is one step that ends one pulse and starts the next.
 
 The penalty of a change point is ``penalty_factor * sigma^2 * ln(n)`` (a BIC-like rule:
 ``sigma`` is the noise of the context, estimated robustly from its first differences),
@@ -60,6 +60,15 @@ SETTLED_S = 180
 # Share of a step that must happen across its own samples (not a smooth ramp's).
 SHARP_SHARE = 0.5
 LARGE_STEP_FACTOR = 3.0
+# A motor's steps: kvar over kW in this range, at least this many kvar.
+MOTOR_RATIO = (0.1, 1.0)
+SPLIT_MIN_KVAR = 0.3
+# A met step is split on this many of the motor's steps nearby (within the horizon),
+# of its kvar within the share, whose ratios agree (their quartiles) within the spread.
+SPLIT_REFERENCES = 2
+SPLIT_HORIZON_S = 4 * 3600
+SPLIT_KVAR_SHARE = 0.25
+SPLIT_RATIO_SPREAD = 0.3
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,9 @@ class Pulse:
     ----------
     off
         The closing step, ``None`` when the pulse is still open at the end of the signal.
+    delta_kw
+        The pulse's change of power: its opening step's, or for a reversal what is left
+        of that step after undoing the pulse it ended.
     end_s
         When the pulse closed (the end of the signal when it did not).
     reversal
@@ -221,34 +233,76 @@ class Detection:
             self._pulses[index] = self._pulse(index)
         return self._pulses[index]
 
+    def index_of(self, step: Step) -> int:
+        """Return the position of ``step`` (one of :attr:`steps`) in :attr:`steps`."""
+        return self._indices[id(step)]
+
     @cached_property
-    def _closers(self) -> frozenset[int]:
-        """Steps that close a pulse opened before them (a device's off, not an on)."""
+    def _indices(self) -> dict[int, int]:
+        return {id(step): k for k, step in enumerate(self.steps)}
+
+    def reversed_pulse(self, index: int) -> Pulse | None:
+        """Return the pulse that ``steps[index]`` ended by reversing it, if any."""
+        earlier = self._pairing[2].get(index)
+        return None if earlier is None else self.pulse_from(earlier)
+
+    @cached_property
+    def _pairing(self) -> tuple[frozenset[int], dict[int, float], dict[int, int]]:
+        """Steps that close a pulse opened before them, and what reversals leave.
+
+        A step that reverses an earlier pulse may open one of the rest only (its step
+        plus the earlier pulse's): a battery going from 3 kW charging to 2 kW
+        discharging is closed by its 2 kW step back, not by a 5 kW one. Which it is
+        shows in what closes it: a step of the whole size first, else one of the rest.
+        """
         closed: set[int] = set()
+        remainders: dict[int, float] = {}
+        reversed_from: dict[int, int] = {}
         for index in range(len(self.steps)):
             if index in closed:
                 continue
-            closing = self._closing(index, self.steps[index].delta_kw)
-            if closing is not None and not closing[1]:
+            delta, closing = self._opened(index, remainders)
+            if closing is None:
+                continue
+            if closing[1]:
+                remainders[closing[0]] = self.steps[closing[0]].delta_kw + delta
+                reversed_from[closing[0]] = index
+            else:
                 closed.add(closing[0])
-        return frozenset(closed)
+        return frozenset(closed), remainders, reversed_from
+
+    def _opened(
+        self, index: int, remainders: dict[int, float]
+    ) -> tuple[float, tuple[int, bool] | None]:
+        """Return the change a step opens a pulse of, and the step closing it.
+
+        A reversal's step opens a pulse of the whole step if a step of that size
+        closes it; else of the rest if anything ends the rest (a step of its size, or
+        a reversal again: a battery going back to charging), as the whole step would
+        count the pulse it ended twice; else (nothing ends either) of the whole step,
+        as the pulse it ended may have been paired wrongly.
+        """
+        whole = self.steps[index].delta_kw
+        closing = self._closing(index, whole)
+        rest = remainders.get(index)
+        if rest is None or (closing is not None and not closing[1]):
+            return whole, closing
+        rest_closing = self._closing(index, rest)
+        if rest_closing is not None:
+            return rest, rest_closing
+        return whole, closing
+
+    @property
+    def closers(self) -> frozenset[int]:
+        """Steps that close a pulse opened before them (a device's off, not an on)."""
+        return self._pairing[0]
 
     def _pulse(self, index: int) -> Pulse:
         on = self.steps[index]
-        delta, reversal = on.delta_kw, False
-        # Does this step reverse the last pulse of the other sign still open before it?
-        # (The pulse keeps the whole step: which part of it was the earlier device's is
-        # not told apart from the meter alone.)
-        for k in range(index - 1, -1, -1):
-            earlier = self.steps[k]
-            if on.time_s - earlier.time_s > REVERSAL_LOOKBACK_S:
-                break
-            if earlier.sign == on.sign or k in self._closers:
-                continue
-            closing = self._closing(k, earlier.delta_kw)
-            reversal = closing is not None and closing[0] == index and closing[1]
-            break
-        closing = self._closing(index, delta)
+        # A step that reverses an earlier pulse opens a pulse of what is left of it.
+        remainders = self._pairing[1]
+        reversal = index in remainders
+        delta, closing = self._opened(index, remainders)
         if closing is None:
             return Pulse(on, None, delta, self.signal.time(len(self.signal.p_kw)), reversal)
         off = self.steps[closing[0]]
@@ -271,6 +325,8 @@ class Detection:
             if (step.delta_kw > 0) == (delta > 0):
                 nested.append(step.delta_kw)
                 continue
+            if step.time_s <= opened_s:
+                continue  # the other part of a split step: another device's, not the close
             inner = next(
                 (
                     k
@@ -299,7 +355,7 @@ class Detection:
     @property
     def pulses(self) -> list[Pulse]:
         """Every pulse: each step that does not close an earlier one opens one."""
-        return [self.pulse_from(i) for i in range(len(self.steps)) if i not in self._closers]
+        return [self.pulse_from(i) for i in range(len(self.steps)) if i not in self.closers]
 
 
 def detect(signal: Signal, spec: DetectionSpec) -> Detection:
@@ -332,7 +388,116 @@ def detect(signal: Signal, spec: DetectionSpec) -> Detection:
         )
         changes = [first + b for b in breaks[:-1]]
         steps.extend(_steps(signal, p, q, changes, first, last, merge_samples, spec))
-    return Detection(signal, tuple(steps), penalty, noise_kw, spec)
+    return Detection(signal, tuple(split_met_steps(steps, spec)), penalty, noise_kw, spec)
+
+
+def split_met_steps(steps: list[Step], spec: DetectionSpec) -> list[Step]:
+    """Split each step in which a motor's step met another device's into the two.
+
+    A motor (a compressor) moves reactive power with its active power at its own
+    ratio. A step whose kvar change is that of the motor's other steps nearby
+    (:data:`SPLIT_REFERENCES` of them at least, the quartiles of their ratios within
+    :data:`SPLIT_RATIO_SPREAD` of the median)
+    but whose kW change is not, by at least ``min_event_kw``, is read as the motor's
+    step (its kvar over the ratio) and a resistive step of the rest, in the same
+    sample: a battery stopping as the heat pump's compressor stops.
+
+    Parameters
+    ----------
+    steps
+        The steps as measured, in time order.
+    spec
+        The library's detection settings.
+    """
+    reactive = [
+        (s.time_s, abs(s.delta_q_kvar), s.delta_q_kvar / s.delta_kw, s)
+        for s in steps
+        if _motor_like(s)
+    ]
+    if len(reactive) <= SPLIT_REFERENCES:
+        return steps
+    out: list[Step] = []
+    for step in steps:
+        parts = _split(step, reactive, spec) if abs(step.delta_q_kvar) >= SPLIT_MIN_KVAR else None
+        out.extend(parts if parts is not None else (step,))
+    return out
+
+
+def _motor_like(step: Step) -> bool:
+    """Whether a step moved reactive power at a motor's share of its kW."""
+    if math.isnan(step.delta_q_kvar) or abs(step.delta_q_kvar) < SPLIT_MIN_KVAR:
+        return False
+    ratio = step.delta_q_kvar / step.delta_kw
+    return MOTOR_RATIO[0] <= ratio <= MOTOR_RATIO[1]
+
+
+def _split(
+    step: Step, reactive: list[tuple[float, float, float, Step]], spec: DetectionSpec
+) -> tuple[Step, Step] | None:
+    """Return the motor's part and the rest of ``step``, or ``None`` if it is one step.
+
+    ``reactive`` holds the motor-like steps as (time, abs kvar, ratio, step).
+    """
+    kvar = step.delta_q_kvar
+    size_kvar = abs(kvar)
+    references = [
+        (time_s, ratio, other)
+        for time_s, abs_kvar, ratio, other in reactive
+        if other is not step
+        and abs(time_s - step.time_s) <= SPLIT_HORIZON_S
+        and abs(abs_kvar - size_kvar) <= SPLIT_KVAR_SHARE * size_kvar
+    ]
+    if len(references) < SPLIT_REFERENCES:
+        return None
+    ratios = sorted(ratio for _, ratio, _ in references)
+    ratio = statistics.median(ratios)
+    # Cheap test first: most reactive steps are the motor's own, at its ratio.
+    if abs(step.delta_kw - kvar / ratio) < spec.min_event_kw:
+        return None
+    low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio,) * 3
+    if high - low > SPLIT_RATIO_SPREAD * ratio:
+        return None
+    motor_kw = kvar / ratio
+    if not _alternates(step.time_s, motor_kw, references):
+        return None
+    middle_kw = step.level_before_kw + motor_kw
+    motor = Step(
+        step.index,
+        step.time_s,
+        step.ramp_samples,
+        step.level_before_kw,
+        middle_kw,
+        kvar,
+        step.settled,
+    )
+    rest = Step(
+        step.index,
+        step.time_s,
+        step.ramp_samples,
+        middle_kw,
+        step.level_after_kw,
+        0.0,
+        step.settled,
+    )
+    return motor, rest
+
+
+def _alternates(
+    time_s: float, motor_kw: float, references: list[tuple[float, float, Step]]
+) -> bool:
+    """Whether a motor step of ``motor_kw`` at ``time_s`` fits between the motor's own.
+
+    A motor starts and stops in turn: its nearest steps before and after (of
+    ``references``, in time order) go the other way. Another device's step of about
+    the motor's kvar (an EV charger at a power factor of 0.99) falls where the motor
+    is already on, or off, and is not split.
+    """
+    before = [other for t, _, other in references if t < time_s]
+    after = [other for t, _, other in references if t > time_s]
+    rising = motor_kw > 0
+    return (not before or (before[-1].delta_kw > 0) != rising) and (
+        not after or (after[0].delta_kw > 0) != rising
+    )
 
 
 def _bridge(values: FloatArray) -> FloatArray:
@@ -361,14 +526,38 @@ def _runs(values: FloatArray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
+def _median(values: FloatArray) -> float:
+    """Median of values without NaN, as ``np.median`` computes it (at a fraction of its cost).
+
+    One partition around the middle (two middle values when even, averaged): the same
+    selection and arithmetic as numpy's, so the same float, without its generic
+    reduction machinery, which costs more than the partition on a day of samples.
+    """
+    n = values.size
+    middle = n // 2
+    if n % 2:
+        return float(np.partition(values, middle)[middle])
+    parted = np.partition(values, (middle - 1, middle))
+    return float((parted[middle - 1] + parted[middle]) / 2.0)
+
+
 def _noise(values: FloatArray) -> float:
     """Robust standard deviation of the sample noise (from first differences)."""
     differences = np.diff(values)
     differences = differences[~np.isnan(differences)]
     if differences.size < 4:
         return 0.0
-    mad = float(np.median(np.abs(differences - np.median(differences))))
-    return _MAD_TO_SIGMA * mad / math.sqrt(2.0)
+    deviations = np.abs(differences - _median(differences))
+    return _MAD_TO_SIGMA * float(_median(deviations)) / math.sqrt(2.0)
+
+
+def _small_median(values: list[float]) -> float:
+    """Median of a few values, as :func:`statistics.median` takes it (without its checks)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _steps(
@@ -381,55 +570,52 @@ def _steps(
     merge_samples: int,
     spec: DetectionSpec,
 ) -> list[Step]:
-    """Group change points into steps and ramps, measured on the samples around them."""
+    """Group change points into steps and ramps, measured on the samples around them.
+
+    A run has a few dozen change points: plain Python on lists (prefix sums of the run,
+    every mean two look-ups) is faster here than numpy's per-call cost on arrays that
+    small, and gives the same floats.
+    """
     if not changes:
         return []
-    # Prefix sums of the run: every mean below is two look-ups.
-    p_sum = np.concatenate(([0.0], np.cumsum(p[first:last])))
-
-    def mean_p(a: int, b: int) -> float:
-        return float((p_sum[b - first] - p_sum[a - first]) / (b - a))
-
+    p_sum = [0.0, *np.cumsum(p[first:last]).tolist()]
     settle_samples = max(1, math.ceil(SETTLED_S / signal.resolution_s))
-    bounds = [first, *changes, last]
-    edges = np.asarray(bounds) - first
-    means = ((p_sum[edges[1:]] - p_sum[edges[:-1]]) / np.diff(edges)).tolist()
-    groups: list[list[int]] = []
-    for k, change in enumerate(changes):
-        rising = means[k + 1] > means[k]
-        if groups:
-            previous = groups[-1][-1]
-            if (means[previous + 1] > means[previous]) == rising and (
-                change - changes[previous] <= merge_samples
-            ):
-                groups[-1].append(k)
-                continue
-        groups.append([k])
+    bounds = [first, *(int(c) for c in changes), last]
+    rising = [
+        (p_sum[c - first] - p_sum[a - first]) / (c - a)
+        < (p_sum[b - first] - p_sum[c - first]) / (b - c)
+        for a, c, b in zip(bounds, bounds[1:], bounds[2:], strict=False)
+    ]
+    # Runs of change points that go the same way, each soon after the one before.
+    groups: list[tuple[int, int]] = []
+    head = 0
+    for k in range(1, len(rising)):
+        if rising[k] != rising[k - 1] or bounds[k + 1] - bounds[k] > merge_samples:
+            groups.append((head, k - 1))
+            head = k
+    groups.append((head, len(rising) - 1))
+    minimum = spec.min_event_kw
     steps = []
-    for group in groups:
-        begin = changes[group[0]]
-        end = changes[group[-1]]
-        before_start = max(bounds[group[0]], begin - LEVEL_SAMPLES)
-        after_end = min(bounds[group[-1] + 2], end + LEVEL_SAMPLES)
-        before = mean_p(before_start, begin)
-        after = mean_p(end, after_end)
-        if abs(after - before) < spec.min_event_kw:
+    for g_first, g_last in groups:
+        begin, end = bounds[g_first + 1], bounds[g_last + 1]
+        opened, closed = bounds[g_first], bounds[g_last + 2]  # the neighbouring changes
+        before_start = max(opened, begin - LEVEL_SAMPLES)
+        after_end = min(closed, end + LEVEL_SAMPLES)
+        before = (p_sum[begin - first] - p_sum[before_start - first]) / (begin - before_start)
+        after = (p_sum[after_end - first] - p_sum[end - first]) / (after_end - end)
+        size = abs(after - before)
+        if size < minimum:
             continue
         # Settled: the power held for a while on both sides (not a hob's thermostat, or
         # an appliance's off step a minute after it came on), and changed sharply.
         # A large step (three devices' worth) needs only its new level to have held.
-        large = abs(after - before) >= LARGE_STEP_FACTOR * spec.min_event_kw
-        settled = (large or begin - bounds[group[0]] >= settle_samples) and (
-            bounds[group[-1] + 2] - end >= settle_samples
-        )
+        large = size >= LARGE_STEP_FACTOR * minimum
+        settled = (large or begin - opened >= settle_samples) and (closed - end >= settle_samples)
         # Sharp: most of the change happened across the step's own samples. A smooth
         # ramp (the sun rising on PV, a base load's profile) is cut into a staircase
         # of changes that each move the power only a little from sample to sample.
-        outer_before, outer_after = max(first, begin - 2), min(last - 1, end + 1)
-        jump = p[outer_after] - p[outer_before]
-        settled = settled and bool(
-            (jump > 0) == (after > before) and abs(jump) >= SHARP_SHARE * abs(after - before)
-        )
+        jump = float(p[min(last - 1, end + 1)]) - float(p[max(first, begin - 2)])
+        settled = settled and (jump > 0) == (after > before) and abs(jump) >= SHARP_SHARE * size
         delta_q = math.nan
         if q is not None:
             # Reactive power is measured on its own samples, not cut at the active
@@ -438,7 +624,7 @@ def _steps(
             q_before = _finite(q[max(first, begin - Q_LEVEL_SAMPLES) : begin])
             q_after = _finite(q[end + 1 : min(last, end + 1 + Q_LEVEL_SAMPLES)])
             if q_before and q_after:
-                delta_q = statistics.median(q_after) - statistics.median(q_before)
+                delta_q = _small_median(q_after) - _small_median(q_before)
         steps.append(
             Step(
                 index=begin,

@@ -14,6 +14,8 @@ meters' commitments and forgets it, so no process holds more than one file's dat
 
 from __future__ import annotations
 
+import bisect
+import math
 import multiprocessing
 import os
 import sys
@@ -102,18 +104,44 @@ def _judge_commitments(
     starts: dict[tuple[str, str], list[float]] = {}
     for c in commitments:
         starts.setdefault((c.meter_id, c.device_type), []).append(c.start_s)
+    for found in starts.values():
+        found.sort()
     default_site = library.spec.default_site
     days: dict[str, DayFits] = {}
     judgements = []
     for c in commitments:
-        others = tuple(t for t in starts[c.meter_id, c.device_type] if t != c.start_s)
         series = meters.get(c.meter_id)
+        resolution_s = series.resolution_s if series is not None else 1
+        others = _claimed_near(starts[c.meter_id, c.device_type], c, resolution_s, library)
         site = sites.get(c.meter_id, default_site)
         if series is not None and c.meter_id not in days:
             days[c.meter_id] = DayFits(series, site, library)
         fits = days.get(c.meter_id)
         judgements.append(judge(c, series, library, site, others, fits))
     return judgements
+
+
+def _claimed_near(
+    starts_s: list[float], commitment: Commitment, resolution_s: int, library: EventModelLibrary
+) -> tuple[float, ...]:
+    """Return the other commitments' starts (sorted ``starts_s``) that can matter here.
+
+    A claimed start only keeps a step found within ``search_s`` of the window's start
+    from being this run mistimed, if it lies within the alignment tolerance of that step
+    (``verdicts._mistimed``): starts further away change nothing, and a meter-year has
+    hundreds of them per device type, each tested against every step.
+    """
+    validation = library.spec.validation
+    start_s, end_s = commitment.start_s, commitment.end_s
+    # The search window's resolution once coarsened, whose two samples may widen the
+    # alignment tolerance; an hour more for safety.
+    margin_s = validation.search_s + validation.context_s
+    samples = math.ceil((end_s - start_s + 2 * margin_s) / resolution_s) + 1
+    coarse_s = resolution_s * max(1, math.ceil(samples / library.spec.detection.max_samples))
+    reach_s = validation.search_s + max(validation.align_tolerance_s, 2 * coarse_s) + 3600
+    first = bisect.bisect_left(starts_s, start_s - reach_s)
+    last = bisect.bisect_right(starts_s, start_s + reach_s)
+    return tuple(t for t in starts_s[first:last] if t != start_s)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ not count.
 
 from __future__ import annotations
 
+import math
+
 from gridmatch.der_validation.detection import MAX_PAIR_S, Pulse
 from gridmatch.der_validation.window import (
     EXPORT_MARGIN_KW,
@@ -16,14 +18,17 @@ from gridmatch.der_validation.window import (
     aligned_pulses,
     clip_share,
     closeness,
+    drawn_before,
     held_factor,
     held_share,
     in_range,
+    quietness,
     ramp_rate,
     reactive_score,
     recurrences,
     sustained_before,
 )
+from gridmatch.der_validation.window import tapered as ends_tapered
 from gridmatch.scenario_io.der_models import (
     SetpointModel,
     StepChangeModel,
@@ -41,6 +46,19 @@ NO_EXPORT_FACTOR = 0.85
 NO_SESSION_FACTOR = 0.5
 SAME_SESSION = 0.15
 NIGHT_SIGN_FACTOR = 0.4
+# Unasked for, a curtailment of a share of the standing load outside this range (and
+# its slack) scores this much more.
+STANDING_SHARE = (0.7, 1.1)
+STANDING_SLACK_KW = 0.3
+NOT_STANDING_FACTOR = 0.8
+# Unasked for, a generic load's run of more import scores this much more.
+GENERIC_ON_FACTOR = 0.5
+# Unasked for, a load that sheds more than this share of what the household drew
+# besides its devices' runs before scores this much more.
+SHED_SHARE = 0.8
+NO_LOAD_FACTOR = 0.5
+# Unasked for, a run of a device that cannot reverse, ended by a larger step, scores so.
+UNMATCHED_FACTOR = 0.5
 # A pulse a PV site's clouds could make is taken as a device's from this long on (s).
 CLOUD_HOLD_S = 2400
 
@@ -64,6 +82,57 @@ def _ends_as_committed(window: Window, pulse: Pulse, end_s: float) -> Pulse:
         ):
             return Pulse(pulse.on, step, pulse.delta_kw, step.time_s, pulse.reversal)
     return pulse
+
+
+def _reverses_into_run(
+    window: Window, pulse: Pulse, model: StepHoldModel | SetpointModel | StepChangeModel
+) -> bool:
+    """Whether a set-point device's pulse reversed into a pulse closed by its own size."""
+    if not isinstance(model, SetpointModel) or pulse.off is None:
+        return False
+    detection = window.detection
+    index = detection.index_of(pulse.off)
+    if index in detection.closers:
+        return False
+    after = detection.pulse_from(index)
+    return after.reversal and after.matched
+
+
+def _reverses_a_run(window: Window, pulse: Pulse, model: SetpointModel) -> bool:
+    """Whether the pulse a reversal ended was a run of the model (its size, held long)."""
+    earlier = window.detection.reversed_pulse(window.detection.index_of(pulse.on))
+    if earlier is None:
+        return False
+    floor_kw = max(model.setpoint.min_kw, model.min_detect_kw or 0.0)
+    return abs(earlier.delta_kw) >= floor_kw and earlier.duration_s >= model.min_hold_s
+
+
+def _sheds_standing_load(window: Window, size_kw: float) -> bool:
+    """Whether a step down is about the household's standing load (or that is unknown)."""
+    standing_kw = window.standing_kw
+    if math.isnan(standing_kw):
+        return True
+    low, high = STANDING_SHARE
+    return low * standing_kw <= size_kw <= high * standing_kw + STANDING_SLACK_KW
+
+
+def _turns_flow(pulse: Pulse) -> bool:
+    """Whether the pulse's step turned the meter's flow (import to export or back).
+
+    Both sides must lie beyond :data:`EXPORT_MARGIN_KW` of zero: a meter near zero
+    crosses it with any appliance.
+    """
+    before, after = pulse.on.level_before_kw, pulse.on.level_after_kw
+    return min(abs(before), abs(after)) > EXPORT_MARGIN_KW and (before > 0) != (after > 0)
+
+
+def _ends_export(window: Window, pulse: Pulse) -> bool:
+    """Whether a rising pulse took the meter from export to import in daylight."""
+    return (
+        pulse.on.level_before_kw < -EXPORT_MARGIN_KW
+        and pulse.on.level_after_kw > 0.0
+        and not window.is_night(pulse.start_s)
+    )
 
 
 def _session_before(window: Window, pulse: Pulse) -> bool:
@@ -90,6 +159,19 @@ def _held_kw(pulse: Pulse, size_kw: float, committed: bool) -> float:
     return max(size_kw, abs(pulse.off.delta_kw))
 
 
+def _small_step_factor(
+    window: Window, model: StepHoldModel | SetpointModel | StepChangeModel, size_kw: float
+) -> float:
+    """1 from the model's ``min_detect_kw`` on, falling to 0 at detection's ``min_event_kw``."""
+    floor_kw = None if isinstance(model, StepHoldModel) else model.min_detect_kw
+    if floor_kw is None or size_kw >= floor_kw:
+        return 1.0
+    lowest_kw = window.detection.spec.min_event_kw
+    if floor_kw <= lowest_kw:
+        return 1.0
+    return max(0.0, (size_kw - lowest_kw) / (floor_kw - lowest_kw))
+
+
 def stepped_fit(
     name: str,
     model: StepHoldModel | SetpointModel | StepChangeModel,
@@ -104,7 +186,12 @@ def stepped_fit(
     resolution_s = window.detection.signal.resolution_s
     length_s = end_s - start_s
     best: Fit | None = None
-    for found in aligned_pulses(window, sign, start_s):
+    candidates = aligned_pulses(window, sign, start_s)
+    if not committed:
+        # Unasked for, the window is a detected pulse: only that pulse is scored (a
+        # neighbour's pulse a minute away is classified on its own).
+        candidates = [p for p in candidates if p.start_s == start_s]
+    for found in candidates:
         pulse = _ends_as_committed(window, found, end_s) if committed else found
         size = abs(pulse.delta_kw)
         hold_needed = (
@@ -116,7 +203,7 @@ def stepped_fit(
         hold = min(1.0, pulse.duration_s / hold_needed) if hold_needed > 0 else 1.0
         if not committed and hold < 1.0:
             hold *= hold  # classification: a short pulse is an appliance's or a cloud's
-        tapered = pulse.off is not None and pulse.off.ramp_samples >= 3
+        tapered = pulse.off is not None and ends_tapered(window, pulse.off)
         ramp_samples = pulse.on.ramp_samples
         detail: list[str] = []
         if isinstance(model, StepHoldModel):
@@ -149,11 +236,23 @@ def stepped_fit(
             # off step that met another device's looks slow too.
             flat_end = model.tapered_end_factor if tapered and not committed else 1.0
             score = model.base_score * magnitude * hold * ramp * flat_end
+            # Unasked for, a run moving more energy than a battery holds is another's.
+            energy_kwh = size * pulse.duration_s / SECONDS_PER_HOUR
+            limit_kwh = model.max_energy_kwh
+            if not committed and limit_kwh is not None and energy_kwh > limit_kwh:
+                score *= limit_kwh / energy_kwh
+                detail.append(f"{energy_kwh:.0f} kWh, more than a battery holds")
             # Reversing, or discharging into export after dark (no load can): a battery.
             into_export = sign < 0 and pulse.on.sign_change
             # Unasked for, a reversal counts where the meter's flow turned: a step that
             # only undid some other open pulse is any device's.
-            reverses = pulse.reversal and (committed or pulse.on.sign_change)
+            reverses = pulse.reversal and (
+                committed or (_turns_flow(pulse) and _reverses_a_run(window, pulse, model))
+            )
+            if not committed and sign > 0 and _ends_export(window, pulse):
+                # Unasked for, a rise that ends the meter's export by day is what a PV
+                # curtailment does too: no sign of a battery.
+                reverses = False
             if reverses or (into_export and window.is_night(pulse.start_s)):
                 score = min(1.0, score * 1.25)
                 detail.append("reverses" if pulse.reversal else "crosses zero")
@@ -163,11 +262,11 @@ def stepped_fit(
             elif (
                 not committed
                 and sign < 0
-                and pulse.on.level_before_kw < -EXPORT_MARGIN_KW
+                and pulse.on.level_after_kw < -EXPORT_MARGIN_KW
                 and not window.is_night(pulse.start_s)
             ):
-                # Unasked for, a discharge while the sun already makes the meter export
-                # is less likely than a load that stopped.
+                # Unasked for, a discharge into export while the sun shines is less
+                # likely than a load that stopped and let the PV show.
                 score *= NO_EXPORT_FACTOR
         else:
             magnitude = 1.0
@@ -176,9 +275,40 @@ def stepped_fit(
             )
             score = magnitude * hold * ramp
             below_zero = pulse.on.level_after_kw < -EXPORT_MARGIN_KW
-            if sign < 0 and below_zero and window.is_night(pulse.start_s):
+            if not committed and sign > 0:
+                # Unasked for, a load switching on and off is any household appliance:
+                # a process load shows only where it is curtailed.
+                score *= GENERIC_ON_FACTOR
+                detail.append("any load switches on so")
+            elif sign < 0 and below_zero and window.is_night(pulse.start_s):
                 score *= NIGHT_SIGN_FACTOR
                 detail.append("a load cannot export at night")
+            elif not committed and sign < 0 and not _sheds_standing_load(window, size):
+                # Unasked for, a process load that runs around the clock sheds about the
+                # household's standing load; another step down is more likely a device's.
+                score *= NOT_STANDING_FACTOR
+                detail.append(f"not the standing load ({window.standing_kw:.2f} kW)")
+            elif not committed and sign < 0 and drawn_before(window, pulse) < SHED_SHARE * size:
+                # A load sheds at most what it drew: the household less the devices'
+                # detected runs (a charger's session is not a process load's power).
+                score *= NO_LOAD_FACTOR
+                detail.append("more than the household drew besides its devices")
+        if not committed and not pulse.matched and not _reverses_into_run(window, pulse, model):
+            # Unasked for, a run ends with a step of its own size; only a set-point
+            # device may end it by reversing, into a run of its own that ends so.
+            score *= UNMATCHED_FACTOR
+            detail.append("ended by a larger step")
+        if not committed and window.cloud_like(pulse):
+            # Unasked for, a run clouds could make must also be quiet while it holds:
+            # steps crowding inside it are clouds' edges.
+            quiet = quietness(window, pulse)
+            if quiet < 1.0:
+                score *= quiet
+                detail.append("clouds' steps inside")
+        small = _small_step_factor(window, model, size) if not committed else 1.0
+        if small < 1.0:
+            score *= small
+            detail.append("a step the household's appliances make")
         # Reactive power fits if either step shows the device's ratio (another device's
         # kvar can fall into one of them, rarely into both).
         reactive = reactive_score(model, pulse.delta_kw, pulse.on.delta_q_kvar)
@@ -215,7 +345,9 @@ def stepped_fit(
                 [f"step {pulse.delta_kw:+.2f} kW held {pulse.duration_s:.0f} s", *detail]
             ),
         )
-        if best is None or fit.score > best.score:
+        # Of pulses that fit as well, the one that delivered the most (an appliance
+        # switching within the tolerance of the start delivers little).
+        if best is None or (fit.score, fit.delivered_kwh) > (best.score, best.delivered_kwh):
             best = fit
     if best is None:
         return Fit(name, operation, 0.0, False, detail="no step at the start")

@@ -403,8 +403,10 @@ def _pv(
 
     index = pd.DatetimeIndex(pd.to_datetime(times_s, unit="s", utc=True))
     location = pvlib.location.Location(latitude, longitude, altitude=100.0)
-    sky = location.get_clearsky(index, model="ineichen")
+    # The clear sky needs the sun's position too: computed once (pvlib's SPA is most of
+    # the generator's time), with the same defaults get_clearsky would use itself.
     sun = location.get_solarposition(index)
+    sky = location.get_clearsky(index, model="ineichen", solar_position=sun)
     poa = pvlib.irradiance.get_total_irradiance(
         pv["tilt_deg"],
         pv["azimuth_deg"],

@@ -47,6 +47,13 @@ HELD_LEVEL_SAMPLES = 5
 # A load that switches off had been on this long before (s), unless asked for.
 SUSTAIN_S = 1800
 MIN_DAYLIGHT_SAMPLES = 10
+# The standing load is this percentile of the night's rest (a curtailment at night
+# takes less than a quarter of it).
+STANDING_PERCENTILE = 25.0
+# A change over this many samples may be a taper; it is one if no sample-to-sample
+# jump carries this share of it (a 3-5 min taper in 1-min data: a third at most).
+TAPER_SAMPLES = 3
+TAPER_JUMP_SHARE = 0.4
 
 
 def direction(kind: str, operation: str) -> int:
@@ -174,6 +181,21 @@ class Window:
         result: FloatArray = signal.p_kw - np.cumsum(change)[:-1]
         return result
 
+    @cached_property
+    def standing_kw(self) -> float:
+        """The household's standing load: a low quartile of the night's signal less its pulses.
+
+        What runs all night (no PV then, the devices' runs taken out): the base load's
+        quiet level, and a process load that runs around the clock. ``NaN`` without an
+        hour of night in the stretch.
+        """
+        night = self.clear_sky < self.daylight_w_per_m2
+        rest = self.destepped_kw[night]
+        rest = rest[~np.isnan(rest)]
+        if rest.size * self.detection.signal.resolution_s < SECONDS_PER_HOUR:
+            return math.nan
+        return float(np.percentile(rest, STANDING_PERCENTILE))
+
     def is_night(self, time_s: float) -> bool:
         """Whether the clear sky at ``time_s`` is darker than the daylight threshold."""
         index = self.detection.signal.index(time_s)
@@ -253,6 +275,23 @@ def reactive_score(model: DeviceModel, delta_kw: float, delta_kvar: float) -> fl
     return 1.0 if low - REACTIVE_SLACK <= ratio <= high + REACTIVE_SLACK else REACTIVE_FACTOR
 
 
+def tapered(window: Window, step: Step) -> bool:
+    """Whether ``step`` is a smooth ramp over several samples (a charger's taper).
+
+    A taper spreads its change evenly over its samples; a step that met another
+    device's change in the next sample has one jump carrying most of it.
+    """
+    if step.ramp_samples < TAPER_SAMPLES:
+        return False
+    p = window.detection.signal.p_kw
+    first = max(step.index - 1, 0)
+    jumps = np.abs(np.diff(p[first : step.index + step.ramp_samples]))
+    jumps = jumps[~np.isnan(jumps)]
+    if jumps.size == 0 or step.delta_kw == 0.0:
+        return True
+    return bool(float(np.max(jumps)) < TAPER_JUMP_SHARE * abs(step.delta_kw))
+
+
 def ramp_rate(pulse: Pulse, resolution_s: int) -> float:
     """Return how fast the pulse's opening step rose, kW per minute."""
     return step_rate(pulse.on, resolution_s)
@@ -329,7 +368,9 @@ def held_share(window: Window, pulse: Pulse) -> float:
     without its devices: while a device that really ran is on, it stays near its level
     before the pulse. A pulse that paired two unrelated steps (an appliance's on with
     another's off, hours later) takes out a step that was not there, and leaves a hole
-    of its own size: its samples fall by more than half the step.
+    of its own size: its samples fall by more than half the step. A pulse that was not
+    taken out (one a reversal ended) must show in the rest instead: its samples stay
+    within half the step of the level before plus the step.
     """
     if pulse.off is None:
         return 1.0
@@ -344,7 +385,8 @@ def held_share(window: Window, pulse: Pulse) -> float:
     inside = inside[~np.isnan(inside)]
     if before.size == 0 or inside.size == 0:
         return 1.0
-    drop = pulse.sign * (inside - float(np.median(before)))
+    expected_kw = float(np.median(before)) + (0.0 if pulse.matched else pulse.delta_kw)
+    drop = pulse.sign * (inside - expected_kw)
     return float(np.mean(drop >= -0.5 * abs(pulse.delta_kw)))
 
 
@@ -362,6 +404,31 @@ def sustained_before(window: Window, pulse: Pulse) -> float:
         return 1.0
     rise = -pulse.sign * (before - pulse.on.level_after_kw)
     return float(np.mean(rise >= 0.5 * abs(pulse.delta_kw)))
+
+
+def drawn_before(window: Window, pulse: Pulse) -> float:
+    """Return what the household drew before the pulse besides its devices' runs (kW).
+
+    The signal less every closed pulse (:attr:`Window.destepped_kw`) just before the
+    pulse, plus what PV made then if the day shows PV (the day's peak along the
+    clear-sky curve): the loads that were on all along, the base load among them.
+    """
+    index = pulse.on.index
+    before = window.destepped_kw[max(0, index - HELD_LEVEL_SAMPLES) : index]
+    before = before[~np.isnan(before)]
+    if before.size == 0:
+        return math.inf
+    drawn_kw = float(np.median(before))
+    model = window.pv_model
+    if (
+        model is not None
+        and not window.is_night(pulse.start_s)
+        and 0 <= index < len(window.clear_sky)
+    ):
+        _, peak_kw, presence = window.pv_day(model, pulse.start_s)
+        if presence >= 0.5 and not math.isnan(peak_kw):
+            drawn_kw += max(peak_kw, 0.0) * float(window.clear_sky[index]) / 1000.0
+    return drawn_kw
 
 
 def clip_share(share: float) -> float:

@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,12 +129,14 @@ class Commitment:
     kw: float
     tolerance: float | None
 
-    @property
+    # Cached: asked for many times per commitment while it is judged (the instance is
+    # frozen, its fields never change; the cache is the instance's own dict).
+    @cached_property
     def start_s(self) -> int:
         """Unix time (s) of the committed start."""
         return _unix_s(self.start)
 
-    @property
+    @cached_property
     def end_s(self) -> int:
         """Unix time (s) of the committed end (exclusive)."""
         return _unix_s(self.end)

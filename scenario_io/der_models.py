@@ -32,6 +32,7 @@ OPERATIONS: tuple[str, ...] = ("import", "export", "curtail", "shift")
 # A device type names a column value and a report heading: short, plain.
 DEVICE_NAME = r"^[a-z][a-z0-9_]{0,39}$"
 Kw = Annotated[float, Field(gt=0.0, le=10_000.0)]
+Kwh = Annotated[float, Field(gt=0.0, le=1_000_000.0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Seconds = Annotated[int, Field(ge=1, le=7 * 86_400)]
 
@@ -122,6 +123,12 @@ class SetpointModel(_Model):
     # Without a level bonus a set-point device scores this much, so a level match wins.
     base_score: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     tapered_end_factor: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    # Unasked for, a smaller step is the household's own appliances' more often than
+    # this device's (its score falls to 0 at detection's min_event_kw); None: no floor.
+    min_detect_kw: Kw | None = None
+    # Unasked for, a run that moves more energy than this is no one battery's charge or
+    # discharge (its score falls with the excess); None: no limit.
+    max_energy_kwh: Kwh | None = None
 
 
 class CyclingModel(_Model):
@@ -152,6 +159,8 @@ class StepChangeModel(_Model):
     signature: Literal["step_change"]
     min_hold_s: Seconds = 600
     max_ramp_s: Seconds = 180
+    # As for set-point devices: unasked for, a smaller step is taken as an appliance's.
+    min_detect_kw: Kw | None = None
 
 
 DeviceModel = Annotated[

@@ -339,3 +339,57 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
         app, ["validate-commitments", str(EXAMPLE), "-o", str(tmp_path / "o"), "--workers", "0"]
     )
     assert result.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+# --- judging faster finds the same -----------------------------------------------------
+
+
+def test_a_cached_clear_sky_window_is_the_curve_computed_for_it() -> None:
+    # Windows of a meter on its sample grid (mid-points), over day boundaries, cut out of
+    # the cached days, and the same instants computed directly.
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        site = SiteSpec(
+            latitude_deg=float(rng.uniform(-65, 70)), longitude_deg=float(rng.uniform(-180, 180))
+        )
+        resolution_s = int(rng.choice([45, 60, 300, 900, 3600]))
+        start_s = int(rng.integers(1_700_000_000, 1_900_000_000)) // 60 * 60
+        mids = start_s + (np.arange(int(rng.integers(2, 5000))) + 0.5) * resolution_s
+        assert np.array_equal(clearsky.clear_sky_ghi(site, mids), clearsky._ghi(site, mids))
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_the_noise_median_is_numpys(values: list[float]) -> None:
+    from gridmatch.der_validation.detection import _median
+
+    array = np.asarray(values)
+    assert _median(array) == float(np.median(array))
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=5))
+def test_the_small_median_is_the_statistics_one(values: list[float]) -> None:
+    import statistics
+
+    from gridmatch.der_validation.detection import _small_median
+
+    assert _small_median(values) == statistics.median(values)
+
+
+def test_only_the_claimed_starts_near_a_window_change_its_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every other start of the same meter and device type, as before the cut to those
+    # within reach of the mistimed search: the same judgements.
+    from gridmatch.der_validation import run
+
+    inputs = load(EXAMPLE)
+    near = _judged_text(judge_all(inputs, 1))
+    monkeypatch.setattr(
+        run,
+        "_claimed_near",
+        lambda starts, commitment, resolution_s, library: tuple(
+            t for t in starts if t != commitment.start_s
+        ),
+    )
+    assert _judged_text(judge_all(inputs, 1)) == near

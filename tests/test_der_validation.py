@@ -428,7 +428,7 @@ def test_a_scenario_extends_the_library(tmp_path: Path) -> None:
         "version: 3\nmodels:\n  wallbox_11kw:\n    extends: ev_charger\n    levels_kw: [11.0]\n"
     )
     inputs = load(folder)
-    assert inputs.library.version == "1+3" and "wallbox_11kw" in inputs.library.spec.models
+    assert inputs.library.version == "2+3" and "wallbox_11kw" in inputs.library.spec.models
     verdicts = _verdicts(folder)
     assert verdicts[1] == "validated" and verdicts[0] != "validated"
 
@@ -613,7 +613,7 @@ def test_cli_validates_the_bundled_example_with_its_report(tmp_path: Path) -> No
     page = (out / "report.html").read_text()
     assert "DER commitment validation" in page and "data:image/png;base64," in page
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["event_models"]["version"] == "1" and "ruptures" in manifest["versions"]
+    assert manifest["event_models"]["version"] == "2" and "ruptures" in manifest["versions"]
     # `gridmatch report` knows a validation folder.
     (out / "report.html").unlink()
     assert runner.invoke(app, ["report", str(out)]).exit_code == 0
