@@ -234,7 +234,18 @@ class Detection:
         return self._pulses[index]
 
     def index_of(self, step: Step) -> int:
-        """Return the position of ``step`` (one of :attr:`steps`) in :attr:`steps`."""
+        """Return the position of ``step`` in :attr:`steps`.
+
+        Parameters
+        ----------
+        step
+            One of :attr:`steps` itself (found by identity, not by equal fields).
+
+        Returns
+        -------
+        int
+            Its index in :attr:`steps`; a step not among them raises ``KeyError``.
+        """
         return self._indices[id(step)]
 
     @cached_property
@@ -242,7 +253,20 @@ class Detection:
         return {id(step): k for k, step in enumerate(self.steps)}
 
     def reversed_pulse(self, index: int) -> Pulse | None:
-        """Return the pulse that ``steps[index]`` ended by reversing it, if any."""
+        """Return the pulse that ``steps[index]`` ended by reversing it, if any.
+
+        Parameters
+        ----------
+        index
+            Position of the reversing step in :attr:`steps`.
+
+        Returns
+        -------
+        Pulse or None
+            The earlier pulse of the other sign that the step reversed (a battery's
+            charge it turned into a discharge); ``None`` if the step reversed none.
+            Where it reversed several, the last opened of them.
+        """
         earlier = self._pairing[2].get(index)
         return None if earlier is None else self.pulse_from(earlier)
 
@@ -265,7 +289,9 @@ class Detection:
             if closing is None:
                 continue
             if closing[1]:
-                remainders[closing[0]] = self.steps[closing[0]].delta_kw + delta
+                # A step reversing several open pulses leaves what is left of all.
+                left = remainders.get(closing[0], self.steps[closing[0]].delta_kw)
+                remainders[closing[0]] = left + delta
                 reversed_from[closing[0]] = index
             else:
                 closed.add(closing[0])
@@ -294,7 +320,14 @@ class Detection:
 
     @property
     def closers(self) -> frozenset[int]:
-        """Steps that close a pulse opened before them (a device's off, not an on)."""
+        """Steps that close a pulse opened before them (a device's off, not an on).
+
+        Returns
+        -------
+        frozenset of int
+            Positions in :attr:`steps` of the steps that close an earlier pulse with
+            a step of its size; a reversing step is not among them (it opens a pulse).
+        """
         return self._pairing[0]
 
     def _pulse(self, index: int) -> Pulse:

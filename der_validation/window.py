@@ -280,6 +280,20 @@ def tapered(window: Window, step: Step) -> bool:
 
     A taper spreads its change evenly over its samples; a step that met another
     device's change in the next sample has one jump carrying most of it.
+
+    Parameters
+    ----------
+    window
+        The window whose detection found ``step``.
+    step
+        One of the detection's steps.
+
+    Returns
+    -------
+    bool
+        ``True`` if the change took at least :data:`TAPER_SAMPLES` samples and no
+        measured sample-to-sample jump carried :data:`TAPER_JUMP_SHARE` of it;
+        ``False`` when no jump was measured (a change inside a bridged gap).
     """
     if step.ramp_samples < TAPER_SAMPLES:
         return False
@@ -287,7 +301,9 @@ def tapered(window: Window, step: Step) -> bool:
     first = max(step.index - 1, 0)
     jumps = np.abs(np.diff(p[first : step.index + step.ramp_samples]))
     jumps = jumps[~np.isnan(jumps)]
-    if jumps.size == 0 or step.delta_kw == 0.0:
+    if jumps.size == 0:
+        return False  # the change fell inside a bridged gap: nothing shows it spread
+    if step.delta_kw == 0.0:
         return True
     return bool(float(np.max(jumps)) < TAPER_JUMP_SHARE * abs(step.delta_kw))
 
@@ -412,6 +428,19 @@ def drawn_before(window: Window, pulse: Pulse) -> float:
     The signal less every closed pulse (:attr:`Window.destepped_kw`) just before the
     pulse, plus what PV made then if the day shows PV (the day's peak along the
     clear-sky curve): the loads that were on all along, the base load among them.
+
+    Parameters
+    ----------
+    window
+        The window whose detection found ``pulse``.
+    pulse
+        The pulse whose opening step is looked before.
+
+    Returns
+    -------
+    float
+        The median over :data:`HELD_LEVEL_SAMPLES` samples before the pulse (kW),
+        PV's output added; ``inf`` when those samples are all missing.
     """
     index = pulse.on.index
     before = window.destepped_kw[max(0, index - HELD_LEVEL_SAMPLES) : index]
@@ -448,6 +477,19 @@ def quietness(window: Window, pulse: Pulse) -> float:
     reactive power (a compressor's, not a cloud's) left out: at most
     :data:`QUIET_STEPS_PER_HOUR` (a household appliance or two) scores 1, twice as
     many 0.
+
+    Parameters
+    ----------
+    window
+        The window whose detection found ``pulse``.
+    pulse
+        The pulse held between its on and off steps.
+
+    Returns
+    -------
+    float
+        0 to 1, linear in the steps per hour in between; 1 for an open pulse or one
+        of no duration.
     """
     if pulse.off is None or pulse.duration_s <= 0:
         return 1.0

@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridmatch.der_validation.activations import OTHER, DetectedRun, classify_day
+from gridmatch.der_validation.clearsky import clear_sky_ghi
 from gridmatch.der_validation.detection import Signal, detect
 from gridmatch.der_validation.run import DEFAULT_MODELS
+from gridmatch.der_validation.signatures import fit_model
 from gridmatch.der_validation.step_fit import stepped_fit
-from gridmatch.der_validation.window import Window, tapered
+from gridmatch.der_validation.window import Window, direction, tapered
 from gridmatch.scenario_io.der_input import MeterSeries
 from gridmatch.scenario_io.der_models import (
+    ClearSkyModel,
     EventModelLibrary,
     SetpointModel,
     SiteSpec,
@@ -61,6 +64,19 @@ def _at(hour: float) -> float:
 def _runs(house: House) -> dict[float, DetectedRun]:
     runs = classify_day(house.series(), _library(), SITE, DAY_S)
     return {round((r.start_s - DAY_S) / 3600.0, 2): r for r in runs}
+
+
+def _unasked_score(house: House, name: str, hour: float) -> float:
+    """Score of model ``name`` for the pulse at ``hour`` as classification fits it."""
+    library = _library()
+    detection = detect(house.signal(), library.spec.detection)
+    pv_model = next(m for m in library.spec.models.values() if isinstance(m, ClearSkyModel))
+    window = Window(detection, SITE, 300.0, pv_model=pv_model)
+    pulse = next(p for p in detection.pulses if abs(p.start_s - _at(hour)) <= 60)
+    model = library.spec.models[name]
+    operation = next(op for op in model.operations if direction(model.kind, op) == pulse.sign)
+    fit = fit_model(name, model, operation, window, pulse.start_s, pulse.end_s, committed=False)
+    return fit.score
 
 
 def test_a_compressor_stop_that_meets_a_battery_stop_is_split_in_two() -> None:
@@ -174,3 +190,104 @@ def test_a_charger_step_with_a_compressors_kvar_is_not_split() -> None:
     at_start = [s for s in detection.steps if abs(s.time_s - _at(19.25)) <= 60]
     assert [round(s.delta_kw) for s in at_start] == [7]
     assert _runs(house)[19.25].device_type == "ev_charger"
+
+
+def test_a_load_switching_on_is_no_curtailable_loads_run_unasked() -> None:
+    # A 3 kW appliance runs 14:00-15:00: any household load switches on so.
+    house = House(41).block(14.0, 15.0, 3.0)
+    assert _unasked_score(house, "controllable_load", 14.0) < _library().spec.validation.min_score
+
+
+def test_a_load_cannot_shed_more_than_the_household_draws() -> None:
+    # A 4 kW process runs at night (up to 09:00, again from 22:00); at 10:00 the meter
+    # falls another 4 kW, into export: the household drew 0.5 kW, no load shed that.
+    house = House(42).block(0.0, 9.0, 4.0).block(22.0, 48.0, 4.0).block(10.0, 11.0, -4.0)
+    assert _unasked_score(house, "controllable_load", 10.0) < _library().spec.validation.min_score
+
+
+def test_a_curtailment_ended_by_a_larger_step_is_no_process_loads_run() -> None:
+    # A 4 kW process is curtailed at 10:00; at 11:00 the meter rises 6 kW (the process
+    # and a 2 kW heater until 12:30): a process load ends with a step of its size.
+    house = House(43).block(0.0, 48.0, 4.0).block(10.0, 11.0, -4.0).block(11.0, 12.5, 2.0)
+    assert _unasked_score(house, "controllable_load", 10.0) < _library().spec.validation.min_score
+
+
+def test_a_charger_starting_as_a_curtailment_ends_is_no_battery_reversal() -> None:
+    # A 4 kW process is curtailed at 10:00 and resumes at 11:00, the minute a 7.4 kW
+    # EV starts (until 12:30): the meter imports before and after, its flow never
+    # turns, so the step is no battery going from discharging to charging.
+    house = House(44).block(0.0, 48.0, 4.0).block(10.0, 11.0, -4.0).block(11.0, 12.5, 7.4)
+    assert _runs(house)[11.0].device_type == "ev_charger"
+
+
+def test_a_rise_out_of_export_by_day_is_no_battery_reversal() -> None:
+    # The meter exports 2.5 kW from 09:00; at 10:00 the export ends as a 7.4 kW EV
+    # starts (until 11:30): by day a PV curtailment ends export so too.
+    house = House(45).block(9.0, 10.0, -3.0).block(10.0, 11.5, 7.4)
+    assert _runs(house)[10.0].device_type == "ev_charger"
+
+
+def test_a_run_moving_more_energy_than_a_battery_holds_is_no_battery() -> None:
+    # A 3 kW heater runs from 20:00 to 05:00: 27 kWh, more than a home battery holds.
+    battery = _library().spec.models["battery"]
+    assert isinstance(battery, SetpointModel) and battery.max_energy_kwh == 15.0
+    house = House(46).block(20.0, 29.0, 3.0)
+    assert _runs(house)[20.0].device_type == OTHER
+
+
+def test_a_pulse_clouds_could_make_with_steps_inside_is_no_devices() -> None:
+    # A 5 kW PV day; the meter falls 3 kW from 11:00 to 12:00 while a 1.5 kW load
+    # switches on and off four times: steps crowding inside are clouds' edges.
+    house = House(47)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60.0
+    house.p -= 5.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
+    house.block(11.0, 12.0, -3.0)
+    for k in range(4):
+        house.block(11 + (5 + 14 * k) / 60, 11 + (12 + 14 * k) / 60, 1.5)
+    assert _unasked_score(house, "battery", 11.0) < _library().spec.validation.min_score
+
+
+def test_a_met_step_over_three_samples_is_no_taper() -> None:
+    # A battery's 3 kW stop at 22:00 and a 1 kW appliance's two minutes later: one
+    # ramp of three samples, but one jump carries three quarters of it.
+    house = House(35).block(21.0, 22.0, 3.0).block(21.5, 22 + 2 / 60, 1.0)
+    detection = detect(house.signal(), _library().spec.detection)
+    met = next(s for s in detection.steps if abs(s.time_s - _at(22.0)) <= 180 and s.sign < 0)
+    assert met.ramp_samples >= 3
+    assert not tapered(Window(detection, SITE, 300.0), met)
+
+
+def test_a_claim_is_read_from_the_pulse_that_delivered_most() -> None:
+    # A household of 5 kW: a 1.2 kW appliance switches off at 17:56 (until 18:40), a
+    # battery discharges 3 kW from 18:00 to 19:00. Both fit a claimed discharge at
+    # 18:00 as well; the battery's 3 kWh is read, not the appliance's.
+    house = House(48, base_kw=5.0).block(16.0, 17 + 56 / 60, 1.2)
+    house.block(18 + 40 / 60, 20.0, 1.2).block(18.0, 19.0, -3.0)
+    detection = detect(house.signal(), _library().spec.detection)
+    battery = _library().spec.models["battery"]
+    assert isinstance(battery, SetpointModel)
+    window = Window(detection, SITE, 300.0)
+    fit = stepped_fit("battery", battery, "export", -1, window, _at(18.0), _at(19.0))
+    assert abs(fit.delivered_kwh - 3.0) < 0.3
+
+
+def test_a_sharp_stop_inside_a_bridged_gap_is_no_taper() -> None:
+    # A 7.4 kW EV stops at 20:00 while the meter misses two samples: the gap is
+    # bridged, but nothing shows the change spread over it.
+    house = House(49).block(18.0, 20.0, 7.4)
+    house.p[20 * 60 - 1 : 20 * 60 + 1] = np.nan
+    detection = detect(house.signal(), _library().spec.detection)
+    stop = next(s for s in detection.steps if abs(s.time_s - _at(20.0)) <= 180)
+    assert stop.ramp_samples >= 3
+    assert not tapered(Window(detection, SITE, 300.0), stop)
+
+
+def test_a_step_reversing_two_pulses_keeps_what_is_left_of_both() -> None:
+    # A 5.5 kW household sheds 2 kW at 10:00 and 3 kW at 10:30; at 11:00 both come back
+    # with a 1.5 kW heater (until 12:00): the step's rest is the heater's 1.5 kW.
+    house = House(50, base_kw=5.5).block(10.0, 11.0, -2.0).block(10.5, 11.0, -3.0)
+    house.block(11.0, 12.0, 1.5)
+    detection = detect(house.signal(), _library().spec.detection)
+    heater = next(p for p in detection.pulses if abs(p.start_s - _at(11.0)) <= 60)
+    assert heater.reversal and abs(heater.delta_kw - 1.5) < 0.3
+    assert heater.matched and abs(heater.end_s - _at(12.0)) <= 60
