@@ -118,7 +118,7 @@ def classify_day(
             day = np.zeros(len(signal.p_kw), dtype=bool)
             lo, hi = signal.index(day_start_s), signal.index(day_end_s)
             day[max(lo, 0) : max(hi, 0)] = True
-            _, peak_kw, score = daylight_fit(window, model, day)
+            _, peak_kw, score = daylight_fit(window, model, day, export_evidence=True)
             if score >= minimum:
                 lit = np.flatnonzero(day & (window.clear_sky >= model.daylight_w_per_m2))
                 runs.append(

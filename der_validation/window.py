@@ -54,6 +54,15 @@ STANDING_PERCENTILE = 25.0
 # jump carries this share of it (a 3-5 min taper in 1-min data: a third at most).
 TAPER_SAMPLES = 3
 TAPER_JUMP_SHARE = 0.4
+# A PV's export: the meter below zero by this much (kW, in the envelope) over at least
+# this share of the daylight; and the export either still shows less the closed pulses
+# (no device's run made it) or rises and falls with the sun (at least this correlation
+# with the clear sky while it exports). A load only lower at noon exports nothing; a
+# battery discharging at noon exports a flat block its own steps close. Without it, a
+# PV day needs both readings of the day to show the sun (see daylight_fit).
+EXPORT_EVIDENCE_KW = 0.05
+MIN_EXPORT_SHARE = 0.1
+MIN_EXPORT_CORRELATION = 0.3
 
 
 def direction(kind: str, operation: str) -> int:
@@ -326,7 +335,10 @@ def _rolling_max(values: FloatArray, samples: int) -> FloatArray:
 
 
 def daylight_fit(
-    window: Window, model: ClearSkyModel, mask: npt.NDArray[np.bool_]
+    window: Window,
+    model: ClearSkyModel,
+    mask: npt.NDArray[np.bool_],
+    export_evidence: bool = False,
 ) -> tuple[float, float, float]:
     """Whether the daylight samples of ``mask`` show PV: correlation, peak kW and presence.
 
@@ -336,7 +348,10 @@ def daylight_fit(
     signal less the closed pulses (which a misread step distorts). Each reading gives
     the correlation with the clear sky and the export per 1000 W/m^2 of it (the
     peak); the presence (:func:`_presence`) is the mean of the two readings', and the
-    correlation and peak returned are their means (evidence).
+    correlation and peak returned are their means (evidence). With ``export_evidence``
+    (labelling a whole PV day), a day without a PV's export (:func:`_exports`: a load
+    only lower at noon, a battery's block of export) shows PV only if both readings
+    do: the presence is then the lesser of the two.
     """
     sky = window.clear_sky
     signal = window.detection.signal
@@ -354,10 +369,48 @@ def daylight_fit(
         correlation = float(np.corrcoef(x, y)[0, 1])
         slope = float(np.polyfit(x, y, 1)[0])
         readings.append((correlation, slope * 1000.0))
-    presence = float(np.mean([_presence(c, k, model) for c, k in readings]))
+    presences = [_presence(c, k, model) for c, k in readings]
+    presence = float(np.mean(presences))
+    if export_evidence and not _exports(window, model, mask, samples):
+        presence = min(presences)  # both readings have to show the sun
     correlation = float(np.mean([c for c, _ in readings]))
     peak_kw = float(np.mean([k for _, k in readings]))
     return correlation, peak_kw, presence
+
+
+def _exports(
+    window: Window, model: ClearSkyModel, mask: npt.NDArray[np.bool_], samples: int
+) -> bool:
+    """Whether the daylight samples of ``mask`` show a PV's export, not a device's.
+
+    The upper envelope over ``samples`` of the meter's export (below zero: not a load
+    that is only lower at noon) exceeds :data:`EXPORT_EVIDENCE_KW` in at least
+    :data:`MIN_EXPORT_SHARE` of the daylight samples, and either the signal less the
+    closed pulses (:attr:`Window.destepped_kw`) does so too, or the export follows the
+    clear sky where it is (correlation at least :data:`MIN_EXPORT_CORRELATION`). PV
+    on an overcast day still exports a little along the sun's curve; a battery
+    discharging at noon exports a flat block, which its closed pulse accounts for.
+    """
+    sky = window.clear_sky
+    lit = mask & (sky >= model.daylight_w_per_m2)
+
+    def exporting(net_kw: FloatArray) -> tuple[npt.NDArray[np.bool_], FloatArray, float]:
+        export = _rolling_max(np.maximum(-net_kw, 0.0), samples)
+        chosen = lit & ~np.isnan(export)
+        found = chosen & (export > EXPORT_EVIDENCE_KW)
+        total = max(int(np.count_nonzero(chosen)), MIN_DAYLIGHT_SAMPLES)
+        share = int(np.count_nonzero(found)) / total
+        return found, export, share
+
+    found, export, share = exporting(window.detection.signal.p_kw)
+    if share < MIN_EXPORT_SHARE:
+        return False
+    if exporting(window.destepped_kw)[2] >= MIN_EXPORT_SHARE:
+        return True
+    x, y = sky[found], export[found]
+    if x.size < MIN_DAYLIGHT_SAMPLES or np.std(x) == 0.0 or np.std(y) == 0.0:
+        return False
+    return bool(np.corrcoef(x, y)[0, 1] >= MIN_EXPORT_CORRELATION)
 
 
 def _presence(correlation: float, peak_kw: float, model: ClearSkyModel) -> float:

@@ -291,3 +291,31 @@ def test_a_step_reversing_two_pulses_keeps_what_is_left_of_both() -> None:
     heater = next(p for p in detection.pulses if abs(p.start_s - _at(11.0)) <= 60)
     assert heater.reversal and abs(heater.delta_kw - 1.5) < 0.3
     assert heater.matched and abs(heater.end_s - _at(12.0)) <= 60
+
+
+def test_an_overcast_pv_day_with_a_low_sun_shaped_export_is_a_pv_day() -> None:
+    # 2.5 kWp under a thick, broken overcast (40-50 % of the clear sky): the meter
+    # exports at most about 0.7 kW, but over the middle of the day and along the sun.
+    house = House(48)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60.0
+    cover = 0.4 + 0.1 * np.random.default_rng(5).random(MINUTES)
+    house.p -= 2.5 * cover * clear_sky_ghi(SITE, mids_s) / 1000.0
+    assert [r.device_type for r in _runs(house).values()] == ["pv"]
+
+
+def test_a_battery_exporting_two_hours_at_noon_is_no_pv_day() -> None:
+    # No PV: a battery discharges 3 kW from 11:00 to 13:00, the meter exports 2.5 kW
+    # in a flat block around solar noon; the export envelope alone correlates with the
+    # clear sky, but the export neither rises nor falls with the sun.
+    house = House(49).block(11.0, 13.0, -3.0)
+    assert all(r.device_type != "pv" for r in _runs(house).values())
+
+
+def test_pv_a_household_uses_up_is_a_pv_day_without_export() -> None:
+    # 2.5 kWp under a clear sky behind a 3 kW household: the meter never exports, but
+    # both readings of the day (as measured and less its pulses) follow the sun.
+    house = House(51, base_kw=3.0)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60.0
+    house.p -= 2.5 * clear_sky_ghi(SITE, mids_s) / 1000.0
+    assert house.p.min() > 0.0
+    assert [r.device_type for r in _runs(house).values()] == ["pv"]

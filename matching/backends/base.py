@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import multiprocessing
 import time
@@ -65,6 +66,20 @@ class Backend(ABC):
     kind: ClassVar[BackendKind]
     description: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    # Modules a solve imports lazily besides ``requires`` (the numba kernels of a start
+    # heuristic: a second to import, 0.3 s more to load on their first call), loaded
+    # and warmed by :meth:`load_solver_modules`.
+    preload: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def load_solver_modules(cls) -> None:
+        """Import ``requires`` and ``preload`` (and warm them) before any slot's time starts.
+
+        Otherwise the first slot that needs them pays for their import out of its share
+        of the time limit (numba's alone takes about a second, several under load), may
+        stop early, and then gives other trades than a run that had them loaded.
+        """
+        _import_all(cls.requires + cls.preload)
 
     @classmethod
     def is_available(cls) -> bool:
@@ -114,6 +129,7 @@ class Backend(ABC):
         count within a process anyway. ``options.threads > 1`` solves that many
         slots at once in worker processes.
         """
+        self.load_solver_modules()
         start = time.perf_counter()
         workers = min(options.threads, len(problems))
 
@@ -131,7 +147,12 @@ class Backend(ABC):
         results: dict[int, SlotSolution] = {}
         # spawn, not fork: a forked child could inherit a solver's thread pool mid-use.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_import_all,
+            initargs=(self.requires + self.preload,),
+        ) as pool:
             running: dict[Future[SlotSolution], int] = {}
             for k, problem in enumerate(problems):
                 if len(running) == workers:
@@ -142,6 +163,18 @@ class Backend(ABC):
             for future, k in running.items():
                 results[k] = future.result()
         return [results[k] for k in range(len(problems))]
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    """Import every module named and run its ``warm_up()`` if it has one.
+
+    A module whose numba kernels load on their first call offers ``warm_up`` to load
+    them; a worker process runs this as its initializer, too.
+    """
+    for name in modules:
+        warm_up = getattr(importlib.import_module(name), "warm_up", None)
+        if callable(warm_up):
+            warm_up()
 
 
 def _within_budget(problem: SlotProblem, solution: SlotSolution) -> SlotSolution:

@@ -57,6 +57,8 @@ class CpSatBackend(Backend):
     kind = BackendKind.EXACT
     description = "slot model on OR-Tools CP-SAT (Wh and nano-EUR integers)"
     requires = ("ortools",)
+    # The solver and the seller-DP hint's kernels.
+    preload = ("ortools.sat.python.cp_model", "gridmatch.matching.knapsack_exact")
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float

@@ -22,6 +22,7 @@ class HighspyBackend(HighsBackend):
     name = "highspy"
     kind = BackendKind.EXACT
     description = "slot MILP as arrays on highspy, seller-DP incumbent"
+    preload = ("gridmatch.matching.knapsack_exact",)  # the seller-DP start
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float

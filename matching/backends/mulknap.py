@@ -65,6 +65,7 @@ class MulknapBackend(HighsBackend):
     kind = BackendKind.EXACT
     description = "surrogate knapsack bound + subset-sum filling (Pisinger), HiGHS if needed"
     requires = ("highspy", "numba")
+    preload = ("gridmatch.matching.knapsack_exact",)  # the seller-DP start
 
     def __init__(self) -> None:
         # numba compiles the kernels on first use (seconds without its cache): here,
