@@ -378,24 +378,14 @@ def support_search(
     """
     in_lp = priced.selected[priced.y_values > 1e-6]
     positions = np.union1d(in_lp, start.chosen).astype(np.int64)
-    where = np.full(pairs.size, -1, dtype=np.int64)
-    where[positions] = np.arange(positions.size)
     left = deadline - time.perf_counter()
     limit = min(SUPPORT_MAX_S, SUPPORT_SHARE * left, solver_limit_s(deadline))
     if limit < SEARCH_MIN_ROUND_S:
         return start
-    found, _, _ = _run_backend(
-        fleet,
-        pairs.subset(positions),
-        objective,
-        settings,
-        (where[start.chosen], start.energy_kwh),
-        limit,
-        np.zeros(0, dtype=np.int64),
-    )
-    if found is None:
+    unforced = np.zeros(0, dtype=np.int64)
+    candidate = _solve_among(fleet, pairs, objective, settings, positions, start, limit, unforced)
+    if candidate is None:
         return start
-    candidate = Dispatch(positions[found.chosen], found.energy_kwh)
     start_value = objective_value(fleet, pairs, objective, start)
     if objective_value(fleet, pairs, objective, candidate) > start_value + 1e-9:
         return candidate
@@ -453,26 +443,44 @@ def neighbourhood_search(
                 [best_pairs[free[best_pairs_vehicle]], in_lp[free[in_lp_vehicle]], best.chosen]
             )
         ).astype(np.int64)
-        where = np.full(pairs.size, -1, dtype=np.int64)
-        where[positions] = np.arange(positions.size)
         forced = best.chosen[~free[pairs.vehicle[best.chosen]]]
         limit = min(SEARCH_ROUND_S, solver_limit_s(deadline))
-        found, _, _ = _run_backend(
-            fleet,
-            pairs.subset(positions),
-            objective,
-            settings,
-            (where[best.chosen], best.energy_kwh),
-            limit,
-            where[forced],
-        )
-        if found is None:
+        candidate = _solve_among(fleet, pairs, objective, settings, positions, best, limit, forced)
+        if candidate is None:
             continue
-        candidate = Dispatch(positions[found.chosen], found.energy_kwh)
         value = objective_value(fleet, pairs, objective, candidate)
         if value > best_value + 1e-9:
             best, best_value = candidate, value
     return best, rounds
+
+
+def _solve_among(
+    fleet: Fleet,
+    pairs: Pairs,
+    objective: Objective,
+    settings: SolveSettings,
+    positions: IntArray,
+    start: Dispatch,
+    time_limit_s: float,
+    forced: IntArray,
+) -> Dispatch | None:
+    """Solve the MILP over the pairs at ``positions`` from ``start``, ``forced`` sent.
+
+    ``positions`` are sorted and hold ``start``'s and ``forced``'s pairs; the dispatch
+    found (if any) is returned in positions of all ``pairs``.
+    """
+    where = np.full(pairs.size, -1, dtype=np.int64)
+    where[positions] = np.arange(positions.size)
+    found, _, _ = _run_backend(
+        fleet,
+        pairs.subset(positions),
+        objective,
+        settings,
+        (where[start.chosen], start.energy_kwh),
+        time_limit_s,
+        where[forced],
+    )
+    return None if found is None else Dispatch(positions[found.chosen], found.energy_kwh)
 
 
 def _run_backend(

@@ -60,6 +60,8 @@ class TwoStageBackend(HighsBackend):
     name = "two-stage"
     kind = BackendKind.EXACT  # exact on slots without grid rows; feasible only with them
     description = "patent US11501371B2: L1 volume caps for the grid rows, then the knapsack"
+    # Stage 2 is the highspy backend's solve: its start's kernels, loaded before the clock.
+    preload = HighspyBackend.preload
 
     def solve_slot(  # noqa: D102
         self, problem: SlotProblem, options: SolveOptions, time_limit_s: float
