@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from battery_chain import deployed_after_last_period
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gridmatch.battery_rewards.conditions import (
@@ -136,6 +138,29 @@ def test_summary_rounds_against_the_battery() -> None:
     # one half cycle of 79.992 % in a 12 h period: 0.79992 cycles a day, rounded up
     assert summary.cycles_per_day_milli == 800
     assert summary.max_dod_bps == 8000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    soc=st.lists(st.floats(0.0, 100.0), min_size=2, max_size=40),
+    temps=st.lists(st.floats(-40.0, 80.0), min_size=2, max_size=40),
+    soh=st.floats(0.0, 100.0),
+)
+def test_summaries_are_ones_the_contract_accepts(
+    soc: list[float], temps: list[float], soh: float
+) -> None:
+    """Property: whatever the telemetry, its summary passes BatteryRewards.checkSummary's
+    rules (written out again here), so an honest quorum is never refused for it."""
+    samples = [
+        TelemetrySample(i + 2, 600.0 * i, value, 1.0, temps[i % len(temps)], soh)
+        for i, value in enumerate(soc)
+    ]
+    summary, *_ = summarise(samples, 86_400, 10.0)
+    assert 0 <= summary.soc_min_bps <= summary.soc_max_bps <= 10_000
+    # Each of the three is rounded on its own: 1 bps of slack, as on chain.
+    assert summary.max_dod_bps <= summary.soc_max_bps - summary.soc_min_bps + 1
+    assert summary.temp_min_deci_c <= summary.temp_max_deci_c
+    assert summary.soh_bps <= 10_000 and summary.coverage_bps <= 10_000
 
 
 def test_thresholds_inclusive_and_soh_needs_data() -> None:

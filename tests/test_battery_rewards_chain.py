@@ -144,7 +144,8 @@ def test_gap_withholds_the_period_and_the_chain_agrees(tmp_path: Path) -> None:
 
 def test_quorum_summary_below_coverage_releases_nothing_on_anvil(tmp_path: Path) -> None:
     """Attack: every validator signs a period whose telemetry covers too little (or has
-    too long a gap): the contract refuses it, pays nothing and leaves the period open."""
+    too long a gap), or a summary no telemetry can give: the contract refuses it, pays
+    nothing and leaves the period open."""
     evaluation = evaluate_folder(EXAMPLE)
     with deployed_after_last_period(evaluation, tmp_path) as deployed:
         w3, sender, deployment, keys = (
@@ -155,13 +156,20 @@ def test_quorum_summary_below_coverage_releases_nothing_on_anvil(tmp_path: Path)
         )
         honest = evaluation.periods[0].summary
         assert honest is not None
-        for thin in (
-            replace(honest, coverage_bps=8999),  # one bps under the 90 % minimum
-            replace(honest, max_gap_seconds=3601),  # one second over the longest gap
+        thin = "BatteryRewardsInsufficientCoverage"
+        inconsistent = "BatteryRewardsInconsistentSummary"
+        range_bps = honest.soc_max_bps - honest.soc_min_bps
+        for refused, error in (
+            (replace(honest, coverage_bps=8999), thin),  # one bps under the 90 % minimum
+            (replace(honest, max_gap_seconds=3601), thin),  # one second over the longest gap
+            (replace(honest, soc_min_bps=honest.soc_max_bps + 1), inconsistent),
+            # A cycle deeper than the SoC range the same summary reports.
+            (replace(honest, max_dod_bps=range_bps + 2), inconsistent),
+            (replace(honest, temp_min_deci_c=honest.temp_max_deci_c + 1), inconsistent),
         ):
-            signed = chain.signatures(w3, deployment, keys, 0, thin)
-            with pytest.raises(ChainError, match="BatteryRewardsInsufficientCoverage"):
-                chain.release_period(sender, deployment, 0, thin, signed)
+            signed = chain.signatures(w3, deployment, keys, 0, refused)
+            with pytest.raises(ChainError, match=error):
+                chain.release_period(sender, deployment, 0, refused, signed)
         balances = [
             int(call_view(w3, deployment.payment, "balanceOf", a)[0])
             for a in deployment.participants.values()

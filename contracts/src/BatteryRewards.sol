@@ -140,6 +140,7 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     error BatteryRewardsNotSponsor(address caller);
     error BatteryRewardsReclaimed(uint256 id);
     error BatteryRewardsInsufficientCoverage(uint256 id, uint32 period, uint16 coverageBps, uint32 maxGapSeconds);
+    error BatteryRewardsInconsistentSummary(string reason);
 
     event AgreementCreated(uint256 indexed id, address indexed sponsor, bytes32 indexed batteryId, uint256 funded);
     event PeriodAttested(uint256 indexed id, uint32 indexed period, uint8 metMask, uint256 released);
@@ -193,8 +194,9 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     ///         the shares (the last participant gets the rounding remainder).
     /// @dev Reverts on an unknown agreement or period, a period not over yet, after expiry,
     ///      on a period already attested, an invalid or duplicate signature, no quorum, or a
-    ///      summary whose telemetry covers the period less than the agreement asks (the
-    ///      period then stays open: a summary of backfilled telemetry may still release it).
+    ///      summary whose telemetry covers the period less than the agreement asks, or one
+    ///      no telemetry can give ({checkSummary}); the period then stays open: a summary of
+    ///      backfilled (or correctly summarised) telemetry may still release it.
     function release(uint256 id, uint32 period, Summary calldata summary, SignedSummary[] calldata signatures)
         external
         nonReentrant
@@ -214,6 +216,7 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (summary.coverageBps < a.conditions.minCoverageBps || summary.maxGapSeconds > a.conditions.maxGapSeconds) {
             revert BatteryRewardsInsufficientCoverage(id, period, summary.coverageBps, summary.maxGapSeconds);
         }
+        checkSummary(summary);
         uint8 met = metMask(a.conditions, summary);
         uint8 mask = 0x80;
         for (uint8 c; c < CONDITIONS; ++c) {
@@ -252,6 +255,25 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         returns (bytes32)
     {
         return _hashTypedDataV4(keccak256(abi.encode(SUMMARY_TYPEHASH, id, period, summary, epoch)));
+    }
+
+    /// @notice Reverts `BatteryRewardsInconsistentSummary` if no series of samples has
+    ///         this summary: SoC, SoH and coverage outside 0-10,000 bps, the lowest SoC or
+    ///         temperature above the highest, or a cycle deeper than the SoC range.
+    /// @dev A quorum attests the telemetry, but a summary that contradicts itself shows a
+    ///      faulty or colluding quorum, and could meet conditions its parts cannot (a
+    ///      shallow DoD with a wide SoC range). The DoD may exceed the range by 1 bps: the
+    ///      three are rounded each on its own (minimum down, maximum and depth up).
+    function checkSummary(Summary calldata summary) public pure {
+        if (summary.socMinBps > summary.socMaxBps || summary.socMaxBps > TOTAL_BPS) {
+            revert BatteryRewardsInconsistentSummary("soc range");
+        }
+        if (summary.maxDodBps > summary.socMaxBps - summary.socMinBps + 1) {
+            revert BatteryRewardsInconsistentSummary("depth of discharge beyond the soc range");
+        }
+        if (summary.tempMinDeciC > summary.tempMaxDeciC) revert BatteryRewardsInconsistentSummary("temperature range");
+        if (summary.sohBps > TOTAL_BPS) revert BatteryRewardsInconsistentSummary("state of health");
+        if (summary.coverageBps > TOTAL_BPS) revert BatteryRewardsInconsistentSummary("coverage");
     }
 
     /// @notice Bits of the conditions `summary` meets under `conditions` (agreed or not).

@@ -101,7 +101,12 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         uint256 id = rewards.create(terms(ownerShare));
         BatteryRewards.Summary memory s = goodSummary();
         if (mask & 1 != 0) s.socMaxBps = 9001;
-        if (mask & 2 != 0) s.maxDodBps = 8001;
+        if (mask & 2 != 0) {
+            // One bps too deep, in a SoC range (still inside the window) that allows it.
+            s.socMinBps = 1000;
+            if (s.socMaxBps < 9000) s.socMaxBps = 9000;
+            s.maxDodBps = 8001;
+        }
         if (mask & 4 != 0) s.maxCRateMilli = 501;
         if (mask & 8 != 0) s.tempMinDeciC = -1;
         if (mask & 16 != 0) s.cyclesPerDayMilli = 1501;

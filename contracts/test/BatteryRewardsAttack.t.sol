@@ -391,6 +391,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         uint256 id = createAgreement();
         BatteryRewards.Summary memory bad = goodSummary();
         bad.socMinBps = 0;
+        bad.socMaxBps = 10_000; // a full-range cycle is possible
         bad.maxDodBps = 10_000;
         bad.maxCRateMilli = 10_000;
         bad.tempMaxDeciC = 900;
@@ -465,6 +466,99 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
             )
         );
         rewards.release(id, period, s, sigs);
+    }
+
+    // ------------------------------------------------------------ summaries no telemetry gives
+
+    /// Attack: the whole quorum signs a summary that contradicts itself (each kind in
+    /// turn): refused with its reason, nothing paid, the period open; the honest summary
+    /// then releases it.
+    function test_RevertIf_QuorumSignsInconsistentSummary() public {
+        uint256 id = createAgreement();
+        warpPastPeriod(0);
+        BatteryRewards.Summary memory s = goodSummary();
+        s.socMinBps = s.socMaxBps + 1;
+        _refuseInconsistent(id, s, "soc range");
+        s = goodSummary();
+        s.socMaxBps = 10_001;
+        _refuseInconsistent(id, s, "soc range");
+        s = goodSummary();
+        // A shallow-looking period with a wide range would meet MAX_DOD falsely; the
+        // reverse, a cycle deeper than the range, is refused.
+        s.maxDodBps = s.socMaxBps - s.socMinBps + 2;
+        _refuseInconsistent(id, s, "depth of discharge beyond the soc range");
+        s = goodSummary();
+        s.tempMinDeciC = s.tempMaxDeciC + 1;
+        _refuseInconsistent(id, s, "temperature range");
+        s = goodSummary();
+        s.sohBps = 10_001;
+        _refuseInconsistent(id, s, "state of health");
+        s = goodSummary();
+        s.coverageBps = 10_001;
+        _refuseInconsistent(id, s, "coverage");
+        assertEq(rewards.periodMask(id, 0), 0, "still open");
+        assertEq(paidOut(), 0, "nothing paid");
+        assertEq(rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3)), 6 * AMOUNT, "honest");
+        assertConserved(id);
+    }
+
+    /// Property: the consistency rules' boundaries pass (a flat SoC with a 1 bps cycle, the
+    /// full range, equal temperatures, 100 % SoH and coverage).
+    function test_ConsistentSummaryBoundaries() public {
+        BatteryRewards.Terms memory t = terms(7000);
+        t.conditions.socMinBps = 0;
+        t.conditions.socMaxBps = 10_000;
+        t.conditions.maxDodBps = 10_000;
+        uint256 id = createWith(t);
+        warpPastPeriod(1);
+        BatteryRewards.Summary memory s = goodSummary();
+        s.socMinBps = 5000;
+        s.socMaxBps = 5000;
+        s.maxDodBps = 1; // three numbers rounded each on its own
+        s.tempMinDeciC = s.tempMaxDeciC;
+        s.sohBps = 10_000;
+        s.coverageBps = 10_000;
+        assertEq(rewards.release(id, 0, s, signed(id, 0, s, 3)), 6 * AMOUNT, "flat period");
+        s.socMinBps = 0;
+        s.socMaxBps = 10_000;
+        s.maxDodBps = 10_000;
+        assertEq(rewards.release(id, 1, s, signed(id, 1, s, 3)), 6 * AMOUNT, "full range");
+    }
+
+    /// Property: `checkSummary` refuses exactly what a model of the rules, written out
+    /// again here, calls inconsistent.
+    function testFuzz_CheckSummaryMatchesModel(
+        uint16 socMin,
+        uint16 socMax,
+        uint16 dod,
+        int32 tempMin,
+        int32 tempMax,
+        uint16 soh,
+        uint16 coverage
+    ) public view {
+        BatteryRewards.Summary memory s = goodSummary();
+        // Near the boundaries half the time, anywhere otherwise.
+        s.socMinBps = socMin % 2 == 0 ? uint16(bound(socMin, 0, 10_002)) : socMin;
+        s.socMaxBps = socMax % 2 == 0 ? uint16(bound(socMax, 0, 10_002)) : socMax;
+        s.maxDodBps = dod % 2 == 0 ? uint16(bound(dod, 0, 10_002)) : dod;
+        s.tempMinDeciC = int32(int256(bound(uint32(tempMin), 0, 6)) - 3);
+        s.tempMaxDeciC = int32(int256(bound(uint32(tempMax), 0, 6)) - 3);
+        s.sohBps = uint16(bound(soh, 9998, 10_002));
+        s.coverageBps = uint16(bound(coverage, 9998, 10_002));
+        bool consistent = s.socMinBps <= s.socMaxBps && s.socMaxBps <= 10_000
+            && int256(uint256(s.maxDodBps)) <= int256(uint256(s.socMaxBps)) - int256(uint256(s.socMinBps)) + 1
+            && s.tempMinDeciC <= s.tempMaxDeciC && s.sohBps <= 10_000 && s.coverageBps <= 10_000;
+        try rewards.checkSummary(s) {
+            assertTrue(consistent, "an inconsistent summary passed");
+        } catch {
+            assertFalse(consistent, "a consistent summary was refused");
+        }
+    }
+
+    function _refuseInconsistent(uint256 id, BatteryRewards.Summary memory s, string memory reason) internal {
+        BatteryRewards.SignedSummary[] memory sigs = signed(id, 0, s, 3);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsInconsistentSummary.selector, reason));
+        rewards.release(id, 0, s, sigs);
     }
 
     // ------------------------------------------------------------ terms: overflow, shares

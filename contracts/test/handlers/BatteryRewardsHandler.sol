@@ -99,7 +99,12 @@ contract BatteryRewardsHandler {
     function _summary(uint256 seed) internal pure returns (BatteryRewards.Summary memory s) {
         s = BatteryRewards.Summary(2000, 8500, 6000, 400, 150, 300, 900, 9500, 10_000, 300);
         if (seed & 1 != 0) s.socMaxBps = 9500;
-        if (seed & 2 != 0) s.maxDodBps = 9000;
+        if (seed & 2 != 0) {
+            // A cycle one bps too deep, inside a SoC range that allows it.
+            s.socMinBps = 1000;
+            if (s.socMaxBps < 9000) s.socMaxBps = 9000;
+            s.maxDodBps = 8001;
+        }
         if (seed & 4 != 0) s.maxCRateMilli = 2000;
         if (seed & 8 != 0) s.tempMaxDeciC = 450;
         if (seed & 16 != 0) s.cyclesPerDayMilli = 3000;
@@ -107,6 +112,21 @@ contract BatteryRewardsHandler {
         // Telemetry too thin (bit 6) or with too long a gap (bit 7): refused, period open.
         if (seed & 64 != 0) s.coverageBps = 8999;
         if (seed & 128 != 0) s.maxGapSeconds = 3601;
+        // A summary no telemetry can give (bit 8, its kind from bits 9-10): refused, open.
+        if (seed & 256 != 0) {
+            uint256 kind = (seed >> 9) & 3;
+            if (kind == 0) s.socMinBps = s.socMaxBps + 1;
+            if (kind == 1) s.maxDodBps = s.socMaxBps - s.socMinBps + 2;
+            if (kind == 2) s.tempMinDeciC = s.tempMaxDeciC + 1;
+            if (kind == 3) s.sohBps = 10_001;
+        }
+    }
+
+    /// The model of `checkSummary`, written out again.
+    function _consistent(BatteryRewards.Summary memory s) internal pure returns (bool) {
+        return s.socMinBps <= s.socMaxBps && s.socMaxBps <= 10_000
+            && uint256(s.maxDodBps) <= uint256(s.socMaxBps) - s.socMinBps + 1 && s.tempMinDeciC <= s.tempMaxDeciC
+            && s.sohBps <= 10_000 && s.coverageBps <= 10_000;
     }
 
     function _covered(BatteryRewards.Summary memory s) internal pure returns (bool) {
@@ -155,7 +175,7 @@ contract BatteryRewardsHandler {
         (BatteryRewards.SignedSummary[] memory sigs, uint256 current) =
             _signatures(id, period, s, _bound(subset, 1, 2 ** KEYS - 1));
         bool ok = block.timestamp >= start + uint64(period + 1) * length && block.timestamp <= expiry
-            && rewards.periodMask(id, period) == 0 && current >= registry.quorum() && _covered(s);
+            && rewards.periodMask(id, period) == 0 && current >= registry.quorum() && _covered(s) && _consistent(s);
         uint256 before = payment.balanceOf(OWNER) + payment.balanceOf(OTHER);
         try rewards.release(id, period, s, sigs) returns (uint256 amount) {
             if (!ok) ++ghost_attacksSucceeded;
