@@ -19,11 +19,11 @@ priced: RINS over the LP's pairs found nothing better than the start in the time
 (the LP meets the floor with fractions of vehicles, so it and the start agree on few
 pairs). Instead :func:`support_search` solves the MILP over the pairs the LP uses (and
 the start's: about a thousand, proven in seconds), and :func:`neighbourhood_search`
-runs rounds of small MILPs from there, each freeing a hundred vehicles around the
-incumbent. The certificate is :math:`L` or, lower, the same multipliers' bound with
-each request's trips whole (:mod:`~gridmatch.mobility.request_bound`), whichever is
-lower. Any priced stage still above its gap at the end gets that bound too, if the
-time left allows.
+runs rounds of small MILPs from there, each freeing 150 vehicles (five pairs each)
+around the incumbent. The certificate is :math:`L` or, lower, the same multipliers'
+bound with each request's trips whole (:mod:`~gridmatch.mobility.request_bound`),
+whichever is lower. Any priced stage still above its gap at the end gets that bound
+too, if the time left allows.
 
 The stage reports the best dispatch found, the best bound proven, and the gap between
 them; every solver run is given only the time that still lets the stage end by its
@@ -84,8 +84,16 @@ FEASIBILITY_TOLERANCE_KWH = 1e-4
 # vehicles, 1 s: 6.1 %; 200 vehicles, 4 s: no better dispatch (every round hit its
 # limit); drawing the vehicles by how much better their best pair prices, or half
 # mobile storage and half EVs, or along the start's and the LP's pairs: none either.
-SEARCH_VEHICLES = 100
-SEARCH_PAIRS_PER_VEHICLE = 20
+# Later, from the support search's start (about 3.3 % below the whole-trip bound, load
+# 2.8-4.3 on 2 cores, one run each unless given): 100 vehicles x 20 pairs 52,064 kWh
+# (twice, 7-8 rounds, most at their limit); x 5 pairs: 100 vehicles 52,297 (58
+# rounds), 150 52,302 and 52,355 (24 and 33 rounds), 200 52,394 and 52,179, 300
+# 52,178; x 3 pairs: 150 52,250, 300 52,218, 400 52,046; 200 x 8: 52,057; at load
+# 1.6-2.3, 100 x 20 52,131 and 150 x 5 52,299. Five pairs a vehicle keep a round's MILP
+# small enough for HiGHS to finish it well within its limit, so far more rounds run.
+# With fuel (gap 0.36-0.42 % either way) it made no difference beyond the noise.
+SEARCH_VEHICLES = 150
+SEARCH_PAIRS_PER_VEHICLE = 5
 SEARCH_ROUND_S = 2.0
 # The second stage's MILP over the LP's pairs (support_search): at most this share of
 # the stage's time left, and this long.
