@@ -313,8 +313,14 @@ def end_to_end(
     seed: int,
     quarters: int = len(BASE_STARTS),
     meter_files: int = 0,
+    profile: Path | None = None,
 ) -> list[dict]:
-    """Run tiled folders of ``shapes`` through the command; wall-clock and judging times."""
+    """Run tiled folders of ``shapes`` through the command; wall-clock and judging times.
+
+    With ``profile``, each folder is then judged once more in this process under
+    cProfile (after the timed run, so its numbers are the command's alone), and the
+    statistics are written to ``profile`` with the folder's shape in the name.
+    """
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -374,9 +380,46 @@ def end_to_end(
                     "base_generation_s": base_s,
                 }
             )
+            if profile is not None:
+                profile_judging(folder, profile.with_name(f"{profile.name}-{meters}x{days}"))
             shutil.rmtree(folder)
             shutil.rmtree(out)
     return results
+
+
+def profile_judging(folder: Path, stats_path: Path, top: int = 25) -> None:
+    """Judge ``folder`` in this process under cProfile; write and print the statistics.
+
+    Meter data as files of ``meter_data/`` is judged file by file, as a worker does
+    (reading included); one meter_data.csv through :func:`judge_all` with one worker.
+    The profiler's overhead inflates Python-heavy functions against C ones (ruptures'
+    search, numpy): compare shares, not absolute times.
+    """
+    import cProfile
+    import pstats
+
+    from gridmatch.der_validation import run
+
+    inputs = load(folder)
+    profiler = cProfile.Profile()
+    if inputs.meter_files:
+        by_meter: dict[str, list[int]] = {}
+        for index, c in enumerate(inputs.commitments):
+            by_meter.setdefault(c.meter_id, []).append(index)
+        run._init_worker(run._Shared(inputs.library, inputs.sites, inputs.commitments, by_meter))
+        profiler.enable()
+        for path in inputs.meter_files:
+            run._judge_file(path)
+        profiler.disable()
+    else:
+        profiler.enable()
+        judge_all(inputs)
+        profiler.disable()
+    profiler.dump_stats(stats_path)
+    stats = pstats.Stats(profiler)
+    print(f"\nprofile of judging {folder.name} in one process (written to {stats_path}):")
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -409,6 +452,12 @@ def main() -> int:
         type=int,
         default=0,
         help="for --throughput: meter data as that many files of meter_data/ (0: one file)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="for --throughput: also judge each folder in this process under cProfile, "
+        "writing the statistics to PATH-<meters>x<days> (after the timed run)",
     )
     args = parser.parse_args()
     if args.smoke:
@@ -514,6 +563,7 @@ def _report_end_to_end(args: argparse.Namespace, result: dict) -> int:
         args.seed,
         quarters,
         args.meter_files,
+        args.profile,
     )
     result["end_to_end"] = runs
     if runs:
