@@ -37,7 +37,10 @@ from gridmatch.scenario_io.der_models import (
     ClearSkyModel,
     CyclingModel,
     EventModelLibrary,
+    LibrarySpec,
+    SetpointModel,
     SiteSpec,
+    StepChangeModel,
 )
 
 OTHER = "other"
@@ -93,6 +96,38 @@ def _chatter(detection: Detection, index: dict[int, int]) -> set[int]:
             found.add(index[id(pulse.on)])
             found.add(index[id(pulse.off)])
     return found
+
+
+def _appliance_step_factor(spec: LibrarySpec, size_kw: float) -> float:
+    """1 for a PV curtailment's step of an appliance floor on, falling to 0 at ``min_event_kw``.
+
+    The floor is the largest ``min_detect_kw`` of the library's models: unasked for,
+    a smaller step held a while is as often a household's heater or oven, whatever
+    device it could be. A PV curtailment found unasked is held to it as the step
+    devices are (its model has no floor of its own).
+
+    Parameters
+    ----------
+    spec
+        The library's settings (its models and detection).
+    size_kw
+        The pulse's step (kW, unsigned).
+
+    Returns
+    -------
+    float
+        0 to 1, linear between ``min_event_kw`` and the floor.
+    """
+    floors = [
+        m.min_detect_kw
+        for m in spec.models.values()
+        if isinstance(m, SetpointModel | StepChangeModel) and m.min_detect_kw is not None
+    ]
+    lowest_kw = spec.detection.min_event_kw
+    floor_kw = max(floors, default=lowest_kw)
+    if size_kw >= floor_kw or floor_kw <= lowest_kw:
+        return 1.0
+    return max(0.0, (size_kw - lowest_kw) / (floor_kw - lowest_kw))
 
 
 def classify_day(
@@ -197,8 +232,11 @@ def classify_day(
             fit = fit_model(
                 name, model, operation, window, pulse.start_s, pulse.end_s, committed=False
             )
-            if fit.score > best_score:
-                best_name, best_score = name, fit.score
+            score = fit.score
+            if isinstance(model, ClearSkyModel):
+                score *= _appliance_step_factor(spec, abs(pulse.delta_kw))
+            if score > best_score:
+                best_name, best_score = name, score
         label = best_name if best_score >= minimum else OTHER
         runs.append(DetectedRun(label, pulse.start_s, pulse.end_s, pulse.delta_kw, best_score))
     runs.sort(key=lambda r: r.start_s)

@@ -54,6 +54,9 @@ REVERSAL_LOOKBACK_S = 6 * 3600
 # A step closes a pulse opened at most this long before it (an EV session's off step
 # last night is not closed by tonight's on step).
 MAX_PAIR_S = 12 * 3600
+# A pulse closed this long after it opened yields its closing step to a pulse that
+# step opens and a step of its size closes sooner (see Detection._pairs_sooner).
+NEARER_PAIR_S = 3 * 3600
 _PENALTY_HIGH = 1.0
 # A step is settled if the power held this long on both sides of it (at least a sample).
 SETTLED_S = 180
@@ -342,7 +345,11 @@ class Detection:
         return Pulse(on, off, delta, off.time_s, reversal)
 
     def _closing(self, index: int, delta: float) -> tuple[int, bool] | None:
-        """Find the step closing a pulse of ``delta`` opened at ``index``; and if it reverses."""
+        """Find the step closing a pulse of ``delta`` opened at ``index``; and if it reverses.
+
+        A step of the pulse's size more than :data:`NEARER_PAIR_S` later is passed over
+        if it opens a run of its own that ends sooner (:meth:`_pairs_sooner`).
+        """
         spec = self.spec
         allowed_kw = max(spec.pair_tolerance * abs(delta), spec.pair_tolerance_kw)
         substantial = max(spec.min_event_kw, REVERSAL_SHARE * abs(delta))
@@ -376,6 +383,8 @@ class Detection:
                 del nested[inner]
                 continue
             if abs(step.delta_kw + delta) <= allowed_kw:
+                if step.time_s - opened_s > NEARER_PAIR_S and self._pairs_sooner(j, opened_s):
+                    continue  # the step is another run's on: its own off comes sooner
                 return j, False
             if (
                 abs(step.delta_kw) > abs(delta)
@@ -384,6 +393,35 @@ class Detection:
             ):
                 return j, True
         return None
+
+    def _pairs_sooner(self, index: int, opened_s: float) -> bool:
+        """Whether ``steps[index]`` opens a pulse closed sooner than ``opened_s`` lies back.
+
+        A step of a pulse's size hours after it closes it only if it is not the on
+        step of a run of its own, closed by a step of its size sooner: a battery's
+        evening discharge is not the off of a charge whose own off step was lost at
+        noon, an hour of discharge against ten of charge. (Asked only of a close more
+        than :data:`NEARER_PAIR_S` after its pulse opened, so each nested ask looks
+        that much later: a stretch of a day or two asks a few deep at most.)
+
+        Parameters
+        ----------
+        index
+            Position in :attr:`steps` of the step that would close the pulse.
+        opened_s
+            When that pulse opened (Unix time, s).
+
+        Returns
+        -------
+        bool
+            Whether a step of its size closes the pulse ``steps[index]`` opens (not a
+            reversal), sooner after it than ``opened_s`` lies before it.
+        """
+        step = self.steps[index]
+        closing = self._closing(index, step.delta_kw)
+        if closing is None or closing[1]:
+            return False
+        return self.steps[closing[0]].time_s - step.time_s < step.time_s - opened_s
 
     @property
     def pulses(self) -> list[Pulse]:

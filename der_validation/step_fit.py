@@ -59,6 +59,9 @@ SHED_SHARE = 0.8
 NO_LOAD_FACTOR = 0.5
 # Unasked for, a run of a device that cannot reverse, ended by a larger step, scores so.
 UNMATCHED_FACTOR = 0.5
+# What a larger off step leaves over, closed within this long (s), is an appliance's
+# run that began as the device stopped (a kettle, a pump's start).
+APPLIANCE_RUN_S = 600
 # A pulse a PV site's clouds could make is taken as a device's from this long on (s).
 CLOUD_HOLD_S = 2400
 
@@ -96,6 +99,37 @@ def _reverses_into_run(
         return False
     after = detection.pulse_from(index)
     return after.reversal and after.matched
+
+
+def _ends_with_appliance(window: Window, pulse: Pulse) -> bool:
+    """Whether the pulse's off step was its own size plus a short appliance run's start.
+
+    A device's off step that falls in the sample a kettle or a pump switches on reads
+    larger than the device: the step then ends the pulse and opens one of the rest
+    (a reversal), which a step of the rest's size closes within minutes (the
+    appliance switching off). Such a pulse ended with a step of its own size.
+
+    Parameters
+    ----------
+    window
+        The window the pulse was found in.
+    pulse
+        A pulse ended by a larger step of the other sign.
+
+    Returns
+    -------
+    bool
+        Whether what the off step left over was a pulse closed by its own size
+        within :data:`APPLIANCE_RUN_S`.
+    """
+    if pulse.off is None:
+        return False
+    detection = window.detection
+    index = detection.index_of(pulse.off)
+    if index in detection.closers:
+        return False
+    rest = detection.pulse_from(index)
+    return rest.reversal and rest.matched and rest.duration_s <= APPLIANCE_RUN_S
 
 
 def _reverses_a_run(window: Window, pulse: Pulse, model: SetpointModel) -> bool:
@@ -172,6 +206,261 @@ def _small_step_factor(
     return max(0.0, (size_kw - lowest_kw) / (floor_kw - lowest_kw))
 
 
+def _step_hold_score(
+    window: Window,
+    model: StepHoldModel,
+    pulse: Pulse,
+    sign: int,
+    hold: float,
+    tapered: bool,
+    committed: bool,
+    detail: list[str],
+) -> tuple[float, float]:
+    """Score a charger's pulse: its level against the model's, held, abrupt at its end.
+
+    Parameters
+    ----------
+    window
+        The window the pulse was found in.
+    model
+        The charger's model.
+    pulse
+        The pulse scored.
+    sign
+        The operation's sign (+1 more import).
+    hold
+        How far the pulse held the time it must (0 to 1).
+    tapered
+        Whether its off step is a taper.
+    committed
+        Asked for (a commitment) rather than a detected run.
+    detail
+        Appended to: why the score is low.
+
+    Returns
+    -------
+    tuple of float
+        The score and the step size (kW) it was read at.
+    """
+    resolution_s = window.detection.signal.resolution_s
+    # The level is read on the on step, or on the off step when that one fits a
+    # level better (a step that met another device's is measured with it).
+    # (Asked for only: unasked, any pulse would get two tries at a level.)
+    off = pulse.off
+    size = abs(pulse.delta_kw)
+    readings = [size] if off is None or not committed else [size, abs(off.delta_kw)]
+    size, error = min(
+        (
+            (reading, min(abs(reading - level) / level for level in model.levels_kw))
+            for reading in readings
+        ),
+        key=lambda pair: pair[1],
+    )
+    magnitude = closeness(error, model.level_tolerance)
+    ramp = 1.0 if (pulse.on.ramp_samples - 1) * resolution_s <= model.max_ramp_s else 0.5
+    end = model.abrupt_end_factor if (pulse.off is not None and not tapered) else 1.0
+    score = magnitude * hold * ramp * end
+    detail.append(f"level error {error:.1%}")
+    if not committed and sign < 0 and not _session_before(window, pulse):
+        # Unasked for, a charger can only stop a session it started.
+        score *= NO_SESSION_FACTOR
+        detail.append("no session began before")
+    return score, size
+
+
+def _setpoint_score(
+    window: Window,
+    model: SetpointModel,
+    pulse: Pulse,
+    sign: int,
+    hold: float,
+    tapered: bool,
+    committed: bool,
+    detail: list[str],
+) -> float:
+    """Score a battery's pulse: a flat set-point in range, reversing or into export.
+
+    Parameters
+    ----------
+    window
+        The window the pulse was found in.
+    model
+        The battery's model.
+    pulse
+        The pulse scored.
+    sign
+        The operation's sign (+1 charging, -1 discharging).
+    hold
+        How far the pulse held the time it must (0 to 1).
+    tapered
+        Whether its off step is a taper.
+    committed
+        Asked for (a commitment) rather than a detected run.
+    detail
+        Appended to: why the score is what it is.
+
+    Returns
+    -------
+    float
+        The score before the checks every step signature shares.
+    """
+    size = abs(pulse.delta_kw)
+    magnitude = in_range(size, model.setpoint.min_kw, 2.0 * model.setpoint.max_kw)
+    # A step inside one interval takes two samples; one more if it met another.
+    ramp = 1.0 if pulse.on.ramp_samples <= model.max_ramp_intervals + 2 else SLOW_RAMP_FACTOR
+    # A slow end hints at a charger's taper, unasked for; a committed battery's
+    # off step that met another device's looks slow too.
+    flat_end = model.tapered_end_factor if tapered and not committed else 1.0
+    score = model.base_score * magnitude * hold * ramp * flat_end
+    # Unasked for, a run moving more energy than a battery holds is another's.
+    energy_kwh = size * pulse.duration_s / SECONDS_PER_HOUR
+    limit_kwh = model.max_energy_kwh
+    if not committed and limit_kwh is not None and energy_kwh > limit_kwh:
+        score *= limit_kwh / energy_kwh
+        detail.append(f"{energy_kwh:.0f} kWh, more than a battery holds")
+    # Reversing, or discharging into export after dark (no load can): a battery.
+    into_export = sign < 0 and pulse.on.sign_change
+    # Unasked for, a reversal counts where the meter's flow turned: a step that
+    # only undid some other open pulse is any device's.
+    reverses = pulse.reversal and (
+        committed or (_turns_flow(pulse) and _reverses_a_run(window, pulse, model))
+    )
+    if not committed and sign > 0 and _ends_export(window, pulse):
+        # Unasked for, a rise that ends the meter's export by day is what a PV
+        # curtailment does too: no sign of a battery.
+        reverses = False
+    if reverses or (into_export and window.is_night(pulse.start_s)):
+        score = min(1.0, score * 1.25)
+        detail.append("reverses" if pulse.reversal else "crosses zero")
+    elif sign < 0 and pulse.on.level_after_kw > 0.0:
+        # Discharging without reaching export: a load switching off looks the same.
+        score *= NO_EXPORT_FACTOR
+    elif (
+        not committed
+        and sign < 0
+        and pulse.on.level_after_kw < -EXPORT_MARGIN_KW
+        and not window.is_night(pulse.start_s)
+    ):
+        # Unasked for, a discharge into export while the sun shines is less
+        # likely than a load that stopped and let the PV show.
+        score *= NO_EXPORT_FACTOR
+    return score
+
+
+def _step_change_score(
+    window: Window,
+    model: StepChangeModel,
+    pulse: Pulse,
+    sign: int,
+    hold: float,
+    committed: bool,
+    detail: list[str],
+) -> float:
+    """Score a generic (process) load's pulse: a prompt step, of a load that can shed it.
+
+    Parameters
+    ----------
+    window
+        The window the pulse was found in.
+    model
+        The load's model.
+    pulse
+        The pulse scored.
+    sign
+        The operation's sign (+1 more import, -1 a curtailment).
+    hold
+        How far the pulse held the time it must (0 to 1).
+    committed
+        Asked for (a commitment) rather than a detected run.
+    detail
+        Appended to: why the score is low.
+
+    Returns
+    -------
+    float
+        The score before the checks every step signature shares.
+    """
+    resolution_s = window.detection.signal.resolution_s
+    size = abs(pulse.delta_kw)
+    ramp = (
+        1.0 if (pulse.on.ramp_samples - 2) * resolution_s <= model.max_ramp_s else SLOW_RAMP_FACTOR
+    )
+    score = hold * ramp
+    below_zero = pulse.on.level_after_kw < -EXPORT_MARGIN_KW
+    if not committed and sign > 0:
+        # Unasked for, a load switching on and off is any household appliance:
+        # a process load shows only where it is curtailed.
+        score *= GENERIC_ON_FACTOR
+        detail.append("any load switches on so")
+    elif sign < 0 and below_zero and window.is_night(pulse.start_s):
+        score *= NIGHT_SIGN_FACTOR
+        detail.append("a load cannot export at night")
+    elif not committed and sign < 0 and not _sheds_standing_load(window, size):
+        # Unasked for, a process load that runs around the clock sheds about the
+        # household's standing load; another step down is more likely a device's.
+        score *= NOT_STANDING_FACTOR
+        detail.append(f"not the standing load ({window.standing_kw:.2f} kW)")
+    elif not committed and sign < 0 and drawn_before(window, pulse) < SHED_SHARE * size:
+        # A load sheds at most what it drew: the household less the devices'
+        # detected runs (a charger's session is not a process load's power).
+        score *= NO_LOAD_FACTOR
+        detail.append("more than the household drew besides its devices")
+    return score
+
+
+def _unasked_score(
+    window: Window,
+    model: StepHoldModel | SetpointModel | StepChangeModel,
+    pulse: Pulse,
+    size_kw: float,
+    score: float,
+    detail: list[str],
+) -> float:
+    """Return a detected run's (not asked for) score, less for how it ended and looks.
+
+    Parameters
+    ----------
+    window
+        The window the run was found in (the run itself).
+    model
+        The model it is scored against.
+    pulse
+        The run's pulse.
+    size_kw
+        The step size it was read at.
+    score
+        Its score so far.
+    detail
+        Appended to: each reason the factor is below 1.
+
+    Returns
+    -------
+    float
+        ``score`` times each factor that applies.
+    """
+    if (
+        not pulse.matched
+        and not _reverses_into_run(window, pulse, model)
+        and not _ends_with_appliance(window, pulse)
+    ):
+        # Unasked for, a run ends with a step of its own size; only a set-point
+        # device may end it by reversing, into a run of its own that ends so.
+        score *= UNMATCHED_FACTOR
+        detail.append("ended by a larger step")
+    if window.cloud_like(pulse):
+        # Unasked for, a run clouds could make must also be quiet while it holds:
+        # steps crowding inside it are clouds' edges.
+        quiet = quietness(window, pulse)
+        if quiet < 1.0:
+            score *= quiet
+            detail.append("clouds' steps inside")
+    small = _small_step_factor(window, model, size_kw)
+    if small < 1.0:
+        score *= small
+        detail.append("a step the household's appliances make")
+    return score
+
+
 def stepped_fit(
     name: str,
     model: StepHoldModel | SetpointModel | StepChangeModel,
@@ -204,111 +493,17 @@ def stepped_fit(
         if not committed and hold < 1.0:
             hold *= hold  # classification: a short pulse is an appliance's or a cloud's
         tapered = pulse.off is not None and ends_tapered(window, pulse.off)
-        ramp_samples = pulse.on.ramp_samples
         detail: list[str] = []
         if isinstance(model, StepHoldModel):
-            # The level is read on the on step, or on the off step when that one fits a
-            # level better (a step that met another device's is measured with it).
-            # (Asked for only: unasked, any pulse would get two tries at a level.)
-            off = pulse.off
-            readings = [size] if off is None or not committed else [size, abs(off.delta_kw)]
-            size, error = min(
-                (
-                    (reading, min(abs(reading - level) / level for level in model.levels_kw))
-                    for reading in readings
-                ),
-                key=lambda pair: pair[1],
+            score, size = _step_hold_score(
+                window, model, pulse, sign, hold, tapered, committed, detail
             )
-            magnitude = closeness(error, model.level_tolerance)
-            ramp = 1.0 if (ramp_samples - 1) * resolution_s <= model.max_ramp_s else 0.5
-            end = model.abrupt_end_factor if (pulse.off is not None and not tapered) else 1.0
-            score = magnitude * hold * ramp * end
-            detail.append(f"level error {error:.1%}")
-            if not committed and sign < 0 and not _session_before(window, pulse):
-                # Unasked for, a charger can only stop a session it started.
-                score *= NO_SESSION_FACTOR
-                detail.append("no session began before")
         elif isinstance(model, SetpointModel):
-            magnitude = in_range(size, model.setpoint.min_kw, 2.0 * model.setpoint.max_kw)
-            # A step inside one interval takes two samples; one more if it met another.
-            ramp = 1.0 if ramp_samples <= model.max_ramp_intervals + 2 else SLOW_RAMP_FACTOR
-            # A slow end hints at a charger's taper, unasked for; a committed battery's
-            # off step that met another device's looks slow too.
-            flat_end = model.tapered_end_factor if tapered and not committed else 1.0
-            score = model.base_score * magnitude * hold * ramp * flat_end
-            # Unasked for, a run moving more energy than a battery holds is another's.
-            energy_kwh = size * pulse.duration_s / SECONDS_PER_HOUR
-            limit_kwh = model.max_energy_kwh
-            if not committed and limit_kwh is not None and energy_kwh > limit_kwh:
-                score *= limit_kwh / energy_kwh
-                detail.append(f"{energy_kwh:.0f} kWh, more than a battery holds")
-            # Reversing, or discharging into export after dark (no load can): a battery.
-            into_export = sign < 0 and pulse.on.sign_change
-            # Unasked for, a reversal counts where the meter's flow turned: a step that
-            # only undid some other open pulse is any device's.
-            reverses = pulse.reversal and (
-                committed or (_turns_flow(pulse) and _reverses_a_run(window, pulse, model))
-            )
-            if not committed and sign > 0 and _ends_export(window, pulse):
-                # Unasked for, a rise that ends the meter's export by day is what a PV
-                # curtailment does too: no sign of a battery.
-                reverses = False
-            if reverses or (into_export and window.is_night(pulse.start_s)):
-                score = min(1.0, score * 1.25)
-                detail.append("reverses" if pulse.reversal else "crosses zero")
-            elif sign < 0 and pulse.on.level_after_kw > 0.0:
-                # Discharging without reaching export: a load switching off looks the same.
-                score *= NO_EXPORT_FACTOR
-            elif (
-                not committed
-                and sign < 0
-                and pulse.on.level_after_kw < -EXPORT_MARGIN_KW
-                and not window.is_night(pulse.start_s)
-            ):
-                # Unasked for, a discharge into export while the sun shines is less
-                # likely than a load that stopped and let the PV show.
-                score *= NO_EXPORT_FACTOR
+            score = _setpoint_score(window, model, pulse, sign, hold, tapered, committed, detail)
         else:
-            magnitude = 1.0
-            ramp = (
-                1.0 if (ramp_samples - 2) * resolution_s <= model.max_ramp_s else SLOW_RAMP_FACTOR
-            )
-            score = magnitude * hold * ramp
-            below_zero = pulse.on.level_after_kw < -EXPORT_MARGIN_KW
-            if not committed and sign > 0:
-                # Unasked for, a load switching on and off is any household appliance:
-                # a process load shows only where it is curtailed.
-                score *= GENERIC_ON_FACTOR
-                detail.append("any load switches on so")
-            elif sign < 0 and below_zero and window.is_night(pulse.start_s):
-                score *= NIGHT_SIGN_FACTOR
-                detail.append("a load cannot export at night")
-            elif not committed and sign < 0 and not _sheds_standing_load(window, size):
-                # Unasked for, a process load that runs around the clock sheds about the
-                # household's standing load; another step down is more likely a device's.
-                score *= NOT_STANDING_FACTOR
-                detail.append(f"not the standing load ({window.standing_kw:.2f} kW)")
-            elif not committed and sign < 0 and drawn_before(window, pulse) < SHED_SHARE * size:
-                # A load sheds at most what it drew: the household less the devices'
-                # detected runs (a charger's session is not a process load's power).
-                score *= NO_LOAD_FACTOR
-                detail.append("more than the household drew besides its devices")
-        if not committed and not pulse.matched and not _reverses_into_run(window, pulse, model):
-            # Unasked for, a run ends with a step of its own size; only a set-point
-            # device may end it by reversing, into a run of its own that ends so.
-            score *= UNMATCHED_FACTOR
-            detail.append("ended by a larger step")
-        if not committed and window.cloud_like(pulse):
-            # Unasked for, a run clouds could make must also be quiet while it holds:
-            # steps crowding inside it are clouds' edges.
-            quiet = quietness(window, pulse)
-            if quiet < 1.0:
-                score *= quiet
-                detail.append("clouds' steps inside")
-        small = _small_step_factor(window, model, size) if not committed else 1.0
-        if small < 1.0:
-            score *= small
-            detail.append("a step the household's appliances make")
+            score = _step_change_score(window, model, pulse, sign, hold, committed, detail)
+        if not committed:
+            score = _unasked_score(window, model, pulse, size, score, detail)
         # Reactive power fits if either step shows the device's ratio (another device's
         # kvar can fall into one of them, rarely into both).
         reactive = reactive_score(model, pulse.delta_kw, pulse.on.delta_q_kvar)
