@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from gridmatch.der_validation.detection import Pulse
 from gridmatch.der_validation.window import (
     EXPORT_MARGIN_KW,
     MIN_HOLD_SHARE,
@@ -34,6 +35,45 @@ STILL_EXPORTING_FACTOR = 0.7
 # A PV curtailment's step is at most this much above the PV's clear-sky output then.
 PV_SIZE_MARGIN = 1.3
 MIN_AVAILABLE_KW = 0.1
+
+
+def released_at_end(window: Window, pulse: Pulse, end_s: float) -> Pulse:
+    """Return the pulse closed at the committed end if the PV's output came back there.
+
+    A curtailment's release is a step of the other sign at the committed end (within
+    the alignment tolerance), of the start's size scaled along the clear-sky curve
+    (within the detection's pair tolerance): unpaired with the start when the sky
+    changed, the pulse that detection closed later, at a cloud's or another device's
+    step, holds the clouds after the commitment, which are not its evidence.
+
+    Parameters
+    ----------
+    window
+        The window whose detection found ``pulse``.
+    pulse
+        A pulse that starts at the committed start.
+    end_s
+        The committed end (Unix s).
+
+    Returns
+    -------
+    Pulse
+        ``pulse`` closed by the release step, or ``pulse`` itself without one.
+    """
+    sky = window.clear_sky
+    if pulse.end_s <= end_s + window.align_s or sky[pulse.on.index] <= 0:
+        return pulse
+    spec = window.detection.spec
+    for step in window.detection.steps:
+        if abs(step.time_s - end_s) > window.align_s or step.sign == pulse.sign:
+            continue
+        # The output that comes back is the start's scaled along the clear-sky curve.
+        expected_kw = abs(pulse.delta_kw) * sky[min(step.index, len(sky) - 1)]
+        expected_kw /= sky[pulse.on.index]
+        allowed_kw = max(spec.pair_tolerance * expected_kw, spec.pair_tolerance_kw)
+        if abs(abs(step.delta_kw) - expected_kw) <= allowed_kw:
+            return Pulse(pulse.on, step, pulse.delta_kw, step.time_s, pulse.reversal)
+    return pulse
 
 
 def clear_sky_export(
@@ -127,8 +167,9 @@ def clear_sky_curtail(
         if not committed:
             hold *= hold  # unasked for, a shadow's pulse is short: it must outlast them
         # Curtailed PV is flat: the clouds' steps stop while it lasts. A pulse that
-        # clouds keep stepping through is another device (a battery charging).
-        quiet = quietness(window, pulse)
+        # clouds keep stepping through is another device (a battery charging). Only
+        # the committed window is the curtailment's: not the clouds after its release.
+        quiet = quietness(window, released_at_end(window, pulse, end_s) if committed else pulse)
         if not committed:  # unasked for, a pulse must have held (see held_share)
             quiet *= held_factor(window, pulse)
         # Curtailed PV leaves the household's own load: a meter still exporting after

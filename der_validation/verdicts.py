@@ -16,8 +16,8 @@ For a commitment of device type ``D`` to ``operation`` at ``kw`` over ``[start, 
 4. Otherwise, if ``D``'s model fits an event of the same length that starts elsewhere
    within ``search_s`` of the window's start (not at the start of another commitment of the
    same meter and device type: that run delivered that one) and delivers there nearly
-   what was committed (``1 - tolerance - 0.1`` of it): **wrong_interval** (with when
-   it ran).
+   what was committed (``1 - tolerance - 0.1`` of it; a set-point or switched load's
+   run, outside the committed window): **wrong_interval** (with when it ran).
 5. Otherwise **not_delivered**.
 
 The baseline (``baseline_kw``) is the mean power in the ``baseline_s`` before the
@@ -410,6 +410,7 @@ def _mistimed(
             continue
         if isinstance(model, SetpointModel | StepChangeModel) and (
             fit.end_s - fit.start_s > (2.0 - MISTIMED_LENGTH) * length_s + window.align_s
+            or _delivered_outside(fit, windows.start_s, windows.end_s) < needed_kwh
         ):
             continue
         if best is None or (fit.score, -abs(anchor - windows.start_s)) > (
@@ -418,6 +419,28 @@ def _mistimed(
         ):
             best = fit
     return best
+
+
+def _delivered_outside(fit: Fit, start_s: float, end_s: float) -> float:
+    """Energy (kWh) a flat run delivered outside ``[start_s, end_s)``.
+
+    A set-point or switched load runs only while commanded: the part of its run that
+    lies inside the committed window was delivered at the committed time (the window's
+    own fit judges it), and only the rest can be the commitment moved elsewhere.
+
+    Parameters
+    ----------
+    fit
+        The run found elsewhere (its delivery spread evenly over ``[start_s, end_s)``
+        of the fit).
+    start_s, end_s
+        Unix times (s) of the committed window.
+    """
+    run_s = fit.end_s - fit.start_s
+    if math.isnan(run_s) or run_s <= 0:
+        return fit.delivered_kwh
+    overlap_s = max(0.0, min(fit.end_s, end_s) - max(fit.start_s, start_s))
+    return fit.delivered_kwh * (1.0 - overlap_s / run_s)
 
 
 def slice_signal(series: MeterSeries, from_s: float, to_s: float) -> Signal:

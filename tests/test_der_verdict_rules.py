@@ -1,0 +1,101 @@
+"""DER verdict rules (issue #19): what a committed fit counts, and what explains a run.
+
+Hand-made meters like those of ``test_der_accuracy.py``: a flat household with seeded
+meter noise at 1-minute resolution on 16 March 2026 (UTC), plus the devices a case
+names, judged one commitment at a time (``verdicts.judge``). Each test pins one rule of
+the verdicts that the benchmark's accuracy rests on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from gridmatch.der_validation.clearsky import clear_sky_ghi
+from gridmatch.der_validation.run import DEFAULT_MODELS
+from gridmatch.der_validation.verdicts import judge
+from gridmatch.results_io.der_validation import VerdictRow
+from gridmatch.scenario_io.der_input import Commitment, MeterSeries
+from gridmatch.scenario_io.der_models import SiteSpec, load_event_models
+
+DAY = datetime(2026, 3, 16, tzinfo=UTC)
+SITE = SiteSpec(latitude_deg=51.31, longitude_deg=9.48, altitude_m=170.0)
+MINUTES = 2 * 24 * 60
+
+
+def _minute(hour: float) -> int:
+    return round(hour * 60)
+
+
+class House:
+    """Base load plus devices, minute by minute over two days."""
+
+    def __init__(self, seed: int, base_kw: float = 0.5) -> None:
+        rng = np.random.default_rng(seed)
+        self.p = base_kw + rng.normal(0.0, 0.02, MINUTES)
+        self.q = 0.05 + rng.normal(0.0, 0.01, MINUTES)
+        mids_s = DAY.timestamp() + (np.arange(MINUTES) + 0.5) * 60
+        self.sky = clear_sky_ghi(SITE, mids_s) / 1000.0  # kW per kWp
+
+    def block(self, start_h: float, end_h: float, kw: float) -> House:
+        self.p[_minute(start_h) : _minute(end_h)] += kw
+        return self
+
+    def series(self) -> MeterSeries:
+        return MeterSeries(
+            "M1", int(DAY.timestamp()), 60, self.p.copy(), self.q.copy(), MINUTES, 0, 0
+        )
+
+
+def _verdict(
+    house: House, device: str, operation: str, start_h: float, end_h: float, kw: float
+) -> VerdictRow:
+    """Judge one commitment (times in hours of the first day) against the house's meter."""
+    commitment = Commitment(
+        row=1,
+        commitment_id="C1",
+        meter_id="M1",
+        participant_id="",
+        device_type=device,
+        operation=operation,
+        start=DAY + timedelta(minutes=_minute(start_h)),
+        end=DAY + timedelta(minutes=_minute(end_h)),
+        kw=kw,
+        tolerance=None,
+    )
+    return judge(commitment, house.series(), load_event_models(DEFAULT_MODELS, None), SITE).row
+
+
+def test_clouds_after_a_pv_curtailment_are_not_its_evidence() -> None:
+    # 5 kWp curtailed to nothing 08:30-09:15; at 09:15 the output comes back (a larger
+    # step than the start's: the sun is higher). Then clouds: shadows of 40 % every
+    # 4 minutes, and at 09:55 one the size of the curtailment's step, whose end at
+    # 10:00 detection pairs with the start. Inside the committed window all is flat.
+    house = House(12)
+    pv_kw = 5.0 * house.sky
+    house.p -= pv_kw
+    start, end = _minute(8.5), _minute(9.25)
+    house.p[start:end] += pv_kw[start:end]
+    for at in range(end + 3, end + 40, 4):
+        house.p[at : at + 2] += 0.4 * pv_kw[at : at + 2]
+    house.p[end + 40 : end + 45] += pv_kw[start]
+    row = _verdict(house, "pv", "curtail", 8.5, 9.25, 1.5)
+    assert row.verdict.value == "validated", row.detail
+    assert row.matched_model == "pv" and row.committed_score >= 0.9
+
+
+def test_a_battery_run_inside_the_window_is_not_the_commitment_moved() -> None:
+    # Committed to charge 2.5 kW 11:00-12:30; nothing steps at 11:00, and the battery
+    # charges 2.5 kW from 11:40 to 13:10 on its own: most of that run lies inside the
+    # committed window, so it is not the commitment delivered at another time.
+    house = House(21).block(11.0 + 40 / 60, 13.0 + 10 / 60, 2.5)
+    row = _verdict(house, "battery", "import", 11.0, 12.5, 2.5)
+    assert row.verdict.value == "not_delivered", row.detail
+
+
+def test_a_battery_run_outside_the_window_is_still_wrong_interval() -> None:
+    # The same run three hours after the committed start, clear of the window: moved.
+    house = House(21).block(14.0, 15.5, 2.5)
+    row = _verdict(house, "battery", "import", 11.0, 12.5, 2.5)
+    assert row.verdict.value == "wrong_interval", row.detail
