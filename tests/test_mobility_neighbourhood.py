@@ -22,7 +22,8 @@ from gridmatch.mobility.roads import RoadNetwork
 from gridmatch.mobility.solve import SolveSettings, neighbourhood_search
 
 
-def test_the_pool_is_the_vehicles_the_incumbent_sends(monkeypatch) -> None:
+def _stage_two():
+    """A 300 x 1,000 emergency instance's second stage: its start and its priced LP."""
     inputs = synthetic_inputs(300, 1000, seed=1)
     roads = RoadNetwork(inputs.roads, inputs.positions)
     fleet = fleet_arrays(inputs, roads, emergency=True)
@@ -33,6 +34,11 @@ def test_the_pool_is_the_vehicles_the_incumbent_sends(monkeypatch) -> None:
     objective = Objective(np.ones(fleet.n_requests), penalty, floor_kwh=floor)
     priced = priced_lp(fleet, pairs, objective, start.chosen, time.perf_counter() + 30)
     assert priced is not None
+    return fleet, pairs, objective, start, priced
+
+
+def test_the_pool_is_the_vehicles_the_incumbent_sends(monkeypatch) -> None:
+    fleet, pairs, objective, start, priced = _stage_two()
 
     pools: list[np.ndarray] = []
     real_rng = np.random.default_rng
@@ -68,16 +74,7 @@ ROUND_TOP_PAIRS_MAX = 1_000
 
 
 def test_a_round_frees_few_pairs_per_vehicle_and_keeps_the_others_trips(monkeypatch) -> None:
-    inputs = synthetic_inputs(300, 1000, seed=1)
-    roads = RoadNetwork(inputs.roads, inputs.positions)
-    fleet = fleet_arrays(inputs, roads, emergency=True)
-    pairs = eligible_pairs(fleet, roads)
-    penalty = inputs.spec.travel_penalty_kwh_per_min
-    start = heuristic_dispatch(fleet, pairs, Objective(np.ones(fleet.n_requests), penalty))
-    floor = 0.5 * critical_kwh(fleet, pairs, start)
-    objective = Objective(np.ones(fleet.n_requests), penalty, floor_kwh=floor)
-    priced = priced_lp(fleet, pairs, objective, start.chosen, time.perf_counter() + 30)
-    assert priced is not None
+    fleet, pairs, objective, start, priced = _stage_two()
 
     rounds: list[tuple[np.ndarray, np.ndarray]] = []
 
