@@ -163,8 +163,10 @@ def test_quorum_summary_below_coverage_releases_nothing_on_anvil(tmp_path: Path)
             (replace(honest, coverage_bps=8999), thin),  # one bps under the 90 % minimum
             (replace(honest, max_gap_seconds=3601), thin),  # one second over the longest gap
             (replace(honest, soc_min_bps=honest.soc_max_bps + 1), inconsistent),
-            # A cycle deeper than the SoC range the same summary reports.
+            # A cycle deeper, or shallower (meeting MAX_DOD falsely), than the SoC range
+            # the same summary reports.
             (replace(honest, max_dod_bps=range_bps + 2), inconsistent),
+            (replace(honest, max_dod_bps=max(0, range_bps - 2)), inconsistent),
             (replace(honest, temp_min_deci_c=honest.temp_max_deci_c + 1), inconsistent),
         ):
             signed = chain.signatures(w3, deployment, keys, 0, refused)

@@ -259,17 +259,20 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
 
     /// @notice Reverts `BatteryRewardsInconsistentSummary` if no series of samples has
     ///         this summary: SoC, SoH and coverage outside 0-10,000 bps, the lowest SoC or
-    ///         temperature above the highest, or a cycle deeper than the SoC range.
+    ///         temperature above the highest, or a deepest cycle that is not the SoC range.
     /// @dev A quorum attests the telemetry, but a summary that contradicts itself shows a
-    ///      faulty or colluding quorum, and could meet conditions its parts cannot (a
-    ///      shallow DoD with a wide SoC range). The DoD may exceed the range by 1 bps: the
-    ///      three are rounded each on its own (minimum down, maximum and depth up).
+    ///      faulty or colluding quorum, and could meet conditions its own numbers rule out
+    ///      (a shallow DoD with a wide SoC range meeting MAX_DOD). The deepest rainflow
+    ///      cycle of a series always spans its lowest to its highest SoC, so the DoD is
+    ///      the range, within 1 bps either way: the three are rounded each on its own
+    ///      (minimum down, maximum and depth up).
     function checkSummary(Summary calldata summary) public pure {
         if (summary.socMinBps > summary.socMaxBps || summary.socMaxBps > TOTAL_BPS) {
             revert BatteryRewardsInconsistentSummary("soc range");
         }
-        if (summary.maxDodBps > summary.socMaxBps - summary.socMinBps + 1) {
-            revert BatteryRewardsInconsistentSummary("depth of discharge beyond the soc range");
+        uint256 rangeBps = uint256(summary.socMaxBps) - summary.socMinBps;
+        if (summary.maxDodBps > rangeBps + 1 || uint256(summary.maxDodBps) + 1 < rangeBps) {
+            revert BatteryRewardsInconsistentSummary("depth of discharge is not the soc range");
         }
         if (summary.tempMinDeciC > summary.tempMaxDeciC) revert BatteryRewardsInconsistentSummary("temperature range");
         if (summary.sohBps > TOTAL_BPS) revert BatteryRewardsInconsistentSummary("state of health");

@@ -38,6 +38,7 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         uint256 id = createAgreement();
         BatteryRewards.Summary memory s = goodSummary();
         s.socMinBps = 500; // below the window
+        s.maxDodBps = 8000; // the range, as deep as allowed
         s.tempMaxDeciC = 401; // above the band
         s.sohBps = 0; // no state-of-health data
         warpPastPeriod(1);
@@ -101,12 +102,13 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         uint256 id = rewards.create(terms(ownerShare));
         BatteryRewards.Summary memory s = goodSummary();
         if (mask & 1 != 0) s.socMaxBps = 9001;
+        // The deepest cycle spans the SoC range (checkSummary); with bit 1, one bps deeper
+        // than allowed, in a range (still inside the window) that gives it.
         if (mask & 2 != 0) {
-            // One bps too deep, in a SoC range (still inside the window) that allows it.
             s.socMinBps = 1000;
             if (s.socMaxBps < 9000) s.socMaxBps = 9000;
-            s.maxDodBps = 8001;
         }
+        s.maxDodBps = s.socMaxBps - s.socMinBps + (mask & 2 != 0 && s.socMaxBps == 9000 ? uint16(1) : uint16(0));
         if (mask & 4 != 0) s.maxCRateMilli = 501;
         if (mask & 8 != 0) s.tempMinDeciC = -1;
         if (mask & 16 != 0) s.cyclesPerDayMilli = 1501;

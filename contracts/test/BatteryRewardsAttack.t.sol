@@ -483,10 +483,14 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         s.socMaxBps = 10_001;
         _refuseInconsistent(id, s, "soc range");
         s = goodSummary();
-        // A shallow-looking period with a wide range would meet MAX_DOD falsely; the
-        // reverse, a cycle deeper than the range, is refused.
+        // A shallow cycle in a wide SoC range would meet MAX_DOD falsely; a cycle deeper
+        // than the range is as impossible.
+        s.maxDodBps = s.socMaxBps - s.socMinBps - 2;
+        _refuseInconsistent(id, s, "depth of discharge is not the soc range");
+        s.maxDodBps = 100;
+        _refuseInconsistent(id, s, "depth of discharge is not the soc range");
         s.maxDodBps = s.socMaxBps - s.socMinBps + 2;
-        _refuseInconsistent(id, s, "depth of discharge beyond the soc range");
+        _refuseInconsistent(id, s, "depth of discharge is not the soc range");
         s = goodSummary();
         s.tempMinDeciC = s.tempMaxDeciC + 1;
         _refuseInconsistent(id, s, "temperature range");
@@ -510,7 +514,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         t.conditions.socMaxBps = 10_000;
         t.conditions.maxDodBps = 10_000;
         uint256 id = createWith(t);
-        warpPastPeriod(1);
+        warpPastPeriod(2);
         BatteryRewards.Summary memory s = goodSummary();
         s.socMinBps = 5000;
         s.socMaxBps = 5000;
@@ -523,6 +527,8 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         s.socMaxBps = 10_000;
         s.maxDodBps = 10_000;
         assertEq(rewards.release(id, 1, s, signed(id, 1, s, 3)), 6 * AMOUNT, "full range");
+        s.maxDodBps = 9999; // the range less 1 bps of rounding
+        assertEq(rewards.release(id, 2, s, signed(id, 2, s, 3)), 6 * AMOUNT, "1 bps shallower");
     }
 
     /// Property: `checkSummary` refuses exactly what a model of the rules, written out
@@ -547,6 +553,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         s.coverageBps = uint16(bound(coverage, 9998, 10_002));
         bool consistent = s.socMinBps <= s.socMaxBps && s.socMaxBps <= 10_000
             && int256(uint256(s.maxDodBps)) <= int256(uint256(s.socMaxBps)) - int256(uint256(s.socMinBps)) + 1
+            && int256(uint256(s.maxDodBps)) >= int256(uint256(s.socMaxBps)) - int256(uint256(s.socMinBps)) - 1
             && s.tempMinDeciC <= s.tempMaxDeciC && s.sohBps <= 10_000 && s.coverageBps <= 10_000;
         try rewards.checkSummary(s) {
             assertTrue(consistent, "an inconsistent summary passed");
@@ -828,6 +835,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
             vm.warp(START + uint64(period + 1) * DAY + ((r >> 8) % DAY));
             BatteryRewards.Summary memory s = goodSummary();
             if ((r >> 20) & 1 != 0) s.socMaxBps = 9500;
+            s.maxDodBps = s.socMaxBps - s.socMinBps; // the deepest cycle spans the range
             if ((r >> 21) & 1 != 0) s.sohBps = 0;
             if ((r >> 22) & 1 != 0) s.maxCRateMilli = 501;
             if ((r >> 23) % 5 == 0) s.coverageBps = 8999;

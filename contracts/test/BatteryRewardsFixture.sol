@@ -65,7 +65,7 @@ abstract contract BatteryRewardsFixture is TestBase {
         return BatteryRewards.Summary({
             socMinBps: 2000,
             socMaxBps: 8500,
-            maxDodBps: 6000,
+            maxDodBps: 6500, // its deepest cycle spans the SoC range
             maxCRateMilli: 400,
             tempMinDeciC: 150,
             tempMaxDeciC: 300,

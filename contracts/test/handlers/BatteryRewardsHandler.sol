@@ -97,14 +97,15 @@ contract BatteryRewardsHandler {
     }
 
     function _summary(uint256 seed) internal pure returns (BatteryRewards.Summary memory s) {
-        s = BatteryRewards.Summary(2000, 8500, 6000, 400, 150, 300, 900, 9500, 10_000, 300);
+        s = BatteryRewards.Summary(2000, 8500, 6500, 400, 150, 300, 900, 9500, 10_000, 300);
         if (seed & 1 != 0) s.socMaxBps = 9500;
         if (seed & 2 != 0) {
-            // A cycle one bps too deep, inside a SoC range that allows it.
+            // A cycle deeper than allowed (its range, 1 bps of rounding more), in a range
+            // that gives it.
             s.socMinBps = 1000;
             if (s.socMaxBps < 9000) s.socMaxBps = 9000;
-            s.maxDodBps = 8001;
         }
+        s.maxDodBps = s.socMaxBps - s.socMinBps + (seed & 2 != 0 ? uint16(1) : uint16(0));
         if (seed & 4 != 0) s.maxCRateMilli = 2000;
         if (seed & 8 != 0) s.tempMaxDeciC = 450;
         if (seed & 16 != 0) s.cyclesPerDayMilli = 3000;
@@ -112,20 +113,22 @@ contract BatteryRewardsHandler {
         // Telemetry too thin (bit 6) or with too long a gap (bit 7): refused, period open.
         if (seed & 64 != 0) s.coverageBps = 8999;
         if (seed & 128 != 0) s.maxGapSeconds = 3601;
-        // A summary no telemetry can give (bit 8, its kind from bits 9-10): refused, open.
+        // A summary no telemetry can give (bit 8, its kind from bits 9-11): refused, open.
         if (seed & 256 != 0) {
-            uint256 kind = (seed >> 9) & 3;
+            uint256 kind = (seed >> 9) % 5;
             if (kind == 0) s.socMinBps = s.socMaxBps + 1;
             if (kind == 1) s.maxDodBps = s.socMaxBps - s.socMinBps + 2;
-            if (kind == 2) s.tempMinDeciC = s.tempMaxDeciC + 1;
-            if (kind == 3) s.sohBps = 10_001;
+            if (kind == 2) s.maxDodBps = s.socMaxBps - s.socMinBps - 2; // shallow: meets MAX_DOD
+            if (kind == 3) s.tempMinDeciC = s.tempMaxDeciC + 1;
+            if (kind == 4) s.sohBps = 10_001;
         }
     }
 
     /// The model of `checkSummary`, written out again.
     function _consistent(BatteryRewards.Summary memory s) internal pure returns (bool) {
         return s.socMinBps <= s.socMaxBps && s.socMaxBps <= 10_000
-            && uint256(s.maxDodBps) <= uint256(s.socMaxBps) - s.socMinBps + 1 && s.tempMinDeciC <= s.tempMaxDeciC
+            && uint256(s.maxDodBps) <= uint256(s.socMaxBps) - s.socMinBps + 1
+            && uint256(s.maxDodBps) + 1 >= uint256(s.socMaxBps) - s.socMinBps && s.tempMinDeciC <= s.tempMaxDeciC
             && s.sohBps <= 10_000 && s.coverageBps <= 10_000;
     }
 
