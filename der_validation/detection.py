@@ -55,8 +55,11 @@ REVERSAL_LOOKBACK_S = 6 * 3600
 # last night is not closed by tonight's on step).
 MAX_PAIR_S = 12 * 3600
 # A pulse closed this long after it opened yields its closing step to a pulse that
-# step opens and a step of its size closes sooner (see Detection._pairs_sooner).
+# step opens and a step of its size closes sooner (see Detection._closed_sooner).
 NEARER_PAIR_S = 3 * 3600
+# ... and, if the pulse's level held up to that step (a device pausing looks the same:
+# the simpler reading, one device, wins unless the other run is this much shorter).
+HELD_SOONER_RATIO = 5.0
 _PENALTY_HIGH = 1.0
 # A step is settled if the power held this long on both sides of it (at least a sample).
 SETTLED_S = 180
@@ -348,7 +351,8 @@ class Detection:
         """Find the step closing a pulse of ``delta`` opened at ``index``; and if it reverses.
 
         A step of the pulse's size more than :data:`NEARER_PAIR_S` later is passed over
-        if it opens a run of its own that ends sooner (:meth:`_pairs_sooner`).
+        if the pulse had ended before it and it opens a run of its own that ends
+        sooner (:meth:`_closed_sooner`).
         """
         spec = self.spec
         allowed_kw = max(spec.pair_tolerance * abs(delta), spec.pair_tolerance_kw)
@@ -358,8 +362,11 @@ class Detection:
         # step of one's size is its close (nested runs, last opened first closed),
         # not this pulse's close or reversal.
         nested: list[float] = []
+        yielded: set[int] = set()  # closes of runs this pulse passed over
         for j in range(index + 1, len(self.steps)):
             step = self.steps[j]
+            if j in yielded:
+                continue
             if step.time_s - opened_s > MAX_PAIR_S:
                 break  # the same size that late is another device's, or another day's
             if (step.delta_kw > 0) == (delta > 0):
@@ -383,7 +390,14 @@ class Detection:
                 del nested[inner]
                 continue
             if abs(step.delta_kw + delta) <= allowed_kw:
-                if step.time_s - opened_s > NEARER_PAIR_S and self._pairs_sooner(j, opened_s):
+                held = self._held_until(index, j)
+                sooner = (
+                    self._closed_sooner(index, j, HELD_SOONER_RATIO if held else 1.0)
+                    if step.time_s - opened_s > NEARER_PAIR_S
+                    else None
+                )
+                if sooner is not None:
+                    yielded.add(sooner)  # its own off is that run's, not a nested on
                     continue  # the step is another run's on: its own off comes sooner
                 return j, False
             if (
@@ -394,34 +408,56 @@ class Detection:
                 return j, True
         return None
 
-    def _pairs_sooner(self, index: int, opened_s: float) -> bool:
-        """Whether ``steps[index]`` opens a pulse closed sooner than ``opened_s`` lies back.
+    def _held_until(self, index: int, candidate: int) -> bool:
+        """Whether the power just before ``steps[candidate]`` is still the pulse's level.
 
-        A step of a pulse's size hours after it closes it only if it is not the on
-        step of a run of its own, closed by a step of its size sooner: a battery's
-        evening discharge is not the off of a charge whose own off step was lost at
-        noon, an hour of discharge against ten of charge. (Asked only of a close more
-        than :data:`NEARER_PAIR_S` after its pulse opened, so each nested ask looks
+        Nearer the level the step at ``index`` rose (or fell) to than the level before
+        it: the pulse had not ended unseen (a device's pause after a long run, not a
+        charge whose off step was lost).
+        """
+        on, step = self.steps[index], self.steps[candidate]
+        return abs(step.level_before_kw - on.level_after_kw) <= abs(
+            step.level_before_kw - on.level_before_kw
+        )
+
+    def _closed_sooner(self, index: int, candidate: int, ratio: float) -> int | None:
+        """Return the close of the run ``steps[candidate]`` opens, if that passes the pulse over.
+
+        A step of a pulse's size hours after it closes it unless the pulse had already
+        ended, unseen, and the step opens a run of its own that a step of its size ends
+        sooner: a battery's evening discharge is not the off of a charge whose own off
+        step was lost at noon, an hour of discharge against ten of charge. If the
+        power just before the step is still the pulse's level (:meth:`_held_until`),
+        the pattern is also a device's pause after a long run, whose off the step is:
+        the run must then be :data:`HELD_SOONER_RATIO` times shorter than the pulse so
+        far (a heater running on through an hour of a battery's discharge, not a load
+        pausing an hour after four). (Asked only of a close
+        more than :data:`NEARER_PAIR_S` after its pulse opened, so each nested ask looks
         that much later: a stretch of a day or two asks a few deep at most.)
 
         Parameters
         ----------
         index
-            Position in :attr:`steps` of the step that would close the pulse.
-        opened_s
-            When that pulse opened (Unix time, s).
+            Position in :attr:`steps` of the step that opened the pulse.
+        candidate
+            Position of the step that would close it.
+        ratio
+            How many times longer the pulse so far must be than the run.
 
         Returns
         -------
-        bool
-            Whether a step of its size closes the pulse ``steps[index]`` opens (not a
-            reversal), sooner after it than ``opened_s`` lies before it.
+        int or None
+            Position of the step closing the run ``candidate`` opens (not a reversal),
+            sooner after it than the pulse opened before it; ``None`` if the candidate
+            is the pulse's close.
         """
-        step = self.steps[index]
-        closing = self._closing(index, step.delta_kw)
+        on, step = self.steps[index], self.steps[candidate]
+        closing = self._closing(candidate, step.delta_kw)
         if closing is None or closing[1]:
-            return False
-        return self.steps[closing[0]].time_s - step.time_s < step.time_s - opened_s
+            return None
+        if ratio * (self.steps[closing[0]].time_s - step.time_s) >= step.time_s - on.time_s:
+            return None
+        return closing[0]
 
     @property
     def pulses(self) -> list[Pulse]:

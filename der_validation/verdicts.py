@@ -410,7 +410,8 @@ def _mistimed(
             continue
         if isinstance(model, SetpointModel | StepChangeModel) and (
             fit.end_s - fit.start_s > (2.0 - MISTIMED_LENGTH) * length_s + window.align_s
-            or _delivered_outside(fit, windows.start_s, windows.end_s) < needed_kwh
+            or _delivered_outside(fit, anchor + length_s, windows.start_s, windows.end_s)
+            < needed_kwh
         ):
             continue
         if best is None or (fit.score, -abs(anchor - windows.start_s)) > (
@@ -421,7 +422,7 @@ def _mistimed(
     return best
 
 
-def _delivered_outside(fit: Fit, start_s: float, end_s: float) -> float:
+def _delivered_outside(fit: Fit, fitted_end_s: float, start_s: float, end_s: float) -> float:
     """Energy (kWh) a flat run delivered outside ``[start_s, end_s)``.
 
     A set-point or switched load runs only while commanded: the part of its run that
@@ -431,15 +432,25 @@ def _delivered_outside(fit: Fit, start_s: float, end_s: float) -> float:
     Parameters
     ----------
     fit
-        The run found elsewhere (its delivery spread evenly over ``[start_s, end_s)``
-        of the fit).
+        The run found elsewhere: its ``delivered_kwh`` is what it delivered between
+        its start and ``fitted_end_s`` (the window it was fitted to), spread evenly
+        over the part of the run inside it.
+    fitted_end_s
+        The end (Unix s) of the window the run was fitted to.
     start_s, end_s
         Unix times (s) of the committed window.
+
+    Returns
+    -------
+    float
+        ``fit.delivered_kwh`` less the share delivered inside the committed window (all
+        of it for a run of no known length).
     """
-    run_s = fit.end_s - fit.start_s
+    run_end_s = fitted_end_s if math.isnan(fit.end_s) else min(fit.end_s, fitted_end_s)
+    run_s = run_end_s - fit.start_s
     if math.isnan(run_s) or run_s <= 0:
         return fit.delivered_kwh
-    overlap_s = max(0.0, min(fit.end_s, end_s) - max(fit.start_s, start_s))
+    overlap_s = max(0.0, min(run_end_s, end_s) - max(fit.start_s, start_s))
     return fit.delivered_kwh * (1.0 - overlap_s / run_s)
 
 

@@ -31,6 +31,21 @@ def test_a_step_closed_sooner_by_its_own_size_is_no_close_hours_later() -> None:
     assert _runs(house)[20.0].device_type == "battery"
 
 
+def test_a_load_pausing_after_a_long_run_keeps_both_runs() -> None:
+    # A 3 kW load runs 10:00-14:00, pauses an hour and runs 15:00-16:00 (a review's
+    # case; and 5 h, a 2 h pause, 3 h): the pause is no discharge of another device,
+    # and each run keeps its own off step.
+    for first, pause, second in ((4.0, 1.0, 1.0), (5.0, 2.0, 3.0)):
+        on_h = 10.0
+        house = House(60).block(on_h, on_h + first, 3.0)
+        house.block(on_h + first + pause, on_h + first + pause + second, 3.0)
+        detection = detect(house.signal(), _library().spec.detection)
+        big = [p for p in detection.pulses if abs(p.delta_kw) > 1.0]
+        assert [p.sign for p in big] == [1, 1], "the pause read as a run of its own"
+        assert all(p.matched for p in big)
+        assert abs(big[0].end_s - _at(on_h + first)) <= 60
+
+
 def test_an_overnight_session_keeps_its_close_when_the_next_is_later() -> None:
     # An EV charges 7.4 kW from 18:00 to 05:00 and again from 18:00 the next day: the
     # off step's own pairing (13 hours) is not sooner than the session's (11 hours).
