@@ -104,10 +104,11 @@ def _reverses_into_run(
 def _ends_with_appliance(window: Window, pulse: Pulse) -> bool:
     """Whether the pulse's off step was its own size plus a short appliance run's start.
 
-    A device's off step that falls in the sample a kettle or a pump switches on reads
-    larger than the device: the step then ends the pulse and opens one of the rest
-    (a reversal), which a step of the rest's size closes within minutes (the
-    appliance switching off). Such a pulse ended with a step of its own size.
+    A device's end that falls in the sample an appliance changes the same way reads
+    larger than the device (a curtailment resuming as a kettle switches on; a load
+    switching off as a pump does): the step then ends the pulse and opens one of the
+    rest (a reversal), which a step of the rest's size closes within minutes (the
+    appliance's own change back). Such a pulse ended with a step of its own size.
 
     Parameters
     ----------

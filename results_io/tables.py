@@ -114,6 +114,9 @@ def _texts_of(cls: type) -> Callable[[object], list[str]]:
     """
     if cls not in _TEXTS:
         build = _layout(cls).build
+        if not build:  # attrgetter needs a name; a row of no columns is empty
+            _TEXTS[cls] = lambda row: []
+            return _TEXTS[cls]
         getter = operator.attrgetter(*(name for name, _ in build))
         # attrgetter of one name gives the bare value, of several a tuple.
         get: Callable[[object], tuple[object, ...]] = (
