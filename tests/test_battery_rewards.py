@@ -140,6 +140,14 @@ def test_summary_rounds_against_the_battery() -> None:
     assert summary.max_dod_bps == 8000
 
 
+def test_depth_is_the_range_where_rainflow_loses_it() -> None:
+    # Found by the property below: rainflow 3.2 reads this series as cycles of range 0.
+    summary, _, depth, _ = summarise(
+        _samples([1.0, 0.0, 2.817172443661057e-265, 0.0, 1.0]), 86_400, 10.0
+    )
+    assert depth == 1.0 and summary.max_dod_bps == 100
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     soc=st.lists(st.floats(0.0, 100.0), min_size=2, max_size=40),
