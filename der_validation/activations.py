@@ -30,7 +30,13 @@ from gridmatch.der_validation.cycling_fit import (
 from gridmatch.der_validation.detection import Detection, Pulse, detect
 from gridmatch.der_validation.signatures import fit_model
 from gridmatch.der_validation.verdicts import DAY_S, slice_signal
-from gridmatch.der_validation.window import Window, daylight_fit, direction, held_share
+from gridmatch.der_validation.window import (
+    Window,
+    daylight_fit,
+    direction,
+    floor_factor,
+    held_share,
+)
 from gridmatch.scenario_io.der_input import MeterSeries
 from gridmatch.scenario_io.der_models import (
     OPERATIONS,
@@ -98,36 +104,19 @@ def _chatter(detection: Detection, index: dict[int, int]) -> set[int]:
     return found
 
 
-def _appliance_step_factor(spec: LibrarySpec, size_kw: float) -> float:
-    """1 for a PV curtailment's step of an appliance floor on, falling to 0 at ``min_event_kw``.
+def _appliance_floor_kw(spec: LibrarySpec) -> float | None:
+    """Return the largest ``min_detect_kw`` of the library's step models (``None``: none).
 
-    The floor is the largest ``min_detect_kw`` of the library's models: unasked for,
-    a smaller step held a while is as often a household's heater or oven, whatever
-    device it could be. A PV curtailment found unasked is held to it as the step
-    devices are (its model has no floor of its own).
-
-    Parameters
-    ----------
-    spec
-        The library's settings (its models and detection).
-    size_kw
-        The pulse's step (kW, unsigned).
-
-    Returns
-    -------
-    float
-        0 to 1, linear between ``min_event_kw`` and the floor.
+    Unasked for, a smaller step held a while is as often a household's heater or oven,
+    whatever device it could be. A PV curtailment found unasked is held to it as the
+    step devices are (its model has no floor of its own).
     """
     floors = [
         m.min_detect_kw
         for m in spec.models.values()
         if isinstance(m, SetpointModel | StepChangeModel) and m.min_detect_kw is not None
     ]
-    lowest_kw = spec.detection.min_event_kw
-    floor_kw = max(floors, default=lowest_kw)
-    if size_kw >= floor_kw or floor_kw <= lowest_kw:
-        return 1.0
-    return max(0.0, (size_kw - lowest_kw) / (floor_kw - lowest_kw))
+    return max(floors, default=None)
 
 
 def classify_day(
@@ -146,6 +135,8 @@ def classify_day(
     pv_model = next((m for m in spec.models.values() if isinstance(m, ClearSkyModel)), None)
     window = Window(detection, site, align, daylight, pv_model=pv_model)
     minimum = spec.validation.min_score
+    lowest_kw = spec.detection.min_event_kw
+    appliance_floor_kw = _appliance_floor_kw(spec)
     day_end_s = day_start_s + DAY_S
     runs: list[DetectedRun] = []
     for name, model in spec.models.items():
@@ -234,7 +225,7 @@ def classify_day(
             )
             score = fit.score
             if isinstance(model, ClearSkyModel):
-                score *= _appliance_step_factor(spec, abs(pulse.delta_kw))
+                score *= floor_factor(abs(pulse.delta_kw), lowest_kw, appliance_floor_kw)
             if score > best_score:
                 best_name, best_score = name, score
         label = best_name if best_score >= minimum else OTHER

@@ -351,8 +351,8 @@ class Detection:
         """Find the step closing a pulse of ``delta`` opened at ``index``; and if it reverses.
 
         A step of the pulse's size more than :data:`NEARER_PAIR_S` later is passed over
-        if the pulse had ended before it and it opens a run of its own that ends
-        sooner (:meth:`_closed_sooner`).
+        if it opens a run of its own that a step of its size ends much sooner
+        (:meth:`_closed_sooner`).
         """
         spec = self.spec
         allowed_kw = max(spec.pair_tolerance * abs(delta), spec.pair_tolerance_kw)
@@ -390,9 +390,8 @@ class Detection:
                 del nested[inner]
                 continue
             if abs(step.delta_kw + delta) <= allowed_kw:
-                held = self._held_until(index, j)
                 sooner = (
-                    self._closed_sooner(index, j, HELD_SOONER_RATIO if held else 1.0)
+                    self._closed_sooner(index, j)
                     if step.time_s - opened_s > NEARER_PAIR_S
                     else None
                 )
@@ -420,7 +419,7 @@ class Detection:
             step.level_before_kw - on.level_before_kw
         )
 
-    def _closed_sooner(self, index: int, candidate: int, ratio: float) -> int | None:
+    def _closed_sooner(self, index: int, candidate: int) -> int | None:
         """Return the close of the run ``steps[candidate]`` opens, if that passes the pulse over.
 
         A step of a pulse's size hours after it closes it unless the pulse had already
@@ -431,9 +430,9 @@ class Detection:
         the pattern is also a device's pause after a long run, whose off the step is:
         the run must then be :data:`HELD_SOONER_RATIO` times shorter than the pulse so
         far (a heater running on through an hour of a battery's discharge, not a load
-        pausing an hour after four). (Asked only of a close
-        more than :data:`NEARER_PAIR_S` after its pulse opened, so each nested ask looks
-        that much later: a stretch of a day or two asks a few deep at most.)
+        pausing an hour after four). (Asked only of a close more than
+        :data:`NEARER_PAIR_S` after its pulse opened, so each nested ask looks that much
+        later: a stretch of a day or two asks a few deep at most.)
 
         Parameters
         ----------
@@ -441,8 +440,6 @@ class Detection:
             Position in :attr:`steps` of the step that opened the pulse.
         candidate
             Position of the step that would close it.
-        ratio
-            How many times longer the pulse so far must be than the run.
 
         Returns
         -------
@@ -452,6 +449,7 @@ class Detection:
             is the pulse's close.
         """
         on, step = self.steps[index], self.steps[candidate]
+        ratio = HELD_SOONER_RATIO if self._held_until(index, candidate) else 1.0
         closing = self._closing(candidate, step.delta_kw)
         if closing is None or closing[1]:
             return None

@@ -19,6 +19,7 @@ from gridmatch.der_validation.window import (
     clip_share,
     closeness,
     drawn_before,
+    floor_factor,
     held_factor,
     held_share,
     in_range,
@@ -199,12 +200,7 @@ def _small_step_factor(
 ) -> float:
     """1 from the model's ``min_detect_kw`` on, falling to 0 at detection's ``min_event_kw``."""
     floor_kw = None if isinstance(model, StepHoldModel) else model.min_detect_kw
-    if floor_kw is None or size_kw >= floor_kw:
-        return 1.0
-    lowest_kw = window.detection.spec.min_event_kw
-    if floor_kw <= lowest_kw:
-        return 1.0
-    return max(0.0, (size_kw - lowest_kw) / (floor_kw - lowest_kw))
+    return floor_factor(size_kw, window.detection.spec.min_event_kw, floor_kw)
 
 
 def _step_hold_score(

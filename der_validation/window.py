@@ -513,6 +513,13 @@ def drawn_before(window: Window, pulse: Pulse) -> float:
     return drawn_kw
 
 
+def floor_factor(size_kw: float, lowest_kw: float, floor_kw: float | None) -> float:
+    """1 from ``floor_kw`` on, falling linearly to 0 at ``lowest_kw`` (1 without a floor)."""
+    if floor_kw is None or size_kw >= floor_kw or floor_kw <= lowest_kw:
+        return 1.0
+    return max(0.0, (size_kw - lowest_kw) / (floor_kw - lowest_kw))
+
+
 def clip_share(share: float) -> float:
     """1 from a share of 0.8 on, 0 at 0.5 and below."""
     return float(np.clip((share - 0.5) / 0.3, 0.0, 1.0))
