@@ -93,51 +93,42 @@ def columns(cls: type) -> tuple[str, ...]:
     return tuple(c.name for c in _layout(cls).columns)
 
 
-def _cells(row: object) -> Iterator[object]:
-    for field in dataclasses.fields(row):  # type: ignore[arg-type]
-        value = getattr(row, field.name)
-        if dataclasses.is_dataclass(value):
-            yield from _cells(value)
-        else:
-            yield value
+_VALUES: dict[type, Callable[[object], list[object]]] = {}
 
 
-_TEXTS: dict[type, Callable[[object], list[str]]] = {}
+def _values_of(cls: type) -> Callable[[object], list[object]]:
+    """Return a function giving a row's cell values, in column order.
 
-
-def _texts_of(cls: type) -> Callable[[object], list[str]]:
-    """Return a function giving a row's cells as text, in column order.
-
-    Built once per class from its layout (one ``attrgetter`` per flat class, nested rows
-    spread in their place) rather than walking ``dataclasses.fields`` for every row: a
-    DER result writes some 60,000 event rows per meter-year.
+    Built once per class from its layout (one ``attrgetter``, nested rows spread in
+    their place) rather than walking ``dataclasses.fields`` for every row: a DER
+    result writes some 60,000 event rows per meter-year.
     """
-    if cls not in _TEXTS:
+    if cls not in _VALUES:
         build = _layout(cls).build
         if not build:  # attrgetter needs a name; a row of no columns is empty
-            _TEXTS[cls] = lambda row: []
-            return _TEXTS[cls]
+            _VALUES[cls] = lambda row: []
+            return _VALUES[cls]
         getter = operator.attrgetter(*(name for name, _ in build))
         # attrgetter of one name gives the bare value, of several a tuple.
         get: Callable[[object], tuple[object, ...]] = (
             getter if len(build) > 1 else lambda row: (getter(row),)
         )
-        nested = {k: _texts_of(kind) for k, (_, kind) in enumerate(build) if kind is not None}
+        nested = {k: _values_of(kind) for k, (_, kind) in enumerate(build) if kind is not None}
         if not nested:
-            _TEXTS[cls] = lambda row: [_text(value) for value in get(row)]
+            _VALUES[cls] = lambda row: list(get(row))
         else:
 
-            def texts(row: object) -> list[str]:
-                out: list[str] = []
+            def values(row: object) -> list[object]:
+                out: list[object] = []
                 for k, value in enumerate(get(row)):
                     if k in nested:
                         out.extend(nested[k](value))
                     else:
-                        out.append(_text(value))
+                        out.append(value)
                 return out
 
-            _TEXTS[cls] = texts
-    return _TEXTS[cls]
+            _VALUES[cls] = values
+    return _VALUES[cls]
 
 
 _FRAME_DTYPES = {int: "int64", float: "float64", bool: "bool"}
@@ -149,8 +140,9 @@ def to_frame(cls: type[Row], rows: Iterable[Row]) -> pd.DataFrame:
     Columns keep their type even with no rows (numbers stay numbers).
     """
     layout = _layout(cls)
+    values = _values_of(cls)
     records = [
-        [value.value if isinstance(value, Enum) else value for value in _cells(row)] for row in rows
+        [value.value if isinstance(value, Enum) else value for value in values(row)] for row in rows
     ]
     frame = pd.DataFrame.from_records(records, columns=[c.name for c in layout.columns])
     dtypes = {c.name: _FRAME_DTYPES.get(c.kind, "object") for c in layout.columns}
@@ -195,7 +187,8 @@ def to_csv(cls: type[Row], rows: Iterable[Row]) -> str:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns(cls))
-    writer.writerows(map(_texts_of(cls), rows))
+    values = _values_of(cls)
+    writer.writerows([_text(value) for value in values(row)] for row in rows)
     return text.getvalue()
 
 
