@@ -126,7 +126,9 @@ def summarise(
     # holds a summary to that); rainflow 3.2 can lose that range when a reversal is too
     # small for it to see ([1, 0, 1e-300, 0, 1] gives two cycles of range 0).
     depth = max(max((c[0] for c in cycles), default=0.0), max(soc) - min(soc))
-    efc = sum(c[0] * c[2] for c in cycles) / 100.0
+    # The deepest cycle is at least a half cycle, so the cycles are at least half the
+    # depth (checkSummary holds a summary to that too), whatever rainflow lost.
+    efc = max(sum(c[0] * c[2] for c in cycles), depth / 2.0) / 100.0
     c_rate = max(abs(s.p_kw) for s in samples) / capacity_kwh
     soh = [s.soh_percent for s in samples if s.soh_percent is not None]
     temps = [s.temperature_c for s in samples]

@@ -59,8 +59,10 @@ CONDITION_NAMES = (
 MAX_PARTICIPANTS = 16  # BatteryRewards.MAX_PARTICIPANTS
 MAX_PERIODS = 3660  # BatteryRewards.MAX_PERIODS
 TOTAL_BPS = 10_000
+# 1 Wh: below it |P| / capacity (the C-rate) overflows to infinity for a real power.
+MIN_CAPACITY_KWH = 0.001
 
-_Percent = Annotated[float, pydantic.Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+_Percent = Annotated[float, pydantic.Field(ge=0.0, le=100.0, allow_inf_nan=False, strict=True)]
 _Name = Annotated[
     str, pydantic.Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 ]
@@ -90,13 +92,13 @@ class ConditionsSchema(_Strict):
 
     soc_window_percent: tuple[_Percent, _Percent]
     max_depth_of_discharge_percent: _Percent
-    max_c_rate: Annotated[float, pydantic.Field(gt=0.0, le=100.0, allow_inf_nan=False)]
+    max_c_rate: Annotated[float, pydantic.Field(gt=0.0, le=100.0, allow_inf_nan=False, strict=True)]
     temperature_band_c: tuple[
-        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False)],
-        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False)],
+        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False, strict=True)],
+        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False, strict=True)],
     ]
     max_equivalent_full_cycles_per_day: Annotated[
-        float, pydantic.Field(ge=0.0, le=1000.0, allow_inf_nan=False)
+        float, pydantic.Field(ge=0.0, le=1000.0, allow_inf_nan=False, strict=True)
     ]
     min_state_of_health_percent: _Percent
 
@@ -134,14 +136,24 @@ class TelemetrySchema(_Strict):
 class AmountsSchema(_Strict):
     """EUR released per period for each condition met (0: the condition is not agreed)."""
 
-    soc_window: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
-    max_depth_of_discharge: Annotated[
-        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)
+    soc_window: Annotated[
+        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
     ] = 0.0
-    max_c_rate: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
-    temperature_band: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
-    max_cycles_per_day: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
-    min_state_of_health: Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False)] = 0.0
+    max_depth_of_discharge: Annotated[
+        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
+    ] = 0.0
+    max_c_rate: Annotated[
+        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
+    ] = 0.0
+    temperature_band: Annotated[
+        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
+    ] = 0.0
+    max_cycles_per_day: Annotated[
+        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
+    ] = 0.0
+    min_state_of_health: Annotated[
+        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
+    ] = 0.0
 
 
 class ParticipantSchema(_Strict):
@@ -155,7 +167,9 @@ class AgreementSchema(_Strict):
     """``agreement.yaml``."""
 
     battery_id: _Name
-    capacity_kwh: Annotated[float, pydantic.Field(gt=0.0, le=1e6, allow_inf_nan=False)]
+    capacity_kwh: Annotated[
+        float, pydantic.Field(ge=MIN_CAPACITY_KWH, le=1e6, allow_inf_nan=False, strict=True)
+    ]
     period: PeriodSchema
     expiry: datetime
     conditions: ConditionsSchema

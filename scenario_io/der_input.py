@@ -79,6 +79,10 @@ MIN_COMMITMENT_S = 60
 MAX_GRID_SAMPLES = 1 << 25
 MAX_TOTAL_SAMPLES = 1 << 27
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What a datetime can hold in UTC: an offset can move a written time past either end
+# (0001-01-01T00:00:00+14:00), and nothing after reading could show it as a time.
+_FIRST_UNIX_S = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
+_LAST_UNIX_S = int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds())
 # The cells of row ``index`` (a bad cell is reported through them, with the house words).
 _CellsAt = Callable[[int], Cells]
 
@@ -428,9 +432,12 @@ def _columns(path: Path, text: str) -> tuple[list[str], list[_Column], list[int]
     Blank lines are skipped; a row with another number of fields than the header is an
     error naming its line. Without quotes (what meters export) pandas' C tokenizer
     reads the columns, with their lines counted from the line breaks; a file with
-    quotes goes through the csv module, whose line count follows quoted line breaks.
+    quotes goes through the csv module, whose line count follows quoted line breaks, as
+    does one with a NUL character (the C tokenizer would end the cell there and read
+    ``0.2<NUL>47`` as 0.2) or a lone carriage return as line break (the lines here are
+    counted from newlines only).
     """
-    if '"' in text:
+    if '"' in text or "\x00" in text or text.count("\r") != text.count("\r\n"):
         header, records, lines = _records(path, text)
         columns = [np.asarray([r[i] for r in records], dtype=object) for i in range(len(header))]
         return header, columns, lines
@@ -665,6 +672,14 @@ def _series(
     lines: IntArray,
 ) -> dict[str, MeterSeries]:
     """One regular series per meter (``names`` in order of appearance, ``codes`` per row)."""
+    outside = np.flatnonzero((times_s < _FIRST_UNIX_S) | (times_s > _LAST_UNIX_S))
+    if outside.size:
+        raise InputError(
+            path,
+            "is outside the years 1 to 9999 once its UTC offset is applied",
+            row=int(lines[int(outside[0])]),
+            field="timestamp",
+        )
     series: dict[str, MeterSeries] = {}
     code_steps = np.diff(codes)
     if np.all(code_steps >= 0) and np.all((np.diff(times_s) > 0) | (code_steps != 0)):

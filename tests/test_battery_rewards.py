@@ -140,12 +140,14 @@ def test_summary_rounds_against_the_battery() -> None:
     assert summary.max_dod_bps == 8000
 
 
-def test_depth_is_the_range_where_rainflow_loses_it() -> None:
+def test_depth_and_cycles_where_rainflow_loses_the_range() -> None:
     # Found by the property below: rainflow 3.2 reads this series as cycles of range 0.
-    summary, _, depth, _ = summarise(
+    # The cycles it loses with the range are at least the half cycle the range is.
+    summary, efc, depth, _ = summarise(
         _samples([1.0, 0.0, 2.817172443661057e-265, 0.0, 1.0]), 86_400, 10.0
     )
     assert depth == 1.0 and summary.max_dod_bps == 100
+    assert efc == 0.005 and summary.cycles_per_day_milli == 5
 
 
 @settings(max_examples=300, deadline=None)
@@ -169,6 +171,8 @@ def test_summaries_are_ones_the_contract_accepts(
     # of slack either way, as on chain.
     range_bps = summary.soc_max_bps - summary.soc_min_bps
     assert range_bps - 1 <= summary.max_dod_bps <= range_bps + 1
+    # The deepest cycle is at least a half cycle: cycles x period >= (DoD - 1) x 4,320.
+    assert summary.cycles_per_day_milli * 86_400 + 4_320 >= summary.max_dod_bps * 4_320
     assert summary.temp_min_deci_c <= summary.temp_max_deci_c
     assert summary.soh_bps <= 10_000 and summary.coverage_bps <= 10_000
 

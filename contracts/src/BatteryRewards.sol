@@ -31,6 +31,9 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     uint8 public constant CONDITIONS = 6;
     /// @notice Shares are in basis points and add up to this.
     uint256 public constant TOTAL_BPS = 10_000;
+    /// @notice Milli-cycles per day x seconds of a half cycle 1 bps deep: a half cycle is
+    ///         half an equivalent full cycle, so 1 bps of it is 1000 x 86,400 / 20,000.
+    uint256 public constant HALF_CYCLE_MILLI_SECONDS_PER_BPS = 4320;
     /// @notice At most this many participants per agreement (bounds the release loop).
     uint256 public constant MAX_PARTICIPANTS = 16;
     /// @notice At most this many periods per agreement.
@@ -216,7 +219,7 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (summary.coverageBps < a.conditions.minCoverageBps || summary.maxGapSeconds > a.conditions.maxGapSeconds) {
             revert BatteryRewardsInsufficientCoverage(id, period, summary.coverageBps, summary.maxGapSeconds);
         }
-        checkSummary(summary);
+        checkSummary(summary, a.periodSeconds);
         uint8 met = metMask(a.conditions, summary);
         uint8 mask = 0x80;
         for (uint8 c; c < CONDITIONS; ++c) {
@@ -259,14 +262,17 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
 
     /// @notice Reverts `BatteryRewardsInconsistentSummary` if no series of samples has
     ///         this summary: SoC, SoH and coverage outside 0-10,000 bps, the lowest SoC or
-    ///         temperature above the highest, or a deepest cycle that is not the SoC range.
+    ///         temperature above the highest, a deepest cycle that is not the SoC range,
+    ///         or fewer cycles in a period of `periodSeconds` than that deepest cycle is.
     /// @dev A quorum attests the telemetry, but a summary that contradicts itself shows a
     ///      faulty or colluding quorum, and could meet conditions its own numbers rule out
-    ///      (a shallow DoD with a wide SoC range meeting MAX_DOD). The deepest rainflow
-    ///      cycle of a series always spans its lowest to its highest SoC, so the DoD is
-    ///      the range, within 1 bps either way: the three are rounded each on its own
-    ///      (minimum down, maximum and depth up).
-    function checkSummary(Summary calldata summary) public pure {
+    ///      (a shallow DoD with a wide SoC range meeting MAX_DOD, no cycles with a deep one
+    ///      meeting MAX_CYCLES_PER_DAY). The deepest rainflow cycle of a series always
+    ///      spans its lowest to its highest SoC, so the DoD is the range, within 1 bps
+    ///      either way: the three are rounded each on its own (minimum down, maximum and
+    ///      depth up). That cycle is at least a half cycle, so the period's equivalent full
+    ///      cycles are at least half its depth (rounded up, so 1 bps of slack again).
+    function checkSummary(Summary calldata summary, uint32 periodSeconds) public pure {
         if (summary.socMinBps > summary.socMaxBps || summary.socMaxBps > TOTAL_BPS) {
             revert BatteryRewardsInconsistentSummary("soc range");
         }
@@ -274,6 +280,10 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (summary.maxDodBps > rangeBps + 1 || uint256(summary.maxDodBps) + 1 < rangeBps) {
             revert BatteryRewardsInconsistentSummary("depth of discharge is not the soc range");
         }
+        if (
+            uint256(summary.cyclesPerDayMilli) * periodSeconds + HALF_CYCLE_MILLI_SECONDS_PER_BPS
+                < uint256(summary.maxDodBps) * HALF_CYCLE_MILLI_SECONDS_PER_BPS
+        ) revert BatteryRewardsInconsistentSummary("cycles below the deepest cycle");
         if (summary.tempMinDeciC > summary.tempMaxDeciC) revert BatteryRewardsInconsistentSummary("temperature range");
         if (summary.sohBps > TOTAL_BPS) revert BatteryRewardsInconsistentSummary("state of health");
         if (summary.coverageBps > TOTAL_BPS) revert BatteryRewardsInconsistentSummary("coverage");

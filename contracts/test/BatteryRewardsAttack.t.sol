@@ -492,6 +492,12 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         s.maxDodBps = s.socMaxBps - s.socMinBps + 2;
         _refuseInconsistent(id, s, "depth of discharge is not the soc range");
         s = goodSummary();
+        // A 65 % swing in a day is at least 0.325 cycles (325 milli, with 1 bps of slack).
+        s.cyclesPerDayMilli = 0;
+        _refuseInconsistent(id, s, "cycles below the deepest cycle");
+        s.cyclesPerDayMilli = 324;
+        _refuseInconsistent(id, s, "cycles below the deepest cycle");
+        s = goodSummary();
         s.tempMinDeciC = s.tempMaxDeciC + 1;
         _refuseInconsistent(id, s, "temperature range");
         s = goodSummary();
@@ -507,7 +513,8 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     }
 
     /// Property: the consistency rules' boundaries pass (a flat SoC with a 1 bps cycle, the
-    /// full range, equal temperatures, 100 % SoH and coverage).
+    /// full range with the fewest cycles it allows, equal temperatures, 100 % SoH and
+    /// coverage).
     function test_ConsistentSummaryBoundaries() public {
         BatteryRewards.Terms memory t = terms(7000);
         t.conditions.socMinBps = 0;
@@ -526,13 +533,14 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         s.socMinBps = 0;
         s.socMaxBps = 10_000;
         s.maxDodBps = 10_000;
+        s.cyclesPerDayMilli = 500; // the fewest a full swing in a day allows (1 bps of slack)
         assertEq(rewards.release(id, 1, s, signed(id, 1, s, 3)), 6 * AMOUNT, "full range");
         s.maxDodBps = 9999; // the range less 1 bps of rounding
         assertEq(rewards.release(id, 2, s, signed(id, 2, s, 3)), 6 * AMOUNT, "1 bps shallower");
     }
 
     /// Property: `checkSummary` refuses exactly what a model of the rules, written out
-    /// again here, calls inconsistent.
+    /// again here, calls inconsistent, for any period length.
     function testFuzz_CheckSummaryMatchesModel(
         uint16 socMin,
         uint16 socMax,
@@ -540,7 +548,9 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         int32 tempMin,
         int32 tempMax,
         uint16 soh,
-        uint16 coverage
+        uint16 coverage,
+        uint32 cycles,
+        uint32 period
     ) public view {
         BatteryRewards.Summary memory s = goodSummary();
         // Near the boundaries half the time, anywhere otherwise.
@@ -551,11 +561,17 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         s.tempMaxDeciC = int32(int256(bound(uint32(tempMax), 0, 6)) - 3);
         s.sohBps = uint16(bound(soh, 9998, 10_002));
         s.coverageBps = uint16(bound(coverage, 9998, 10_002));
+        period = uint32(bound(period, 1, 864_000));
+        // Cycles near the fewest the depth allows half the time: (d - 1) x 4,320 / period.
+        uint256 near = (uint256(s.maxDodBps) * 4320) / period;
+        s.cyclesPerDayMilli = cycles % 2 == 0 ? uint32(bound(cycles, near > 2 ? near - 2 : 0, near + 2)) : cycles;
         bool consistent = s.socMinBps <= s.socMaxBps && s.socMaxBps <= 10_000
             && int256(uint256(s.maxDodBps)) <= int256(uint256(s.socMaxBps)) - int256(uint256(s.socMinBps)) + 1
             && int256(uint256(s.maxDodBps)) >= int256(uint256(s.socMaxBps)) - int256(uint256(s.socMinBps)) - 1
-            && s.tempMinDeciC <= s.tempMaxDeciC && s.sohBps <= 10_000 && s.coverageBps <= 10_000;
-        try rewards.checkSummary(s) {
+            && int256(uint256(s.cyclesPerDayMilli)) * int256(uint256(period))
+                >= (int256(uint256(s.maxDodBps)) - 1) * 4320 && s.tempMinDeciC <= s.tempMaxDeciC && s.sohBps <= 10_000
+            && s.coverageBps <= 10_000;
+        try rewards.checkSummary(s, period) {
             assertTrue(consistent, "an inconsistent summary passed");
         } catch {
             assertFalse(consistent, "a consistent summary was refused");

@@ -96,7 +96,8 @@ contract BatteryRewardsHandler {
         registry.revoke(v);
     }
 
-    function _summary(uint256 seed) internal pure returns (BatteryRewards.Summary memory s) {
+    /// A summary of a period `length` seconds long, chosen by `seed`'s bits.
+    function _summary(uint256 seed, uint32 length) internal pure returns (BatteryRewards.Summary memory s) {
         s = BatteryRewards.Summary(2000, 8500, 6500, 400, 150, 300, 900, 9500, 10_000, 300);
         if (seed & 1 != 0) s.socMaxBps = 9500;
         if (seed & 2 != 0) {
@@ -113,20 +114,32 @@ contract BatteryRewardsHandler {
         // Telemetry too thin (bit 6) or with too long a gap (bit 7): refused, period open.
         if (seed & 64 != 0) s.coverageBps = 8999;
         if (seed & 128 != 0) s.maxGapSeconds = 3601;
+        // As many cycles as the deepest one is at least (a short period's swing is many a day).
+        uint256 least = _leastCycles(s.maxDodBps, length);
+        if (s.cyclesPerDayMilli < least) s.cyclesPerDayMilli = uint32(least);
         // A summary no telemetry can give (bit 8, its kind from bits 9-11): refused, open.
         if (seed & 256 != 0) {
-            uint256 kind = (seed >> 9) % 5;
+            uint256 kind = (seed >> 9) % 6;
             if (kind == 0) s.socMinBps = s.socMaxBps + 1;
             if (kind == 1) s.maxDodBps = s.socMaxBps - s.socMinBps + 2;
             if (kind == 2) s.maxDodBps = s.socMaxBps - s.socMinBps - 2; // shallow: meets MAX_DOD
             if (kind == 3) s.tempMinDeciC = s.tempMaxDeciC + 1;
             if (kind == 4) s.sohBps = 10_001;
+            if (kind == 5 && least != 0) s.cyclesPerDayMilli = uint32(least - 1);
         }
     }
 
+    /// The fewest milli-cycles per day a deepest cycle of `dodBps` allows (the model of
+    /// `checkSummary`'s cycles rule, written out again).
+    function _leastCycles(uint16 dodBps, uint32 length) internal pure returns (uint256) {
+        if (dodBps <= 1) return 0;
+        return ((uint256(dodBps) - 1) * 4320 + length - 1) / length;
+    }
+
     /// The model of `checkSummary`, written out again.
-    function _consistent(BatteryRewards.Summary memory s) internal pure returns (bool) {
+    function _consistent(BatteryRewards.Summary memory s, uint32 length) internal pure returns (bool) {
         return s.socMinBps <= s.socMaxBps && s.socMaxBps <= 10_000
+            && s.cyclesPerDayMilli >= _leastCycles(s.maxDodBps, length)
             && uint256(s.maxDodBps) <= uint256(s.socMaxBps) - s.socMinBps + 1
             && uint256(s.maxDodBps) + 1 >= uint256(s.socMaxBps) - s.socMinBps && s.tempMinDeciC <= s.tempMaxDeciC
             && s.sohBps <= 10_000 && s.coverageBps <= 10_000;
@@ -174,11 +187,12 @@ contract BatteryRewardsHandler {
         uint256 id = _bound(idSeed, 1, count);
         (,, uint64 start, uint32 length, uint32 periods, uint64 expiry) = rewards.agreementOf(id);
         uint32 period = uint32(_bound(periodSeed, 0, periods - 1));
-        BatteryRewards.Summary memory s = _summary(summarySeed);
+        BatteryRewards.Summary memory s = _summary(summarySeed, length);
         (BatteryRewards.SignedSummary[] memory sigs, uint256 current) =
             _signatures(id, period, s, _bound(subset, 1, 2 ** KEYS - 1));
         bool ok = block.timestamp >= start + uint64(period + 1) * length && block.timestamp <= expiry
-            && rewards.periodMask(id, period) == 0 && current >= registry.quorum() && _covered(s) && _consistent(s);
+            && rewards.periodMask(id, period) == 0 && current >= registry.quorum() && _covered(s)
+            && _consistent(s, length);
         uint256 before = payment.balanceOf(OWNER) + payment.balanceOf(OTHER);
         try rewards.release(id, period, s, sigs) returns (uint256 amount) {
             if (!ok) ++ghost_attacksSucceeded;
@@ -208,7 +222,7 @@ contract BatteryRewardsHandler {
         uint256 id = _bound(idSeed, 1, count);
         (,,,, uint32 periods,) = rewards.agreementOf(id);
         uint32 period = uint32(_bound(periodSeed, 0, periods - 1));
-        BatteryRewards.Summary memory s = _summary(0);
+        BatteryRewards.Summary memory s = _summary(0, 86_400);
         BatteryRewards.SignedSummary[] memory sigs = new BatteryRewards.SignedSummary[](KEYS);
         for (uint256 k; k < KEYS; ++k) {
             address v = vm.addr(_key(k));

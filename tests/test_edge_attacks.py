@@ -1,0 +1,163 @@
+"""Attacks on the input edges of validate-commitments and battery-rewards.
+
+Each test is a corrupted copy of a bundled example that once got through (or crashed):
+it must now be refused as an :class:`~gridmatch.errors.InputError` naming the file, row
+and field, exit code 2 on the command line, and an earlier result left as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gridmatch.cli import app
+from gridmatch.errors import InputError
+from gridmatch.scenario_io.battery_input import read_agreement
+from gridmatch.scenario_io.der_input import read_meter_data
+
+REPO = Path(__file__).resolve().parents[1]
+DER_EXAMPLE = REPO / "scenarios" / "der-example"
+BATTERY_EXAMPLE = REPO / "scenarios" / "battery-rewards-example"
+METER_HEADER = "meter_id,timestamp,p_kw"
+runner = CliRunner()
+
+
+def _copy(example: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / example.name
+    shutil.copytree(example, folder)
+    return folder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+# ------------------------------------------------------------------ meter_data.csv
+
+
+def test_nul_in_a_meter_cell_is_refused_not_cut_short(tmp_path: Path) -> None:
+    # pandas' C tokenizer ended the cell at the NUL: '0.2<NUL>47' was read as 0.2.
+    path = tmp_path / "meter_data.csv"
+    path.write_bytes(
+        f"{METER_HEADER}\nM1,2026-03-16T00:00:00Z,0.2\x0047\nM1,2026-03-16T00:01:00Z,2\n".encode()
+    )
+    with pytest.raises(InputError) as info:
+        read_meter_data(path)
+    assert (info.value.row, info.value.field) == (2, "p_kw")
+
+
+def test_nul_in_a_meter_id_does_not_merge_two_meters(tmp_path: Path) -> None:
+    # 'M1<NUL>evil' was read as 'M1', its rows silently given to meter M1.
+    path = tmp_path / "meter_data.csv"
+    path.write_bytes(
+        f"{METER_HEADER}\nM1\x00evil,2026-03-16T00:00:00Z,1\nM1,2026-03-16T00:01:00Z,2\n".encode()
+    )
+    with pytest.raises(InputError) as info:
+        read_meter_data(path)
+    assert (info.value.row, info.value.field) == (2, "meter_id")
+
+
+def test_meter_file_with_lone_carriage_returns_is_read_cell_by_cell(tmp_path: Path) -> None:
+    # The whole file was taken as its header: a megabyte of "unknown column(s)".
+    path = tmp_path / "meter_data.csv"
+    good = "\n".join([METER_HEADER, "M1,2026-03-16T00:00:00Z,1", "M1,2026-03-16T00:01:00Z,2", ""])
+    path.write_text(good.replace("\n", "\r"), newline="")
+    series = read_meter_data(path)
+    assert series["M1"].p_kw.tolist() == [1.0, 2.0]
+    path.write_text(good.replace(",2\n", ",x\n").replace("\n", "\r"), newline="")
+    with pytest.raises(InputError) as info:
+        read_meter_data(path)
+    assert (info.value.row, info.value.field) == (3, "p_kw")
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # Fixed-width (bulk) and padded (cell by cell) shapes, before year 1 in UTC.
+        ["M1,0001-01-01T00:00:00+14:00,1", "M1,0001-01-01T00:01:00+14:00,2"],
+        ["M1, 0001-01-01T00:00:00+14:00,1", "M1,0001-01-01T00:01:00+14:00,2"],
+        # After 9999-12-31 in UTC.
+        ["M1,9999-12-31T23:58:00-14:00,1", "M1,9999-12-31T23:59:00-14:00,2"],
+    ],
+)
+def test_meter_time_outside_what_a_datetime_holds_is_refused(
+    tmp_path: Path, rows: list[str]
+) -> None:
+    path = tmp_path / "meter_data.csv"
+    path.write_text("\n".join([METER_HEADER, *rows, ""]))
+    with pytest.raises(InputError) as info:
+        read_meter_data(path)
+    assert (info.value.row, info.value.field) == (2, "timestamp")
+
+
+def test_meter_time_before_year_one_exits_2_and_keeps_earlier_result(tmp_path: Path) -> None:
+    # It crashed the summary (datetime.fromtimestamp: year 0), exit 6.
+    folder = _copy(DER_EXAMPLE, tmp_path)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["validate-commitments", str(folder), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    before = _files(out)
+    path = folder / "meter_data.csv"
+    header, *rows = path.read_text().splitlines()
+    extra = ["M0009,0001-01-01T00:00:00+14:00,0.1,0.1", "M0009,0001-01-01T00:01:00+14:00,0.1,0.1"]
+    path.write_text("\n".join([header, *extra, *rows]) + "\n")
+    result = runner.invoke(app, ["validate-commitments", str(folder), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "meter_data.csv, row 2, field 'timestamp'" in result.output
+    assert _files(out) == before
+
+
+# ------------------------------------------------------------------ agreement.yaml
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        # A YAML boolean is no amount: `true` funded 1 EUR per period.
+        ("soc_window: 0.50", "soc_window: true", "amounts_eur.soc_window"),
+        ("capacity_kwh: 13.5", "capacity_kwh: true", "capacity_kwh"),
+        # A quoted number is text, as in scenario.yaml.
+        ("capacity_kwh: 13.5", "capacity_kwh: '13.5'", "capacity_kwh"),
+        ("[10, 90]", "['10', 90]", "conditions.soc_window_percent.0"),
+        ("max_c_rate: 0.5", "max_c_rate: true", "conditions.max_c_rate"),
+        # Below 1 Wh the C-rate overflows to infinity (an internal error, exit 6).
+        ("capacity_kwh: 13.5", "capacity_kwh: 1.0e-300", "capacity_kwh"),
+    ],
+)
+def test_agreement_refuses_wrong_types_and_a_capacity_below_1_wh(
+    tmp_path: Path, old: str, new: str, field: str
+) -> None:
+    folder = _copy(BATTERY_EXAMPLE, tmp_path)
+    path = folder / "agreement.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(InputError) as info:
+        read_agreement(path)
+    assert info.value.field == field
+    assert info.value.path == path
+
+
+def test_tiny_capacity_exits_2_not_6_and_keeps_earlier_result(tmp_path: Path) -> None:
+    folder = _copy(BATTERY_EXAMPLE, tmp_path)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["battery-rewards", str(folder), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    before = _files(out)
+    agreement = folder / "agreement.yaml"
+    agreement.write_text(
+        agreement.read_text().replace("capacity_kwh: 13.5", "capacity_kwh: 1.0e-300")
+    )
+    telemetry = folder / "telemetry.csv"
+    lines = telemetry.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[3] = "1000000"  # p_kw at its bound: |P| / capacity is infinite
+    lines[2] = ",".join(cells)
+    telemetry.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["battery-rewards", str(folder), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "agreement.yaml" in result.output and "capacity_kwh" in result.output
+    assert _files(out) == before
