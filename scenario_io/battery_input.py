@@ -63,6 +63,9 @@ TOTAL_BPS = 10_000
 MIN_CAPACITY_KWH = 0.001
 
 _Percent = Annotated[float, pydantic.Field(ge=0.0, le=100.0, allow_inf_nan=False, strict=True)]
+# EUR per period and condition.
+_Eur = Annotated[float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)]
+_DegreesC = Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False, strict=True)]
 _Name = Annotated[
     str, pydantic.Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 ]
@@ -93,10 +96,7 @@ class ConditionsSchema(_Strict):
     soc_window_percent: tuple[_Percent, _Percent]
     max_depth_of_discharge_percent: _Percent
     max_c_rate: Annotated[float, pydantic.Field(gt=0.0, le=100.0, allow_inf_nan=False, strict=True)]
-    temperature_band_c: tuple[
-        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False, strict=True)],
-        Annotated[float, pydantic.Field(ge=-100.0, le=200.0, allow_inf_nan=False, strict=True)],
-    ]
+    temperature_band_c: tuple[_DegreesC, _DegreesC]
     max_equivalent_full_cycles_per_day: Annotated[
         float, pydantic.Field(ge=0.0, le=1000.0, allow_inf_nan=False, strict=True)
     ]
@@ -136,24 +136,12 @@ class TelemetrySchema(_Strict):
 class AmountsSchema(_Strict):
     """EUR released per period for each condition met (0: the condition is not agreed)."""
 
-    soc_window: Annotated[
-        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
-    ] = 0.0
-    max_depth_of_discharge: Annotated[
-        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
-    ] = 0.0
-    max_c_rate: Annotated[
-        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
-    ] = 0.0
-    temperature_band: Annotated[
-        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
-    ] = 0.0
-    max_cycles_per_day: Annotated[
-        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
-    ] = 0.0
-    min_state_of_health: Annotated[
-        float, pydantic.Field(ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
-    ] = 0.0
+    soc_window: _Eur = 0.0
+    max_depth_of_discharge: _Eur = 0.0
+    max_c_rate: _Eur = 0.0
+    temperature_band: _Eur = 0.0
+    max_cycles_per_day: _Eur = 0.0
+    min_state_of_health: _Eur = 0.0
 
 
 class ParticipantSchema(_Strict):
