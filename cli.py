@@ -675,7 +675,7 @@ def battery_rewards(
     """Judge a battery reward agreement on its telemetry; optionally release it on chain."""
     from gridmatch.battery_rewards.run import evaluate_folder, write_evaluation
     from gridmatch.errors import UsageError
-    from gridmatch.results_io.battery_rewards import write_chain_record
+    from gridmatch.results_io.battery_rewards import claim_output_folder, write_chain_record
 
     out_dir = out if out is not None else Path("results") / folder.resolve().name
     evaluation = evaluate_folder(folder)
@@ -685,6 +685,7 @@ def battery_rewards(
     if reclaim:
         if chain or settlement is not None:
             raise UsageError("--reclaim reclaims an earlier --chain run: give it alone")
+        claim_output_folder(out_dir, on_chain=True, evaluation=False)
         from gridmatch.settlement.battery_rewards import reclaim_on_chain
 
         reclaimed_record = reclaim_on_chain(
@@ -707,6 +708,7 @@ def battery_rewards(
         raise UsageError("--advance-clock-hours goes with --reclaim")
     if validators is not None and settlement is not None:
         raise UsageError("--validators: with --settlement the settlement's validators sign")
+    claim_output_folder(out_dir, on_chain=on_chain)
     record = None
     if on_chain:
         from gridmatch.settlement.battery_rewards import DEFAULT_VALIDATORS, release_on_chain

@@ -34,6 +34,14 @@ RECORD_LIMIT_BYTES = 256 * MIB
 # JSON and YAML nest at most this deep here (pandapower files need 3 levels).
 MAX_NESTING = 64
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+# A number cell in ASCII digits: Python's float() and int() also take '5_0' (as 50) and
+# other scripts' digits ('\uff15' as 5), which in a CSV cell are typing errors.
+_FLOAT = re.compile(
+    r"[ \t]*[+-]?"
+    r"(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))"
+    r"[ \t]*"
+)
+_INT = re.compile(r"[ \t]*[+-]?[0-9]+[ \t]*")
 _CHUNK = 1 << 20
 
 
@@ -47,6 +55,41 @@ def check_path(path: Path) -> None:
     """
     if "\x00" in str(path):
         raise InputError(str(path).replace("\x00", "\\x00"), "holds a NUL character")
+
+
+def parse_float(text: str) -> float:
+    """Read a decimal number written in ASCII (``1.5``, ``-2e3``, ``inf``, ``nan``).
+
+    Raises
+    ------
+    ValueError
+        Anything else, digit separators and non-ASCII digits included.
+    """
+    if _FLOAT.fullmatch(text) is None:
+        raise ValueError(f"could not convert string to float: {text!r}")
+    return float(text)
+
+
+def parse_int(text: str) -> int:
+    """Read a whole number written in ASCII digits (``42``, ``-7``).
+
+    Raises
+    ------
+    ValueError
+        Anything else, digit separators and non-ASCII digits included.
+    """
+    if _INT.fullmatch(text) is None:
+        raise ValueError(f"invalid literal for int(): {text!r}")
+    return int(text)
+
+
+def is_given(path: Path) -> bool:
+    """Whether an optional file is there to be read, a broken link included.
+
+    A link whose target is gone is a file the user meant to give: reading it then fails
+    naming it, instead of the folder running as if the file were absent.
+    """
+    return path.exists() or path.is_symlink()
 
 
 def read_bytes(path: Path, limit_bytes: int, what: str = "file") -> bytes:

@@ -27,7 +27,8 @@ from typing import Literal
 
 import pydantic
 
-from gridmatch.results_io.atomic import write_file_atomically
+from gridmatch.errors import OutputFolderError
+from gridmatch.results_io.atomic import OWNED, claim_file, write_file_atomically
 from gridmatch.results_io.layout import SUMMARY_FILE
 from gridmatch.results_io.outputs import read_output_file, read_output_summary
 from gridmatch.results_io.tables import NON_NEGATIVE, NONEMPTY, from_csv, to_csv
@@ -197,13 +198,51 @@ def _json_text(document: object) -> str:
     return json.dumps(document, indent=1, allow_nan=False) + "\n"
 
 
+def claim_output_folder(out_dir: Path, *, on_chain: bool, evaluation: bool = True) -> None:
+    """Make sure ``out_dir`` may take this command's files, before anything is sent or written.
+
+    The folder is not swapped as a whole (it keeps an on-chain run's keystore), so each
+    file is claimed instead: listed in the folder's marker, never written over a file
+    gridmatch did not write. A folder of the user's own that no run wrote into is refused
+    as a whole, as every other command refuses it.
+
+    Parameters
+    ----------
+    out_dir
+        The output folder.
+    on_chain
+        Whether ``chain.json`` is written too.
+    evaluation
+        Whether the evaluation's tables and summary are written (not by a reclaim).
+
+    Raises
+    ------
+    OutputFolderError
+        ``out_dir`` is a file or a link, a folder of someone else's files, or holds one
+        of this command's file names that gridmatch did not write.
+    """
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise OutputFolderError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / OWNED).is_file():
+        raise OutputFolderError(
+            f"{out_dir}: folder is not empty and holds no gridmatch result; "
+            "refusing to write into it"
+        )
+    names = [PERIODS_FILE, VERDICTS_FILE, SUMMARY_FILE] if evaluation else []
+    for name in [*names, *([CHAIN_FILE] if on_chain else [])]:
+        claim_file(out_dir / name)
+
+
 def write_battery_rewards(
     out_dir: Path,
     periods: Sequence[PeriodRow],
     verdicts: Sequence[VerdictRow],
     summary: BatteryRewardsSummary,
 ) -> list[Path]:
-    """Write periods.csv, verdicts.csv and summary.json (each replaced atomically)."""
+    """Write periods.csv, verdicts.csv and summary.json (each replaced atomically).
+
+    Call :func:`claim_output_folder` first.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / PERIODS_FILE, out_dir / VERDICTS_FILE, out_dir / SUMMARY_FILE]
     write_file_atomically(paths[0], to_csv(PeriodRow, periods))

@@ -35,6 +35,7 @@ from typing import Any, TypeVar, get_type_hints
 import pandas as pd
 
 from gridmatch.errors import InputError
+from gridmatch.user_files import parse_float, parse_int
 
 Row = TypeVar("Row")
 Parser = Callable[[str], Any]
@@ -287,14 +288,14 @@ def _enum_parser(kind: type[Enum]) -> Parser:
 
 def _parse_int(text: str) -> int:
     try:
-        return int(text)
+        return parse_int(text)
     except ValueError:
         raise ValueError(f"'{text}' is not a whole number") from None
 
 
 def _parse_float(text: str) -> float:
     try:
-        return float(text)
+        return parse_float(text)
     except ValueError:
         raise ValueError(f"not a number: '{text}'") from None
 

@@ -42,8 +42,9 @@ import pydantic
 
 from gridmatch.errors import InputError
 from gridmatch.scenario_io.csv_cells import Cells, read_table
-from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
+from gridmatch.scenario_io.strict_yaml import IsoTime, read_yaml_mapping, validated_model
 from gridmatch.units import exact_micro_eur
+from gridmatch.user_files import parse_float
 
 AGREEMENT_FILE = "agreement.yaml"
 TELEMETRY_FILE = "telemetry.csv"
@@ -78,7 +79,7 @@ class _Strict(pydantic.BaseModel):
 class PeriodSchema(_Strict):
     """The agreement's periods: ``count`` periods of ``seconds`` from ``start``."""
 
-    start: datetime
+    start: IsoTime
     seconds: Annotated[int, pydantic.Field(ge=60, le=366 * 86_400, strict=True)]
     count: Annotated[int, pydantic.Field(ge=1, le=MAX_PERIODS, strict=True)]
 
@@ -159,7 +160,7 @@ class AgreementSchema(_Strict):
         float, pydantic.Field(ge=MIN_CAPACITY_KWH, le=1e6, allow_inf_nan=False, strict=True)
     ]
     period: PeriodSchema
-    expiry: datetime
+    expiry: IsoTime
     conditions: ConditionsSchema
     telemetry: TelemetrySchema = TelemetrySchema()
     amounts_eur: AmountsSchema
@@ -257,7 +258,7 @@ def read_agreement(path: Path) -> Agreement:
 def _number(cells: Cells, field: str, low: float, high: float) -> float:
     value = cells.text(field)
     try:
-        parsed = float(value)
+        parsed = parse_float(value)
     except ValueError:
         raise cells.fail(field, f"'{value}' is not a number") from None
     if not math.isfinite(parsed):

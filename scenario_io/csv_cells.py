@@ -21,7 +21,7 @@ from pathlib import Path
 from gridmatch.errors import InputError
 from gridmatch.scenario_io.orders_csv import MAX_ID_LENGTH
 from gridmatch.units import WH_PER_KWH, exact_micro_eur, exact_wh
-from gridmatch.user_files import TABLE_LIMIT_BYTES, read_text
+from gridmatch.user_files import TABLE_LIMIT_BYTES, parse_float, read_text
 
 # A meter id names a file of the prepaid output (timelines/<meter_id>.csv): letters,
 # digits, dot, dash and underscore only, not starting with a dot, as meter serials are.
@@ -151,7 +151,7 @@ class Cells:
         """Read an amount in EUR (at most six decimals) as whole micro-EUR."""
         value = self.text(field)
         try:
-            parsed = float(value)
+            parsed = parse_float(value)
         except ValueError:
             raise self.fail(field, f"'{value}' is not a number") from None
         if not math.isfinite(parsed):
@@ -171,7 +171,7 @@ class Cells:
         """Read an energy in kWh (>= 0, whole Wh: at most three decimals) as whole Wh."""
         value = self.text(field)
         try:
-            kwh = float(value)
+            kwh = parse_float(value)
         except ValueError:
             raise self.fail(field, f"'{value}' is not a number") from None
         if not math.isfinite(kwh):

@@ -25,6 +25,7 @@ files are read one at a time by whoever judges their meters, so memory holds one
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import math
@@ -48,7 +49,7 @@ from gridmatch.scenario_io.der_models import (
     load_event_models,
 )
 from gridmatch.units import FloatArray, IntArray
-from gridmatch.user_files import TABLE_LIMIT_BYTES, read_bytes, read_text
+from gridmatch.user_files import TABLE_LIMIT_BYTES, is_given, parse_float, read_bytes, read_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -213,7 +214,7 @@ def load_der_inputs(directory: Path, default_models: Path) -> DerInputs:
     files.insert(len(meter_files) or 1, commitments_path)
     sites: dict[str, SiteSpec] = {}
     sites_path = directory / SITES_FILE
-    if sites_path.exists() or sites_path.is_symlink():
+    if is_given(sites_path):
         sites = read_sites(sites_path)
         files.append(sites_path)
     return DerInputs(directory, meters, commitments, sites, library, tuple(files), meter_files)
@@ -229,10 +230,10 @@ def meter_data_files(directory: Path) -> tuple[Path, ...]:
         CSV file or more than :data:`MAX_METER_FILES`.
     """
     folder = directory / METER_DATA_DIR
-    if not (folder.exists() or folder.is_symlink()):
+    if not is_given(folder):
         return ()
     single = directory / METER_DATA_FILE
-    if single.exists() or single.is_symlink():
+    if is_given(single):
         raise InputError(folder, f"give the meter data once: {METER_DATA_FILE} or this folder")
     if not folder.is_dir():
         raise InputError(folder, "not a folder (a folder of meter data CSV files expected)")
@@ -642,17 +643,19 @@ def _parse_fixed_chunk(
 
 
 def _numbers(values: _Column, field: str, cells: _CellsAt) -> FloatArray:
-    try:
-        array = values.astype(np.float64)
-    except ValueError:
-        array = None
+    # numpy's conversion, like float(), reads '5_0' as 50 and other scripts' digits.
+    joined = "".join(values)
+    array = None
+    if joined.isascii() and "_" not in joined:
+        with contextlib.suppress(ValueError):
+            array = values.astype(np.float64)
     if array is not None and np.all(np.isfinite(array)) and np.all(np.abs(array) <= MAX_ABS_KW):
         return array
     for index, value in enumerate(values):
         row = cells(index)
         text = row.text(field)
         try:
-            number = float(text)
+            number = parse_float(text)
         except ValueError:
             raise row.fail(field, f"'{value}' is not a number") from None
         if not math.isfinite(number):
@@ -848,7 +851,7 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
 def _positive(cells: Cells, field: str, maximum: float) -> float:
     text = cells.text(field)
     try:
-        value = float(text)
+        value = parse_float(text)
     except ValueError:
         raise cells.fail(field, f"'{text}' is not a number") from None
     if not math.isfinite(value):
@@ -890,7 +893,7 @@ def read_sites(path: Path) -> dict[str, SiteSpec]:
                 continue
             text = cells.text(field)
             try:
-                value = float(text)
+                value = parse_float(text)
             except ValueError:
                 raise cells.fail(field, f"'{text}' is not a number") from None
             if not math.isfinite(value) or not low <= value <= high:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridmatch.errors import InputError
 from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
+from gridmatch.user_files import is_given
 
 Operation = Literal["import", "export", "curtail", "shift"]
 OPERATIONS: tuple[str, ...] = ("import", "export", "curtail", "shift")
@@ -274,7 +275,7 @@ def load_event_models(default_path: Path, scenario_path: Path | None) -> EventMo
     library = validated_model(LibrarySpec, document, default_path)
     version = str(library.version)
     sources = [default_path]
-    if scenario_path is None or (not scenario_path.exists() and not scenario_path.is_symlink()):
+    if scenario_path is None or not is_given(scenario_path):
         return EventModelLibrary(library, version, tuple(sources))
     extra = read_yaml_mapping(scenario_path, "event models")
     unknown = sorted(str(k) for k in extra if k not in _TOP_KEYS)

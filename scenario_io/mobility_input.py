@@ -37,6 +37,7 @@ from gridmatch.scenario_io.mobility_schema import MobilitySpec
 from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
 from gridmatch.units import floor_wh
+from gridmatch.user_files import is_given, parse_float, parse_int
 
 MOBILITY_FILE = "mobility.yaml"
 VEHICLES_FILE = "vehicles.csv"
@@ -271,7 +272,7 @@ def load_mobility(directory: Path) -> MobilityInputs:
         raise InputError(directory, "not a folder; expected a mobility folder with vehicles.csv")
     files: list[Path] = []
     spec_path = directory / MOBILITY_FILE
-    if spec_path.exists():
+    if is_given(spec_path):
         spec = validated_model(
             MobilitySpec, read_yaml_mapping(spec_path, "mobility settings"), spec_path
         )
@@ -282,7 +283,7 @@ def load_mobility(directory: Path) -> MobilityInputs:
     files.append(directory / ROADS_FILE)
     road_nodes = {road.from_node for road in roads} | {road.to_node for road in roads}
     positions: dict[str, tuple[float, float]] = {}
-    if (directory / NODES_FILE).exists():
+    if is_given(directory / NODES_FILE):
         positions = read_positions(directory / NODES_FILE, roads)
         files.append(directory / NODES_FILE)
         # A node of nodes.csv without a road is a place nobody can reach (a flood).
@@ -291,7 +292,7 @@ def load_mobility(directory: Path) -> MobilityInputs:
     if spec.grid is not None:
         net = load_network(spec.grid.network, directory, spec_path)
     points: tuple[Point, ...] = ()
-    if (directory / POINTS_FILE).exists():
+    if is_given(directory / POINTS_FILE):
         points = read_points(directory / POINTS_FILE, road_nodes, net, spec_path)
         files.append(directory / POINTS_FILE)
     vehicles = read_vehicles(directory / VEHICLES_FILE, road_nodes, spec.fuel_kwh_per_l)
@@ -334,7 +335,7 @@ def _number(
 ) -> float:
     value = cells.text(field)
     try:
-        parsed = float(value)
+        parsed = parse_float(value)
     except ValueError:
         raise cells.fail(field, f"'{value}' is not a number") from None
     if not math.isfinite(parsed):
@@ -351,7 +352,7 @@ def _number(
 def _integer(cells: Cells, field: str, *, minimum: int, maximum: int) -> int:
     value = cells.text(field)
     try:
-        parsed = int(value)
+        parsed = parse_int(value)
     except ValueError:
         raise cells.fail(field, f"'{value}' is not a whole number") from None
     if not minimum <= parsed <= maximum:

@@ -15,7 +15,7 @@ from pathlib import Path
 from gridmatch.errors import InputError
 from gridmatch.matching.orders import Order, OrderBook, Side
 from gridmatch.units import MINUTES_PER_HOUR, WH_PER_KWH, exact_wh, wh_to_kwh
-from gridmatch.user_files import TABLE_LIMIT_BYTES, read_text
+from gridmatch.user_files import TABLE_LIMIT_BYTES, parse_float, parse_int, read_text
 
 REQUIRED_COLUMNS = (
     "order_id",
@@ -151,7 +151,7 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> tuple[Order, in
     def integer(field: str, maximum: int) -> int:
         value = text(field)
         try:
-            number = int(value)
+            number = parse_int(value)
         except ValueError:
             raise fail(field, f"'{value}' is not a whole number") from None
         if number < 0:
@@ -163,7 +163,7 @@ def _parse_row(path: Path, line: int, record: dict[str, str]) -> tuple[Order, in
     def number(field: str, *, positive: bool, maximum: float) -> float:
         value = text(field)
         try:
-            parsed = float(value)
+            parsed = parse_float(value)
         except ValueError:
             raise fail(field, f"'{value}' is not a number") from None
         if not math.isfinite(parsed):

@@ -40,6 +40,7 @@ from gridmatch.scenario_io.csv_cells import Cells, read_table
 from gridmatch.scenario_io.prepaid_schema import HOURS_PER_DAY, WEEKDAYS, PrepaidSpec
 from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
 from gridmatch.units import MINUTES_PER_HOUR, SECONDS_PER_HOUR, IntArray, exact_micro_eur
+from gridmatch.user_files import is_given
 
 PREPAID_FILE = "prepaid.yaml"
 USAGE_FILE = "usage.csv"
@@ -248,7 +249,7 @@ class _Reading:
 def _optional(
     path: Path, files: list[Path], read: Callable[[Path], dict[str, _PerMeter[_Item]]]
 ) -> dict[str, _PerMeter[_Item]]:
-    if not path.exists() and not path.is_symlink():
+    if not is_given(path):
         return {}
     files.append(path)
     return read(path)

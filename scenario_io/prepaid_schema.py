@@ -7,12 +7,12 @@ amount inside the simulation is an exact integer.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gridmatch.scenario_io.strict_yaml import IsoTime
 from gridmatch.units import MINUTES_PER_DAY, exact_micro_eur
 
 HOURS_PER_DAY = 24
@@ -109,8 +109,8 @@ class PrepaidSpec(_Strict):
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
-    start: Annotated[datetime | None, Field(strict=False)] = None
-    end: Annotated[datetime | None, Field(strict=False)] = None
+    start: IsoTime | None = None
+    end: IsoTime | None = None
     reading_minutes: Annotated[int, Field(ge=1, le=MINUTES_PER_DAY)]
     report_interval_min: Annotated[int, Field(ge=1, le=MAX_REPORT_INTERVAL_MIN)]
     tariff: TariffSpec

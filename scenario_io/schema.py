@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridmatch.matching.market_rules import PricingRule
 from gridmatch.matching.solution import TieBreak
+from gridmatch.scenario_io.strict_yaml import IsoTime
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -143,9 +144,8 @@ class ScenarioSpec(_Strict):
     network: NetworkSpec
     slot_minutes: Annotated[float, Field(ge=1.0, le=MAX_SLOT_MINUTES)] = 60.0
     day_start: Annotated[
-        datetime,
+        IsoTime,
         Field(
-            strict=False,
             description="when slot 0 starts (ISO 8601 with a time zone, e.g. 2026-12-01T00:00Z)",
         ),
     ] = DEFAULT_DAY_START

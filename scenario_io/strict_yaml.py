@@ -8,8 +8,9 @@ change a policy nobody sees; here it is an error naming the line.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic
 import yaml
@@ -18,6 +19,25 @@ from gridmatch.errors import InputError
 from gridmatch.user_files import MAX_NESTING, SCENARIO_LIMIT_BYTES, nesting_depth, read_text
 
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
+
+
+def _iso_time(value: object) -> object:
+    # pydantic's lax datetime reads a number (or a string of digits) as Unix seconds:
+    # 'start: 1767225600' would pass for a time nobody wrote as one.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not an ISO-8601 time") from None
+    if isinstance(value, date):
+        raise ValueError(f"{value} is a date; give a time with its UTC offset (e.g. ...T00:00Z)")
+    raise ValueError("expected an ISO-8601 time with a UTC offset (e.g. 2026-01-01T00:00:00Z)")
+
+
+# A time in a settings file: a YAML timestamp or an ISO-8601 string, never a number.
+IsoTime = Annotated[datetime, pydantic.BeforeValidator(_iso_time)]
 
 
 class StrictLoader(yaml.SafeLoader):

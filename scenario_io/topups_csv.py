@@ -53,7 +53,7 @@ def read_topups(path: Path, accounts: set[str]) -> tuple[TopUp, ...]:
         if participant not in accounts:
             raise cells.fail("participant_id", f"'{participant}' has no account in accounts.csv")
         text = cells.text("at_min")
-        if not text.isdigit() or int(text) > MAX_AT_MIN:
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_AT_MIN:
             raise cells.fail(
                 "at_min", f"'{text}' is not a whole number of minutes in [0, {MAX_AT_MIN}]"
             )

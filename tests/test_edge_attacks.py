@@ -17,12 +17,19 @@ from gridmatch.cli import app
 from gridmatch.errors import InputError
 from gridmatch.scenario_io.battery_input import read_agreement
 from gridmatch.scenario_io.der_input import read_meter_data
+from gridmatch.scenario_io.loader import load_scenario
+from gridmatch.scenario_io.prepaid_input import load_prepaid
 
 REPO = Path(__file__).resolve().parents[1]
 DER_EXAMPLE = REPO / "scenarios" / "der-example"
 BATTERY_EXAMPLE = REPO / "scenarios" / "battery-rewards-example"
 METER_HEADER = "meter_id,timestamp,p_kw"
 runner = CliRunner()
+_LOADERS = {
+    "battery-rewards-example": lambda folder: read_agreement(folder / "agreement.yaml"),
+    "prepaid_example": load_prepaid,
+    "prepaid-market": load_scenario,
+}
 
 
 def _copy(example: Path, tmp_path: Path) -> Path:
@@ -161,3 +168,68 @@ def test_tiny_capacity_exits_2_not_6_and_keeps_earlier_result(tmp_path: Path) ->
     assert result.exit_code == 2, result.output
     assert "agreement.yaml" in result.output and "capacity_kwh" in result.output
     assert _files(out) == before
+
+
+# ------------------------------------------------------------------ battery-rewards -o
+
+
+def test_battery_rewards_refuses_a_folder_of_someone_elses_files(tmp_path: Path) -> None:
+    # It wrote its three files beside the user's own (every other command refuses).
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's\n")
+    result = runner.invoke(app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "holds no gridmatch result" in result.output
+    assert _files(out) == {"notes.txt": b"the user's\n"}
+
+
+def test_battery_rewards_to_a_file_names_it(tmp_path: Path) -> None:
+    # Was "cannot read or write the files: [Errno 17] File exists".
+    out = tmp_path / "taken"
+    out.write_text("x\n")
+    result = runner.invoke(app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "exists and is not a folder" in result.output and "Errno" not in result.output
+    assert out.read_text() == "x\n"
+
+
+def test_battery_rewards_reruns_into_its_own_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for _ in range(2):
+        result = runner.invoke(app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+    assert {"periods.csv", "verdicts.csv", "summary.json"} <= set(_files(out))
+
+
+# ------------------------------------------------------------------ times in YAML
+
+
+@pytest.mark.parametrize(
+    ("example", "name", "old", "field"),
+    [
+        (
+            "battery-rewards-example",
+            "agreement.yaml",
+            "start: 2026-01-01T00:00:00Z",
+            "period.start",
+        ),
+        ("battery-rewards-example", "agreement.yaml", "expiry: 2036-01-01T00:00:00Z", "expiry"),
+        ("prepaid_example", "prepaid.yaml", "start: 2026-03-02T00:00:00+01:00", "start"),
+        ("prepaid-market", "scenario.yaml", "day_start: 2026-03-02T18:00:00+01:00", "day_start"),
+    ],
+)
+@pytest.mark.parametrize("number", ["1767225600", "'1767225600'", "1767225600.5", "true"])
+def test_a_time_written_as_a_number_is_refused(
+    tmp_path: Path, example: str, name: str, old: str, field: str, number: str
+) -> None:
+    # pydantic's lax datetime read a number, or a string of digits, as Unix seconds.
+    folder = _copy(REPO / "scenarios" / example, tmp_path)
+    path = folder / name
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, f"{old.split(':')[0]}: {number}", 1))
+    with pytest.raises(InputError) as info:
+        _LOADERS[example](folder)
+    assert info.value.field == field, str(info.value)
+    assert info.value.path.name == name
