@@ -65,6 +65,10 @@ UNMATCHED_FACTOR = 0.5
 APPLIANCE_RUN_S = 600
 # A pulse a PV site's clouds could make is taken as a device's from this long on (s).
 CLOUD_HOLD_S = 2400
+# ... and only if its off step is within this factor of its on step: a device returns
+# by the step it made, a cloud's shadow leaves by what the sun gives then.
+CLOUD_EDGE_RATIO = 1.35
+CLOUD_EDGE_FACTOR = 0.5
 
 
 def _ends_as_committed(window: Window, pulse: Pulse, end_s: float) -> Pulse:
@@ -405,6 +409,13 @@ def _step_change_score(
     return score
 
 
+def _edges_agree(pulse: Pulse) -> bool:
+    """Whether a pulse's off step is its on step's size within :data:`CLOUD_EDGE_RATIO`."""
+    assert pulse.off is not None
+    on_kw, off_kw = abs(pulse.on.delta_kw), abs(pulse.off.delta_kw)
+    return max(on_kw, off_kw) <= CLOUD_EDGE_RATIO * min(on_kw, off_kw)
+
+
 def _unasked_score(
     window: Window,
     model: StepHoldModel | SetpointModel | StepChangeModel,
@@ -451,6 +462,9 @@ def _unasked_score(
         if quiet < 1.0:
             score *= quiet
             detail.append("clouds' steps inside")
+        if pulse.off is not None and not _edges_agree(pulse):
+            score *= CLOUD_EDGE_FACTOR
+            detail.append("ends by another step than it began, as clouds do")
     small = _small_step_factor(window, model, size_kw)
     if small < 1.0:
         score *= small

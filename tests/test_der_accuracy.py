@@ -319,3 +319,19 @@ def test_pv_a_household_uses_up_is_a_pv_day_without_export() -> None:
     house.p -= 2.5 * clear_sky_ghi(SITE, mids_s) / 1000.0
     assert house.p.min() > 0.0
     assert [r.device_type for r in _runs(house).values()] == ["pv"]
+
+
+def test_a_drop_ending_by_a_larger_step_is_a_battery_only_where_no_cloud_could_make_it() -> None:
+    # The meter drops 3 kW at 10:00 and rises 4.2 kW at 11:30 (the household draws
+    # 1.2 kW more from then on): the end is 1.4 times the start. Without PV that is a
+    # battery's discharge whose end met a load's start; under a 6 kWp roof on a clear
+    # day a cloud makes such pulses as often (a shadow leaves by what the sun gives
+    # then, not by the step it came with), and it is not taken as a battery.
+    def house(pv_kwp: float) -> House:
+        made = House(41, base_kw=1.5).block(10.0, 11.5, -3.0).block(11.5, 14.0, 1.2)
+        mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60
+        made.p -= pv_kwp * clear_sky_ghi(SITE, mids_s) / 1000.0
+        return made
+
+    assert _runs(house(0.0))[10.0].device_type == "battery"
+    assert _runs(house(6.0))[10.0].device_type != "battery"
