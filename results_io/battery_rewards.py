@@ -28,7 +28,7 @@ from typing import Literal
 import pydantic
 
 from gridmatch.errors import OutputFolderError
-from gridmatch.results_io.atomic import OWNED, claim_file, write_file_atomically
+from gridmatch.results_io.atomic import MARKER, OWNED, claim_file, write_file_atomically
 from gridmatch.results_io.layout import SUMMARY_FILE
 from gridmatch.results_io.outputs import read_output_file, read_output_summary
 from gridmatch.results_io.tables import NON_NEGATIVE, NONEMPTY, from_csv, to_csv
@@ -223,6 +223,11 @@ def claim_output_folder(out_dir: Path, *, on_chain: bool, evaluation: bool = Tru
     """
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise OutputFolderError(f"{out_dir}: exists and is not a folder")
+    if (out_dir / MARKER).is_file():
+        raise OutputFolderError(
+            f"{out_dir}: holds another command's result (its summary.json would be "
+            "replaced); write to another folder"
+        )
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / OWNED).is_file():
         raise OutputFolderError(
             f"{out_dir}: folder is not empty and holds no gridmatch result; "

@@ -194,6 +194,18 @@ def test_battery_rewards_to_a_file_names_it(tmp_path: Path) -> None:
     assert out.read_text() == "x\n"
 
 
+def test_battery_rewards_keeps_out_of_another_commands_result(tmp_path: Path) -> None:
+    # A clearing result lists summary.json as its own: claimed there, it was replaced.
+    out = tmp_path / "der"
+    result = runner.invoke(app, ["validate-commitments", str(DER_EXAMPLE), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    before = _files(out)
+    result = runner.invoke(app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "another command's result" in result.output
+    assert _files(out) == before
+
+
 def test_battery_rewards_reruns_into_its_own_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     for _ in range(2):
