@@ -102,6 +102,15 @@ def test_telemetry_refuses_unknown_column(tmp_path: Path) -> None:
         ("expiry: 2036-01-01T00:00:00Z", "expiry: 2026-01-02T00:00:00Z", None),
         # Expiring as the last period ends leaves it no time to be released (as on chain).
         ("expiry: 2036-01-01T00:00:00Z", "expiry: 2026-01-04T12:00:00Z", None),
+        # A YAML boolean is no amount: `true` funded 1 EUR per period.
+        ("soc_window: 0.50", "soc_window: true", "amounts_eur.soc_window"),
+        ("capacity_kwh: 13.5", "capacity_kwh: true", "capacity_kwh"),
+        # A quoted number is text, as in scenario.yaml.
+        ("capacity_kwh: 13.5", "capacity_kwh: '13.5'", "capacity_kwh"),
+        ("[10, 90]", "['10', 90]", "conditions.soc_window_percent.0"),
+        ("max_c_rate: 0.5", "max_c_rate: true", "conditions.max_c_rate"),
+        # Below 1 Wh the C-rate overflows to infinity (an internal error, exit 6).
+        ("capacity_kwh: 13.5", "capacity_kwh: 1.0e-300", "capacity_kwh"),
     ],
 )
 def test_agreement_refuses_bad_terms(tmp_path: Path, old: str, new: str, field: str | None) -> None:
