@@ -398,23 +398,14 @@ def profile_judging(folder: Path, stats_path: Path, top: int = 25) -> None:
     import cProfile
     import pstats
 
-    from gridmatch.der_validation import run
+    from gridmatch.der_validation.run import judge_meter_files
 
     inputs = load(folder)
+    judge = judge_meter_files if inputs.meter_files else judge_all
     profiler = cProfile.Profile()
-    if inputs.meter_files:
-        by_meter: dict[str, list[int]] = {}
-        for index, c in enumerate(inputs.commitments):
-            by_meter.setdefault(c.meter_id, []).append(index)
-        run._init_worker(run._Shared(inputs.library, inputs.sites, inputs.commitments, by_meter))
-        profiler.enable()
-        for path in inputs.meter_files:
-            run._judge_file(path)
-        profiler.disable()
-    else:
-        profiler.enable()
-        judge_all(inputs)
-        profiler.disable()
+    profiler.enable()
+    judge(inputs, 1)
+    profiler.disable()
     profiler.dump_stats(stats_path)
     stats = pstats.Stats(profiler)
     print(f"\nprofile of judging {folder.name} in one process (written to {stats_path}):")

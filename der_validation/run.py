@@ -270,6 +270,27 @@ def _judge_file(path: Path) -> _FileJudged:
     return _FileJudged(path, tuple(meter_summary(m) for m in meters.values()), judged)
 
 
+def judge_meter_files(inputs: DerInputs, workers: int | None = 1) -> tuple[Judgement, ...]:
+    """Judge every commitment of a folder whose meter data is a ``meter_data/`` folder.
+
+    File by file, as ``gridmatch validate-commitments`` does: each file is read and
+    its meters' commitments judged before the next is read.
+
+    Parameters
+    ----------
+    inputs
+        The folder's inputs, loaded with ``meter_data/`` (``inputs.meter_files``).
+    workers
+        Processes reading and judging files; ``None``: one per core.
+
+    Raises
+    ------
+    InputError
+        A file of it is malformed, or a meter's data is in two files.
+    """
+    return _judge_files(inputs, workers)[0]
+
+
 def _judge_files(
     inputs: DerInputs, workers: int | None
 ) -> tuple[tuple[Judgement, ...], _Tables, list[MeterDataSummary]]:
