@@ -175,8 +175,9 @@ def tariff_max_fee_eur_per_kwh(spec: ScenarioSpec, graph: nx.Graph, book: OrderB
     rules = market_rules(spec)
     if rules.grid_fee_eur_per_kwh_per_km == 0.0 or len(book) == 0:
         return rules.grid_fee_eur_per_kwh
-    distances = distance_matrix_km(graph, np.unique(book.bus))
-    return float(rules.fee_eur_per_kwh(distances).max())
+    fees = rules.fee_eur_per_kwh(distance_matrix_km(graph, np.unique(book.bus)))
+    # Buses no line joins never trade (their fee is infinite): no cap to sign for them.
+    return float(fees[np.isfinite(fees)].max())
 
 
 def clear_scenario(scenario_dir: Path, out_dir: Path, settings: RunSettings) -> ClearingRun:

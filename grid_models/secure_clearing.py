@@ -62,6 +62,7 @@ from gridmatch.matching.solution import (
     SolverFailedError,
     TerminationCondition,
 )
+from gridmatch.units import WH_PER_KWH, floor_wh, floor_wh_array
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -192,7 +193,7 @@ class SecureClearing:
             unconstrained_insecure_slots=self.unconstrained_insecure_slots,
             insecure_slots=tuple(s.slot for s in report.slots if not s.secure),
             max_line_loading_percent=report.worst("line", "loading_percent"),
-            max_trafo_loading_percent=report.worst("trafo", "loading_percent"),
+            max_trafo_loading_percent=_worst_of(report, ("trafo", "trafo3w"), "loading_percent"),
             vm_min_pu=report.worst("bus", "vm_pu", lowest=True),
             vm_max_pu=report.worst("bus", "vm_pu"),
             market_gap=market_gap,
@@ -440,10 +441,12 @@ def _secure_rounding(
 ) -> tuple[FloatArray, SlotSecurity] | None:
     """Round the relaxation's trades to the orders' rules and shrink them until secure."""
     rounded = drop_until_budgets_hold(problem, _rounded(problem, relaxed_kwh))
-    divisible = ~problem.pair_indivisible
+    # An indivisible buy's trade and an all-or-none seller's trades stay as they are:
+    # shrunk or rounded down, they would no longer be whole.
+    scalable = ~problem.pair_indivisible & ~problem.sell_all_or_none[problem.pair_sell]
     for scale in SHRINK_STEPS:
-        candidate = np.where(divisible, rounded * scale, rounded)
-        candidate = np.floor(candidate * 1000.0) / 1000.0  # whole Wh, never rounded up
+        shrunk = floor_wh_array(rounded * scale) / WH_PER_KWH  # whole Wh, never rounded up
+        candidate = np.where(scalable, shrunk, rounded)
         verdict = _ac_check(loop.grid, problem, candidate, loop.limits)
         if verdict is None:
             return None
@@ -525,7 +528,7 @@ def _add_back(
         else:
             continue
         for amount in tries:
-            amount = np.floor(amount * 1000.0) / 1000.0
+            amount = floor_wh(amount) / WH_PER_KWH
             if checks >= SEARCH_CHECKS_PER_SLOT or amount <= TOLERANCE_KWH:
                 break
             candidate = kwh.copy()
@@ -710,3 +713,9 @@ def _binding_rows(
         for r in np.flatnonzero(tight):
             binding.add((problem.slot, rows.element[r], int(rows.element_index[r])))
     return frozenset(binding)
+
+
+def _worst_of(report: GridReport, elements: tuple[str, ...], quantity: str) -> float | None:
+    """Largest value after the trades over several kinds of element (``None``: none)."""
+    found = [v for e in elements if (v := report.worst(e, quantity)) is not None]
+    return max(found, default=None)

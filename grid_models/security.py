@@ -66,7 +66,7 @@ class SlotSecurity:
     ----------
     elements
         One row per in-service line, transformer and bus: ``element`` (line, trafo,
-        bus), ``index``, ``quantity`` (loading_percent or vm_pu), ``before``,
+        trafo3w, bus), ``index``, ``quantity`` (loading_percent or vm_pu), ``before``,
         ``after``, ``limit_low``, ``limit_high``, ``violated``.
     ac_power_flows
         pandapower runs this check took (base case and with trades).
@@ -261,7 +261,7 @@ class SlotGrid:
         """Sensitivities at the state of the last converged run, per kWh over the slot.
 
         Rows follow the element table of :class:`SlotSecurity` (in-service lines,
-        transformers, buses); columns are ``buses``.
+        transformers, three-winding transformers, buses); columns are ``buses``.
         """
         found = injection_sensitivities(self._net, buses)
         per_kwh = mw_per_kwh(self._slot_hours)
@@ -269,6 +269,7 @@ class SlotGrid:
         for table, rows in (
             (self._net.line, found.line_loading_percent_per_mw),
             (self._net.trafo, found.trafo_loading_percent_per_mw),
+            (self._net.trafo3w, found.trafo3w_loading_percent_per_mw),
             (self._net.bus, found.vm_pu_per_mw),
         ):
             parts.append(rows[table.in_service.to_numpy(dtype=bool)])
@@ -325,6 +326,7 @@ def _state(net: pp.pandapowerNet, *, converged: bool) -> pd.DataFrame:
     for element, table, result, quantity in (
         ("line", net.line, "res_line", "loading_percent"),
         ("trafo", net.trafo, "res_trafo", "loading_percent"),
+        ("trafo3w", net.trafo3w, "res_trafo3w", "loading_percent"),
         ("bus", net.bus, "res_bus", "vm_pu"),
     ):
         index = table.index[table.in_service.to_numpy(dtype=bool)]
@@ -355,7 +357,8 @@ def _judge(
     table = before.rename(columns={"v": "before"})
     table["after"] = after.v.to_numpy()
     is_line = (table.element == "line").to_numpy()
-    is_trafo = (table.element == "trafo").to_numpy()
+    # Three-winding transformers are held to the transformers' limit.
+    is_trafo = table.element.isin(("trafo", "trafo3w")).to_numpy()
     is_bus = (table.element == "bus").to_numpy()
     low = np.where(is_bus, limits.vm_min_pu, -np.inf)
     high = np.select(

@@ -46,12 +46,16 @@ class InjectionSensitivities:
         Rows: ``net.line.index`` order (NaN for lines out of service).
     trafo_loading_percent_per_mw
         Rows: ``net.trafo.index`` order (NaN for transformers out of service).
+    trafo3w_loading_percent_per_mw
+        Rows: ``net.trafo3w.index`` order (NaN for those out of service): of the winding
+        loaded most at the base point, as pandapower's loading is that winding's.
     """
 
     buses: npt.NDArray[np.int64]
     vm_pu_per_mw: FloatArray
     line_loading_percent_per_mw: FloatArray
     trafo_loading_percent_per_mw: FloatArray
+    trafo3w_loading_percent_per_mw: FloatArray
 
 
 def injection_sensitivities(net: pp.pandapowerNet, buses: npt.ArrayLike) -> InjectionSensitivities:
@@ -106,6 +110,7 @@ def injection_sensitivities(net: pp.pandapowerNet, buses: npt.ArrayLike) -> Inje
         vm_pu_per_mw=vm_rows,
         line_loading_percent_per_mw=_loading_rows(net, "line", branch_current),
         trafo_loading_percent_per_mw=_loading_rows(net, "trafo", branch_current),
+        trafo3w_loading_percent_per_mw=_trafo3w_loading_rows(net, branch_current),
     )
 
 
@@ -182,6 +187,41 @@ def _loading_rows(
     d_side_ka = np.where(use_from, current["d_from_ka"][ppc_rows], current["d_to_ka"][ppc_rows])
     safe_ka = np.where(side_ka > 0, side_ka, 1.0)
     rows[positions] = np.where(side_ka > 0, loading / safe_ka * d_side_ka, 0.0)
+    return rows
+
+
+def _trafo3w_loading_rows(net: pp.pandapowerNet, current: dict[str, FloatArray]) -> FloatArray:
+    """Return the loading rows of three-winding transformers (percent per MW injected).
+
+    pandapower models each as three branches to a star point, all high-voltage
+    windings first, then all medium, then all low; a winding's loading is its current
+    at its own bus (the high winding's from end, the others' to end) times
+    ``vn_kv * sqrt(3) / sn_mva``, and the transformer's is that of the winding loaded most.
+    """
+    table = net.trafo3w
+    n = len(table)
+    rows = np.full((n, current["d_from_ka"].shape[1]), np.nan)
+    if n == 0 or "trafo3w" not in net._pd2ppc_lookups["branch"]:
+        return rows
+    start, _ = net._pd2ppc_lookups["branch"]["trafo3w"]
+    alive = np.asarray(net._ppc["internal"]["branch_is"], dtype=bool)
+    internal_row = np.cumsum(alive) - 1
+    most = np.full(n, -np.inf)
+    for k, (winding, side) in enumerate((("hv", "from"), ("mv", "to"), ("lv", "to"))):
+        branches = np.arange(start + k * n, start + (k + 1) * n)
+        live = np.flatnonzero(alive[branches])
+        ppc_rows = internal_row[branches[live]]
+        percent_per_ka = (
+            table[f"vn_{winding}_kv"].to_numpy()[live]
+            * np.sqrt(3.0)
+            / table[f"sn_{winding}_mva"].to_numpy()[live]
+            * 100.0
+        )
+        loading = current[f"{side}_ka"][ppc_rows, 0] * percent_per_ka
+        higher = loading > most[live]
+        chosen = live[higher]
+        most[chosen] = loading[higher]
+        rows[chosen] = current[f"d_{side}_ka"][ppc_rows[higher]] * percent_per_ka[higher, None]
     return rows
 
 

@@ -13,9 +13,18 @@ def bus_graph(net: pp.pandapowerNet) -> nx.MultiGraph:
     """In-service topology with edge ``weight`` = line length in km.
 
     Transformers and closed bus-bus switches weigh 0 km; open switches cut their
-    element, as pandapower's ``create_nxgraph`` does.
+    element, as pandapower's ``create_nxgraph`` does. DC lines and the DC grid's
+    elements join nothing here: pandapower's AC power flow does not supply a bus
+    through them, so a bus behind one alone is not connected.
     """
-    return pp_topology.create_nxgraph(net, respect_switches=True, include_out_of_service=False)
+    return pp_topology.create_nxgraph(
+        net,
+        respect_switches=True,
+        include_out_of_service=False,
+        include_dclines=False,
+        include_vsc=False,
+        include_line_dc=False,
+    )
 
 
 def unusable_buses(net: pp.pandapowerNet, graph: nx.MultiGraph, buses: set[int]) -> dict[int, str]:
@@ -53,8 +62,15 @@ def distance_matrix_km(
     ----------
     buses
         Distinct bus indices, sorted (as ``numpy.unique`` gives them).
+
+    Returns
+    -------
+    numpy.ndarray
+        Kilometres, ``inf`` between buses no line path joins (islands fed by external
+        grids of their own): a per-km fee cannot be priced there, so under a per-km
+        tariff such a pair's fee is infinite and it never trades.
     """
-    distances = np.zeros((buses.size, buses.size))
+    distances = np.full((buses.size, buses.size), np.inf)
     position = {int(bus): i for i, bus in enumerate(buses)}
     for i, source in enumerate(buses.tolist()):
         lengths = nx.single_source_dijkstra_path_length(graph, source, weight="weight")

@@ -110,6 +110,12 @@ def _limits(
             float("-inf"),
             security["max_trafo_loading_percent"],
         )
+    for i in net.trafo3w.index[net.trafo3w.in_service]:
+        out["trafo3w", int(i)] = (
+            float(net.res_trafo3w.at[i, "loading_percent"]),
+            float("-inf"),
+            security["max_trafo_loading_percent"],
+        )
     for i in net.bus.index[net.bus.in_service]:
         out["bus", int(i)] = (
             float(net.res_bus.at[i, "vm_pu"]),
