@@ -675,7 +675,11 @@ def battery_rewards(
     """Judge a battery reward agreement on its telemetry; optionally release it on chain."""
     from gridmatch.battery_rewards.run import evaluate_folder, write_evaluation
     from gridmatch.errors import UsageError
-    from gridmatch.results_io.battery_rewards import claim_output_folder, write_chain_record
+    from gridmatch.results_io.battery_rewards import (
+        CHAIN_FILE,
+        claim_output_folder,
+        write_chain_record,
+    )
 
     out_dir = out if out is not None else Path("results") / folder.resolve().name
     evaluation = evaluate_folder(folder)
@@ -685,7 +689,8 @@ def battery_rewards(
     if reclaim:
         if chain or settlement is not None:
             raise UsageError("--reclaim reclaims an earlier --chain run: give it alone")
-        claim_output_folder(out_dir, on_chain=True, evaluation=False)
+        if (out_dir / CHAIN_FILE).is_file():  # else the reclaim below says what is missing
+            claim_output_folder(out_dir, on_chain=True, evaluation=False)
         from gridmatch.settlement.battery_rewards import reclaim_on_chain
 
         reclaimed_record = reclaim_on_chain(

@@ -60,6 +60,16 @@ def check_path(path: Path) -> None:
 def parse_float(text: str) -> float:
     """Read a decimal number written in ASCII (``1.5``, ``-2e3``, ``inf``, ``nan``).
 
+    Parameters
+    ----------
+    text
+        A cell's text; spaces and tabs around it are allowed.
+
+    Returns
+    -------
+    float
+        Its value, as ``float`` reads it.
+
     Raises
     ------
     ValueError
@@ -72,6 +82,16 @@ def parse_float(text: str) -> float:
 
 def parse_int(text: str) -> int:
     """Read a whole number written in ASCII digits (``42``, ``-7``).
+
+    Parameters
+    ----------
+    text
+        A cell's text; spaces and tabs around it are allowed.
+
+    Returns
+    -------
+    int
+        Its value.
 
     Raises
     ------

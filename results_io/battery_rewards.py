@@ -29,7 +29,7 @@ import pydantic
 
 from gridmatch.errors import OutputFolderError
 from gridmatch.results_io.atomic import MARKER, OWNED, claim_file, write_file_atomically
-from gridmatch.results_io.layout import SUMMARY_FILE
+from gridmatch.results_io.layout import REPORT_FILE, SETTLEMENT_DIR, SUMMARY_FILE
 from gridmatch.results_io.outputs import read_output_file, read_output_summary
 from gridmatch.results_io.tables import NON_NEGATIVE, NONEMPTY, from_csv, to_csv
 from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, validated
@@ -37,6 +37,10 @@ from gridmatch.user_files import RECORD_LIMIT_BYTES, parse_json, validated
 PERIODS_FILE = "periods.csv"
 VERDICTS_FILE = "verdicts.csv"
 CHAIN_FILE = "chain.json"
+# Everything a battery-rewards folder holds (its keystore and chain state in settlement/).
+_OWN_NAMES = frozenset(
+    {PERIODS_FILE, VERDICTS_FILE, SUMMARY_FILE, CHAIN_FILE, REPORT_FILE, SETTLEMENT_DIR}
+)
 COMMAND = "battery-rewards"
 
 
@@ -223,16 +227,22 @@ def claim_output_folder(out_dir: Path, *, on_chain: bool, evaluation: bool = Tru
     """
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise OutputFolderError(f"{out_dir}: exists and is not a folder")
-    if (out_dir / MARKER).is_file():
+    present = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+    ours = is_battery_rewards_result(out_dir)
+    if (out_dir / MARKER).is_file() or (SUMMARY_FILE in present and not ours):
         raise OutputFolderError(
             f"{out_dir}: holds another command's result (its summary.json would be "
             "replaced); write to another folder"
         )
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / OWNED).is_file():
-        raise OutputFolderError(
-            f"{out_dir}: folder is not empty and holds no gridmatch result; "
-            "refusing to write into it"
-        )
+    if present and not (out_dir / OWNED).is_file():
+        if not (ours and present <= _OWN_NAMES):
+            raise OutputFolderError(
+                f"{out_dir}: folder is not empty and holds no gridmatch result; "
+                "refusing to write into it"
+            )
+        # Written before its files were listed: this command's own, taken as listed.
+        listed = sorted(present - {SETTLEMENT_DIR})
+        write_file_atomically(out_dir / OWNED, "\n".join(listed) + "\n")
     names = [PERIODS_FILE, VERDICTS_FILE, SUMMARY_FILE] if evaluation else []
     for name in [*names, *([CHAIN_FILE] if on_chain else [])]:
         claim_file(out_dir / name)

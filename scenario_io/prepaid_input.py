@@ -40,7 +40,7 @@ from gridmatch.scenario_io.csv_cells import Cells, read_table
 from gridmatch.scenario_io.prepaid_schema import HOURS_PER_DAY, WEEKDAYS, PrepaidSpec
 from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
 from gridmatch.units import MINUTES_PER_HOUR, SECONDS_PER_HOUR, IntArray, exact_micro_eur
-from gridmatch.user_files import is_given
+from gridmatch.user_files import is_given, parse_int
 
 PREPAID_FILE = "prepaid.yaml"
 USAGE_FILE = "usage.csv"
@@ -454,7 +454,7 @@ def _read_comms(path: Path, policy: PrepaidPolicy) -> dict[str, _PerMeter[int | 
             arrives = None
         else:
             try:
-                minutes = int(delay)
+                minutes = parse_int(delay)
             except ValueError:
                 raise cells.fail(
                     "delay_min", f"'{delay}' is not a whole number or '{LOST}'"

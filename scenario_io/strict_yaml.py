@@ -28,7 +28,8 @@ def _iso_time(value: object) -> object:
         return value
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value)
+            # RFC 3339 allows 't' and 'z' in lower case; Python reads upper case only.
+            return datetime.fromisoformat(value.upper())
         except ValueError:
             raise ValueError(f"'{value}' is not an ISO-8601 time") from None
     if isinstance(value, date):

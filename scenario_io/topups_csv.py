@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gridmatch.errors import InputError
 from gridmatch.scenario_io.csv_cells import read_table
+from gridmatch.user_files import parse_int
 
 REQUIRED_COLUMNS = ("participant_id", "at_min", "amount_eur")
 # A week of minutes, as long as a day of rounds may run.
@@ -53,12 +54,16 @@ def read_topups(path: Path, accounts: set[str]) -> tuple[TopUp, ...]:
         if participant not in accounts:
             raise cells.fail("participant_id", f"'{participant}' has no account in accounts.csv")
         text = cells.text("at_min")
-        if not (text.isascii() and text.isdigit()) or int(text) > MAX_AT_MIN:
+        try:
+            at_min = parse_int(text)
+        except ValueError:
+            at_min = -1
+        if not 0 <= at_min <= MAX_AT_MIN:
             raise cells.fail(
                 "at_min", f"'{text}' is not a whole number of minutes in [0, {MAX_AT_MIN}]"
             )
         amount = cells.micro_eur("amount_eur", minimum_eur=0.0, positive=True)
-        topups.append(TopUp(participant, int(text), amount, cells.line))
+        topups.append(TopUp(participant, at_min, amount, cells.line))
     if not topups:
         raise InputError(path, "no top-ups: the file has a header and no rows")
     return tuple(topups)

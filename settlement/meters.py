@@ -36,6 +36,8 @@ from gridmatch.units import WH_PER_KWH, floor_wh
 from gridmatch.user_files import (
     RECORD_LIMIT_BYTES,
     TABLE_LIMIT_BYTES,
+    parse_float,
+    parse_int,
     parse_json,
     read_text,
     validated,
@@ -260,7 +262,7 @@ def read_signed_readings_file(path: Path) -> ReadingsFile:
 
 def _slot(path: Path, line: int, text: str) -> int:
     try:
-        slot = int(text)
+        slot = parse_int(text)
     except ValueError:
         raise InputError(path, f"'{text}' is not a slot number", row=line, field="slot") from None
     if not 0 <= slot < 10_000_000:
@@ -270,7 +272,7 @@ def _slot(path: Path, line: int, text: str) -> int:
 
 def _wh(path: Path, line: int, row: dict[str, str], field: str) -> int:
     try:
-        value = float(row[field])
+        value = parse_float(row[field])
     except (TypeError, ValueError):
         raise InputError(path, f"'{row[field]}' is not a number", row=line, field=field) from None
     if not math.isfinite(value) or value < 0 or value > MAX_READING_KWH:

@@ -335,3 +335,12 @@ def test_a_drop_ending_by_a_larger_step_is_a_battery_only_where_no_cloud_could_m
 
     assert _runs(house(0.0))[10.0].device_type == "battery"
     assert _runs(house(6.0))[10.0].device_type != "battery"
+
+
+def test_a_battery_reversing_under_a_pv_roof_is_judged_by_what_is_left_of_its_step() -> None:
+    # Charging 2 kW from 10:00, one step of -5 kW at 11:00 into a 3 kW discharge, back
+    # by +3 kW at 12:30: the discharge's edges agree (3 and 3 kW), not its on step's 5.
+    house = House(43, base_kw=1.0).block(10.0, 11.0, 2.0).block(11.0, 12.5, -3.0)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60
+    house.p -= 6.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
+    assert _runs(house)[11.0].device_type == "battery"

@@ -162,7 +162,8 @@ def test_battery_rewards_to_a_file_names_it(tmp_path: Path) -> None:
 
 
 def test_battery_rewards_keeps_out_of_another_commands_result(tmp_path: Path) -> None:
-    # A clearing result lists summary.json as its own: claimed there, it was replaced.
+    # A result folder (validate-commitments') lists summary.json as gridmatch's own:
+    # claimed there, it would be replaced.
     out = tmp_path / "der"
     result = runner.invoke(app, ["validate-commitments", str(DER_EXAMPLE), "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -171,6 +172,42 @@ def test_battery_rewards_keeps_out_of_another_commands_result(tmp_path: Path) ->
     assert result.exit_code == 2, result.output
     assert "another command's result" in result.output
     assert _files(out) == before
+
+
+def test_battery_rewards_keeps_out_of_a_rounds_day_folder(tmp_path: Path) -> None:
+    # A rolling day's folder lists its trades.csv and summary.json in the marker of
+    # files gridmatch wrote into a shared folder: the summary was replaced.
+    day = tmp_path / "day"
+    day.mkdir()
+    (day / "summary.json").write_text('{"kind": "day"}\n')
+    (day / "trades.csv").write_text("slot\n")
+    (day / ".gridmatch-files").write_text("summary.json\ntrades.csv\n")
+    before = _files(day)
+    result = runner.invoke(app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(day)])
+    assert result.exit_code == 2, result.output
+    assert "another command's result" in result.output
+    assert _files(day) == before
+
+
+def test_battery_rewards_takes_over_a_folder_an_earlier_version_wrote(tmp_path: Path) -> None:
+    # Written before the files were listed: its own names only, so it is this command's.
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    (out / ".gridmatch-files").unlink()
+    result = runner.invoke(app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    listed = (out / ".gridmatch-files").read_text().split()
+    assert {"periods.csv", "verdicts.csv", "summary.json"} <= set(listed)
+
+
+def test_a_mistyped_reclaim_folder_is_not_created(tmp_path: Path) -> None:
+    typo = tmp_path / "typo"
+    result = runner.invoke(
+        app, ["battery-rewards", str(BATTERY_EXAMPLE), "-o", str(typo), "--reclaim"]
+    )
+    assert result.exit_code == 2, result.output
+    assert not typo.exists()
 
 
 def test_battery_rewards_reruns_into_its_own_folder(tmp_path: Path) -> None:
@@ -198,7 +235,7 @@ def test_battery_rewards_reruns_into_its_own_folder(tmp_path: Path) -> None:
         ("prepaid-market", "scenario.yaml", "day_start: 2026-03-02T18:00:00+01:00", "day_start"),
     ],
 )
-@pytest.mark.parametrize("number", ["1767225600", "'1767225600'", "1767225600.5", "true"])
+@pytest.mark.parametrize("number", ["1767225600", "'1767225600'", "1767225600.5"])
 def test_a_time_written_as_a_number_is_refused(
     tmp_path: Path, example: str, name: str, old: str, field: str, number: str
 ) -> None:

@@ -23,6 +23,8 @@ from gridmatch.scenario_io.der_input import load_der_inputs
 from gridmatch.scenario_io.loader import load_scenario
 from gridmatch.scenario_io.mobility_input import load_mobility
 from gridmatch.scenario_io.prepaid_input import load_prepaid
+from gridmatch.settlement.meters import read_meter_csv
+from gridmatch.user_files import parse_float, parse_int
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 TYPOS = ["5_0", "\uff15", "\u0665", "1_000.5"]
@@ -44,6 +46,7 @@ CASES: list[tuple[str, str, str, Callable[[Path], Any]]] = [
     ("prepaid-market", "orders.csv", "quantity_kwh", load_scenario),
     ("prepaid-market", "orders.csv", "slot", load_scenario),
     ("prepaid_example", "topups.csv", "amount_eur", load_prepaid),
+    ("prepaid_example", "comms.csv", "delay_min", load_prepaid),
 ]
 
 
@@ -101,3 +104,32 @@ def test_result_table_cell_with_a_typo_is_refused(tmp_path: Path, typo: str) -> 
     with pytest.raises(InputError) as info:
         from_csv(TradeRow, text, path)
     assert info.value.field == "quantity_kwh"
+
+
+@pytest.mark.parametrize("typo", TYPOS)
+@pytest.mark.parametrize("field", ["slot", "exported_kwh"])
+def test_settlement_meter_cell_with_a_typo_is_refused(
+    tmp_path: Path, typo: str, field: str
+) -> None:
+    path = tmp_path / "meters.csv"
+    path.write_text("meter_id,slot,exported_kwh,imported_kwh\nP1,1,0.5,0\n", encoding="utf-8")
+    assert len(read_meter_csv(path)) == 1
+    _set_cell(path, field, typo)
+    with pytest.raises(InputError) as info:
+        read_meter_csv(path)
+    assert (info.value.row, info.value.field) == (2, field)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("+1.5", 1.5), ("1E3", 1000.0), ("1e+3", 1000.0), (".5", 0.5), ("1.", 1.0),
+     (" 2 ", 2.0), ("-.5e-3", -0.0005), ("-inf", float("-inf"))],
+)  # fmt: skip
+def test_every_decimal_python_writes_is_still_a_number(text: str, value: float) -> None:
+    # The grammar refuses only separators and other scripts' digits, not a way of
+    # writing a decimal that a spreadsheet or another program exports.
+    assert parse_float(text) == value
+
+
+def test_whole_numbers_keep_their_signs_and_padding() -> None:
+    assert [parse_int(t) for t in ("42", "+7", "-3", " 5 ")] == [42, 7, -3, 5]
