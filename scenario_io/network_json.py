@@ -63,6 +63,35 @@ FINITE_COLUMNS: dict[str, tuple[str, ...]] = {
     "impedance": ("rft_pu", "xft_pu", "sn_mva"),
     "ward": ("ps_mw", "qs_mvar", "pz_mw", "qz_mvar"),
 }
+# Parameters that must be above zero: a zero or negative length, voltage, rating or
+# current limit has no physical meaning, and the power flow divides by it (or, for a
+# line's length, the distance graph refuses a negative weight).
+POSITIVE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bus": ("vn_kv",),
+    "bus_dc": ("vn_kv",),
+    "line": ("length_km", "max_i_ka", "df"),
+    "line_dc": ("length_km", "max_i_ka", "df"),
+    "trafo": ("sn_mva", "vn_hv_kv", "vn_lv_kv", "df"),
+    "trafo3w": ("sn_hv_mva", "sn_mv_mva", "sn_lv_mva", "vn_hv_kv", "vn_mv_kv", "vn_lv_kv"),
+    "impedance": ("sn_mva",),
+    "shunt": ("vn_kv",),
+    "ext_grid": ("vm_pu",),
+    "gen": ("vm_pu",),
+}
+# A winding's short-circuit voltage (second) and its resistive part (first): the
+# reactance is the square root of the difference of their squares, so the part cannot
+# exceed the whole in magnitude, and a zero whole is no impedance at all (the power flow
+# divides by it). Negative values occur in converted networks and are kept.
+SHORT_CIRCUIT_VOLTAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "trafo": (("vkr_percent", "vk_percent"),),
+    "trafo3w": tuple((f"vkr_{side}_percent", f"vk_{side}_percent") for side in ("hv", "mv", "lv")),
+}
+# Numbers of identical elements in parallel: the impedance is divided by it.
+COUNT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "line": ("parallel",),
+    "line_dc": ("parallel",),
+    "trafo": ("parallel",),
+}
 # Columns that name a bus (or, for switches, an element): whole numbers.
 REFERENCE_COLUMNS = (
     "bus",
@@ -72,6 +101,68 @@ REFERENCE_COLUMNS = (
     "mv_bus",
     "lv_bus",
     "element",
+)
+# The table each bus column refers to, per element table (pandapower's names).
+BUS_COLUMNS: dict[str, dict[str, str]] = {
+    **{
+        table: {"bus": "bus"}
+        for table in [
+            "load",
+            "sgen",
+            "gen",
+            "ext_grid",
+            "storage",
+            "shunt",
+            "ward",
+            "xward",
+            "motor",
+            "asymmetric_load",
+            "asymmetric_sgen",
+            "svc",
+            "ssc",
+            "switch",
+        ]
+    },
+    **{
+        table: {"from_bus": "bus", "to_bus": "bus"}
+        for table in ["line", "impedance", "dcline", "tcsc"]
+    },
+    "trafo": {"hv_bus": "bus", "lv_bus": "bus"},
+    "trafo3w": {"hv_bus": "bus", "mv_bus": "bus", "lv_bus": "bus"},
+    "line_dc": {"from_bus_dc": "bus_dc", "to_bus_dc": "bus_dc"},
+    "load_dc": {"bus_dc": "bus_dc"},
+    "source_dc": {"bus_dc": "bus_dc"},
+    "vsc": {"bus": "bus", "bus_dc": "bus_dc"},
+    **{
+        table: {"bus": "bus", "bus_dc_plus": "bus_dc", "bus_dc_minus": "bus_dc"}
+        for table in ("vsc_bipolar", "vsc_stacked")
+    },
+}
+# Tables whose ``element`` column refers to a row of another table, named by the row's
+# type column: switches by a code, measurements by the table's own name. Cost tables
+# (poly_cost, pwl_cost) are left alone: only an optimal power flow reads them, and a
+# cost left behind by a removed element is common and harmless here.
+_MEASURED_TABLES = [
+    "bus",
+    "line",
+    "trafo",
+    "trafo3w",
+    "load",
+    "gen",
+    "sgen",
+    "shunt",
+    "ward",
+    "xward",
+    "ext_grid",
+]
+ELEMENT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
+    "switch": ("et", {"b": "bus", "l": "line", "t": "trafo", "t3": "trafo3w"}),
+    "measurement": ("element_type", {name: name for name in _MEASURED_TABLES}),
+}
+# Tables other rows refer to by index.
+REFERENCED_TABLES = frozenset(
+    {target for columns in BUS_COLUMNS.values() for target in columns.values()}
+    | {target for _, targets in ELEMENT_TYPES.values() for target in targets.values()}
 )
 
 
@@ -96,6 +187,9 @@ def read_network_json(path: Path, text: str) -> pp.pandapowerNet:
     _convert_format(path, net, entries)
     for table, frame in _element_tables(net):
         _check_table(path, table, frame)
+    # References last: every table's cells are whole numbers by now.
+    for table, frame in _element_tables(net):
+        _check_references(path, net, table, frame)
     return net
 
 
@@ -249,7 +343,12 @@ def _element_tables(net: pp.pandapowerNet) -> Iterator[tuple[str, pd.DataFrame]]
 
 
 def _check_table(path: Path, table: str, frame: pd.DataFrame) -> None:
-    """Whole-number references, finite electrical parameters (indices are checked on read)."""
+    """Refuse repeated indices, fractional references and impossible parameters."""
+    if table in REFERENCED_TABLES and frame.index.has_duplicates:
+        # Two rows under one index make every reference to it ambiguous (groups, which
+        # nothing refers to, repeat their index by design).
+        index = frame.index[frame.index.duplicated()][0]
+        raise InputError(path, f"table '{table}': index {index} appears twice", field=table)
     for column in (c for c in REFERENCE_COLUMNS if c in frame.columns):
         if frame[column].dtype.kind in "iu":
             continue
@@ -260,17 +359,91 @@ def _check_table(path: Path, table: str, frame: pd.DataFrame) -> None:
                     f"table '{table}', index {index}: '{value}' is not a whole number",
                     field=f"{table}.{column}",
                 )
+    _check_parameters(path, table, frame)
+
+
+def _check_parameters(path: Path, table: str, frame: pd.DataFrame) -> None:
+    """Refuse the first row whose electrical parameters a power flow cannot use."""
     for column in (c for c in FINITE_COLUMNS.get(table, ()) if c in frame.columns):
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            index = frame.index[int(np.argmax(bad))]
+        values = _numbers(frame, column)
+        _refuse_first(path, table, frame, column, ~np.isfinite(values), "is not a finite number")
+    for column in (c for c in POSITIVE_COLUMNS.get(table, ()) if c in frame.columns):
+        # NaN compares false: a missing optional value is not refused here.
+        bad = _numbers(frame, column) <= 0
+        _refuse_first(path, table, frame, column, bad, "must be greater than zero")
+    for column in (c for c in COUNT_COLUMNS.get(table, ()) if c in frame.columns):
+        bad = _numbers(frame, column) < 1
+        _refuse_first(path, table, frame, column, bad, "must be at least 1")
+    for part, whole in SHORT_CIRCUIT_VOLTAGES.get(table, ()):
+        if {part, whole} <= set(frame.columns):
+            vk_percent = _numbers(frame, whole)
+            _refuse_first(path, table, frame, whole, vk_percent == 0, "must not be zero")
+            bad = np.abs(_numbers(frame, part)) > np.abs(vk_percent)
+            _refuse_first(path, table, frame, part, bad, f"exceeds {whole} in magnitude")
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Return the column as floats, anything that is not a number as NaN."""
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _refuse_first(
+    path: Path, table: str, frame: pd.DataFrame, column: str, bad: np.ndarray, rule: str
+) -> None:
+    """Raise for the first row ``bad`` marks, naming its index, the column and its value."""
+    if bad.any():
+        index = frame.index[int(np.argmax(bad))]
+        raise InputError(
+            path,
+            f"table '{table}', index {index}: {column} '{frame[column].loc[index]}' {rule}",
+            field=f"{table}.{column}",
+        )
+
+
+def _check_references(path: Path, net: pp.pandapowerNet, table: str, frame: pd.DataFrame) -> None:
+    """Every bus (and switch or measurement element) a row names must exist in ``net``.
+
+    Raises
+    ------
+    InputError
+        For the first row naming a missing row of the table it refers to, or, for an
+        ``element`` column, a type that is not one pandapower knows.
+    """
+    for column, target in BUS_COLUMNS.get(table, {}).items():
+        if column in frame.columns:
+            known = _indices(net, target)
+            bad = ~frame[column].isin(known).to_numpy()
+            _refuse_first(path, table, frame, column, bad, f"is not an index of table '{target}'")
+    if table in ELEMENT_TYPES and "element" in frame.columns:
+        _check_elements(path, net, table, frame)
+
+
+def _check_elements(path: Path, net: pp.pandapowerNet, table: str, frame: pd.DataFrame) -> None:
+    type_column, targets = ELEMENT_TYPES[table]
+    if type_column not in frame.columns:
+        raise InputError(path, f"table '{table}' has no column '{type_column}'", field=table)
+    for index, kind, element in zip(frame.index, frame[type_column], frame["element"], strict=True):
+        target = targets.get(kind) if isinstance(kind, str) else None
+        if target is None:
             raise InputError(
                 path,
-                f"table '{table}', index {index}: '{frame[column].loc[index]}' is not a "
-                "finite number",
-                field=f"{table}.{column}",
+                f"table '{table}', index {index}: {type_column} '{kind}' is not one of "
+                f"{', '.join(targets)}",
+                field=f"{table}.{type_column}",
             )
+        if element not in _indices(net, target):
+            raise InputError(
+                path,
+                f"table '{table}', index {index}: element '{element}' ({type_column} "
+                f"'{kind}') is not an index of table '{target}'",
+                field=f"{table}.element",
+            )
+
+
+def _indices(net: pp.pandapowerNet, table: str) -> pd.Index:
+    """Return the element indices of ``table``, none if the net lacks it."""
+    frame = net.get(table)
+    return frame.index if isinstance(frame, pd.DataFrame) else pd.Index([], dtype=np.int64)
 
 
 def _whole(value: Any) -> bool:
