@@ -38,6 +38,7 @@ from gridmatch.mobility.roads import RoadNetwork
 from gridmatch.mobility.solve import SolveSettings, StageResult, solve_stage
 from gridmatch.scenario_io.mobility_input import MobilityInputs
 from gridmatch.scenario_io.mobility_schema import DispatchMode
+from gridmatch.units import floor_wh_array
 
 FloatArray = npt.NDArray[np.float64]
 # Stage 1 is the easier one (measured on 1,000 x 5,000: its start and LP bound are
@@ -102,7 +103,7 @@ def run_dispatch(
     everything = Objective(np.ones(fleet.n_requests), penalty)
     if not emergency:
         stage = solve_stage(fleet, pairs, everything, settings, deadline)
-        return DispatchResult(mode, fleet, pairs, stage.dispatch, (stage,), None)
+        return DispatchResult(mode, fleet, pairs, delivering(stage.dispatch), (stage,), None)
     # Stage 1: critical requests only (pairs to normal ones would only cost travel).
     critical_positions = np.nonzero(fleet.critical[pairs.request])[0]
     critical_pairs = pairs.subset(critical_positions)
@@ -126,4 +127,15 @@ def run_dispatch(
         deadline,
         fixed=first_dispatch,
     )
-    return DispatchResult(mode, fleet, pairs, second.dispatch, (first, second), floor)
+    return DispatchResult(mode, fleet, pairs, delivering(second.dispatch), (first, second), floor)
+
+
+def delivering(dispatch: Dispatch) -> Dispatch:
+    """Return the trips of a dispatch that deliver at least 1 Wh.
+
+    A vehicle already at a request's node costs no travel, so a solver may choose its
+    pair with nothing on it: sent, it would deliver 0 Wh, yet count as sent and hold a
+    port at a point.
+    """
+    keep = floor_wh_array(dispatch.energy_kwh) >= 1
+    return Dispatch(dispatch.chosen[keep], dispatch.energy_kwh[keep])

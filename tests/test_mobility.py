@@ -832,3 +832,14 @@ def test_summary_reads_back(tmp_path):
     run = solve_checked(STORM, tmp_path / "out", Mode.NORMAL)
     again = read_mobility_summary(tmp_path / "out")
     assert again == run.summary
+
+
+def test_a_trip_that_delivers_nothing_is_not_sent() -> None:
+    # A vehicle at the request's node travels 0 minutes: a solver may choose its pair
+    # with no energy on it (it was written as a 0 Wh delivery, the vehicle "sent").
+    from gridmatch.mobility.dispatch import delivering
+    from gridmatch.mobility.heuristic import Dispatch
+
+    dispatch = Dispatch(np.array([3, 5, 8]), np.array([2.5, 0.0, 0.0004]))
+    kept = delivering(dispatch)
+    assert kept.chosen.tolist() == [3] and kept.energy_kwh.tolist() == [2.5]
