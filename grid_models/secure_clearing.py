@@ -37,7 +37,13 @@ import numpy.typing as npt
 
 from gridmatch.errors import UsageError
 from gridmatch.grid_models.ac_relaxation import AcBound, ac_case, solve_ac_relaxation
-from gridmatch.grid_models.security import GridReport, SecurityLimits, SlotGrid, SlotSecurity
+from gridmatch.grid_models.security import (
+    TRANSFORMERS,
+    GridReport,
+    SecurityLimits,
+    SlotGrid,
+    SlotSecurity,
+)
 from gridmatch.grid_models.security_rows import SlotLinearisation
 from gridmatch.matching.backends.base import Backend, BackendKind
 from gridmatch.matching.budget_cut import drop_until_budgets_hold
@@ -193,7 +199,7 @@ class SecureClearing:
             unconstrained_insecure_slots=self.unconstrained_insecure_slots,
             insecure_slots=tuple(s.slot for s in report.slots if not s.secure),
             max_line_loading_percent=report.worst("line", "loading_percent"),
-            max_trafo_loading_percent=_worst_of(report, ("trafo", "trafo3w"), "loading_percent"),
+            max_trafo_loading_percent=report.worst(TRANSFORMERS, "loading_percent"),
             vm_min_pu=report.worst("bus", "vm_pu", lowest=True),
             vm_max_pu=report.worst("bus", "vm_pu"),
             market_gap=market_gap,
@@ -713,9 +719,3 @@ def _binding_rows(
         for r in np.flatnonzero(tight):
             binding.add((problem.slot, rows.element[r], int(rows.element_index[r])))
     return frozenset(binding)
-
-
-def _worst_of(report: GridReport, elements: tuple[str, ...], quantity: str) -> float | None:
-    """Largest value after the trades over several kinds of element (``None``: none)."""
-    found = [v for e in elements if (v := report.worst(e, quantity)) is not None]
-    return max(found, default=None)

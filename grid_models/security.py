@@ -34,6 +34,9 @@ LOADING_TOLERANCE_PERCENT = 1e-4
 VOLTAGE_TOLERANCE_PU = 1e-6
 _TRADE_SGEN = "gridmatch trade injection"
 _RECYCLE = {"bus_pq": True, "trafo": False, "gen": False}
+# The elements held to ``max_trafo_loading_percent`` (three-winding ones by the winding
+# loaded most, as pandapower reports their loading).
+TRANSFORMERS = ("trafo", "trafo3w")
 # Columns of the element table a check returns (results_io writes grid.csv from it).
 ELEMENT_COLUMNS = [
     "slot",
@@ -106,10 +109,16 @@ class SlotSecurity:
         fine = (excess_after <= 0.0) | (out_before & same_side & (excess_after <= excess_before))
         return bool(np.all(fine | ~np.isfinite(a)))
 
-    def worst(self, element: str, quantity: str, *, lowest: bool = False) -> float | None:
-        """Largest (or smallest) value after the trades, or ``None`` if there is none."""
+    def worst(
+        self, element: str | tuple[str, ...], quantity: str, *, lowest: bool = False
+    ) -> float | None:
+        """Largest (or smallest) value after the trades, or ``None`` if there is none.
+
+        ``element`` is one kind (``"line"``) or several (:data:`TRANSFORMERS`).
+        """
+        kinds = (element,) if isinstance(element, str) else element
         rows = self.elements[
-            (self.elements.element == element) & (self.elements.quantity == quantity)
+            self.elements.element.isin(kinds) & (self.elements.quantity == quantity)
         ]
         if rows.empty or not np.isfinite(rows.after).any():
             return None
@@ -357,8 +366,7 @@ def _judge(
     table = before.rename(columns={"v": "before"})
     table["after"] = after.v.to_numpy()
     is_line = (table.element == "line").to_numpy()
-    # Three-winding transformers are held to the transformers' limit.
-    is_trafo = table.element.isin(("trafo", "trafo3w")).to_numpy()
+    is_trafo = table.element.isin(TRANSFORMERS).to_numpy()
     is_bus = (table.element == "bus").to_numpy()
     low = np.where(is_bus, limits.vm_min_pu, -np.inf)
     high = np.select(
@@ -408,7 +416,9 @@ class GridReport:
         frames = [s.elements.assign(slot=s.slot) for s in self.slots]
         return pd.concat(frames, ignore_index=True)[ELEMENT_COLUMNS]
 
-    def worst(self, element: str, quantity: str, *, lowest: bool = False) -> float | None:
+    def worst(
+        self, element: str | tuple[str, ...], quantity: str, *, lowest: bool = False
+    ) -> float | None:
         """Worst value after trades over all slots (``None`` if nothing was checked)."""
         found = (s.worst(element, quantity, lowest=lowest) for s in self.slots)
         values = [v for v in found if v is not None]

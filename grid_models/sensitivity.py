@@ -171,12 +171,7 @@ def _loading_rows(
     if element not in net._pd2ppc_lookups["branch"]:
         return rows
     start, stop = net._pd2ppc_lookups["branch"][element]
-    # The lookup indexes all branches in table order; the Jacobian's arrays keep those
-    # in service between two energised buses (pandapower's ``branch_is``).
-    alive = np.asarray(net._ppc["internal"]["branch_is"], dtype=bool)
-    internal_row = np.cumsum(alive) - 1
-    positions = np.flatnonzero(alive[start:stop])
-    ppc_rows = internal_row[start:stop][positions]
+    positions, ppc_rows = _in_flow(net, start, stop)
     loading = result.loading_percent.to_numpy()[positions][:, None]
     # pandapower's loading uses the side that is loaded most; at the base point the
     # ratio loading / current of that side is constant, so it converts kA to percent.
@@ -188,6 +183,26 @@ def _loading_rows(
     safe_ka = np.where(side_ka > 0, side_ka, 1.0)
     rows[positions] = np.where(side_ka > 0, loading / safe_ka * d_side_ka, 0.0)
     return rows
+
+
+def _in_flow(
+    net: pp.pandapowerNet, start: int, stop: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return which of the branches ``start:stop`` are in the power flow, and their rows.
+
+    pandapower's branch lookup indexes all branches in table order; the Jacobian's
+    arrays keep those in service between two energised buses (its ``branch_is``).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Positions within ``start:stop`` of the branches in the flow, and their rows in
+        the internal (Jacobian) arrays.
+    """
+    alive = np.asarray(net._ppc["internal"]["branch_is"], dtype=bool)
+    internal_row = np.cumsum(alive) - 1
+    positions = np.flatnonzero(alive[start:stop])
+    return positions, internal_row[start:stop][positions]
 
 
 def _trafo3w_loading_rows(net: pp.pandapowerNet, current: dict[str, FloatArray]) -> FloatArray:
@@ -204,13 +219,9 @@ def _trafo3w_loading_rows(net: pp.pandapowerNet, current: dict[str, FloatArray])
     if n == 0 or "trafo3w" not in net._pd2ppc_lookups["branch"]:
         return rows
     start, _ = net._pd2ppc_lookups["branch"]["trafo3w"]
-    alive = np.asarray(net._ppc["internal"]["branch_is"], dtype=bool)
-    internal_row = np.cumsum(alive) - 1
     most = np.full(n, -np.inf)
     for k, (winding, side) in enumerate((("hv", "from"), ("mv", "to"), ("lv", "to"))):
-        branches = np.arange(start + k * n, start + (k + 1) * n)
-        live = np.flatnonzero(alive[branches])
-        ppc_rows = internal_row[branches[live]]
+        live, ppc_rows = _in_flow(net, start + k * n, start + (k + 1) * n)
         percent_per_ka = (
             table[f"vn_{winding}_kv"].to_numpy()[live]
             * np.sqrt(3.0)
