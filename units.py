@@ -57,14 +57,18 @@ def exact_wh(kwh: FloatArray | float) -> IntArray:
     return wh
 
 
-def floor_wh(kwh: float) -> int:
-    """Whole Wh of a computed quantity, rounded down (the one rule for fills and settlement)."""
-    return math.floor(kwh * WH_PER_KWH + WH_FLOAT_SLACK)
+def floor_wh(kwh: float, slack_wh: float = WH_FLOAT_SLACK) -> int:
+    """Whole Wh of a computed quantity, rounded down (the one rule for fills and settlement).
+
+    ``slack_wh`` is the noise forgiven below a whole Wh: float noise by default; a
+    solver's feasibility tolerance where its values are rounded.
+    """
+    return math.floor(kwh * WH_PER_KWH + slack_wh)
 
 
-def floor_wh_array(kwh: FloatArray) -> IntArray:
+def floor_wh_array(kwh: FloatArray, slack_wh: float = WH_FLOAT_SLACK) -> IntArray:
     """:func:`floor_wh` for an array."""
-    return np.floor(np.asarray(kwh, dtype=float) * WH_PER_KWH + WH_FLOAT_SLACK).astype(np.int64)
+    return np.floor(np.asarray(kwh, dtype=float) * WH_PER_KWH + slack_wh).astype(np.int64)
 
 
 def remaining_wh(quantity_wh: IntArray, traded_kwh: FloatArray | float) -> IntArray:

@@ -38,9 +38,10 @@ from gridmatch.mobility.roads import RoadNetwork
 from gridmatch.mobility.solve import SolveSettings, StageResult, solve_stage
 from gridmatch.scenario_io.mobility_input import MobilityInputs
 from gridmatch.scenario_io.mobility_schema import DispatchMode
-from gridmatch.units import floor_wh_array
+from gridmatch.units import WH_PER_KWH, floor_wh_array
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 # Stage 1 is the easier one (measured on 1,000 x 5,000: its start and LP bound are
 # within 0.03 % in under a second, and the MILP after them found nothing better), so
 # stage 2 gets most of the time.
@@ -48,6 +49,10 @@ FIRST_STAGE_SHARE = 0.25
 # Stage 1's travel penalty, relative to the normal one: it keeps the nearest vehicles
 # among equals without trading away any critical energy.
 CRITICAL_TIE_BREAK = 1e-6
+# What a solver's energy may fall short of a whole Wh and still count as it, in Wh:
+# HiGHS's primal feasibility tolerance (1e-7 on rows in kWh). A 600 l fuel delivery came
+# back as 5,975,999.9999955 Wh, 1 Wh short under float noise's 1e-6 Wh.
+SOLVER_SLACK_WH = 1e-4
 
 
 # The mode is a run setting like the backend; it lives with them (light to import).
@@ -137,5 +142,17 @@ def delivering(dispatch: Dispatch) -> Dispatch:
     pair with nothing on it: sent, it would deliver 0 Wh, yet count as sent and hold a
     port at a point.
     """
-    keep = floor_wh_array(dispatch.energy_kwh) >= 1
+    keep = floor_wh_array(dispatch.energy_kwh, SOLVER_SLACK_WH) >= 1
     return Dispatch(dispatch.chosen[keep], dispatch.energy_kwh[keep])
+
+
+def delivered_wh(dispatch: Dispatch, pairs: Pairs) -> IntArray:
+    """Whole Wh each trip of ``dispatch`` delivers: rounded down, never above its pair's cap.
+
+    The solver's value within :data:`SOLVER_SLACK_WH` below a whole Wh counts as that
+    Wh (else a 600 l delivery would be written 1 Wh short, and "partial"); the pair's
+    capacity (whole Wh: spare after the drive, power over the window, the need) keeps
+    the rounding from giving what the vehicle does not have.
+    """
+    cap_wh = np.rint(pairs.capacity_kwh[dispatch.chosen] * WH_PER_KWH).astype(np.int64)
+    return np.minimum(floor_wh_array(dispatch.energy_kwh, SOLVER_SLACK_WH), cap_wh)

@@ -49,7 +49,7 @@ class Reach(IntEnum):
     NO_VEHICLE = 0  # no dispatchable vehicle carrying this with energy above its reserve
     OUT_OF_RANGE = 1  # none can drive there (no road, or the drive eats its spare energy)
     TIME_WINDOW = 2  # none arrives before the window closes
-    CAPACITY = 3  # indivisible: none can bring all of it within the window
+    CAPACITY = 3  # none can bring all of it (indivisible) or 1 Wh (divisible) in the window
     ELIGIBLE = 4
 
 

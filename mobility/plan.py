@@ -3,7 +3,7 @@
 Per request (the user): the vehicles sent, where they are, their route, ETA and energy,
 or why nobody comes. Per vehicle (the owner and driver): what it gives, burns and keeps,
 step by step. Per point (its operator): the sessions on its ports. Energy is reported in
-whole Wh, rounded down (:func:`gridmatch.units.floor_wh`).
+whole Wh, rounded down (:func:`gridmatch.mobility.dispatch.delivered_wh`).
 
 A request that is not served in full gets the first reason that applies:
 no eligible vehicle at all (``Reach`` of :mod:`~gridmatch.mobility.pairs`: none
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gridmatch.mobility.dispatch import DispatchResult
+from gridmatch.mobility.dispatch import DispatchResult, delivered_wh
 from gridmatch.mobility.grid_check import GridOutcome
 from gridmatch.mobility.model import Objective, pair_profit
 from gridmatch.mobility.pairs import Reach, drive_kwh, session_hours, start_min
@@ -38,7 +38,7 @@ from gridmatch.results_io.mobility import (
     UnservedReason,
 )
 from gridmatch.scenario_io.mobility_input import Carrier, MobilityInputs, Vehicle
-from gridmatch.units import MINUTES_PER_HOUR, WH_PER_KWH, floor_wh
+from gridmatch.units import MINUTES_PER_HOUR, WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 # Delivery rows with a route written out; beyond, the route is the two end nodes only
@@ -74,7 +74,7 @@ def build_plan(
     """Every output row of a dispatch (see the module docstring)."""
     fleet, pairs, dispatch = result.fleet, result.pairs, result.dispatch
     chosen = pairs.subset(dispatch.chosen)
-    energy_wh = np.array([floor_wh(float(e)) for e in dispatch.energy_kwh], dtype=np.int64)
+    energy_wh = delivered_wh(dispatch, pairs)
     begins = start_min(fleet, chosen)
     hours = session_hours(fleet, chosen)
     burnt = drive_kwh(fleet, chosen)
@@ -421,11 +421,15 @@ def _reason(
             f"the window closes at {request.latest_min:g} min",
         )
     if reach is Reach.CAPACITY:
-        return (
-            UnservedReason.CAPACITY,
-            f"indivisible: one vehicle can bring at most {pairs.best_capacity_kwh[i]:.3f} of "
-            f"{request.need_wh / WH_PER_KWH:.3f} kWh within the window",
-        )
+        best_kwh, need_kwh = pairs.best_capacity_kwh[i], request.need_wh / WH_PER_KWH
+        if request.divisible:
+            detail = f"no vehicle can bring 1 Wh within the window (at most {best_kwh:.3f} kWh)"
+        else:
+            detail = (
+                f"indivisible: one vehicle can bring at most {best_kwh:.3f} of "
+                f"{need_kwh:.3f} kWh within the window"
+            )
+        return UnservedReason.CAPACITY, detail
     point = inputs.points[fleet.request_point[i]] if request.point_id is not None else None
     if point is not None and point.point_id in capped:
         return UnservedReason.GRID_LIMIT, f"the grid check lowered point {point.point_id}'s limit"

@@ -63,12 +63,11 @@ class RoadNetwork:
 
     def __init__(self, roads: Sequence[Road], extra_nodes: Iterable[str] = ()) -> None:
         graph = nx.DiGraph()
-        names: dict[str, int] = {}
-        for road in roads:
-            for node in (road.from_node, road.to_node):
-                names.setdefault(node, len(names))
-        for node in extra_nodes:
-            names.setdefault(node, len(names))
+        # Nodes indexed in sorted order, and arcs stored sorted, so that among equally
+        # fast routes Dijkstra's choice depends on the graph alone, not on the order of
+        # the rows in roads.csv: the same roads give the same routes.
+        every = {road.from_node for road in roads} | {road.to_node for road in roads}
+        names = {node: k for k, node in enumerate(sorted(every | set(extra_nodes)))}
         graph.add_nodes_from(names)
         for road in roads:
             arcs = [(road.from_node, road.to_node)]
@@ -88,11 +87,12 @@ class RoadNetwork:
         km = np.fromiter((d["km"] for *_, d in graph.edges(data=True)), float)
         # Built by hand, not by nx.to_scipy_sparse_array: explicit zeros (a 0-minute arc)
         # must stay arcs, and scipy's Dijkstra keeps them only if they are stored.
-        self._forward = sp.csr_matrix((minutes, (tails, heads)), shape=(n, n))
-        self._backward = sp.csr_matrix((minutes, (heads, tails)), shape=(n, n))
         order = np.argsort(tails * n + heads)
-        self._arc_keys = (tails * n + heads)[order]
-        self._arc_km = km[order]
+        tails, heads, minutes, km = tails[order], heads[order], minutes[order], km[order]
+        self._forward = _sorted_csr(minutes, tails, heads, n)
+        self._backward = _sorted_csr(minutes, heads, tails, n)
+        self._arc_keys = tails * n + heads
+        self._arc_km = km
         self._cache: dict[int, tuple[FloatArray, FloatArray, npt.NDArray[np.int32]]] = {}
 
     @property
@@ -187,3 +187,10 @@ class RoadNetwork:
             ancestor = grand
         # Unreachable nodes have no predecessor either: they were roots with 0 km.
         return np.where(np.isinf(minutes), np.inf, km)
+
+
+def _sorted_csr(values: FloatArray, rows: IntArray, cols: IntArray, n: int) -> sp.csr_matrix:
+    """CSR adjacency with each row's arcs in column order (explicit zeros kept)."""
+    matrix = sp.csr_matrix((values, (rows, cols)), shape=(n, n))
+    matrix.sort_indices()
+    return matrix

@@ -9,10 +9,12 @@ optimal values.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import math
+import random
 import shutil
 import time
 from pathlib import Path
@@ -569,6 +571,28 @@ def test_unserved_requests_say_why(tmp_path):
     assert "vehicles_used_elsewhere" in {normal["first"], normal["second"]}
 
 
+def test_a_window_too_short_for_1_wh_says_so(tmp_path):
+    # The vehicle is there already, but 11 kW for 0.006 s is 0.02 Wh: a divisible need's
+    # capacity reason, which must not call the request indivisible.
+    town = town_grid(2, 2, block_km=1.0, seed=0)
+    ev = Vehicle(
+        "ev", VehicleKind.EV, "x00-00", VehicleState.AVAILABLE, 40_000, 10_000, 11.0, True, 0.2,
+        "ev", 2,
+    )  # fmt: skip
+    blink = Request(
+        "blink", "x00-00", Carrier.ELECTRICITY, 5_000, Priority.NORMAL, 0.0, 1e-4, True, None, 2
+    )
+    inputs = MobilityInputs(
+        Path("."), MobilitySpec(), "blink", (ev,), (), (blink,), town.roads, town.positions,
+        None, (),
+    )  # fmt: skip
+    folder = write_folder(tmp_path / "in", inputs)
+    solve_checked(folder, tmp_path / "out", Mode.NORMAL)
+    (row,) = read_request_rows(tmp_path / "out")
+    assert row.reason.value == "capacity"
+    assert "1 Wh" in row.detail and "indivisible" not in row.detail
+
+
 def test_the_grid_loop_cuts_sessions_when_the_time_limit_leaves_no_resolve(tmp_path):
     # A limit so short that no re-solve fits: the culprit points' sessions are cut from
     # the first dispatch as it is; the result is still secure, checked, and not proven.
@@ -587,6 +611,11 @@ def test_storm_town_reasons_and_grid_check(tmp_path):
     reason = {r.request_id: r.reason.value for r in read_request_rows(tmp_path / "out")}
     assert reason["dairy-farm"] == "no_vehicle_in_range"  # the flood cut it off
     assert reason["sewage-pumps"] == "grid_limit"
+    # 600 l of diesel in full: the solver's 5,975,999.9999955 Wh is 5,976,000 Wh.
+    hospital = next(
+        r for r in read_request_rows(tmp_path / "out") if r.request_id == "hospital-generator"
+    )
+    assert hospital.served_wh == hospital.need_wh == 5_976_000
     grid = run.summary.grid
     assert grid.checked and grid.secure and grid.capped_points == ["P-depot"]
     # Our own power flow with the final injections: voltages within 1.05 pu, no line over.
@@ -599,6 +628,30 @@ def test_storm_town_reasons_and_grid_check(tmp_path):
     pp.runpp(net)
     assert net.res_bus.vm_pu.max() <= 1.05 + 1e-6
     assert net.res_line.loading_percent.max() <= 100.0
+
+
+def test_equally_fast_routes_do_not_depend_on_the_order_of_roads(tmp_path):
+    # Uniform blocks: many routes of the same minutes; the one chosen is the graph's.
+    town = town_grid(5, 5, block_km=1.0, seed=0)
+    uniform = [dataclasses.replace(r, km=1.0, minutes=2.0) for r in town.roads]
+    routes = set()
+    for seed in range(5):
+        rows = list(uniform)
+        random.Random(seed).shuffle(rows)
+        roads = RoadNetwork(rows)
+        path = roads.route(roads.index["x00-00"], roads.index["x04-04"])
+        routes.add(tuple(roads.node_ids[n] for n in path))
+    assert len(routes) == 1
+    # The whole command: roads.csv and nodes.csv shuffled, the same deliveries.
+    shuffled = shutil.copytree(STORM, tmp_path / "shuffled")
+    for name in ("roads.csv", "nodes.csv"):
+        header, *lines = (STORM / name).read_text().splitlines()
+        random.Random(1).shuffle(lines)
+        (shuffled / name).write_text("\n".join([header, *lines]) + "\n")
+    for folder, out in ((STORM, "a"), (shuffled, "b")):
+        solve_checked(folder, tmp_path / out, Mode.EMERGENCY)
+    for name in ("deliveries.csv", "requests.csv", "itineraries.csv", "sessions.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 # --- the nearest-supply query ----------------------------------------------------------
