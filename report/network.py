@@ -23,7 +23,7 @@ from gridmatch.results_io.manifest import file_sha256
 from gridmatch.scenario_io.loader import SCENARIO_FILE, read_scenario_spec
 from gridmatch.scenario_io.network_source import load_network
 
-_ELEMENT_TABLES = ("line", "trafo", "bus")
+_ELEMENT_TABLES = ("line", "trafo", "trafo3w", "bus")
 # Width over height of a generic tree layout.
 _TREE_ASPECT = 1.6
 

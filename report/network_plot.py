@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy.spatial import cKDTree
 
+from gridmatch.grid_models.security import TRANSFORMERS
 from gridmatch.report.network import DrawableNetwork
 from gridmatch.report.png import new_figure
 
@@ -49,10 +50,10 @@ class GridScale:
 
 def grid_scale(grid: pd.DataFrame) -> GridScale:
     """Fix colour ranges over all slots of grid.csv, wide enough for the limits."""
-    branch = grid[grid.element.isin(["line", "trafo"])]
+    branch = grid[grid.element.isin(["line", *TRANSFORMERS])]
     bus = grid[grid.element == "bus"]
     line_limit = _limit(grid, "line", "limit_high")
-    trafo_limit = _limit(grid, "trafo", "limit_high")
+    trafo_limit = _limit(grid, TRANSFORMERS, "limit_high")
     vm_min = _limit(grid, "bus", "limit_low")
     vm_max = _limit(grid, "bus", "limit_high")
     loading_top = max(
@@ -91,10 +92,12 @@ def draw_slot_network(network: DrawableNetwork, rows: pd.DataFrame, scale: GridS
     size = _bus_size(xy)
     line = _element(rows, "line", xy, net)
     trafo = _element(rows, "trafo", xy, net)
+    trafo3w = _element(rows, "trafo3w", xy, net)
     bus = rows[(rows.element == "bus") & rows["index"].isin(xy.index)].set_index("index")
     collections = [
         *_line_collections(net, line, scale),
         *_trafo_collections(net, trafo, scale, size),
+        *_trafo3w_collections(net, trafo3w, scale),
         *_bus_collections(net, bus, scale, size),
         *_ext_grid_collections(net, xy, size),
     ]
@@ -105,7 +108,7 @@ def draw_slot_network(network: DrawableNetwork, rows: pd.DataFrame, scale: GridS
     axes.autoscale_view()
     axes.set_aspect("equal", adjustable="datalim")
     axes.set_axis_off()
-    _colour_bars(figure, bars, scale, has_trafo=bool(len(trafo)))
+    _colour_bars(figure, bars, scale, has_trafo=bool(len(trafo) + len(trafo3w)))
     _legend(figure)
     return figure
 
@@ -155,6 +158,25 @@ def _trafo_collections(net: Any, trafo: pd.DataFrame, scale: GridScale, size: fl
         trafos=trafo.index,
         size=size * 1.2,
         z=trafo.after,
+        cmap=LOADING_CMAP,
+        norm=scale.loading_norm,
+        plot_colormap=False,
+        linewidths=1.5,
+        zorder=2,
+    )
+    return list(drawn) if drawn is not None else []
+
+
+def _trafo3w_collections(net: Any, trafo3w: pd.DataFrame, scale: GridScale) -> list[Any]:
+    """Draw the three-winding transformers coloured by their loading."""
+    if not len(trafo3w):
+        return []
+    # pandapower draws a three-winding transformer as lines from its star point to the
+    # three buses (no symbol size to give, unlike the two-winding circles).
+    drawn = pp_plot.create_trafo3w_collection(
+        net,
+        trafo3ws=trafo3w.index,
+        z=trafo3w.after,
         cmap=LOADING_CMAP,
         norm=scale.loading_norm,
         plot_colormap=False,
@@ -257,7 +279,11 @@ def _element(rows: pd.DataFrame, element: str, xy: pd.DataFrame, net: object) ->
     if table.empty:
         return table
     branches = getattr(net, element)
-    ends = ("from_bus", "to_bus") if element == "line" else ("hv_bus", "lv_bus")
+    ends = {
+        "line": ("from_bus", "to_bus"),
+        "trafo": ("hv_bus", "lv_bus"),
+        "trafo3w": ("hv_bus", "mv_bus", "lv_bus"),
+    }[element]
     drawable = np.ones(len(table), dtype=bool)
     for end in ends:
         drawable &= branches.loc[table.index, end].isin(xy.index).to_numpy()
@@ -294,7 +320,8 @@ def _colour_bars(
         loading.ax.axhline(scale.trafo_limit_percent, color="k", linestyle=":", linewidth=1.5)
 
 
-def _limit(grid: pd.DataFrame, element: str, column: str) -> float | None:
-    values = grid.loc[grid.element == element, column]
+def _limit(grid: pd.DataFrame, element: str | tuple[str, ...], column: str) -> float | None:
+    elements = (element,) if isinstance(element, str) else element
+    values = grid.loc[grid.element.isin(elements), column]
     finite = values[np.isfinite(values)]
     return float(finite.iloc[0]) if len(finite) else None

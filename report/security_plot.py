@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from gridmatch.grid_models.security import TRANSFORMERS
 from gridmatch.report.png import new_figure
 
 _AFTER_COLOUR = "#c0392b"
@@ -14,23 +15,24 @@ _BEFORE_COLOUR = "0.55"
 
 
 def slot_extremes(grid: pd.DataFrame) -> pd.DataFrame:
-    """Per slot: worst line and trafo loading and the voltage range, before and after.
+    """Per slot: worst line and transformer loading and the voltage range, before and after.
 
     Returns
     -------
     pandas.DataFrame
         Index ``slot``; columns ``<quantity>_<before|after>`` for ``line_max``,
-        ``trafo_max`` (percent), ``vm_min``, ``vm_max`` (pu), NaN where the slot has
+        ``trafo_max`` (percent, two- and three-winding transformers alike: the limit
+        judged is the same), ``vm_min``, ``vm_max`` (pu), NaN where the slot has
         no such element; and ``binding`` and ``violated`` (element counts).
     """
     parts: dict[str, pd.Series] = {}
-    for name, element, how in (
-        ("line_max", "line", "max"),
-        ("trafo_max", "trafo", "max"),
-        ("vm_min", "bus", "min"),
-        ("vm_max", "bus", "max"),
+    for name, elements, how in (
+        ("line_max", ("line",), "max"),
+        ("trafo_max", TRANSFORMERS, "max"),
+        ("vm_min", ("bus",), "min"),
+        ("vm_max", ("bus",), "max"),
     ):
-        rows = grid[grid.element == element].groupby("slot")
+        rows = grid[grid.element.isin(elements)].groupby("slot")
         for state in ("before", "after"):
             parts[f"{name}_{state}"] = rows[state].agg(how)
     table = pd.DataFrame(parts, index=np.unique(grid.slot.to_numpy()))
@@ -52,7 +54,7 @@ def draw_security(extremes: pd.DataFrame, grid: pd.DataFrame) -> Figure:
         ("trafo_max", "s", "max trafo loading"),
     ):
         _before_after(loading_axes, slots, extremes, column, marker, label)
-    _limit_lines(loading_axes, grid, ("line", "trafo"), "limit_high")
+    _limit_lines(loading_axes, grid, ("line", *TRANSFORMERS), "limit_high")
     loading_axes.set_ylabel("loading [%]")
     for column, marker, label in (("vm_min", "v", "min voltage"), ("vm_max", "^", "max voltage")):
         _before_after(voltage_axes, slots, extremes, column, marker, label)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandapower as pp
+import pandas as pd
 import pytest
 import yaml
 from feasibility import check_result_folder, line_distances_km
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from gridmatch.cli import app
 from gridmatch.grid_models.sensitivity import injection_sensitivities
 from gridmatch.pipeline import tariff_max_fee_eur_per_kwh
+from gridmatch.report.security_plot import slot_extremes
 from gridmatch.scenario_io.loader import load_scenario
 
 HEADER = "order_id,participant_id,side,bus,slot,quantity_kwh,limit_price_eur_per_kwh,divisible"
@@ -99,6 +101,14 @@ def test_a_three_winding_transformer_is_held_to_the_transformer_limit(tmp_path: 
     with (tmp_path / "out" / "grid.csv").open() as handle:
         assert any(row["element"] == "trafo3w" for row in csv.DictReader(handle))
     assert summary["max_trafo_loading_percent"] >= max(loading) - 1e-6
+    # The report's chart counts it as a transformer, and its map draws it.
+    grid = pd.read_csv(tmp_path / "out" / "grid.csv")
+    extremes = slot_extremes(grid)
+    after = grid.loc[grid.element == "trafo3w", "after"].max()
+    assert extremes.loc[0, "trafo_max_after"] == pytest.approx(after)
+    drawn = runner.invoke(app, ["report", str(tmp_path / "out")])
+    assert drawn.exit_code == 0, drawn.output
+    assert "not drawn" not in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_buses_no_line_joins_do_not_trade_under_a_per_km_fee(tmp_path: Path) -> None:
