@@ -96,8 +96,7 @@ def draw_slot_network(network: DrawableNetwork, rows: pd.DataFrame, scale: GridS
     bus = rows[(rows.element == "bus") & rows["index"].isin(xy.index)].set_index("index")
     collections = [
         *_line_collections(net, line, scale),
-        *_trafo_collections(net, trafo, scale, size),
-        *_trafo3w_collections(net, trafo3w, scale),
+        *_trafo_collections(net, trafo, trafo3w, scale, size),
         *_bus_collections(net, bus, scale, size),
         *_ext_grid_collections(net, xy, size),
     ]
@@ -149,41 +148,32 @@ def _line_collections(net: Any, line: pd.DataFrame, scale: GridScale) -> list[An
     return collections
 
 
-def _trafo_collections(net: Any, trafo: pd.DataFrame, scale: GridScale, size: float) -> list[Any]:
-    """Draw the transformers coloured by their loading."""
-    if not len(trafo):
-        return []
-    drawn = pp_plot.create_trafo_collection(
-        net,
-        trafos=trafo.index,
-        size=size * 1.2,
-        z=trafo.after,
-        cmap=LOADING_CMAP,
-        norm=scale.loading_norm,
-        plot_colormap=False,
-        linewidths=1.5,
-        zorder=2,
-    )
-    return list(drawn) if drawn is not None else []
-
-
-def _trafo3w_collections(net: Any, trafo3w: pd.DataFrame, scale: GridScale) -> list[Any]:
-    """Draw the three-winding transformers coloured by their loading."""
-    if not len(trafo3w):
-        return []
-    # pandapower draws a three-winding transformer as lines from its star point to the
-    # three buses (no symbol size to give, unlike the two-winding circles).
-    drawn = pp_plot.create_trafo3w_collection(
-        net,
-        trafo3ws=trafo3w.index,
-        z=trafo3w.after,
-        cmap=LOADING_CMAP,
-        norm=scale.loading_norm,
-        plot_colormap=False,
-        linewidths=1.5,
-        zorder=2,
-    )
-    return list(drawn) if drawn is not None else []
+def _trafo_collections(
+    net: Any, trafo: pd.DataFrame, trafo3w: pd.DataFrame, scale: GridScale, size: float
+) -> list[Any]:
+    """Draw the two- and three-winding transformers coloured by their loading."""
+    style = {
+        "cmap": LOADING_CMAP,
+        "norm": scale.loading_norm,
+        "plot_colormap": False,
+        "linewidths": 1.5,
+        "zorder": 2,
+    }
+    drawn: list[Any] = []
+    if len(trafo):
+        drawn += (
+            pp_plot.create_trafo_collection(
+                net, trafos=trafo.index, size=size * 1.2, z=trafo.after, **style
+            )
+            or []
+        )
+    if len(trafo3w):
+        # Lines from its star point to the three buses: no symbol size to give.
+        drawn += (
+            pp_plot.create_trafo3w_collection(net, trafo3ws=trafo3w.index, z=trafo3w.after, **style)
+            or []
+        )
+    return drawn
 
 
 def _bus_collections(net: Any, bus: pd.DataFrame, scale: GridScale, size: float) -> list[Any]:
