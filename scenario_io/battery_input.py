@@ -32,7 +32,6 @@ file line, header = row 1) and the field.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,7 +43,6 @@ from gridmatch.errors import InputError
 from gridmatch.scenario_io.csv_cells import Cells, read_table
 from gridmatch.scenario_io.strict_yaml import IsoTime, read_yaml_mapping, validated_model
 from gridmatch.units import exact_micro_eur
-from gridmatch.user_files import parse_float
 
 AGREEMENT_FILE = "agreement.yaml"
 TELEMETRY_FILE = "telemetry.csv"
@@ -257,12 +255,7 @@ def read_agreement(path: Path) -> Agreement:
 
 def _number(cells: Cells, field: str, low: float, high: float) -> float:
     value = cells.text(field)
-    try:
-        parsed = parse_float(value)
-    except ValueError:
-        raise cells.fail(field, f"'{value}' is not a number") from None
-    if not math.isfinite(parsed):
-        raise cells.fail(field, f"'{value}' is not finite")
+    parsed = cells.finite(field)
     if not low <= parsed <= high:
         raise cells.fail(field, f"{value} is outside [{low:g}, {high:g}]")
     return parsed

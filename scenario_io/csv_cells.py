@@ -147,8 +147,8 @@ class Cells:
             )
         return value
 
-    def micro_eur(self, field: str, *, minimum_eur: float, positive: bool = False) -> int:
-        """Read an amount in EUR (at most six decimals) as whole micro-EUR."""
+    def finite(self, field: str) -> float:
+        """Read a finite number written in ASCII decimals (bounds are the caller's)."""
         value = self.text(field)
         try:
             parsed = parse_float(value)
@@ -156,6 +156,12 @@ class Cells:
             raise self.fail(field, f"'{value}' is not a number") from None
         if not math.isfinite(parsed):
             raise self.fail(field, f"'{value}' is not finite")
+        return parsed
+
+    def micro_eur(self, field: str, *, minimum_eur: float, positive: bool = False) -> int:
+        """Read an amount in EUR (at most six decimals) as whole micro-EUR."""
+        value = self.text(field)
+        parsed = self.finite(field)
         if positive and parsed <= 0.0:
             raise self.fail(field, f"{value} must be greater than 0")
         if parsed < minimum_eur:

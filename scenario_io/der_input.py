@@ -653,13 +653,7 @@ def _numbers(values: _Column, field: str, cells: _CellsAt) -> FloatArray:
         return array
     for index, value in enumerate(values):
         row = cells(index)
-        text = row.text(field)
-        try:
-            number = parse_float(text)
-        except ValueError:
-            raise row.fail(field, f"'{value}' is not a number") from None
-        if not math.isfinite(number):
-            raise row.fail(field, f"'{value}' is not finite")
+        number = row.finite(field)
         if abs(number) > MAX_ABS_KW:
             raise row.fail(field, f"{value} is beyond +-{MAX_ABS_KW:g}")
     raise AssertionError("a bad cell was not found")  # pragma: no cover
@@ -850,12 +844,7 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
 
 def _positive(cells: Cells, field: str, maximum: float) -> float:
     text = cells.text(field)
-    try:
-        value = parse_float(text)
-    except ValueError:
-        raise cells.fail(field, f"'{text}' is not a number") from None
-    if not math.isfinite(value):
-        raise cells.fail(field, f"'{text}' is not finite")
+    value = cells.finite(field)
     if value <= 0.0:
         raise cells.fail(field, f"{text} must be greater than 0")
     if value > maximum:

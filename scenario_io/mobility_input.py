@@ -22,7 +22,6 @@ row 1) and the column; nothing is repaired silently.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,7 +36,7 @@ from gridmatch.scenario_io.mobility_schema import MobilitySpec
 from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
 from gridmatch.units import floor_wh
-from gridmatch.user_files import is_given, parse_float, parse_int
+from gridmatch.user_files import is_given, parse_int
 
 MOBILITY_FILE = "mobility.yaml"
 VEHICLES_FILE = "vehicles.csv"
@@ -334,12 +333,7 @@ def _number(
     above_minimum: bool = False,
 ) -> float:
     value = cells.text(field)
-    try:
-        parsed = parse_float(value)
-    except ValueError:
-        raise cells.fail(field, f"'{value}' is not a number") from None
-    if not math.isfinite(parsed):
-        raise cells.fail(field, f"'{value}' is not finite")
+    parsed = cells.finite(field)
     if above_minimum and parsed <= minimum:
         raise cells.fail(field, f"{value} must be greater than {minimum:g}")
     if parsed < minimum:
