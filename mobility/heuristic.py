@@ -24,6 +24,7 @@ as they are and their vehicles never move, so the critical floor holds by constr
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,8 +80,13 @@ def heuristic_dispatch(
     fixed: Dispatch | None = None,
     *,
     max_rounds: int = MAX_MOVE_ROUNDS,
+    deadline: float | None = None,
 ) -> Dispatch:
-    """Find a good feasible dispatch by assignment and moves (see the module docstring)."""
+    """Find a good feasible dispatch by assignment and moves (see the module docstring).
+
+    With a ``deadline`` (``time.perf_counter`` seconds) the rounds of moves stop there;
+    the assignment before them always runs.
+    """
     fixed = fixed if fixed is not None else Dispatch.empty()
     profit = pair_profit(fleet, pairs, objective)
     fixed_vehicle = np.zeros(fleet.n_vehicles, dtype=bool)
@@ -119,6 +125,8 @@ def heuristic_dispatch(
     weight = objective.weight[pairs.request[candidate]]
     penalty = objective.travel_penalty_kwh_per_min * pairs.travel_min[candidate]
     for _ in range(max_rounds):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         # What each vehicle adds now, and what each request still lacks.
         contribution = np.zeros(fleet.n_vehicles)
         delivered = np.zeros(fleet.n_requests)
@@ -279,14 +287,20 @@ def _enforce_points(
 
 
 def repair_floor(
-    fleet: Fleet, pairs: Pairs, objective: Objective, dispatch: Dispatch, *, max_moves: int = 200
+    fleet: Fleet,
+    pairs: Pairs,
+    objective: Objective,
+    dispatch: Dispatch,
+    *,
+    max_moves: int = 200,
+    deadline: float | None = None,
 ) -> Dispatch | None:
     """Move vehicles to critical requests until the stage's critical floor holds.
 
     Each move sends one vehicle to a critical request that still lacks energy, choosing
     the move that adds the most critical energy per unit of objective it costs (what
     the vehicle contributed where it was, less what it adds now). ``None`` if the floor
-    cannot be reached that way.
+    cannot be reached that way, or not by ``deadline`` (``time.perf_counter`` seconds).
     """
     floor = objective.floor_rhs_kwh()
     critical_pairs = np.nonzero(fleet.critical[pairs.request])[0]
@@ -298,6 +312,8 @@ def repair_floor(
         have = critical_kwh(fleet, pairs, current)
         if have >= floor:
             return current
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
         delivered = np.zeros(fleet.n_requests)
         request = pairs.request[current.chosen]
         np.add.at(delivered, request, current.energy_kwh)
