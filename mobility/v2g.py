@@ -10,7 +10,9 @@ v2g-credit RESULT`` reports what each vehicle earned.
 **The cap.** A parked vehicle may give ``residual - max(reserve, departure)``, floored to
 whole Wh, over all its slots together: its orders add up to at most that, so whatever
 clears, the battery never goes below its reserve nor below the state of charge its owner
-wants at departure. Per slot it may give at most its share of the point's power over
+wants at departure. A vehicle parked several times (rows of parking.csv) gives at each
+stay at most that stay's cap less what it offered at its earlier stays, so every
+departure's charge holds even if all of it clears (no charging between stays assumed). Per slot it may give at most its share of the point's power over
 the slot, ``min(max_kw, point_kw * max_kw / sum of the plugged vehicles' max_kw) *
 slot_hours`` (so the point's limit holds too).
 
@@ -104,11 +106,19 @@ def v2g_offers(
     np.add.at(demand_kwh, book.slot[buys], book.quantity_kwh[buys])
     existing = {o.order_id for o in book.orders}
     offers: list[V2gOfferRow] = []
-    for entry in parking:
+    # A vehicle's stays in time order: what it offered at earlier stays is gone from its
+    # battery at every later departure (no charging between stays is assumed).
+    offered_wh = dict.fromkeys(vehicles, 0)
+    for entry in sorted(parking, key=lambda p: (p.vehicle_id, p.arrive_slot)):
         vehicle = vehicles[entry.vehicle_id]
         point = points[entry.point_id]
         assert point.bus is not None  # read_parking refuses points without a bus
-        left_wh = spare_wh(vehicle.residual_wh, vehicle.reserve_wh, entry.departure_wh)
+        stay_spare_wh = max(
+            spare_wh(vehicle.residual_wh, vehicle.reserve_wh, entry.departure_wh)
+            - offered_wh[vehicle.vehicle_id],
+            0,
+        )
+        left_wh = stay_spare_wh
         slots = [s for s in range(entry.arrive_slot, entry.depart_slot) if s < n_slots]
         # The peak first; among equal demand, the earlier slot.
         slots.sort(key=lambda s: (-demand_kwh[s], s))
@@ -131,6 +141,7 @@ def v2g_offers(
                     f"{scenario.directory}: the scenario already has an order '{order_id}'"
                 )
             left_wh -= quantity_wh
+            offered_wh[vehicle.vehicle_id] += quantity_wh
             offers.append(
                 V2gOfferRow(
                     vehicle_id=vehicle.vehicle_id,
@@ -141,8 +152,7 @@ def v2g_offers(
                     slot=slot,
                     quantity_kwh=quantity_wh / WH_PER_KWH,
                     limit_price_eur_per_kwh=entry.limit_price_eur_per_kwh,
-                    spare_kwh=spare_wh(vehicle.residual_wh, vehicle.reserve_wh, entry.departure_wh)
-                    / WH_PER_KWH,
+                    spare_kwh=stay_spare_wh / WH_PER_KWH,
                 )
             )
     offers.sort(key=lambda o: (o.vehicle_id, o.slot))

@@ -219,8 +219,9 @@ class SessionRow:
 class V2gOfferRow:
     """One line of v2g_offers.csv: a parked vehicle's sell order in one market slot.
 
-    ``spare_kwh`` is what the vehicle may give over all its slots: ``residual -
-    max(reserve, departure)``; its orders add up to at most that.
+    ``spare_kwh`` is what the vehicle may give over the slots of this stay: ``residual -
+    max(reserve, departure)`` less what it offered at its earlier stays; its orders of the
+    stay add up to at most that.
     """
 
     vehicle_id: str = field(metadata=NONEMPTY)

@@ -881,6 +881,35 @@ def test_v2g_offers_refuse_to_overwrite_the_scenario(tmp_path):
     assert result.exit_code == 2 and "a folder of its own" in result.output
 
 
+def test_v2g_offers_of_a_vehicle_parked_twice_keep_every_departure_charge(tmp_path):
+    # ev10 holds 55 kWh, reserve 12: parked 16-18 (35 kWh wanted at departure), then
+    # 19-23 (20 kWh). Each stay's spare was counted afresh: 55 kWh offered, down to 0.
+    folder = shutil.copytree(STORM, tmp_path / "storm", ignore=shutil.ignore_patterns("market"))
+    (folder / "parking.csv").write_text(
+        "vehicle_id,point_id,arrive_slot,depart_slot,departure_kwh,limit_price_eur_per_kwh\n"
+        "ev10,P-depot,19,23,20.000,0.12\n"
+        "ev10,P-depot,16,18,35.000,0.12\n"
+    )
+    out = tmp_path / "offers"
+    result = runner.invoke(
+        app,
+        [
+            "mobility",
+            "v2g-offers",
+            str(folder),
+            "--scenario",
+            str(STORM / "market"),
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    offers = read_v2g_offers(out / "v2g_offers.csv")
+    first = sum(o.quantity_kwh for o in offers if o.slot < 18)
+    assert first <= 55.0 - 35.0 + 1e-9
+    assert sum(o.quantity_kwh for o in offers) <= 55.0 - 20.0 + 1e-9
+
+
 def test_summary_reads_back(tmp_path):
     run = solve_checked(STORM, tmp_path / "out", Mode.NORMAL)
     again = read_mobility_summary(tmp_path / "out")
