@@ -1176,9 +1176,9 @@ def mobility_v2g_credit(
     """Report what each V2G vehicle sold and is credited in a cleared market."""
     from gridmatch.errors import UsageError
     from gridmatch.mobility.v2g import v2g_credits
-    from gridmatch.results_io.atomic import claim_file, write_file_atomically
+    from gridmatch.results_io.atomic import write_file_atomically
     from gridmatch.results_io.folder import read_manifest
-    from gridmatch.results_io.mobility import V2G_OFFERS_FILE, v2g_credit_csv
+    from gridmatch.results_io.mobility import V2G_OFFERS_FILE, claim_credit_file, v2g_credit_csv
 
     if offers is None:
         manifest = read_manifest(result_dir)
@@ -1198,7 +1198,7 @@ def mobility_v2g_credit(
         )
     stderr.print(table)
     if out is not None:
-        claim_file(out)
+        claim_credit_file(out)
         write_file_atomically(out, v2g_credit_csv(rows))
         typer.echo(str(out))
 

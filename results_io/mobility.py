@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import pydantic
 
-from gridmatch.errors import InputError
-from gridmatch.results_io.atomic import atomic_output_dir
+from gridmatch.errors import InputError, OutputFolderError
+from gridmatch.results_io.atomic import atomic_output_dir, claim_file
 from gridmatch.results_io.layout import MANIFEST_FILE, SUMMARY_FILE
 from gridmatch.results_io.outputs import read_output_file, read_output_summary
 from gridmatch.results_io.tables import ANY_FLOAT, NON_NEGATIVE, NONEMPTY, from_csv, to_csv
@@ -462,3 +462,27 @@ def read_v2g_offers(path: Path) -> list[V2gOfferRow]:
 def v2g_credit_csv(rows: Sequence[V2gCreditRow]) -> str:
     """Return the text of a v2g credit table."""
     return to_csv(V2gCreditRow, rows)
+
+
+def claim_credit_file(path: Path) -> None:
+    """Make sure ``v2g-credit -o`` may write ``path``: never over another table of ours.
+
+    :func:`~gridmatch.results_io.atomic.claim_file` lets gridmatch replace any file its
+    folder's marker lists, which in a result folder is the result itself (``-o
+    RES/trades.csv`` replaced the trades it had just read). An existing file is replaced
+    only if it is a credit table (its header is this one's).
+
+    Raises
+    ------
+    OutputFolderError
+        ``path`` is a file gridmatch did not write, or another of its tables.
+    """
+    if path.is_file() and not path.is_symlink():
+        header = to_csv(V2gCreditRow, []).splitlines()[0]
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            first = handle.readline().rstrip("\r\n")
+        if first != header:
+            raise OutputFolderError(
+                f"{path}: exists and is not a v2g credit table; refusing to overwrite it"
+            )
+    claim_file(path)

@@ -869,6 +869,16 @@ def test_v2g_offers_clear_settle_and_credit(tmp_path):
         assert credit[vehicle_id] == pytest.approx(
             sum(float(t[7]) * float(t[8]) for t in mine), abs=1e-6
         )
+    # Written again in place: fine. Over the result's own tables: refused, result intact.
+    again = runner.invoke(app, ["mobility", "v2g-credit", str(cleared), "-o", str(credit_csv)])
+    assert again.exit_code == 0, again.output
+    for name in ("trades.csv", "manifest.json"):
+        before = (cleared / name).read_bytes()
+        over = runner.invoke(
+            app, ["mobility", "v2g-credit", str(cleared), "-o", str(cleared / name)]
+        )
+        assert over.exit_code == 2 and "not a v2g credit table" in over.output
+        assert (cleared / name).read_bytes() == before
 
 
 def test_v2g_offers_refuse_to_overwrite_the_scenario(tmp_path):
