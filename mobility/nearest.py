@@ -102,7 +102,8 @@ class SupplyIndex:
         tree = self.roads.trees_to(target)
         eta = tree.minutes[0][self._source]
         km = tree.km[0][self._source]
-        spare = self._spare0_kwh - km * self._use
+        with np.errstate(invalid="ignore"):  # unreachable (inf km) at 0 kWh/km: NaN, unfit
+            spare = self._spare0_kwh - km * self._use
         wanted = max(need_kwh, 1.0 / WH_PER_KWH)
         fits = (
             self._ready
@@ -112,9 +113,11 @@ class SupplyIndex:
         )
         candidates = np.nonzero(fits)[0]
         if candidates.size > k:
-            keep = np.argpartition(eta[candidates], k - 1)[:k]
-            candidates = candidates[keep]
-        candidates = candidates[np.lexsort((candidates, eta[candidates]))]
+            # Every vehicle tied with the k-th ETA stays in, so that the order below (ETA,
+            # then fleet order) decides among them, not argpartition's arbitrary pick.
+            kth_eta = np.partition(eta[candidates], k - 1)[k - 1]
+            candidates = candidates[eta[candidates] <= kth_eta]
+        candidates = candidates[np.lexsort((candidates, eta[candidates]))][:k]
         found = []
         for v in candidates:
             vehicle = self.inputs.vehicles[int(v)]

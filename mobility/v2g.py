@@ -12,9 +12,10 @@ whole Wh, over all its slots together: its orders add up to at most that, so wha
 clears, the battery never goes below its reserve nor below the state of charge its owner
 wants at departure. A vehicle parked several times (rows of parking.csv) gives at each
 stay at most that stay's cap less what it offered at its earlier stays, so every
-departure's charge holds even if all of it clears (no charging between stays assumed). Per slot it may give at most its share of the point's power over
-the slot, ``min(max_kw, point_kw * max_kw / sum of the plugged vehicles' max_kw) *
-slot_hours`` (so the point's limit holds too).
+departure's charge holds even if all of it clears (no charging between stays assumed).
+Per slot it may give at most its share of the point's power over the slot,
+``min(max_kw, point_kw * max_kw / sum of the plugged vehicles' max_kw) * slot_hours``
+(so the point's limit holds too).
 
 **Which slots.** The cap is spread over the parked slots with the most demand first (the
 scenario's buy kWh per slot: V2G discharges at the peak), each filled up to its power

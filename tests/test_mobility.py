@@ -684,6 +684,15 @@ def test_nearest_supply_matches_networkx():
     assert {s.kind for s in fuel} == {"fuel_truck"}
 
 
+def test_nearest_k_is_the_start_of_the_whole_ranking_among_ties():
+    # Four EVs parked at the depot node (ETA 0): argpartition picked any of them for k=1.
+    index = SupplyIndex(load_mobility(STORM))
+    whole = [s.vehicle_id for s in index.query("x02-10", k=100)]
+    assert len(whole) >= 4
+    for k in range(1, len(whole) + 1):
+        assert [s.vehicle_id for s in index.query("x02-10", k=k)] == whole[:k]
+
+
 # --- the command line ------------------------------------------------------------------
 
 
