@@ -188,11 +188,17 @@ def settle(
         f"settlement {record.settlement}, {len(record.validators)} validators"
     )
     for dropped in record.dropped:
-        stderr.print(
-            f"dropped: slot {dropped.slot} {dropped.buy_order_id} <- {dropped.sell_order_id}: "
-            f"{dropped.buyer_id} has {micro_eur_to_eur(dropped.available_micro_eur):.6f} EUR "
-            f"free, the trade locks {micro_eur_to_eur(dropped.required_micro_eur):.6f} EUR"
-        )
+        trade = f"slot {dropped.slot} {dropped.buy_order_id} <- {dropped.sell_order_id}"
+        if dropped.reason == "escrow":
+            why = (
+                f"{dropped.buyer_id} has {micro_eur_to_eur(dropped.available_micro_eur):.6f} "
+                f"EUR free, the trade locks {micro_eur_to_eur(dropped.required_micro_eur):.6f} EUR"
+            )
+        elif dropped.reason == "order_cancelled":
+            why = f"{dropped.participant_id} cancelled its order on chain"
+        else:
+            why = f"{dropped.participant_id}'s hour is certified already"
+        stderr.print(f"dropped: {trade}: {why}")
     if record.unsettled:
         kwh = sum(u.unsettled_kwh for u in record.unsettled)
         below = sum(1 for u in record.unsettled if u.settled_wh == 0)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
@@ -339,6 +339,13 @@ def _trade_input(trade: PlannedTrade, orders: Mapping[str, SignedOrder]) -> tupl
     )
 
 
+# Settlement.WithdrawReason, in its order.
+_WITHDRAW_REASONS: tuple[Literal["order_cancelled", "hour_certified"], ...] = (
+    "order_cancelled",
+    "hour_certified",
+)
+
+
 def _record_chunk(
     settlement: ContractAbi,
     receipt: Receipt,
@@ -350,6 +357,7 @@ def _record_chunk(
     """Sort a chunk's trades into added and dropped, as the contract's events say."""
     accepted = {bytes(e["tradeId"]) for e in settlement.events(receipt, "TradeAdded")}
     refused = {bytes(e["tradeId"]): e for e in settlement.events(receipt, "TradeDropped")}
+    withdrawn = {bytes(e["tradeId"]): e for e in settlement.events(receipt, "TradeWithdrawn")}
     for trade in part:
         buy, sell = orders[trade.buy.order_id], orders[trade.sell.order_id]
         trade_id = trade_id_of(ROUND_ID, b32(buy.digest), b32(sell.digest))
@@ -384,6 +392,21 @@ def _record_chunk(
                     buyer_id=buy.participant_id,
                     required_micro_eur=int(event["required"]),
                     available_micro_eur=int(event["available"]),
+                )
+            )
+        elif trade_id in withdrawn:
+            event = withdrawn[trade_id]
+            by_buyer = str(event["participant"]).lower() == str(buy.participant).lower()
+            dropped.append(
+                DroppedTrade(
+                    slot=trade.slot,
+                    buy_order_id=buy.order_id,
+                    sell_order_id=sell.order_id,
+                    buyer_id=buy.participant_id,
+                    required_micro_eur=0,
+                    available_micro_eur=0,
+                    reason=_WITHDRAW_REASONS[int(event["reason"])],
+                    participant_id=buy.participant_id if by_buyer else sell.participant_id,
                 )
             )
         else:

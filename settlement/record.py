@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 
@@ -122,7 +123,14 @@ class MeterBindingRecord(_Model):
 
 
 class DroppedTrade(_Model):
-    """A trade the contract left out: its buyer's free balance did not cover the lock."""
+    """A trade the contract left out of the round, and why.
+
+    ``reason`` is ``escrow`` (the buyer's free balance did not cover the lock:
+    ``required_micro_eur`` and ``available_micro_eur``; the contract's ``TradeDropped``),
+    ``order_cancelled`` (its signer cancelled one of its orders; ``participant_id``) or
+    ``hour_certified`` (the seller's hour is certified already; the contract's
+    ``TradeWithdrawn``, amounts 0).
+    """
 
     slot: int
     buy_order_id: str
@@ -130,6 +138,8 @@ class DroppedTrade(_Model):
     buyer_id: str
     required_micro_eur: int
     available_micro_eur: int
+    reason: Literal["escrow", "order_cancelled", "hour_certified"] = "escrow"
+    participant_id: str = ""
 
 
 class UnsettledTrade(_Model):

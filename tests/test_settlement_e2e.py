@@ -20,11 +20,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from typer.testing import CliRunner
 
 from gridmatch.cli import app
 from gridmatch.errors import InputError
 from gridmatch.settlement import attestation, deploy
+from gridmatch.settlement.chain import fund_gas
 from gridmatch.settlement.chain_view import AddedTrade, ChainView
 from gridmatch.settlement.eip712 import Domain, MeterBinding, MeterReading, sign
 from gridmatch.settlement.keys import (
@@ -42,6 +44,7 @@ from gridmatch.settlement.meters import (
     write_signed_readings,
 )
 from gridmatch.settlement.record import DeploymentRecord, TradeRecord, read_record, record_path
+from gridmatch.settlement.transactions import Sender
 from gridmatch.settlement.validator import deliveries
 
 CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -816,3 +819,30 @@ def test_a_validators_key_is_decrypted_as_eth_account_writes_it(
     (tmp_path / "keys" / "password").write_text("wrong\n")
     with pytest.raises(InputError, match="wrong password"):
         Keystore.open(tmp_path / "keys", create=False).signing_key(validator_name(1))
+
+
+def test_an_order_cancelled_just_before_the_commit_drops_its_trade_not_the_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Erin cancels her signed order on chain right before the operator's chunk lands
+    # (front-running it): her trade is withdrawn, every other trade is committed.
+    out = tmp_path / "out"
+    _clear(_scenario(tmp_path), out)
+    commit = deploy._commit
+
+    def cancel_first(sender, settlement, chain_round, orders, deadline, out_dir):  # type: ignore[no-untyped-def]
+        keystore = Keystore.open(out_dir / "settlement" / "keys", create=False)
+        erin = Account.from_key(keystore.participant("erin").key)
+        fund_gas(sender.w3, erin.address, 10**18, local=True)
+        mine = next(o for o in orders.values() if o.participant_id == "erin")
+        Sender(sender.w3, erin).transact(settlement, "cancelOrder", mine.nonce)
+        return commit(sender, settlement, chain_round, orders, deadline, out_dir)
+
+    monkeypatch.setattr(deploy, "_commit", cancel_first)
+    deploy.settle(out)
+    record = read_record(record_path(out))
+    (dropped,) = record.dropped
+    assert (dropped.reason, dropped.participant_id) == ("order_cancelled", "erin")
+    assert {t.buyer_id for t in record.trades} == {
+        t["buyer_id"] for t in _trades(out) if t["buyer_id"] != "erin"
+    }

@@ -146,6 +146,11 @@ contract EnergyCertificates is ERC1155 {
 
     // ---------------------------------------------------------------- issuer
 
+    /// @notice Whether the hour of `slotStart` is certified for `device` (its certificate is final).
+    function isCertified(address device, uint64 slotStart) external view returns (bool) {
+        return _periods[device][_hourOf(slotStart)].certificateId != 0;
+    }
+
     /// @notice The issuer accepted a trade of `device` for the slot [slotStart, slotEnd).
     /// @dev Refused once the device-hour is issued: its certificate is final.
     function recordTrade(address device, uint64 slotStart, uint64 slotEnd) external onlyIssuer {

@@ -124,6 +124,11 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     }
 
     /// @notice Why a batch skipped a trade instead of reverting.
+    enum WithdrawReason {
+        OrderCancelled,
+        HourCertified
+    }
+
     enum SkipReason {
         None,
         UnknownTrade,
@@ -193,7 +198,6 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     /// @notice The two orders are not one buy and one sell of the same slot.
     error OrdersDoNotMatch(bytes32 buyOrder, bytes32 sellOrder);
     error OrderExpired(bytes32 orderHash, uint64 expiry);
-    error OrderCancelled(address participant, uint64 nonce);
     /// @notice The nonce was already used for another order.
     error NonceReused(address participant, uint64 nonce);
     error OrderOverfilled(bytes32 orderHash, uint64 filledWh, uint64 quantityWh);
@@ -226,6 +230,14 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     /// @notice The buyer's free balance did not cover the trade's lock: it is not in the round.
     event TradeDropped(
         uint64 indexed roundId, bytes32 indexed tradeId, address indexed buyer, uint256 required, uint256 available
+    );
+    /// @notice One of the trade's orders was cancelled, or its seller's hour is already
+    ///         certified, by the time the chunk landed: it is not in the round. Either can be
+    ///         done by someone other than the operator just before (a signer's
+    ///         `cancelOrder`, anyone's `issueCertificates`), so it drops the trade, not
+    ///         the chunk.
+    event TradeWithdrawn(
+        uint64 indexed roundId, bytes32 indexed tradeId, address indexed participant, WithdrawReason reason
     );
     event RoundSealed(uint64 indexed roundId, uint32 trades);
     event SettleSkipped(bytes32 indexed tradeId, SkipReason reason);
@@ -398,7 +410,9 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
 
     /// @notice Add a chunk of trades to an open round (any number of chunks per round).
     /// @dev Reverts on any trade whose orders or terms are not what the participants
-    ///      signed; drops (with {TradeDropped}) a trade whose buyer cannot cover its lock.
+    ///      signed; drops (with {TradeDropped}) a trade whose buyer cannot cover its lock,
+    ///      and (with {TradeWithdrawn}) one whose order was cancelled or whose seller's
+    ///      hour is certified.
     function addTrades(uint64 roundId, TradeInput[] calldata inputs)
         external
         onlyRole(OPERATOR_ROLE)
@@ -570,6 +584,19 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     {
         Trade memory trade = _checkedTrade(roundId, deadline, input);
         bytes32 tradeId = tradeIdOf(roundId, trade.buyOrder, trade.sellOrder);
+        if (nonceCancelled[trade.buyer][input.buy.nonce]) {
+            emit TradeWithdrawn(roundId, tradeId, trade.buyer, WithdrawReason.OrderCancelled);
+            return (false, 0);
+        }
+        if (nonceCancelled[trade.seller][input.sell.nonce]) {
+            emit TradeWithdrawn(roundId, tradeId, trade.seller, WithdrawReason.OrderCancelled);
+            return (false, 0);
+        }
+        // A certified hour's certificate is final: no more trades of that seller and hour.
+        if (certificates.isCertified(trade.seller, trade.slotStart)) {
+            emit TradeWithdrawn(roundId, tradeId, trade.seller, WithdrawReason.HourCertified);
+            return (false, 0);
+        }
         uint256 lock = lockAmount(trade.quantityWh, trade.priceMicroEurPerKwh, trade.feeMicroEurPerKwh);
         Account storage account = _accounts[trade.buyer];
         if (account.free < lock) {
@@ -583,7 +610,7 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         _fill(input.sell, trade.sellOrder, trade.quantityWh);
         _trades[tradeId] = _recordWord(trade, TradeState.Open);
         emit TradeAdded(roundId, tradeId, trade.buyer, trade.seller, trade.quantityWh, lock);
-        // Reverts once the seller's hour is certified: its certificate is final.
+        // Would revert once the seller's hour is certified (withdrawn above).
         certificates.recordTrade(trade.seller, trade.slotStart, trade.slotEnd);
         expiry = input.buy.expiry < input.sell.expiry ? input.buy.expiry : input.sell.expiry;
         return (true, expiry);
@@ -639,7 +666,6 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         // A round must end (deadline) before any of its orders expires.
         if (order.expiry < block.timestamp || order.expiry < deadline) revert OrderExpired(hash, order.expiry);
         if (order.slotStart >= order.slotEnd) revert OrdersDoNotMatch(hash, hash);
-        if (nonceCancelled[order.participant][order.nonce]) revert OrderCancelled(order.participant, order.nonce);
         OrderUse storage use = _orders[order.participant][order.nonce];
         if (use.orderHash != bytes24(0) && use.orderHash != bytes24(hash)) {
             revert NonceReused(order.participant, order.nonce);

@@ -56,15 +56,17 @@ contract EnergyCertificatesAttacksTest is CertificatesFixture {
 
     /// Attack: double issuance through a late trade: after the hour is certified the
     /// operator adds another trade of the same seller and hour (which would verify more
-    /// Wh than the certificate holds): addTrades reverts.
-    function test_RevertIf_ATradeIsAddedToACertifiedHour() public {
-        uint256 id = _settledDefault();
+    /// Wh than the certificate holds): it is withdrawn, and the rest of the chunk stays
+    /// (anyone may certify an hour, so reverting the chunk would let anyone block it).
+    function test_ATradeOfACertifiedHourIsWithdrawn() public {
+        _settledDefault();
         Settlement.TradeInput memory late = tradeIn(buyer, seller, SLOT_START + QUARTER, 1000);
         openRound(2);
-        vm.expectRevert(
-            abi.encodeWithSelector(EnergyCertificates.EnergyCertificatesAlreadyIssued.selector, seller, HOUR, id)
-        );
-        addTrade(2, late);
+        bytes32 tradeId = settlement.tradeIdOf(2, settlement.orderHash(late.buy), settlement.orderHash(late.sell));
+        vm.expectEmit(true, true, true, true, address(settlement));
+        emit Settlement.TradeWithdrawn(2, tradeId, seller, Settlement.WithdrawReason.HourCertified);
+        addTrades(2, two(late, tradeIn(buyer2, seller2, SLOT_START + QUARTER, 1000)));
+        assertEq(settlement.rounds(2).trades, 1, "only the other seller's trade is in");
         // Another seller, or the next hour, is still open for trade.
         addTrade(2, tradeIn(buyer, seller2, SLOT_START, 1000));
         addTrade(2, tradeIn(buyer, seller, SLOT_START + 1 hours, 1000));

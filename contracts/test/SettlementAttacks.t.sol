@@ -508,27 +508,50 @@ contract SettlementAttacksTest is SettlementFixture {
         addTrade(1, input);
     }
 
-    /// Attack: trade an order whose nonce the participant cancelled.
-    function test_RevertIf_CancelledOrder() public {
+    /// Attack: trade an order whose nonce the participant cancelled: withdrawn, not added.
+    function test_CancelledOrderIsWithdrawn() public {
         Settlement.TradeInput memory input = defaultInput(buyer, seller);
         vm.prank(buyer);
         settlement.cancelOrder(input.buy.nonce);
         openRound(1);
-        vm.expectRevert(abi.encodeWithSelector(Settlement.OrderCancelled.selector, buyer, input.buy.nonce));
+        bytes32 tradeId = settlement.tradeIdOf(1, settlement.orderHash(input.buy), settlement.orderHash(input.sell));
+        vm.expectEmit(true, true, true, true, address(settlement));
+        emit Settlement.TradeWithdrawn(1, tradeId, buyer, Settlement.WithdrawReason.OrderCancelled);
         addTrade(1, input);
+        assertEq(settlement.rounds(1).trades, 0, "not in the round");
+        assertEq(lockedOf(buyer), 0, "nothing locked");
     }
 
     /// Attack: keep filling an order after the participant cancelled it mid-way.
-    function test_RevertIf_CancelledAfterPartialFill() public {
+    function test_CancelledAfterPartialFillIsWithdrawn() public {
         Settlement.Order memory buy = buyOrder(buyer, QUANTITY);
         Settlement.Order memory sell = sellOrder(seller, QUANTITY);
         runRound(1, one(tradeInput(buy, sell, 4000, PRICE, FEE)));
-        vm.prank(buyer);
-        settlement.cancelOrder(buy.nonce);
+        uint256 locked = lockedOf(buyer);
+        vm.prank(seller);
+        settlement.cancelOrder(sell.nonce);
         openRound(2);
-        Settlement.TradeInput memory rest = tradeInput(buy, sell, 4000, PRICE, FEE);
-        vm.expectRevert(abi.encodeWithSelector(Settlement.OrderCancelled.selector, buyer, buy.nonce));
-        addTrade(2, rest);
+        addTrade(2, tradeInput(buy, sell, 4000, PRICE, FEE));
+        assertEq(settlement.rounds(2).trades, 0, "the rest is not traded");
+        assertEq(lockedOf(buyer), locked, "nothing more locked");
+    }
+
+    /// Attack: a participant cancels its cleared order just before the operator's chunk
+    /// lands, to make the whole chunk revert: only its own trade is left out.
+    function test_CancelFrontRunDropsOnlyItsOwnTrade() public {
+        fund(mallory, BUYER_FUNDS);
+        fund(buyer2, BUYER_FUNDS);
+        Settlement.TradeInput[] memory chunk = new Settlement.TradeInput[](3);
+        chunk[0] = defaultInput(buyer, seller);
+        chunk[1] = defaultInput(mallory, seller2);
+        chunk[2] = defaultInput(buyer2, seller);
+        openRound(1);
+        vm.prank(mallory);
+        settlement.cancelOrder(chunk[1].buy.nonce);
+        addTrades(1, chunk);
+        assertEq(settlement.rounds(1).trades, 2, "the honest trades are in");
+        assertEq(lockedOf(mallory), 0, "the cancelled one is not");
+        assertGe(lockedOf(buyer), 1, "the buyer's is locked");
     }
 
     /// Attack: a griefer "cancels" someone else's nonce: cancellation is per signer.
