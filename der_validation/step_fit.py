@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from gridmatch.der_validation.detection import MAX_PAIR_S, Pulse, Step
 from gridmatch.der_validation.window import (
     EXPORT_MARGIN_KW,
@@ -58,6 +60,12 @@ GENERIC_ON_FACTOR = 0.5
 # besides its devices' runs before scores this much more.
 SHED_SHARE = 0.8
 NO_LOAD_FACTOR = 0.5
+# A pulse closed early is held to an off step at the committed end only if this share
+# of the samples between, and all of the last HELD_TAIL_S, stand half the pulse above
+# the level of the samples after it.
+HELD_SHARE = 0.5
+HELD_TAIL_S = 600.0
+HELD_AFTER_SAMPLES = 5
 # Unasked for, a run of a device that cannot reverse, ended by a larger step, scores so.
 UNMATCHED_FACTOR = 0.5
 # What a larger off step leaves over, closed within this long (s), is an appliance's
@@ -77,7 +85,12 @@ def _ends_as_committed(window: Window, pulse: Pulse, end_s: float) -> Pulse:
 
     A pulse that closed early may have been closed by another device's off step of
     the same size; an off step of its size at the committed end (within the alignment
-    tolerance) is then the device's own.
+    tolerance) is then the device's own, if the level held in between: from the early
+    close to that step, at least half the samples, and every sample of the last
+    :data:`HELD_TAIL_S` before it, stand at least half the pulse above the level after
+    it (an oven's run inside a battery's discharge leaves it; two appliances' blips at
+    the window's ends, or a load cycling through it, do not: they validated a run that
+    never was).
     """
     if pulse.off is None or pulse.end_s >= end_s - window.align_s:
         return pulse
@@ -88,9 +101,24 @@ def _ends_as_committed(window: Window, pulse: Pulse, end_s: float) -> Pulse:
             abs(step.time_s - end_s) <= window.align_s
             and step.sign != pulse.sign
             and abs(step.delta_kw + pulse.delta_kw) <= allowed_kw
+            and _held_until(window, pulse, step.time_s)
         ):
             return Pulse(pulse.on, step, pulse.delta_kw, step.time_s, pulse.reversal)
     return pulse
+
+
+def _held_until(window: Window, pulse: Pulse, off_s: float) -> bool:
+    """Whether the pulse's level held from its early close to an off step at ``off_s``."""
+    signal = window.detection.signal
+    first, last = max(signal.index(pulse.end_s), 0), min(signal.index(off_s), len(signal.p_kw))
+    after = signal.p_kw[last : last + HELD_AFTER_SAMPLES]
+    stretch = signal.p_kw[first:last]
+    after, stretch = after[np.isfinite(after)], stretch[np.isfinite(stretch)]
+    if after.size == 0 or stretch.size == 0:
+        return False
+    above = (stretch - float(np.median(after))) * pulse.sign >= 0.5 * abs(pulse.delta_kw)
+    tail = max(math.ceil(HELD_TAIL_S / signal.resolution_s), 1)
+    return float(np.mean(above)) >= HELD_SHARE and bool(np.all(above[-tail:]))
 
 
 def _reverses_into_run(

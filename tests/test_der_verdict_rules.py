@@ -99,3 +99,30 @@ def test_a_battery_run_outside_the_window_is_still_wrong_interval() -> None:
     house = House(21).block(14.0, 15.5, 2.5)
     row = _verdict(house, "battery", "import", 11.0, 12.5, 2.5)
     assert row.verdict.value == "wrong_interval", row.detail
+
+
+def test_two_blips_at_the_window_ends_are_not_a_run() -> None:
+    # A 3-min 3 kW appliance at 20:00 and another at 20:57, nothing between: the first
+    # blip's on step and the second's off step were taken for a charge held all hour
+    # (validated, 3 kWh settled for 0.3 metered).
+    house = House(5).block(20.0, 20.05, 3.0).block(20.95, 21.0, 3.0)
+    row = _verdict(house, "battery", "import", 20.0, 21.0, 3.0)
+    assert row.verdict.value != "validated", row.detail
+    assert row.delivered_kwh < 1.0
+
+
+def test_a_load_cycling_through_the_window_is_not_a_run() -> None:
+    # 3 kW on for 3 min, off for 3, all day: nothing changes at the committed start.
+    house = House(6)
+    for minute in range(0, MINUTES, 6):
+        house.p[minute : minute + 3] += 3.0
+    row = _verdict(house, "battery", "import", 12.0, 13.0, 3.0)
+    assert row.verdict.value != "validated", row.detail
+
+
+def test_a_run_whose_early_close_was_another_devices_still_holds() -> None:
+    # The charge starts at 20:00 and ends at 21:00; a 3 kW load running since 18:00
+    # switches off at 20:20, a step the size of the charge's: the charge held all hour.
+    house = House(7).block(18.0, 20.0 + 20 / 60, 3.0).block(20.0, 21.0, 3.0)
+    row = _verdict(house, "battery", "import", 20.0, 21.0, 3.0)
+    assert row.verdict.value == "validated", row.detail
