@@ -121,7 +121,11 @@ def exact_micro_eur(eur: str | float) -> int:
         raise ValueError(f"'{eur}' is not a number") from None
     if not amount.is_finite():
         raise ValueError(f"'{eur}' is not finite")
-    micro = amount.scaleb(MICRO_EUR_DECIMALS)
+    with decimal.localcontext() as context:
+        # Exact for every digit written: the default 28 digits rounded
+        # 0.5000000000000000000000000000009 to 0.5 before the test below.
+        context.prec = max(context.prec, len(amount.as_tuple().digits) + MICRO_EUR_DECIMALS)
+        micro = amount.scaleb(MICRO_EUR_DECIMALS)
     if micro != micro.to_integral_value():
         raise ValueError(f"{eur} is finer than 1 micro-EUR (at most {MICRO_EUR_DECIMALS} decimals)")
     return int(micro)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,14 @@ from gridmatch.rounds.schedule import CarryOver
 from gridmatch.scenario_io.schema import RoundsSpec
 from gridmatch.settlement.meters import read_meter_csv
 from gridmatch.settlement.round_data import read_round
-from gridmatch.units import WH_FLOAT_SLACK, exact_wh, floor_wh, floor_wh_array, remaining_wh
+from gridmatch.units import (
+    WH_FLOAT_SLACK,
+    exact_micro_eur,
+    exact_wh,
+    floor_wh,
+    floor_wh_array,
+    remaining_wh,
+)
 
 KWH = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -132,3 +140,12 @@ def test_meter_readings_count_whole_wh_rounded_down(tmp_path: Path) -> None:
     meters.write_text("meter_id,slot,exported_kwh,imported_kwh\ncarol,0,1.5009,1.4991\n")
     (reading,) = read_meter_csv(meters)
     assert (reading.exported_wh, reading.imported_wh) == (1500, 1499)
+
+
+@pytest.mark.parametrize(
+    "text", ["0.5000000000000000000000000000009", "999999.9999999999999999999999999"]
+)
+def test_an_amount_finer_than_a_micro_eur_is_refused_however_many_digits(text: str) -> None:
+    # Under decimal's default 28 digits these were rounded to whole micro-EUR first.
+    with pytest.raises(ValueError, match="finer than 1 micro-EUR"):
+        exact_micro_eur(text)
