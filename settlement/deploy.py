@@ -326,6 +326,32 @@ def _commit(
     return added, dropped
 
 
+def _dropped(
+    trade: PlannedTrade,
+    buy: SignedOrder,
+    sell: SignedOrder,
+    short: Mapping[str, Any] | None,
+    withdrawn: Mapping[str, Any] | None,
+) -> DroppedTrade:
+    """Record a trade the contract dropped (``short``) or withdrew (``withdrawn``)."""
+    reason: Literal["escrow", "order_cancelled", "hour_certified"] = "escrow"
+    participant_id = buy.participant_id
+    if withdrawn is not None:
+        reason = _WITHDRAW_REASONS[int(withdrawn["reason"])]
+        if str(withdrawn["participant"]).lower() != str(buy.participant).lower():
+            participant_id = sell.participant_id
+    return DroppedTrade(
+        slot=trade.slot,
+        buy_order_id=buy.order_id,
+        sell_order_id=sell.order_id,
+        buyer_id=buy.participant_id,
+        required_micro_eur=int(short["required"]) if short is not None else 0,
+        available_micro_eur=int(short["available"]) if short is not None else 0,
+        reason=reason,
+        participant_id=participant_id,
+    )
+
+
 def _trade_input(trade: PlannedTrade, orders: Mapping[str, SignedOrder]) -> tuple[object, ...]:
     buy, sell = orders[trade.buy.order_id], orders[trade.sell.order_id]
     return (
@@ -382,32 +408,9 @@ def _record_chunk(
                     fee_micro_eur_per_kwh=trade.fee_micro_eur_per_kwh,
                 )
             )
-        elif trade_id in refused:
-            event = refused[trade_id]
+        elif trade_id in refused or trade_id in withdrawn:
             dropped.append(
-                DroppedTrade(
-                    slot=trade.slot,
-                    buy_order_id=buy.order_id,
-                    sell_order_id=sell.order_id,
-                    buyer_id=buy.participant_id,
-                    required_micro_eur=int(event["required"]),
-                    available_micro_eur=int(event["available"]),
-                )
-            )
-        elif trade_id in withdrawn:
-            event = withdrawn[trade_id]
-            by_buyer = str(event["participant"]).lower() == str(buy.participant).lower()
-            dropped.append(
-                DroppedTrade(
-                    slot=trade.slot,
-                    buy_order_id=buy.order_id,
-                    sell_order_id=sell.order_id,
-                    buyer_id=buy.participant_id,
-                    required_micro_eur=0,
-                    available_micro_eur=0,
-                    reason=_WITHDRAW_REASONS[int(event["reason"])],
-                    participant_id=buy.participant_id if by_buyer else sell.participant_id,
-                )
+                _dropped(trade, buy, sell, refused.get(trade_id), withdrawn.get(trade_id))
             )
         else:
             raise ChainError(f"trade {trade.key} neither added nor dropped by the contract")
