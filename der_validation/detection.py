@@ -54,6 +54,10 @@ REVERSAL_LOOKBACK_S = 6 * 3600
 # A step closes a pulse opened at most this long before it (an EV session's off step
 # last night is not closed by tonight's on step).
 MAX_PAIR_S = 12 * 3600
+# A pulse no step closes ends where its level fell back for this long (s), and at
+# least this many samples (Detection._held_end_s): not at the end of the signal.
+OPEN_BREAK_S = 900
+OPEN_BREAK_SAMPLES = 3
 # A pulse closed this long after it opened yields its closing step to a pulse that
 # step opens and a step of its size closes sooner (see Detection._closed_sooner).
 NEARER_PAIR_S = 3 * 3600
@@ -178,7 +182,8 @@ class Pulse:
         The pulse's change of power: its opening step's, or for a reversal what is left
         of that step after undoing the pulse it ended.
     end_s
-        When the pulse closed (the end of the signal when it did not).
+        When the pulse closed; if no step did, when its level fell back (or the end
+        of the signal).
     reversal
         The pulse began at a step that also ended a pulse of the other sign.
     """
@@ -343,9 +348,32 @@ class Detection:
         reversal = index in remainders
         delta, closing = self._opened(index, remainders)
         if closing is None:
-            return Pulse(on, None, delta, self.signal.time(len(self.signal.p_kw)), reversal)
+            return Pulse(on, None, delta, self._held_end_s(on, delta), reversal)
         off = self.steps[closing[0]]
         return Pulse(on, off, delta, off.time_s, reversal)
+
+    def _held_end_s(self, on: Step, delta: float) -> float:
+        """Return when a pulse no step closed stopped holding its level.
+
+        A run whose off step lies beyond :data:`MAX_PAIR_S` (or was lost) is open; it
+        lasted only while the power stood nearer the level it reached than the level
+        it left (finite samples; a gap is no evidence either way). It ended at the
+        first :data:`OPEN_BREAK_S` (at least :data:`OPEN_BREAK_SAMPLES` samples) of
+        samples that all fell back, else at the end of the signal.
+        """
+        signal = self.signal
+        first = max(signal.index(on.time_s), 0)
+        values = signal.p_kw[first:]
+        with np.errstate(invalid="ignore"):
+            fell = (values - on.level_after_kw) * np.sign(delta) < -0.5 * abs(delta)
+        need = max(math.ceil(OPEN_BREAK_S / signal.resolution_s), OPEN_BREAK_SAMPLES)
+        if fell.size < need:
+            return signal.time(len(signal.p_kw))
+        counts = np.convolve(fell.astype(np.int64), np.ones(need, dtype=np.int64), "valid")
+        broken = np.flatnonzero(counts == need)
+        if broken.size == 0:
+            return signal.time(len(signal.p_kw))
+        return signal.time(first + int(broken[0]))
 
     def _closing(self, index: int, delta: float) -> tuple[int, bool] | None:
         """Find the step closing a pulse of ``delta`` opened at ``index``; and if it reverses.

@@ -28,8 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gridmatch.der_validation.chains import judge_chains
+from gridmatch.der_validation.claims import share_runs
 from gridmatch.der_validation.verdicts import DayFits, Judgement, judge
-from gridmatch.errors import InputError
+from gridmatch.errors import InputError, UsageError
 from gridmatch.prepaid.run import files_fingerprint
 from gridmatch.results_io.atomic import recover
 from gridmatch.results_io.der_validation import (
@@ -44,6 +46,7 @@ from gridmatch.results_io.der_validation import (
 from gridmatch.results_io.manifest import file_sha256, package_versions
 from gridmatch.results_io.tables import to_csv
 from gridmatch.scenario_io.der_input import (
+    COMMITMENTS_FILE,
     Commitment,
     DerInputs,
     MeterSeries,
@@ -118,7 +121,13 @@ def _judge_commitments(
             days[c.meter_id] = DayFits(series, site, library)
         fits = days.get(c.meter_id)
         judgements.append(judge(c, series, library, site, others, fits))
-    return judgements
+
+    def judge_span(span: Commitment) -> Judgement:
+        site = sites.get(span.meter_id, default_site)
+        return judge(span, meters.get(span.meter_id), library, site, (), days.get(span.meter_id))
+
+    partial = library.spec.validation.partial_fraction
+    return share_runs(judge_chains(commitments, judgements, judge_span, partial), partial)
 
 
 def _claimed_near(
@@ -459,6 +468,8 @@ def run_validation(
     """
     recover(out_dir)  # a killed earlier run's staging folder, before anything can fail
     inputs = load(directory)
+    if slot_start is not None:
+        _check_slot_start(inputs, slot_start)
     began = time.perf_counter()
     meter_summaries = None
     if inputs.meter_files:
@@ -485,6 +496,18 @@ def run_validation(
     )
     write_der_result(out_dir, files)
     return ValidationRun(out_dir, summary, judgements)
+
+
+def _check_slot_start(inputs: DerInputs, slot_start: datetime) -> None:
+    """Refuse a slot 0 after a commitment's start: its energy before would be lost."""
+    early = min(inputs.commitments, key=lambda c: c.start_s, default=None)
+    if early is not None and early.start_s < slot_start.timestamp():
+        raise UsageError(
+            f"--slot-start {slot_start.isoformat()} is after the start of commitment "
+            f"'{early.commitment_id}' ({inputs.directory / COMMITMENTS_FILE} row {early.row}, "
+            f"start {early.start.isoformat()}): its deliveries would fall before slot 0; "
+            f"give --slot-start {early.start.isoformat()} or earlier"
+        )
 
 
 def manifest(

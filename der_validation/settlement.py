@@ -66,7 +66,9 @@ def validated_deliveries(
         target = imported if sign > 0 else exported
         first = math.floor((start_s - origin_s) / slot_s)
         last = math.ceil((end_s - origin_s) / slot_s)
-        for slot in range(max(first, 0), last):
+        if first < 0:
+            raise ValueError(f"commitment {row.commitment_id} starts before slot 0")
+        for slot in range(first, last):
             slot_begin = origin_s + slot * slot_s
             overlap = min(end_s, slot_begin + slot_s) - max(start_s, slot_begin)
             if overlap <= 0:

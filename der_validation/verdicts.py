@@ -486,7 +486,11 @@ def _coverage(series: MeterSeries, start_s: int, end_s: int) -> float:
 
 
 def _baseline(series: MeterSeries, start_s: int, end_s: int, baseline_s: int) -> tuple[float, str]:
-    before = slice_signal(series, start_s - baseline_s, start_s).p_kw
+    # Only samples that end by the start: one that straddles it (a window off the
+    # meter's grid) holds part of the delivery.
+    resolution = series.resolution_s
+    before_s = series.start_s + math.floor((start_s - series.start_s) / resolution) * resolution
+    before = slice_signal(series, before_s - baseline_s, before_s).p_kw
     if before.size and np.count_nonzero(~np.isnan(before)) >= MIN_BASELINE_SHARE * before.size:
         return float(np.nanmean(before)), f"mean of the {baseline_s // 60} min before"
     earlier = slice_signal(series, start_s - DAY_S, end_s - DAY_S).p_kw

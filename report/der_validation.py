@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from gridmatch.report import markup as html
 from gridmatch.report.png import new_figure, png_data_uri
@@ -212,6 +213,10 @@ def _energy_chart(rows: list[VerdictRow]) -> Figure:
     return figure
 
 
+_FIRST_DAY = float(mdates.date2num(datetime(1, 1, 1, 0, 0, 1)))
+_LAST_DAY = float(mdates.date2num(datetime(9999, 12, 31, 23, 59, 59)))
+
+
 def _local(text: str) -> datetime:
     """Return the clock time as written (in the commitment's own offset), for the axis."""
     return datetime.fromisoformat(text).replace(tzinfo=None)
@@ -236,7 +241,18 @@ def _window_chart(row: VerdictRow, events: list[EventRow]) -> Figure:
     for text in (row.event_start, row.event_end):
         if text:
             axes.axvline(mdates.date2num(_local(text)), color="k", linestyle="--")
+    # Matplotlib's dates end at years 1 and 9999: a window at either end keeps its
+    # axis (and the autoscale's margins) inside them.
+    low, high = axes.get_xlim()
+    axes.set_xlim(max(low, _FIRST_DAY), min(high, _LAST_DAY))
     axes.set_ylabel("kW")
     axes.grid(alpha=0.3)
-    axes.xaxis.set_major_formatter(mdates.DateFormatter("%d %H:%M"))
+    axes.xaxis.set_major_formatter(FuncFormatter(_clock))
     return figure
+
+
+def _clock(day: float, _position: int | None = None) -> str:
+    """Label a tick ``day hh:mm``; none for a tick the locator put past year 9999."""
+    if not _FIRST_DAY <= day <= _LAST_DAY:
+        return ""
+    return str(mdates.num2date(day).strftime("%d %H:%M"))

@@ -590,6 +590,39 @@ def test_validated_deliveries_are_a_meter_csv_settlement_reads(tmp_path: Path) -
     assert "M1,36,0.000,3.700" in text  # 18:00-18:30 in half-hour slots
 
 
+def test_a_slot_start_after_a_commitment_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    # Its deliveries before slot 0 would be dropped without a word: refuse, name it.
+    out = tmp_path / "out"
+    late = (DAY + timedelta(days=5)).isoformat()
+    code, output = _cli(str(EXAMPLE), "-o", str(out), "--slot-start", late)
+    assert code == 2, output
+    assert "--slot-start" in output and "commitments.csv row" in output
+    assert "Traceback" not in output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "first_day", [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC)]
+)
+def test_a_report_at_the_ends_of_the_calendar_draws(tmp_path: Path, first_day: datetime) -> None:
+    # A window at year 1 or 9999: the chart's axis keeps inside the dates it can draw.
+    folder = tmp_path / "case"
+    folder.mkdir()
+    rows = ["meter_id,timestamp,p_kw"]
+    for k in range(2 * 24 * 60 - 1):
+        p_kw = 3.5 if 2 * 24 * 60 - 150 <= k < 2 * 24 * 60 - 30 else 0.5
+        rows.append(f"M1,{(first_day + timedelta(minutes=k)).isoformat()},{p_kw}")
+    (folder / "meter_data.csv").write_text("\n".join(rows) + "\n")
+    start = first_day + timedelta(minutes=2 * 24 * 60 - 150)
+    end = first_day + timedelta(days=2, seconds=-1)
+    (folder / "commitments.csv").write_text(
+        "commitment_id,meter_id,device_type,operation,start,end,kw\n"
+        f"C1,M1,battery,import,{start.isoformat()},{end.isoformat()},3\n"
+    )
+    code, output = _cli(str(folder), "-o", str(tmp_path / "out"), "--report")
+    assert code == 0, output
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
 def test_the_bundled_example_is_what_its_generator_writes(tmp_path: Path) -> None:
     write_example(tmp_path)
     names = sorted(str(p.relative_to(EXAMPLE)) for p in EXAMPLE.rglob("*") if p.is_file())

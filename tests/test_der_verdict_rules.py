@@ -126,3 +126,26 @@ def test_a_run_whose_early_close_was_another_devices_still_holds() -> None:
     house = House(7).block(18.0, 20.0 + 20 / 60, 3.0).block(20.0, 21.0, 3.0)
     row = _verdict(house, "battery", "import", 20.0, 21.0, 3.0)
     assert row.verdict.value == "validated", row.detail
+
+
+def test_the_baseline_of_a_window_off_the_meters_grid_leaves_out_the_straddling_sample() -> None:
+    # 3 kW from 10:07 on 15-minute data: the 10:00-10:15 sample holds 8 minutes of it,
+    # so it is not the level before the window.
+    house = House(5).block(10 + 7 / 60, 12 + 7 / 60, 3.0)
+    p_kw, q_kvar = house.p.reshape(-1, 15).mean(axis=1), house.q.reshape(-1, 15).mean(axis=1)
+    series = MeterSeries("M1", int(DAY.timestamp()), 900, p_kw, q_kvar, len(p_kw), 0, 0)
+    commitment = Commitment(
+        row=1,
+        commitment_id="C1",
+        meter_id="M1",
+        participant_id="",
+        device_type="battery",
+        operation="import",
+        start=DAY + timedelta(minutes=607),
+        end=DAY + timedelta(minutes=727),
+        kw=3.0,
+        tolerance=None,
+    )
+    row = judge(commitment, series, load_event_models(DEFAULT_MODELS, None), SITE).row
+    assert abs(row.baseline_kw - 0.5) < 0.05
+    assert abs(row.baseline_delivered_kwh - 6.0) < 0.2
