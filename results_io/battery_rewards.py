@@ -146,6 +146,16 @@ class PeriodRelease(_Record):
     note: str = ""
 
 
+class ClaimRecord(_Record):
+    """One participant's credit paid out by ``BatteryRewards.claim`` (pull payments)."""
+
+    participant: str
+    address: str
+    claimed_micro_eur: int
+    tx_hash: str
+    gas_used: int
+
+
 class ReclaimRecord(_Record):
     """The sponsor's reclaim after expiry."""
 
@@ -170,8 +180,12 @@ class ChainRecord(_Record):
     reused_settlement
         The result folder of ``gridmatch settle`` whose registry and payment token were
         used, or None when the run deployed its own.
+    credited_micro_eur
+        What the releases credited to each participant (``owedOf``, read from the chain
+        before the claims): a release moves no tokens.
     balances_micro_eur
-        What each participant's token balance gained, read from the chain.
+        What each participant's token balance gained, read from the chain, after
+        ``claims`` paid each one its credit.
     """
 
     rpc_url: str | None
@@ -191,6 +205,8 @@ class ChainRecord(_Record):
     held_micro_eur: int
     balances_micro_eur: dict[str, int]
     releases: list[PeriodRelease]
+    credited_micro_eur: dict[str, int] = {}
+    claims: list[ClaimRecord] = []
     transactions: int
     gas_used: int
     matches_evaluation: bool

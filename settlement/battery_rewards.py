@@ -14,9 +14,12 @@ its ``settlement/deployment.json``, on the node it used (its embedded anvil, or
 ``rpc_url``), and the settlement's keystore: its operator sponsors, its registered
 validators sign. Every validator signs each summarised, covered period and the operator
 submits the releases; periods the telemetry does not cover well enough are not
-submitted (the contract would refuse them). It then reads what each participant's
-token balance gained and refuses (:class:`BatteryRewardsMismatchError`) unless each
-equals the Python evaluation to the last micro-EUR. The chain's clock is moved to the
+submitted (the contract would refuse them). A release credits the participants
+(pull payments: no token moves); the operator then reads each participant's credit
+(``owedOf``), claims it for the participant (``claim``: the tokens go to the participant
+only) and reads what each participant's token balance gained, and refuses
+(:class:`BatteryRewardsMismatchError`) unless both the credits and the gains equal the
+Python evaluation to the last micro-EUR. The chain's clock is moved to the
 end of the last period first where the node allows it (the example's periods may lie
 ahead). :func:`reclaim_on_chain` is the sponsor's reclaim after expiry, from the
 output folder's ``chain.json``.
@@ -43,6 +46,7 @@ from gridmatch.errors import ChainError, UsageError
 from gridmatch.results_io.battery_rewards import (
     CHAIN_FILE,
     ChainRecord,
+    ClaimRecord,
     PeriodRelease,
     ReclaimRecord,
     read_chain_record,
@@ -53,7 +57,7 @@ from gridmatch.settlement.abi_calls import ContractAbi, call_view
 from gridmatch.settlement.artifacts import build
 from gridmatch.settlement.chain import connect, contract_at, fund_gas
 from gridmatch.settlement.deploy import deploy_contract
-from gridmatch.settlement.eip712 import address_word, keccak256, sign, uint_word
+from gridmatch.settlement.eip712 import address_word, bytes32_word, keccak256, sign, uint_word
 from gridmatch.settlement.keys import OPERATOR, Keystore, validator_name
 from gridmatch.settlement.receipts import Receipt
 from gridmatch.settlement.record import read_record, record_path
@@ -61,8 +65,11 @@ from gridmatch.settlement.transactions import Sender
 
 DOMAIN_NAME = "gridmatch BatteryRewards"
 DOMAIN_VERSION = "1"
+# The summary is bound to its agreement, battery and schedule (and, by the domain, to
+# the chain and the contract): a quorum's word on one battery's period is not one on another's.
 SUMMARY_TYPE = (
-    "BatterySummary(uint256 agreementId,uint32 period,uint16 socMinBps,uint16 socMaxBps,"
+    "BatterySummary(uint256 agreementId,bytes32 batteryId,uint64 periodStart,uint32 periodSeconds,"
+    "uint32 period,uint16 socMinBps,uint16 socMaxBps,"
     "uint16 maxDodBps,uint32 maxCRateMilli,int32 tempMinDeciC,int32 tempMaxDeciC,"
     "uint32 cyclesPerDayMilli,uint16 sohBps,uint16 coverageBps,uint32 maxGapSeconds,uint32 epoch)"
 )
@@ -119,9 +126,28 @@ def _word(value: int, bits: int) -> bytes:
     return uint_word(value, bits)
 
 
-def summary_digest(
-    chain_id: int, contract: str, agreement_id: int, period: int, summary: Summary, epoch: int
-) -> bytes:
+@dataclass(frozen=True)
+class SummaryScope:
+    """What a signed summary is bound to besides its period.
+
+    The chain and the contract (the EIP-712 domain), the agreement, its battery and its
+    schedule (the ``BatterySummary`` struct).
+    """
+
+    chain_id: int
+    contract: str
+    agreement_id: int
+    battery_id: bytes  # bytes32: keccak256 of the agreement's battery id
+    period_start_s: int
+    period_seconds: int
+
+
+def battery_word(battery_id: str) -> bytes:
+    """Return the agreement's ``batteryId`` on chain: keccak256 of the id's UTF-8 text."""
+    return bytes(keccak(text=battery_id))
+
+
+def summary_digest(scope: SummaryScope, period: int, summary: Summary, epoch: int) -> bytes:
     """Return the EIP-712 digest a validator registered under ``epoch`` signs for ``summary``.
 
     Computed here from the type string, apart from the contract's ``summaryHash``.
@@ -130,13 +156,16 @@ def summary_digest(
         keccak256(_DOMAIN_TYPE.encode())
         + keccak256(DOMAIN_NAME.encode())
         + keccak256(DOMAIN_VERSION.encode())
-        + uint_word(chain_id, 256)
-        + address_word(contract)
+        + uint_word(scope.chain_id, 256)
+        + address_word(scope.contract)
     )
     fields = b"".join(_word(v, b) for v, b in zip(summary.as_tuple(), _SUMMARY_BITS, strict=True))
     struct_hash = keccak256(
         _SUMMARY_TYPEHASH
-        + uint_word(agreement_id, 256)
+        + uint_word(scope.agreement_id, 256)
+        + bytes32_word(scope.battery_id)
+        + uint_word(scope.period_start_s, 64)
+        + uint_word(scope.period_seconds, 32)
         + uint_word(period, 32)
         + fields
         + uint_word(epoch, 32)
@@ -155,6 +184,21 @@ class Deployment:
     participants: dict[str, str]  # participant id -> address
     chain_id: int
     create_tx_hash: str = ""
+    battery_id: bytes = bytes(32)  # the agreement's batteryId (bytes32)
+    period_start_s: int = 0
+    period_seconds: int = 0
+
+    @property
+    def scope(self) -> SummaryScope:
+        """What this agreement's signed summaries are bound to."""
+        return SummaryScope(
+            self.chain_id,
+            self.rewards.address,
+            self.agreement_id,
+            self.battery_id,
+            self.period_start_s,
+            self.period_seconds,
+        )
 
 
 def deploy_agreement(
@@ -197,7 +241,7 @@ def deploy_agreement(
         sender.transact(payment, "mint", admin, funded - int(held))
     sender.transact(payment, "approve", rewards.address, funded)
     terms = (
-        keccak(text=agreement.battery_id),
+        battery_word(agreement.battery_id),
         agreement.period_start_s,
         agreement.period_seconds,
         agreement.periods,
@@ -217,6 +261,9 @@ def deploy_agreement(
         participants,
         sender.w3.eth.chain_id,
         tx_hash,
+        battery_word(agreement.battery_id),
+        agreement.period_start_s,
+        agreement.period_seconds,
     )
 
 
@@ -227,14 +274,7 @@ def signatures(
     out = []
     for key in keys:
         (epoch,) = call_view(w3, deployment.registry, "epochOf", key.address)
-        digest = summary_digest(
-            deployment.chain_id,
-            deployment.rewards.address,
-            deployment.agreement_id,
-            period,
-            summary,
-            int(epoch),
-        )
+        digest = summary_digest(deployment.scope, period, summary, int(epoch))
         out.append((key.address, int(epoch), sign(key, digest)))
     return out
 
@@ -310,6 +350,38 @@ def _require_code(w3: Web3, contracts: dict[str, ContractAbi], where: str) -> No
 
 def _token_balances(w3: Web3, payment: ContractAbi, accounts: dict[str, str]) -> dict[str, int]:
     return {p: int(call_view(w3, payment, "balanceOf", a)[0]) for p, a in accounts.items()}
+
+
+def credits(w3: Web3, deployment: Deployment) -> dict[str, int]:
+    """Return what each participant is owed by the rewards contract (not withdrawn yet)."""
+    return {
+        p: int(call_view(w3, deployment.rewards, "owedOf", a)[0])
+        for p, a in deployment.participants.items()
+    }
+
+
+def claim_credits(sender: Sender, deployment: Deployment) -> list[ClaimRecord]:
+    """Claim every participant's credit for it; skip participants owed nothing.
+
+    ``BatteryRewards.claim``: anyone may send it, the tokens go to the participant only.
+    """
+    claims = []
+    for participant, owed in credits(sender.w3, deployment).items():
+        if owed == 0:
+            continue
+        address = deployment.participants[participant]
+        receipt, tx_hash = _send(sender, deployment.rewards, "claim", address)
+        (withdrawn,) = deployment.rewards.events(receipt, "Withdrawn")
+        claims.append(
+            ClaimRecord(
+                participant=participant,
+                address=address,
+                claimed_micro_eur=int(withdrawn["amount"]),
+                tx_hash=tx_hash,
+                gas_used=receipt.gas_used,
+            )
+        )
+    return claims
 
 
 def _not_submitted(period: PeriodSummary) -> PeriodRelease:
@@ -403,6 +475,10 @@ def release_on_chain(
                 continue
             signed = signatures(w3, deployment, keys, period.period, summary)
             releases.append(_release(sender, deployment, period.period, summary, signed)[0])
+        # Pull payments: the releases credited the participants; claim for each.
+        credited = credits(w3, deployment)
+        claims = claim_credits(sender, deployment)
+        left = credits(w3, deployment)
         after = _token_balances(w3, deployment.payment, deployment.participants)
         funded, total, held, _ = call_view(
             w3, deployment.rewards, "balancesOf", deployment.agreement_id
@@ -414,6 +490,12 @@ def release_on_chain(
             f"released per period on chain {released} != evaluated "
             f"{list(evaluation.released_micro_eur)}"
         )
+    if credited != evaluation.payouts_micro_eur:
+        raise BatteryRewardsMismatchError(
+            f"participants credited on chain {credited} != evaluated {evaluation.payouts_micro_eur}"
+        )
+    if any(left.values()):
+        raise BatteryRewardsMismatchError(f"credits left unclaimed on chain: {left}")
     if gains != evaluation.payouts_micro_eur:
         raise BatteryRewardsMismatchError(
             f"participants' balances on chain gained {gains} != evaluated "
@@ -437,6 +519,8 @@ def release_on_chain(
         held_micro_eur=int(held),
         balances_micro_eur=gains,
         releases=releases,
+        credited_micro_eur=credited,
+        claims=claims,
         transactions=sender.sent,
         gas_used=sender.gas_used,
         matches_evaluation=True,

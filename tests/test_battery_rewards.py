@@ -259,6 +259,10 @@ def test_release_on_anvil_equals_python_to_the_unit(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["on_chain"] is True
     record = json.loads((out / "chain.json").read_text())
     assert record["balances_micro_eur"] == evaluation.payouts_micro_eur
+    assert record["credited_micro_eur"] == evaluation.payouts_micro_eur
+    assert {c["participant"]: c["claimed_micro_eur"] for c in record["claims"]} == {
+        p: v for p, v in evaluation.payouts_micro_eur.items() if v
+    }
     assert record["released_micro_eur"] == evaluation.total_released_micro_eur == 7_499_999
     assert record["held_micro_eur"] == evaluation.funded_micro_eur - 7_499_999
     assert record["matches_evaluation"] is True
@@ -277,14 +281,16 @@ def test_forged_and_replayed_reports_refused_on_anvil(tmp_path: Path) -> None:
         assert period.summary is not None
         # The digest computed in Python is the contract's own.
         on_chain = chain.summary_hash_on_chain(w3, deployment, 1, period.summary, 1)
-        assert on_chain == chain.summary_digest(
-            deployment.chain_id,
-            deployment.rewards.address,
-            deployment.agreement_id,
-            1,
-            period.summary,
-            1,
-        )
+        assert on_chain == chain.summary_digest(deployment.scope, 1, period.summary, 1)
+        # The digest binds the battery and the schedule: another battery's or another
+        # start's summary is another message (a reorg giving the id to another agreement).
+        for other in (
+            replace(deployment.scope, battery_id=chain.battery_word("bess-2")),
+            replace(deployment.scope, period_start_s=deployment.scope.period_start_s + 86_400),
+            replace(deployment.scope, period_seconds=deployment.scope.period_seconds - 1),
+            replace(deployment.scope, agreement_id=deployment.agreement_id + 1),
+        ):
+            assert chain.summary_digest(other, 1, period.summary, 1) != on_chain
         # Forged: a better summary (all conditions met) signed by a key that is no validator.
         better = replace(period.summary, max_c_rate_milli=0, temp_max_deci_c=200)
         mallory = DerivedKey.of(b"\x07" * 32)
@@ -304,8 +310,22 @@ def test_forged_and_replayed_reports_refused_on_anvil(tmp_path: Path) -> None:
             chain.release_period(sender, deployment, 1, period.summary, signed)
         with pytest.raises(ChainError, match="BatteryRewardsInvalidSignature"):
             chain.release_period(sender, deployment, 0, period.summary, signed)
+        # Pull payments: the release credited the participants and moved no token.
+        credited = chain.credits(w3, deployment)
+        untouched = {
+            p: int(call_view(w3, deployment.payment, "balanceOf", a)[0])
+            for p, a in deployment.participants.items()
+        }
+        claims = chain.claim_credits(sender, deployment)
         balances = {
             p: int(call_view(w3, deployment.payment, "balanceOf", a)[0])
             for p, a in deployment.participants.items()
         }
-    assert balances == split(evaluation.agreement, evaluation.released_micro_eur[1])
+        left = chain.credits(w3, deployment)
+    expected = split(evaluation.agreement, evaluation.released_micro_eur[1])
+    assert credited == expected
+    assert set(untouched.values()) == {0}
+    assert {c.participant: c.claimed_micro_eur for c in claims} == {
+        p: v for p, v in expected.items() if v
+    }
+    assert balances == expected and set(left.values()) == {0}

@@ -176,11 +176,12 @@ def test_quorum_summary_below_coverage_releases_nothing_on_anvil(tmp_path: Path)
             int(call_view(w3, deployment.payment, "balanceOf", a)[0])
             for a in deployment.participants.values()
         ]
+        credited = list(chain.credits(w3, deployment).values())
         (mask,) = call_view(w3, deployment.rewards, "periodMask", deployment.agreement_id, 0)
         # The period stayed open: the honest summary still releases it, exactly.
         signed = chain.signatures(w3, deployment, keys, 0, honest)
         paid = chain.release_period(sender, deployment, 0, honest, signed)
-    assert balances == [0, 0, 0] and mask == 0
+    assert balances == [0, 0, 0] == credited and mask == 0
     assert paid == evaluation.released_micro_eur[0]
 
 

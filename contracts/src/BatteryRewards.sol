@@ -11,13 +11,17 @@ import {ValidatorRegistry} from "./ValidatorRegistry.sol";
 /// @title BatteryRewards
 /// @notice Battery reward agreements: a sponsor funds an agreement for one battery in the
 ///         payment token; per period and condition met, a fixed amount is released to the
-///         participants by their shares; the sponsor reclaims what is left after expiry.
+///         participants by their shares, credited to each one's owed balance, which they
+///         withdraw (pull payments); the sponsor reclaims what is left after expiry.
 /// @dev The conditions are evaluated here, on chain, against a period's telemetry summary
 ///      that strictly more than two thirds of the settlement's current validators
 ///      (`ValidatorRegistry.quorum()`) signed under their current epoch (EIP-712). A
 ///      period is attested once: its first quorum summary is final, so each (period,
-///      condition) pays at most once. Nothing off chain is trusted: Python computes the
-///      same verdicts only to report them.
+///      condition) pays at most once. A release moves no tokens: it credits the
+///      participants, so no participant the token refuses (blacklisted, or a receiver
+///      that reverts) can block another's release; each withdraws its own credit
+///      ({withdraw}, {claim}). Nothing off chain is trusted: Python computes the same
+///      verdicts only to report them.
 contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -39,8 +43,13 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     /// @notice At most this many periods per agreement.
     uint32 public constant MAX_PERIODS = 3660;
 
+    /// @notice A summary is bound to its agreement, battery and schedule (and by the
+    ///         domain to the chain and this contract): a quorum's word on one battery's
+    ///         period is not one on another's, even under an agreement id that a reorg
+    ///         gave to another agreement.
     bytes32 public constant SUMMARY_TYPEHASH = keccak256(
-        "BatterySummary(uint256 agreementId,uint32 period,uint16 socMinBps,uint16 socMaxBps,uint16 maxDodBps,"
+        "BatterySummary(uint256 agreementId,bytes32 batteryId,uint64 periodStart,uint32 periodSeconds,"
+        "uint32 period,uint16 socMinBps,uint16 socMaxBps,uint16 maxDodBps,"
         "uint32 maxCRateMilli,int32 tempMinDeciC,int32 tempMaxDeciC,uint32 cyclesPerDayMilli,uint16 sohBps,"
         "uint16 coverageBps,uint32 maxGapSeconds,uint32 epoch)"
     );
@@ -130,6 +139,8 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     mapping(uint256 id => Agreement) private _agreements;
     /// @dev Bit c: condition c released; bit 7: the period is attested.
     mapping(uint256 id => mapping(uint32 period => uint8 mask)) private _periodMask;
+    /// @dev Released to an account and not withdrawn yet, over all agreements.
+    mapping(address account => uint256 amount) private _owed;
 
     error BatteryRewardsBadTerms(string reason);
     error BatteryRewardsUnknownAgreement(uint256 id);
@@ -144,11 +155,16 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     error BatteryRewardsReclaimed(uint256 id);
     error BatteryRewardsInsufficientCoverage(uint256 id, uint32 period, uint16 coverageBps, uint32 maxGapSeconds);
     error BatteryRewardsInconsistentSummary(string reason);
+    error BatteryRewardsFundingMismatch(uint256 expected, uint256 received);
+    error BatteryRewardsNothingOwed(address account);
+    error BatteryRewardsBadRecipient(address to);
 
     event AgreementCreated(uint256 indexed id, address indexed sponsor, bytes32 indexed batteryId, uint256 funded);
     event PeriodAttested(uint256 indexed id, uint32 indexed period, uint8 metMask, uint256 released);
     event ConditionReleased(uint256 indexed id, uint32 indexed period, uint8 indexed condition, uint256 amount);
     event Reclaimed(uint256 indexed id, address indexed sponsor, uint256 amount);
+    event Credited(uint256 indexed id, address indexed participant, uint256 amount);
+    event Withdrawn(address indexed account, address indexed to, uint256 amount);
 
     /// @param token_ The payment token agreements are funded in.
     /// @param registry The settlement's validator registry.
@@ -164,6 +180,9 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
 
     /// @notice Create and fund an agreement: pulls periods x sum(amounts) from the caller,
     ///         who becomes its sponsor.
+    /// @dev Reverts `BatteryRewardsFundingMismatch` unless exactly that arrived (a
+    ///      fee-on-transfer or otherwise short token would leave releases the contract
+    ///      cannot pay but from other agreements' funds).
     /// @return id The new agreement's id.
     function create(Terms calldata terms) external nonReentrant returns (uint256 id) {
         _checkTerms(terms);
@@ -189,12 +208,17 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         a.sharesBps = terms.sharesBps;
         a.funded = funded;
         emit AgreementCreated(id, msg.sender, terms.batteryId, funded);
+        uint256 before = token.balanceOf(address(this));
         token.safeTransferFrom(msg.sender, address(this), funded);
+        uint256 afterwards = token.balanceOf(address(this));
+        uint256 received = afterwards > before ? afterwards - before : 0;
+        if (received != funded) revert BatteryRewardsFundingMismatch(funded, received);
     }
 
     /// @notice Release a period's rewards with its validators' signed summary (anyone may
     ///         submit it): each agreed condition the summary meets pays its amount, split by
-    ///         the shares (the last participant gets the rounding remainder).
+    ///         the shares (the last participant gets the rounding remainder) and credited
+    ///         to the participants' owed balances; no tokens move.
     /// @dev Reverts on an unknown agreement or period, a period not over yet, after expiry,
     ///      on a period already attested, an invalid or duplicate signature, no quorum, or a
     ///      summary whose telemetry covers the period less than the agreement asks, or one
@@ -234,7 +258,21 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         for (uint8 c; c < CONDITIONS; ++c) {
             if (mask & (1 << c) != 0) emit ConditionReleased(id, period, c, a.amounts[c]);
         }
-        if (amount != 0) _pay(a, amount);
+        if (amount != 0) _credit(id, a, amount);
+    }
+
+    /// @notice Withdraw everything released to the caller (over all its agreements) to
+    ///         `to`: a participant whose own address the token refuses sends it elsewhere.
+    /// @return amount What was withdrawn.
+    function withdraw(address to) external nonReentrant returns (uint256 amount) {
+        return _withdraw(msg.sender, to);
+    }
+
+    /// @notice Send `account` everything released to it (anyone may call; the tokens go
+    ///         to `account` only).
+    /// @return amount What was sent.
+    function claim(address account) external nonReentrant returns (uint256 amount) {
+        return _withdraw(account, account);
     }
 
     /// @notice After expiry, the sponsor takes back what was not released.
@@ -251,13 +289,20 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- views
 
-    /// @notice The EIP-712 digest a validator registered under `epoch` signs for a summary.
+    /// @notice The EIP-712 digest a validator registered under `epoch` signs for a summary
+    ///         of agreement `id`'s `period` (with the agreement's battery and schedule;
+    ///         zeros for an id not created yet, which {release} refuses anyway).
     function summaryHash(uint256 id, uint32 period, Summary calldata summary, uint32 epoch)
         public
         view
         returns (bytes32)
     {
-        return _hashTypedDataV4(keccak256(abi.encode(SUMMARY_TYPEHASH, id, period, summary, epoch)));
+        Agreement storage a = _agreements[id];
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(SUMMARY_TYPEHASH, id, a.batteryId, a.periodStart, a.periodSeconds, period, summary, epoch)
+            )
+        );
     }
 
     /// @notice Reverts `BatteryRewardsInconsistentSummary` if no series of samples has
@@ -308,7 +353,13 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         return _periodMask[id][period];
     }
 
-    /// @notice Money of an agreement: funded, released, still held, reclaimed.
+    /// @notice Released to `account` and not withdrawn yet (over all agreements).
+    function owedOf(address account) external view returns (uint256) {
+        return _owed[account];
+    }
+
+    /// @notice Money of an agreement: funded, released (credited to its participants,
+    ///         withdrawn or not), still held for its periods, reclaimed.
     function balancesOf(uint256 id)
         external
         view
@@ -399,15 +450,30 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (agreeing < quorum) revert BatteryRewardsNoQuorum(agreeing, quorum);
     }
 
-    /// @dev Split `amount` by the shares, rounding down; the last participant gets the rest.
-    function _pay(Agreement storage a, uint256 amount) private {
+    /// @dev Split `amount` by the shares, rounding down; the last participant gets the
+    ///      rest. Credited, not sent: a release never calls the token.
+    function _credit(uint256 id, Agreement storage a, uint256 amount) private {
         uint256 n = a.participants.length;
-        uint256 paid = 0;
+        uint256 credited = 0;
         for (uint256 i; i + 1 < n; ++i) {
             uint256 part = amount * a.sharesBps[i] / TOTAL_BPS;
-            paid += part;
-            if (part != 0) token.safeTransfer(a.participants[i], part);
+            if (part == 0) continue;
+            credited += part;
+            _owed[a.participants[i]] += part;
+            emit Credited(id, a.participants[i], part);
         }
-        token.safeTransfer(a.participants[n - 1], amount - paid);
+        address last = a.participants[n - 1];
+        _owed[last] += amount - credited;
+        emit Credited(id, last, amount - credited);
+    }
+
+    /// @dev Pay `account`'s whole credit to `to` (checks, effects, then the transfer).
+    function _withdraw(address account, address to) private returns (uint256 amount) {
+        if (to == address(0) || to == address(this)) revert BatteryRewardsBadRecipient(to);
+        amount = _owed[account];
+        if (amount == 0) revert BatteryRewardsNothingOwed(account);
+        _owed[account] = 0;
+        emit Withdrawn(account, to, amount);
+        token.safeTransfer(to, amount);
     }
 }

@@ -27,9 +27,22 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         uint256 amount = rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3));
         assertEq(amount, 6 * AMOUNT, "released");
         uint256 ownerPart = 6 * AMOUNT * 7000 / 10_000;
-        assertEq(payment.balanceOf(owner), ownerPart, "owner share rounded down");
-        assertEq(payment.balanceOf(aggregator), 6 * AMOUNT - ownerPart, "aggregator gets the rest");
+        assertEq(rewards.owedOf(owner), ownerPart, "owner share rounded down");
+        assertEq(rewards.owedOf(aggregator), 6 * AMOUNT - ownerPart, "aggregator gets the rest");
         assertEq(rewards.periodMask(id, 0), 0x80 | 0x3F, "all released, attested");
+        assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), 0, "credited, not sent");
+        // Pull payments: the owner withdraws its own credit, anyone claims the aggregator's.
+        vm.prank(owner);
+        assertEq(rewards.withdraw(owner), ownerPart, "owner withdraws");
+        vm.prank(mallory);
+        assertEq(rewards.claim(aggregator), 6 * AMOUNT - ownerPart, "claimed for the aggregator");
+        assertEq(payment.balanceOf(owner), ownerPart, "owner paid");
+        assertEq(payment.balanceOf(aggregator), 6 * AMOUNT - ownerPart, "aggregator paid");
+        assertEq(payment.balanceOf(mallory), 0, "the claimer gets nothing");
+        assertEq(credited(), 0, "nothing owed");
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNothingOwed.selector, owner));
+        rewards.withdraw(owner);
     }
 
     /// Property: each broken condition withholds exactly its amount; with SoH 0 (no data)
@@ -92,6 +105,8 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         (uint256 funded, uint256 released, uint256 held, uint256 reclaimed) = rewards.balancesOf(id);
         assertEq(funded, released + held + reclaimed, "conservation");
         assertEq(held, 0, "nothing held");
+        assertEq(payment.balanceOf(address(rewards)), credited(), "only the credits left");
+        withdrawAll();
         assertEq(payment.balanceOf(address(rewards)), 0, "contract empty");
     }
 
@@ -120,8 +135,10 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         warpPastPeriod(2);
         uint256 amount = rewards.release(id, 2, s, signed(id, 2, s, 3));
         assertEq(amount, (6 - broken) * AMOUNT, "amount");
+        assertEq(credited(), amount, "credited exactly");
+        assertEq(rewards.owedOf(owner), amount * ownerShare / 10_000, "owner rounded down");
+        withdrawAll();
         assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), amount, "paid exactly");
-        assertEq(payment.balanceOf(owner), amount * ownerShare / 10_000, "owner rounded down");
     }
 
     // ------------------------------------------------------------ attacks
@@ -351,7 +368,7 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
             )
         );
         rewards.release(id, 0, gap, sigs);
-        assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), 0, "nothing paid");
+        assertEq(credited(), 0, "nothing credited");
         assertEq(rewards.periodMask(id, 0), 0, "still open");
         (, uint256 released,,) = rewards.balancesOf(id);
         assertEq(released, 0, "nothing released");
@@ -393,7 +410,7 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         }
         uint256 amount = rewards.release(id, 0, s, sigs);
         assertEq(amount, ok ? 6 * AMOUNT : 0, "released");
-        assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), amount, "paid");
+        assertEq(credited(), amount, "credited");
         assertEq(rewards.periodMask(id, 0), ok ? 0xBF : 0, "attested only when covered");
     }
 }

@@ -105,8 +105,9 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         return abi.encodeWithSelector(BatteryRewards.BatteryRewardsNoQuorum.selector, agreeing, q);
     }
 
+    /// Released to the participants: credited and not withdrawn, or withdrawn.
     function paidOut() internal view returns (uint256) {
-        return payment.balanceOf(owner) + payment.balanceOf(aggregator);
+        return credited() + payment.balanceOf(owner) + payment.balanceOf(aggregator);
     }
 
     function createWith(BatteryRewards.Terms memory t) internal returns (uint256 id) {
@@ -267,16 +268,19 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     // ------------------------------------------------------------ domain separation
 
     /// Property: the digest is EIP-712 over this contract's address and the chain id.
-    function test_DomainBindsChainAndContract() public view {
+    function test_DomainBindsChainAndContract() public {
         bytes32 domain = keccak256(
             abi.encode(
                 DOMAIN_TYPEHASH, keccak256("gridmatch BatteryRewards"), keccak256("1"), block.chainid, address(rewards)
             )
         );
         BatteryRewards.Summary memory s = goodSummary();
-        bytes32 structHash = keccak256(abi.encode(rewards.SUMMARY_TYPEHASH(), uint256(1), uint32(0), s, uint32(1)));
+        uint256 id = createAgreement();
+        bytes32 structHash = keccak256(
+            abi.encode(rewards.SUMMARY_TYPEHASH(), id, keccak256("battery-1"), START, DAY, uint32(0), s, uint32(1))
+        );
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domain, structHash));
-        assertEq(rewards.summaryHash(1, 0, s, 1), digest, "digest");
+        assertEq(rewards.summaryHash(id, 0, s, 1), digest, "digest");
     }
 
     /// Attack: signatures made on another chain id are refused after a fork / on this chain.
@@ -697,11 +701,16 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         warpPastPeriod(0);
         uint256 held = payment.balanceOf(address(rewards));
         uint256 amount = rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3));
+        assertEq(payment.balanceOf(address(rewards)), held, "credited, not sent");
         uint256 total;
         for (uint256 i; i < 15; ++i) {
-            total += payment.balanceOf(address(uint160(0x1000 + i)));
+            address p = address(uint160(0x1000 + i));
+            uint256 owed = rewards.owedOf(p);
+            total += owed;
+            if (owed != 0) assertEq(rewards.claim(p), owed, "claimed");
+            assertEq(payment.balanceOf(p), owed, "paid its credit");
         }
-        assertEq(total, amount, "paid exactly");
+        assertEq(total, amount, "credited exactly");
         assertEq(held - payment.balanceOf(address(rewards)), amount, "balance drop");
         assertConserved(id);
     }
@@ -758,8 +767,17 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
             abi.encodeCall(BatteryRewards.release, (id, 1, goodSummary(), signedBy(r, id, 1, goodSummary())))
         );
         r.release(id, 0, goodSummary(), signedBy(r, id, 0, goodSummary()));
+        assertFalse(evil.succeeded(), "a release calls no token");
+        // withdraw -> release of the next period
+        vm.prank(owner);
+        r.withdraw(owner);
         _assertBlocked(evil);
         assertEq(r.periodMask(id, 1), 0, "period 1 not released inside");
+        // claim -> withdraw of the other participant's credit
+        evil.arm(address(r), abi.encodeCall(BatteryRewards.claim, (owner)));
+        r.claim(aggregator);
+        _assertBlocked(evil);
+        assertEq(r.owedOf(aggregator), 0, "aggregator paid once");
         // release -> reclaim (by the token: not the sponsor, but the guard comes first)
         vm.warp(EXPIRY + 1);
         evil.arm(address(r), abi.encodeCall(BatteryRewards.reclaim, (id)));
@@ -830,6 +848,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         vm.prank(sponsor);
         assertEq(rewards.reclaim(id), 6 * AMOUNT, "only period 2");
         assertEq(paidOut(), 12 * AMOUNT, "two periods paid");
+        withdrawAll();
         assertEq(payment.balanceOf(address(rewards)), 0, "empty");
         BatteryRewards.SignedSummary[] memory late = signed(id, 2, goodSummary(), 3);
         vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsExpired.selector, id, EXPIRY));
@@ -868,6 +887,9 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         (, uint256 rb,,) = rewards.balancesOf(b);
         assertEq(paidOut(), ra + rb, "released == paid");
         assertEq(funded, ra + rb + back, "funded == released + reclaimed");
+        assertEq(payment.balanceOf(address(rewards)), credited(), "only the credits left");
+        withdrawAll();
+        assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), ra + rb, "withdrawn == released");
         assertEq(payment.balanceOf(address(rewards)), 0, "nothing left");
     }
 
@@ -913,5 +935,14 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         assertEq(amount, 6 * AMOUNT, "full release");
         assertEq(paidOut(), 6 * AMOUNT, "participants paid");
         assertEq(payment.balanceOf(mallory), 0, "mallory gets nothing");
+        // Nor does she get their credit: she is owed nothing, a claim pays the participant.
+        vm.startPrank(mallory);
+        vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNothingOwed.selector, mallory));
+        rewards.withdraw(mallory);
+        uint256 ownerOwed = rewards.owedOf(owner);
+        rewards.claim(owner);
+        vm.stopPrank();
+        assertEq(payment.balanceOf(owner), ownerOwed, "the owner is paid");
+        assertEq(payment.balanceOf(mallory), 0, "mallory still gets nothing");
     }
 }

@@ -9,8 +9,9 @@ import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.so
 /// contract defends. The review found one rule missing (cycles against the depth, now in
 /// `checkSummary`); the rest it tried was refused already.
 contract BatteryRewardsAttack2Test is BatteryRewardsFixture {
+    /// Released to the participants: credited and not withdrawn, or withdrawn.
     function paidOut() internal view returns (uint256) {
-        return payment.balanceOf(owner) + payment.balanceOf(aggregator);
+        return credited() + payment.balanceOf(owner) + payment.balanceOf(aggregator);
     }
 
     // ------------------------------------------------------------ cycles and depth
@@ -118,10 +119,11 @@ contract BatteryRewardsAttack2Test is BatteryRewardsFixture {
         s.tempMinDeciC = -155;
         s.tempMaxDeciC = -1;
         uint32 epoch = 2;
+        bytes memory head = abi.encodePacked(
+            rewards.SUMMARY_TYPEHASH(), id, keccak256("battery-1"), uint256(START), uint256(DAY), uint256(0)
+        );
         bytes memory fields = abi.encodePacked(
-            rewards.SUMMARY_TYPEHASH(),
-            id,
-            uint256(0),
+            head,
             uint256(s.socMinBps),
             uint256(s.socMaxBps),
             uint256(s.maxDodBps),
@@ -236,6 +238,8 @@ contract BatteryRewardsAttack2Test is BatteryRewardsFixture {
         BatteryRewards.SignedSummary[] memory beyond = signed(small, 1, goodSummary(), 3);
         vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsBadPeriod.selector, small, 1));
         rewards.release(small, 1, goodSummary(), beyond);
+        assertEq(payment.balanceOf(address(rewards)), 18 * AMOUNT + 1, "big agreement intact, one unit owed");
+        withdrawAll();
         assertEq(payment.balanceOf(address(rewards)), 18 * AMOUNT, "big agreement intact");
         vm.warp(EXPIRY + 1);
         vm.startPrank(sponsor);

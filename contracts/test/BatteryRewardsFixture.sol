@@ -128,6 +128,20 @@ abstract contract BatteryRewardsFixture is TestBase {
         }
     }
 
+    /// What the participants were credited and have not withdrawn yet (pull payments).
+    function credited() internal view returns (uint256) {
+        return rewards.owedOf(owner) + rewards.owedOf(aggregator);
+    }
+
+    /// Both participants withdraw whatever they are owed, each to its own address.
+    function withdrawAll() internal {
+        if (rewards.owedOf(owner) != 0) {
+            vm.prank(owner);
+            rewards.withdraw(owner);
+        }
+        if (rewards.owedOf(aggregator) != 0) rewards.claim(aggregator);
+    }
+
     function warpPastPeriod(uint32 period) internal {
         vm.warp(START + uint64(period + 1) * DAY);
     }

@@ -30,14 +30,16 @@ contract BatteryRewardsInvariantTest is TestBase {
         targetContract(address(handler));
     }
 
-    /// funded == released + held + reclaimed, and held is what the contract owns.
+    /// funded == released + held + reclaimed (released: credited to the participants);
+    /// released == owed + withdrawn; the contract owns exactly held + owed, and the
+    /// participants (and the vault they withdraw to) hold exactly what was withdrawn.
     /// forge-config: default.invariant.runs = 10000
     /// forge-config: default.invariant.depth = 25
     /// forge-config: ci.invariant.runs = 128
     /// forge-config: ci.invariant.depth = 25
     function invariant_Conservation() public view {
-        uint256 held = payment.balanceOf(address(rewards));
-        assertEq(handler.ghost_funded(), handler.ghost_released() + held + handler.ghost_reclaimed(), "funded split");
+        uint256 owned = payment.balanceOf(address(rewards));
+        uint256 owed = handler.owedTotal();
         uint256 funded;
         uint256 released;
         uint256 heldSum;
@@ -52,8 +54,13 @@ contract BatteryRewardsInvariantTest is TestBase {
         }
         assertEq(funded, handler.ghost_funded(), "funded");
         assertEq(released, handler.ghost_released(), "released");
-        assertEq(heldSum, held, "held");
         assertEq(reclaimed, handler.ghost_reclaimed(), "reclaimed");
+        assertEq(funded, released + heldSum + reclaimed, "funded split");
+        assertEq(owned, heldSum + owed, "the contract owns held + owed");
+        assertEq(released, owed + handler.ghost_withdrawn(), "released == owed + withdrawn");
+        uint256 out =
+            payment.balanceOf(address(0x0A1)) + payment.balanceOf(address(0x0A2)) + payment.balanceOf(address(0x0A3));
+        assertEq(out, handler.ghost_withdrawn(), "withdrawn == what the participants hold");
     }
 
     /// Never a second release for the same period and condition; no attack succeeds.

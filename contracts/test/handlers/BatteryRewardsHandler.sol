@@ -7,7 +7,8 @@ import {ValidatorRegistry} from "../../src/ValidatorRegistry.sol";
 import {BatteryRewards} from "../../src/BatteryRewards.sol";
 
 /// Drives BatteryRewards through random agreements, signed summaries of random validator
-/// subsets, time, registrations and revocations, reclaims and attacks. Never reverts: valid
+/// subsets, time, registrations and revocations, withdrawals and claims of the
+/// participants' credits, reclaims and attacks. Never reverts: valid
 /// calls are made only when its model says they succeed; attacks go through try/catch and
 /// any that succeeds is recorded as a finding.
 contract BatteryRewardsHandler {
@@ -21,10 +22,14 @@ contract BatteryRewardsHandler {
     address internal constant SPONSOR = address(0x5B0);
     address internal constant OWNER = address(0x0A1);
     address internal constant OTHER = address(0x0A2);
+    /// Where a participant may withdraw its credit to, besides its own address.
+    address internal constant VAULT = address(0x0A3);
 
     uint256 public ghost_funded;
     uint256 public ghost_released;
     uint256 public ghost_reclaimed;
+    /// Credits the participants withdrew or had claimed (tokens that left to them).
+    uint256 public ghost_withdrawn;
     uint256 public ghost_attacksSucceeded;
     uint256 public ghost_releases;
     /// How often each (agreement, period, condition) was released.
@@ -193,11 +198,13 @@ contract BatteryRewardsHandler {
         bool ok = block.timestamp >= start + uint64(period + 1) * length && block.timestamp <= expiry
             && rewards.periodMask(id, period) == 0 && current >= registry.quorum() && _covered(s)
             && _consistent(s, length);
-        uint256 before = payment.balanceOf(OWNER) + payment.balanceOf(OTHER);
+        uint256 before = owedTotal();
+        uint256 tokensBefore = payment.balanceOf(address(rewards));
         try rewards.release(id, period, s, sigs) returns (uint256 amount) {
             if (!ok) ++ghost_attacksSucceeded;
-            uint256 paid = payment.balanceOf(OWNER) + payment.balanceOf(OTHER) - before;
-            if (paid != amount) ++ghost_attacksSucceeded;
+            // Credited exactly, and no token moved (pull payments).
+            if (owedTotal() - before != amount) ++ghost_attacksSucceeded;
+            if (payment.balanceOf(address(rewards)) != tokensBefore) ++ghost_attacksSucceeded;
             ghost_released += amount;
             ++ghost_releases;
             _count(id, period);
@@ -231,6 +238,55 @@ contract BatteryRewardsHandler {
         try rewards.release(id, period, s, sigs) {
             ++ghost_attacksSucceeded;
         } catch {}
+    }
+
+    /// What the participants are owed and have not withdrawn.
+    function owedTotal() public view returns (uint256) {
+        return rewards.owedOf(OWNER) + rewards.owedOf(OTHER);
+    }
+
+    function _actor(uint256 seed) internal pure returns (address) {
+        uint256 k = seed % 4;
+        return k == 0 ? OWNER : k == 1 ? OTHER : k == 2 ? SPONSOR : address(0xBAD);
+    }
+
+    /// A withdrawal by a participant (or, an attack, by the sponsor or a stranger, who are
+    /// owed nothing) to its own address, the vault, or (attacks) the zero address or the
+    /// contract itself.
+    function withdraw(uint256 actorSeed, uint256 toSeed) external {
+        address actor = _actor(actorSeed);
+        uint256 k = toSeed % 4;
+        address to = k == 0 ? actor : k == 1 ? VAULT : k == 2 ? address(0) : address(rewards);
+        uint256 owed = rewards.owedOf(actor);
+        bool ok = owed != 0 && to != address(0) && to != address(rewards);
+        uint256 before = payment.balanceOf(to);
+        vm.prank(actor);
+        try rewards.withdraw(to) returns (uint256 amount) {
+            if (!ok || amount != owed || rewards.owedOf(actor) != 0) ++ghost_attacksSucceeded;
+            if (payment.balanceOf(to) - before != amount) ++ghost_attacksSucceeded;
+            ghost_withdrawn += amount;
+        } catch {
+            if (ok) ++ghost_attacksSucceeded;
+        }
+    }
+
+    /// Anyone claims an account's credit for it: the tokens go to that account only.
+    function claim(uint256 accountSeed, uint256 callerSeed) external {
+        address account = _actor(accountSeed);
+        uint256 owed = rewards.owedOf(account);
+        address caller = _actor(callerSeed);
+        uint256 callerBefore = payment.balanceOf(caller);
+        uint256 before = payment.balanceOf(account);
+        vm.prank(caller);
+        try rewards.claim(account) returns (uint256 amount) {
+            if (owed == 0 || amount != owed || payment.balanceOf(account) - before != amount) {
+                ++ghost_attacksSucceeded;
+            }
+            if (caller != account && payment.balanceOf(caller) != callerBefore) ++ghost_attacksSucceeded;
+            ghost_withdrawn += amount;
+        } catch {
+            if (owed != 0) ++ghost_attacksSucceeded;
+        }
     }
 
     mapping(uint256 id => bool reclaimed) internal _reclaimed;
