@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from gridmatch.prepaid.account import grant_units
-from gridmatch.prepaid.tokens import TokenIssuer, meter_key_hex
+from gridmatch.prepaid.tokens import MAX_UNITS, TokenIssuer, meter_key_hex
 from gridmatch.scenario_io.prepaid_input import Tariff
 from gridmatch.units import exact_micro_eur
 
@@ -151,7 +151,7 @@ def write_example(folder: Path, seed: int = SEED) -> None:
         writer.writerow(["M-004", at(2, 8), "150"])  # arrives after two newer ones: stale
         writer.writerow(["M-004", at(5, 15), "lost"])
         writer.writerow(["M-004", at(5, 16), "60"])  # late, and the freshest on arrival
-    forged = TokenIssuer("00" * 16).issue_limit(995).token  # a key that is not the meter's
+    forged = TokenIssuer("00" * 16).issue_limit(MAX_UNITS).token  # not the meter's key
     with (folder / "tokens.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["meter_id", "timestamp", "token"])

@@ -37,12 +37,15 @@ class MeterReport:
         Cumulative Wh supplied per tariff band since commissioning.
     remaining_wh
         Wh the meter may still supply under its current limit.
+    token_count
+        The OpenPAYGO counter of the last token it accepted (the server issues above it).
     """
 
     seq: int
     registers_wh: tuple[int, ...]
     control_state: ControlState
     remaining_wh: int
+    token_count: int = 0
 
 
 class Meter:
@@ -83,7 +86,13 @@ class Meter:
 
     def report(self, seq: int) -> MeterReport:
         """Make the report of instant ``seq``."""
-        return MeterReport(seq, tuple(self.registers_wh), self.control_state, self.remaining_wh)
+        return MeterReport(
+            seq,
+            tuple(self.registers_wh),
+            self.control_state,
+            self.remaining_wh,
+            self.verifier.last_count,
+        )
 
     def enter(self, token: str) -> tuple[TokenCheck, bool]:
         """Verify a token and apply it if accepted; also return whether it reconnected.

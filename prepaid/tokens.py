@@ -3,10 +3,16 @@
 The token scheme is OpenPAYGO Token (the ``openpaygo`` package, standard 9-digit
 tokens), not one of our own: a token is a SipHash-2-4 chain over a per-device secret
 key and a counter, with the value in its last three digits. We use its ``SET_TIME``
-tokens, whose value is 0 to 995 "units", as **usage limits**:
+tokens, whose value is 0 to 995, as **usage limits** of ``units`` (one unit is
+``tokens.unit_wh`` Wh of prepaid.yaml, default 100 Wh):
 
-* one unit is ``tokens.unit_wh`` Wh of prepaid.yaml (default 100 Wh, so one token
-  carries at most 99.5 kWh);
+* values 0 to 749 are that many units, exactly;
+* values 750 to 995 are a table that grows by 6 % a step (integer arithmetic:
+  ``next = u + ceil(6 u / 100)`` from 750) up to :data:`MAX_UNITS` (1,199,197,601
+  units, about 120 GWh at 100 Wh): a limit is rounded **up** to the next value, at
+  most 6 % more than asked, so one token carries any balance a household account holds
+  (a 995-unit cap used to cut large balances short); above that the server sends the
+  largest and the next one when half of it is used;
 * a ``SET`` token of ``n`` units tells the meter "you may supply ``n * unit_wh`` more Wh
   from your register as it is now, then switch off unless you hear from me"; ``n = 0`` is
   the server's cutoff command (a forged cutoff is refused like any forged token).
@@ -27,6 +33,7 @@ server's key store.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -36,7 +43,23 @@ from openpaygo import TokenType, decode_token, generate_token
 from openpaygo.token_shared import OpenPAYGOTokenShared
 
 # The largest value of a standard token (995; 996-999 are reserved by OpenPAYGO).
-MAX_UNITS: int = OpenPAYGOTokenShared.MAX_ACTIVATION_VALUE
+MAX_VALUE: int = OpenPAYGOTokenShared.MAX_ACTIVATION_VALUE
+# Values below this are units one for one; from it on, the growing table.
+LINEAR_VALUES = 750
+_GROWTH_PERCENT = 6
+
+
+def _units_table() -> tuple[int, ...]:
+    units = [LINEAR_VALUES]
+    while len(units) < MAX_VALUE - LINEAR_VALUES + 1:
+        last = units[-1]
+        units.append(last + -(-_GROWTH_PERCENT * last // 100))
+    return tuple(units)
+
+
+_TABLE = _units_table()
+# The largest limit one token carries, in units (1,199,197,601).
+MAX_UNITS: int = _TABLE[-1]
 TOKEN_DIGITS = 9
 _KEY_BYTES = 16
 _KEY_CONTEXT = b"gridmatch-prepaid-openpaygo-key-v1:"
@@ -56,6 +79,28 @@ def scheme_name() -> str:
     return f"OpenPAYGO Token (openpaygo {installed}), standard SET_TIME tokens as usage limits"
 
 
+def units_of_value(value: int) -> int:
+    """Return the limit in units that a token value (0 to 995) stands for."""
+    if not 0 <= value <= MAX_VALUE:
+        raise ValueError(f"a standard OpenPAYGO token value is 0 to {MAX_VALUE}, not {value}")
+    return value if value < LINEAR_VALUES else _TABLE[value - LINEAR_VALUES]
+
+
+def value_for_units(units: int) -> int:
+    """Return the smallest token value whose limit is at least ``units``.
+
+    Raises
+    ------
+    ValueError
+        ``units`` outside 0 to :data:`MAX_UNITS`.
+    """
+    if not 0 <= units <= MAX_UNITS:
+        raise ValueError(f"one token carries 0 to {MAX_UNITS} units, not {units}")
+    if units < LINEAR_VALUES:
+        return units
+    return LINEAR_VALUES + bisect.bisect_left(_TABLE, units)
+
+
 def meter_key_hex(key_seed: str, meter_id: str) -> str:
     """Derive the meter's 128-bit OpenPAYGO secret key (32 hex digits) from the seed.
 
@@ -69,7 +114,7 @@ def meter_key_hex(key_seed: str, meter_id: str) -> str:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A limit token the server generated: its text, counter and value in units."""
+    """A limit token the server generated: its text, counter and limit in units."""
 
     token: str
     count: int
@@ -84,25 +129,25 @@ class TokenIssuer:
         self.count = 0
 
     def issue_limit(self, units: int) -> IssuedToken:
-        """Generate the next ``SET`` token for ``units`` units (0 = cutoff command).
+        """Generate the next ``SET`` token for at least ``units`` units (0 = cutoff command).
+
+        The token's limit is ``units`` rounded up to a token value
+        (:func:`value_for_units`); :attr:`IssuedToken.units` is what it carries.
 
         Raises
         ------
         ValueError
             ``units`` outside 0 to :data:`MAX_UNITS`.
         """
-        if not 0 <= units <= MAX_UNITS:
-            raise ValueError(
-                f"a standard OpenPAYGO token holds 0 to {MAX_UNITS} units, not {units}"
-            )
+        value = value_for_units(units)
         count, token = generate_token(
             secret_key=self._key_hex,
             count=self.count,
-            value=units,
+            value=value,
             token_type=TokenType.SET_TIME,
         )
         self.count = int(count)
-        return IssuedToken(str(token), self.count, units)
+        return IssuedToken(str(token), self.count, units_of_value(value))
 
 
 @dataclass(frozen=True)
@@ -138,9 +183,10 @@ class TokenVerifier:
             return TokenCheck(False, reason=INVALID)
         if kind == TokenType.ALREADY_USED:
             return TokenCheck(False, reason=ALREADY_USED)
-        if kind != TokenType.SET_TIME or value is None:
+        if kind != TokenType.SET_TIME or value is None or int(value) > MAX_VALUE:
+            # 996 and 997 decode as SET_TIME but are reserved by OpenPAYGO.
             return TokenCheck(False, reason=NOT_A_LIMIT)
         count = int(count)
         self.last_count = max(self.last_count, count)
         self.used_counts = sorted(set(used) if used is not None else {*self.used_counts, count})
-        return TokenCheck(True, units=int(value), count=count)
+        return TokenCheck(True, units=units_of_value(int(value)), count=count)

@@ -28,18 +28,22 @@ from gridmatch.prepaid.simulation import MeterRun, simulate_meter
 from gridmatch.prepaid.timeline import read_prepaid_view
 from gridmatch.prepaid.tokens import MAX_UNITS, TokenIssuer, TokenVerifier, meter_key_hex
 from gridmatch.results_io.prepaid import (
+    ControlState,
     EventKind,
     MeterState,
+    ReportStatus,
     read_prepaid_events,
     read_prepaid_summary,
     read_prepaid_timeline,
 )
 from gridmatch.scenario_io.accounts_csv import read_accounts
 from gridmatch.scenario_io.prepaid_input import MeterInput, PrepaidInputs, load_prepaid
+from gridmatch.units import standing_charge_micro_eur
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "scenarios" / "prepaid_example"
 HOUR = 250_000  # micro-EUR of 1 kWh at 0.25 EUR/kWh
+SELF_CUT = "limit reached without a new limit from the server"
 
 BASE_YAML = """\
 name: golden
@@ -193,9 +197,10 @@ def test_time_of_use_prices_each_band(tmp_path: Path) -> None:
     assert _cutoffs(run) == [("2026-03-02T07:00:00+00:00", "cutoff command")]
     assert run.totals.supplied_by_band_wh == {"night": 6000, "day": 2000}
     assert run.totals.end_balance_micro_eur == -400_000
-    # The limit is bought at the cheapest band: 1.00 EUR / 0.10 = 10 kWh = 100 units.
+    # The limit is bought at the cheapest band, with 1 micro-EUR for two bands' rounding:
+    # 1.000001 EUR / 0.10 = 10,000.01 Wh, rounded up to 101 units of 100 Wh.
     accepted = [e for e in run.events if e.event is EventKind.TOKEN_ACCEPTED]
-    assert accepted[0].detail == "limit: 100 units = 10000 Wh"
+    assert accepted[0].detail == "limit: 101 units = 10100 Wh"
 
 
 def test_without_contact_the_meter_cuts_itself_off_at_its_limit(tmp_path: Path) -> None:
@@ -249,12 +254,15 @@ def test_tokens_are_openpaygo_and_refuse_replays_forgeries_and_other_meters() ->
     assert len(first.token) == 9 and first.count < second.count
     assert meter.check(first.token).units == 40
     assert meter.check(second.token).units == MAX_UNITS
+    # Above 749 units a limit is rounded up to the growing table (6 % a step).
+    third = issuer.issue_limit(800)
+    assert third.units == 843 and meter.check(third.token).units == 843
     assert meter.check(first.token).reason == "already_used"  # replay of an older token
     assert meter.check(second.token).reason == "already_used"  # replay of the last one
     other = TokenVerifier(meter_key_hex("seed-for-tokens", "M2"))
     assert other.check(issuer.issue_limit(10).token).reason == "invalid"
     assert meter.check("12ab").reason == "malformed"
-    with pytest.raises(ValueError, match="995"):
+    with pytest.raises(ValueError, match="one token carries"):
         issuer.issue_limit(MAX_UNITS + 1)
 
 
@@ -306,23 +314,31 @@ def property_inputs(tmp_path_factory: pytest.TempPathFactory) -> PrepaidInputs:
 
 @st.composite
 def meters(draw: st.DrawFn, *, contact_failures: bool = True) -> MeterInput:
+    """A meter's period: demand in either band (now and then far beyond one 995-unit token
+    of 50 Wh), lost and late reports, top-ups at any instant (while reports are lost, on
+    emergency credit, at a cutoff), balances from debt to a million EUR."""
     n_bands = 2
     demand = np.zeros((N_HOURS + 1, n_bands), dtype=np.int64)
     for k in range(1, N_HOURS + 1):
-        demand[k, draw(st.integers(0, 1))] = draw(st.integers(0, 3000))
+        demand[k, draw(st.integers(0, 1))] = draw(st.integers(0, 3000) | st.integers(0, 80_000))
     arrival: dict[int, int | None] = {}
+    outage = range(0)
     if contact_failures:
         for k in draw(st.sets(st.integers(1, N_HOURS - 1), max_size=12)):
             arrival[k] = draw(st.none() | st.integers(k, k + 4))
-    topups = tuple(
-        (draw(st.integers(0, N_HOURS)), draw(st.integers(1, 5_000_000)))
-        for _ in range(draw(st.integers(0, 3)))
-    )
+        # A modem down for hours: the meter runs on its limit alone.
+        first = draw(st.integers(1, N_HOURS - 1))
+        outage = range(first, min(first + draw(st.integers(0, 16)), N_HOURS))
+        arrival.update(dict.fromkeys(outage))
+    amounts = st.integers(1, 5_000_000) | st.integers(1, 10**9)
+    instants = st.integers(0, N_HOURS) | (st.sampled_from(outage) if outage else st.nothing())
+    topups = tuple((draw(instants), draw(amounts)) for _ in range(draw(st.integers(0, 5))))
+    balances = st.integers(-1_000_000, 5_000_000) | st.integers(5_000_000, 10**12)
     return MeterInput(
         meter_id="M1",
         participant_id="p",
-        balance_micro_eur=draw(st.integers(-1_000_000, 5_000_000)),
-        emergency_credit_micro_eur=draw(st.integers(0, 2_000_000)),
+        balance_micro_eur=draw(balances),
+        emergency_credit_micro_eur=draw(st.integers(0, 2_000_000) | st.just(0)),
         demand_wh=demand,
         topups=topups,
         arrival=arrival,
@@ -359,7 +375,7 @@ def test_money_is_conserved_and_nothing_supplied_goes_unbilled(
 def test_lost_and_late_reports_change_no_bill_while_credit_lasts(
     property_inputs: PrepaidInputs, meter: MeterInput
 ) -> None:
-    rich = dataclasses.replace(meter, balance_micro_eur=100_000_000, topups=())
+    rich = dataclasses.replace(meter, balance_micro_eur=10**12, topups=())
     flaky = simulate_meter(property_inputs.policy, rich)
     steady = simulate_meter(property_inputs.policy, dataclasses.replace(rich, arrival={}))
     assert flaky.totals.disconnections == steady.totals.disconnections == 0
@@ -382,6 +398,65 @@ def test_without_contact_a_meter_is_never_cut_off_earlier(
         return cut[0] if cut else N_HOURS + 1
 
     assert first_cutoff(flaky) >= first_cutoff(steady)
+
+
+@FAST
+@given(meters())
+def test_the_meter_never_cuts_itself_off_while_the_account_has_credit(
+    property_inputs: PrepaidInputs, meter: MeterInput
+) -> None:
+    # At a cutoff by the meter's own limit, the available credit (everything supplied
+    # billed, the standing charge accrued) is spent, but for top-ups paid in since the
+    # server last heard from the meter (it cannot have told the meter of those).
+    policy = property_inputs.policy
+    run = simulate_meter(policy, meter)
+    contact = {ReportStatus.COMMISSIONING, ReportStatus.DELIVERED, ReportStatus.CLOSING}
+    registers = np.zeros(policy.tariff.n_bands, dtype=np.int64)
+    last_contact = 0
+    self_cuts = {e.time for e in run.events if e.detail == SELF_CUT}
+    for k, row in enumerate(run.timeline):
+        if row.supplied_wh:
+            registers += meter.demand_wh[k]
+        if row.report in contact:
+            last_contact = k
+        if row.time not in self_cuts:
+            continue
+        paid = sum(amount for at, amount in meter.topups if at <= k)
+        unheard = sum(amount for at, amount in meter.topups if last_contact < at <= k)
+        standing = standing_charge_micro_eur(
+            k * policy.report_interval_min, policy.standing_charge_micro_eur_per_day
+        )
+        cost = tariff_cost_micro_eur(policy.tariff, [int(wh) for wh in registers])
+        available = (
+            meter.balance_micro_eur + meter.emergency_credit_micro_eur + paid - cost - standing
+        )
+        assert available - unheard <= 0, (row.time, available, unheard)
+
+
+@FAST
+@given(meters())
+def test_a_meter_stays_off_only_after_its_credit_was_spent(
+    property_inputs: PrepaidInputs, meter: MeterInput
+) -> None:
+    # At a contact a disconnected meter stays off only if its balance is at or below the
+    # reconnection threshold and its credit was spent (as billed) since the server last
+    # saw it connected with credit: a meter that cut itself off while the account could
+    # pay is reconnected.
+    policy = property_inputs.policy
+    run = simulate_meter(policy, meter)
+    contact = {ReportStatus.COMMISSIONING, ReportStatus.DELIVERED, ReportStatus.CLOSING}
+    threshold = policy.reconnect_threshold_micro_eur
+    since = 0  # the last contact at which the meter was connected with credit
+    for k, row in enumerate(run.timeline):
+        if row.report not in contact:
+            continue
+        if row.control_state is ControlState.CONNECTED and row.available_credit_micro_eur > 0:
+            since = k
+        if row.control_state is ControlState.DISCONNECTED:
+            assert row.current_credit_amount_micro_eur <= threshold
+            window = run.timeline[since : k + 1]
+            spent = any(r.available_credit_micro_eur - r.topup_micro_eur <= 0 for r in window)
+            assert row.available_credit_micro_eur <= 0 or spent, row.time
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
