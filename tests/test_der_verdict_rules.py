@@ -149,3 +149,28 @@ def test_the_baseline_of_a_window_off_the_meters_grid_leaves_out_the_straddling_
     row = judge(commitment, series, load_event_models(DEFAULT_MODELS, None), SITE).row
     assert abs(row.baseline_kw - 0.5) < 0.05
     assert abs(row.baseline_delivered_kwh - 6.0) < 0.2
+
+
+def test_a_day_long_run_of_one_second_data_reads_its_power() -> None:
+    # 2 kW held 24 h on 1-s data: the window is averaged into blocks, and the block the
+    # device switched in mixes both levels; the step is read on the blocks beside it.
+    rng = np.random.default_rng(1)
+    n = 3 * 86_400
+    p_kw, q_kvar = 0.5 + rng.normal(0.0, 0.02, n), 0.05 + rng.normal(0.0, 0.01, n)
+    start = 86_400 + 3_600 + 17
+    p_kw[start : start + 86_400] += 2.0
+    series = MeterSeries("M1", int(DAY.timestamp()), 1, p_kw, q_kvar, n, 0, 0)
+    commitment = Commitment(
+        row=1,
+        commitment_id="C1",
+        meter_id="M1",
+        participant_id="",
+        device_type="battery",
+        operation="import",
+        start=DAY + timedelta(seconds=start),
+        end=DAY + timedelta(seconds=start + 86_400),
+        kw=2.0,
+        tolerance=None,
+    )
+    row = judge(commitment, series, load_event_models(DEFAULT_MODELS, None), SITE).row
+    assert abs(row.delivered_kwh / 48.0 - 1.0) < 0.005, row.detail
