@@ -49,6 +49,18 @@ COMMS_FILE = "comms.csv"
 TOKENS_FILE = "tokens.csv"
 # A year of 1-minute reports per meter; far beyond a utility's study, bounded memory.
 MAX_REPORTS = 366 * 24 * 60
+# As many reading slots per meter (a year of 1-minute readings): each is an array cell
+# and a tariff-band lookup.
+MAX_READINGS = MAX_REPORTS
+# Timeline rows held in memory over all meters (meters x (reports + 1)), about 0.6 kB
+# each: some 1.3 GB, two meters' years of 1-minute reports, or 200 meters' of hourly.
+MAX_TIMELINE_ROWS = 2_000_000
+# Every prepaid time, and the whole simulated period, lies in [EARLIEST, LATEST): the
+# timelines and the report put them on pandas' nanosecond time axis (1677-09-21 to
+# 2262-04-11), and local times (UTC offsets under a day) stay valid datetimes.
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+TIME_RANGE = f"{EARLIEST.date().isoformat()} to {LATEST.date().isoformat()} (UTC)"
 # A standard OpenPAYGO token is at most 9 digits (extended ones are not used here).
 MAX_TOKEN_DIGITS = 9
 _SECONDS_PER_MINUTE = SECONDS_PER_HOUR // MINUTES_PER_HOUR
@@ -191,6 +203,14 @@ def load_prepaid(directory: Path) -> PrepaidInputs:
     usage_path = directory / USAGE_FILE
     readings = _read_usage(usage_path, {a.meter_id for a in accounts.accounts if a.meter_id})
     policy = _policy(spec, spec_path, readings)
+    timeline_rows = len(accounts.accounts) * (policy.n_reports + 1)
+    if timeline_rows > MAX_TIMELINE_ROWS:
+        raise InputError(
+            accounts.path,
+            f"{len(accounts.accounts)} meters x {policy.n_reports + 1} report instants make "
+            f"{timeline_rows} timeline rows; at most {MAX_TIMELINE_ROWS} (split the meters over "
+            "several folders, or report less often)",
+        )
     demand, missing = _demand(policy, readings, usage_path)
     files = [spec_path, accounts.path, usage_path]
     topups = _optional(directory / TOPUPS_FILE, files, lambda p: _read_topups(p, policy))
@@ -262,18 +282,28 @@ def _read_usage(path: Path, meters: set[str]) -> dict[str, list[_Reading]]:
         meter = cells.meter_id()
         if meter not in meters:
             raise cells.fail("meter_id", f"meter '{meter}' has no account in {ACCOUNTS_FILE}")
-        readings.setdefault(meter, []).append(
-            _Reading(cells.line, cells.timestamp(), cells.wh("kwh"))
-        )
+        readings.setdefault(meter, []).append(_Reading(cells.line, _moment(cells), cells.wh("kwh")))
     if not readings:
         raise InputError(path, "no readings: the file has a header and no rows")
     return readings
+
+
+def _moment(cells: Cells) -> datetime:
+    """Read a row's timestamp, refusing one outside :data:`TIME_RANGE`."""
+    moment = cells.timestamp()
+    if not EARLIEST <= moment < LATEST:
+        raise cells.fail("timestamp", f"{cells.record['timestamp']} is outside {TIME_RANGE}")
+    return moment
 
 
 def _policy(spec: PrepaidSpec, path: Path, readings: dict[str, list[_Reading]]) -> PrepaidPolicy:
     reading_s = spec.reading_minutes * _SECONDS_PER_MINUTE
     interval_s = spec.report_interval_min * _SECONDS_PER_MINUTE
     moments = [r.moment for rows in readings.values() for r in rows]
+    for key in ("start", "end"):
+        given = getattr(spec, key)
+        if given is not None and not EARLIEST <= given < LATEST:
+            raise InputError(path, f"{given.isoformat()} is outside {TIME_RANGE}", field=key)
     start = (spec.start or min(moments)).astimezone(UTC)
     if spec.end is not None:
         span_s = (spec.end - start).total_seconds()
@@ -295,6 +325,22 @@ def _policy(spec: PrepaidSpec, path: Path, readings: dict[str, list[_Reading]]) 
             path,
             f"the period holds {n_reports} report intervals; at most {MAX_REPORTS}",
             field="report_interval_min",
+        )
+    n_readings = n_reports * (spec.report_interval_min // spec.reading_minutes)
+    if n_readings > MAX_READINGS:
+        raise InputError(
+            path,
+            f"the period holds {n_readings} reading slots of {spec.reading_minutes} min per "
+            f"meter; at most {MAX_READINGS} (a year of 1-minute readings)",
+            field="reading_minutes",
+        )
+    # Compared as durations: adding the span to the start could leave datetime's range.
+    if (LATEST - start).total_seconds() < span_s:
+        raise InputError(
+            path,
+            f"the simulated period from {start.isoformat()} ({n_reports} reports of "
+            f"{spec.report_interval_min} min) ends after {TIME_RANGE}",
+            field="end" if spec.end is not None else "report_interval_min",
         )
     tariff_spec = spec.tariff
     if tariff_spec.flat_eur_per_kwh is not None:
@@ -393,7 +439,7 @@ def _demand(
 
 def _instant(cells: Cells, policy: PrepaidPolicy) -> int:
     """Return the first report instant at or after the row's timestamp (0 = start)."""
-    moment = cells.timestamp()
+    moment = _moment(cells)
     offset_s = (moment - policy.start).total_seconds()
     interval_s = policy.report_interval_min * _SECONDS_PER_MINUTE
     if offset_s < 0 or offset_s > policy.n_reports * interval_s:
@@ -430,7 +476,7 @@ def _read_comms(path: Path, policy: PrepaidPolicy) -> dict[str, _PerMeter[int | 
     seen: dict[tuple[str, int], int] = {}
     for cells in table.cells():
         meter = cells.meter_id()
-        moment = cells.timestamp()
+        moment = _moment(cells)
         offset_s = (moment - policy.start).total_seconds()
         if offset_s % interval_s or not 0 < offset_s < policy.n_reports * interval_s:
             raise cells.fail(
