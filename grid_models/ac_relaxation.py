@@ -25,9 +25,12 @@ and ``W_ij = c_ij + j s_ij`` for every pair of buses an admittance connects.
 
 Limits follow the security rule of :mod:`gridmatch.grid_models.security`: an element
 already outside its band without trades keeps its base value as its limit (it may not
-get worse), and the check's tolerances are added. Networks with parts whose injections
-are not constant powers (PV generators, extended wards, DC lines, three-winding
-transformers, FACTS devices, voltage-dependent loads) are refused, and so is any case
+get worse), and the check's tolerances are added. A three-winding transformer is the
+three branches to a star bus of pandapower's internal case, each winding limited at its
+own bus by its own rating (its loading is that of the winding loaded most, as
+pandapower reports it). Networks with parts whose injections
+are not constant powers (PV generators, extended wards, DC lines, FACTS devices,
+voltage-dependent loads) are refused, and so is any case
 whose currents, voltages or injections, recomputed here from pandapower's matrices at
 the base case, do not match pandapower's own results: then the slot keeps its LP bound.
 
@@ -69,7 +72,11 @@ MAX_LIMIT_PU = 1e3
 MODEL_MATCH_TOLERANCE = 1e-6
 # Element tables whose presence makes an injection depend on the voltage, or adds buses
 # and branches the relaxation does not model.
-_UNSUPPORTED = ("gen", "xward", "dcline", "trafo3w", "svc", "tcsc", "ssc", "vsc")
+_UNSUPPORTED = ("gen", "xward", "dcline", "svc", "tcsc", "ssc", "vsc")
+# pandapower's internal case models a three-winding transformer as three branches to a
+# star bus, all high-voltage windings first, then all medium, then all low; a winding's
+# current is measured at its own bus (the high winding's from end, the others' to end).
+_WINDINGS = (("hv", "from"), ("mv", "to"), ("lv", "to"))
 _LOAD_DEPENDENCE = ("const_z_p_percent", "const_i_p_percent", "const_z_q_percent")
 
 
@@ -179,6 +186,7 @@ def ac_case(net: pp.pandapowerNet, before: pd.DataFrame, limits: SecurityLimits)
     state = _values(before)
     ends = _branch_ends(net, internal, base_mva, state, limits)
     w_low, w_high = _voltage_box(net, bus_of, ybus.shape[0], state, limits)
+    w_high = _bounded_through_branches(w_high, ends)
     case = AcCase(
         base_mva=base_mva,
         ybus=ybus,
@@ -250,6 +258,24 @@ def _branch_ends(
                 rated_mva = float(row.sn_mva) * float(row.parallel) * percent / 100.0
                 add_end(yf, r, f, t, rated_mva / (math.sqrt(3.0) * float(row.vn_hv_kv)))
                 add_end(yt, r, t, f, rated_mva / (math.sqrt(3.0) * float(row.vn_lv_kv)))
+    if "trafo3w" in lookups:
+        element = "trafo3w"
+        first, _ = lookups[element]
+        n = len(net.trafo3w)
+        for position, (index, row) in enumerate(net.trafo3w.iterrows()):
+            percent = _limit(state.get((element, int(index)), math.nan), element, limits)
+            for k, (winding, side) in enumerate(_WINDINGS):
+                at = first + k * n + position
+                if not bool(row.in_service) or not in_case[at]:
+                    continue
+                r = int(row_of[at])
+                f, t = int(branch[r, 0].real), int(branch[r, 1].real)
+                rated_mva = float(row[f"sn_{winding}_mva"]) * percent / 100.0
+                limit_ka = rated_mva / (math.sqrt(3.0) * float(row[f"vn_{winding}_kv"]))
+                if side == "from":
+                    add_end(yf, r, f, t, limit_ka)
+                else:
+                    add_end(yt, r, t, f, limit_ka)
     return BranchEnd(
         bus=np.asarray(columns["bus"], dtype=np.int64),
         other=np.asarray(columns["other"], dtype=np.int64),
@@ -293,6 +319,26 @@ def _voltage_box(
         w_low[k] = max(w_low[k], max(low, 0.0) ** 2)
         w_high[k] = min(w_high[k], high**2)
     return w_low, w_high
+
+
+def _bounded_through_branches(w_high: FloatArray, ends: BranchEnd) -> FloatArray:
+    """Bound ``|V|^2`` of buses no band holds (a transformer's star point) by their branches.
+
+    A limited branch end's current ``I = y_self V_end + y_other V_k`` gives
+    ``|V_k| <= (|I|max + |y_self| |V_end|max) / |y_other|`` at every secure operating
+    point; the safe dual bound needs such a finite box on every voltage.
+    """
+    w_high = w_high.copy()
+    for k in np.flatnonzero(~np.isfinite(w_high)):
+        beside = (ends.other == k) & (ends.bus != k) & np.isfinite(w_high[ends.bus])
+        beside &= np.abs(ends.y_other) > 0
+        if not beside.any():
+            continue
+        v_max = (
+            ends.limit_pu[beside] + np.abs(ends.y_self[beside]) * np.sqrt(w_high[ends.bus[beside]])
+        ) / np.abs(ends.y_other[beside])
+        w_high[k] = float(np.min(v_max)) ** 2
+    return w_high
 
 
 def _reproduces(net: pp.pandapowerNet, case: AcCase, voltage: npt.NDArray[np.complex128]) -> bool:

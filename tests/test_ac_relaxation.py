@@ -149,6 +149,7 @@ def _base_state(net: pp.pandapowerNet) -> object:
     for element, table, result, quantity in (
         ("line", net.line, "res_line", "loading_percent"),
         ("trafo", net.trafo, "res_trafo", "loading_percent"),
+        ("trafo3w", net.trafo3w, "res_trafo3w", "loading_percent"),
         ("bus", net.bus, "res_bus", "vm_pu"),
     ):
         index = table.index[table.in_service.to_numpy(dtype=bool)]
@@ -204,3 +205,38 @@ def test_secure_clearing_reports_the_certificate_and_splits_the_gap(
     total = summary["market_gap"] + summary["security_gap"]
     assert total == pytest.approx(summary["gap"], abs=1e-12)
     assert summary["bound_eur"] < summary["lp_bound_eur"]
+
+
+def _three_winding_net() -> pp.pandapowerNet:
+    """20 kV grid, a 20/0.4/0.4 kV three-winding transformer feeding two LV buses."""
+    net = pp.create_empty_network()
+    mv = pp.create_bus(net, 20.0)
+    lv_a, lv_b = pp.create_bus(net, 0.4), pp.create_bus(net, 0.4)
+    pp.create_ext_grid(net, mv)
+    pp.create_transformer3w_from_parameters(
+        net, mv, lv_a, lv_b, vn_hv_kv=20.0, vn_mv_kv=0.4, vn_lv_kv=0.4,
+        sn_hv_mva=0.4, sn_mv_mva=0.25, sn_lv_mva=0.25, vk_hv_percent=6.0,
+        vk_mv_percent=6.0, vk_lv_percent=6.0, vkr_hv_percent=0.5, vkr_mv_percent=0.5,
+        vkr_lv_percent=0.5, pfe_kw=0.5, i0_percent=0.1,
+    )  # fmt: skip
+    pp.create_load(net, lv_a, p_mw=0.05, q_mvar=0.01)
+    pp.create_load(net, lv_b, p_mw=0.05, q_mvar=0.01)
+    return net
+
+
+def test_a_three_winding_transformer_is_modelled_and_its_windings_bind() -> None:
+    # Sellers behind one LV winding sell to buyers behind the other: both windings
+    # (250 kVA) carry the trade, and the certificate must hold them to it.
+    net = _three_winding_net()
+    pp.runpp(net)
+    case = ac_case(net, _base_state(net), LIMITS)
+    assert case is not None and "trafo3w" in case.ends.element
+    orders = [Order("s0", "s0", Side.SELL, 1, 0, 400.0, 0.05, True)]
+    orders += [Order(f"b{k}", f"b{k}", Side.BUY, 2, 0, 100.0, 0.3, False) for k in range(4)]
+    problem = _problem(orders)
+    grid = _grid(net, problem, 1.0)
+    bound = _bound(grid, problem)
+    best = _brute_force_secure_optimum(grid, problem)
+    assert 0.0 < best <= bound + 1e-9
+    lp_bound = float(problem.pair_max_kwh() @ problem.pair_welfare_eur_per_kwh)
+    assert bound < 0.75 * lp_bound  # 400 kW sold through 250 kVA windings
