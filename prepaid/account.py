@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridmatch.prepaid.meter import MeterReport
-from gridmatch.prepaid.tokens import MAX_UNITS, IssuedToken, TokenIssuer
+from gridmatch.prepaid.tokens import MAX_UNITS, IssuedToken, TokenChain, TokenIssuer
 from gridmatch.results_io.prepaid import ControlState, CreditStatus
 from gridmatch.scenario_io.prepaid_input import PrepaidPolicy, Tariff
 from gridmatch.units import WH_PER_KWH, energy_cost_micro_eur, standing_charge_micro_eur
@@ -101,6 +101,7 @@ class Account:
         balance_micro_eur: int,
         emergency_credit_micro_eur: int,
         key_hex: str,
+        chain: TokenChain | None = None,
     ) -> None:
         self.policy = policy
         self.current_credit_amount_micro_eur = balance_micro_eur
@@ -110,7 +111,7 @@ class Account:
         self.billed_standing_micro_eur = 0
         self.topups_micro_eur = 0
         self.last_seq = 0
-        self.issuer = TokenIssuer(key_hex)
+        self.issuer = TokenIssuer(key_hex, chain)
         self._deferred = False
         # The register total at which the last limit the server sent stops the meter
         # (None: no limit sent yet), and whether credit was added since.

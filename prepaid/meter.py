@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gridmatch.prepaid.tokens import TokenCheck, TokenVerifier
+from gridmatch.prepaid.tokens import TokenChain, TokenCheck, TokenVerifier
 from gridmatch.results_io.prepaid import ControlState
 
 
@@ -51,7 +51,14 @@ class MeterReport:
 class Meter:
     """One meter: per-band registers, its switch, its limit and its token verifier."""
 
-    def __init__(self, meter_id: str, key_hex: str, n_bands: int, unit_wh: int) -> None:
+    def __init__(
+        self,
+        meter_id: str,
+        key_hex: str,
+        n_bands: int,
+        unit_wh: int,
+        chain: TokenChain | None = None,
+    ) -> None:
         self.meter_id = meter_id
         self.unit_wh = unit_wh
         self.registers_wh = [0] * n_bands
@@ -59,7 +66,7 @@ class Meter:
         # The total register reading at which the meter stops: nothing until the first
         # token (the commissioning gives one, or a cutoff).
         self.limit_total_wh = 0
-        self.verifier = TokenVerifier(key_hex)
+        self.verifier = TokenVerifier(key_hex, chain=chain)
 
     @property
     def total_wh(self) -> int:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from gridmatch.errors import GridmatchError
 from gridmatch.prepaid.account import Account, tariff_cost_micro_eur
 from gridmatch.prepaid.meter import Meter, MeterReport
-from gridmatch.prepaid.tokens import IssuedToken, TokenCheck, meter_key_hex
+from gridmatch.prepaid.tokens import IssuedToken, TokenChain, TokenCheck, meter_key_hex
 from gridmatch.results_io.prepaid import (
     EventKind,
     EventRow,
@@ -86,9 +86,18 @@ class _Loop:
         self.policy = policy
         self.input = meter_input
         key = meter_key_hex(policy.key_seed, meter_input.meter_id)
-        self.meter = Meter(meter_input.meter_id, key, policy.tariff.n_bands, policy.token_unit_wh)
+        # One cache of the key's OpenPAYGO chains for both sides: a pure function of the
+        # key, so sharing it changes no token and no verdict, only the time taken.
+        chain = TokenChain(key)
+        self.meter = Meter(
+            meter_input.meter_id, key, policy.tariff.n_bands, policy.token_unit_wh, chain
+        )
         self.account = Account(
-            policy, meter_input.balance_micro_eur, meter_input.emergency_credit_micro_eur, key
+            policy,
+            meter_input.balance_micro_eur,
+            meter_input.emergency_credit_micro_eur,
+            key,
+            chain,
         )
         self.events: list[EventRow] = []
         self.timeline: list[TimelineRow] = []

@@ -39,7 +39,7 @@ import hmac
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
-from openpaygo import TokenType, decode_token, generate_token
+from openpaygo import OpenPAYGOTokenDecoder, TokenType
 from openpaygo.token_shared import OpenPAYGOTokenShared
 
 # The largest value of a standard token (995; 996-999 are reserved by OpenPAYGO).
@@ -121,11 +121,92 @@ class IssuedToken:
     units: int
 
 
+class TokenChain:
+    """OpenPAYGO's counter chains of one key, each step computed once.
+
+    A standard token for value ``v`` at counter ``n`` is the ``n``-th SipHash step from
+    the key's starting code with ``v``'s base put in its last three digits. openpaygo's
+    encoder and decoder walk that chain from counter 0 for every token: a meter's
+    ``k``-th token cost ``O(k)`` hashes to make and again to check. This cache of that
+    pure function (per base, the codes so far) hashes each step of each base's chain
+    once per meter, shared by the server and the meter of a simulation; the tokens, and
+    what the meter accepts or refuses, are exactly openpaygo's (tested against it). A
+    token of a value not used before still costs its counter in hashes: the number of
+    tokens per meter is bounded at the edge (prepaid_input: top-ups and keypad rows).
+    """
+
+    def __init__(self, key_hex: str) -> None:
+        self._key = OpenPAYGOTokenShared.load_secret_key_from_hex(key_hex)
+        self._start = OpenPAYGOTokenShared.generate_starting_code(self._key)
+        self._start_base = OpenPAYGOTokenShared.get_token_base(self._start)
+        # Per base: the chain's codes, and the tokens they make (the code with the base
+        # put in), so that a token's counters are found by list.index.
+        self._codes: dict[int, list[int]] = {}
+        self._tokens: dict[int, list[int]] = {}
+
+    def _chain(self, base: int, count: int) -> list[int]:
+        """Return the tokens of ``base``'s chain up to at least counter ``count``."""
+        codes = self._codes.get(base)
+        if codes is None:
+            codes = self._codes[base] = [OpenPAYGOTokenShared.put_base_in_token(self._start, base)]
+            self._tokens[base] = [codes[0]]
+        tokens = self._tokens[base]
+        while len(codes) <= count:
+            code = OpenPAYGOTokenShared.generate_next_token(codes[-1], self._key)
+            codes.append(code)
+            tokens.append(OpenPAYGOTokenShared.put_base_in_token(code, base))
+        return tokens
+
+    def token(self, value: int, count: int) -> str:
+        """Return the standard token of ``value`` at ``count``, as openpaygo generates it."""
+        base = (self._start_base + value) % OpenPAYGOTokenShared.TOKEN_VALUE_OFFSET
+        return f"{self._chain(base, count)[count]:09d}"
+
+    def decode(
+        self, token: int, last_count: int, used_counts: list[int]
+    ) -> tuple[int | None, int, int | None, list[int] | None]:
+        """Decode a standard token as ``openpaygo.decode_token`` does: value, type, count, used.
+
+        The counters it tries are the same (0 to 64 past ``last_count``, 100 for a
+        counter sync), in the same order; only the chain is not hashed again.
+        """
+        base = OpenPAYGOTokenShared.get_token_base(token)
+        value = (base - self._start_base) % OpenPAYGOTokenShared.TOKEN_VALUE_OFFSET
+        sync = value == OpenPAYGOTokenShared.COUNTER_SYNC_VALUE
+        jump = (
+            OpenPAYGOTokenDecoder.MAX_TOKEN_JUMP_COUNTER_SYNC
+            if sync
+            else OpenPAYGOTokenDecoder.MAX_TOKEN_JUMP
+        )
+        highest = last_count + jump
+        tokens = self._chain(base, highest)
+        older = False
+        count = -1
+        while True:
+            try:
+                count = tokens.index(token, count + 1, highest + 1)
+            except ValueError:
+                break
+            if count % 2 == 0:
+                kind = TokenType.ADD_TIME
+            elif sync:
+                kind = TokenType.COUNTER_SYNC
+            elif value == OpenPAYGOTokenShared.PAYG_DISABLE_VALUE:
+                kind = TokenType.DISABLE_PAYG
+            else:
+                kind = TokenType.SET_TIME
+            if OpenPAYGOTokenDecoder._count_is_valid(count, last_count, value, kind, used_counts):
+                used = OpenPAYGOTokenDecoder.update_used_counts(used_counts, value, count, kind)
+                return value, kind, count, used
+            older = True
+        return None, TokenType.ALREADY_USED if older else TokenType.INVALID, None, None
+
+
 class TokenIssuer:
     """The server's side: one counter per meter, every token a ``SET`` of a limit."""
 
-    def __init__(self, key_hex: str) -> None:
-        self._key_hex = key_hex
+    def __init__(self, key_hex: str, chain: TokenChain | None = None) -> None:
+        self._chain = chain if chain is not None else TokenChain(key_hex)
         self.count = 0
 
     def issue_limit(self, units: int) -> IssuedToken:
@@ -140,14 +221,9 @@ class TokenIssuer:
             ``units`` outside 0 to :data:`MAX_UNITS`.
         """
         value = value_for_units(units)
-        count, token = generate_token(
-            secret_key=self._key_hex,
-            count=self.count,
-            value=value,
-            token_type=TokenType.SET_TIME,
-        )
-        self.count = int(count)
-        return IssuedToken(str(token), self.count, units_of_value(value))
+        # SET tokens take odd counters: the next odd one above the last.
+        self.count += 2 if self.count % 2 else 1
+        return IssuedToken(self._chain.token(value, self.count), self.count, units_of_value(value))
 
 
 @dataclass(frozen=True)
@@ -167,26 +243,27 @@ class TokenVerifier:
     key_hex: str
     last_count: int = 0
     used_counts: list[int] = field(default_factory=list)
+    chain: TokenChain | None = field(default=None, repr=False, compare=False)
 
     def check(self, token: str) -> TokenCheck:
         """Verify a token and, if it is a fresh limit for this meter, take its counter."""
         if not (token.isascii() and token.isdigit() and 0 < len(token) <= TOKEN_DIGITS):
             return TokenCheck(False, reason=MALFORMED)
-        value, kind, count, used = decode_token(
-            token=token,
-            secret_key=self.key_hex,
-            count=self.last_count,
+        if self.chain is None:
+            self.chain = TokenChain(self.key_hex)
+        value, kind, count, used = self.chain.decode(
+            int(token),
+            self.last_count,
             # openpaygo 0.6 expects a list here and returns None for an empty one.
-            used_counts=list(self.used_counts),
+            list(self.used_counts),
         )
         if kind == TokenType.INVALID:
             return TokenCheck(False, reason=INVALID)
         if kind == TokenType.ALREADY_USED:
             return TokenCheck(False, reason=ALREADY_USED)
-        if kind != TokenType.SET_TIME or value is None or int(value) > MAX_VALUE:
+        if kind != TokenType.SET_TIME or value is None or count is None or value > MAX_VALUE:
             # 996 and 997 decode as SET_TIME but are reserved by OpenPAYGO.
             return TokenCheck(False, reason=NOT_A_LIMIT)
-        count = int(count)
         self.last_count = max(self.last_count, count)
         self.used_counts = sorted(set(used) if used is not None else {*self.used_counts, count})
-        return TokenCheck(True, units=units_of_value(int(value)), count=count)
+        return TokenCheck(True, units=units_of_value(value), count=count)

@@ -55,6 +55,11 @@ MAX_READINGS = MAX_REPORTS
 # Timeline rows held in memory over all meters (meters x (reports + 1)), about 0.6 kB
 # each: some 1.3 GB, two meters' years of 1-minute reports, or 200 meters' of hourly.
 MAX_TIMELINE_ROWS = 2_000_000
+# Top-ups and keypad tokens per meter (each file): every token the server sends after
+# commissioning answers one of them (a top-up, the cutoff and reconnection it leads to, a
+# keypad token the meter took), and an OpenPAYGO meter's k-th token costs O(k) hashes
+# (prepaid/tokens.py: TokenChain). A top-up a day for 16 months.
+MAX_ROWS_PER_METER = 500
 # Every prepaid time, and the whole simulated period, lies in [EARLIEST, LATEST): the
 # timelines and the report put them on pandas' nanosecond time axis (1677-09-21 to
 # 2262-04-11), and local times (UTC offsets under a day) stay valid datetimes.
@@ -458,6 +463,16 @@ def _group(
     result.setdefault(meter, _PerMeter(line)).items.append(item)
 
 
+def _bounded(cells: Cells, rows: _PerMeter[_Item], what: str) -> None:
+    """Refuse a meter's row beyond :data:`MAX_ROWS_PER_METER` of a file."""
+    if len(rows.items) > MAX_ROWS_PER_METER:
+        raise cells.fail(
+            "meter_id",
+            f"meter '{cells.record['meter_id']}' has more than {MAX_ROWS_PER_METER} {what} "
+            "(each may cost the meter a token; OpenPAYGO meters take a few a month)",
+        )
+
+
 def _read_topups(path: Path, policy: PrepaidPolicy) -> dict[str, _PerMeter[int]]:
     table = read_table(path, "top-ups file", ("meter_id", "timestamp", "amount_eur"))
     result: dict[str, _PerMeter[int]] = {}
@@ -466,6 +481,7 @@ def _read_topups(path: Path, policy: PrepaidPolicy) -> dict[str, _PerMeter[int]]
         instant = _instant(cells, policy)
         amount = cells.micro_eur("amount_eur", minimum_eur=0.0, positive=True)
         _group(result, meter, cells.line, (instant, amount))
+        _bounded(cells, result[meter], "top-ups")
     return result
 
 
@@ -526,4 +542,5 @@ def _read_tokens(path: Path, policy: PrepaidPolicy) -> dict[str, _PerMeter[str]]
                 "token", f"an OpenPAYGO token is 1 to {MAX_TOKEN_DIGITS} digits, not '{token[:20]}'"
             )
         _group(result, meter, cells.line, (instant, token))
+        _bounded(cells, result[meter], "keypad tokens")
     return result

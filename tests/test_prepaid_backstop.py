@@ -14,6 +14,7 @@ from pathlib import Path
 from test_prepaid import _cutoffs, _folder, _kinds, _run
 
 from gridmatch.prepaid.simulation import MeterRun
+from gridmatch.prepaid.tokens import TokenIssuer, meter_key_hex
 from gridmatch.results_io.prepaid import EventKind
 
 SELF_CUT = "limit reached without a new limit from the server"
@@ -98,3 +99,27 @@ def test_a_server_cutoff_still_waits_for_the_reconnection_threshold(tmp_path: Pa
     )
     assert _cutoffs(run) == [("2026-03-02T06:00:00+00:00", "cutoff command")]
     assert _kinds(run, EventKind.RECONNECTED) == []
+
+
+def test_a_keypad_token_with_a_later_counter_does_not_desynchronise_the_server(
+    tmp_path: Path,
+) -> None:
+    # A genuine token (the meter's key) with counter 41 typed at 01:00 for 10 units: the
+    # meter takes it (OpenPAYGO accepts counters up to 64 ahead), so its limit is 2 kWh.
+    # The server's next tokens had counters 3, 5, ...: refused as used, and the meter cut
+    # itself off at 02:00 with 0.50 EUR left. The meter reports its counter; the server
+    # issues above it: a new limit at 02:00, the server's own cutoff at 04:00.
+    key = meter_key_hex("golden-seed-1", "M1")
+    ahead = TokenIssuer(key)
+    ahead.count = 40
+    token = ahead.issue_limit(10)
+    assert token.count == 41
+    run = _run(_folder(tmp_path, tokens=[("2026-03-02T01:00:00Z", token.token)]))
+    assert [e.detail for e in run.events if e.event is EventKind.TOKEN_REFUSED] == []
+    assert _cutoffs(run) == [("2026-03-02T04:00:00+00:00", "cutoff command")]
+    issued = [e for e in run.events if e.event is EventKind.TOKEN_ISSUED]
+    assert [(e.time[11:16], e.token_count) for e in issued] == [
+        ("00:00", 1),
+        ("02:00", 43),
+        ("04:00", 45),
+    ]

@@ -145,3 +145,20 @@ def test_too_many_timeline_rows_are_refused(tmp_path: Path) -> None:
         "meter_id,timestamp,kwh\nM1,2026-01-01T00:00:00Z,1\nM1,2026-12-31T00:00:00Z,1\n"
     )
     _refused(folder, tmp_path, "accounts.csv:", "timeline rows; at most 2000000")
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "value", "what"),
+    [
+        ("topups.csv", "amount_eur", "0.01", "top-ups"),
+        ("tokens.csv", "token", "123456789", "keypad tokens"),
+    ],
+)
+def test_more_than_500_top_ups_or_keypad_tokens_of_a_meter_are_refused(
+    tmp_path: Path, name: str, header: str, value: str, what: str
+) -> None:
+    # Each may cost the meter a token, and its k-th token costs O(k) hashes.
+    folder = _folder(tmp_path, hours=8)
+    body = "".join(f"M1,2026-03-02T01:00:00Z,{value}\n" for _ in range(501))
+    (folder / name).write_text(f"meter_id,timestamp,{header}\n{body}")
+    _refused(folder, tmp_path, f"{name}, row 502, field 'meter_id'", f"more than 500 {what}")
