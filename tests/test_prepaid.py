@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -313,7 +313,7 @@ def property_inputs(tmp_path_factory: pytest.TempPathFactory) -> PrepaidInputs:
 
 
 @st.composite
-def meters(draw: st.DrawFn, *, contact_failures: bool = True) -> MeterInput:
+def meters(draw: st.DrawFn, *, contact_failures: bool = True, small: bool = False) -> MeterInput:
     """A meter's period: demand in either band (now and then far beyond one 995-unit token
     of 50 Wh), lost and late reports, top-ups at any instant (while reports are lost, on
     emergency credit, at a cutoff), balances from debt to a million EUR."""
@@ -330,15 +330,24 @@ def meters(draw: st.DrawFn, *, contact_failures: bool = True) -> MeterInput:
         first = draw(st.integers(1, N_HOURS - 1))
         outage = range(first, min(first + draw(st.integers(0, 16)), N_HOURS))
         arrival.update(dict.fromkeys(outage))
-    amounts = st.integers(1, 5_000_000) | st.integers(1, 10**9)
+    # small: a household on a few EUR and its emergency credit, topping up a little.
+    amounts = (
+        st.integers(1, 2_000_000) if small else st.integers(1, 5_000_000) | st.integers(1, 10**9)
+    )
     instants = st.integers(0, N_HOURS) | (st.sampled_from(outage) if outage else st.nothing())
     topups = tuple((draw(instants), draw(amounts)) for _ in range(draw(st.integers(0, 5))))
-    balances = st.integers(-1_000_000, 5_000_000) | st.integers(5_000_000, 10**12)
+    balances = (
+        st.integers(0, 2_000_000)
+        if small
+        else st.integers(-1_000_000, 5_000_000) | st.integers(5_000_000, 10**12)
+    )
     return MeterInput(
         meter_id="M1",
         participant_id="p",
         balance_micro_eur=draw(balances),
-        emergency_credit_micro_eur=draw(st.integers(0, 2_000_000) | st.just(0)),
+        emergency_credit_micro_eur=draw(
+            st.integers(200_000, 2_000_000) if small else st.integers(0, 2_000_000) | st.just(0)
+        ),
         demand_wh=demand,
         topups=topups,
         arrival=arrival,
@@ -433,8 +442,20 @@ def test_the_meter_never_cuts_itself_off_while_the_account_has_credit(
         assert available - unheard <= 0, (row.time, available, unheard)
 
 
+def _self_cut_on_emergency_credit() -> MeterInput:
+    # 1 EUR and 0.50 EUR emergency credit, 1 kWh an hour at the cheap price, 0.30 EUR
+    # paid in at instant 8 while reports 8-13 are lost: the meter cuts itself off at
+    # its limit, the account still holds credit (its balance below the threshold). It
+    # stayed off for good before the fix.
+    demand = np.zeros((N_HOURS + 1, 2), dtype=np.int64)
+    demand[1:, 0] = 1000
+    lost: dict[int, int | None] = dict.fromkeys(range(8, 14))
+    return MeterInput("M1", "p", 1_000_000, 500_000, demand, ((8, 300_000),), lost)
+
+
 @FAST
-@given(meters())
+@given(meter=meters() | meters(small=True))
+@example(meter=_self_cut_on_emergency_credit())
 def test_a_meter_stays_off_only_after_its_credit_was_spent(
     property_inputs: PrepaidInputs, meter: MeterInput
 ) -> None:
