@@ -24,7 +24,7 @@ MAX_PRICE_EUR_PER_KWH = 1000.0
 MAX_EUR = 1e6
 # A meter reports at least every week and at most every minute.
 MAX_REPORT_INTERVAL_MIN = 7 * MINUTES_PER_DAY
-# A token unit of 1 Wh to 1 MWh; a standard OpenPAYGO token carries at most 995 units.
+# A token unit of 1 Wh to 1 MWh; one token carries up to prepaid.tokens.MAX_UNITS units.
 MAX_TOKEN_UNIT_WH = 1_000_000
 Euro = Annotated[float, Field(ge=0.0, le=MAX_EUR)]
 Price = Annotated[float, Field(ge=0.0, le=MAX_PRICE_EUR_PER_KWH)]
