@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from web3 import Web3
 from web3.types import RPCEndpoint
 
 from gridmatch.errors import ChainError, InputError
@@ -25,6 +26,7 @@ from gridmatch.settlement.chain import (
     in_chunks,
     trade_states,
 )
+from gridmatch.settlement.chain_view import utc_text
 from gridmatch.settlement.eip712 import Attestation, signer_of
 from gridmatch.settlement.keys import OPERATOR, Keystore
 from gridmatch.settlement.meters import (
@@ -47,6 +49,10 @@ from gridmatch.settlement.validator import (
 )
 from gridmatch.units import WH_PER_KWH, micro_eur_to_eur
 
+# Why a trade whose slot is still running is not settled (the contract's SlotNotEnded,
+# or held back before submission).
+NOT_DELIVERED_YET = "its delivery slot has not ended by the chain's clock; attest again after it"
+
 # Settlement.SkipReason, as the contract numbers it.
 _SKIP_REASONS = {
     1: "unknown trade",
@@ -56,6 +62,7 @@ _SKIP_REASONS = {
     5: "not expired",
     6: "an invalid vote",
     7: "no quorum",
+    8: NOT_DELIVERED_YET,
 }
 
 
@@ -137,12 +144,17 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
     is reported, and the others' votes still go in. Before submitting, every vote is
     checked to carry its validator's signature, once.
 
+    Payment follows delivery: a trade whose slot has not ended by the chain's clock
+    (the latest block's time) gets no vote and is reported in ``skipped``; when no open
+    trade's slot has ended, nothing is started at all.
+
     Raises
     ------
     InputError
         The readings file is malformed or of another deployment.
     ChainError
-        No validator finished, a transaction was refused, or the node failed.
+        Too early (no open trade's slot has ended by the chain's clock), no validator
+        finished, a transaction was refused, or the node failed.
     """
     path = record_path(out_dir)
     record = read_record(path)
@@ -150,6 +162,8 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
     keys = out_dir / SETTLEMENT_DIR / "keys"
     with connect(out_dir, rpc_url or record.rpc_url) as (w3, url):
         contracts = checked_contracts(w3, record)
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        _refuse_too_early(w3, contracts["settlement"], record, now)
         reports, failed = _run_validators(out_dir, record, readings, url)
         if not reports:
             raise ChainError("no validator finished: " + "; ".join(failed))
@@ -157,6 +171,10 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
         # Anyone may submit signed votes: the operator does.
         sender = Sender(w3, Keystore.open(keys, create=False).role(OPERATOR))
         settled, skipped = _submit_votes(sender, contracts["settlement"], record, votes)
+        paid = {m.trade_id for m in settled}
+        for trade in record.trades:
+            if trade.slot_end > now and trade.trade_id not in paid:
+                skipped.setdefault(trade.trade_id, NOT_DELIVERED_YET)
         # Anyone may ask for the certificates of seller-hours now final: the operator does.
         issued = issue_ready(sender, record) if record.certificates is not None else []
     return AttestOutcome(
@@ -168,6 +186,25 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
         tuple(failed + dropped),
         tuple(issued),
     )
+
+
+def _refuse_too_early(
+    w3: Web3, settlement: ContractAbi, record: DeploymentRecord, now: int
+) -> None:
+    """Refuse to attest when no open trade's slot has ended by the chain's clock ``now``.
+
+    The contract counts no vote before a trade's slot ends (``SettlementSlotNotEnded``):
+    on a real chain the operator waits for delivery; a local anvil's clock can be moved.
+    """
+    states = trade_states(w3, settlement, record.trades)
+    open_trades = [t for t, s in zip(record.trades, states, strict=True) if s == OPEN]
+    if open_trades and all(t.slot_end > now for t in open_trades):
+        first = min(open_trades, key=lambda t: t.slot_end)
+        raise ChainError(
+            f"too early to attest: no open trade has been delivered yet (the chain's clock is "
+            f"{utc_text(now)}; the first slot, {first.slot}, ends at {utc_text(first.slot_end)}): "
+            "payment follows delivery, attest after that"
+        )
 
 
 def _check_readings_file(readings: Path, record: DeploymentRecord) -> None:

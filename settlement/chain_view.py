@@ -1,9 +1,11 @@
 """What a validator reads from the chain itself, instead of from the deployment record.
 
 The record is a file anyone could edit; the chain is not. A validator takes from it
-the trades the contract accepted (``TradeAdded`` events: id, buyer, seller, Wh) and the
+the trades the contract accepted (``TradeAdded`` events: id, buyer, seller, Wh), the
 grid operator (``Settlement.feeRecipient``: it certifies which meter key measures which
-connection, and receives the grid fees).
+connection, and receives the grid fees) and the chain's clock (the latest block's time:
+a slot is delivered, and its readings final, only once the chain's clock has passed
+its end; the contract counts no vote before).
 
 It asks the node over plain JSON-RPC (``requests``, as web3.py's HTTP provider does)
 rather than through web3.py: importing web3.py took ~0.8 s of CPU in every validator
@@ -13,6 +15,7 @@ process, and every attest starts four of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -46,16 +49,19 @@ class ChainView:
         Trade id (``0x`` hex) -> the trade, for every trade the contract accepted.
     epoch
         The validator's current registration in the registry (0: not registered).
+    timestamp
+        The latest block's time (Unix seconds): the contract's ``block.timestamp``.
     """
 
     chain_id: int
     grid_operator: str
     added: dict[str, AddedTrade]
     epoch: int
+    timestamp: int
 
 
 def read_chain_view(rpc_url: str, settlement_address: str, validator: str) -> ChainView:
-    """Read the accepted trades, the grid operator and ``validator``'s epoch from the node.
+    """Read the accepted trades, the grid operator, ``validator``'s epoch and the clock.
 
     Raises
     ------
@@ -85,7 +91,13 @@ def read_chain_view(rpc_url: str, settlement_address: str, validator: str) -> Ch
             )
             (epoch,) = node.call_view(registry, "epochOf", validator)
             chain_id = _quantity(node.request("eth_chainId", []), "eth_chainId")
-            return ChainView(chain_id, to_checksum_address(grid_operator), added, int(epoch))
+            block = node.request("eth_getBlockByNumber", ["latest", False])
+            if not isinstance(block, dict):
+                raise ChainError(f"the node answered eth_getBlockByNumber with {block!r}")
+            timestamp = _quantity(block.get("timestamp"), "eth_getBlockByNumber")
+            return ChainView(
+                chain_id, to_checksum_address(grid_operator), added, int(epoch), timestamp
+            )
     except requests.RequestException as exc:
         raise ChainError(f"the node failed: {type(exc).__name__}: {exc}") from None
 
@@ -118,6 +130,11 @@ class _Node:
         call = {"to": contract.address, "data": "0x" + contract.calldata(name, *args).hex()}
         result = self.request("eth_call", [call, "latest"])
         return contract.decode_output(name, _hex_bytes(result, "eth_call"))
+
+
+def utc_text(unix_s: int) -> str:
+    """Return a Unix time (a block's clock, a slot's end) as ISO 8601 UTC text."""
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _logs(node: _Node, address: str, topic: bytes) -> list[Log]:

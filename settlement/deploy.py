@@ -35,7 +35,13 @@ from gridmatch.settlement.record import (
     UnsettledTrade,
     record_path,
 )
-from gridmatch.settlement.round_data import ChainRound, OrderTerms, PlannedTrade, read_round
+from gridmatch.settlement.round_data import (
+    ChainRound,
+    OrderTerms,
+    PlannedTrade,
+    read_round,
+    round_deadline,
+)
 from gridmatch.settlement.transactions import Sender
 from gridmatch.units import MICRO_EUR_PER_EUR, SECONDS_PER_HOUR
 
@@ -65,6 +71,12 @@ def settle(
     validators
         Validator processes (each its own key); the contract's quorum is strictly more
         than two thirds of them.
+    deadline_hours
+        The voting window: the round's deadline lies this long after the end of its
+        last slot (or after now, for a clearing delivered already). Votes count from
+        each trade's slot end on; after the deadline unsettled locks go back to the
+        buyers. At least one hour for every trade's slot (the contract's
+        ``MIN_VOTING_WINDOW_S``).
     funding
         micro-EUR to escrow per participant id; default: a prepaid account's balance
         (budgets.csv of a clearing with accounts: the escrow *is* the prepaid balance),
@@ -74,7 +86,8 @@ def settle(
     Raises
     ------
     InputError
-        The result folder is unusable.
+        The result folder is unusable, or a trade's slot ends too late for the deadline
+        (less than an hour before it, or the deadline more than 30 days ahead).
     UsageError
         The clearing was already committed, or an option is out of range.
     ChainError
@@ -92,14 +105,17 @@ def settle(
     grid_operator = keystore.role(GRID_OPERATOR, create=True)
     names = [validator_name(k) for k in range(1, validators + 1)]
     validator_keys = {name: keystore.role(name, create=True) for name in names}
+    window_s = max(int(deadline_hours * SECONDS_PER_HOUR), 1)
     with connect(out_dir, rpc_url) as (w3, _):
+        # Every trade is checked against the deadline before any transaction; the clock
+        # only moves on, and a later start gives a later deadline that passes too.
+        round_deadline(out_dir, chain_round, _chain_time(w3), window_s)
         fund_gas(w3, operator.address, OPERATOR_GAS_WEI, local=rpc_url is None)
         sender = Sender(w3, operator)
         contracts = _deploy_all(sender, tolerance_per_mille, grid_operator, validator_keys)
         settlement = contracts["settlement"]
         domain = Domain(w3.eth.chain_id, settlement.address)
-        now = int(w3.eth.get_block("latest")["timestamp"])
-        deadline = now + max(int(deadline_hours * SECONDS_PER_HOUR), 1)
+        deadline = round_deadline(out_dir, chain_round, _chain_time(w3), window_s)
         orders = _signed_orders(chain_round, keystore, domain, deadline + ORDER_GRACE_S)
         locks = _locks(chain_round.trades)
         default = {**locks, **prepaid_funding(out_dir)}
@@ -142,6 +158,11 @@ def settle(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_file_atomically(path, record.model_dump_json(indent=1) + "\n")
     return record
+
+
+def _chain_time(w3: Web3) -> int:
+    """Return the chain's clock: the latest block's time (the contract's block.timestamp)."""
+    return int(w3.eth.get_block("latest")["timestamp"])
 
 
 def deploy_contract(sender: Sender, name: str, types: list[str], *args: object) -> ContractAbi:

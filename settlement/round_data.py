@@ -18,7 +18,9 @@ Everything the contract would refuse is refused here first, naming the row, so t
 bad trades.csv never reverts a commit halfway (after deployment and escrow): a trade
 whose ids are not one buy and one sell order of its slot and of its buyer and seller,
 a participant trading with itself, a pair given twice, orders filled beyond their
-quantity, a fee above the cap.
+quantity, a fee above the cap, and (:func:`round_deadline`, once the chain's clock is
+known) a slot that ends less than the contract's voting window before the round's
+deadline.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from gridmatch.results_io.layout import (
     round_number,
 )
 from gridmatch.results_io.rows import TradeRow
+from gridmatch.settlement.chain_view import utc_text
 from gridmatch.settlement.record import lock_micro_eur
 from gridmatch.units import (
     MICRO_EUR_PER_EUR,
@@ -54,6 +57,12 @@ from gridmatch.units import (
 
 # Settlement stores energy, prices and times as uint64.
 UINT64_LIMIT = 2**64
+# Settlement.MIN_VOTING_WINDOW_S: a trade's slot ends at least this long before its
+# round's deadline (validators' time to vote after delivery; after the deadline the
+# buyer may reclaim the lock).
+MIN_VOTING_WINDOW_S = 3600
+# Settlement.MAX_ROUND_DURATION_S: a round's deadline lies at most this far ahead.
+MAX_ROUND_DURATION_S = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ class PlannedTrade:
     quantity_wh: int
     price_micro_eur_per_kwh: int
     fee_micro_eur_per_kwh: int
+    # Its line in trades.csv (the header is line 1), for messages.
+    line: int = 0
 
     @property
     def key(self) -> tuple[int, str, str]:
@@ -161,7 +172,7 @@ def read_round(out_dir: Path) -> ChainRound:
         buy_terms = _terms(out_dir, buy, basis, fee_cap)
         sell_terms = _terms(out_dir, sell, basis, 0)
         checks.fee(line, row, buy_terms)
-        planned, problem = _planned(row, buy_terms, sell_terms)
+        planned, problem = _planned(line, row, buy_terms, sell_terms)
         traded_kwh[row.slot] = traded_kwh.get(row.slot, 0.0) + row.quantity_kwh
         if problem is not None:
             unsettled.append(problem)
@@ -351,7 +362,7 @@ def _terms(out_dir: Path, order: Order, basis: _TimeBasis, max_fee_micro: int) -
 
 
 def _planned(
-    row: TradeRow, buy: OrderTerms, sell: OrderTerms
+    line: int, row: TradeRow, buy: OrderTerms, sell: OrderTerms
 ) -> tuple[PlannedTrade | None, Unsettled | None]:
     quantity_wh = floor_wh(row.quantity_kwh)
     fee = eur_to_micro_eur(row.fee_eur_per_kwh)
@@ -367,7 +378,65 @@ def _planned(
         return None, off("below 1 Wh")
     if high < low:
         return None, off("the limits are closer than 1 micro-EUR per kWh")
-    planned = PlannedTrade(row.slot, buy, sell, quantity_wh, price, fee)
+    planned = PlannedTrade(row.slot, buy, sell, quantity_wh, price, fee, line)
     if row.quantity_kwh * WH_PER_KWH - quantity_wh > WH_FLOAT_SLACK:
         return planned, off("a fraction of a Wh", quantity_wh)
     return planned, None
+
+
+def round_deadline(out_dir: Path, chain_round: ChainRound, now_s: int, voting_window_s: int) -> int:
+    """Return the round's deadline: ``voting_window_s`` after the last slot's end (or now).
+
+    Votes count from a trade's slot end (the contract refuses them earlier) to the
+    deadline, after which the buyer may reclaim; so the deadline is measured from the
+    later of the chain's clock ``now_s`` and the end of the round's last slot. Every
+    trade is checked as the contract would (:func:`check_slots_before_deadline`), and
+    the deadline against the contract's 30-day limit, before any transaction.
+
+    Raises
+    ------
+    InputError
+        A trade's slot ends less than the voting window before the deadline, or so far
+        ahead that the deadline would lie more than 30 days after ``now_s``; the message
+        names its trades.csv row.
+    """
+    last = max(chain_round.trades, key=lambda t: (t.buy.slot_end, -t.line))
+    deadline = max(now_s, last.buy.slot_end) + voting_window_s
+    check_slots_before_deadline(out_dir, chain_round.trades, deadline)
+    if deadline > now_s + MAX_ROUND_DURATION_S:
+        raise InputError(
+            out_dir / TRADES_FILE,
+            f"trade {_trade_text(last)} is delivered until {utc_text(last.buy.slot_end)}: the "
+            f"round's deadline, {voting_window_s / 3600:g} h after it, would lie more than "
+            f"30 days after the chain's clock ({utc_text(now_s)}); settle nearer to delivery",
+            row=last.line or None,
+        )
+    return deadline
+
+
+def check_slots_before_deadline(out_dir: Path, trades: list[PlannedTrade], deadline: int) -> None:
+    """Refuse a trade whose slot ends less than the voting window before ``deadline``.
+
+    The contract refuses it (``SettlementSlotAfterDeadline``): its buyer could reclaim
+    the lock after the deadline for energy delivered, or the seller never be paid.
+
+    Raises
+    ------
+    InputError
+        Naming the first such trade's row of trades.csv.
+    """
+    for trade in sorted(trades, key=lambda t: t.line):
+        if trade.buy.slot_end + MIN_VOTING_WINDOW_S > deadline:
+            raise InputError(
+                out_dir / TRADES_FILE,
+                f"trade {_trade_text(trade)} is delivered until {utc_text(trade.buy.slot_end)}, "
+                f"less than {MIN_VOTING_WINDOW_S // 60} minutes before the round's deadline "
+                f"({utc_text(deadline)}): validators could not vote on its delivery before its "
+                "buyer may reclaim the lock; give the round a longer voting window "
+                "(--deadline-hours)",
+                row=trade.line or None,
+            )
+
+
+def _trade_text(trade: PlannedTrade) -> str:
+    return f"of slot {trade.slot} ({trade.buy.order_id} <- {trade.sell.order_id})"

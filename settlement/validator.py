@@ -12,9 +12,12 @@ signed readings, and trusts nothing it did not check itself:
 2. which meter key measures which participant's connection is what the grid operator
    certified (``Settlement.feeRecipient``, read from the chain): one meter per
    participant, one participant per meter; a reading counts only if that meter signed
-   it, under this deployment's domain, for exactly a traded slot's interval; the same
-   reading given twice counts once, two different readings of one meter and slot count
-   not at all. Everything is keyed by addresses, never by the ids the files show;
+   it, under this deployment's domain, for exactly a traded slot's interval, and only
+   once that interval has ended by the chain's clock (the latest block's time: a
+   reading of a slot still running is not final, and the contract counts no vote on a
+   trade before its slot's end); the same reading given twice counts once, two
+   different readings of one meter and slot count not at all. Everything is keyed by
+   addresses, never by the ids the files show;
 3. per slot, a seller's export is shared among its trades in proportion to their
    quantities (as an exchange allocates a shortfall): the same Wh is never paid twice,
    and a seller that sold more than it exported is paid for what it exported; the same
@@ -48,7 +51,7 @@ import pydantic
 
 from gridmatch.errors import ChainError, GridmatchError
 from gridmatch.results_io.atomic import write_file_atomically
-from gridmatch.settlement.chain_view import ChainView, read_chain_view
+from gridmatch.settlement.chain_view import ChainView, read_chain_view, utc_text
 from gridmatch.settlement.eip712 import MeterBinding, signer_of, trade_id_of
 from gridmatch.settlement.meters import SignedReading, read_signed_readings
 from gridmatch.settlement.record import DeploymentRecord, SignedOrder, TradeRecord, read_record
@@ -101,10 +104,10 @@ def deliveries(
     """Work out the Wh each trade delivered, from the chain and verified signed readings."""
     orders = _signed_orders(record)
     ledger = _Ledger({o.participant: o.participant_id for o in orders.values()})
-    trusted = _trusted_trades(record, orders, chain, ledger)
+    trusted = _delivered(_trusted_trades(record, orders, chain, ledger), chain, ledger)
     meters = _certified_meters(record, chain, ledger)
     intervals = {(t.slot_start, t.slot_end) for t in trusted}
-    _take_readings(record, readings, meters, intervals, ledger)
+    _take_readings(record, readings, meters, intervals, chain.timestamp, ledger)
     slot_of = {t.slot_start: t.slot for t in trusted}
     sold: dict[tuple[int, str], int] = defaultdict(int)
     bought: dict[tuple[int, str], int] = defaultdict(int)
@@ -168,6 +171,22 @@ def _trusted_trades(
                 "is on chain but not in the record as signed: no vote on their trades"
             )
     return [t for t in trusted if t.buyer not in tainted and t.seller not in tainted]
+
+
+def _delivered(trades: list[TradeRecord], chain: ChainView, ledger: _Ledger) -> list[TradeRecord]:
+    """Return the trades whose slot has ended by the chain's clock; note the others.
+
+    All trades of a slot share its end, so a slot's pro-rata shares are never split
+    between delivered and undelivered trades.
+    """
+    ended = [t for t in trades if t.slot_end <= chain.timestamp]
+    for trade in trades:
+        if trade.slot_end > chain.timestamp:
+            ledger.refused.append(
+                f"trade {_name(trade)}: its slot ends at {utc_text(trade.slot_end)}, after the "
+                f"chain's clock ({utc_text(chain.timestamp)}): not delivered yet, no vote"
+            )
+    return ended
 
 
 def _trade_problem(
@@ -234,9 +253,13 @@ def _take_readings(
     readings: Sequence[SignedReading],
     meters: dict[str, str],
     intervals: set[tuple[int, int]],
+    now: int,
     ledger: _Ledger,
 ) -> None:
-    """Keep the readings whose certified meter signed them for a traded slot; refuse the rest."""
+    """Keep the readings a certified meter signed for a traded slot ended by ``now``.
+
+    ``now`` is the chain's clock; every other reading is refused, with its reason.
+    """
     seen: dict[tuple[str, int], SignedReading] = {}
     conflicting: set[tuple[str, int]] = set()
     for reading in readings:
@@ -249,6 +272,12 @@ def _take_readings(
         participant = meters.get(signer.lower())
         if participant is None:
             ledger.refused.append(f"{where}: the meter is not certified for a participant")
+            continue
+        if reading.interval_end > now:
+            ledger.refused.append(
+                f"{where}: its interval ends at {utc_text(reading.interval_end)}, after the "
+                f"chain's clock ({utc_text(now)}): not final"
+            )
             continue
         if (reading.interval_start, reading.interval_end) not in intervals:
             ledger.refused.append(f"{where}: not the interval of a traded slot")

@@ -11,6 +11,7 @@ independently (whole Wh rounded down, micro-EUR, pro-rata shares).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import secrets
@@ -633,6 +634,7 @@ def _honest(out: Path) -> tuple[DeploymentRecord, list[SignedReading], ChainView
         grid_operator=keystore.role(GRID_OPERATOR).address,
         added={t.trade_id: AddedTrade(t.buyer, t.seller, t.quantity_wh) for t in record.trades},
         epoch=1,
+        timestamp=max(t.slot_end for t in record.trades),
     )
     return record, readings, chain
 
@@ -671,6 +673,25 @@ def test_a_validator_votes_only_from_the_chain_and_the_signed_orders(
     relabelled = [t.model_copy(update={"seller_id": "bob"}) for t in record.trades]
     found = deliveries(record.model_copy(update={"trades": relabelled}), readings, chain)
     assert found.wh == honest.wh
+
+
+def test_a_validator_votes_only_on_slots_the_chains_clock_has_seen_end(
+    settled: tuple[Path, Path, str],
+) -> None:
+    # The chain's clock one second before slot 1 ends: slot 1's readings are not final
+    # and its trades get no vote; slot 0's votes are as they were.
+    record, readings, chain = _honest(settled[0])
+    honest = deliveries(record, readings, chain)
+    slot1_end = max(t.slot_end for t in record.trades if t.slot == 1)
+    early = deliveries(record, readings, dataclasses.replace(chain, timestamp=slot1_end - 1))
+    slot0 = {t.trade_id for t in record.trades if t.slot == 0}
+    assert {i: w for i, w in honest.wh.items() if i in slot0} == early.wh
+    assert any("not delivered yet, no vote" in r for r in early.refused)
+    assert any("after the chain's clock" in r and "not final" in r for r in early.refused)
+    # Before any slot ended: no vote at all.
+    first_end = min(t.slot_end for t in record.trades)
+    none = deliveries(record, readings, dataclasses.replace(chain, timestamp=first_end - 1))
+    assert none.wh == {}
 
 
 def test_a_trade_left_out_of_the_record_stops_votes_on_its_sellers_energy(

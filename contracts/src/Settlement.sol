@@ -18,11 +18,13 @@ import {ValidatorRegistry} from "./ValidatorRegistry.sol";
 ///      EIP-712 signed orders: the contract checks the signatures, that the price lies
 ///      within both limits and the fee within the buyer's cap, that neither order is
 ///      filled beyond its quantity, expired, cancelled or signed again under a used
-///      nonce, and that the round ends before either order expires; it locks exactly
-///      quantity x (price + fee) from the buyer, or drops the trade (with an event) if
+///      nonce, that the round ends before either order expires, and that the trade's
+///      slot ends at least {MIN_VOTING_WINDOW_S} before the round's deadline; it locks
+///      exactly quantity x (price + fee) from the buyer, or drops the trade (with an event) if
 ///      the buyer's free balance is short. Rounds of any size are opened, filled in
 ///      chunks and sealed. Validators of the {ValidatorRegistry} sign (EIP-712) the Wh
-///      each trade delivered; anyone may submit the signed votes. When strictly more than
+///      each trade delivered; anyone may submit the signed votes, from the end of the
+///      trade's slot (block time) to the round's deadline. When strictly more than
 ///      two thirds of the validators registered now agree within the tolerance (a
 ///      per-mille of the quantity fixed at deployment), the seller is paid for the median
 ///      of the agreeing votes (at most the quantity), the fee goes to the fee recipient,
@@ -49,6 +51,11 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     uint64 public constant MAX_ROUND_DURATION_S = 30 days;
     /// @notice An extension moves a deadline by at most this much.
     uint64 public constant MAX_EXTENSION_S = 7 days;
+    /// @notice A trade's slot must end at least this long before its round's deadline:
+    ///         the validators' time to read the meters and vote after delivery. Without
+    ///         it a trade delivered after the deadline could never settle, and its buyer
+    ///         would reclaim the lock for energy it received.
+    uint64 public constant MIN_VOTING_WINDOW_S = 1 hours;
 
     bytes32 public constant ATTESTATION_TYPEHASH =
         keccak256("Attestation(bytes32 tradeId,uint64 deliveredWh,uint32 epoch)");
@@ -137,7 +144,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         AttestationClosed,
         NotExpired,
         InvalidVote,
-        NoQuorum
+        NoQuorum,
+        SlotNotEnded
     }
 
     /// @notice A validator's EIP-712 signed statement of the Wh a trade delivered.
@@ -214,6 +222,12 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     error DeadlineNotPassed(uint64 roundId, uint64 deadline);
     /// @notice The round's deadline has passed: no more trades, no sealing.
     error RoundExpired(uint64 roundId, uint64 deadline);
+    /// @notice The trade's delivery slot has not ended yet (`slotEnd` > now): no meter
+    ///         reading of it is final, so no vote on it can count.
+    error SettlementSlotNotEnded(bytes32 tradeId, uint64 slotEnd, uint256 now_);
+    /// @notice The trade's slot ends later than {MIN_VOTING_WINDOW_S} before its round's
+    ///         deadline: it could not be voted on before its lock became reclaimable.
+    error SettlementSlotAfterDeadline(bytes32 tradeId, uint64 slotEnd, uint64 deadline);
 
     event Deposited(address indexed account, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
@@ -392,7 +406,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
 
     /// @notice Open round `roundId`; trades may be added until it is sealed.
     /// @param inputHash Hash of the round's inputs (the clearing's manifest), for audit.
-    /// @param deadline Last time validators' votes count; at most 30 days ahead.
+    /// @param deadline Last time validators' votes count; at most 30 days ahead. Every
+    ///        trade's slot must end at least {MIN_VOTING_WINDOW_S} before it.
     function openRound(uint64 roundId, bytes32 inputHash, uint64 deadline)
         external
         onlyRole(OPERATOR_ROLE)
@@ -410,9 +425,10 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
 
     /// @notice Add a chunk of trades to an open round (any number of chunks per round).
     /// @dev Reverts on any trade whose orders or terms are not what the participants
-    ///      signed; drops (with {TradeDropped}) a trade whose buyer cannot cover its lock,
-    ///      and (with {TradeWithdrawn}) one whose order was cancelled or whose seller's
-    ///      hour is certified.
+    ///      signed, or whose slot ends too late for the round's deadline
+    ///      ({SettlementSlotAfterDeadline}); drops (with {TradeDropped}) a trade whose
+    ///      buyer cannot cover its lock, and (with {TradeWithdrawn}) one whose order was
+    ///      cancelled or whose seller's hour is certified.
     function addTrades(uint64 roundId, TradeInput[] calldata inputs)
         external
         onlyRole(OPERATOR_ROLE)
@@ -486,15 +502,17 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     }
 
     /// @notice Settle a trade with its validators' signed votes (anyone may submit them).
-    /// @dev Reverts unless strictly more than two thirds of the validators registered now
-    ///      signed votes that agree within the tolerance; pays the median of the agreeing
-    ///      votes, at most the quantity.
+    /// @dev Reverts before the trade's slot has ended ({SettlementSlotNotEnded}: delivery
+    ///      is not over, no reading of it is final) and unless strictly more than two
+    ///      thirds of the validators registered now signed votes that agree within the
+    ///      tolerance; pays the median of the agreeing votes, at most the quantity.
     function settleTrade(Trade calldata trade, SignedVote[] calldata votes) external whenNotPaused nonReentrant {
         bytes32 tradeId = tradeIdOf(trade.roundId, trade.buyOrder, trade.sellOrder);
         SkipReason reason = _settleProblem(trade, tradeId);
         if (reason == SkipReason.UnknownTrade) revert UnknownTrade(tradeId);
         if (reason == SkipReason.RoundNotSealed) revert RoundNotSealed(trade.roundId);
         if (reason == SkipReason.TradeFinal) revert TradeNotOpen(tradeId);
+        if (reason == SkipReason.SlotNotEnded) revert SettlementSlotNotEnded(tradeId, trade.slotEnd, block.timestamp);
         if (reason == SkipReason.AttestationClosed) {
             revert AttestationClosed(trade.roundId, _rounds[trade.roundId].deadline);
         }
@@ -506,8 +524,8 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
     }
 
     /// @notice {settleTrade} for many trades; a trade that cannot settle (unknown, not
-    ///         sealed, final, late, an invalid vote, no quorum) is skipped with a
-    ///         {SettleSkipped} event instead of reverting the batch.
+    ///         sealed, final, its slot not ended, late, an invalid vote, no quorum) is
+    ///         skipped with a {SettleSkipped} event instead of reverting the batch.
     function settleBatch(Trade[] calldata trades, SignedVote[][] calldata votes) external whenNotPaused nonReentrant {
         if (trades.length != votes.length) revert LengthMismatch();
         uint256 quorum = validators.quorum();
@@ -632,6 +650,11 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         ) revert OrdersDoNotMatch(buyHash, sellHash);
         bytes32 tradeId = tradeIdOf(roundId, buyHash, sellHash);
         if (_trades[tradeId] != 0) revert TradeExists(tradeId);
+        // Votes count until the deadline, and from then on the buyer may reclaim: the
+        // slot must end (delivery be over) early enough for validators to vote before.
+        if (uint256(buy.slotEnd) + MIN_VOTING_WINDOW_S > deadline) {
+            revert SettlementSlotAfterDeadline(tradeId, buy.slotEnd, deadline);
+        }
         if (input.quantityWh == 0) revert ZeroAmount();
         if (
             input.priceMicroEurPerKwh < sell.limitMicroEurPerKwh
@@ -701,6 +724,10 @@ contract Settlement is AccessControl, Pausable, ReentrancyGuardTransient, EIP712
         Round storage round = _rounds[trade.roundId];
         if (round.status != RoundStatus.Sealed) return SkipReason.RoundNotSealed;
         if (tradeState(tradeId) != TradeState.Open) return SkipReason.TradeFinal;
+        // Delivery is over only once the slot has ended (its meters' readings are final);
+        // addTrades keeps slotEnd + MIN_VOTING_WINDOW_S <= deadline, so the two time
+        // rules never overlap.
+        if (block.timestamp < trade.slotEnd) return SkipReason.SlotNotEnded;
         if (block.timestamp > round.deadline) return SkipReason.AttestationClosed;
         return SkipReason.None;
     }

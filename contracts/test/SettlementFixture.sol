@@ -67,7 +67,11 @@ library Reference {
 /// trade inputs and records, run rounds, and sign (EIP-712) and submit validators' votes.
 abstract contract SettlementFixture is TestBase {
     uint64 internal constant T0 = 1_750_000_000;
-    uint64 internal constant SLOT_START = T0 + 1 hours;
+    /// The default slot was delivered before T0 (settled from T0 on, its slot ended:
+    /// the contract counts votes only after a slot's end) and ends more than the voting
+    /// window before any deadline the tests choose; the hours after it are free for trades
+    /// of later slots (up to SLOT_START + 4 hours, all ended by T0).
+    uint64 internal constant SLOT_START = T0 - 6 hours;
     uint64 internal constant SLOT_END = SLOT_START + 15 minutes;
     /// Default round deadline: this long after the round opens.
     uint64 internal constant ROUND_DURATION = 1 days;

@@ -76,6 +76,19 @@ abstract contract SettlementInvariantBase is TestBase {
         assertEq(settlement.totalPaidWh(), handler.ghost_whPaid(), "totalPaidWh == ghost Wh paid");
     }
 
+    /// Payment only after delivery: no trade settled before its slot's end, and every
+    /// accepted trade's slot ends at least the voting window before its round's deadline
+    /// (so no lock becomes reclaimable while its energy is still to be delivered or
+    /// attested).
+    function invariant_paidOnlyAfterDelivery() public view {
+        assertEq(handler.ghost_paidBeforeDelivery(), 0, "a trade settled before its slot ended");
+        uint64 window = settlement.MIN_VOTING_WINDOW_S();
+        for (uint256 i; i < handler.tradeCount(); ++i) {
+            (Settlement.Trade memory t,,) = handler.tradeAt(i);
+            assertLe(t.slotEnd + window, settlement.rounds(t.roundId).deadline, "slot ends too late for the deadline");
+        }
+    }
+
     /// Each trade becomes final (settled or reclaimed) at most once, and the final
     /// trades are exactly those with a TradeSettled or TradeReclaimed event.
     function invariant_tradeFinalAtMostOnce() public view {

@@ -70,6 +70,13 @@ contract SettlementCertificatesHandler is SettlementHandler {
         if (closedHours.length == 0 || voteSeed % 2 == 0) _closeHour();
         if (closedHours.length == 0) return;
         uint64 h = closedHours[bound(hourSeed, 0, closedHours.length - 1)];
+        // Validators vote once the hour's delivery is over (its slots end within the next
+        // hour): three times in four time moves there first; else the model predicts the
+        // votes refused (SlotNotEnded) for slots still running.
+        if ((voteSeed >> 16) % 4 != 0 && currentTime < uint256(h) + 2 hours) {
+            currentTime = uint256(h) + 2 hours;
+            vm.warp(currentTime);
+        }
         for (uint256 t; t < trades.length; ++t) {
             TradeInfo storage info = trades[t];
             if (_hourStart(info.record.slotStart) != h || modelState[info.id] != Settlement.TradeState.Open) continue;
@@ -242,19 +249,28 @@ contract SettlementCertificatesHandler is SettlementHandler {
         if (settlement.paused() || issuedCount == 0) return;
         (uint64 roundId, bool found) = roundIds.length == 0 ? (0, false) : _openRound(seed);
         if (found && currentTime > settlement.rounds(roundId).deadline) return;
+        uint256 id = bound(seed >> 8, 1, issuedCount);
+        (address s, uint64 h) = (sellerOf[id], hourOf[id]);
+        uint64 slot = h + (slots[0] % 1 hours);
+        // A round whose deadline leaves no voting window after the slot would refuse the
+        // trade for that (SettlementSlotAfterDeadline) before looking at the hour.
+        if (
+            found
+                && uint256(slot) + SLOT_LENGTH + settlement.MIN_VOTING_WINDOW_S() > settlement.rounds(roundId).deadline
+        ) {
+            found = false;
+        }
         if (!found) {
             // The operator opens a round for it (left open: the base handler may seal it).
             roundId = uint64(roundIds.length + 1);
             vm.prank(OPERATOR);
-            settlement.openRound(roundId, keccak256(abi.encode(seed, "late")), uint64(currentTime + 1 days));
+            uint256 start = currentTime > uint256(slot) + SLOT_LENGTH ? currentTime : uint256(slot) + SLOT_LENGTH;
+            settlement.openRound(roundId, keccak256(abi.encode(seed, "late")), uint64(start + 1 days));
             roundIds.push(roundId);
         }
         uint64 deadline = settlement.rounds(roundId).deadline;
-        uint256 id = bound(seed >> 8, 1, issuedCount);
-        (address s, uint64 h) = (sellerOf[id], hourOf[id]);
         address b = buyers[bound(seed >> 16, 0, N_BUYERS - 1)];
         if (_freeOf(b) < Reference.lockAmount(1000, 250_000, 30_000)) return;
-        uint64 slot = h + (slots[0] % 1 hours);
         Settlement.TradeInput memory input;
         input.buy = _orderOf(b, true, slot, 1000, 300_000, 40_000, deadline);
         input.sell = _orderOf(s, false, slot, 1000, 200_000, 0, deadline);

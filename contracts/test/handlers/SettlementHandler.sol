@@ -128,6 +128,8 @@ contract SettlementHandler is TestBase {
     uint256 public ghost_lockNotSplit;
     /// Contract behaviour (events, states, drops) that differs from the model.
     uint256 public ghost_modelMismatch;
+    /// Settlements (TradeSettled) while the trade's slot had not ended yet.
+    uint256 public ghost_paidBeforeDelivery;
     /// Attack attempts (try/catch) that the contract did not refuse.
     uint256 public ghost_attacksAccepted;
     /// Attack attempts refused with another error than the expected one.
@@ -254,7 +256,12 @@ contract SettlementHandler is TestBase {
     function runRound(uint256 seed, uint256 nSeed, uint256 chunkSeed) external useTime {
         if (settlement.paused()) return;
         uint64 roundId = uint64(roundIds.length + 1);
-        uint64 deadline = uint64(currentTime + bound(seed, 6 hours, 3 days));
+        // Every slot a trade may use (the latest is slots[1]) ends a voting window before
+        // the deadline (else addTrades refuses it: SettlementSlotAfterDeadline).
+        uint256 earliest = 6 hours;
+        uint256 needed = uint256(slots[1]) + SLOT_LENGTH + settlement.MIN_VOTING_WINDOW_S();
+        if (needed > currentTime + earliest) earliest = needed - currentTime;
+        uint64 deadline = uint64(currentTime + bound(seed, earliest, earliest + 3 days));
         vm.prank(OPERATOR);
         settlement.openRound(roundId, keccak256(abi.encode(seed)), deadline);
         roundIds.push(roundId);
@@ -308,8 +315,9 @@ contract SettlementHandler is TestBase {
 
     /// The operator tries a flawed trade in an open round: forged signature, price above
     /// the buyer's limit, fee above its cap, overfill, reused nonce, cancelled order,
-    /// expired order or a duplicate row; or any chunk once the round's deadline passed
-    /// (RoundExpired). Each must revert with its error.
+    /// expired order, a duplicate row or a slot ending less than the voting window before
+    /// the deadline; or any chunk once the round's deadline passed (RoundExpired). Each
+    /// must revert with its error.
     function attackAddTrades(uint256 seed, uint256 roundSeed) external useTime {
         if (settlement.paused() || roundIds.length == 0) return;
         (uint64 roundId, bool found) = _openRound(roundSeed);
@@ -340,7 +348,7 @@ contract SettlementHandler is TestBase {
     {
         address b = buyers[bound(seed, 0, N_BUYERS - 1)];
         address s = sellers[bound(seed >> 8, 0, N_SELLERS - 1)];
-        uint256 kind = bound(seed >> 16, 0, 7);
+        uint256 kind = bound(seed >> 16, 0, 8);
         Settlement.TradeInput memory input;
         {
             uint64 slot = slots[(seed >> 24) % 2];
@@ -374,6 +382,15 @@ contract SettlementHandler is TestBase {
         } else if (kind == 6) {
             expected = Settlement.OrderExpired.selector;
             input.buy.expiry = deadline - 1;
+        } else if (kind == 8) {
+            // Delivered after the deadline (or too close to it): its buyer could reclaim
+            // the lock once the energy flowed. One second too late (slot start stays in
+            // the round's orders' hours for the certificates handler: no hour check is
+            // reached before the revert).
+            expected = Settlement.SettlementSlotAfterDeadline.selector;
+            uint64 slotEnd = deadline - settlement.MIN_VOTING_WINDOW_S() + 1;
+            (input.buy.slotStart, input.buy.slotEnd) = (slotEnd - SLOT_LENGTH, slotEnd);
+            (input.sell.slotStart, input.sell.slotEnd) = (slotEnd - SLOT_LENGTH, slotEnd);
         } else {
             expected = Settlement.TradeExists.selector;
             if (_freeOf(b) < settlement.lockAmount(1000, 250_000, 30_000)) return (chunk, expected);
@@ -866,6 +883,8 @@ contract SettlementHandler is TestBase {
         Settlement.Round memory round = settlement.rounds(info.record.roundId);
         if (round.status != Settlement.RoundStatus.Sealed) return Settlement.SkipReason.RoundNotSealed;
         if (modelState[info.id] != Settlement.TradeState.Open) return Settlement.SkipReason.TradeFinal;
+        // Delivery must be over: votes count from the slot's end (block time) on.
+        if (currentTime < info.record.slotEnd) return Settlement.SkipReason.SlotNotEnded;
         if (currentTime > round.deadline) return Settlement.SkipReason.AttestationClosed;
         return Settlement.SkipReason.None;
     }
@@ -886,6 +905,10 @@ contract SettlementHandler is TestBase {
             err = abi.encodeWithSelector(Settlement.RoundNotSealed.selector, info.record.roundId);
         } else if (problem == Settlement.SkipReason.TradeFinal) {
             err = abi.encodeWithSelector(Settlement.TradeNotOpen.selector, info.id);
+        } else if (problem == Settlement.SkipReason.SlotNotEnded) {
+            err = abi.encodeWithSelector(
+                Settlement.SettlementSlotNotEnded.selector, info.id, info.record.slotEnd, currentTime
+            );
         } else if (problem == Settlement.SkipReason.AttestationClosed) {
             uint64 deadline = settlement.rounds(info.record.roundId).deadline;
             err = abi.encodeWithSelector(Settlement.AttestationClosed.selector, info.record.roundId, deadline);
@@ -1089,6 +1112,11 @@ contract SettlementHandler is TestBase {
             else if (topic == Settlement.ReclaimSkipped.selector) kind = EXPECT_RECLAIM_SKIPPED;
             else continue;
             bytes32 id = log.topics[1];
+            // Independent of the model: money moves for delivered energy only, i.e. never
+            // before the trade's slot has ended.
+            if (kind == EXPECT_SETTLED && tradeIndex[id] != 0) {
+                if (currentTime < trades[tradeIndex[id] - 1].record.slotEnd) ++ghost_paidBeforeDelivery;
+            }
             if (next >= count || expected[next].kind != kind || expected[next].id != id) {
                 ++ghost_modelMismatch;
                 ++next;
