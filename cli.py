@@ -244,11 +244,21 @@ def attest(
     out_dir: Annotated[Path, typer.Argument(help="Result folder after `gridmatch settle`.")],
     readings: Annotated[Path, typer.Argument(help="Signed readings (`gridmatch meters sign`).")],
     rpc_url: Annotated[str | None, typer.Option(help="The node `settle` used.")] = None,
+    advance_clock_hours: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=24 * 60,
+            help="Move a local anvil's clock first, past slots not yet delivered (demos).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the validators, each a process with its own key; agreed trades settle."""
     from gridmatch.settlement import attestation
 
-    outcome = attestation.attest(out_dir, readings, rpc_url=rpc_url)
+    outcome = attestation.attest(
+        out_dir, readings, rpc_url=rpc_url, advance_s=round(advance_clock_hours * SECONDS_PER_HOUR)
+    )
     for reason in outcome.refused():
         stderr.print(Text.assemble(("refused:", "yellow"), " ", printable(reason)))
     for note in outcome.short():

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from web3 import Web3
-from web3.types import RPCEndpoint
 
 from gridmatch.errors import ChainError, InputError
 from gridmatch.results_io.layout import SETTLEMENT_DIR
@@ -20,6 +19,7 @@ from gridmatch.settlement.abi_calls import ContractAbi
 from gridmatch.settlement.certificates import Certificate, issue_ready
 from gridmatch.settlement.chain import (
     OPEN,
+    advance_clock,
     checked_contracts,
     connect,
     holdings,
@@ -135,7 +135,9 @@ def simulate_meter_file(out_dir: Path, meter_csv: Path) -> int:
     return len(readings)
 
 
-def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> AttestOutcome:
+def attest(
+    out_dir: Path, readings: Path, *, rpc_url: str | None = None, advance_s: int = 0
+) -> AttestOutcome:
     """Run every validator as a process of its own on the signed readings; quorums settle.
 
     Each validator is an operating-system process started on a job file, with its own
@@ -146,7 +148,9 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
 
     Payment follows delivery: a trade whose slot has not ended by the chain's clock
     (the latest block's time) gets no vote and is reported in ``skipped``; when no open
-    trade's slot has ended, nothing is started at all.
+    trade's slot has ended, nothing is started at all. ``advance_s`` moves a local
+    anvil's clock forward first (a demo of a day not yet delivered; moves last only
+    while the node runs, so the validators read the moved clock in this same session).
 
     Raises
     ------
@@ -162,6 +166,7 @@ def attest(out_dir: Path, readings: Path, *, rpc_url: str | None = None) -> Atte
     keys = out_dir / SETTLEMENT_DIR / "keys"
     with connect(out_dir, rpc_url or record.rpc_url) as (w3, url):
         contracts = checked_contracts(w3, record)
+        advance_clock(w3, advance_s)
         now = int(w3.eth.get_block("latest")["timestamp"])
         _refuse_too_early(w3, contracts["settlement"], record, now)
         reports, failed = _run_validators(out_dir, record, readings, url)
@@ -203,7 +208,8 @@ def _refuse_too_early(
         raise ChainError(
             f"too early to attest: no open trade has been delivered yet (the chain's clock is "
             f"{utc_text(now)}; the first slot, {first.slot}, ends at {utc_text(first.slot_end)}): "
-            "payment follows delivery, attest after that"
+            "payment follows delivery, attest after that (on a local anvil, --advance-clock-hours "
+            "moves its clock)"
         )
 
 
@@ -344,14 +350,7 @@ def reclaim_expired(
     keystore = Keystore.open(out_dir / SETTLEMENT_DIR / "keys", create=False)
     with connect(out_dir, rpc_url or record.rpc_url) as (w3, _):
         contracts = checked_contracts(w3, record)
-        if advance_s:
-            for method, params in (("evm_increaseTime", [advance_s]), ("evm_mine", [])):
-                response = w3.provider.make_request(RPCEndpoint(method), params)
-                if "error" in response:
-                    raise ChainError(
-                        f"the node cannot move its clock ({method}: {response['error']}); "
-                        "only a local anvil can"
-                    )
+        advance_clock(w3, advance_s)
         settlement = contracts["settlement"]
         states = trade_states(w3, settlement, record.trades)
         open_trades = [t for t, s in zip(record.trades, states, strict=True) if s == OPEN]

@@ -55,7 +55,7 @@ from gridmatch.results_io.battery_rewards import (
 from gridmatch.results_io.layout import SETTLEMENT_DIR
 from gridmatch.settlement.abi_calls import ContractAbi, call_view
 from gridmatch.settlement.artifacts import build
-from gridmatch.settlement.chain import connect, contract_at, fund_gas
+from gridmatch.settlement.chain import advance_clock, connect, contract_at, fund_gas
 from gridmatch.settlement.deploy import deploy_contract
 from gridmatch.settlement.eip712 import address_word, bytes32_word, keccak256, sign, uint_word
 from gridmatch.settlement.keys import OPERATOR, Keystore, validator_name
@@ -331,17 +331,6 @@ def _move_clock(w3: Web3, to_s: int) -> None:
     w3.provider.make_request(RPCEndpoint("evm_mine"), [])
 
 
-def _advance_clock(w3: Web3, seconds: int) -> None:
-    """Move a local anvil's clock forward by ``seconds`` (as ``gridmatch reclaim`` does)."""
-    for method, params in (("evm_increaseTime", [seconds]), ("evm_mine", [])):
-        response = w3.provider.make_request(RPCEndpoint(method), params)
-        if "error" in response:
-            raise ChainError(
-                f"the node cannot move its clock ({method}: {response['error']}); "
-                "only a local anvil can"
-            )
-
-
 def _require_code(w3: Web3, contracts: dict[str, ContractAbi], where: str) -> None:
     for key, contract in contracts.items():
         if not w3.eth.get_code(Web3.to_checksum_address(contract.address)):
@@ -569,7 +558,7 @@ def reclaim_on_chain(
     with connect(chain_dir, node) as (w3, _):
         _require_code(w3, {"rewards": rewards}, "give the --rpc-url the release used")
         if advance_s:
-            _advance_clock(w3, advance_s)
+            advance_clock(w3, advance_s)
         funded, released, _, _ = call_view(w3, rewards, "balancesOf", record.agreement_id)
         expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
         if int(funded) - int(released) != expected:

@@ -170,3 +170,22 @@ def in_chunks(
 def b32(text: str) -> bytes:
     """Return the bytes of a ``0x`` hex string."""
     return bytes.fromhex(text.removeprefix("0x"))
+
+
+def advance_clock(w3: Web3, advance_s: int) -> None:
+    """Move a local anvil's clock ``advance_s`` seconds forward and mine a block (demos).
+
+    Raises
+    ------
+    ChainError
+        The node cannot move its clock (only a local anvil can).
+    """
+    if not advance_s:
+        return
+    for method, params in (("evm_increaseTime", [advance_s]), ("evm_mine", [])):
+        response = w3.provider.make_request(RPCEndpoint(method), params)
+        if "error" in response:
+            raise ChainError(
+                f"the node cannot move its clock ({method}: {response['error']}); "
+                "only a local anvil can"
+            )

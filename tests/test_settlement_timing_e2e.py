@@ -137,6 +137,31 @@ def test_a_day_ahead_round_is_paid_only_after_delivery(day_ahead: Path, tmp_path
         assert all(locked == 0 for _, locked, _ in held.values())
 
 
+def test_a_demo_of_a_day_ahead_round_moves_the_local_anvils_clock(
+    day_ahead: Path, tmp_path: Path
+) -> None:
+    # The embedded anvil (no --rpc-url) restarts for every command, so a clock moved by
+    # one command is gone in the next: attest moves it in its own session.
+    out = _copy(day_ahead, tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["settle", str(out), "--validators", "3"])
+    assert result.exit_code == 0, result.stderr
+    meters, signed = tmp_path / "meters.csv", tmp_path / "readings.json"
+    assert runner.invoke(app, ["meters", "simulate", str(out), "-o", str(meters)]).exit_code == 0
+    result = runner.invoke(app, ["meters", "sign", str(out), str(meters), "-o", str(signed)])
+    assert result.exit_code == 0, result.stderr
+    early = runner.invoke(app, ["attest", str(out), str(signed)])
+    assert early.exit_code == 4 and "--advance-clock-hours" in early.stderr, early.stderr
+    record = read_record(record_path(out))
+    hours = (max(t.slot_end for t in record.trades) - datetime.now(UTC).timestamp()) / HOUR + 1
+    result = runner.invoke(
+        app, ["attest", str(out), str(signed), "--advance-clock-hours", f"{hours:.2f}"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "not settled now" not in result.stderr
+    assert "alice" in result.stderr and "carol" in result.stderr
+
+
 def _buyers(out: Path, url: str) -> list[tuple[int, int, dict[int, int]]]:
     held = attestation.balances(out, rpc_url=url)
     return [held[p] for p in ("alice",)]
