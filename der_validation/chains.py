@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from gridmatch.der_validation.detection import MAX_PAIR_S
-from gridmatch.der_validation.verdicts import Judgement
+from gridmatch.der_validation.verdicts import Judgement, share_verdict
 from gridmatch.results_io.der_validation import Verdict, VerdictRow
 from gridmatch.scenario_io.der_input import Commitment
 
@@ -119,12 +119,7 @@ def _piece(
     delivered_kwh = span.delivered_kwh * share_s / whole_s if whole_s > 0 else 0.0
     committed_kwh = piece.energy_kwh
     share = delivered_kwh / committed_kwh
-    if share >= 1.0 - own.tolerance:
-        verdict = Verdict.VALIDATED
-    elif share >= partial_fraction:
-        verdict = Verdict.PARTIALLY_DELIVERED
-    else:
-        verdict = Verdict.NOT_DELIVERED
+    verdict = share_verdict(share, own.tolerance, partial_fraction)
     return dataclasses.replace(
         span,
         commitment_id=own.commitment_id,

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from gridmatch.der_validation.verdicts import Judgement
+from gridmatch.der_validation.verdicts import Judgement, share_verdict
 from gridmatch.results_io.der_validation import Verdict, VerdictRow
 
 # Verdicts whose delivered energy came from a run (and so can be shared).
@@ -112,12 +112,7 @@ def _recomputed(
     row: VerdictRow, delivered_kwh: float, partial_fraction: float, earlier: str
 ) -> VerdictRow:
     share = delivered_kwh / row.committed_kwh
-    if share >= 1.0 - row.tolerance:
-        verdict = Verdict.VALIDATED
-    elif share >= partial_fraction:
-        verdict = Verdict.PARTIALLY_DELIVERED
-    else:
-        verdict = Verdict.NOT_DELIVERED
+    verdict = share_verdict(share, row.tolerance, partial_fraction)
     note = f"the run also delivered {earlier}: {share:.0%} left for this commitment"
     return dataclasses.replace(
         row,

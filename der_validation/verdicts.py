@@ -145,12 +145,7 @@ def judge(
     events = judge_state.event_rows(commitment)
     if committed.score >= minimum:
         share = committed.delivered_kwh / committed_kwh
-        if share >= 1.0 - tolerance:
-            verdict = Verdict.VALIDATED
-        elif share >= partial:
-            verdict = Verdict.PARTIALLY_DELIVERED
-        else:
-            verdict = Verdict.NOT_DELIVERED
+        verdict = share_verdict(share, tolerance, partial)
         note = f"{committed.detail}; delivered {share:.0%}; baseline: {baseline_note}"
         return Judgement(base.row(verdict, fit=committed, detail=note, **common), events)
     other = _other_device(commitment, sign, judge_state, minimum, partial * committed_kwh)
@@ -183,6 +178,15 @@ def judge(
         ),
         events,
     )
+
+
+def share_verdict(share: float, tolerance: float, partial_fraction: float) -> Verdict:
+    """Return rule 2's verdict for a fitted model's delivered share of the commitment."""
+    if share >= 1.0 - tolerance:
+        return Verdict.VALIDATED
+    if share >= partial_fraction:
+        return Verdict.PARTIALLY_DELIVERED
+    return Verdict.NOT_DELIVERED
 
 
 class DayFits:
