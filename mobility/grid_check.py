@@ -183,7 +183,9 @@ def secure_dispatch(
     )
     return result, GridOutcome(
         True,
-        verdict.secure,
+        # A dispatch that injects nothing is the base case: no worse than without by the
+        # rule, even on a grid whose own power flow fails (the check's verdict then is not).
+        verdict.secure or not injection,
         rounds,
         grid.ac_power_flows,
         injection,

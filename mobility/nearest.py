@@ -24,6 +24,10 @@ from gridmatch.units import WH_PER_KWH
 
 FloatArray = npt.NDArray[np.float64]
 KM_PER_DEGREE = 111.32
+EARTH_RADIUS_KM = 6371.0
+# A position further than this from every road node is not in the folder's area: its
+# nearest node would answer for a place the road graph does not reach.
+MAX_SNAP_KM = 5.0
 
 
 @dataclass(frozen=True)
@@ -67,19 +71,27 @@ class SupplyIndex:
         )
 
     def node_near(self, lon: float, lat: float) -> str:
-        """Return the node nearest to a position (equirectangular distance; fine in a town).
+        """Return the node nearest to a position (great-circle distance, haversine).
 
         Raises
         ------
         UsageError
-            The folder has no nodes.csv, so no node has a position.
+            The folder has no nodes.csv, so no node has a position; or the position is
+            more than :data:`MAX_SNAP_KM` from every node (not in the folder's area).
         """
         if not self._position_names:
             raise UsageError("this folder has no nodes.csv: give a node, not a position")
-        scale = math.cos(math.radians(lat))
-        d_lon = (self._lon_lat[:, 0] - lon) * scale
-        d_lat = self._lon_lat[:, 1] - lat
-        return self._position_names[int(np.argmin(d_lon * d_lon + d_lat * d_lat))]
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            raise UsageError(f"position ({lon}, {lat}) is not a finite lon/lat")
+        km = _haversine_km(self._lon_lat[:, 0], self._lon_lat[:, 1], lon, lat)
+        best = int(np.argmin(km))  # ties: the first in nodes.csv
+        if km[best] > MAX_SNAP_KM:
+            raise UsageError(
+                f"position ({lon:g}, {lat:g}) is {km[best]:,.1f} km from the nearest road "
+                f"node ('{self._position_names[best]}'); at most {MAX_SNAP_KM:g} km: give a "
+                "place in the folder's area, or a node"
+            )
+        return self._position_names[best]
 
     def query(
         self,
@@ -134,3 +146,13 @@ class SupplyIndex:
                 )
             )
         return found
+
+
+def _haversine_km(lon: FloatArray, lat: FloatArray, lon0: float, lat0: float) -> FloatArray:
+    """Great-circle kilometres from ``(lon0, lat0)`` to each ``(lon, lat)`` (degrees)."""
+    phi, phi0 = np.radians(lat), math.radians(lat0)
+    half_d_phi = (phi - phi0) / 2.0
+    half_d_lambda = np.radians(lon - lon0) / 2.0
+    a = np.sin(half_d_phi) ** 2 + np.cos(phi) * math.cos(phi0) * np.sin(half_d_lambda) ** 2
+    km: FloatArray = 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return km

@@ -66,15 +66,51 @@ def settings_for(
     )
 
 
+def in_id_order(inputs: MobilityInputs) -> MobilityInputs:
+    """Return the inputs with vehicles, requests and points sorted by their ids.
+
+    The dispatch is solved in this order, so that the order of the files' rows cannot
+    choose among equally good dispatches (a MILP solver picks among optima by column
+    order): the same folder with its rows shuffled gives the same dispatch.
+    """
+    return replace(
+        inputs,
+        vehicles=tuple(sorted(inputs.vehicles, key=lambda v: v.vehicle_id)),
+        requests=tuple(sorted(inputs.requests, key=lambda r: r.request_id)),
+        points=tuple(sorted(inputs.points, key=lambda p: p.point_id)),
+    )
+
+
+def in_file_order(inputs: MobilityInputs, plan: Plan) -> Plan:
+    """``plan`` with its per-request, per-delivery and per-vehicle rows in file row order.
+
+    Deliveries follow their requests' rows (stably: within a request, by arrival, then
+    vehicle id); itineraries and sessions stay sorted by vehicle and point id.
+    """
+    request_row = {r.request_id: r.row for r in inputs.requests}
+    vehicle_row = {v.vehicle_id: v.row for v in inputs.vehicles}
+    return replace(
+        plan,
+        requests=tuple(sorted(plan.requests, key=lambda r: request_row[r.request_id])),
+        deliveries=tuple(sorted(plan.deliveries, key=lambda d: request_row[d.request_id])),
+        fleet=tuple(sorted(plan.fleet, key=lambda f: vehicle_row[f.vehicle_id])),
+    )
+
+
 def solve_mobility(inputs: MobilityInputs, mode: Mode, settings: SolveSettings) -> MobilityRun:
-    """Dispatch validated inputs (grid check included) and build the output rows."""
+    """Dispatch validated inputs (grid check included) and build the output rows.
+
+    Solved in id order (:func:`in_id_order`); the returned ``inputs``, ``result`` and
+    ``plan`` are in that order, the plan's per-request and per-vehicle rows in the files'.
+    """
     began = time.perf_counter()
+    inputs = in_id_order(inputs)
     roads = RoadNetwork(inputs.roads, inputs.positions)
     result, grid = secure_dispatch(inputs, roads, mode, settings)
     proven = not grid.cut_points and all(
         stage.gap <= settings.mip_gap + 1e-12 for stage in result.stages
     )
-    plan = build_plan(inputs, roads, result, grid, proven)
+    plan = in_file_order(inputs, build_plan(inputs, roads, result, grid, proven))
     summary = _summary(inputs, mode, settings, result, grid, plan, proven, began)
     return MobilityRun(None, summary, result, grid, plan, roads, inputs)
 

@@ -36,7 +36,7 @@ from gridmatch.scenario_io.mobility_schema import MobilitySpec
 from gridmatch.scenario_io.network_source import load_network
 from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
 from gridmatch.units import floor_wh
-from gridmatch.user_files import is_given, parse_int
+from gridmatch.user_files import TABLE_LIMIT_BYTES, is_given, parse_int
 
 MOBILITY_FILE = "mobility.yaml"
 VEHICLES_FILE = "vehicles.csv"
@@ -58,6 +58,14 @@ MAX_KWH_PER_KM = 100.0
 MAX_LITRES = 1e6
 MAX_SLOT = 10_000_000
 MAX_PRICE_EUR_PER_KWH = 1e6
+# Rows of the other files. A city's road graph has a few 100,000 arcs; 1,000,000 roads
+# take ~1.3 GB and ~20 s to read. Counted before a file is parsed: parsed, 3,000,000
+# rows took 8 GB of memory before any bound was looked at.
+MAX_ROADS = 1_000_000
+MAX_NODES = 1_000_000
+MAX_POINTS = 100_000
+MAX_PARKING = 1_000_000
+_COUNT_CHUNK_BYTES = 1 << 20
 _Enum = TypeVar("_Enum", bound=StrEnum)
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -321,6 +329,41 @@ def load_mobility(directory: Path) -> MobilityInputs:
     )
 
 
+def _read_bounded(
+    path: Path,
+    what: str,
+    most: int,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+) -> Table:
+    """:func:`read_table`, refusing a file of more than ``most`` rows before it is parsed.
+
+    Lines are counted in the raw bytes (cheap, and bounded by the memory of a chunk);
+    blank lines and line breaks inside quoted cells count too, so the bound errs on
+    refusing. A file that cannot be read is left to :func:`read_table` to report.
+    """
+    lines = 0
+    try:
+        if path.is_file() and path.stat().st_size <= TABLE_LIMIT_BYTES:
+            with path.open("rb") as handle:
+                last = b""
+                while chunk := handle.read(_COUNT_CHUNK_BYTES):
+                    lines += max(chunk.count(b"\n"), chunk.count(b"\r"))
+                    last = chunk[-1:]
+                lines += last not in (b"", b"\n", b"\r")  # a last line without a break
+    except OSError:
+        lines = 0
+    if lines - 1 > most:
+        raise InputError(
+            path,
+            f"{lines:,} lines: more than {most:,} {what} rows; split the area or thin the file",
+        )
+    table = read_table(path, what, required, optional)
+    if len(table.rows) > most:
+        raise InputError(path, f"{len(table.rows):,} {what} rows; at most {most:,}")
+    return table
+
+
 # --- cell readers (the house rules of csv_cells, for the number kinds these files need)
 
 
@@ -422,7 +465,9 @@ def read_roads(path: Path) -> tuple[Road, ...]:
     InputError
         Missing, malformed, a road from a node to itself, a negative length or time.
     """
-    table = read_table(path, "road graph", ("from", "to", "km", "minutes"), ("oneway",))
+    table = _read_bounded(
+        path, "road graph", MAX_ROADS, ("from", "to", "km", "minutes"), ("oneway",)
+    )
     _not_empty(table, "road")
     roads = []
     for cells in table.cells():
@@ -451,7 +496,7 @@ def read_positions(path: Path, roads: Iterable[Road]) -> dict[str, tuple[float, 
     InputError
         Malformed, a repeated node, or a road node without a position.
     """
-    table = read_table(path, "node positions", ("node", "lon", "lat"))
+    table = _read_bounded(path, "node positions", MAX_NODES, ("node", "lon", "lat"))
     _unique(table, "node")
     positions = {}
     for cells in table.cells():
@@ -483,7 +528,9 @@ def read_points(
     """
     from gridmatch.grid_models.topology import bus_graph, unusable_buses
 
-    table = read_table(path, "points", ("point_id", "node", "bus", "ports", "max_kw"))
+    table = _read_bounded(
+        path, "points", MAX_POINTS, ("point_id", "node", "bus", "ports", "max_kw")
+    )
     _unique(table, "point_id")
     points = []
     for cells in table.cells():
@@ -544,15 +591,14 @@ def read_vehicles(path: Path, road_nodes: set[str], kwh_per_l: float) -> tuple[V
         Malformed, a repeated id, an unknown node or kind or state, litres for a
         vehicle that does not carry fuel.
     """
-    table = read_table(
+    table = _read_bounded(
         path,
         "vehicles",
+        MAX_VEHICLES,
         VEHICLE_COLUMNS,
         ("residual_l", "reserve_l", "owner_id"),
     )
     _not_empty(table, "vehicle")
-    if len(table.rows) > MAX_VEHICLES:
-        raise InputError(path, f"{len(table.rows)} vehicles; at most {MAX_VEHICLES:,}")
     _unique(table, "vehicle_id")
     vehicles = []
     for cells in table.cells():
@@ -588,17 +634,16 @@ def read_requests(
         Malformed, a repeated id, an unknown node or point, a window that closes before
         it opens or after the horizon starts, fuel requested through a point.
     """
-    table = read_table(
+    table = _read_bounded(
         path,
         "requests",
+        MAX_REQUESTS,
         REQUEST_COLUMNS,
         REQUEST_OPTIONAL_COLUMNS,
     )
     if "need_kwh" not in table.header and "need_l" not in table.header:
         raise InputError(path, "missing column(s): need_kwh (or need_l for fuel)", row=1)
     _not_empty(table, "request")
-    if len(table.rows) > MAX_REQUESTS:
-        raise InputError(path, f"{len(table.rows)} requests; at most {MAX_REQUESTS:,}")
     _unique(table, "request_id")
     requests = []
     for cells in table.cells():
@@ -660,9 +705,10 @@ def read_parking(
         Malformed, an unknown vehicle or point, a vehicle that cannot discharge, a point
         without a bus, a vehicle parked twice in one slot, more vehicles than ports.
     """
-    table = read_table(
+    table = _read_bounded(
         path,
         "parked vehicles",
+        MAX_PARKING,
         (
             "vehicle_id",
             "point_id",
