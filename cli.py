@@ -1194,8 +1194,15 @@ def mobility_v2g_credit(
     from gridmatch.mobility.v2g import v2g_credits
     from gridmatch.results_io.atomic import write_file_atomically
     from gridmatch.results_io.folder import read_manifest
+    from gridmatch.results_io.layout import TRADES_FILE
     from gridmatch.results_io.mobility import V2G_OFFERS_FILE, claim_credit_file, v2g_credit_csv
 
+    if not (result_dir / TRADES_FILE).is_file():
+        # A dispatch's folder (or any other) has no trades: say what the command reads.
+        raise UsageError(
+            f"{result_dir}: no {TRADES_FILE}; v2g-credit reads a result folder of "
+            "`gridmatch clear` run on the folder `gridmatch mobility v2g-offers` wrote"
+        )
     if offers is None:
         manifest = read_manifest(result_dir)
         if manifest is None:

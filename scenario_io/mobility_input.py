@@ -428,8 +428,22 @@ def _litres_wh(cells: Cells, field: str, kwh_per_l: float) -> int:
     return floor_wh(litres * kwh_per_l)
 
 
-def _node(cells: Cells, field: str, road_nodes: set[str]) -> str:
+def _node_id(cells: Cells, field: str) -> str:
+    """Read a road node's id: an identifier without whitespace.
+
+    deliveries.csv writes a route as its node ids separated by spaces, so an id with a
+    space in it would make the route read as other nodes.
+    """
     node = cells.identifier(field)
+    if any(character.isspace() for character in node):
+        raise cells.fail(
+            field, f"node '{node}' holds whitespace (routes are written space-separated)"
+        )
+    return node
+
+
+def _node(cells: Cells, field: str, road_nodes: set[str]) -> str:
+    node = _node_id(cells, field)
     if node not in road_nodes:
         raise cells.fail(field, f"node '{node}' is in neither {ROADS_FILE} nor {NODES_FILE}")
     return node
@@ -471,8 +485,8 @@ def read_roads(path: Path) -> tuple[Road, ...]:
     _not_empty(table, "road")
     roads = []
     for cells in table.cells():
-        start = cells.identifier("from")
-        end = cells.identifier("to")
+        start = _node_id(cells, "from")
+        end = _node_id(cells, "to")
         if start == end:
             raise cells.fail("to", f"a road from '{start}' to itself")
         roads.append(
@@ -502,7 +516,7 @@ def read_positions(path: Path, roads: Iterable[Road]) -> dict[str, tuple[float, 
     for cells in table.cells():
         lon = _number(cells, "lon", minimum=-180.0, maximum=180.0)
         lat = _number(cells, "lat", minimum=-90.0, maximum=90.0)
-        positions[cells.identifier("node")] = (lon, lat)
+        positions[_node_id(cells, "node")] = (lon, lat)
     for road in roads:
         for field, node in (("from", road.from_node), ("to", road.to_node)):
             if node not in positions:

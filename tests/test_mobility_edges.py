@@ -198,3 +198,37 @@ def test_a_megawatt_vehicle_s_written_delivery_holds_its_energy(tmp_path):
             writer.writeheader()
             writer.writerows(rows)
     _solve(folder, tmp_path / "out", "normal")
+
+
+def test_a_node_id_with_whitespace_is_refused_as_routes_are_space_separated(tmp_path):
+    folder = _storm(tmp_path / "storm")
+    first = _table(folder / "roads.csv")[0]["from"]
+    for name in ("roads.csv", "nodes.csv", "vehicles.csv", "requests.csv", "points.csv"):
+        path = folder / name
+        lines = [line.split(",") for line in path.read_text().splitlines()]
+        renamed = [",".join(f"{first} x" if c == first else c for c in line) for line in lines]
+        path.write_text("\n".join(renamed) + "\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["mobility", str(folder), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "roads.csv, row 2, field 'from'" in result.output
+    assert "whitespace" in result.output and not out.exists()
+
+
+def test_a_place_off_the_roads_with_whitespace_in_its_id_is_refused(tmp_path):
+    folder = _storm(tmp_path / "storm")
+    with (folder / "nodes.csv").open("a") as nodes:
+        nodes.write("lonely farm,13.40,52.50\n")
+    result = runner.invoke(app, ["mobility", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "nodes.csv" in result.output and "field 'node'" in result.output
+    assert "whitespace" in result.output
+
+
+def test_v2g_credit_on_a_dispatch_folder_says_it_reads_a_clearing_result(tmp_path):
+    folder = _storm(tmp_path / "storm")
+    out = tmp_path / "dispatch"
+    _solve(folder, out, "normal")
+    result = runner.invoke(app, ["mobility", "v2g-credit", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "no trades.csv" in result.output and "gridmatch clear" in result.output
