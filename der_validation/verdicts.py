@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from gridmatch.der_validation.clearsky import clear_sky_ghi
 from gridmatch.der_validation.cycling_fit import compressor_starts, similar_steps
 from gridmatch.der_validation.detection import Detection, Signal, detect
 from gridmatch.der_validation.signatures import fit_model
@@ -56,6 +57,11 @@ from gridmatch.units import SECONDS_PER_HOUR
 DAY_S = 86_400
 # A PV model's curve is fitted on the whole solar day around the window.
 SOLAR_SECONDS_PER_DEGREE = 240.0  # the sun crosses 15 degrees of longitude an hour
+# A PV day fit reads daylight only: its detection runs from this long before the first
+# daylight to as long after the last (the export envelope's reach, and a device's run
+# across dawn or dusk), on a grid of _SPAN_GRID_S where the sky is daylight.
+DAY_FIT_MARGIN_S = 2 * 3600
+_SPAN_GRID_S = 600.0
 MIN_BASELINE_SHARE = 0.5
 NO_SCORE = math.nan
 MISTIMED_SLACK = 0.1
@@ -234,7 +240,8 @@ class DayFits:
         if key not in self._fits:
             start_s = day * DAY_S - offset_s
             if (day, id(model)) not in self._windows:
-                signal = slice_signal(self.series, start_s, start_s + DAY_S)
+                first_s, last_s = self._daylight_span(model, start_s)
+                signal = slice_signal(self.series, first_s, last_s)
                 signal = signal.coarsened(self.spec.detection.max_samples)
                 detection = detect(signal, self.spec.detection)
                 self._windows[day, id(model)] = Window(
@@ -247,6 +254,16 @@ class DayFits:
                 mask[max(signal.index(exclude[0]), 0) : max(signal.index(exclude[1]), 0)] = False
             self._fits[key] = daylight_fit(window, model, mask)
         return self._fits[key]
+
+    def _daylight_span(self, model: ClearSkyModel, start_s: float) -> tuple[float, float]:
+        """Return the part of the solar day from ``start_s`` a PV fit reads: daylight, margins."""
+        grid_s = start_s + np.arange(0.0, DAY_S, _SPAN_GRID_S)
+        lit = np.flatnonzero(clear_sky_ghi(self.site, grid_s) >= model.daylight_w_per_m2)
+        if lit.size == 0:
+            return start_s, start_s + DAY_S
+        first_s = float(grid_s[lit[0]]) - _SPAN_GRID_S - DAY_FIT_MARGIN_S
+        last_s = float(grid_s[lit[-1]]) + _SPAN_GRID_S + DAY_FIT_MARGIN_S
+        return max(first_s, start_s), min(last_s, start_s + DAY_S)
 
 
 class _Windows:

@@ -362,13 +362,7 @@ def daylight_fit(
         chosen = mask & (sky >= model.daylight_w_per_m2) & ~np.isnan(export)
         if np.count_nonzero(chosen) < MIN_DAYLIGHT_SAMPLES:
             return math.nan, math.nan, 0.0
-        x, y = sky[chosen], export[chosen]
-        if np.std(x) == 0.0 or np.std(y) == 0.0:
-            readings.append((math.nan, math.nan))
-            continue
-        correlation = float(np.corrcoef(x, y)[0, 1])
-        slope = float(np.polyfit(x, y, 1)[0])
-        readings.append((correlation, slope * 1000.0))
+        readings.append(_line_fit(sky[chosen], export[chosen]))
     presences = [_presence(c, k, model) for c, k in readings]
     presence = float(np.mean(presences))
     if export_evidence and not _exports(window, model, mask, samples):
@@ -376,6 +370,23 @@ def daylight_fit(
     correlation = float(np.mean([c for c, _ in readings]))
     peak_kw = float(np.mean([k for _, k in readings]))
     return correlation, peak_kw, presence
+
+
+def _line_fit(x: FloatArray, y: FloatArray) -> tuple[float, float]:
+    """Correlation of ``y`` with ``x`` and the least-squares slope per 1000 of ``x``.
+
+    Both from one set of centred sums (what ``np.corrcoef`` and ``np.polyfit`` compute
+    each on its own, at several times the cost on a day of samples); ``NaN`` for both
+    if either is constant.
+    """
+    dx = x - x.mean()
+    dy = y - y.mean()
+    sxx, syy = float(dx @ dx), float(dy @ dy)
+    if sxx == 0.0 or syy == 0.0:
+        return math.nan, math.nan
+    sxy = float(dx @ dy)
+    correlation = max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
+    return correlation, 1000.0 * sxy / sxx
 
 
 def _exports(
@@ -407,10 +418,10 @@ def _exports(
         return False
     if exporting(window.destepped_kw)[2] >= MIN_EXPORT_SHARE:
         return True
-    x, y = sky[found], export[found]
-    if x.size < MIN_DAYLIGHT_SAMPLES or np.std(x) == 0.0 or np.std(y) == 0.0:
+    if np.count_nonzero(found) < MIN_DAYLIGHT_SAMPLES:
         return False
-    return bool(np.corrcoef(x, y)[0, 1] >= MIN_EXPORT_CORRELATION)
+    correlation, _ = _line_fit(sky[found], export[found])
+    return correlation >= MIN_EXPORT_CORRELATION  # False for NaN (constant)
 
 
 def _presence(correlation: float, peak_kw: float, model: ClearSkyModel) -> float:
