@@ -21,6 +21,8 @@ readable summary to stderr, and ``--json`` prints the summary to stdout for scri
 from __future__ import annotations
 
 import json
+import os
+import signal
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gridmatch.batch.executors import ExecutorKind  # light: the solvers load only per run
-from gridmatch.errors import ExitCode, GridmatchError, exit_code_for
+from gridmatch.errors import ExitCode, GridmatchError, Terminated, exit_code_for
 from gridmatch.matching.solution import TieBreak  # light: numpy and the standard library
 from gridmatch.scenario_io.mobility_schema import BackendName, DispatchMode
 from gridmatch.scenario_io.schema import MAX_LIMIT_S, MAX_THREADS
@@ -69,6 +71,8 @@ def _report(exc: BaseException, *, debug: bool) -> int:
         label, message = "error", f"cannot read or write the files: {exc}"
     elif code is ExitCode.INTERRUPTED:
         label, message = "interrupted", "stopped by the user; finished files stay whole"
+    elif code is ExitCode.TERMINATED:
+        label, message = "terminated", "stopped by SIGTERM; finished files stay whole"
     else:
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         label = "internal error"
@@ -1226,8 +1230,24 @@ def mobility_v2g_credit(
         typer.echo(str(out))
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Unwind the command on SIGTERM as on Ctrl-C (in this process; a worker just ends)."""
+    if os.getpid() != _MAIN_PID:
+        # A forked worker inherited the handler: end it as SIGTERM would have.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Terminated
+
+
+_MAIN_PID = os.getpid()  # forked workers (der validation, batch) have other pids
+
+
 def main() -> None:
     """Entry point of the ``gridmatch`` console script."""
+    # Python's default SIGTERM ends the process on the spot: an embedded anvil would
+    # outlive it, a staging folder stay behind. Raised as an exception, it unwinds.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app()
 
 

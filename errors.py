@@ -33,6 +33,16 @@ class ExitCode(IntEnum):
     INTERNAL = 6
     # Stopped by Ctrl-C (SIGINT), as shells report it.
     INTERRUPTED = 130
+    # Stopped by SIGTERM (a service manager, a CI timeout, `kill`), as shells report it.
+    TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, so anvil is stopped and staged output dropped.
+
+    A ``BaseException`` like :class:`KeyboardInterrupt`: no ``except Exception`` on the
+    way out may swallow it.
+    """
 
 
 class GridmatchError(Exception):
@@ -137,7 +147,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     Our own errors carry theirs. A file system or database failure (a folder that cannot
     be written, a full disk, a locked ledger) is a problem with what the user pointed us
     at; nothing half-written stays behind (atomic folders, one transaction per round).
-    Ctrl-C is an interruption; anything else is a bug.
+    Ctrl-C and SIGTERM are interruptions; anything else is a bug.
     """
     if isinstance(exc, GridmatchError):
         return exc.exit_code
@@ -145,4 +155,6 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.INPUT
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
+    if isinstance(exc, Terminated):
+        return ExitCode.TERMINATED
     return ExitCode.INTERNAL

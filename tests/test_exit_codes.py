@@ -10,7 +10,7 @@ from conftest import case33bw_scenario
 from typer.testing import CliRunner
 
 from gridmatch.cli import app
-from gridmatch.errors import ExitCode
+from gridmatch.errors import ExitCode, Terminated
 from gridmatch.matching.backends.greedy import GreedyBackend
 from gridmatch.matching.backends.highspy_direct import HighspyBackend
 from gridmatch.matching.solution import TerminationCondition
@@ -107,6 +107,7 @@ def test_5_unreachable_cluster(
         (TypeError("an argument of the wrong type"), ExitCode.INTERNAL, "internal error: "),
         (SystemExit(0), ExitCode.INTERNAL, "internal error: SystemExit"),
         (KeyboardInterrupt(), ExitCode.INTERRUPTED, "interrupted: "),
+        (Terminated(), ExitCode.TERMINATED, "terminated: "),
     ],
 )
 def test_6_and_130_unexpected_exceptions(
