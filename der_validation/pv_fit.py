@@ -114,8 +114,14 @@ def clear_sky_curtail(
     start_s: float,
     end_s: float,
     committed: bool = True,
+    at_least: tuple[float, float] | None = None,
 ) -> Fit:
-    """PV output steps down at the window's start (import rises) and back at its end."""
+    """PV output steps down at the window's start (import rises) and back at its end.
+
+    ``at_least`` (score, kWh): the caller drops fits below either, so a pulse that
+    cannot reach them is passed over before the day's PV fit (the costly part) is made;
+    the fit returned may then be a lesser one, or none.
+    """
     signal = window.detection.signal
     # A committed PV curtailment's own window took export away: the curve is fitted
     # without it (``curtailed_s``, set by the caller for such a commitment).
@@ -123,7 +129,7 @@ def clear_sky_curtail(
     # The day's PV fit is the costly part (a whole day's detection): asked for a
     # commitment's evidence always, for classification only once a pulse qualifies.
     day: tuple[float, float, float] | None = None
-    if committed:
+    if committed and at_least is None:
         day = window.pv_day(model, start_s, exclude)
     best: Fit | None = None
     for pulse in aligned_pulses(window, 1, start_s):
@@ -139,9 +145,6 @@ def clear_sky_curtail(
             scales.append(abs(off.delta_kw) / sky[off.index])
         if not scales:
             continue
-        if day is None:
-            day = window.pv_day(model, start_s, exclude)
-        correlation, peak_kw, present = day
         first_i = max(signal.index(max(pulse.start_s, start_s)), 0)
         last_i = min(signal.index(min(pulse.end_s, end_s)), len(sky))
         lost_kwh = (
@@ -150,13 +153,6 @@ def clear_sky_curtail(
             * signal.resolution_s
             / SECONDS_PER_HOUR
         )
-        # Unasked for, no more than the PV gives at that moment: the day's fitted peak
-        # along the clear-sky curve (an EV's evening step is larger than a low sun's).
-        available_kw = max(peak_kw, model.peak.min_kw) * float(sky[pulse.on.index]) / 1000.0
-        high_kw = PV_SIZE_MARGIN * max(available_kw, MIN_AVAILABLE_KW)
-        within = in_range(size, min(model.peak.min_kw, 0.5 * high_kw), high_kw)
-        if committed:  # the commitment names PV: only a step larger than the array's peak
-            within = in_range(size, model.peak.min_kw, max(peak_kw, model.peak.min_kw) * 1.2)
         # Held like a set-point for a while (a cloud's shadow passes in minutes).
         hold_needed = (
             min(PV_MIN_HOLD_S, MIN_HOLD_SHARE * (end_s - start_s))
@@ -176,6 +172,18 @@ def clear_sky_curtail(
         # the step has a generator left running (a battery charging from it, rather).
         if pulse.on.level_after_kw < -EXPORT_MARGIN_KW:
             quiet *= STILL_EXPORTING_FACTOR
+        if at_least is not None and (hold * quiet < at_least[0] or lost_kwh < at_least[1]):
+            continue  # the day's fit could only lower it: the caller would drop it
+        if day is None:
+            day = window.pv_day(model, start_s, exclude)
+        correlation, peak_kw, present = day
+        # Unasked for, no more than the PV gives at that moment: the day's fitted peak
+        # along the clear-sky curve (an EV's evening step is larger than a low sun's).
+        available_kw = max(peak_kw, model.peak.min_kw) * float(sky[pulse.on.index]) / 1000.0
+        high_kw = PV_SIZE_MARGIN * max(available_kw, MIN_AVAILABLE_KW)
+        within = in_range(size, min(model.peak.min_kw, 0.5 * high_kw), high_kw)
+        if committed:  # the commitment names PV: only a step larger than the array's peak
+            within = in_range(size, model.peak.min_kw, max(peak_kw, model.peak.min_kw) * 1.2)
         fit = Fit(
             device_type=name,
             operation=operation,

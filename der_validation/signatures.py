@@ -43,6 +43,7 @@ def fit_model(
     end_s: float,
     *,
     committed: bool = True,
+    at_least: tuple[float, float] | None = None,
 ) -> Fit:
     """Score ``model`` (device type ``name``) doing ``operation`` in ``[start_s, end_s)``.
 
@@ -52,6 +53,9 @@ def fit_model(
         The window is a commitment's: a device that stopped early must still have held
         for a share of it (a partial delivery). ``False`` when the window is a detected
         pulse itself (classification): then the model's whole minimum hold applies.
+    at_least
+        ``(score, kWh)`` below which the caller drops a fit: a model may then skip work
+        on events that cannot reach them, and return a lesser fit.
     """
     sign = direction(model.kind, operation)
     if isinstance(model, CyclingModel):
@@ -63,7 +67,13 @@ def fit_model(
         if sign < 0:
             fit = clear_sky_export(name, model, operation, window, start_s, end_s)
         else:
-            fit = clear_sky_curtail(name, model, operation, window, start_s, end_s, committed)
+            # The model's specificity scales the score after: the bound before it is higher.
+            bound = None
+            if at_least is not None:
+                bound = (at_least[0] / max(model.specificity, 1e-12), at_least[1])
+            fit = clear_sky_curtail(
+                name, model, operation, window, start_s, end_s, committed, at_least=bound
+            )
     else:
         fit = stepped_fit(name, model, operation, sign, window, start_s, end_s, committed)
     if model.specificity < 1.0:

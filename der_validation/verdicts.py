@@ -350,10 +350,16 @@ def _other_device(
             ),
             None,
         )
-        if operation is None:
-            continue
+        if operation is None or (isinstance(model, ClearSkyModel) and sign < 0):
+            continue  # a PV export is no event (its fit says so): it cannot be the device
         fit = fit_model(
-            name, model, operation, windows.window_for(model), windows.start_s, windows.end_s
+            name,
+            model,
+            operation,
+            windows.window_for(model),
+            windows.start_s,
+            windows.end_s,
+            at_least=(minimum, needed_kwh),
         )
         if not fit.event or fit.score < minimum or fit.delivered_kwh < needed_kwh:
             continue
