@@ -980,6 +980,14 @@ def rounds_run(
         f"{summary['runtime_s']:.1f} s; ledger {run.ledger_path}",
         highlight=False,
     )
+    for round_no in run.restored_rounds:
+        stderr.print(f"round {round_no}: its folder was gone; written again from the ledger")
+    for round_no in run.unrestored_rounds:
+        stderr.print(
+            f"round {round_no}: its folder is gone and cleared again it gives other trades "
+            f"than the ledger's; the ledger keeps them (`gridmatch rounds rerun {round_no} "
+            f"--ledger {run.ledger_path}` shows the difference)"
+        )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
 

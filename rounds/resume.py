@@ -19,12 +19,14 @@ floats as an uninterrupted run's: the continued day is byte-identical to it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gridmatch.errors import InputError, UsageError
 from gridmatch.matching.solution import SolveOptions
 from gridmatch.results_io.folder import parse_trades
+from gridmatch.rounds.engine import RoundInput
 from gridmatch.rounds.hashing import canonical_json, input_sha256
 from gridmatch.rounds.ledger import Ledger, StoredRound, StoredScenario
 from gridmatch.rounds.ledger_codecs import options_from_json, options_json, round_input_json
@@ -47,6 +49,7 @@ def restore_rounds(
     round_times_min: list[int],
     formulation: str,
     options: SolveOptions,
+    on_stored: Callable[[StoredRound, RoundInput], None] | None = None,
 ) -> list[StoredRound]:
     """Check a ledger against the scenario as it is now and replay its rounds into ``carry``.
 
@@ -65,6 +68,9 @@ def restore_rounds(
         The day's round times.
     formulation, options
         What this run clears with.
+    on_stored
+        Called with each stored round and its checked input (the orders as they stood
+        before it), in order: to rebuild a round folder that is gone.
 
     Returns
     -------
@@ -99,6 +105,8 @@ def restore_rounds(
         data = {**round_input_json(round_input), "options": stored.options_json}
         if input_sha256(stored_scenario.sha256, at_min, data) != stored.input_sha256:
             _explain_changed_round(rolling, stored, data["orders"], ledger.path)
+        if on_stored is not None:
+            on_stored(stored, round_input)
         carry.record_trades(
             (
                 t.slot,

@@ -54,7 +54,14 @@ from gridmatch.results_io.rows import (
 )
 from gridmatch.results_io.summary import DaySummary, OptionsRecord, RoundRecord
 from gridmatch.results_io.tables import to_csv
-from gridmatch.rounds.engine import Market, RoundClearing, clear_round, load_market, network_json
+from gridmatch.rounds.engine import (
+    Market,
+    RoundClearing,
+    RoundInput,
+    clear_round,
+    load_market,
+    network_json,
+)
 from gridmatch.rounds.hashing import canonical_json, sha256_text, utc_now
 from gridmatch.rounds.ledger import Ledger, StoredRound, StoredScenario
 from gridmatch.rounds.ledger_codecs import orders_json
@@ -78,10 +85,17 @@ class RoundsRun:
         The ledger written.
     summary
         The content of ``OUT/summary.json``.
+    restored_rounds
+        (``resume``) Stored rounds whose folder was gone and is written again.
+    unrestored_rounds
+        (``resume``) Stored rounds whose folder is gone and stays so: cleared again,
+        they gave other trades than the ledger holds (a round stopped by its time limit).
     """
 
     ledger_path: Path
     summary: dict[str, Any]
+    restored_rounds: tuple[int, ...] = ()
+    unrestored_rounds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,7 +162,14 @@ def run_rounds(
     # Everything below happens under the ledger's writer lock, the day files included.
     with opened as ledger:
         records: list[StoredRound] = []
+        restored: dict[int, bool] = {}
         if continuing:
+
+            def restore(stored: StoredRound, round_input: RoundInput) -> None:
+                folder = round_folder(out_dir, stored.round_no)
+                if not folder.exists():
+                    restored[stored.round_no] = _restore_folder(folder, day, stored, round_input)
+
             records = restore_rounds(
                 ledger,
                 day.rolling,
@@ -157,12 +178,18 @@ def run_rounds(
                 day.times,
                 day.formulation,
                 day.options,
+                on_stored=restore,
             )
         records += _clear_due_rounds(day, ledger, out_dir, len(records), until_min, on_round)
         _remove_unrecorded_rounds(out_dir, len(records))
         summary = _day_summary(day, records, started, ledger_path)
         _write_day_files(out_dir, day, records, summary)
-    return RoundsRun(ledger_path, summary.document())
+    return RoundsRun(
+        ledger_path,
+        summary.document(),
+        tuple(n for n, done in restored.items() if done),
+        tuple(n for n, done in restored.items() if not done),
+    )
 
 
 def _check_out_dir(out_dir: Path, ledger_path: Path, continuing: bool) -> None:
@@ -263,6 +290,19 @@ def _clear_due_rounds(
         if on_round is not None:
             on_round(clearing)
     return records
+
+
+def _restore_folder(folder: Path, day: _Day, stored: StoredRound, round_input: RoundInput) -> bool:
+    """Write a stored round's folder again, cleared again from its checked input.
+
+    The ledger is the record and its folder a view of it: written only if clearing the
+    round again gives the stored trades byte for byte (else ``False``, nothing written).
+    """
+    clearing = clear_round(day.market, round_input)
+    if clearing.trades_sha256 != stored.trades_sha256:
+        return False
+    _write_round_folder(folder, day.rolling, clearing, stored)
+    return True
 
 
 def _remove_unrecorded_rounds(out_dir: Path, n_recorded: int) -> None:

@@ -8,6 +8,7 @@ own checkers, not by re-reading the engine's accounting.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -52,6 +53,11 @@ def _scenario(folder: Path, rows: list[str], rounds: str, *, header: str = HEADE
 def _day_rows(scenario: Path) -> dict[str, dict[str, str]]:
     with (scenario / "orders.csv").open(newline="") as handle:
         return {row["order_id"]: row for row in csv.DictReader(handle)}
+
+
+def _table_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _round_folders(out: Path) -> list[Path]:
@@ -506,6 +512,48 @@ def test_a_day_stopped_with_until_and_resumed_is_the_uninterrupted_day(
     again = run_rounds(ROLLING_DAY, out, RunSettings(), resume=True)
     assert again.summary["n_rounds"] == run.summary["n_rounds"]
     assert _files(out) == _files(whole)
+
+
+def test_a_finished_day_resumed_writes_a_deleted_round_folder_again(
+    rolling_day: tuple[Path, RoundsRun], tmp_path: Path
+) -> None:
+    whole, run = rolling_day
+    out = tmp_path / "copy"
+    shutil.copytree(whole, out)
+    manifest = json.loads((whole / "round-003" / "manifest.json").read_text())
+    shutil.rmtree(out / "round-003")
+    shutil.rmtree(out / "round-011")
+    again = run_rounds(ROLLING_DAY, out, RunSettings(), resume=True)
+    assert again.restored_rounds == (3, 11) and again.unrestored_rounds == ()
+    assert again.summary["n_rounds"] == run.summary["n_rounds"]
+    assert _files(out) == _files(whole)  # the rounds' CSVs byte for byte
+    restored = json.loads((out / "round-003" / "manifest.json").read_text())
+    assert restored["round"] == manifest["round"]  # the ledger's hashes
+    assert _ledger_hashes(out) == _ledger_hashes(whole)
+    # Nothing else gone: nothing cleared again.
+    assert run_rounds(ROLLING_DAY, out, RunSettings(), resume=True).restored_rounds == ()
+
+
+def test_a_deleted_round_whose_clearing_differs_now_stays_gone_and_the_day_resumes(
+    rolling_day: tuple[Path, RoundsRun], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, _ = rolling_day
+    out = tmp_path / "copy"
+    shutil.copytree(whole, out)
+    traded = next(f for f in _round_folders(whole) if len(_table_rows(f / "trades.csv")) > 1)
+    shutil.rmtree(out / traded.name)
+    clear_round = runner.clear_round
+
+    def one_trade_less(market: object, round_input: object) -> object:
+        cleared = clear_round(market, round_input)  # type: ignore[arg-type]
+        return dataclasses.replace(cleared, trades=cleared.trades[:-1])
+
+    monkeypatch.setattr(runner, "clear_round", one_trade_less)
+    again = run_rounds(ROLLING_DAY, out, RunSettings(), resume=True)
+    number = int(traded.name.removeprefix("round-"))
+    assert again.restored_rounds == () and again.unrestored_rounds == (number,)
+    assert not (out / traded.name).exists()
+    assert (out / "trades.csv").read_bytes() == (whole / "trades.csv").read_bytes()
 
 
 def _six_pairs(folder: Path) -> Path:
