@@ -48,22 +48,30 @@ class House:
         )
 
 
-def _verdict(
-    house: House, device: str, operation: str, start_h: float, end_h: float, kw: float
-) -> VerdictRow:
-    """Judge one commitment (times in hours of the first day) against the house's meter."""
-    commitment = Commitment(
+def _commitment(
+    device: str, operation: str, start: datetime, end: datetime, kw: float
+) -> Commitment:
+    """A commitment ``C1`` on meter ``M1`` with the model's own tolerance."""
+    return Commitment(
         row=1,
         commitment_id="C1",
         meter_id="M1",
         participant_id="",
         device_type=device,
         operation=operation,
-        start=DAY + timedelta(minutes=_minute(start_h)),
-        end=DAY + timedelta(minutes=_minute(end_h)),
+        start=start,
+        end=end,
         kw=kw,
         tolerance=None,
     )
+
+
+def _verdict(
+    house: House, device: str, operation: str, start_h: float, end_h: float, kw: float
+) -> VerdictRow:
+    """Judge one commitment (times in hours of the first day) against the house's meter."""
+    start = DAY + timedelta(minutes=_minute(start_h))
+    commitment = _commitment(device, operation, start, DAY + timedelta(minutes=_minute(end_h)), kw)
     return judge(commitment, house.series(), load_event_models(DEFAULT_MODELS, None), SITE).row
 
 
@@ -134,18 +142,8 @@ def test_the_baseline_of_a_window_off_the_meters_grid_leaves_out_the_straddling_
     house = House(5).block(10 + 7 / 60, 12 + 7 / 60, 3.0)
     p_kw, q_kvar = house.p.reshape(-1, 15).mean(axis=1), house.q.reshape(-1, 15).mean(axis=1)
     series = MeterSeries("M1", int(DAY.timestamp()), 900, p_kw, q_kvar, len(p_kw), 0, 0)
-    commitment = Commitment(
-        row=1,
-        commitment_id="C1",
-        meter_id="M1",
-        participant_id="",
-        device_type="battery",
-        operation="import",
-        start=DAY + timedelta(minutes=607),
-        end=DAY + timedelta(minutes=727),
-        kw=3.0,
-        tolerance=None,
-    )
+    window = (DAY + timedelta(minutes=607), DAY + timedelta(minutes=727))
+    commitment = _commitment("battery", "import", *window, 3.0)
     row = judge(commitment, series, load_event_models(DEFAULT_MODELS, None), SITE).row
     assert abs(row.baseline_kw - 0.5) < 0.05
     assert abs(row.baseline_delivered_kwh - 6.0) < 0.2
@@ -160,17 +158,7 @@ def test_a_day_long_run_of_one_second_data_reads_its_power() -> None:
     start = 86_400 + 3_600 + 17
     p_kw[start : start + 86_400] += 2.0
     series = MeterSeries("M1", int(DAY.timestamp()), 1, p_kw, q_kvar, n, 0, 0)
-    commitment = Commitment(
-        row=1,
-        commitment_id="C1",
-        meter_id="M1",
-        participant_id="",
-        device_type="battery",
-        operation="import",
-        start=DAY + timedelta(seconds=start),
-        end=DAY + timedelta(seconds=start + 86_400),
-        kw=2.0,
-        tolerance=None,
-    )
+    window = (DAY + timedelta(seconds=start), DAY + timedelta(seconds=start + 86_400))
+    commitment = _commitment("battery", "import", *window, 2.0)
     row = judge(commitment, series, load_event_models(DEFAULT_MODELS, None), SITE).row
     assert abs(row.delivered_kwh / 48.0 - 1.0) < 0.005, row.detail
