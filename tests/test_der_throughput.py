@@ -394,3 +394,32 @@ def test_only_the_claimed_starts_near_a_window_change_its_verdict(
         ),
     )
     assert _judged_text(judge_all(inputs, 1)) == near
+
+
+def test_the_other_device_search_s_floors_change_no_judgement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With its score and energy floors, the search for another device makes a PV
+    # curtailment's day fit only for a pulse that can reach them: the same judgements
+    # as without the floors, with fewer day fits.
+    from gridmatch.der_validation import signatures, verdicts
+
+    inputs = load(EXAMPLE)
+    made: list[int] = []
+    day_fit = verdicts.DayFits._day
+
+    def counted(self: verdicts.DayFits, *args: object) -> tuple[float, float, float]:
+        made.append(1)
+        return day_fit(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verdicts.DayFits, "_day", counted)
+    floored = _judged_text(judge_all(inputs, 1))
+    with_floors = len(made)
+    made.clear()
+
+    def unfloored(*args: object, at_least: object = None, **kwargs: object) -> object:
+        return signatures.fit_model(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verdicts, "fit_model", unfloored)
+    assert _judged_text(judge_all(inputs, 1)) == floored
+    assert with_floors < len(made)
