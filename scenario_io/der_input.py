@@ -41,7 +41,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from gridmatch.errors import InputError
-from gridmatch.scenario_io.csv_cells import METER_ID_PATTERN, Cells, check_header, read_table
+from gridmatch.scenario_io.csv_cells import (
+    METER_ID_PATTERN,
+    Cells,
+    check_header,
+    iter_cells,
+    read_table,
+    shown,
+)
 from gridmatch.scenario_io.der_models import (
     OPERATIONS,
     EventModelLibrary,
@@ -79,6 +86,12 @@ MIN_COMMITMENT_S = 60
 # The regular grid of one meter, and of all meters together (float64 samples).
 MAX_GRID_SAMPLES = 1 << 25
 MAX_TOTAL_SAMPLES = 1 << 27
+# Gaps are allowed, but the grids of a file's meters hold at most this many samples per
+# row of the file beyond the slack: otherwise three rows a meter, the last a year after
+# the first at 1 s, made a 415-byte file take 2.3 GB (long outages still fit: a meter
+# with data on 1 day in 16 is read).
+MAX_GRID_SAMPLES_PER_ROW = 16
+GRID_SLACK_SAMPLES = 1 << 20
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What a datetime can hold in UTC: an offset can move a written time past either end
 # (0001-01-01T00:00:00+14:00), and nothing after reading could show it as a time.
@@ -566,7 +579,7 @@ def _timestamps(values: _Column, cells: _CellsAt) -> IntArray:
         row = cells(int(index))
         moment = row.timestamp()  # raises with the house message when it is no time
         if moment.microsecond:
-            raise row.fail("timestamp", f"'{values[index]}' is finer than a whole second")
+            raise row.fail("timestamp", f"'{shown(values[index])}' is finer than a whole second")
         seconds[index] = _unix_s(moment)
     return seconds
 
@@ -655,7 +668,7 @@ def _numbers(values: _Column, field: str, cells: _CellsAt) -> FloatArray:
         row = cells(index)
         number = row.finite(field)
         if abs(number) > MAX_ABS_KW:
-            raise row.fail(field, f"{value} is beyond +-{MAX_ABS_KW:g}")
+            raise row.fail(field, f"{shown(value)} is beyond +-{MAX_ABS_KW:g}")
     raise AssertionError("a bad cell was not found")  # pragma: no cover
 
 
@@ -684,6 +697,7 @@ def _series(
     else:
         order = np.lexsort((times_s, codes))
     total = 0
+    sparse_limit = MAX_GRID_SAMPLES_PER_ROW * len(times_s) + GRID_SLACK_SAMPLES
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     for code, meter in enumerate(names):
         rows = order[bounds[code] : bounds[code + 1]]
@@ -718,6 +732,16 @@ def _series(
                 f"meter '{meter}' spans {n_grid} samples of {resolution} s from its first to "
                 f"its last row; at most {MAX_GRID_SAMPLES} per meter and "
                 f"{MAX_TOTAL_SAMPLES} in all",
+                row=int(lines[int(rows[-1])]),
+                field="timestamp",
+            )
+        if total > sparse_limit:
+            raise InputError(
+                path,
+                f"meter '{meter}' spans {n_grid} samples of {resolution} s for its "
+                f"{len(rows)} rows: the file's meters may span at most "
+                f"{MAX_GRID_SAMPLES_PER_ROW} samples per row of the file, plus "
+                f"{GRID_SLACK_SAMPLES}, between their first and last rows (gaps too long)",
                 row=int(lines[int(rows[-1])]),
                 field="timestamp",
             )
@@ -774,13 +798,12 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
     InputError
         Naming the file, row and field of the first problem.
     """
-    table = read_table(
-        path, "commitments file", COMMITMENT_COLUMNS, ("tolerance", "participant_id")
-    )
+    # Row by row: a Table would hold a dict of strings per row beside the commitments.
+    rows = iter_cells(path, "commitments file", COMMITMENT_COLUMNS, ("tolerance", "participant_id"))
     models = library.spec.models
     seen: dict[str, int] = {}
     commitments = []
-    for cells in table.cells():
+    for cells in rows:
         commitment_id = cells.identifier("commitment_id")
         if commitment_id in seen:
             raise cells.fail(
@@ -846,9 +869,9 @@ def _positive(cells: Cells, field: str, maximum: float) -> float:
     text = cells.text(field)
     value = cells.finite(field)
     if value <= 0.0:
-        raise cells.fail(field, f"{text} must be greater than 0")
+        raise cells.fail(field, f"{shown(text)} must be greater than 0")
     if value > maximum:
-        raise cells.fail(field, f"{text} is above {maximum:g}")
+        raise cells.fail(field, f"{shown(text)} is above {maximum:g}")
     return value
 
 
@@ -884,9 +907,9 @@ def read_sites(path: Path) -> dict[str, SiteSpec]:
             try:
                 value = parse_float(text)
             except ValueError:
-                raise cells.fail(field, f"'{text}' is not a number") from None
+                raise cells.fail(field, f"'{shown(text)}' is not a number") from None
             if not math.isfinite(value) or not low <= value <= high:
-                raise cells.fail(field, f"{text} is not between {low:g} and {high:g}")
+                raise cells.fail(field, f"{shown(text)} is not between {low:g} and {high:g}")
             values[field] = value
         sites[meter] = SiteSpec(**values)
     return sites
