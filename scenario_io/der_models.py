@@ -260,25 +260,59 @@ class EventModelLibrary:
 
 
 def read_settings(path: Path, what: str) -> dict[str, Any]:
-    """Read a YAML settings file as :func:`read_yaml_mapping`, a time that is no time refused.
+    """Read a YAML settings file as :func:`read_yaml_mapping`, stricter about numbers and times.
 
-    YAML's loader turns an unquoted ``2026-02-30`` or ``0000-01-01T00:00:00Z`` into a
-    date it cannot build and raises a bare ``ValueError``, which ended the command as a
-    bug (exit code 6); here it is an input error naming the line.
+    YAML 1.1, which PyYAML reads, turns an unquoted ``2026-02-30`` or
+    ``0000-01-01T00:00:00Z`` into a date it cannot build and raises a bare
+    ``ValueError`` (which ended the command as a bug, exit code 6), and reads ``0x10`` as
+    16, ``010`` as 8, ``1:30`` (base 60) as 90 and ``1_0`` as 10: a typo in a capacity or
+    a count became another number nobody wrote. Both are input errors naming the line;
+    numbers are plain decimals (``13.5``, ``-2``, ``1.0e3``).
 
     Raises
     ------
     InputError
-        As :func:`read_yaml_mapping`, or a date or time that does not exist.
+        As :func:`read_yaml_mapping`, a date or time that does not exist, or a number
+        that is not written in plain decimals.
     """
     try:
-        return read_yaml_mapping(path, what)
+        document = read_yaml_mapping(path, what)
     except ValueError as exc:
         raise InputError(
             path,
             f"malformed YAML: a date or time that does not exist ({exc})",
             row=_bad_time_row(path),
         ) from None
+    _refuse_odd_numbers(path)
+    return document
+
+
+# The numbers a settings file may write: YAML 1.1's decimal forms, without digit
+# separators or leading zeros (which YAML 1.1 reads as octal).
+_DECIMAL = re.compile(
+    r"[-+]?(?:0|[1-9][0-9]*)"
+    r"|[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def _refuse_odd_numbers(path: Path) -> None:
+    """Refuse a plain scalar YAML reads as a number that is not a plain decimal."""
+    text = read_text(path, SCENARIO_LIMIT_BYTES, "settings file")
+    resolver = yaml.SafeLoader("")
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if not isinstance(token, yaml.ScalarToken) or not token.plain:
+            continue
+        tag = resolver.resolve(yaml.ScalarNode, token.value, (True, False))
+        if tag in _NUMBER_TAGS and _DECIMAL.fullmatch(token.value) is None:
+            number = resolver.construct_object(yaml.ScalarNode(tag, token.value))
+            raise InputError(
+                path,
+                f"'{shown(token.value)}' is read by YAML as the number {number!r}: write "
+                "numbers in plain decimals (or quote text)",
+                row=int(token.start_mark.line) + 1,
+            )
 
 
 def _bad_time_row(path: Path) -> int | None:

@@ -192,3 +192,29 @@ def test_an_expiry_that_does_not_exist_exits_2(tmp_path: Path, moment: str) -> N
         result.output.replace("\n", "")
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("written", "yaml_reads"),
+    [("0x10", "16"), ("1:30", "90"), ("013", "11"), ("1_3.5", "13.5"), ("0b11", "3")],
+)
+def test_a_capacity_yaml_reads_as_another_number_is_refused(
+    tmp_path: Path, written: str, yaml_reads: str
+) -> None:
+    # YAML 1.1 reads these as numbers nobody wrote: 1:30 (base 60) was a 90 kWh battery.
+    path = tmp_path / "agreement.yaml"
+    text = (EXAMPLE / "agreement.yaml").read_text()
+    path.write_text(text.replace("capacity_kwh: 13.5", f"capacity_kwh: {written}"))
+    with pytest.raises(InputError) as info:
+        read_agreement(path)
+    assert info.value.row == 4
+    assert f"'{written}' is read by YAML as the number {yaml_reads}" in info.value.message
+
+
+def test_plain_decimals_and_quoted_text_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "agreement.yaml"
+    text = (EXAMPLE / "agreement.yaml").read_text()
+    text = text.replace("capacity_kwh: 13.5", "capacity_kwh: +1.35e+1")
+    path.write_text(text.replace("battery_id: bess-1", "battery_id: '0x10'"))
+    agreement = read_agreement(path)
+    assert (agreement.capacity_kwh, agreement.battery_id) == (13.5, "0x10")

@@ -248,3 +248,14 @@ def test_a_yaml_time_that_does_not_exist_is_an_input_error(tmp_path: Path, momen
     with pytest.raises(InputError, match="does not exist") as info:
         load_event_models(DEFAULT_MODELS, models)
     assert info.value.row == 3
+
+
+def test_a_tolerance_yaml_reads_as_another_number_is_refused(tmp_path: Path) -> None:
+    # min_hold_s: 20:00 is 1200 to YAML 1.1 (base 60), 0o17 15: numbers are decimals here.
+    models = tmp_path / "event_models.yaml"
+    models.write_text(
+        "version: 3\nmodels:\n  ev_charger:\n    extends: ev_charger\n    min_hold_s: 20:00\n"
+    )
+    with pytest.raises(InputError, match="'20:00' is read by YAML as the number 1200") as info:
+        load_event_models(DEFAULT_MODELS, models)
+    assert info.value.row == 5
