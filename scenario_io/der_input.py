@@ -259,6 +259,16 @@ def meter_data_files(directory: Path) -> tuple[Path, ...]:
     return tuple(found)
 
 
+# Python reads an offset with seconds (+01:00:30), which ISO 8601 does not have: every
+# row of such a meter moved 30 s off the minute, and a commitment with it 30 s late.
+_ODD_OFFSET = "has a UTC offset with seconds; ISO 8601 offsets are +HH:MM"
+
+
+def _odd_offset(moment: datetime) -> bool:
+    offset = moment.utcoffset()
+    return offset is not None and offset.total_seconds() % 60 != 0
+
+
 def _unix_s(moment: datetime) -> int:
     return int((moment - _EPOCH).total_seconds())
 
@@ -580,6 +590,8 @@ def _timestamps(values: _Column, cells: _CellsAt) -> IntArray:
         moment = row.timestamp()  # raises with the house message when it is no time
         if moment.microsecond:
             raise row.fail("timestamp", f"'{shown(values[index])}' is finer than a whole second")
+        if _odd_offset(moment):
+            raise row.fail("timestamp", f"'{shown(values[index])}' {_ODD_OFFSET}")
         seconds[index] = _unix_s(moment)
     return seconds
 
@@ -835,6 +847,8 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
         for name, moment in (("start", start), ("end", end)):
             if moment.microsecond:
                 raise cells.fail(name, "is finer than a whole second")
+            if _odd_offset(moment):
+                raise cells.fail(name, f"'{shown(cells.record[name])}' {_ODD_OFFSET}")
         duration_s = (end - start).total_seconds()
         if duration_s < MIN_COMMITMENT_S:
             raise cells.fail("end", f"must be at least {MIN_COMMITMENT_S} s after start")

@@ -259,3 +259,25 @@ def test_a_tolerance_yaml_reads_as_another_number_is_refused(tmp_path: Path) -> 
     with pytest.raises(InputError, match="'20:00' is read by YAML as the number 1200") as info:
         load_event_models(DEFAULT_MODELS, models)
     assert info.value.row == 5
+
+
+def test_a_meter_time_with_offset_seconds_is_refused(tmp_path: Path) -> None:
+    # Python reads +01:00:30; ISO 8601 has no such offset, and the meter moved 30 s.
+    rows = [r.replace("+01:00", "+01:00:30") for r in _meter_rows()]
+    path = tmp_path / "meter_data.csv"
+    path.write_text("\n".join([METER_HEADER, *rows]) + "\n")
+    with pytest.raises(InputError, match="offset with seconds") as info:
+        read_meter_data(path)
+    assert (info.value.row, info.value.field) == (2, "timestamp")
+
+
+@pytest.mark.parametrize("field", ["start", "end"])
+def test_a_commitment_time_with_offset_seconds_is_refused(tmp_path: Path, field: str) -> None:
+    cells = COMMITMENT.split(",")
+    column = COMMITMENT_HEADER.split(",").index(field)
+    cells[column] = cells[column].replace("+01:00", "-00:00:30")
+    path = tmp_path / "commitments.csv"
+    path.write_text(f"{COMMITMENT_HEADER}\n{','.join(cells)}\n")
+    with pytest.raises(InputError, match="offset with seconds") as info:
+        read_commitments(path, load_event_models(DEFAULT_MODELS, None))
+    assert (info.value.row, info.value.field) == (2, field)
