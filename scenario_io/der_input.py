@@ -92,6 +92,10 @@ MAX_TOTAL_SAMPLES = 1 << 27
 # with data on 1 day in 16 is read).
 MAX_GRID_SAMPLES_PER_ROW = 16
 GRID_SLACK_SAMPLES = 1 << 20
+# Meters in one file: a feeder's worth and more (a meter_data/ folder holds the rest).
+# Each costs ~5 KB to read and judge however few its rows: a 20 MB file of 300,000
+# meters with two rows each took 1.4 GB.
+MAX_METERS_PER_FILE = 50_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What a datetime can hold in UTC: an offset can move a written time past either end
 # (0001-01-01T00:00:00+14:00), and nothing after reading could show it as a time.
@@ -701,6 +705,16 @@ def _series(
             "is outside the years 1 to 9999 once its UTC offset is applied",
             row=int(lines[int(outside[0])]),
             field="timestamp",
+        )
+    if len(names) > MAX_METERS_PER_FILE:
+        first_row = int(np.argmax(codes == MAX_METERS_PER_FILE))
+        raise InputError(
+            path,
+            f"meter '{names[MAX_METERS_PER_FILE]}' is the file's meter number "
+            f"{MAX_METERS_PER_FILE + 1:,}; a file holds at most {MAX_METERS_PER_FILE:,} "
+            f"meters (give more as files of a {METER_DATA_DIR}/ folder)",
+            row=int(lines[first_row]),
+            field="meter_id",
         )
     series: dict[str, MeterSeries] = {}
     code_steps = np.diff(codes)

@@ -281,3 +281,23 @@ def test_a_commitment_time_with_offset_seconds_is_refused(tmp_path: Path, field:
     with pytest.raises(InputError, match="offset with seconds") as info:
         read_commitments(path, load_event_models(DEFAULT_MODELS, None))
     assert (info.value.row, info.value.field) == (2, field)
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_file_of_too_many_meters_is_refused_at_the_first_one_too_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quoted: bool
+) -> None:
+    # Each meter costs ~5 KB whatever its rows: 300,000 two-row meters (20 MB) took 1.4 GB.
+    from gridmatch.scenario_io import der_input
+
+    monkeypatch.setattr(der_input, "MAX_METERS_PER_FILE", 3)
+    rows = [f"M{m},2026-03-16T00:0{i}:00Z,0.3" for m in range(4) for i in range(2)]
+    if quoted:  # the cell-by-cell reader
+        rows = [f'"{r}"'.replace(",", '","') for r in rows]
+    path = tmp_path / "meter_data.csv"
+    path.write_text("\n".join(["meter_id,timestamp,p_kw", *rows[:6]]) + "\n")
+    assert len(read_meter_data(path)) == 3
+    path.write_text("\n".join(["meter_id,timestamp,p_kw", *rows]) + "\n")
+    with pytest.raises(InputError, match="at most 3 meters") as info:
+        read_meter_data(path)
+    assert (info.value.row, info.value.field) == (8, "meter_id")
