@@ -40,9 +40,11 @@ from typing import Annotated
 import pydantic
 
 from gridmatch.errors import InputError
-from gridmatch.scenario_io.csv_cells import Cells, read_table
-from gridmatch.scenario_io.strict_yaml import IsoTime, read_yaml_mapping, validated_model
+from gridmatch.scenario_io.csv_cells import Cells, iter_cells, shown
+from gridmatch.scenario_io.der_models import read_settings
+from gridmatch.scenario_io.strict_yaml import IsoTime, validated_model
 from gridmatch.units import exact_micro_eur
+from gridmatch.user_files import MIB
 
 AGREEMENT_FILE = "agreement.yaml"
 TELEMETRY_FILE = "telemetry.csv"
@@ -60,6 +62,11 @@ MAX_PERIODS = 3660  # BatteryRewards.MAX_PERIODS
 TOTAL_BPS = 10_000
 # 1 Wh: below it |P| / capacity (the C-rate) overflows to infinity for a real power.
 MIN_CAPACITY_KWH = 0.001
+# Ten years of 5-minute telemetry (MAX_PERIODS daily periods) with room to spare; a
+# file of more rows is refused before it is split (2 million rows took 2.4 GB to read).
+MAX_TELEMETRY_ROWS = 1 << 21
+# Those rows at about 60 characters, ids of up to 100 (what is read to count them).
+TELEMETRY_LIMIT_BYTES = 256 * MIB
 
 _Percent = Annotated[float, pydantic.Field(ge=0.0, le=100.0, allow_inf_nan=False, strict=True)]
 # EUR per period and condition.
@@ -205,7 +212,7 @@ class Agreement:
     participants: tuple[tuple[str, int], ...]  # (id, share_bps)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TelemetrySample:
     """One telemetry row of one battery."""
 
@@ -226,7 +233,7 @@ def read_agreement(path: Path) -> Agreement:
         Malformed YAML, an unknown or missing key, a value out of range, shares not
         adding up to 10,000 bps, an amount finer than 1 micro-EUR, or nothing funded.
     """
-    document = read_yaml_mapping(path, "battery reward agreement")
+    document = read_settings(path, "battery reward agreement")
     schema = validated_model(AgreementSchema, document, path)
     amounts = []
     for name in CONDITION_NAMES:
@@ -257,7 +264,7 @@ def _number(cells: Cells, field: str, low: float, high: float) -> float:
     value = cells.text(field)
     parsed = cells.finite(field)
     if not low <= parsed <= high:
-        raise cells.fail(field, f"{value} is outside [{low:g}, {high:g}]")
+        raise cells.fail(field, f"{shown(value)} is outside [{low:g}, {high:g}]")
     return parsed
 
 
@@ -272,14 +279,16 @@ def read_telemetry(path: Path, battery_id: str) -> list[TelemetrySample]:
     InputError
         Naming the file, row and field.
     """
-    table = read_table(
+    rows = iter_cells(
         path,
         "battery telemetry",
         ("battery_id", "timestamp", "soc", "p_kw", "temperature_c"),
         ("soh",),
+        max_rows=MAX_TELEMETRY_ROWS,
+        limit_bytes=TELEMETRY_LIMIT_BYTES,
     )
     samples: list[TelemetrySample] = []
-    for cells in table.cells():
+    for cells in rows:
         found = cells.identifier("battery_id")
         if found != battery_id:
             raise cells.fail(

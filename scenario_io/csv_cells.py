@@ -29,6 +29,27 @@ METER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 # Money beyond a million EUR on one prepaid account is a typo, and stays exact in int64.
 MAX_ABS_EUR = 1e6
 MAX_KWH_PER_READING = 1e6
+# A message quotes at most this much of a cell: a 10 MB cell must not become a 10 MB
+# error line on the terminal (the row and field already say where it is).
+MAX_SHOWN_CHARS = 60
+
+
+def shown(value: str) -> str:
+    """Return ``value`` as an error message quotes it: at most :data:`MAX_SHOWN_CHARS`.
+
+    Parameters
+    ----------
+    value
+        A cell's text.
+
+    Returns
+    -------
+    str
+        ``value`` itself when short, else its start and its length in characters.
+    """
+    if len(value) <= MAX_SHOWN_CHARS:
+        return value
+    return f"{value[:MAX_SHOWN_CHARS]}... ({len(value):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -72,33 +93,108 @@ def check_header(
 
 
 def read_table(
-    path: Path, what: str, required: Sequence[str], optional: Sequence[str] = ()
+    path: Path,
+    what: str,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    *,
+    max_rows: int | None = None,
 ) -> Table:
     """Read a CSV file and check its header.
+
+    Parameters
+    ----------
+    max_rows
+        As for :func:`iter_cells`.
 
     Raises
     ------
     InputError
         Not a readable UTF-8 file, malformed CSV, a missing, unknown or repeated column,
-        or a row with the wrong number of fields.
+        a row with the wrong number of fields, or more than ``max_rows`` rows.
     """
-    text = read_text(path, TABLE_LIMIT_BYTES, what, bom=True)
+    header, rows = _split(path, what, required, optional, max_rows, TABLE_LIMIT_BYTES)
+    return Table(path, header, tuple((cells.line, cells.record) for cells in rows))
+
+
+def iter_cells(
+    path: Path,
+    what: str,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    *,
+    max_rows: int | None = None,
+    limit_bytes: int = TABLE_LIMIT_BYTES,
+) -> Iterator[Cells]:
+    """Read a CSV file, check its header and yield each non-blank row's cells in turn.
+
+    Unlike :func:`read_table`, no row is kept once it is yielded: a caller that turns
+    each row into a small record holds the records and the file's text, not a dict of
+    strings per row (a 100 MB telemetry file as a :class:`Table` took 2 GB).
+
+    Parameters
+    ----------
+    max_rows
+        Refuse a file of more lines than this plus its header before any row is split
+        (lines are counted in the text: blank lines and line breaks inside quoted cells
+        count too, so the bound errs on refusing); ``None``: only the size limit.
+    limit_bytes
+        The largest file read (a tighter one than tables' refuses before the text of a
+        file that ``max_rows`` would refuse is decoded).
+
+    Raises
+    ------
+    InputError
+        As :func:`read_table`, the header's problems before the first row is yielded.
+    """
+    _, rows = _split(path, what, required, optional, max_rows, limit_bytes)
+    return rows
+
+
+def _split(
+    path: Path,
+    what: str,
+    required: Sequence[str],
+    optional: Sequence[str],
+    max_rows: int | None,
+    limit_bytes: int,
+) -> tuple[tuple[str, ...], Iterator[Cells]]:
+    text = read_text(path, limit_bytes, what, bom=True)
+    if max_rows is not None:
+        lines = max(text.count("\n"), text.count("\r")) + (not text.endswith(("\n", "\r")))
+        if lines - 1 > max_rows:
+            raise InputError(
+                path, f"{lines:,} lines: the {what} may have at most {max_rows:,} rows"
+            )
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        lines = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        first = next(reader, None)
     except csv.Error as exc:
         raise InputError(path, f"malformed CSV: {exc}") from None
-    if not lines:
+    if first is None:
         raise InputError(path, "the file is empty; expected a header row")
-    header = tuple(name.strip() for name in lines[0])
+    header = tuple(name.strip() for name in first)
     check_header(path, header, required, optional)
-    rows = []
-    for line, values in enumerate(lines[1:], start=2):
+    return header, _rows(path, header, reader)
+
+
+def _rows(path: Path, header: tuple[str, ...], reader: Iterator[list[str]]) -> Iterator[Cells]:
+    # The row of a record as a spreadsheet numbers it (header = row 1), not its last
+    # file line: a quoted cell may hold a line break.
+    line = 1
+    while True:
+        try:
+            values = next(reader, None)
+        except csv.Error as exc:
+            raise InputError(path, f"malformed CSV: {exc}") from None
+        if values is None:
+            return
+        line += 1
         if not any(v.strip() for v in values):
             continue  # blank lines at the end of hand-edited files
         if len(values) != len(header):
             raise InputError(path, f"expected {len(header)} fields, found {len(values)}", row=line)
-        rows.append((line, {n: v.strip() for n, v in zip(header, values, strict=True)}))
-    return Table(path, header, tuple(rows))
+        yield Cells(path, line, {n: v.strip() for n, v in zip(header, values, strict=True)})
 
 
 @dataclass(frozen=True)
@@ -153,9 +249,9 @@ class Cells:
         try:
             parsed = parse_float(value)
         except ValueError:
-            raise self.fail(field, f"'{value}' is not a number") from None
+            raise self.fail(field, f"'{shown(value)}' is not a number") from None
         if not math.isfinite(parsed):
-            raise self.fail(field, f"'{value}' is not finite")
+            raise self.fail(field, f"'{shown(value)}' is not finite")
         return parsed
 
     def micro_eur(self, field: str, *, minimum_eur: float, positive: bool = False) -> int:
@@ -163,11 +259,11 @@ class Cells:
         value = self.text(field)
         parsed = self.finite(field)
         if positive and parsed <= 0.0:
-            raise self.fail(field, f"{value} must be greater than 0")
+            raise self.fail(field, f"{shown(value)} must be greater than 0")
         if parsed < minimum_eur:
-            raise self.fail(field, f"{value} is below {minimum_eur:g}")
+            raise self.fail(field, f"{shown(value)} is below {minimum_eur:g}")
         if abs(parsed) > MAX_ABS_EUR:
-            raise self.fail(field, f"{value} is beyond {MAX_ABS_EUR:g} EUR")
+            raise self.fail(field, f"{shown(value)} is beyond {MAX_ABS_EUR:g} EUR")
         try:
             return exact_micro_eur(value)
         except ValueError as exc:
@@ -179,15 +275,15 @@ class Cells:
         try:
             kwh = parse_float(value)
         except ValueError:
-            raise self.fail(field, f"'{value}' is not a number") from None
+            raise self.fail(field, f"'{shown(value)}' is not a number") from None
         if not math.isfinite(kwh):
-            raise self.fail(field, f"'{value}' is not finite")
+            raise self.fail(field, f"'{shown(value)}' is not finite")
         if kwh < 0.0:
-            raise self.fail(field, f"{value} is negative")
+            raise self.fail(field, f"{shown(value)} is negative")
         if kwh > MAX_KWH_PER_READING:
-            raise self.fail(field, f"{value} is larger than {MAX_KWH_PER_READING:g}")
+            raise self.fail(field, f"{shown(value)} is larger than {MAX_KWH_PER_READING:g}")
         if abs(kwh * WH_PER_KWH - round(kwh * WH_PER_KWH)) > 1e-6:
-            raise self.fail(field, f"{value} is finer than 1 Wh (0.001 kWh)")
+            raise self.fail(field, f"{shown(value)} is finer than 1 Wh (0.001 kWh)")
         return int(exact_wh(kwh))
 
     def timestamp(self, field: str = "timestamp") -> datetime:
@@ -196,7 +292,7 @@ class Cells:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise self.fail(field, f"'{value}' is not an ISO-8601 time") from None
+            raise self.fail(field, f"'{shown(value)}' is not an ISO-8601 time") from None
         if parsed.tzinfo is None or parsed.utcoffset() is None:
-            raise self.fail(field, f"'{value}' has no UTC offset (e.g. +01:00 or Z)")
+            raise self.fail(field, f"'{shown(value)}' has no UTC offset (e.g. +01:00 or Z)")
         return parsed

@@ -41,7 +41,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from gridmatch.errors import InputError
-from gridmatch.scenario_io.csv_cells import METER_ID_PATTERN, Cells, check_header, read_table
+from gridmatch.scenario_io.csv_cells import (
+    METER_ID_PATTERN,
+    Cells,
+    check_header,
+    iter_cells,
+    read_table,
+    shown,
+)
 from gridmatch.scenario_io.der_models import (
     OPERATIONS,
     EventModelLibrary,
@@ -79,6 +86,16 @@ MIN_COMMITMENT_S = 60
 # The regular grid of one meter, and of all meters together (float64 samples).
 MAX_GRID_SAMPLES = 1 << 25
 MAX_TOTAL_SAMPLES = 1 << 27
+# Gaps are allowed, but the grids of a file's meters hold at most this many samples per
+# row of the file beyond the slack: otherwise three rows a meter, the last a year after
+# the first at 1 s, made a 415-byte file take 2.3 GB (long outages still fit: a meter
+# with data on 1 day in 16 is read).
+MAX_GRID_SAMPLES_PER_ROW = 16
+GRID_SLACK_SAMPLES = 1 << 20
+# Meters in one file: a feeder's worth and more (a meter_data/ folder holds the rest).
+# Each costs ~5 KB to read and judge however few its rows: a 20 MB file of 300,000
+# meters with two rows each took 1.4 GB.
+MAX_METERS_PER_FILE = 50_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What a datetime can hold in UTC: an offset can move a written time past either end
 # (0001-01-01T00:00:00+14:00), and nothing after reading could show it as a time.
@@ -244,6 +261,16 @@ def meter_data_files(directory: Path) -> tuple[Path, ...]:
         raise InputError(folder, f"{len(found):,} files; at most {MAX_METER_FILES:,}")
     # Each file is checked to be a regular one of bounded size when it is read.
     return tuple(found)
+
+
+# Python reads an offset with seconds (+01:00:30), which ISO 8601 does not have: every
+# row of such a meter moved 30 s off the minute, and a commitment with it 30 s late.
+_ODD_OFFSET = "has a UTC offset with seconds; ISO 8601 offsets are +HH:MM"
+
+
+def _odd_offset(moment: datetime) -> bool:
+    offset = moment.utcoffset()
+    return offset is not None and offset.total_seconds() % 60 != 0
 
 
 def _unix_s(moment: datetime) -> int:
@@ -566,7 +593,9 @@ def _timestamps(values: _Column, cells: _CellsAt) -> IntArray:
         row = cells(int(index))
         moment = row.timestamp()  # raises with the house message when it is no time
         if moment.microsecond:
-            raise row.fail("timestamp", f"'{values[index]}' is finer than a whole second")
+            raise row.fail("timestamp", f"'{shown(values[index])}' is finer than a whole second")
+        if _odd_offset(moment):
+            raise row.fail("timestamp", f"'{shown(values[index])}' {_ODD_OFFSET}")
         seconds[index] = _unix_s(moment)
     return seconds
 
@@ -655,7 +684,7 @@ def _numbers(values: _Column, field: str, cells: _CellsAt) -> FloatArray:
         row = cells(index)
         number = row.finite(field)
         if abs(number) > MAX_ABS_KW:
-            raise row.fail(field, f"{value} is beyond +-{MAX_ABS_KW:g}")
+            raise row.fail(field, f"{shown(value)} is beyond +-{MAX_ABS_KW:g}")
     raise AssertionError("a bad cell was not found")  # pragma: no cover
 
 
@@ -677,6 +706,16 @@ def _series(
             row=int(lines[int(outside[0])]),
             field="timestamp",
         )
+    if len(names) > MAX_METERS_PER_FILE:
+        first_row = int(np.argmax(codes == MAX_METERS_PER_FILE))
+        raise InputError(
+            path,
+            f"meter '{names[MAX_METERS_PER_FILE]}' is the file's meter number "
+            f"{MAX_METERS_PER_FILE + 1:,}; a file holds at most {MAX_METERS_PER_FILE:,} "
+            f"meters (give more as files of a {METER_DATA_DIR}/ folder)",
+            row=int(lines[first_row]),
+            field="meter_id",
+        )
     series: dict[str, MeterSeries] = {}
     code_steps = np.diff(codes)
     if np.all(code_steps >= 0) and np.all((np.diff(times_s) > 0) | (code_steps != 0)):
@@ -684,6 +723,7 @@ def _series(
     else:
         order = np.lexsort((times_s, codes))
     total = 0
+    sparse_limit = MAX_GRID_SAMPLES_PER_ROW * len(times_s) + GRID_SLACK_SAMPLES
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     for code, meter in enumerate(names):
         rows = order[bounds[code] : bounds[code + 1]]
@@ -718,6 +758,16 @@ def _series(
                 f"meter '{meter}' spans {n_grid} samples of {resolution} s from its first to "
                 f"its last row; at most {MAX_GRID_SAMPLES} per meter and "
                 f"{MAX_TOTAL_SAMPLES} in all",
+                row=int(lines[int(rows[-1])]),
+                field="timestamp",
+            )
+        if total > sparse_limit:
+            raise InputError(
+                path,
+                f"meter '{meter}' spans {n_grid} samples of {resolution} s for its "
+                f"{len(rows)} rows: the file's meters may span at most "
+                f"{MAX_GRID_SAMPLES_PER_ROW} samples per row of the file, plus "
+                f"{GRID_SLACK_SAMPLES}, between their first and last rows (gaps too long)",
                 row=int(lines[int(rows[-1])]),
                 field="timestamp",
             )
@@ -774,13 +824,12 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
     InputError
         Naming the file, row and field of the first problem.
     """
-    table = read_table(
-        path, "commitments file", COMMITMENT_COLUMNS, ("tolerance", "participant_id")
-    )
+    # Row by row: a Table would hold a dict of strings per row beside the commitments.
+    rows = iter_cells(path, "commitments file", COMMITMENT_COLUMNS, ("tolerance", "participant_id"))
     models = library.spec.models
     seen: dict[str, int] = {}
     commitments = []
-    for cells in table.cells():
+    for cells in rows:
         commitment_id = cells.identifier("commitment_id")
         if commitment_id in seen:
             raise cells.fail(
@@ -812,6 +861,8 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
         for name, moment in (("start", start), ("end", end)):
             if moment.microsecond:
                 raise cells.fail(name, "is finer than a whole second")
+            if _odd_offset(moment):
+                raise cells.fail(name, f"'{shown(cells.record[name])}' {_ODD_OFFSET}")
         duration_s = (end - start).total_seconds()
         if duration_s < MIN_COMMITMENT_S:
             raise cells.fail("end", f"must be at least {MIN_COMMITMENT_S} s after start")
@@ -846,9 +897,9 @@ def _positive(cells: Cells, field: str, maximum: float) -> float:
     text = cells.text(field)
     value = cells.finite(field)
     if value <= 0.0:
-        raise cells.fail(field, f"{text} must be greater than 0")
+        raise cells.fail(field, f"{shown(text)} must be greater than 0")
     if value > maximum:
-        raise cells.fail(field, f"{text} is above {maximum:g}")
+        raise cells.fail(field, f"{shown(text)} is above {maximum:g}")
     return value
 
 
@@ -884,9 +935,9 @@ def read_sites(path: Path) -> dict[str, SiteSpec]:
             try:
                 value = parse_float(text)
             except ValueError:
-                raise cells.fail(field, f"'{text}' is not a number") from None
+                raise cells.fail(field, f"'{shown(text)}' is not a number") from None
             if not math.isfinite(value) or not low <= value <= high:
-                raise cells.fail(field, f"{text} is not between {low:g} and {high:g}")
+                raise cells.fail(field, f"{shown(text)} is not between {low:g} and {high:g}")
             values[field] = value
         sites[meter] = SiteSpec(**values)
     return sites
