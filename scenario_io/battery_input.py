@@ -41,8 +41,7 @@ import pydantic
 
 from gridmatch.errors import InputError
 from gridmatch.scenario_io.csv_cells import Cells, iter_cells, shown
-from gridmatch.scenario_io.der_models import read_settings
-from gridmatch.scenario_io.strict_yaml import IsoTime, validated_model
+from gridmatch.scenario_io.strict_yaml import IsoTime, read_yaml_mapping, validated_model
 from gridmatch.units import exact_micro_eur
 from gridmatch.user_files import MIB
 
@@ -233,7 +232,7 @@ def read_agreement(path: Path) -> Agreement:
         Malformed YAML, an unknown or missing key, a value out of range, shares not
         adding up to 10,000 bps, an amount finer than 1 micro-EUR, or nothing funded.
     """
-    document = read_settings(path, "battery reward agreement")
+    document = read_yaml_mapping(path, "battery reward agreement")
     schema = validated_model(AgreementSchema, document, path)
     amounts = []
     for name in CONDITION_NAMES:

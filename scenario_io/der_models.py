@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridmatch.errors import InputError
 from gridmatch.scenario_io.csv_cells import shown
 from gridmatch.scenario_io.strict_yaml import read_yaml_mapping, validated_model
-from gridmatch.user_files import SCENARIO_LIMIT_BYTES, is_given, read_text
+from gridmatch.user_files import is_given
 
 Operation = Literal["import", "export", "curtail", "shift"]
 OPERATIONS: tuple[str, ...] = ("import", "export", "curtail", "shift")
@@ -259,80 +258,6 @@ class EventModelLibrary:
         return self.spec.models[device_type]
 
 
-def read_settings(path: Path, what: str) -> dict[str, Any]:
-    """Read a YAML settings file as :func:`read_yaml_mapping`, stricter about numbers and times.
-
-    YAML 1.1, which PyYAML reads, turns an unquoted ``2026-02-30`` or
-    ``0000-01-01T00:00:00Z`` into a date it cannot build and raises a bare
-    ``ValueError`` (which ended the command as a bug, exit code 6), and reads ``0x10`` as
-    16, ``010`` as 8, ``1:30`` (base 60) as 90 and ``1_0`` as 10: a typo in a capacity or
-    a count became another number nobody wrote. Both are input errors naming the line;
-    numbers are plain decimals (``13.5``, ``-2``, ``1.0e3``).
-
-    Raises
-    ------
-    InputError
-        As :func:`read_yaml_mapping`, a date or time that does not exist, or a number
-        that is not written in plain decimals.
-    """
-    try:
-        document = read_yaml_mapping(path, what)
-    except ValueError as exc:
-        raise InputError(
-            path,
-            f"malformed YAML: a date or time that does not exist ({exc})",
-            row=_bad_time_row(path),
-        ) from None
-    _refuse_odd_numbers(path)
-    return document
-
-
-# The numbers a settings file may write: YAML 1.1's decimal forms, without digit
-# separators or leading zeros (which YAML 1.1 reads as octal).
-_DECIMAL = re.compile(
-    r"[-+]?(?:0|[1-9][0-9]*)"
-    r"|[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
-)
-_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-
-
-def _refuse_odd_numbers(path: Path) -> None:
-    """Refuse a plain scalar YAML reads as a number that is not a plain decimal."""
-    text = read_text(path, SCENARIO_LIMIT_BYTES, "settings file")
-    resolver = yaml.SafeLoader("")
-    for token in yaml.scan(text, Loader=yaml.SafeLoader):
-        if not isinstance(token, yaml.ScalarToken) or not token.plain:
-            continue
-        tag = resolver.resolve(yaml.ScalarNode, token.value, (True, False))
-        if tag in _NUMBER_TAGS and _DECIMAL.fullmatch(token.value) is None:
-            number = resolver.construct_object(yaml.ScalarNode(tag, token.value))
-            raise InputError(
-                path,
-                f"'{shown(token.value)}' is read by YAML as the number {number!r}: write "
-                "numbers in plain decimals (or quote text)",
-                row=int(token.start_mark.line) + 1,
-            )
-
-
-def _bad_time_row(path: Path) -> int | None:
-    """Find the line of the first plain scalar YAML reads as a time and cannot build."""
-    text = read_text(path, SCENARIO_LIMIT_BYTES, "settings file")
-    constructor = yaml.SafeLoader("")
-    pattern = yaml.SafeLoader.timestamp_regexp
-    for token in yaml.scan(text, Loader=yaml.SafeLoader):
-        if not isinstance(token, yaml.ScalarToken) or not token.plain:
-            continue
-        if pattern.match(token.value) is None:
-            continue
-        node = yaml.ScalarNode("tag:yaml.org,2002:timestamp", token.value)
-        try:
-            constructor.construct_yaml_timestamp(node)
-        except ValueError:
-            return int(token.start_mark.line) + 1
-    return None
-
-
 _SECTIONS = ("detection", "validation", "default_site")
 _TOP_KEYS = {"version", "description", "models", *_SECTIONS}
 
@@ -347,13 +272,13 @@ def load_event_models(default_path: Path, scenario_path: Path | None) -> EventMo
         that does not exist, or a merged model the schema refuses (naming the file and
         the dotted key ``models.NAME.KEY``).
     """
-    document = read_settings(default_path, "event-model library")
+    document = read_yaml_mapping(default_path, "event-model library")
     library = validated_model(LibrarySpec, document, default_path)
     version = str(library.version)
     sources = [default_path]
     if scenario_path is None or not is_given(scenario_path):
         return EventModelLibrary(library, version, tuple(sources))
-    extra = read_settings(scenario_path, "event models")
+    extra = read_yaml_mapping(scenario_path, "event models")
     unknown = sorted(str(k) for k in extra if k not in _TOP_KEYS)
     if unknown:
         raise InputError(scenario_path, "unknown key", field=unknown[0])

@@ -8,6 +8,7 @@ change a policy nobody sees; here it is an error naming the line.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -16,6 +17,7 @@ import pydantic
 import yaml
 
 from gridmatch.errors import InputError
+from gridmatch.scenario_io.csv_cells import shown
 from gridmatch.user_files import MAX_NESTING, SCENARIO_LIMIT_BYTES, nesting_depth, read_text
 
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
@@ -41,8 +43,24 @@ def _iso_time(value: object) -> object:
 IsoTime = Annotated[datetime, pydantic.BeforeValidator(_iso_time)]
 
 
+# The numbers a settings file may write: YAML 1.1's decimal forms, without digit
+# separators or leading zeros (which YAML 1.1 reads as octal).
+_DECIMAL = re.compile(
+    r"[-+]?(?:0|[1-9][0-9]*)"
+    r"|[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+
+
 class StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping."""
+    """YAML's safe loader, refusing a key given twice, odd numbers and impossible times.
+
+    YAML 1.1, which PyYAML reads, turns an unquoted ``2026-02-30`` into a date it cannot
+    build and raises a bare ``ValueError`` (which ended a command as a bug, exit code 6),
+    and reads ``0x10`` as 16, ``010`` as 8, ``1:30`` (base 60) as 90 and ``1_0`` as 10:
+    a typo became another number nobody wrote. Both are errors naming the line here;
+    numbers are plain decimals (``13.5``, ``-2``, ``1.0e3``), or given an explicit tag.
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         """Build a mapping, refusing a repeated key (with the line it was first on)."""
@@ -59,6 +77,45 @@ class StrictLoader(yaml.SafeLoader):
                 )
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+    def construct_strict_timestamp(self, node: yaml.ScalarNode) -> object:
+        """Build a YAML timestamp, or refuse one that does not exist with its line."""
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a date or time that does not exist ('{shown(str(node.value))}': {exc})",
+                node.start_mark,
+            ) from None
+
+    def construct_strict_int(self, node: yaml.ScalarNode) -> object:
+        """Build an integer written in plain decimals (or with an explicit tag)."""
+        self._refuse_odd_number(node, self.construct_yaml_int(node))
+        return self.construct_yaml_int(node)
+
+    def construct_strict_float(self, node: yaml.ScalarNode) -> object:
+        """Build a float written in plain decimals (or with an explicit tag)."""
+        self._refuse_odd_number(node, self.construct_yaml_float(node))
+        return self.construct_yaml_float(node)
+
+    @staticmethod
+    def _refuse_odd_number(node: yaml.ScalarNode, number: object) -> None:
+        # A plain scalar resolved to a number; a quoted one with a tag was asked for.
+        if node.style is None and _DECIMAL.fullmatch(str(node.value)) is None:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"'{shown(str(node.value))}' is read by YAML as the number {number!r}: "
+                "write numbers in plain decimals (or quote text)",
+                node.start_mark,
+            )
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", StrictLoader.construct_strict_timestamp)
+StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_strict_int)
+StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_strict_float)
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:

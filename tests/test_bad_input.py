@@ -307,6 +307,20 @@ CASES: list[tuple[str, Case, str, tuple[str, ...]]] = [
         "scenario.yaml",
         ("'background.load_scaling'", "slot 1"),
     ),
+    (
+        # YAML 1.1 reads this as a date it cannot build: a bare ValueError, exit 6, before.
+        "a date that does not exist",
+        _scenario(_scenario_with("name: tiny", "name: 2026-02-30")),
+        "scenario.yaml",
+        ("row 1", "a date or time that does not exist", "2026-02-30"),
+    ),
+    (
+        # YAML 1.1 reads 1:00 as 60 (base 60): another number than the one written.
+        "a number in base 60",
+        _scenario(_scenario_with("slot_minutes: 60", "slot_minutes: 1:00")),
+        "scenario.yaml",
+        ("row 4", "'1:00' is read by YAML as the number 60", "plain decimals"),
+    ),
 ]
 
 
