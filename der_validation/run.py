@@ -43,7 +43,7 @@ from gridmatch.results_io.der_validation import (
     VerdictRow,
     write_der_result,
 )
-from gridmatch.results_io.manifest import file_sha256, package_versions
+from gridmatch.results_io.manifest import input_hashes, package_versions
 from gridmatch.results_io.tables import to_csv
 from gridmatch.scenario_io.der_input import (
     COMMITMENTS_FILE,
@@ -528,8 +528,7 @@ def manifest(
         "kind": "der_validation",
         "scenario_dir": str(root),
         "inputs": {
-            str(path.resolve().relative_to(root)): {"sha256": file_sha256(path)}
-            for path in inputs.input_files
+            **input_hashes(inputs.directory, inputs.input_files),
         },
         "event_models": {
             "version": inputs.library.version,

@@ -21,7 +21,7 @@ from gridmatch.mobility.plan import Plan, build_plan
 from gridmatch.mobility.roads import RoadNetwork
 from gridmatch.mobility.solve import SolveSettings
 from gridmatch.results_io.atomic import recover
-from gridmatch.results_io.manifest import file_sha256, package_versions
+from gridmatch.results_io.manifest import input_hashes, package_versions
 from gridmatch.results_io.mobility import (
     GridSummary,
     MobilityResultFiles,
@@ -255,8 +255,7 @@ def mobility_manifest(
         "scenario": inputs.name,
         "scenario_dir": str(root),
         "inputs": {
-            str(path.resolve().relative_to(root)): {"sha256": file_sha256(path)}
-            for path in inputs.input_files
+            **input_hashes(inputs.directory, inputs.input_files),
         },
         "options": {
             "mode": mode.value,

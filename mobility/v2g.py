@@ -25,6 +25,7 @@ the vehicle's ``owner_id``; sell orders are divisible.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,10 +210,15 @@ def write_v2g_scenario(mobility_dir: Path, scenario_dir: Path, out_dir: Path) ->
     header = [name.strip() for name in text.splitlines()[0].split(",")]
     combined = text if text.endswith("\n") else text + "\n"
     combined += "".join(line + "\n" for line in _order_lines(header, offers))
-    root = scenario_dir.resolve()
     with atomic_output_dir(out_dir) as staging:
         for path in scenario.input_files:
-            relative = path.resolve().relative_to(root)
+            # As named in the folder (a file may be a link to one elsewhere).
+            resolved, root = path.resolve(), scenario_dir.resolve()
+            relative = (
+                resolved.relative_to(root)
+                if resolved.is_relative_to(root)
+                else Path(os.path.relpath(path, scenario_dir))
+            )
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             if path.resolve() == orders_path:

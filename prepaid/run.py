@@ -20,7 +20,7 @@ import gridmatch
 from gridmatch.prepaid.simulation import MeterRun, simulate_meter
 from gridmatch.prepaid.tokens import scheme_name
 from gridmatch.results_io.atomic import recover
-from gridmatch.results_io.manifest import file_sha256, package_versions
+from gridmatch.results_io.manifest import input_hashes, package_versions
 from gridmatch.results_io.prepaid import (
     PrepaidResultFiles,
     PrepaidSummary,
@@ -123,8 +123,7 @@ def prepaid_manifest(inputs: PrepaidInputs) -> dict[str, Any]:
         "scenario": inputs.policy.name,
         "scenario_dir": str(root),
         "inputs": {
-            str(path.resolve().relative_to(root)): {"sha256": file_sha256(path)}
-            for path in inputs.input_files
+            **input_hashes(inputs.directory, inputs.input_files),
         },
         "options": inputs.spec.model_dump(mode="json"),
         "versions": {

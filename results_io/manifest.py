@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import pkgutil
 import platform
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -49,6 +51,23 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def input_hashes(directory: Path, files: Iterable[Path]) -> dict[str, dict[str, str]]:
+    """Return the ``inputs`` of a manifest: each file by its name in the folder, its SHA-256.
+
+    A file that is a link to one elsewhere is named as the folder names it (resolving it
+    made the name relative to nothing: ValueError, exit 6).
+    """
+    root = directory.resolve()
+    names = {}
+    for path in files:
+        resolved = path.resolve()
+        name = resolved.relative_to(root) if resolved.is_relative_to(root) else None
+        names[str(name) if name is not None else os.path.relpath(path, directory)] = {
+            "sha256": file_sha256(path)
+        }
+    return names
 
 
 def package_versions() -> dict[str, str | None]:
@@ -97,8 +116,7 @@ def build_manifest(
         "scenario": scenario_name,
         "scenario_dir": str(root),
         "inputs": {
-            str(path.resolve().relative_to(root)): {"sha256": file_sha256(path)}
-            for path in input_files
+            **input_hashes(scenario_dir, input_files),
         },
         "options": {"formulation": formulation, **options.to_dict()},
         "versions": {

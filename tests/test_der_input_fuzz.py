@@ -9,6 +9,7 @@ else (an exception of any other kind would end the command with exit code 6).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -301,3 +302,21 @@ def test_a_file_of_too_many_meters_is_refused_at_the_first_one_too_many(
     with pytest.raises(InputError, match="at most 3 meters") as info:
         read_meter_data(path)
     assert (info.value.row, info.value.field) == (8, "meter_id")
+
+
+def test_a_meter_file_linked_from_outside_the_folder_is_validated(tmp_path: Path) -> None:
+    # The manifest named inputs by their resolved path relative to the folder, which a
+    # link to a file elsewhere is not: ValueError, exit 6.
+    folder = tmp_path / "der"
+    shutil.copytree(
+        REPO / "scenarios" / "der-example", folder, ignore=shutil.ignore_patterns("truth")
+    )
+    elsewhere = tmp_path / "store" / "meter_data.csv"
+    elsewhere.parent.mkdir()
+    (folder / "meter_data.csv").rename(elsewhere)
+    (folder / "meter_data.csv").symlink_to(elsewhere)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["validate-commitments", str(folder), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "meter_data.csv" in manifest["inputs"]

@@ -232,3 +232,16 @@ def test_v2g_credit_on_a_dispatch_folder_says_it_reads_a_clearing_result(tmp_pat
     result = runner.invoke(app, ["mobility", "v2g-credit", str(out)])
     assert result.exit_code == 2, result.output
     assert "no trades.csv" in result.output and "gridmatch clear" in result.output
+
+
+def test_a_road_file_linked_from_outside_the_folder_is_read(tmp_path):
+    # The manifest named inputs by their resolved path relative to the folder, which a
+    # link to a file elsewhere is not: ValueError, exit 6.
+    folder = _storm(tmp_path / "storm")
+    elsewhere = tmp_path / "store" / "roads.csv"
+    elsewhere.parent.mkdir()
+    (folder / "roads.csv").rename(elsewhere)
+    (folder / "roads.csv").symlink_to(elsewhere)
+    out = tmp_path / "out"
+    _solve(folder, out, "normal")
+    assert "roads.csv" in json.loads((out / "manifest.json").read_text())["inputs"]

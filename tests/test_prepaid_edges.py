@@ -8,6 +8,8 @@ of 1-minute readings over decades filled memory. Every prepaid time now lies in
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -162,3 +164,18 @@ def test_more_than_500_top_ups_or_keypad_tokens_of_a_meter_are_refused(
     body = "".join(f"M1,2026-03-02T01:00:00Z,{value}\n" for _ in range(501))
     (folder / name).write_text(f"meter_id,timestamp,{header}\n{body}")
     _refused(folder, tmp_path, f"{name}, row 502, field 'meter_id'", f"more than 500 {what}")
+
+
+def test_a_file_linked_from_outside_the_folder_is_read(tmp_path: Path) -> None:
+    # The manifest named inputs by their resolved path relative to the folder, which a
+    # link to a file elsewhere is not: ValueError, exit 6.
+    folder = tmp_path / "prepaid"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "scenarios" / "prepaid_example", folder)
+    elsewhere = tmp_path / "store" / "accounts.csv"
+    elsewhere.parent.mkdir()
+    (folder / "accounts.csv").rename(elsewhere)
+    (folder / "accounts.csv").symlink_to(elsewhere)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["prepaid", str(folder), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "accounts.csv" in json.loads((out / "manifest.json").read_text())["inputs"]
