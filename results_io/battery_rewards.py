@@ -186,6 +186,10 @@ class ChainRecord(_Record):
     balances_micro_eur
         What each participant's token balance gained, read from the chain, after
         ``claims`` paid each one its credit.
+    owed_micro_eur
+        What each participant is still owed (``owedOf``, read from the chain after the
+        claims); None in a record written before it was kept. With ``credited`` and
+        ``claims`` it reconciles: credited == claimed + still owed.
     """
 
     rpc_url: str | None
@@ -207,6 +211,7 @@ class ChainRecord(_Record):
     releases: list[PeriodRelease]
     credited_micro_eur: dict[str, int] = {}
     claims: list[ClaimRecord] = []
+    owed_micro_eur: dict[str, int] | None = None
     transactions: int
     gas_used: int
     matches_evaluation: bool

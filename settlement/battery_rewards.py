@@ -510,6 +510,7 @@ def release_on_chain(
         releases=releases,
         credited_micro_eur=credited,
         claims=claims,
+        owed_micro_eur=left,
         transactions=sender.sent,
         gas_used=sender.gas_used,
         matches_evaluation=True,
