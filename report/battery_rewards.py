@@ -462,7 +462,12 @@ def _chain_section(summary: BatteryRewardsSummary, chain: ChainRecord) -> str:
     ]
     if chain.reclaim is not None:
         facts += [
-            ("reclaim transaction", chain.reclaim.tx_hash),
+            ("reclaim transaction (credits the sponsor)", chain.reclaim.tx_hash),
+            (
+                "sponsor's withdraw transaction",
+                chain.reclaim.withdraw_tx_hash
+                or "none recorded (nothing to withdraw, or the credit is still owed on chain)",
+            ),
             (
                 "reclaimed, sponsor's gain",
                 f"{_eur(chain.reclaim.reclaimed_micro_eur)}, "

@@ -157,13 +157,21 @@ class ClaimRecord(_Record):
 
 
 class ReclaimRecord(_Record):
-    """The sponsor's reclaim after expiry."""
+    """The sponsor's reclaim after expiry, and its withdrawal.
+
+    ``reclaim`` credits the sponsor (pull payments, as the participants' releases);
+    ``withdraw`` then pays the credit out. ``withdraw_tx_hash`` is empty when the
+    withdrawal failed after the reclaim (or in a record of the push-payment contract):
+    the credit is then still owed to the sponsor on chain.
+    """
 
     tx_hash: str
     reclaimed_micro_eur: int
     sponsor_gain_micro_eur: int
     gas_used: int
     block_timestamp: int
+    withdraw_tx_hash: str = ""
+    withdraw_gas_used: int = 0
 
 
 class ChainRecord(_Record):

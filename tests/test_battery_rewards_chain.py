@@ -191,7 +191,8 @@ def test_quorum_summary_below_coverage_releases_nothing_on_anvil(tmp_path: Path)
 
 def test_reclaim_after_expiry_on_anvil(tmp_path: Path) -> None:
     """Before expiry refused (exit 4), after it the sponsor gains exactly funded -
-    released (read from the chain here), a second reclaim refused."""
+    released (read from the chain here: credited by the reclaim, then withdrawn), a
+    second reclaim refused."""
     evaluation = evaluate_folder(EXAMPLE)
     out = tmp_path / "out"
     assert _invoke(str(EXAMPLE), "-o", str(out), "--chain").exit_code == 0
@@ -223,8 +224,13 @@ def test_reclaim_after_expiry_on_anvil(tmp_path: Path) -> None:
             w3, rewards, "balancesOf", record.agreement_id
         )
         (contract_balance,) = call_view(w3, payment, "balanceOf", record.rewards_contract)
+        (sponsor_owed,) = call_view(w3, rewards, "owedOf", record.sponsor)
+        withdrawn = w3.eth.get_transaction_receipt(record.reclaim.withdraw_tx_hash)  # type: ignore[arg-type]
     assert sponsor_balance == expected == funded - released == reclaimed
     assert held == 0 == contract_balance
+    # Pull: the reclaim credited the sponsor, its own withdraw paid the credit out.
+    assert sponsor_owed == 0 and withdrawn["status"] == 1
+    assert record.reclaim.withdraw_gas_used == withdrawn["gasUsed"]
 
 
 def test_reclaim_without_a_chain_run_is_a_usage_error(tmp_path: Path) -> None:

@@ -778,11 +778,16 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         r.claim(aggregator);
         _assertBlocked(evil);
         assertEq(r.owedOf(aggregator), 0, "aggregator paid once");
-        // release -> reclaim (by the token: not the sponsor, but the guard comes first)
+        // A reclaim calls no token (it credits the sponsor): the armed re-entry waits.
         vm.warp(EXPIRY + 1);
         evil.arm(address(r), abi.encodeCall(BatteryRewards.reclaim, (id)));
         vm.prank(sponsor);
         uint256 back = r.reclaim(id);
+        assertTrue(evil.armed(), "a reclaim calls no token");
+        // the sponsor's withdraw -> reclaim (by the token: not the sponsor, but the guard
+        // comes first)
+        vm.prank(sponsor);
+        assertEq(r.withdraw(sponsor), back, "the reclaim withdrawn");
         _assertBlocked(evil);
         assertEq(back, 12 * AMOUNT, "reclaimed once");
         assertEq(evil.balanceOf(address(r)), 0, "empty");
@@ -827,6 +832,13 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         vm.prank(sponsor);
         vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsReclaimed.selector, id));
         rewards.reclaim(id);
+        assertEq(rewards.owedOf(sponsor), 18 * AMOUNT, "credited once");
+        for (uint256 i; i < 4; ++i) {
+            vm.prank(intruders[i]);
+            vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNothingOwed.selector, intruders[i]));
+            rewards.withdraw(intruders[i]);
+        }
+        assertEq(withdrawSponsor(), 18 * AMOUNT, "withdrawn by the sponsor");
         assertEq(payment.balanceOf(sponsor) - before, 18 * AMOUNT, "paid once");
         assertEq(payment.balanceOf(address(rewards)), 18 * AMOUNT, "other agreement still held");
         assertConserved(id);
@@ -849,6 +861,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         assertEq(rewards.reclaim(id), 6 * AMOUNT, "only period 2");
         assertEq(paidOut(), 12 * AMOUNT, "two periods paid");
         withdrawAll();
+        assertEq(withdrawSponsor(), 6 * AMOUNT, "the sponsor's reclaim withdrawn");
         assertEq(payment.balanceOf(address(rewards)), 0, "empty");
         BatteryRewards.SignedSummary[] memory late = signed(id, 2, goodSummary(), 3);
         vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsExpired.selector, id, EXPIRY));
@@ -887,8 +900,10 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         (, uint256 rb,,) = rewards.balancesOf(b);
         assertEq(paidOut(), ra + rb, "released == paid");
         assertEq(funded, ra + rb + back, "funded == released + reclaimed");
-        assertEq(payment.balanceOf(address(rewards)), credited(), "only the credits left");
+        assertEq(rewards.owedOf(sponsor), back, "reclaims credited to the sponsor");
+        assertEq(payment.balanceOf(address(rewards)), credited() + back, "only the credits left");
         withdrawAll();
+        if (back != 0) assertEq(withdrawSponsor(), back, "the sponsor's credit withdrawn");
         assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), ra + rb, "withdrawn == released");
         assertEq(payment.balanceOf(address(rewards)), 0, "nothing left");
     }

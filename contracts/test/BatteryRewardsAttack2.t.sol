@@ -246,6 +246,7 @@ contract BatteryRewardsAttack2Test is BatteryRewardsFixture {
         assertEq(rewards.reclaim(small), 0, "small: nothing left");
         assertEq(rewards.reclaim(big), 18 * AMOUNT, "big: all");
         vm.stopPrank();
+        assertEq(withdrawSponsor(), 18 * AMOUNT, "the sponsor withdraws the big one's money");
         assertEq(payment.balanceOf(address(rewards)), 0, "empty");
     }
 }

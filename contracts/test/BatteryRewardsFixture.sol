@@ -142,6 +142,12 @@ abstract contract BatteryRewardsFixture is TestBase {
         if (rewards.owedOf(aggregator) != 0) rewards.claim(aggregator);
     }
 
+    /// The sponsor withdraws what its reclaims credited it, to its own address.
+    function withdrawSponsor() internal returns (uint256 amount) {
+        vm.prank(sponsor);
+        amount = rewards.withdraw(sponsor);
+    }
+
     function warpPastPeriod(uint32 period) internal {
         vm.warp(START + uint64(period + 1) * DAY);
     }
