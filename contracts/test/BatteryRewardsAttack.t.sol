@@ -73,53 +73,6 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     bytes32 internal constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
 
-    // ------------------------------------------------------------ helpers
-
-    function signWith(BatteryRewards r, uint256 key, uint256 id, uint32 period, BatteryRewards.Summary memory s)
-        internal
-        view
-        returns (BatteryRewards.SignedSummary memory)
-    {
-        address v = vm.addr(key);
-        uint32 epoch = registry.epochOf(v);
-        (uint8 pv, bytes32 pr, bytes32 ps) = vm.sign(key, r.summaryHash(id, period, s, epoch));
-        return BatteryRewards.SignedSummary(v, epoch, abi.encodePacked(pr, ps, pv));
-    }
-
-    function signedBy(BatteryRewards r, uint256 id, uint32 period, BatteryRewards.Summary memory s)
-        internal
-        view
-        returns (BatteryRewards.SignedSummary[] memory sigs)
-    {
-        sigs = new BatteryRewards.SignedSummary[](3);
-        for (uint256 k; k < 3; ++k) {
-            sigs[k] = signWith(r, validatorKeys[k], id, period, s);
-        }
-    }
-
-    function invalidSig(address validator) internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, validator);
-    }
-
-    function noQuorum(uint256 agreeing, uint256 q) internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(BatteryRewards.BatteryRewardsNoQuorum.selector, agreeing, q);
-    }
-
-    /// Released to the participants: credited and not withdrawn, or withdrawn.
-    function paidOut() internal view returns (uint256) {
-        return credited() + payment.balanceOf(owner) + payment.balanceOf(aggregator);
-    }
-
-    function createWith(BatteryRewards.Terms memory t) internal returns (uint256 id) {
-        vm.prank(sponsor);
-        id = rewards.create(t);
-    }
-
-    function assertConserved(uint256 id) internal view {
-        (uint256 funded, uint256 released, uint256 held, uint256 reclaimed) = rewards.balancesOf(id);
-        assertEq(funded, released + held + reclaimed, "funded == released + held + reclaimed");
-    }
-
     // ------------------------------------------------------------ signatures
 
     /// Attack: a signature by a foreign key under a registered validator's name.
@@ -305,9 +258,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     /// Attack: a second BatteryRewards on the same registry and token, same agreement id:
     /// the signatures of one do not release the other.
     function test_RevertIf_OtherContract() public {
-        BatteryRewards other = new BatteryRewards(payment, registry);
-        vm.prank(sponsor);
-        payment.approve(address(other), type(uint256).max);
+        BatteryRewards other = deployOn(payment);
         uint256 id = createAgreement();
         vm.prank(sponsor);
         uint256 otherId = other.create(terms(7000));
@@ -750,10 +701,8 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     /// the guard itself.)
     function test_RevertIf_ReentrantToken() public {
         ReentrantToken evil = new ReentrantToken();
-        BatteryRewards r = new BatteryRewards(IERC20(address(evil)), registry);
+        BatteryRewards r = deployOn(IERC20(address(evil)));
         evil.mint(sponsor, 1e15);
-        vm.prank(sponsor);
-        evil.approve(address(r), type(uint256).max);
         // create -> create
         evil.arm(address(r), abi.encodeCall(BatteryRewards.create, (terms(7000))));
         vm.prank(sponsor);
