@@ -1,9 +1,9 @@
 """The rebuild check of ``settlement.artifacts``: a stale artifact of any deployed contract
 sends ``build()`` to forge, and every contract in ``contracts/src`` is checked.
 
-BatteryRewards was once missing from the list: after an edit of BatteryRewards.sol
-alone the check passed on the old artifact and ``battery-rewards --chain`` deployed
-the previous bytecode.
+BatteryRewards was once missing from the list: an ``out/`` without its artifact, or
+with one older than its source while every other artifact was newer, passed for fresh,
+and ``battery-rewards --chain`` then failed to load it or deployed the old bytecode.
 """
 
 from __future__ import annotations
