@@ -528,7 +528,9 @@ def reclaim_on_chain(
     ``withdraw`` to the sponsor's address, and checks that the sponsor's token balance
     gained exactly funded - released, as the chain's ``balancesOf`` and the Python
     evaluation both give it. ``advance_s`` moves a local anvil's clock first.
-    The contract alone refuses a reclaim before expiry or a second one.
+    The contract alone refuses a reclaim before expiry or a second one. After a reclaim
+    whose withdraw failed (``chain.json`` records it without ``withdraw_tx_hash``, the
+    sponsor still owed on chain), only the withdraw is sent.
 
     Returns the record with its ``reclaim`` filled in (for ``chain.json``).
 
@@ -563,6 +565,12 @@ def reclaim_on_chain(
         _require_code(w3, {"rewards": rewards}, "give the --rpc-url the release used")
         if advance_s:
             advance_clock(w3, advance_s)
+        sender = Sender(w3, sponsor)
+        earlier = record.reclaim
+        (owed,) = call_view(w3, rewards, "owedOf", sponsor.address)
+        if earlier is not None and not earlier.withdraw_tx_hash and int(owed) != 0:
+            # An earlier --reclaim reclaimed (final) and its withdraw failed: withdraw only.
+            return _withdraw_reclaimed(out_dir, record, earlier, sender, rewards, payment)
         funded, released, _, _ = call_view(w3, rewards, "balancesOf", record.agreement_id)
         expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
         if int(funded) - int(released) != expected:
@@ -573,7 +581,6 @@ def reclaim_on_chain(
                 f"of this folder {expected} (other telemetry or agreement than the release's?)"
             )
         (before,) = call_view(w3, payment, "balanceOf", sponsor.address)
-        sender = Sender(w3, sponsor)
         receipt, tx_hash = _send(sender, rewards, "reclaim", record.agreement_id)
         (event,) = rewards.events(receipt, "Reclaimed")
         timestamp = int(w3.eth.get_block(receipt.block_number)["timestamp"])
@@ -589,7 +596,8 @@ def reclaim_on_chain(
             try:
                 paid, withdraw_hash = _send(sender, rewards, "withdraw", sponsor.address)
             except ChainError:
-                # Reclaimed and final, the credit still owed: the record says so first.
+                # Reclaimed and final, the credit still owed: the record says so first
+                # (the next --reclaim then only withdraws).
                 write_chain_record(
                     out_dir, record.model_copy(update={"reclaim": reclaim, "held_micro_eur": 0})
                 )
@@ -609,3 +617,40 @@ def reclaim_on_chain(
             f"funded - released {int(funded) - int(released)}), evaluated {expected}"
         )
     return reclaimed
+
+
+def _withdraw_reclaimed(
+    out_dir: Path,
+    record: ChainRecord,
+    earlier: ReclaimRecord,
+    sender: Sender,
+    rewards: ContractAbi,
+    payment: ContractAbi,
+) -> ChainRecord:
+    """Withdraw the credit of a reclaim whose withdraw failed; check the sponsor's gain.
+
+    Raises
+    ------
+    BatteryRewardsMismatchError
+        The sponsor gained other than the earlier reclaim credited (written first).
+    """
+    sponsor = sender.address
+    (before,) = call_view(sender.w3, payment, "balanceOf", sponsor)
+    paid, withdraw_hash = _send(sender, rewards, "withdraw", sponsor)
+    (after,) = call_view(sender.w3, payment, "balanceOf", sponsor)
+    gain = int(after) - int(before)
+    reclaim = earlier.model_copy(
+        update={
+            "withdraw_tx_hash": withdraw_hash,
+            "withdraw_gas_used": paid.gas_used,
+            "sponsor_gain_micro_eur": gain,
+        }
+    )
+    withdrawn = record.model_copy(update={"reclaim": reclaim})
+    if gain != earlier.reclaimed_micro_eur:
+        write_chain_record(out_dir, withdrawn)
+        raise BatteryRewardsMismatchError(
+            f"the sponsor's withdraw gained {gain} micro-EUR, its reclaim credited "
+            f"{earlier.reclaimed_micro_eur}"
+        )
+    return withdrawn

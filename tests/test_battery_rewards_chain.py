@@ -233,6 +233,55 @@ def test_reclaim_after_expiry_on_anvil(tmp_path: Path) -> None:
     assert record.reclaim.withdraw_gas_used == withdrawn["gasUsed"]
 
 
+def test_a_failed_withdraw_after_the_reclaim_is_recorded_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reclaim credits the sponsor; if the withdraw then fails (a node gone, a token
+    refusing), chain.json records the final reclaim without a withdraw and the chain
+    still owes the sponsor; the next --reclaim only withdraws."""
+    evaluation = evaluate_folder(EXAMPLE)
+    expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
+    out = tmp_path / "out"
+    assert _invoke(str(EXAMPLE), "-o", str(out), "--chain").exit_code == 0
+    send = chain._send
+
+    def withdraw_refused(sender: Any, contract: Any, name: str, *args: object) -> Any:
+        if name == "withdraw":
+            raise ChainError("the node refused the transaction: withdraw (test)")
+        return send(sender, contract, name, *args)
+
+    monkeypatch.setattr(chain, "_send", withdraw_refused)
+    failed = _invoke(
+        str(EXAMPLE), "-o", str(out), "--reclaim", "--advance-clock-hours", f"{PAST_EXPIRY_HOURS}"
+    )
+    assert failed.exit_code == 4 and "withdraw (test)" in failed.output
+    record = read_chain_record(out)
+    assert record is not None and record.reclaim is not None
+    assert record.reclaim.reclaimed_micro_eur == expected and record.reclaim.withdraw_tx_hash == ""
+    with local_chain(out / "settlement" / "chain-state.json") as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        rewards = contract_at("BatteryRewards", record.rewards_contract)
+        (owed,) = call_view(w3, rewards, "owedOf", record.sponsor)
+    assert owed == expected  # reclaimed on chain, the credit kept
+    monkeypatch.setattr(chain, "_send", send)
+    resumed = _invoke(str(EXAMPLE), "-o", str(out), "--reclaim")
+    assert resumed.exit_code == 0, resumed.output
+    record = read_chain_record(out)
+    assert record is not None and record.reclaim is not None
+    assert record.reclaim.withdraw_tx_hash and record.reclaim.sponsor_gain_micro_eur == expected
+    with local_chain(out / "settlement" / "chain-state.json") as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        payment = contract_at("PaymentToken", record.payment)
+        (owed,) = call_view(w3, rewards, "owedOf", record.sponsor)
+        (balance,) = call_view(w3, payment, "balanceOf", record.sponsor)
+    assert owed == 0 and balance == expected
+    # Nothing left to withdraw: a further --reclaim (past expiry) is the contract's refusal.
+    again = _invoke(
+        str(EXAMPLE), "-o", str(out), "--reclaim", "--advance-clock-hours", f"{PAST_EXPIRY_HOURS}"
+    )
+    assert again.exit_code == 4 and "BatteryRewardsReclaimed" in again.output
+
+
 def test_reclaim_without_a_chain_run_is_a_usage_error(tmp_path: Path) -> None:
     result = _invoke(str(EXAMPLE), "-o", str(tmp_path / "out"), "--reclaim")
     assert result.exit_code == 2
