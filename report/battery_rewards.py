@@ -147,6 +147,12 @@ def _overview(
                 "equal to the last micro-EUR" if chain.matches_evaluation else "DIFFERENT",
             )
         )
+        rows.append(
+            (
+                "released = credited = claimed + still owed",
+                _reconciled_word(reconciliation(summary, chain)),
+            )
+        )
         if chain.reclaim is not None:
             rows.append(
                 ("reclaimed by the sponsor", f"{_eur(chain.reclaim.reclaimed_micro_eur)} EUR")
@@ -287,23 +293,146 @@ def _verdicts_section(
     )
 
 
+@dataclass(frozen=True)
+class ParticipantMoney:
+    """One participant's money, evaluated and on chain (whole micro-EUR).
+
+    ``credited`` and ``owed`` are None where the chain record does not hold them (a
+    record written before they were kept).
+    """
+
+    participant: str
+    released_micro_eur: int  # the Python evaluation's payout
+    credited_micro_eur: int | None  # owedOf after the releases, before any claim
+    claimed_micro_eur: int  # paid out by BatteryRewards.claim
+    owed_micro_eur: int | None  # owedOf after the claims
+    gained_micro_eur: int  # the participant's token balance gain
+
+    @property
+    def reconciled(self) -> bool | None:
+        """Whether released == credited == claimed + still owed; None: not recorded."""
+        if self.credited_micro_eur is None or self.owed_micro_eur is None:
+            return None
+        return (
+            self.released_micro_eur
+            == self.credited_micro_eur
+            == self.claimed_micro_eur + self.owed_micro_eur
+        )
+
+
+def participant_money(summary: BatteryRewardsSummary, chain: ChainRecord) -> list[ParticipantMoney]:
+    """Each participant's released, credited, claimed and still-owed micro-EUR."""
+    claimed: dict[str, int] = {}
+    for claim in chain.claims:
+        claimed[claim.participant] = claimed.get(claim.participant, 0) + claim.claimed_micro_eur
+    # An older record has no credits at all: not recorded, rather than credited 0.
+    credits = chain.credited_micro_eur if chain.credited_micro_eur else None
+    return [
+        ParticipantMoney(
+            participant=p,
+            released_micro_eur=summary.payouts_micro_eur.get(p, 0),
+            credited_micro_eur=None if credits is None else credits.get(p, 0),
+            claimed_micro_eur=claimed.get(p, 0),
+            owed_micro_eur=None if chain.owed_micro_eur is None else chain.owed_micro_eur.get(p, 0),
+            gained_micro_eur=chain.balances_micro_eur.get(p, 0),
+        )
+        for p in summary.shares_bps
+    ]
+
+
+def reconciliation(summary: BatteryRewardsSummary, chain: ChainRecord) -> bool | None:
+    """Whether released == credited == claimed + still owed, per participant and in total.
+
+    In total, the released side is the chain's own ``released`` of the agreement (and
+    the evaluation's, which the run already compared with it); None: credits or what
+    is still owed not recorded.
+    """
+    money = participant_money(summary, chain)
+    verdicts = [m.reconciled for m in money]
+    if any(v is None for v in verdicts):
+        return None
+    credited = sum(m.credited_micro_eur or 0 for m in money)
+    settled = sum(m.claimed_micro_eur + (m.owed_micro_eur or 0) for m in money)
+    return (
+        all(verdicts)
+        and chain.released_micro_eur == summary.released_micro_eur == credited == settled
+    )
+
+
+def _reconciled_word(verdict: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "not recorded"}[verdict]
+
+
 def _payouts_section(summary: BatteryRewardsSummary, chain: ChainRecord | None) -> str:
-    header = ["participant", "share bps", "released EUR (Python)"]
-    if chain is not None:
-        header += ["balance gained EUR (chain)", "address"]
-    rows = []
-    for participant, share in summary.shares_bps.items():
-        row = [participant, str(share), _eur(summary.payouts_micro_eur.get(participant, 0))]
-        if chain is not None:
-            row += [
-                _eur(chain.balances_micro_eur.get(participant, 0)),
-                chain.participants.get(participant, "–"),
-            ]
-        rows.append(row)
+    if chain is None:
+        rows = [
+            [participant, str(share), _eur(summary.payouts_micro_eur.get(participant, 0))]
+            for participant, share in summary.shares_bps.items()
+        ]
+        return html.section(
+            "payouts",
+            "Participants",
+            html.table(
+                ["participant", "share bps", "released EUR (Python)"], rows, text_columns=(0,)
+            ),
+        )
+
+    def maybe(micro_eur: int | None) -> str:
+        return "–" if micro_eur is None else _eur(micro_eur)
+
+    money = participant_money(summary, chain)
+    rows = [
+        [
+            m.participant,
+            str(summary.shares_bps[m.participant]),
+            _eur(m.released_micro_eur),
+            maybe(m.credited_micro_eur),
+            _eur(m.claimed_micro_eur),
+            maybe(m.owed_micro_eur),
+            _eur(m.gained_micro_eur),
+            _reconciled_word(m.reconciled),
+            chain.participants.get(m.participant, "–"),
+        ]
+        for m in money
+    ]
+    recorded = all(m.reconciled is not None for m in money)
+    rows.append(
+        [
+            "total",
+            str(sum(summary.shares_bps.values())),
+            _eur(summary.released_micro_eur),
+            _eur(sum(m.credited_micro_eur or 0 for m in money)) if recorded else "–",
+            _eur(sum(m.claimed_micro_eur for m in money)),
+            _eur(sum(m.owed_micro_eur or 0 for m in money)) if recorded else "–",
+            _eur(sum(m.gained_micro_eur for m in money)),
+            _reconciled_word(reconciliation(summary, chain)),
+            f"released on chain {_eur(chain.released_micro_eur)}",
+        ]
+    )
     return html.section(
         "payouts",
         "Participants",
-        html.table(header, rows, text_columns=(0, 4) if chain is not None else (0,)),
+        html.paragraph(
+            "A release credits the participants on chain (no token moves); each credit is "
+            "then claimed (BatteryRewards.claim pays the participant only) or still owed "
+            "(owedOf). Reconciled: released (Python) = credited = claimed + still owed, "
+            "per participant and in total, where the total released is also the chain's."
+        )
+        + html.table(
+            [
+                "participant",
+                "share bps",
+                "released EUR (Python)",
+                "credited EUR (chain)",
+                "claimed EUR (chain)",
+                "still owed EUR (chain)",
+                "balance gained EUR (chain)",
+                "reconciled",
+                "address",
+            ],
+            rows,
+            text_columns=(0, 7, 8),
+        ),
     )
 
 
@@ -333,7 +462,12 @@ def _chain_section(summary: BatteryRewardsSummary, chain: ChainRecord) -> str:
     ]
     if chain.reclaim is not None:
         facts += [
-            ("reclaim transaction", chain.reclaim.tx_hash),
+            ("reclaim transaction (credits the sponsor)", chain.reclaim.tx_hash),
+            (
+                "sponsor's withdraw transaction",
+                chain.reclaim.withdraw_tx_hash
+                or "none recorded (nothing to withdraw, or the credit is still owed on chain)",
+            ),
             (
                 "reclaimed, sponsor's gain",
                 f"{_eur(chain.reclaim.reclaimed_micro_eur)}, "

@@ -157,13 +157,21 @@ class ClaimRecord(_Record):
 
 
 class ReclaimRecord(_Record):
-    """The sponsor's reclaim after expiry."""
+    """The sponsor's reclaim after expiry, and its withdrawal.
+
+    ``reclaim`` credits the sponsor (pull payments, as the participants' releases);
+    ``withdraw`` then pays the credit out. ``withdraw_tx_hash`` is empty when the
+    withdrawal failed after the reclaim (or in a record of the push-payment contract):
+    the credit is then still owed to the sponsor on chain.
+    """
 
     tx_hash: str
     reclaimed_micro_eur: int
     sponsor_gain_micro_eur: int
     gas_used: int
     block_timestamp: int
+    withdraw_tx_hash: str = ""
+    withdraw_gas_used: int = 0
 
 
 class ChainRecord(_Record):
@@ -186,6 +194,10 @@ class ChainRecord(_Record):
     balances_micro_eur
         What each participant's token balance gained, read from the chain, after
         ``claims`` paid each one its credit.
+    owed_micro_eur
+        What each participant is still owed (``owedOf``, read from the chain after the
+        claims); None in a record written before it was kept. With ``credited`` and
+        ``claims`` it reconciles: credited == claimed + still owed.
     """
 
     rpc_url: str | None
@@ -207,6 +219,7 @@ class ChainRecord(_Record):
     releases: list[PeriodRelease]
     credited_micro_eur: dict[str, int] = {}
     claims: list[ClaimRecord] = []
+    owed_micro_eur: dict[str, int] | None = None
     transactions: int
     gas_used: int
     matches_evaluation: bool

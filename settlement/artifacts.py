@@ -49,8 +49,10 @@ def tool(name: str) -> Path:
     return path
 
 
-# What a deployment loads; their artifacts must be newer than every source.
+# What a deployment loads (every contract in contracts/src/, one per file of its
+# name): their artifacts must be newer than every source, or build() recompiles.
 DEPLOYED = (
+    "BatteryRewards",
     "Settlement",
     "ValidatorRegistry",
     "EnergyToken",

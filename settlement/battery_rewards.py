@@ -22,7 +22,8 @@ only) and reads what each participant's token balance gained, and refuses
 Python evaluation to the last micro-EUR. The chain's clock is moved to the
 end of the last period first where the node allows it (the example's periods may lie
 ahead). :func:`reclaim_on_chain` is the sponsor's reclaim after expiry, from the
-output folder's ``chain.json``.
+output folder's ``chain.json``: the contract credits the sponsor what was not released
+(pull, as the releases), and the sponsor then withdraws it.
 """
 
 from __future__ import annotations
@@ -510,6 +511,7 @@ def release_on_chain(
         releases=releases,
         credited_micro_eur=credited,
         claims=claims,
+        owed_micro_eur=left,
         transactions=sender.sent,
         gas_used=sender.gas_used,
         matches_evaluation=True,
@@ -522,10 +524,13 @@ def reclaim_on_chain(
     """After expiry, the sponsor takes back what the agreement did not release.
 
     Reads ``out_dir/chain.json`` (written by :func:`release_on_chain`), sends
-    ``BatteryRewards.reclaim`` with the sponsor's key and checks that the sponsor's
-    token balance gained exactly funded - released, as the chain's ``balancesOf`` and
-    the Python evaluation both give it. ``advance_s`` moves a local anvil's clock first.
-    The contract alone refuses a reclaim before expiry or a second one.
+    ``BatteryRewards.reclaim`` with the sponsor's key (it credits the sponsor), then
+    ``withdraw`` to the sponsor's address, and checks that the sponsor's token balance
+    gained exactly funded - released, as the chain's ``balancesOf`` and the Python
+    evaluation both give it. ``advance_s`` moves a local anvil's clock first.
+    The contract alone refuses a reclaim before expiry or a second one. After a reclaim
+    whose withdraw failed (``chain.json`` records it without ``withdraw_tx_hash``, the
+    sponsor still owed on chain), only the withdraw is sent.
 
     Returns the record with its ``reclaim`` filled in (for ``chain.json``).
 
@@ -536,7 +541,8 @@ def reclaim_on_chain(
     BatteryRewardsMismatchError
         The sponsor's gain differs from funded - released.
     ChainError
-        The contract refused (not expired, already reclaimed), or the node failed.
+        The contract refused (not expired, already reclaimed), or the node failed; a
+        withdrawal that failed after the reclaim is written to ``chain.json`` first.
     """
     record = read_chain_record(out_dir)
     if record is None:
@@ -559,6 +565,12 @@ def reclaim_on_chain(
         _require_code(w3, {"rewards": rewards}, "give the --rpc-url the release used")
         if advance_s:
             advance_clock(w3, advance_s)
+        sender = Sender(w3, sponsor)
+        earlier = record.reclaim
+        (owed,) = call_view(w3, rewards, "owedOf", sponsor.address)
+        if earlier is not None and not earlier.withdraw_tx_hash and int(owed) != 0:
+            # An earlier --reclaim reclaimed (final) and its withdraw failed: withdraw only.
+            return _withdraw_reclaimed(out_dir, record, earlier, sender, rewards, payment)
         funded, released, _, _ = call_view(w3, rewards, "balancesOf", record.agreement_id)
         expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
         if int(funded) - int(released) != expected:
@@ -569,19 +581,33 @@ def reclaim_on_chain(
                 f"of this folder {expected} (other telemetry or agreement than the release's?)"
             )
         (before,) = call_view(w3, payment, "balanceOf", sponsor.address)
-        sender = Sender(w3, sponsor)
         receipt, tx_hash = _send(sender, rewards, "reclaim", record.agreement_id)
         (event,) = rewards.events(receipt, "Reclaimed")
-        (after,) = call_view(w3, payment, "balanceOf", sponsor.address)
         timestamp = int(w3.eth.get_block(receipt.block_number)["timestamp"])
+        reclaim = ReclaimRecord(
+            tx_hash=tx_hash,
+            reclaimed_micro_eur=int(event["amount"]),
+            sponsor_gain_micro_eur=0,
+            gas_used=receipt.gas_used,
+            block_timestamp=timestamp,
+        )
+        if int(event["amount"]) != 0:
+            # The reclaim credited the sponsor (pull): withdraw it to the sponsor's address.
+            try:
+                paid, withdraw_hash = _send(sender, rewards, "withdraw", sponsor.address)
+            except ChainError:
+                # Reclaimed and final, the credit still owed: the record says so first
+                # (the next --reclaim then only withdraws).
+                write_chain_record(
+                    out_dir, record.model_copy(update={"reclaim": reclaim, "held_micro_eur": 0})
+                )
+                raise
+            reclaim = reclaim.model_copy(
+                update={"withdraw_tx_hash": withdraw_hash, "withdraw_gas_used": paid.gas_used}
+            )
+        (after,) = call_view(w3, payment, "balanceOf", sponsor.address)
     gain = int(after) - int(before)
-    reclaim = ReclaimRecord(
-        tx_hash=tx_hash,
-        reclaimed_micro_eur=int(event["amount"]),
-        sponsor_gain_micro_eur=gain,
-        gas_used=receipt.gas_used,
-        block_timestamp=timestamp,
-    )
+    reclaim = reclaim.model_copy(update={"sponsor_gain_micro_eur": gain})
     reclaimed = record.model_copy(update={"reclaim": reclaim, "held_micro_eur": 0})
     if not gain == int(event["amount"]) == int(funded) - int(released) == expected:
         # Sent and final: the record says so before the mismatch is reported.
@@ -591,3 +617,40 @@ def reclaim_on_chain(
             f"funded - released {int(funded) - int(released)}), evaluated {expected}"
         )
     return reclaimed
+
+
+def _withdraw_reclaimed(
+    out_dir: Path,
+    record: ChainRecord,
+    earlier: ReclaimRecord,
+    sender: Sender,
+    rewards: ContractAbi,
+    payment: ContractAbi,
+) -> ChainRecord:
+    """Withdraw the credit of a reclaim whose withdraw failed; check the sponsor's gain.
+
+    Raises
+    ------
+    BatteryRewardsMismatchError
+        The sponsor gained other than the earlier reclaim credited (written first).
+    """
+    sponsor = sender.address
+    (before,) = call_view(sender.w3, payment, "balanceOf", sponsor)
+    paid, withdraw_hash = _send(sender, rewards, "withdraw", sponsor)
+    (after,) = call_view(sender.w3, payment, "balanceOf", sponsor)
+    gain = int(after) - int(before)
+    reclaim = earlier.model_copy(
+        update={
+            "withdraw_tx_hash": withdraw_hash,
+            "withdraw_gas_used": paid.gas_used,
+            "sponsor_gain_micro_eur": gain,
+        }
+    )
+    withdrawn = record.model_copy(update={"reclaim": reclaim})
+    if gain != earlier.reclaimed_micro_eur:
+        write_chain_record(out_dir, withdrawn)
+        raise BatteryRewardsMismatchError(
+            f"the sponsor's withdraw gained {gain} micro-EUR, its reclaim credited "
+            f"{earlier.reclaimed_micro_eur}"
+        )
+    return withdrawn

@@ -31,6 +31,7 @@ from gridmatch.results_io.battery_rewards import (
     read_battery_summary,
     read_chain_record,
     read_periods,
+    write_chain_record,
 )
 from gridmatch.results_io.der_validation import is_der_result
 from gridmatch.scenario_io.battery_input import TelemetrySample, read_agreement
@@ -190,7 +191,8 @@ def test_quorum_summary_below_coverage_releases_nothing_on_anvil(tmp_path: Path)
 
 def test_reclaim_after_expiry_on_anvil(tmp_path: Path) -> None:
     """Before expiry refused (exit 4), after it the sponsor gains exactly funded -
-    released (read from the chain here), a second reclaim refused."""
+    released (read from the chain here: credited by the reclaim, then withdrawn), a
+    second reclaim refused."""
     evaluation = evaluate_folder(EXAMPLE)
     out = tmp_path / "out"
     assert _invoke(str(EXAMPLE), "-o", str(out), "--chain").exit_code == 0
@@ -222,8 +224,62 @@ def test_reclaim_after_expiry_on_anvil(tmp_path: Path) -> None:
             w3, rewards, "balancesOf", record.agreement_id
         )
         (contract_balance,) = call_view(w3, payment, "balanceOf", record.rewards_contract)
+        (sponsor_owed,) = call_view(w3, rewards, "owedOf", record.sponsor)
+        withdrawn = w3.eth.get_transaction_receipt(record.reclaim.withdraw_tx_hash)  # type: ignore[arg-type]
     assert sponsor_balance == expected == funded - released == reclaimed
     assert held == 0 == contract_balance
+    # Pull: the reclaim credited the sponsor, its own withdraw paid the credit out.
+    assert sponsor_owed == 0 and withdrawn["status"] == 1
+    assert record.reclaim.withdraw_gas_used == withdrawn["gasUsed"]
+
+
+def test_a_failed_withdraw_after_the_reclaim_is_recorded_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reclaim credits the sponsor; if the withdraw then fails (a node gone, a token
+    refusing), chain.json records the final reclaim without a withdraw and the chain
+    still owes the sponsor; the next --reclaim only withdraws."""
+    evaluation = evaluate_folder(EXAMPLE)
+    expected = evaluation.funded_micro_eur - evaluation.total_released_micro_eur
+    out = tmp_path / "out"
+    assert _invoke(str(EXAMPLE), "-o", str(out), "--chain").exit_code == 0
+    send = chain._send
+
+    def withdraw_refused(sender: Any, contract: Any, name: str, *args: object) -> Any:
+        if name == "withdraw":
+            raise ChainError("the node refused the transaction: withdraw (test)")
+        return send(sender, contract, name, *args)
+
+    monkeypatch.setattr(chain, "_send", withdraw_refused)
+    failed = _invoke(
+        str(EXAMPLE), "-o", str(out), "--reclaim", "--advance-clock-hours", f"{PAST_EXPIRY_HOURS}"
+    )
+    assert failed.exit_code == 4 and "withdraw (test)" in failed.output
+    record = read_chain_record(out)
+    assert record is not None and record.reclaim is not None
+    assert record.reclaim.reclaimed_micro_eur == expected and record.reclaim.withdraw_tx_hash == ""
+    with local_chain(out / "settlement" / "chain-state.json") as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        rewards = contract_at("BatteryRewards", record.rewards_contract)
+        (owed,) = call_view(w3, rewards, "owedOf", record.sponsor)
+    assert owed == expected  # reclaimed on chain, the credit kept
+    monkeypatch.setattr(chain, "_send", send)
+    resumed = _invoke(str(EXAMPLE), "-o", str(out), "--reclaim")
+    assert resumed.exit_code == 0, resumed.output
+    record = read_chain_record(out)
+    assert record is not None and record.reclaim is not None
+    assert record.reclaim.withdraw_tx_hash and record.reclaim.sponsor_gain_micro_eur == expected
+    with local_chain(out / "settlement" / "chain-state.json") as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        payment = contract_at("PaymentToken", record.payment)
+        (owed,) = call_view(w3, rewards, "owedOf", record.sponsor)
+        (balance,) = call_view(w3, payment, "balanceOf", record.sponsor)
+    assert owed == 0 and balance == expected
+    # Nothing left to withdraw: a further --reclaim (past expiry) is the contract's refusal.
+    again = _invoke(
+        str(EXAMPLE), "-o", str(out), "--reclaim", "--advance-clock-hours", f"{PAST_EXPIRY_HOURS}"
+    )
+    assert again.exit_code == 4 and "BatteryRewardsReclaimed" in again.output
 
 
 def test_reclaim_without_a_chain_run_is_a_usage_error(tmp_path: Path) -> None:
@@ -343,6 +399,79 @@ def test_report_of_a_chain_run(tmp_path: Path) -> None:
     assert "NOT MET" in page and "equal to the last micro-EUR" in page
     assert "7.499999 EUR" in page  # released, Python and chain
     assert "http://" not in page and "https://" not in page  # self-contained
+
+
+def _row_cells(page: str, first_cell: str) -> list[str]:
+    """The cells of the report table row that starts with ``first_cell``."""
+    found = re.search(rf"<tr><td[^>]*>{re.escape(first_cell)}</td>(.*?)</tr>", page)
+    assert found is not None, f"no row {first_cell!r}"
+    return [first_cell, *re.findall(r"<td[^>]*>(.*?)</td>", found.group(1))]
+
+
+def test_report_reconciles_credits_and_claims(tmp_path: Path) -> None:
+    """Per participant: released (Python) = credited = claimed + still owed, each read
+    from the chain here too; a record whose claims fall short shows NO, an older record
+    without credits shows "not recorded" (never "yes")."""
+    evaluation = evaluate_folder(EXAMPLE)
+    out = tmp_path / "out"
+    assert _invoke(str(EXAMPLE), "-o", str(out), "--chain").exit_code == 0
+    record = read_chain_record(out)
+    assert record is not None and record.owed_micro_eur is not None
+    with local_chain(out / "settlement" / "chain-state.json") as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        rewards = contract_at("BatteryRewards", record.rewards_contract)
+        owed_now = {
+            p: int(call_view(w3, rewards, "owedOf", a)[0]) for p, a in record.participants.items()
+        }
+    claimed = {c.participant: c.claimed_micro_eur for c in record.claims}
+    assert record.owed_micro_eur == owed_now == {p: 0 for p in record.participants}
+    assert claimed == record.credited_micro_eur == evaluation.payouts_micro_eur
+    assert sum(claimed.values()) == record.released_micro_eur == 7_499_999
+
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    page = (out / "report.html").read_text()
+    assert "credited EUR (chain)" in page and "still owed EUR (chain)" in page
+    for participant, payout in evaluation.payouts_micro_eur.items():
+        eur = f"{payout / 1e6:.6f}"
+        cells = _row_cells(page, participant)
+        # released, credited, claimed, still owed, gained, reconciled
+        assert cells[2:8] == [eur, eur, eur, "0.000000", eur, "yes"], cells
+    assert _row_cells(page, "total")[2:8] == ["7.499999"] * 3 + ["0.000000", "7.499999", "yes"]
+    assert _row_cells(page, "released = credited = claimed + still owed")[1] == "yes"
+
+    # One claim recorded short by a micro-EUR with nothing owed: not reconciled.
+    short = [
+        c.model_copy(update={"claimed_micro_eur": c.claimed_micro_eur - 1})
+        if c.participant == "owner"
+        else c
+        for c in record.claims
+    ]
+    write_chain_record(out, record.model_copy(update={"claims": short}))
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    page = (out / "report.html").read_text()
+    assert _row_cells(page, "owner")[7] == "NO"
+    assert _row_cells(page, "aggregator")[7] == "yes"
+    assert _row_cells(page, "total")[7] == "NO"
+    assert _row_cells(page, "released = credited = claimed + still owed")[1] == "NO"
+
+    # The same shortfall still owed on chain: reconciled again.
+    owed = {**record.owed_micro_eur, "owner": 1}
+    write_chain_record(out, record.model_copy(update={"claims": short, "owed_micro_eur": owed}))
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    page = (out / "report.html").read_text()
+    owner = _row_cells(page, "owner")
+    assert owner[4:6] == [f"{(evaluation.payouts_micro_eur['owner'] - 1) / 1e6:.6f}", "0.000001"]
+    assert _row_cells(page, "owner")[7] == "yes"
+    assert _row_cells(page, "total")[7] == "yes"
+
+    # A record from before credits were kept: nothing to reconcile with.
+    write_chain_record(
+        out, record.model_copy(update={"credited_micro_eur": {}, "owed_micro_eur": None})
+    )
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    page = (out / "report.html").read_text()
+    assert _row_cells(page, "owner")[7] == "not recorded"
+    assert _row_cells(page, "released = credited = claimed + still owed")[1] == "not recorded"
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs headless Chromium (apt chromium)")

@@ -12,7 +12,8 @@ import {ValidatorRegistry} from "./ValidatorRegistry.sol";
 /// @notice Battery reward agreements: a sponsor funds an agreement for one battery in the
 ///         payment token; per period and condition met, a fixed amount is released to the
 ///         participants by their shares, credited to each one's owed balance, which they
-///         withdraw (pull payments); the sponsor reclaims what is left after expiry.
+///         withdraw (pull payments); after expiry the sponsor reclaims what is left, credited
+///         to its own owed balance and withdrawn the same way.
 /// @dev The conditions are evaluated here, on chain, against a period's telemetry summary
 ///      that strictly more than two thirds of the settlement's current validators
 ///      (`ValidatorRegistry.quorum()`) signed under their current epoch (EIP-712). A
@@ -139,7 +140,7 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
     mapping(uint256 id => Agreement) private _agreements;
     /// @dev Bit c: condition c released; bit 7: the period is attested.
     mapping(uint256 id => mapping(uint32 period => uint8 mask)) private _periodMask;
-    /// @dev Released to an account and not withdrawn yet, over all agreements.
+    /// @dev Released (or reclaimed) to an account and not withdrawn yet, over all agreements.
     mapping(address account => uint256 amount) private _owed;
 
     error BatteryRewardsBadTerms(string reason);
@@ -261,8 +262,9 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (amount != 0) _credit(id, a, amount);
     }
 
-    /// @notice Withdraw everything released to the caller (over all its agreements) to
-    ///         `to`: a participant whose own address the token refuses sends it elsewhere.
+    /// @notice Withdraw everything released (or reclaimed) to the caller, over all its
+    ///         agreements, to `to`: an account whose own address the token refuses sends
+    ///         it elsewhere.
     /// @return amount What was withdrawn.
     function withdraw(address to) external nonReentrant returns (uint256 amount) {
         return _withdraw(msg.sender, to);
@@ -275,7 +277,17 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         return _withdraw(account, account);
     }
 
-    /// @notice After expiry, the sponsor takes back what was not released.
+    /// @notice After expiry, the sponsor takes back what was not released: it is credited
+    ///         to the sponsor's owed balance, which the sponsor withdraws like a
+    ///         participant ({withdraw} to any address, or anyone's {claim} to it).
+    /// @dev Pull, not push. A reclaim that sent the tokens to the sponsor could only ever
+    ///      send them to the sponsor's own address: a sponsor the token refuses
+    ///      (blacklisted or frozen by a stablecoin's issuer, after funding) would see every
+    ///      reclaim revert and the unreleased funds locked in this contract for good, with
+    ///      no other way out. Nobody else was blocked (the reclaim is the sponsor's alone,
+    ///      after every release), but money was locked; credited, it leaves through
+    ///      {withdraw} to an address the token accepts. No token is called here.
+    /// @return amount What was credited to the sponsor (funded - released).
     function reclaim(uint256 id) external nonReentrant returns (uint256 amount) {
         Agreement storage a = _agreement(id);
         if (msg.sender != a.sponsor) revert BatteryRewardsNotSponsor(msg.sender);
@@ -283,8 +295,8 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         if (a.reclaimed) revert BatteryRewardsReclaimed(id);
         a.reclaimed = true;
         amount = a.funded - a.released;
+        if (amount != 0) _owed[msg.sender] += amount;
         emit Reclaimed(id, msg.sender, amount);
-        if (amount != 0) token.safeTransfer(msg.sender, amount);
     }
 
     // ---------------------------------------------------------------- views
@@ -353,7 +365,8 @@ contract BatteryRewards is EIP712, ReentrancyGuardTransient {
         return _periodMask[id][period];
     }
 
-    /// @notice Released to `account` and not withdrawn yet (over all agreements).
+    /// @notice Released (or, to a sponsor, reclaimed) to `account` and not withdrawn yet
+    ///         (over all agreements).
     function owedOf(address account) external view returns (uint256) {
         return _owed[account];
     }

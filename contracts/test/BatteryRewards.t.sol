@@ -92,7 +92,8 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         rewards.release(id, 0, goodSummary(), signed(id, 0, goodSummary(), 3));
     }
 
-    /// Property: after expiry the sponsor gets exactly funded - released, once.
+    /// Property: after expiry the sponsor gets exactly funded - released, once: credited
+    /// by the reclaim (no token moves), then withdrawn.
     function test_ReclaimAfterExpiry() public {
         uint256 id = createAgreement();
         warpPastPeriod(0);
@@ -101,7 +102,11 @@ contract BatteryRewardsTest is BatteryRewardsFixture {
         vm.warp(EXPIRY + 1);
         vm.prank(sponsor);
         assertEq(rewards.reclaim(id), 12 * AMOUNT, "two periods left");
+        assertEq(payment.balanceOf(sponsor), before, "a reclaim moves no token");
+        assertEq(rewards.owedOf(sponsor), 12 * AMOUNT, "credited to the sponsor");
+        assertEq(withdrawSponsor(), 12 * AMOUNT, "withdrawn");
         assertEq(payment.balanceOf(sponsor) - before, 12 * AMOUNT, "paid back");
+        assertEq(rewards.owedOf(sponsor), 0, "nothing left owed");
         (uint256 funded, uint256 released, uint256 held, uint256 reclaimed) = rewards.balancesOf(id);
         assertEq(funded, released + held + reclaimed, "conservation");
         assertEq(held, 0, "nothing held");

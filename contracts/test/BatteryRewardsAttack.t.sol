@@ -73,53 +73,6 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     bytes32 internal constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
 
-    // ------------------------------------------------------------ helpers
-
-    function signWith(BatteryRewards r, uint256 key, uint256 id, uint32 period, BatteryRewards.Summary memory s)
-        internal
-        view
-        returns (BatteryRewards.SignedSummary memory)
-    {
-        address v = vm.addr(key);
-        uint32 epoch = registry.epochOf(v);
-        (uint8 pv, bytes32 pr, bytes32 ps) = vm.sign(key, r.summaryHash(id, period, s, epoch));
-        return BatteryRewards.SignedSummary(v, epoch, abi.encodePacked(pr, ps, pv));
-    }
-
-    function signedBy(BatteryRewards r, uint256 id, uint32 period, BatteryRewards.Summary memory s)
-        internal
-        view
-        returns (BatteryRewards.SignedSummary[] memory sigs)
-    {
-        sigs = new BatteryRewards.SignedSummary[](3);
-        for (uint256 k; k < 3; ++k) {
-            sigs[k] = signWith(r, validatorKeys[k], id, period, s);
-        }
-    }
-
-    function invalidSig(address validator) internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, validator);
-    }
-
-    function noQuorum(uint256 agreeing, uint256 q) internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(BatteryRewards.BatteryRewardsNoQuorum.selector, agreeing, q);
-    }
-
-    /// Released to the participants: credited and not withdrawn, or withdrawn.
-    function paidOut() internal view returns (uint256) {
-        return credited() + payment.balanceOf(owner) + payment.balanceOf(aggregator);
-    }
-
-    function createWith(BatteryRewards.Terms memory t) internal returns (uint256 id) {
-        vm.prank(sponsor);
-        id = rewards.create(t);
-    }
-
-    function assertConserved(uint256 id) internal view {
-        (uint256 funded, uint256 released, uint256 held, uint256 reclaimed) = rewards.balancesOf(id);
-        assertEq(funded, released + held + reclaimed, "funded == released + held + reclaimed");
-    }
-
     // ------------------------------------------------------------ signatures
 
     /// Attack: a signature by a foreign key under a registered validator's name.
@@ -305,9 +258,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     /// Attack: a second BatteryRewards on the same registry and token, same agreement id:
     /// the signatures of one do not release the other.
     function test_RevertIf_OtherContract() public {
-        BatteryRewards other = new BatteryRewards(payment, registry);
-        vm.prank(sponsor);
-        payment.approve(address(other), type(uint256).max);
+        BatteryRewards other = deployOn(payment);
         uint256 id = createAgreement();
         vm.prank(sponsor);
         uint256 otherId = other.create(terms(7000));
@@ -750,10 +701,8 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
     /// the guard itself.)
     function test_RevertIf_ReentrantToken() public {
         ReentrantToken evil = new ReentrantToken();
-        BatteryRewards r = new BatteryRewards(IERC20(address(evil)), registry);
+        BatteryRewards r = deployOn(IERC20(address(evil)));
         evil.mint(sponsor, 1e15);
-        vm.prank(sponsor);
-        evil.approve(address(r), type(uint256).max);
         // create -> create
         evil.arm(address(r), abi.encodeCall(BatteryRewards.create, (terms(7000))));
         vm.prank(sponsor);
@@ -778,11 +727,16 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         r.claim(aggregator);
         _assertBlocked(evil);
         assertEq(r.owedOf(aggregator), 0, "aggregator paid once");
-        // release -> reclaim (by the token: not the sponsor, but the guard comes first)
+        // A reclaim calls no token (it credits the sponsor): the armed re-entry waits.
         vm.warp(EXPIRY + 1);
         evil.arm(address(r), abi.encodeCall(BatteryRewards.reclaim, (id)));
         vm.prank(sponsor);
         uint256 back = r.reclaim(id);
+        assertTrue(evil.armed(), "a reclaim calls no token");
+        // the sponsor's withdraw -> reclaim (by the token: not the sponsor, but the guard
+        // comes first)
+        vm.prank(sponsor);
+        assertEq(r.withdraw(sponsor), back, "the reclaim withdrawn");
         _assertBlocked(evil);
         assertEq(back, 12 * AMOUNT, "reclaimed once");
         assertEq(evil.balanceOf(address(r)), 0, "empty");
@@ -827,6 +781,13 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         vm.prank(sponsor);
         vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsReclaimed.selector, id));
         rewards.reclaim(id);
+        assertEq(rewards.owedOf(sponsor), 18 * AMOUNT, "credited once");
+        for (uint256 i; i < 4; ++i) {
+            vm.prank(intruders[i]);
+            vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsNothingOwed.selector, intruders[i]));
+            rewards.withdraw(intruders[i]);
+        }
+        assertEq(withdrawSponsor(), 18 * AMOUNT, "withdrawn by the sponsor");
         assertEq(payment.balanceOf(sponsor) - before, 18 * AMOUNT, "paid once");
         assertEq(payment.balanceOf(address(rewards)), 18 * AMOUNT, "other agreement still held");
         assertConserved(id);
@@ -849,6 +810,7 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         assertEq(rewards.reclaim(id), 6 * AMOUNT, "only period 2");
         assertEq(paidOut(), 12 * AMOUNT, "two periods paid");
         withdrawAll();
+        assertEq(withdrawSponsor(), 6 * AMOUNT, "the sponsor's reclaim withdrawn");
         assertEq(payment.balanceOf(address(rewards)), 0, "empty");
         BatteryRewards.SignedSummary[] memory late = signed(id, 2, goodSummary(), 3);
         vm.expectRevert(abi.encodeWithSelector(BatteryRewards.BatteryRewardsExpired.selector, id, EXPIRY));
@@ -887,8 +849,10 @@ contract BatteryRewardsAttackTest is BatteryRewardsFixture {
         (, uint256 rb,,) = rewards.balancesOf(b);
         assertEq(paidOut(), ra + rb, "released == paid");
         assertEq(funded, ra + rb + back, "funded == released + reclaimed");
-        assertEq(payment.balanceOf(address(rewards)), credited(), "only the credits left");
+        assertEq(rewards.owedOf(sponsor), back, "reclaims credited to the sponsor");
+        assertEq(payment.balanceOf(address(rewards)), credited() + back, "only the credits left");
         withdrawAll();
+        if (back != 0) assertEq(withdrawSponsor(), back, "the sponsor's credit withdrawn");
         assertEq(payment.balanceOf(owner) + payment.balanceOf(aggregator), ra + rb, "withdrawn == released");
         assertEq(payment.balanceOf(address(rewards)), 0, "nothing left");
     }

@@ -5,8 +5,11 @@ import {TestBase} from "./Vm.sol";
 import {PaymentToken} from "../src/PaymentToken.sol";
 import {ValidatorRegistry} from "../src/ValidatorRegistry.sol";
 import {BatteryRewards} from "../src/BatteryRewards.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
-/// Deployment, keys and signing for the battery reward tests.
+/// Deployment, keys, signing, error encodings and bookkeeping checks shared by every
+/// battery reward test that uses the standard deployment (BatteryRewards*.t.sol but the
+/// invariant campaign, whose handler owns its own).
 abstract contract BatteryRewardsFixture is TestBase {
     uint64 internal constant START = 1_767_225_600; // 2026-01-01T00:00:00Z
     uint32 internal constant DAY = 86_400;
@@ -105,13 +108,49 @@ abstract contract BatteryRewardsFixture is TestBase {
         id = rewards.create(terms(7000));
     }
 
+    /// A BatteryRewards of its own on `token` (a mock the test mints itself) and the
+    /// fixture's registry, the sponsor's allowance given.
+    function deployOn(IERC20 token) internal returns (BatteryRewards r) {
+        r = new BatteryRewards(token, registry);
+        vm.prank(sponsor);
+        token.approve(address(r), type(uint256).max);
+    }
+
+    function createWith(BatteryRewards.Terms memory t) internal returns (uint256 id) {
+        vm.prank(sponsor);
+        id = rewards.create(t);
+    }
+
     function sign(uint256 key, uint256 id, uint32 period, BatteryRewards.Summary memory s, uint32 epoch)
         internal
         view
         returns (bytes memory)
     {
-        (uint8 v, bytes32 r, bytes32 sig) = vm.sign(key, rewards.summaryHash(id, period, s, epoch));
-        return abi.encodePacked(r, sig, v);
+        return signFor(rewards, key, id, period, s, epoch);
+    }
+
+    /// `key`'s signature of a summary for contract `r` under `epoch`.
+    function signFor(
+        BatteryRewards r,
+        uint256 key,
+        uint256 id,
+        uint32 period,
+        BatteryRewards.Summary memory s,
+        uint32 epoch
+    ) internal view returns (bytes memory) {
+        (uint8 v, bytes32 rr, bytes32 sig) = vm.sign(key, r.summaryHash(id, period, s, epoch));
+        return abi.encodePacked(rr, sig, v);
+    }
+
+    /// `key`'s signed summary for contract `r`, under its validator's current epoch.
+    function signWith(BatteryRewards r, uint256 key, uint256 id, uint32 period, BatteryRewards.Summary memory s)
+        internal
+        view
+        returns (BatteryRewards.SignedSummary memory)
+    {
+        address v = vm.addr(key);
+        uint32 epoch = registry.epochOf(v);
+        return BatteryRewards.SignedSummary(v, epoch, signFor(r, key, id, period, s, epoch));
     }
 
     /// Signatures of the first `n` validators under their current epochs.
@@ -122,10 +161,42 @@ abstract contract BatteryRewardsFixture is TestBase {
     {
         sigs = new BatteryRewards.SignedSummary[](n);
         for (uint256 k; k < n; ++k) {
-            address validator = vm.addr(validatorKeys[k]);
-            uint32 epoch = registry.epochOf(validator);
-            sigs[k] = BatteryRewards.SignedSummary(validator, epoch, sign(validatorKeys[k], id, period, s, epoch));
+            sigs[k] = signWith(rewards, validatorKeys[k], id, period, s);
         }
+    }
+
+    /// The three validators' signatures for contract `r` (one deployed by {deployOn}).
+    function signedBy(BatteryRewards r, uint256 id, uint32 period, BatteryRewards.Summary memory s)
+        internal
+        view
+        returns (BatteryRewards.SignedSummary[] memory sigs)
+    {
+        sigs = new BatteryRewards.SignedSummary[](3);
+        for (uint256 k; k < 3; ++k) {
+            sigs[k] = signWith(r, validatorKeys[k], id, period, s);
+        }
+    }
+
+    function invalidSig(address validator) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, validator);
+    }
+
+    function noQuorum(uint256 agreeing, uint256 q) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(BatteryRewards.BatteryRewardsNoQuorum.selector, agreeing, q);
+    }
+
+    /// Released to the participants: credited and not withdrawn, or withdrawn.
+    function paidOut() internal view returns (uint256) {
+        return credited() + payment.balanceOf(owner) + payment.balanceOf(aggregator);
+    }
+
+    function assertConserved(uint256 id) internal view {
+        assertConserved(rewards, id);
+    }
+
+    function assertConserved(BatteryRewards r, uint256 id) internal view {
+        (uint256 funded, uint256 released, uint256 held, uint256 reclaimed) = r.balancesOf(id);
+        assertEq(funded, released + held + reclaimed, "funded == released + held + reclaimed");
     }
 
     /// What the participants were credited and have not withdrawn yet (pull payments).
@@ -140,6 +211,12 @@ abstract contract BatteryRewardsFixture is TestBase {
             rewards.withdraw(owner);
         }
         if (rewards.owedOf(aggregator) != 0) rewards.claim(aggregator);
+    }
+
+    /// The sponsor withdraws what its reclaims credited it, to its own address.
+    function withdrawSponsor() internal returns (uint256 amount) {
+        vm.prank(sponsor);
+        amount = rewards.withdraw(sponsor);
     }
 
     function warpPastPeriod(uint32 period) internal {

@@ -30,9 +30,11 @@ contract BatteryRewardsInvariantTest is TestBase {
         targetContract(address(handler));
     }
 
-    /// funded == released + held + reclaimed (released: credited to the participants);
-    /// released == owed + withdrawn; the contract owns exactly held + owed, and the
-    /// participants (and the vault they withdraw to) hold exactly what was withdrawn.
+    /// funded == released + held + reclaimed (released: credited to the participants,
+    /// reclaimed: credited to the sponsor); released == owed + withdrawn and reclaimed ==
+    /// the sponsor's owed + withdrawn; the contract owns exactly held + both credits, and
+    /// the participants, the sponsor and the vault they withdraw to hold exactly what was
+    /// withdrawn (the sponsor's mints all went into funding).
     /// forge-config: default.invariant.runs = 10000
     /// forge-config: default.invariant.depth = 25
     /// forge-config: ci.invariant.runs = 128
@@ -56,11 +58,13 @@ contract BatteryRewardsInvariantTest is TestBase {
         assertEq(released, handler.ghost_released(), "released");
         assertEq(reclaimed, handler.ghost_reclaimed(), "reclaimed");
         assertEq(funded, released + heldSum + reclaimed, "funded split");
-        assertEq(owned, heldSum + owed, "the contract owns held + owed");
+        uint256 sponsorOwed = handler.sponsorOwed();
+        assertEq(owned, heldSum + owed + sponsorOwed, "the contract owns held + owed");
         assertEq(released, owed + handler.ghost_withdrawn(), "released == owed + withdrawn");
-        uint256 out =
-            payment.balanceOf(address(0x0A1)) + payment.balanceOf(address(0x0A2)) + payment.balanceOf(address(0x0A3));
-        assertEq(out, handler.ghost_withdrawn(), "withdrawn == what the participants hold");
+        assertEq(reclaimed, sponsorOwed + handler.ghost_sponsorWithdrawn(), "reclaimed == owed + withdrawn");
+        uint256 out = payment.balanceOf(address(0x0A1)) + payment.balanceOf(address(0x0A2))
+            + payment.balanceOf(address(0x0A3)) + payment.balanceOf(address(0x5B0));
+        assertEq(out, handler.ghost_withdrawn() + handler.ghost_sponsorWithdrawn(), "withdrawn == what they hold");
     }
 
     /// Never a second release for the same period and condition; no attack succeeds.

@@ -19,29 +19,6 @@ contract BatteryRewardsReview3Test is BatteryRewardsFixture {
     VmState internal constant vmState = VmState(0x7109709ECfa91a80626fF3989D68f67F5b1DD12D);
     address internal vault = address(0x0A3);
 
-    function signedBy(BatteryRewards r, uint256 id, uint32 period, BatteryRewards.Summary memory s)
-        internal
-        view
-        returns (BatteryRewards.SignedSummary[] memory sigs)
-    {
-        sigs = new BatteryRewards.SignedSummary[](3);
-        for (uint256 k; k < 3; ++k) {
-            address v = vm.addr(validatorKeys[k]);
-            uint32 epoch = registry.epochOf(v);
-            (uint8 pv, bytes32 pr, bytes32 ps) = vm.sign(validatorKeys[k], r.summaryHash(id, period, s, epoch));
-            sigs[k] = BatteryRewards.SignedSummary(v, epoch, abi.encodePacked(pr, ps, pv));
-        }
-    }
-
-    function invalidSig(address validator) internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(BatteryRewards.BatteryRewardsInvalidSignature.selector, validator);
-    }
-
-    function assertConserved(BatteryRewards r, uint256 id) internal view {
-        (uint256 funded, uint256 released, uint256 held, uint256 reclaimed) = r.balancesOf(id);
-        assertEq(funded, released + held + reclaimed, "funded == released + held + reclaimed");
-    }
-
     // ------------------------------------------------------------ push payments
 
     /// Finding 1 (liveness, high for a stablecoin): a release sent each participant's part
@@ -51,12 +28,10 @@ contract BatteryRewardsReview3Test is BatteryRewardsFixture {
     /// balances; each participant withdraws (to any address) or anyone claims for it.
     function test_Finding_BlacklistedParticipantCannotBlockRelease() public {
         BatteryRewardsBlacklistToken token = new BatteryRewardsBlacklistToken();
-        BatteryRewards r = new BatteryRewards(IERC20(address(token)), registry);
+        BatteryRewards r = deployOn(IERC20(address(token)));
         token.mint(sponsor, 1e15);
-        vm.startPrank(sponsor);
-        token.approve(address(r), type(uint256).max);
+        vm.prank(sponsor);
         uint256 id = r.create(terms(7000));
-        vm.stopPrank();
         token.setBlacklisted(aggregator, true);
         warpPastPeriod(1);
         // Reverted BlacklistedAccount(aggregator) before the fix.
@@ -207,18 +182,16 @@ contract BatteryRewardsReview3Test is BatteryRewardsFixture {
     /// refuses anything but the full amount.
     function test_Finding_FeeOnTransferFundingRefused() public {
         BatteryRewardsFeeToken token = new BatteryRewardsFeeToken(100); // 1 %
-        BatteryRewards r = new BatteryRewards(IERC20(address(token)), registry);
+        BatteryRewards r = deployOn(IERC20(address(token)));
         token.mint(sponsor, 1e15);
-        vm.startPrank(sponsor);
-        token.approve(address(r), type(uint256).max);
         uint256 nominal = 18 * AMOUNT;
+        vm.prank(sponsor);
         vm.expectRevert(
             abi.encodeWithSelector(
                 BatteryRewards.BatteryRewardsFundingMismatch.selector, nominal, nominal - nominal / 100
             )
         );
         r.create(terms(7000)); // created, funded 18 x AMOUNT on paper, before the fix
-        vm.stopPrank();
         assertEq(r.agreementCount(), 0, "no agreement");
         assertEq(token.balanceOf(sponsor), 1e15, "sponsor untouched");
         assertEq(token.balanceOf(address(r)), 0, "nothing held");

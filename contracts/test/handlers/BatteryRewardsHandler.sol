@@ -30,6 +30,8 @@ contract BatteryRewardsHandler {
     uint256 public ghost_reclaimed;
     /// Credits the participants withdrew or had claimed (tokens that left to them).
     uint256 public ghost_withdrawn;
+    /// What the sponsor's reclaims credited it and it withdrew or had claimed.
+    uint256 public ghost_sponsorWithdrawn;
     uint256 public ghost_attacksSucceeded;
     uint256 public ghost_releases;
     /// How often each (agreement, period, condition) was released.
@@ -245,14 +247,25 @@ contract BatteryRewardsHandler {
         return rewards.owedOf(OWNER) + rewards.owedOf(OTHER);
     }
 
+    /// What the sponsor's reclaims credited it and it has not withdrawn.
+    function sponsorOwed() public view returns (uint256) {
+        return rewards.owedOf(SPONSOR);
+    }
+
+    /// Book a withdrawal of `account`'s credit: the sponsor's is reclaimed money.
+    function _bookWithdrawal(address account, uint256 amount) internal {
+        if (account == SPONSOR) ghost_sponsorWithdrawn += amount;
+        else ghost_withdrawn += amount;
+    }
+
     function _actor(uint256 seed) internal pure returns (address) {
         uint256 k = seed % 4;
         return k == 0 ? OWNER : k == 1 ? OTHER : k == 2 ? SPONSOR : address(0xBAD);
     }
 
-    /// A withdrawal by a participant (or, an attack, by the sponsor or a stranger, who are
-    /// owed nothing) to its own address, the vault, or (attacks) the zero address or the
-    /// contract itself.
+    /// A withdrawal by a participant or the sponsor (its reclaims) (or, an attack, by
+    /// whoever is owed nothing: a stranger, the sponsor before a reclaim) to its own
+    /// address, the vault, or (attacks) the zero address or the contract itself.
     function withdraw(uint256 actorSeed, uint256 toSeed) external {
         address actor = _actor(actorSeed);
         uint256 k = toSeed % 4;
@@ -264,7 +277,7 @@ contract BatteryRewardsHandler {
         try rewards.withdraw(to) returns (uint256 amount) {
             if (!ok || amount != owed || rewards.owedOf(actor) != 0) ++ghost_attacksSucceeded;
             if (payment.balanceOf(to) - before != amount) ++ghost_attacksSucceeded;
-            ghost_withdrawn += amount;
+            _bookWithdrawal(actor, amount);
         } catch {
             if (ok) ++ghost_attacksSucceeded;
         }
@@ -283,7 +296,7 @@ contract BatteryRewardsHandler {
                 ++ghost_attacksSucceeded;
             }
             if (caller != account && payment.balanceOf(caller) != callerBefore) ++ghost_attacksSucceeded;
-            ghost_withdrawn += amount;
+            _bookWithdrawal(account, amount);
         } catch {
             if (owed != 0) ++ghost_attacksSucceeded;
         }
@@ -299,9 +312,14 @@ contract BatteryRewardsHandler {
         (,,,,, uint64 expiry) = rewards.agreementOf(id);
         (uint256 funded, uint256 released,,) = rewards.balancesOf(id);
         bool ok = asSponsor && block.timestamp > expiry && !_reclaimed[id];
+        uint256 sponsorBefore = payment.balanceOf(SPONSOR);
+        uint256 owedBefore = rewards.owedOf(SPONSOR);
         vm.prank(asSponsor ? SPONSOR : OWNER);
         try rewards.reclaim(id) returns (uint256 amount) {
             if (!ok || amount != funded - released) ++ghost_attacksSucceeded;
+            // Pull: the reclaim credits the sponsor, no token moves.
+            if (rewards.owedOf(SPONSOR) != owedBefore + amount) ++ghost_attacksSucceeded;
+            if (payment.balanceOf(SPONSOR) != sponsorBefore) ++ghost_attacksSucceeded;
             ghost_reclaimed += amount;
             _reclaimed[id] = true;
         } catch {
