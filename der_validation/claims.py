@@ -19,6 +19,15 @@ offset, and its end is where each window's context saw it end (a 2 h window's co
 ends before the off step a 4 h window sees), so neither an offset nor a window's length
 makes a run deliver twice.
 
+**A run's end is no opposite run.** The step that ends a delivered run, read from the
+baseline before it (which held that run), looks like a run of the other direction: a
+charge sold 10:00-14:00 that stops reads as a 3 kW discharge 14:00-16:00, an EV session
+that stops as its curtailment. A run that starts with the off step of a delivered run
+of the other direction loses the power that run was credited with (its share of the
+committed energy per hour of its run) over its own run: the charge's end delivers
+nothing, a battery reversing from +3 to -3 kW keeps the 3 kW of its discharge. Runs are
+taken in time order, so the run a step ends has taken its share first.
+
 **The net export** a PV export is read by (baseline zero exchange) holds every device's
 export at that time: a battery discharging into it, another PV export commitment over
 the same hours. A PV export therefore takes what is left of the net export once the
@@ -96,31 +105,54 @@ def share_runs(judgements: Sequence[Judgement], library: EventModelLibrary) -> l
     """
     partial_fraction = library.spec.validation.partial_fraction
     result = list(judgements)
-    by_meter: dict[tuple[str, int], list[_Claim]] = {}
+    by_meter: dict[str, list[_Claim]] = {}
     for claim in _claims(judgements, library):
-        by_meter.setdefault((claim.row.meter_id, claim.sign), []).append(claim)
+        by_meter.setdefault(claim.row.meter_id, []).append(claim)
     for claims in by_meter.values():
         runs = [c for c in claims if not c.net_export]
-        for same_run in _same_runs(runs):
+        groups = [g for sign in (1, -1) for g in _same_runs([c for c in runs if c.sign == sign])]
+        # In time order, so that the runs a step may end have taken theirs before it.
+        groups.sort(key=lambda g: g[0].run_start_s)
+        done: list[_Claim] = []
+        for same_run in groups:
             same_run.sort(key=_Claim.order)
             for k, claim in enumerate(same_run):
-                _take(claim, same_run[:k], judgements, result, partial_fraction)
+                ended = [o for o in done if o.sign != claim.sign and _ends_at(o, claim)]
+                _take(claim, same_run[:k], ended, judgements, result, partial_fraction)
+            done.extend(same_run)
         # Net export holds the meter's other export runs: they took first, and what a
         # PV export took is taken from no run.
         exports = sorted((c for c in claims if c.net_export), key=_Claim.order)
         for k, claim in enumerate(exports):
-            _take(claim, runs + exports[:k], judgements, result, partial_fraction)
+            earlier = [c for c in runs if c.sign == claim.sign] + exports[:k]
+            _take(claim, earlier, (), judgements, result, partial_fraction)
     return result
+
+
+def _ends_at(other: _Claim, claim: _Claim) -> bool:
+    """Whether ``claim``'s run starts with the off step of ``other``'s delivered run."""
+    same_s = max(claim.same_step_s, other.same_step_s)
+    return (
+        abs(other.run_end_s - claim.run_start_s) <= same_s
+        and other.end_s >= other.run_end_s - same_s
+        and other.taken_kwh > 0.0
+    )
 
 
 def _take(
     claim: _Claim,
     earlier: Sequence[_Claim],
+    ended: Sequence[_Claim],
     judgements: Sequence[Judgement],
     result: list[Judgement],
     partial_fraction: float,
 ) -> None:
-    """Give ``claim`` what ``earlier`` claims left of its run, recomputing its verdict."""
+    """Give ``claim`` what ``earlier`` claims left of its run, recomputing its verdict.
+
+    ``ended`` are delivered runs of the other direction that ``claim``'s first step
+    ends: the baseline the step is measured from held their delivery, and their
+    credited power is no change this commitment made.
+    """
     row = claim.row
     # An earlier claim's energy is spread over its run inside its window; the share of
     # it in the common time is gone for this one.
@@ -129,15 +161,29 @@ def _take(
         for other in earlier
         if other.inside_s() > 0
     ]
-    taken_kwh = sum(kwh for _, kwh in took)
+    # A run's off step, read as the start of an opposite run (a charge that stops read
+    # as a discharge), drops by the power that run was credited with.
+    rebounds = [
+        (other, other.taken_kwh * claim.inside_s() / other.inside_s())
+        for other in ended
+        if other.inside_s() > 0
+    ]
+    taken_kwh = sum(kwh for _, kwh in took) + sum(kwh for _, kwh in rebounds)
     left_kwh = max(0.0, row.delivered_kwh - taken_kwh)
     claim.taken_kwh = min(row.committed_kwh, left_kwh)
     if taken_kwh <= 0.0:
         return
-    names = ", ".join(other.row.commitment_id for other, kwh in took if kwh > 0.0)
+    share = left_kwh / row.committed_kwh
+    notes = []
+    if any(kwh > 0.0 for _, kwh in took):
+        names = ", ".join(other.row.commitment_id for other, kwh in took if kwh > 0.0)
+        notes.append(f"the run also delivered {names}")
+    if rebounds:
+        names = ", ".join(other.row.commitment_id for other, _ in rebounds)
+        notes.append(f"its step ends the run that delivered {names} (the baseline held it)")
+    note = "; ".join(notes) + f": {share:.0%} left for this commitment"
     result[claim.position] = dataclasses.replace(
-        judgements[claim.position],
-        row=_recomputed(row, left_kwh, partial_fraction, names),
+        judgements[claim.position], row=_recomputed(row, left_kwh, partial_fraction, note)
     )
 
 
@@ -188,11 +234,10 @@ def _claims(judgements: Sequence[Judgement], library: EventModelLibrary) -> list
 
 
 def _recomputed(
-    row: VerdictRow, delivered_kwh: float, partial_fraction: float, earlier: str
+    row: VerdictRow, delivered_kwh: float, partial_fraction: float, note: str
 ) -> VerdictRow:
     share = delivered_kwh / row.committed_kwh
     verdict = share_verdict(share, row.tolerance, partial_fraction)
-    note = f"the run also delivered {earlier}: {share:.0%} left for this commitment"
     return dataclasses.replace(
         row,
         verdict=verdict,
