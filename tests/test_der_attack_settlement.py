@@ -91,6 +91,7 @@ def test_a_tiny_commitment_settles_its_committed_energy_not_the_run() -> None:
 
 
 def _row(start: datetime, end: datetime, committed_kwh: float, delivered_kwh: float) -> VerdictRow:
+    hours = (end - start).total_seconds() / 3600.0
     return VerdictRow(
         commitment_id="C",
         meter_id="M1",
@@ -99,7 +100,7 @@ def _row(start: datetime, end: datetime, committed_kwh: float, delivered_kwh: fl
         operation="import",
         start=start.isoformat(),
         end=end.isoformat(),
-        committed_kw=1.0,
+        committed_kw=committed_kwh / hours,
         committed_kwh=committed_kwh,
         tolerance=0.15,
         verdict=Verdict.VALIDATED,
@@ -162,3 +163,29 @@ def test_deliveries_never_exceed_what_was_validated_nor_committed(
     assert all(
         slot >= 0 and exported == 0 and imported >= 0 for _, slot, exported, imported in deliveries
     )
+    # No slot gets more than every commitment together sold for it.
+    sold_kw = sum(r.committed_kw for r in rows)
+    assert all(imported <= sold_kw * slot_minutes / 60 * 1000 + 1e-6 for *_, imported in deliveries)
+
+
+def test_energy_goes_to_the_slots_the_run_was_in_not_the_whole_window() -> None:
+    # 1.2 kW committed 10:00-20:00 (12 kWh), validated by a 3 kW run 10:00-14:00 (the
+    # energy, 12 kWh, is there). Spread over the window, slots 14-19 got 1.2 kWh each
+    # with nothing on the meter; per slot, no more was sold than 1.2 kWh.
+    house = House(5).block(10, 14, 3.0)
+    rows = _judged(house, _commitment("A", "battery", 10, 20, 1.2))
+    assert rows["A"].verdict is Verdict.VALIDATED
+    deliveries = validated_deliveries(rows.values(), DAY, 60, KINDS)
+    by_slot = {slot: imported for _, slot, _, imported in deliveries}
+    assert set(by_slot) == {10, 11, 12, 13}
+    assert all(wh <= 1200 for wh in by_slot.values())
+
+
+def test_a_chain_piece_gets_its_slots_of_the_run() -> None:
+    house = House(5).block(10, 14, 3.0)
+    rows = _judged(
+        house, _commitment("A", "battery", 10, 12, 3.0), _commitment("B", "battery", 12, 14, 3.0)
+    )
+    deliveries = validated_deliveries(rows.values(), DAY, 60, KINDS)
+    assert [slot for _, slot, _, _ in deliveries] == [10, 11, 12, 13]
+    assert all(abs(imported - 3000) <= 20 for *_, imported in deliveries)
