@@ -7,7 +7,9 @@ operation, power and tolerance. Judged alone, the second shows no step at its st
 also judged as one commitment over its whole span; a piece that its own judgement does
 not validate takes, from the chain's run, the energy the run delivered inside the
 piece's window, and its verdict follows the same share rule (:mod:`verdicts`). A piece
-validated on its own keeps its judgement. A chain spans at most
+validated on its own keeps its judgement, and so does a piece whose own window the meter
+did not cover (``insufficient_data``): the chain's run is read across the gap, from the
+steps either side of it, and the meter proves nothing of the piece's hours. A chain spans at most
 :data:`detection.MAX_PAIR_S` (a run longer than that is not paired with its end
 either); a longer sequence is cut into chains of that span.
 """
@@ -82,7 +84,8 @@ def judge_chains(
     -------
     list of Judgement
         The judgements, a piece that its own judgement did not validate replaced where
-        the chain's run delivers it (validated, or partially where it was less).
+        the chain's run delivers it (validated, or partially where it was less); a piece
+        its own judgement validated, or found with too little data, is kept.
     """
     result = list(judgements)
     for chain in chains(commitments):
@@ -92,7 +95,9 @@ def judge_chains(
             continue
         for i in chain:
             own = judgements[i].row
-            if own.verdict is Verdict.VALIDATED:
+            # A piece's own data decide whether the meter saw it: a chain does not
+            # stand in for the samples the meter did not send.
+            if own.verdict in (Verdict.VALIDATED, Verdict.INSUFFICIENT_DATA):
                 continue
             row = _piece(span, commitments[i], own, first.commitment_id, partial_fraction)
             if row.verdict is Verdict.VALIDATED or (

@@ -127,7 +127,7 @@ def _judge_commitments(
         return judge(span, meters.get(span.meter_id), library, site, (), days.get(span.meter_id))
 
     partial = library.spec.validation.partial_fraction
-    return share_runs(judge_chains(commitments, judgements, judge_span, partial), partial)
+    return share_runs(judge_chains(commitments, judgements, judge_span, partial), library)
 
 
 def _claimed_near(

@@ -7,8 +7,11 @@ as a delivery. Here it becomes rows of that file:
 
 * only ``validated`` verdicts are delivered (a partial delivery settles nothing: the
   commitment was not met), and at most the committed energy (over-delivery was not sold);
-* the energy is spread over the settlement slots its window overlaps, in proportion to
-  the overlap (the device held its power through the window);
+* the energy is spread over the settlement slots the device's run overlaps inside the
+  window, at the run's mean power there, and in each slot at most the committed power
+  times the overlap (what was sold for that slot): a 3 kW run 10:00-14:00 that
+  validates 1.2 kW committed 10:00-20:00 delivers 1.2 kWh in each of the slots 10-13,
+  nothing in 14-19, where the meter shows nothing (a row without a run, the window);
 * an operation that lowers the meter's import (export, curtailing or shifting a load)
   counts as ``exported_kwh``, one that raises it (import, curtailing a generator) as
   ``imported_kwh``;
@@ -28,7 +31,7 @@ from datetime import datetime
 from gridmatch.der_validation.window import direction
 from gridmatch.results_io.der_validation import Verdict, VerdictRow
 from gridmatch.results_io.tables import neutralise
-from gridmatch.units import WH_PER_KWH, floor_wh
+from gridmatch.units import SECONDS_PER_HOUR, WH_PER_KWH, floor_wh
 
 # The columns of settlement's meter CSV (gridmatch.settlement.meters.COLUMNS).
 COLUMNS = ("meter_id", "slot", "exported_kwh", "imported_kwh")
@@ -61,20 +64,26 @@ def validated_deliveries(
             continue
         start_s = datetime.fromisoformat(row.start).timestamp()
         end_s = datetime.fromisoformat(row.end).timestamp()
+        if start_s < origin_s:
+            raise ValueError(f"commitment {row.commitment_id} starts before slot 0")
         energy_kwh = min(row.delivered_kwh, row.committed_kwh)
         sign = direction(kinds.get(row.device_type, "load"), row.operation)
         target = imported if sign > 0 else exported
-        first = math.floor((start_s - origin_s) / slot_s)
-        last = math.ceil((end_s - origin_s) / slot_s)
-        if first < 0:
-            raise ValueError(f"commitment {row.commitment_id} starts before slot 0")
+        # Where the meter shows the run: its time inside the window.
+        run_start_s, run_end_s = _run_inside(row, start_s, end_s)
+        run_kw = energy_kwh * SECONDS_PER_HOUR / (run_end_s - run_start_s)
+        first = math.floor((run_start_s - origin_s) / slot_s)
+        last = math.ceil((run_end_s - origin_s) / slot_s)
         for slot in range(first, last):
             slot_begin = origin_s + slot * slot_s
-            overlap = min(end_s, slot_begin + slot_s) - max(start_s, slot_begin)
-            if overlap <= 0:
+            overlap_s = min(run_end_s, slot_begin + slot_s) - max(run_start_s, slot_begin)
+            if overlap_s <= 0:
                 continue
+            # What was sold for the slot caps what it gets: a run stronger than the
+            # commitment over-delivered there, and that was not sold.
+            slot_kwh = min(run_kw, row.committed_kw) * overlap_s / SECONDS_PER_HOUR
             key = (row.participant_id, slot)
-            target[key] = target.get(key, 0.0) + energy_kwh * overlap / (end_s - start_s)
+            target[key] = target.get(key, 0.0) + slot_kwh
     keys = sorted(exported.keys() | imported.keys())
     return [
         (
@@ -85,6 +94,17 @@ def validated_deliveries(
         )
         for meter, slot in keys
     ]
+
+
+def _run_inside(row: VerdictRow, start_s: float, end_s: float) -> tuple[float, float]:
+    """Return the Unix times (s) of the row's run inside its window (else the window)."""
+    if not row.event_start or not row.event_end:
+        return start_s, end_s
+    run_start_s = max(start_s, datetime.fromisoformat(row.event_start).timestamp())
+    run_end_s = min(end_s, datetime.fromisoformat(row.event_end).timestamp())
+    if run_end_s <= run_start_s:
+        return start_s, end_s
+    return run_start_s, run_end_s
 
 
 def deliveries_csv(deliveries: Iterable[tuple[str, int, int, int]]) -> str:

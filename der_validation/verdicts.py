@@ -23,8 +23,10 @@ For a commitment of device type ``D`` to ``operation`` at ``kw`` over ``[start, 
 The baseline (``baseline_kw``) is the mean power in the ``baseline_s`` before the
 start, or, if the meter sent less than half of those samples, the mean of the same
 window a day earlier; a model whose baseline is ``zero_exchange`` (PV export) uses
-zero. ``baseline_delivered_kwh`` is the energy inside the window relative to it, in the
-operation's direction: evidence that needs no device model, not a rule.
+zero. A run's energy counts only in the share of its samples the meter sent (a run
+read from its steps holds across a gap). ``baseline_delivered_kwh`` is the energy
+inside the window relative to it, in the operation's direction: evidence that needs
+no device model, not a rule.
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ def judge(
         start_s,
         end_s,
     )
+    if not (isinstance(model, ClearSkyModel) and sign < 0):
+        # A run is read from its steps, so it holds across samples the meter did not
+        # send; only the samples it sent prove energy (PV export sums them already).
+        committed = _sent_only(committed, series, start_s, end_s)
     common: dict[str, Any] = {
         "coverage": coverage,
         "resolution_s": resolution,
@@ -447,6 +453,34 @@ def _mistimed(
         ):
             best = fit
     return best
+
+
+def _sent_only(fit: Fit, series: MeterSeries, start_s: float, end_s: float) -> Fit:
+    """Return ``fit`` with its energy scaled to the samples the meter sent during its run.
+
+    The run is measured by its steps and held between them, gaps of the meter's data
+    included: a 3 kW run 10:00-11:48 whose data stop there reads as held to the next
+    sample, 12:00, 6 kWh where the meter proves 5.4. The energy counts in the share of
+    the run's samples inside ``[start_s, end_s)`` that the meter sent.
+
+    Parameters
+    ----------
+    fit
+        The committed model's fit to the window.
+    series
+        The meter's data.
+    start_s, end_s
+        Unix times (s) of the committed window.
+    """
+    run_start_s = start_s if math.isnan(fit.start_s) else max(start_s, fit.start_s)
+    run_end_s = end_s if math.isnan(fit.end_s) else min(end_s, fit.end_s)
+    if run_end_s <= run_start_s or not fit.delivered_kwh > 0.0:
+        return fit
+    sent = _coverage(series, round(run_start_s), round(run_end_s))
+    if sent >= 1.0:
+        return fit
+    detail = f"{fit.detail}, the meter sent {sent:.0%} of its samples in the window"
+    return Fit(**{**fit.__dict__, "delivered_kwh": fit.delivered_kwh * sent, "detail": detail})
 
 
 def _delivered_outside(fit: Fit, fitted_end_s: float, start_s: float, end_s: float) -> float:
