@@ -522,6 +522,18 @@ def stepped_fit(
         # Unasked for, the window is a detected pulse: only that pulse is scored (a
         # neighbour's pulse a minute away is classified on its own).
         candidates = [p for p in candidates if p.start_s == start_s]
+    ended: list[Pulse] = []
+    if model.kind == "storage" and operation in ("import", "export") and window.ends_earlier_run:
+        # A battery's charge ending is no discharge (nor a discharge ending a charge): the
+        # meter's import falls, but the battery gave nothing. Its step closes a run that
+        # opened before it, hours before the window perhaps.
+        ends = window.ends_earlier_run
+        # Only an open one: a discharge that a step of its size ends is a run of its own
+        # (the long look-back may pair its step with another device's, hours before).
+        ended = [
+            p for p in candidates if p.off is None and not p.reversal and ends(p.on.time_s, sign)
+        ]
+        candidates = [p for p in candidates if p not in ended]
     for found in candidates:
         pulse = _ends_as_committed(window, found, end_s) if committed else found
         size = abs(pulse.delta_kw)
@@ -586,6 +598,9 @@ def stepped_fit(
         # switching within the tolerance of the start delivers little).
         if best is None or (fit.score, fit.delivered_kwh) > (best.score, best.delivered_kwh):
             best = fit
+    if best is None and ended:
+        note = f"the step at the start ({ended[0].delta_kw:+.2f} kW) ends a run begun before it"
+        return Fit(name, operation, 0.0, False, detail=note, ends_run=True)
     if best is None:
         return Fit(name, operation, 0.0, False, detail="no step at the start")
     return best

@@ -40,7 +40,7 @@ import numpy as np
 
 from gridmatch.der_validation.clearsky import clear_sky_ghi
 from gridmatch.der_validation.cycling_fit import compressor_starts, similar_steps
-from gridmatch.der_validation.detection import Detection, Signal, detect
+from gridmatch.der_validation.detection import MAX_PAIR_S, Detection, Signal, detect
 from gridmatch.der_validation.signatures import fit_model
 from gridmatch.der_validation.window import Fit, Window, daylight_fit, direction
 from gridmatch.results_io.der_validation import EventRow, Verdict, VerdictRow
@@ -160,7 +160,9 @@ def judge(
         verdict = share_verdict(share, tolerance, partial)
         note = f"{committed.detail}; delivered {share:.0%}; baseline: {baseline_note}"
         return Judgement(base.row(verdict, fit=committed, detail=note, **common), events)
-    other = _other_device(commitment, sign, judge_state, minimum, partial * committed_kwh)
+    other = None
+    if not committed.ends_run:  # a run's end is no other device's delivery either
+        other = _other_device(commitment, sign, judge_state, minimum, partial * committed_kwh)
     if other is not None:
         note = (
             f"{commitment.device_type} does not fit ({committed.detail}); {other.device_type} "
@@ -296,6 +298,7 @@ class _Windows:
         self.start_s = start_s
         self.end_s = end_s
         self._windows: dict[str, Window] = {}
+        self._ended: dict[tuple[float, int], bool] = {}
         self.daylight = min(
             (
                 m.daylight_w_per_m2
@@ -318,8 +321,31 @@ class _Windows:
                 self.daylight,
                 day_fit=self.days,
                 curtailed_s=self.curtailed_s,
+                ends_earlier_run=self._ends_earlier_run,
             )
         return self._windows[key]
+
+    def _ends_earlier_run(self, time_s: float, sign: int) -> bool:
+        """Whether the step of ``sign`` at ``time_s`` closes a run opened before it.
+
+        Detected on the stretch from :data:`MAX_PAIR_S` (the longest a run may last)
+        before it to ``context_s`` after, so a charge that began hours before the window
+        pairs with its off step (once per instant asked).
+        """
+        key = (time_s, sign)
+        if key not in self._ended:
+            context_s = self.spec.validation.context_s
+            signal = slice_signal(self.series, time_s - MAX_PAIR_S, time_s + context_s)
+            detection = detect(
+                signal.coarsened(self.spec.detection.max_samples), self.spec.detection
+            )
+            align_s = max(self.spec.validation.align_tolerance_s, 2 * detection.signal.resolution_s)
+            self._ended[key] = any(
+                abs(step.time_s - time_s) <= align_s and step.sign == sign
+                for k, step in enumerate(detection.steps)
+                if k in detection.closers
+            )
+        return self._ended[key]
 
     def context(self) -> Window:
         """Detect over the window and ``context_s`` each side."""

@@ -89,6 +89,10 @@ class Fit:
         When the device's delivery began and ended (``NaN`` if unknown).
     delivered_kwh
         The energy delivered inside the window, read as this model reads it.
+    ends_run
+        The window's only steps of the operation's sign close runs that opened before
+        them (a battery's charge ending where a discharge was committed): the device
+        did not deliver, and no other device did it either.
     """
 
     device_type: str
@@ -104,6 +108,7 @@ class Fit:
     daylight_correlation: float = math.nan
     delivered_kwh: float = 0.0
     detail: str = ""
+    ends_run: bool = False
 
 
 @dataclass
@@ -113,7 +118,10 @@ class Window:
     ``align_s`` is how far from the window's start a device may start; ``day_fit``, if
     given, returns a PV model's fit of the whole day around an instant (correlation and
     peak kW, see :func:`daylight_fit`), computed once per meter and day by the caller,
-    as a window's own stretch is too short to show the day's curve.
+    as a window's own stretch is too short to show the day's curve. ``ends_earlier_run``,
+    if given, tells whether the step of a sign at an instant only closes a run of the
+    other sign that opened before it (looked for as far back as a run may last, beyond
+    this stretch): a battery's charge ending, not its discharge.
     """
 
     detection: Detection
@@ -123,6 +131,7 @@ class Window:
     day_fit: Callable[..., tuple[float, float, float]] | None = None
     pv_model: ClearSkyModel | None = None
     curtailed_s: tuple[float, float] | None = None
+    ends_earlier_run: Callable[[float, int], bool] | None = None
     _own_fits: dict[int, tuple[float, float, float]] = field(default_factory=dict, repr=False)
 
     def cloud_like(self, pulse: Pulse) -> bool:
