@@ -10,46 +10,15 @@ step lies beyond pairing's reach ends where its level fell, not at the window's 
 
 from __future__ import annotations
 
-from datetime import timedelta
-from pathlib import Path
-
 import pytest
-from test_der_verdict_rules import DAY, House, _minute
+from test_der_attack_claims import _commitment, _judged, _settled_kwh
+from test_der_verdict_rules import House
 
-from gridmatch.der_validation.run import DEFAULT_MODELS, judge_all
-from gridmatch.der_validation.settlement import validated_deliveries
 from gridmatch.results_io.der_validation import Verdict, VerdictRow
-from gridmatch.scenario_io.der_input import Commitment, DerInputs
-from gridmatch.scenario_io.der_models import load_event_models
-
-LIBRARY = load_event_models(DEFAULT_MODELS, None)
 
 
-def _commitment(
-    commitment_id: str, device: str, start_h: float, end_h: float, kw: float
-) -> Commitment:
-    return Commitment(
-        row=1,
-        commitment_id=commitment_id,
-        meter_id="M1",
-        participant_id="P1",
-        device_type=device,
-        operation="import",
-        start=DAY + timedelta(minutes=_minute(start_h)),
-        end=DAY + timedelta(minutes=_minute(end_h)),
-        kw=kw,
-        tolerance=None,
-    )
-
-
-def _judged(house: House, *commitments: Commitment) -> dict[str, VerdictRow]:
-    inputs = DerInputs(Path("."), {"M1": house.series()}, commitments, {}, LIBRARY, ())
-    return {j.row.commitment_id: j.row for j in judge_all(inputs)}
-
-
-def _settled_kwh(rows: dict[str, VerdictRow]) -> float:
-    deliveries = validated_deliveries(rows.values(), DAY, 15, {"battery": "storage"})
-    return sum(imported_wh for _, _, _, imported_wh in deliveries) / 1000.0
+def _imported_kwh(rows: dict[str, VerdictRow]) -> float:
+    return _settled_kwh(rows)[1]
 
 
 @pytest.mark.parametrize("first", ["A", "B"])
@@ -62,7 +31,7 @@ def test_one_step_delivers_one_of_two_commitments_it_could_explain(first: str) -
     assert rows["A"].verdict is Verdict.VALIDATED
     assert rows["B"].verdict is Verdict.NOT_DELIVERED
     assert "also delivered A" in rows["B"].detail
-    assert _settled_kwh(rows) == pytest.approx(6.0, abs=0.05)
+    assert _imported_kwh(rows) == pytest.approx(6.0, abs=0.05)
 
 
 def test_stacked_devices_deliver_both_commitments() -> None:
@@ -72,7 +41,7 @@ def test_stacked_devices_deliver_both_commitments() -> None:
         house, _commitment("A", "battery", 10, 12, 3.0), _commitment("B", "battery", 10, 12, 3.0)
     )
     assert {r.verdict for r in rows.values()} == {Verdict.VALIDATED}
-    assert _settled_kwh(rows) == pytest.approx(12.0, abs=0.05)
+    assert _imported_kwh(rows) == pytest.approx(12.0, abs=0.05)
 
 
 def test_a_step_claimed_by_two_device_types_goes_to_the_one_it_fits_best() -> None:
@@ -106,8 +75,8 @@ def test_one_run_through_back_to_back_commitments_delivers_each_of_them(
     assert [rows["A"].verdict, rows["B"].verdict] == expected
     run_kwh = 3.0 * (min(run_h[1], 14) - max(run_h[0], 10))
     settled = [r for r in rows.values() if r.verdict is Verdict.VALIDATED]
-    assert _settled_kwh(rows) <= run_kwh + 0.05
-    assert _settled_kwh(rows) == pytest.approx(sum(r.committed_kwh for r in settled), abs=0.05)
+    assert _imported_kwh(rows) <= run_kwh + 0.05
+    assert _imported_kwh(rows) == pytest.approx(sum(r.committed_kwh for r in settled), abs=0.05)
 
 
 @pytest.mark.parametrize("device", ["battery", "ev_charger"])
