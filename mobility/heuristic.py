@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
@@ -97,30 +98,29 @@ def heuristic_dispatch(
     candidate = np.nonzero(
         (profit > 0.0) & ~fixed_vehicle[pairs.vehicle] & open_request[pairs.request]
     )[0]
-    vehicles = np.unique(pairs.vehicle[candidate])
-    requests = np.unique(pairs.request[candidate])
+    # Sorted distinct members by counting, not np.unique's sort of millions of pairs.
+    vehicles = np.flatnonzero(np.bincount(pairs.vehicle[candidate], minlength=fleet.n_vehicles))
+    requests = np.flatnonzero(np.bincount(pairs.request[candidate], minlength=fleet.n_requests))
     if candidate.size == 0:
         return _evaluate(fleet, pairs, fixed, np.zeros(0, dtype=np.int64))
+    dense = vehicles.size * requests.size <= MAX_DENSE_CELLS
+    if not dense:
+        # Too large for the assignment and its rounds of moves (each a dense matrix).
+        greedy = _greedy(fleet, pairs, candidate, profit[candidate])
+        return _evaluate(fleet, pairs, fixed, greedy)
     row_of = np.full(fleet.n_vehicles, -1, dtype=np.int64)
     row_of[vehicles] = np.arange(vehicles.size)
     col_of = np.full(fleet.n_requests, -1, dtype=np.int64)
     col_of[requests] = np.arange(requests.size)
     rows = row_of[pairs.vehicle[candidate]]
     cols = col_of[pairs.request[candidate]]
-    dense = vehicles.size * requests.size <= MAX_DENSE_CELLS
-
-    if dense:
-        matrix = np.full((vehicles.size, requests.size), _NO_PAIR)
-        matrix[rows, cols] = profit[candidate]
-        position = np.full(matrix.shape, -1, dtype=np.int64)
-        position[rows, cols] = candidate
-        first = _assign(matrix, position)
-    else:
-        first = _greedy(fleet, pairs, candidate, profit[candidate])
+    matrix = np.full((vehicles.size, requests.size), _NO_PAIR)
+    matrix[rows, cols] = profit[candidate]
+    position = np.full(matrix.shape, -1, dtype=np.int64)
+    position[rows, cols] = candidate
+    first = _assign(matrix, position)
     best = _evaluate(fleet, pairs, fixed, first)
     best_value = objective_value(fleet, pairs, objective, best)
-    if not dense:
-        return best
     energy_max = pair_energy_max_kwh(fleet, pairs)[candidate]
     weight = objective.weight[pairs.request[candidate]]
     penalty = objective.travel_penalty_kwh_per_min * pairs.travel_min[candidate]
@@ -181,18 +181,112 @@ def _assign(matrix: FloatArray, position: IntArray) -> IntArray:
 
 
 def _greedy(fleet: Fleet, pairs: Pairs, candidate: IntArray, profit: FloatArray) -> IntArray:
-    """Pairs by profit, best first, each vehicle and request at most once."""
-    order = candidate[np.argsort(-profit, kind="stable")]
-    vehicle_used = np.zeros(fleet.n_vehicles, dtype=bool)
-    request_used = np.zeros(fleet.n_requests, dtype=bool)
-    picked = []
-    for position in order:
-        v, i = pairs.vehicle[position], pairs.request[position]
+    """Pairs by profit, best first, each vehicle and request at most once.
+
+    The order is profit descending, ties in ``candidate`` order; the picks are those of
+    one scan down that order, compiled (measured on 10,000 x 5,000, 26.7 M pairs:
+    22.9 s as a Python loop after numpy's stable sort, which alone takes 5.6 s here).
+    """
+    order = _by_profit(np.ascontiguousarray(profit, dtype=np.float64))
+    picks = _scan(
+        order,
+        np.ascontiguousarray(candidate, dtype=np.int64),
+        np.ascontiguousarray(pairs.vehicle, dtype=np.int32),
+        np.ascontiguousarray(pairs.request, dtype=np.int32),
+        fleet.n_vehicles,
+        fleet.n_requests,
+    )
+    chosen: IntArray = candidate[picks]
+    return chosen
+
+
+# Buckets of the first pass of _by_profit (2^20: 8 MB of counts).
+_PROFIT_BUCKET_BITS = 20
+# Buckets at most this large are sorted by insertion.
+_INSERTION_MAX = 32
+
+
+# The kernels are compiled at import (or loaded from numba's cache), so that no
+# dispatch pays for them.
+@numba.njit("int64[:](float64[:])", cache=True)
+def _by_profit(profit: FloatArray) -> IntArray:  # pragma: no cover - compiled by numba
+    """Return the indices by profit descending, ties by index (a stable ``argsort(-profit)``).
+
+    A radix pass on the float's bits (which order as the floats do once mapped to
+    unsigned integers: negatives flipped, non-negatives with the sign bit set) into
+    2^20 buckets spanning the range of profits, stable, then each bucket sorted on its
+    own (stable): about 30 pairs a bucket on 26.7 M pairs.
+    """
+    n = profit.size
+    keys = np.empty(n, dtype=np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    bits = (profit + 0.0).view(np.uint64)  # + 0.0: -0.0 is 0.0, as argsort has it
+    for i in range(n):
+        b = bits[i]
+        ascending = ~b if b & sign else b | sign
+        keys[i] = ~ascending  # ascending keys: descending profits
+    order = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return order
+    low, high = keys.min(), keys.max()
+    span = high - low
+    shift = np.uint64(0)
+    while (span >> shift) >= np.uint64(1 << _PROFIT_BUCKET_BITS):
+        shift += np.uint64(1)
+    n_buckets = int(span >> shift) + 1
+    starts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for i in range(n):
+        starts[int((keys[i] - low) >> shift) + 1] += 1
+    starts = np.cumsum(starts)
+    fill = starts[:-1].copy()
+    for i in range(n):
+        bucket = int((keys[i] - low) >> shift)
+        order[fill[bucket]] = i
+        fill[bucket] += 1
+    for bucket in range(n_buckets):
+        begin, end = starts[bucket], starts[bucket + 1]
+        if end - begin <= 1:
+            continue
+        if end - begin <= _INSERTION_MAX:
+            for j in range(begin + 1, end):
+                item = order[j]
+                slot = j
+                while slot > begin and keys[order[slot - 1]] > keys[item]:
+                    order[slot] = order[slot - 1]
+                    slot -= 1
+                order[slot] = item
+        else:
+            segment = order[begin:end].copy()
+            order[begin:end] = segment[np.argsort(keys[segment], kind="mergesort")]
+    return order
+
+
+@numba.njit("int64[:](int64[:], int64[:], int32[:], int32[:], int64, int64)", cache=True)
+def _scan(
+    order: IntArray,
+    candidate: IntArray,
+    vehicle: npt.NDArray[np.int32],
+    request: npt.NDArray[np.int32],
+    n_vehicles: int,
+    n_requests: int,
+) -> IntArray:  # pragma: no cover - compiled by numba
+    """Take each candidate of ``order`` whose vehicle and request are still free."""
+    vehicle_used = np.zeros(n_vehicles, dtype=np.bool_)
+    request_used = np.zeros(n_requests, dtype=np.bool_)
+    picks = np.empty(min(n_vehicles, n_requests), dtype=np.int64)
+    n_picks = 0
+    for item in order:
+        position = candidate[item]
+        v, i = vehicle[position], request[position]
         if vehicle_used[v] or request_used[i]:
             continue
-        vehicle_used[v] = request_used[i] = True
-        picked.append(int(position))
-    return np.asarray(picked, dtype=np.int64)
+        vehicle_used[v] = True
+        request_used[i] = True
+        picks[n_picks] = item
+        n_picks += 1
+        if n_picks == picks.size:
+            break  # every vehicle or every request taken: nothing more can be
+    return picks[:n_picks]
 
 
 def _evaluate(fleet: Fleet, pairs: Pairs, fixed: Dispatch, chosen: IntArray) -> Dispatch:
