@@ -95,18 +95,25 @@ def heuristic_dispatch(
     open_request = np.ones(fleet.n_requests, dtype=bool)
     whole_fixed = fixed.chosen[~fleet.divisible[pairs.request[fixed.chosen]]]
     open_request[pairs.request[whole_fixed]] = False
-    candidate = np.nonzero(
-        (profit > 0.0) & ~fixed_vehicle[pairs.vehicle] & open_request[pairs.request]
-    )[0]
-    # Sorted distinct members by counting, not np.unique's sort of millions of pairs.
-    vehicles = np.flatnonzero(np.bincount(pairs.vehicle[candidate], minlength=fleet.n_vehicles))
-    requests = np.flatnonzero(np.bincount(pairs.request[candidate], minlength=fleet.n_requests))
+    # Pairs worth sending that neither a fixed vehicle nor a fixed indivisible request
+    # holds, and the (sorted, distinct) vehicles and requests they have: in one pass
+    # (as numpy masks, gathers and np.unique: 2-3 s on 26.7 M pairs).
+    candidate, has_vehicle, has_request = _candidates(
+        profit,
+        np.ascontiguousarray(pairs.vehicle, dtype=np.int32),
+        np.ascontiguousarray(pairs.request, dtype=np.int32),
+        fixed_vehicle,
+        open_request,
+    )
+    vehicles = np.flatnonzero(has_vehicle)
+    requests = np.flatnonzero(has_request)
     if candidate.size == 0:
         return _evaluate(fleet, pairs, fixed, np.zeros(0, dtype=np.int64))
     dense = vehicles.size * requests.size <= MAX_DENSE_CELLS
     if not dense:
         # Too large for the assignment and its rounds of moves (each a dense matrix).
-        greedy = _greedy(fleet, pairs, candidate, profit[candidate])
+        most = min(vehicles.size, requests.size)
+        greedy = _greedy(fleet, pairs, candidate, profit[candidate], most)
         return _evaluate(fleet, pairs, fixed, greedy)
     row_of = np.full(fleet.n_vehicles, -1, dtype=np.int64)
     row_of[vehicles] = np.arange(vehicles.size)
@@ -171,6 +178,37 @@ def heuristic_dispatch(
     return best
 
 
+# Compiled at import (or loaded from numba's cache), so that no dispatch pays for it.
+@numba.njit(
+    "Tuple((int64[:], boolean[:], boolean[:]))(float64[:], int32[:], int32[:], boolean[:],"
+    " boolean[:])",
+    cache=True,
+)
+def _candidates(
+    profit: FloatArray,
+    vehicle: npt.NDArray[np.int32],
+    request: npt.NDArray[np.int32],
+    fixed_vehicle: npt.NDArray[np.bool_],
+    open_request: npt.NDArray[np.bool_],
+) -> tuple[IntArray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:  # pragma: no cover
+    """Positions with ``profit > 0``, a free vehicle and an open request; who they have."""
+    has_vehicle = np.zeros(fixed_vehicle.size, dtype=np.bool_)
+    has_request = np.zeros(open_request.size, dtype=np.bool_)
+    count = 0
+    for p in range(profit.size):
+        if profit[p] > 0.0 and not fixed_vehicle[vehicle[p]] and open_request[request[p]]:
+            count += 1
+    candidate = np.empty(count, dtype=np.int64)
+    k = 0
+    for p in range(profit.size):
+        if profit[p] > 0.0 and not fixed_vehicle[vehicle[p]] and open_request[request[p]]:
+            candidate[k] = p
+            k += 1
+            has_vehicle[vehicle[p]] = True
+            has_request[request[p]] = True
+    return candidate, has_vehicle, has_request
+
+
 def _assign(matrix: FloatArray, position: IntArray) -> IntArray:
     """Pairs of the best assignment (each vehicle and each request at most once)."""
     chosen_rows, chosen_cols = linear_sum_assignment(np.maximum(matrix, 0.0), maximize=True)
@@ -180,8 +218,13 @@ def _assign(matrix: FloatArray, position: IntArray) -> IntArray:
     return assigned
 
 
-def _greedy(fleet: Fleet, pairs: Pairs, candidate: IntArray, profit: FloatArray) -> IntArray:
+def _greedy(
+    fleet: Fleet, pairs: Pairs, candidate: IntArray, profit: FloatArray, most: int | None = None
+) -> IntArray:
     """Pairs by profit, best first, each vehicle and request at most once.
+
+    ``most``: how many distinct vehicles, or requests if fewer, the candidates have
+    (counted if not given): once that many are picked, the scan can pick nothing more.
 
     The order is profit descending, ties in ``candidate`` order; the picks are those of
     one scan down that order, compiled (measured on 10,000 x 5,000, 26.7 M pairs:
@@ -190,12 +233,11 @@ def _greedy(fleet: Fleet, pairs: Pairs, candidate: IntArray, profit: FloatArray)
     vehicle = np.ascontiguousarray(pairs.vehicle, dtype=np.int32)
     request = np.ascontiguousarray(pairs.request, dtype=np.int32)
     candidate = np.ascontiguousarray(candidate, dtype=np.int64)
-    # Once every vehicle or every request that has a candidate is taken, the scan can
-    # pick nothing more.
-    most = min(
-        int(np.count_nonzero(np.bincount(vehicle[candidate], minlength=fleet.n_vehicles))),
-        int(np.count_nonzero(np.bincount(request[candidate], minlength=fleet.n_requests))),
-    )
+    if most is None:
+        most = min(
+            int(np.count_nonzero(np.bincount(vehicle[candidate], minlength=fleet.n_vehicles))),
+            int(np.count_nonzero(np.bincount(request[candidate], minlength=fleet.n_requests))),
+        )
     picks = _greedy_scan(
         np.ascontiguousarray(profit, dtype=np.float64),
         candidate,

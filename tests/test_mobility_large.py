@@ -373,3 +373,25 @@ def test_an_lp_without_time_gives_no_bound_and_the_stage_says_so(monkeypatch) ->
         combinatorial_bound_kwh(fleet, pairs, objective), stage.objective_kwh
     )
     assert 0.0 < stage.gap < math.inf
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_candidates_match_the_numpy_masks(seed: int) -> None:
+    from gridmatch.mobility import heuristic
+
+    fleet, roads = _instance(80, 200, seed)
+    pairs = eligible_pairs(fleet, roads)
+    rng = np.random.default_rng(seed)
+    profit = rng.normal(size=pairs.size)
+    fixed_vehicle = rng.random(fleet.n_vehicles) < 0.2
+    open_request = rng.random(fleet.n_requests) < 0.8
+    candidate, has_vehicle, has_request = heuristic._candidates(
+        profit, pairs.vehicle, pairs.request, fixed_vehicle, open_request
+    )
+    # The expressions heuristic_dispatch used before.
+    want = np.nonzero((profit > 0.0) & ~fixed_vehicle[pairs.vehicle] & open_request[pairs.request])[
+        0
+    ]
+    np.testing.assert_array_equal(candidate, want)
+    np.testing.assert_array_equal(np.flatnonzero(has_vehicle), np.unique(pairs.vehicle[want]))
+    np.testing.assert_array_equal(np.flatnonzero(has_request), np.unique(pairs.request[want]))
