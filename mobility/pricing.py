@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -176,7 +177,9 @@ def lagrangian_bound(
     )
 
 
-def top_per_group(groups: IntArray, score: FloatArray, k: int, n_groups: int = 0) -> IntArray:
+def top_per_group(
+    groups: npt.NDArray[np.integer[Any]], score: FloatArray, k: int, n_groups: int = 0
+) -> IntArray:
     """Positions, ascending, of the ``k`` highest scores in each group.
 
     Among equal scores the earlier position wins. ``groups`` are non-negative
@@ -189,7 +192,7 @@ def top_per_group(groups: IntArray, score: FloatArray, k: int, n_groups: int = 0
         return np.zeros(0, dtype=np.int64)
     n = max(int(n_groups), int(groups.max()) + 1)
     chosen: IntArray = _top_k_by_group(
-        np.ascontiguousarray(groups, dtype=np.int64),
+        np.ascontiguousarray(groups, dtype=np.int32),  # pairs' own indices: no copy
         np.ascontiguousarray(score, dtype=np.float64),
         int(k),
         n,
@@ -198,9 +201,9 @@ def top_per_group(groups: IntArray, score: FloatArray, k: int, n_groups: int = 0
 
 
 # Compiled at import (or loaded from numba's cache), so that no dispatch pays for it.
-@numba.njit("int64[:](int64[:], float64[:], int64, int64)", cache=True)
+@numba.njit("int64[:](int32[:], float64[:], int64, int64)", cache=True)
 def _top_k_by_group(
-    groups: IntArray, score: FloatArray, k: int, n_groups: int
+    groups: npt.NDArray[np.int32], score: FloatArray, k: int, n_groups: int
 ) -> IntArray:  # pragma: no cover - compiled by numba
     """Kernel of :func:`top_per_group`."""
     n = groups.size
@@ -447,18 +450,17 @@ def priced_lp(
         always feasible, nobody going anywhere, and bounded by the needs).
     """
     began = time.perf_counter()
+    if began >= deadline:
+        # No time for any LP: choosing and adding the first columns alone takes
+        # seconds on 26.7 M pairs.
+        return None
     profit = pair_profit(fleet, pairs, objective)
-    useful = np.nonzero(profit > 0.0)[0]
-    by_vehicle = top_per_group(
-        pairs.vehicle[useful].astype(np.int64),
-        profit[useful],
-        INITIAL_PER_VEHICLE,
-        fleet.n_vehicles,
-    )
-    by_request = top_per_group(
-        pairs.request[useful].astype(np.int64), profit[useful], INITIAL_PER_REQUEST
-    )
-    initial = np.union1d(useful[by_vehicle], useful[by_request])
+    # Pairs with no profit rank below all others and are then left out: the same as
+    # ranking the others alone, without gathering them (seconds on 26.7 M pairs).
+    score = np.where(profit > 0.0, profit, -np.inf)
+    by_vehicle = top_per_group(pairs.vehicle, score, INITIAL_PER_VEHICLE, fleet.n_vehicles)
+    by_request = top_per_group(pairs.request, score, INITIAL_PER_REQUEST, fleet.n_requests)
+    initial = np.union1d(by_vehicle[profit[by_vehicle] > 0.0], by_request[profit[by_request] > 0.0])
     initial = np.union1d(initial, extra)
     lp = _LpOverPairs(fleet, pairs, objective)
     lp.add(initial)
@@ -492,7 +494,7 @@ def priced_lp(
             break
         new = outside[
             top_per_group(
-                pairs.vehicle[outside].astype(np.int64),
+                pairs.vehicle[outside],
                 reduced[outside],
                 ADDED_PER_VEHICLE,
                 fleet.n_vehicles,

@@ -482,7 +482,7 @@ def neighbourhood_search(
     rng = np.random.default_rng(settings.seed)
     in_lp = priced.selected[priced.y_values > 1e-6]
     best_pairs = top_per_group(
-        pairs.vehicle.astype(np.int64), priced.reduced, SEARCH_PAIRS_PER_VEHICLE, fleet.n_vehicles
+        pairs.vehicle, priced.reduced, SEARCH_PAIRS_PER_VEHICLE, fleet.n_vehicles
     )
     best_pairs_vehicle = pairs.vehicle[best_pairs]
     in_lp_vehicle = pairs.vehicle[in_lp]
