@@ -255,7 +255,7 @@ def solve_stage(
                 "priced",
                 "heuristic",
                 settings.backend.value,
-                "time limit in the LP: pairs' bound only",
+                "time limit before the LP's optimum: pairs' bound only",
                 pairs.size,
                 0,
                 0,

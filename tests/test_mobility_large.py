@@ -366,7 +366,7 @@ def test_an_lp_without_time_gives_no_bound_and_the_stage_says_so(monkeypatch) ->
     # The stage's pricing share ends before any LP can finish.
     monkeypatch.setattr(solve_module, "PRICING_SHARE", 0.0)
     stage = solve_stage(fleet, pairs, objective, SolveSettings(), time.perf_counter() + 30)
-    assert "time limit in the LP" in stage.solver_status
+    assert "time limit before the LP" in stage.solver_status
     assert stage.source == "heuristic"
     assert stage.objective_kwh == objective_value(fleet, pairs, objective, stage.dispatch)
     assert stage.bound_kwh == max(
@@ -395,3 +395,19 @@ def test_candidates_match_the_numpy_masks(seed: int) -> None:
     np.testing.assert_array_equal(candidate, want)
     np.testing.assert_array_equal(np.flatnonzero(has_vehicle), np.unique(pairs.vehicle[want]))
     np.testing.assert_array_equal(np.flatnonzero(has_request), np.unique(pairs.request[want]))
+
+
+def test_no_lp_is_tried_without_the_time_to_set_it_up(monkeypatch) -> None:
+    import time
+
+    from gridmatch.mobility import pricing
+    from gridmatch.mobility.model import Objective
+
+    fleet, roads = _instance(100, 300, seed=2)
+    pairs = eligible_pairs(fleet, roads)
+    objective = Objective(np.ones(fleet.n_requests), 0.001)
+    extra = np.zeros(0, dtype=np.int64)
+    # As if each pair took a second to set up: a minute is not enough.
+    monkeypatch.setattr(pricing, "SETUP_S_PER_PAIR", 1.0)
+    monkeypatch.setattr(pricing, "_LpOverPairs", None)  # never built
+    assert pricing.priced_lp(fleet, pairs, objective, extra, time.perf_counter() + 60) is None
