@@ -27,7 +27,9 @@ too, if the time left allows.
 
 The stage reports the best dispatch found, the best bound proven, and the gap between
 them; every solver run is given only the time that still lets the stage end by its
-deadline (:func:`solver_limit_s`).
+deadline (:func:`solver_limit_s`), the LPs of column generation too. A priced stage
+whose first LP has no time to finish keeps its start, certified by
+:func:`combinatorial_bound_kwh` alone, and its status says so.
 """
 
 from __future__ import annotations
