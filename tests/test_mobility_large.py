@@ -411,3 +411,17 @@ def test_no_lp_is_tried_without_the_time_to_set_it_up(monkeypatch) -> None:
     monkeypatch.setattr(pricing, "SETUP_S_PER_PAIR", 1.0)
     monkeypatch.setattr(pricing, "_LpOverPairs", None)  # never built
     assert pricing.priced_lp(fleet, pairs, objective, extra, time.perf_counter() + 60) is None
+
+
+def test_large_fleets_get_fewer_first_columns_per_vehicle() -> None:
+    from gridmatch.mobility.pricing import (
+        INITIAL_PER_VEHICLE,
+        MAX_INITIAL_BY_VEHICLE,
+        _per_vehicle,
+    )
+
+    # Up to 10,000 vehicles as before; 100,000 get one each, not a first LP of 1.5 M.
+    assert _per_vehicle(INITIAL_PER_VEHICLE, MAX_INITIAL_BY_VEHICLE, 10_000) == 15
+    assert _per_vehicle(INITIAL_PER_VEHICLE, MAX_INITIAL_BY_VEHICLE, 30_000) == 5
+    assert _per_vehicle(INITIAL_PER_VEHICLE, MAX_INITIAL_BY_VEHICLE, 100_000) == 1
+    assert _per_vehicle(INITIAL_PER_VEHICLE, MAX_INITIAL_BY_VEHICLE, 0) == 15
