@@ -14,9 +14,9 @@ A pair ``(v, i)`` is *eligible* when all of these hold (times in minutes from no
   need)`` with ``power = min(max_kw of v, max_kw of i's point)``, floored to whole Wh,
   is at least 1 Wh, and for an indivisible request it is the whole need.
 
-Pairs are computed for all vehicles and requests at once (vectorised, in chunks of
-vehicles), and so is, per request, the furthest stage that any vehicle reached: the
-reason an unserved request gets when no vehicle is eligible at all.
+Pairs are computed for all vehicles and requests at once (compiled, cell by cell, in
+chunks of vehicles), and so is, per request, the furthest stage that any vehicle
+reached: the reason an unserved request gets when no vehicle is eligible at all.
 """
 
 from __future__ import annotations
