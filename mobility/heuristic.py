@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
@@ -94,33 +95,39 @@ def heuristic_dispatch(
     open_request = np.ones(fleet.n_requests, dtype=bool)
     whole_fixed = fixed.chosen[~fleet.divisible[pairs.request[fixed.chosen]]]
     open_request[pairs.request[whole_fixed]] = False
-    candidate = np.nonzero(
-        (profit > 0.0) & ~fixed_vehicle[pairs.vehicle] & open_request[pairs.request]
-    )[0]
-    vehicles = np.unique(pairs.vehicle[candidate])
-    requests = np.unique(pairs.request[candidate])
+    # Pairs worth sending that neither a fixed vehicle nor a fixed indivisible request
+    # holds, and the (sorted, distinct) vehicles and requests they have: in one pass
+    # (as numpy masks, gathers and np.unique: 2-3 s on 26.7 M pairs).
+    candidate, has_vehicle, has_request = _candidates(
+        profit,
+        np.ascontiguousarray(pairs.vehicle, dtype=np.int32),
+        np.ascontiguousarray(pairs.request, dtype=np.int32),
+        fixed_vehicle,
+        open_request,
+    )
+    vehicles = np.flatnonzero(has_vehicle)
+    requests = np.flatnonzero(has_request)
     if candidate.size == 0:
         return _evaluate(fleet, pairs, fixed, np.zeros(0, dtype=np.int64))
+    dense = vehicles.size * requests.size <= MAX_DENSE_CELLS
+    if not dense:
+        # Too large for the assignment and its rounds of moves (each a dense matrix).
+        most = min(vehicles.size, requests.size)
+        greedy = _greedy(fleet, pairs, candidate, profit[candidate], most)
+        return _evaluate(fleet, pairs, fixed, greedy)
     row_of = np.full(fleet.n_vehicles, -1, dtype=np.int64)
     row_of[vehicles] = np.arange(vehicles.size)
     col_of = np.full(fleet.n_requests, -1, dtype=np.int64)
     col_of[requests] = np.arange(requests.size)
     rows = row_of[pairs.vehicle[candidate]]
     cols = col_of[pairs.request[candidate]]
-    dense = vehicles.size * requests.size <= MAX_DENSE_CELLS
-
-    if dense:
-        matrix = np.full((vehicles.size, requests.size), _NO_PAIR)
-        matrix[rows, cols] = profit[candidate]
-        position = np.full(matrix.shape, -1, dtype=np.int64)
-        position[rows, cols] = candidate
-        first = _assign(matrix, position)
-    else:
-        first = _greedy(fleet, pairs, candidate, profit[candidate])
+    matrix = np.full((vehicles.size, requests.size), _NO_PAIR)
+    matrix[rows, cols] = profit[candidate]
+    position = np.full(matrix.shape, -1, dtype=np.int64)
+    position[rows, cols] = candidate
+    first = _assign(matrix, position)
     best = _evaluate(fleet, pairs, fixed, first)
     best_value = objective_value(fleet, pairs, objective, best)
-    if not dense:
-        return best
     energy_max = pair_energy_max_kwh(fleet, pairs)[candidate]
     weight = objective.weight[pairs.request[candidate]]
     penalty = objective.travel_penalty_kwh_per_min * pairs.travel_min[candidate]
@@ -171,6 +178,37 @@ def heuristic_dispatch(
     return best
 
 
+# Compiled at import (or loaded from numba's cache), so that no dispatch pays for it.
+@numba.njit(
+    "Tuple((int64[:], boolean[:], boolean[:]))(float64[:], int32[:], int32[:], boolean[:],"
+    " boolean[:])",
+    cache=True,
+)
+def _candidates(
+    profit: FloatArray,
+    vehicle: npt.NDArray[np.int32],
+    request: npt.NDArray[np.int32],
+    fixed_vehicle: npt.NDArray[np.bool_],
+    open_request: npt.NDArray[np.bool_],
+) -> tuple[IntArray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:  # pragma: no cover
+    """Positions with ``profit > 0``, a free vehicle and an open request; who they have."""
+    has_vehicle = np.zeros(fixed_vehicle.size, dtype=np.bool_)
+    has_request = np.zeros(open_request.size, dtype=np.bool_)
+    count = 0
+    for p in range(profit.size):
+        if profit[p] > 0.0 and not fixed_vehicle[vehicle[p]] and open_request[request[p]]:
+            count += 1
+    candidate = np.empty(count, dtype=np.int64)
+    k = 0
+    for p in range(profit.size):
+        if profit[p] > 0.0 and not fixed_vehicle[vehicle[p]] and open_request[request[p]]:
+            candidate[k] = p
+            k += 1
+            has_vehicle[vehicle[p]] = True
+            has_request[request[p]] = True
+    return candidate, has_vehicle, has_request
+
+
 def _assign(matrix: FloatArray, position: IntArray) -> IntArray:
     """Pairs of the best assignment (each vehicle and each request at most once)."""
     chosen_rows, chosen_cols = linear_sum_assignment(np.maximum(matrix, 0.0), maximize=True)
@@ -180,19 +218,131 @@ def _assign(matrix: FloatArray, position: IntArray) -> IntArray:
     return assigned
 
 
-def _greedy(fleet: Fleet, pairs: Pairs, candidate: IntArray, profit: FloatArray) -> IntArray:
-    """Pairs by profit, best first, each vehicle and request at most once."""
-    order = candidate[np.argsort(-profit, kind="stable")]
-    vehicle_used = np.zeros(fleet.n_vehicles, dtype=bool)
-    request_used = np.zeros(fleet.n_requests, dtype=bool)
-    picked = []
-    for position in order:
-        v, i = pairs.vehicle[position], pairs.request[position]
-        if vehicle_used[v] or request_used[i]:
-            continue
-        vehicle_used[v] = request_used[i] = True
-        picked.append(int(position))
-    return np.asarray(picked, dtype=np.int64)
+def _greedy(
+    fleet: Fleet, pairs: Pairs, candidate: IntArray, profit: FloatArray, most: int | None = None
+) -> IntArray:
+    """Pairs by profit, best first, each vehicle and request at most once.
+
+    ``most``: how many distinct vehicles, or requests if fewer, the candidates have
+    (counted if not given): once that many are picked, the scan can pick nothing more.
+
+    The order is profit descending, ties in ``candidate`` order; the picks are those of
+    one scan down that order, compiled (measured on 10,000 x 5,000, 26.7 M pairs:
+    22.9 s as a Python loop after numpy's stable sort, which alone takes 5.6 s here).
+    """
+    vehicle = np.ascontiguousarray(pairs.vehicle, dtype=np.int32)
+    request = np.ascontiguousarray(pairs.request, dtype=np.int32)
+    candidate = np.ascontiguousarray(candidate, dtype=np.int64)
+    if most is None:
+        most = min(
+            int(np.count_nonzero(np.bincount(vehicle[candidate], minlength=fleet.n_vehicles))),
+            int(np.count_nonzero(np.bincount(request[candidate], minlength=fleet.n_requests))),
+        )
+    picks = _greedy_scan(
+        np.ascontiguousarray(profit, dtype=np.float64),
+        candidate,
+        vehicle,
+        request,
+        fleet.n_vehicles,
+        fleet.n_requests,
+        most,
+    )
+    chosen: IntArray = candidate[picks]
+    return chosen
+
+
+# Buckets of the radix pass of _greedy_scan (2^20: 8 MB of counts).
+_PROFIT_BUCKET_BITS = 20
+# Buckets at most this large are sorted by insertion.
+_INSERTION_MAX = 32
+
+
+# Compiled at import (or loaded from numba's cache), so that no dispatch pays for it.
+@numba.njit("int64[:](float64[:], int64[:], int32[:], int32[:], int64, int64, int64)", cache=True)
+def _greedy_scan(
+    profit: FloatArray,
+    candidate: IntArray,
+    vehicle: npt.NDArray[np.int32],
+    request: npt.NDArray[np.int32],
+    n_vehicles: int,
+    n_requests: int,
+    most: int,
+) -> IntArray:  # pragma: no cover - compiled by numba
+    """Items (indices of ``candidate``) the scan of :func:`_greedy` picks, in its order.
+
+    The order, profit descending and ties by index (a stable ``argsort(-profit)``),
+    comes from one radix pass on the floats' bits (which order as the floats do once
+    mapped to unsigned integers: negatives flipped, the others with the sign bit set)
+    into 2^20 buckets spanning the range of profits (about 30 pairs a bucket on 26.7 M
+    pairs); each bucket is sorted (stable) only when the scan reaches it, and the scan
+    stops after ``most`` picks.
+    """
+    n = profit.size
+    picks = np.empty(min(most, n), dtype=np.int64)
+    if n == 0 or most <= 0:
+        return picks[:0]
+    keys = np.empty(n, dtype=np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    bits = (profit + 0.0).view(np.uint64)  # + 0.0: -0.0 is 0.0, as argsort has it
+    for i in range(n):
+        b = bits[i]
+        ascending = ~b if b & sign else b | sign
+        keys[i] = ~ascending  # ascending keys: descending profits
+    low, high = keys.min(), keys.max()
+    span = high - low
+    shift = np.uint64(0)
+    while (span >> shift) >= np.uint64(1 << _PROFIT_BUCKET_BITS):
+        shift += np.uint64(1)
+    n_buckets = int(span >> shift) + 1
+    starts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for i in range(n):
+        starts[int((keys[i] - low) >> shift) + 1] += 1
+    starts = np.cumsum(starts)
+    # Scattered into bucket order with what the scan reads, so that it reads in order
+    # (as indices into candidate and pairs, it missed the cache three times a pair).
+    key = np.empty(n, dtype=np.uint64)
+    item = np.empty(n, dtype=np.int64)
+    member = np.empty((n, 2), dtype=np.int32)  # vehicle, request
+    fill = starts[:-1].copy()
+    for i in range(n):
+        bucket = int((keys[i] - low) >> shift)
+        slot = fill[bucket]
+        fill[bucket] += 1
+        key[slot] = keys[i]
+        item[slot] = i
+        position = candidate[i]
+        member[slot, 0] = vehicle[position]
+        member[slot, 1] = request[position]
+    vehicle_used = np.zeros(n_vehicles, dtype=np.bool_)
+    request_used = np.zeros(n_requests, dtype=np.bool_)
+    n_picks = 0
+    for bucket in range(n_buckets):
+        begin, end = starts[bucket], starts[bucket + 1]
+        if end - begin <= _INSERTION_MAX:
+            for j in range(begin + 1, end):
+                k, it, v, r = key[j], item[j], member[j, 0], member[j, 1]
+                slot = j
+                while slot > begin and key[slot - 1] > k:
+                    key[slot], item[slot] = key[slot - 1], item[slot - 1]
+                    member[slot, 0], member[slot, 1] = member[slot - 1, 0], member[slot - 1, 1]
+                    slot -= 1
+                key[slot], item[slot], member[slot, 0], member[slot, 1] = k, it, v, r
+        else:
+            permutation = begin + np.argsort(key[begin:end], kind="mergesort")
+            key[begin:end] = key[permutation]
+            item[begin:end] = item[permutation]
+            member[begin:end] = member[permutation]
+        for j in range(begin, end):
+            v, r = member[j, 0], member[j, 1]
+            if vehicle_used[v] or request_used[r]:
+                continue
+            vehicle_used[v] = True
+            request_used[r] = True
+            picks[n_picks] = item[j]
+            n_picks += 1
+            if n_picks == most:
+                return picks
+    return picks[:n_picks]
 
 
 def _evaluate(fleet: Fleet, pairs: Pairs, fixed: Dispatch, chosen: IntArray) -> Dispatch:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -141,12 +142,44 @@ def pair_energy_max_kwh(fleet: Fleet, pairs: Pairs) -> FloatArray:
 
 
 def pair_profit(fleet: Fleet, pairs: Pairs, objective: Objective) -> FloatArray:
-    """Objective value of a pair on its own: ``w e_max - epsilon t``."""
-    profit: FloatArray = (
-        objective.weight[pairs.request] * pair_energy_max_kwh(fleet, pairs)
-        - objective.travel_penalty_kwh_per_min * pairs.travel_min
+    """Objective value of a pair on its own: ``w e_max - epsilon t``.
+
+    One compiled pass (as numpy arrays: 1.4-2.0 s on 26.7 M pairs, for three gathers
+    and as many temporaries).
+    """
+    profit: FloatArray = _profit(
+        np.ascontiguousarray(pairs.request, dtype=np.int32),
+        np.ascontiguousarray(pairs.capacity_kwh, dtype=np.float64),
+        np.ascontiguousarray(pairs.travel_min, dtype=np.float64),
+        np.ascontiguousarray(objective.weight, dtype=np.float64),
+        np.ascontiguousarray(fleet.divisible, dtype=np.bool_),
+        np.ascontiguousarray(fleet.need_kwh, dtype=np.float64),
+        float(objective.travel_penalty_kwh_per_min),
     )
     return profit
+
+
+# Compiled at import (or loaded from numba's cache), so that no dispatch pays for it.
+@numba.njit(
+    "float64[:](int32[:], float64[:], float64[:], float64[:], boolean[:], float64[:], float64)",
+    cache=True,
+)
+def _profit(
+    request: npt.NDArray[np.int32],
+    capacity_kwh: FloatArray,
+    travel_min: FloatArray,
+    weight: FloatArray,
+    divisible: npt.NDArray[np.bool_],
+    need_kwh: FloatArray,
+    penalty_kwh_per_min: float,
+) -> FloatArray:  # pragma: no cover - compiled by numba
+    """Kernel of :func:`pair_profit` (its numpy version's arithmetic, in its order)."""
+    out = np.empty(request.size)
+    for p in range(request.size):
+        i = request[p]
+        energy = capacity_kwh[p] if divisible[i] else need_kwh[i]
+        out[p] = weight[i] * energy - penalty_kwh_per_min * travel_min[p]
+    return out
 
 
 def build_model(fleet: Fleet, pairs: Pairs, objective: Objective) -> DispatchModel:
