@@ -323,6 +323,42 @@ _CELL_ARGS = (
 )
 
 
+@numba.njit(cache=True)
+def _cell(
+    t: float,
+    distance: float,
+    spare0_kwh: float,
+    consumption_kwh_per_km: float,
+    vehicle_kw: float,
+    same_carrier: bool,
+    earliest_min: float,
+    latest_min: float,
+    point_kw: float,
+    need_kwh: float,
+    least_wh: float,
+) -> tuple[int, float, float, float]:  # pragma: no cover - compiled by numba
+    """Judge one vehicle x request cell: how far it gets, its arrival, km and whole Wh.
+
+    The level is the :class:`Reach` it reaches (0 where the carrier differs, the place is
+    unreachable or nothing is spare after the drive; 2 arrives, 3 in its window, 4
+    eligible: at least ``least_wh``). The module's rules, in the order of the arithmetic
+    of the numpy version they replace, so that the same floats come out; one function for
+    the counting and the filling pass, so they cannot drift apart.
+    """
+    if not same_carrier or not np.isfinite(t):
+        return 0, t, distance, 0.0
+    spare = spare0_kwh - distance * consumption_kwh_per_km
+    if not spare * WH_PER_KWH >= _MIN_WH:
+        return 0, t, distance, 0.0
+    hours = (latest_min - max(t, earliest_min)) / _MINUTES_PER_HOUR
+    if not (t < latest_min and hours > 0.0):
+        return 2, t, distance, 0.0
+    power = min(vehicle_kw, point_kw)
+    capacity = min(min(spare, power * hours), need_kwh)
+    capacity_wh = np.floor(capacity * WH_PER_KWH + WH_FLOAT_SLACK)
+    return (4 if capacity_wh >= least_wh else 3), t, distance, capacity_wh
+
+
 @numba.njit("int64(" + _CELL_ARGS + ", int8[:], float64[:], float64[:])", cache=True)
 def _count_cells(
     tree_minutes: FloatArray,
@@ -352,27 +388,26 @@ def _count_cells(
     count = 0
     for r in range(tree_row.size):
         for c in range(request_node.size):
-            # The module's rules, in the order of the arithmetic of the numpy version
-            # they replace, so that the same floats come out.
-            t = tree_minutes[tree_row[r], request_node[c]]
-            if vehicle_fuel[r] != request_fuel[c] or not np.isfinite(t):
-                continue
-            distance = tree_km[tree_row[r], request_node[c]]
-            spare = spare0_kwh[r] - distance * consumption_kwh_per_km[r]
-            if not spare * WH_PER_KWH >= _MIN_WH:
+            level, t, _, capacity_wh = _cell(
+                tree_minutes[tree_row[r], request_node[c]],
+                tree_km[tree_row[r], request_node[c]],
+                spare0_kwh[r],
+                consumption_kwh_per_km[r],
+                vehicle_kw[r],
+                vehicle_fuel[r] == request_fuel[c],
+                earliest_min[c],
+                latest_min[c],
+                point_kw[c],
+                need_kwh[c],
+                1.0 if divisible[c] else need_wh[c],
+            )
+            if level < 2:  # Reach.TIME_WINDOW
                 continue
             best_arrival[c] = min(best_arrival[c], t)
-            reach[c] = max(reach[c], 2)  # Reach.TIME_WINDOW
-            hours = (latest_min[c] - max(t, earliest_min[c])) / _MINUTES_PER_HOUR
-            if not (t < latest_min[c] and hours > 0.0):
-                continue
-            reach[c] = max(reach[c], 3)  # Reach.CAPACITY
-            power = min(vehicle_kw[r], point_kw[c])
-            capacity = min(min(spare, power * hours), need_kwh[c])
-            capacity_wh = np.floor(capacity * WH_PER_KWH + WH_FLOAT_SLACK)
-            best_capacity_wh[c] = max(best_capacity_wh[c], capacity_wh)
-            if capacity_wh >= (1.0 if divisible[c] else need_wh[c]):
-                reach[c] = 4  # Reach.ELIGIBLE
+            reach[c] = max(reach[c], level)
+            if level >= 3:  # Reach.CAPACITY
+                best_capacity_wh[c] = max(best_capacity_wh[c], capacity_wh)
+            if level == 4:  # Reach.ELIGIBLE
                 count += 1
     return count
 
@@ -408,28 +443,25 @@ def _fill_cells(
 ) -> None:  # pragma: no cover - compiled by numba
     """Write one chunk's eligible pairs from ``offset`` on (by vehicle, then request).
 
-    The same rules as :func:`_count_cells` (kept in step with it by the tests against
-    the numpy version).
+    The rules of :func:`_cell`, as :func:`_count_cells` counts them.
     """
     k = offset
     for r in range(tree_row.size):
         for c in range(request_node.size):
-            # The module's rules, in the order of the arithmetic of the numpy version
-            # they replace, so that the same floats come out.
-            t = tree_minutes[tree_row[r], request_node[c]]
-            if vehicle_fuel[r] != request_fuel[c] or not np.isfinite(t):
-                continue
-            distance = tree_km[tree_row[r], request_node[c]]
-            spare = spare0_kwh[r] - distance * consumption_kwh_per_km[r]
-            if not spare * WH_PER_KWH >= _MIN_WH:
-                continue
-            hours = (latest_min[c] - max(t, earliest_min[c])) / _MINUTES_PER_HOUR
-            if not (t < latest_min[c] and hours > 0.0):
-                continue
-            power = min(vehicle_kw[r], point_kw[c])
-            capacity = min(min(spare, power * hours), need_kwh[c])
-            capacity_wh = np.floor(capacity * WH_PER_KWH + WH_FLOAT_SLACK)
-            if not capacity_wh >= (1.0 if divisible[c] else need_wh[c]):
+            level, t, distance, capacity_wh = _cell(
+                tree_minutes[tree_row[r], request_node[c]],
+                tree_km[tree_row[r], request_node[c]],
+                spare0_kwh[r],
+                consumption_kwh_per_km[r],
+                vehicle_kw[r],
+                vehicle_fuel[r] == request_fuel[c],
+                earliest_min[c],
+                latest_min[c],
+                point_kw[c],
+                need_kwh[c],
+                1.0 if divisible[c] else need_wh[c],
+            )
+            if level < 4:  # Reach.ELIGIBLE
                 continue
             vehicle[k] = chunk_vehicle[r]
             request[k] = c
