@@ -47,3 +47,10 @@ def case33bw_scenario(
     )
     (folder / "orders.csv").write_text("\n".join([header, *rows]) + "\n")
     return folder
+
+
+def link_from_elsewhere(folder: Path, name: str, store: Path) -> None:
+    """Move ``folder/name`` into ``store`` and leave a link to it in its place."""
+    store.mkdir(parents=True, exist_ok=True)
+    (folder / name).rename(store / name)
+    (folder / name).symlink_to(store / name)

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import link_from_elsewhere
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -311,10 +312,7 @@ def test_a_meter_file_linked_from_outside_the_folder_is_validated(tmp_path: Path
     shutil.copytree(
         REPO / "scenarios" / "der-example", folder, ignore=shutil.ignore_patterns("truth")
     )
-    elsewhere = tmp_path / "store" / "meter_data.csv"
-    elsewhere.parent.mkdir()
-    (folder / "meter_data.csv").rename(elsewhere)
-    (folder / "meter_data.csv").symlink_to(elsewhere)
+    link_from_elsewhere(folder, "meter_data.csv", tmp_path / "store")
     out = tmp_path / "out"
     result = runner.invoke(app, ["validate-commitments", str(folder), "-o", str(out)])
     assert result.exit_code == 0, result.output

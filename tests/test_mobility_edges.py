@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import link_from_elsewhere
 from mobility_check import check_output
 from typer.testing import CliRunner
 
@@ -238,10 +239,7 @@ def test_a_road_file_linked_from_outside_the_folder_is_read(tmp_path):
     # The manifest named inputs by their resolved path relative to the folder, which a
     # link to a file elsewhere is not: ValueError, exit 6.
     folder = _storm(tmp_path / "storm")
-    elsewhere = tmp_path / "store" / "roads.csv"
-    elsewhere.parent.mkdir()
-    (folder / "roads.csv").rename(elsewhere)
-    (folder / "roads.csv").symlink_to(elsewhere)
+    link_from_elsewhere(folder, "roads.csv", tmp_path / "store")
     out = tmp_path / "out"
     _solve(folder, out, "normal")
     assert "roads.csv" in json.loads((out / "manifest.json").read_text())["inputs"]

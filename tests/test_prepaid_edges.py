@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import link_from_elsewhere
 from test_prepaid import BASE_YAML, _folder, _prepaid, runner
 
 from gridmatch.cli import app
@@ -171,10 +172,7 @@ def test_a_file_linked_from_outside_the_folder_is_read(tmp_path: Path) -> None:
     # link to a file elsewhere is not: ValueError, exit 6.
     folder = tmp_path / "prepaid"
     shutil.copytree(Path(__file__).resolve().parents[1] / "scenarios" / "prepaid_example", folder)
-    elsewhere = tmp_path / "store" / "accounts.csv"
-    elsewhere.parent.mkdir()
-    (folder / "accounts.csv").rename(elsewhere)
-    (folder / "accounts.csv").symlink_to(elsewhere)
+    link_from_elsewhere(folder, "accounts.csv", tmp_path / "store")
     out = tmp_path / "out"
     result = runner.invoke(app, ["prepaid", str(folder), "-o", str(out)])
     assert result.exit_code == 0, result.output
