@@ -25,7 +25,6 @@ the vehicle's ``owner_id``; sell orders are divisible.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from gridmatch.grid_models.topology import unusable_buses
 from gridmatch.matching.orders import Side
 from gridmatch.results_io.atomic import atomic_output_dir, recover
 from gridmatch.results_io.folder import read_trades
+from gridmatch.results_io.manifest import name_in_folder
 from gridmatch.results_io.mobility import (
     V2G_OFFERS_FILE,
     V2gCreditRow,
@@ -212,14 +212,7 @@ def write_v2g_scenario(mobility_dir: Path, scenario_dir: Path, out_dir: Path) ->
     combined += "".join(line + "\n" for line in _order_lines(header, offers))
     with atomic_output_dir(out_dir) as staging:
         for path in scenario.input_files:
-            # As named in the folder (a file may be a link to one elsewhere).
-            resolved, root = path.resolve(), scenario_dir.resolve()
-            relative = (
-                resolved.relative_to(root)
-                if resolved.is_relative_to(root)
-                else Path(os.path.relpath(path, scenario_dir))
-            )
-            target = staging / relative
+            target = staging / name_in_folder(path, scenario_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
             if path.resolve() == orders_path:
                 target.write_text(combined, encoding="utf-8")

@@ -53,21 +53,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def input_hashes(directory: Path, files: Iterable[Path]) -> dict[str, dict[str, str]]:
-    """Return the ``inputs`` of a manifest: each file by its name in the folder, its SHA-256.
+def name_in_folder(path: Path, directory: Path) -> Path:
+    """Return ``path`` relative to ``directory``, as the folder names it.
 
-    A file that is a link to one elsewhere is named as the folder names it (resolving it
-    made the name relative to nothing: ValueError, exit 6).
+    Resolved where the file lies inside the folder; a link to a file elsewhere keeps
+    the name it has in the folder (resolving it made the name relative to nothing:
+    ValueError, exit 6).
     """
-    root = directory.resolve()
-    names = {}
-    for path in files:
-        resolved = path.resolve()
-        name = resolved.relative_to(root) if resolved.is_relative_to(root) else None
-        names[str(name) if name is not None else os.path.relpath(path, directory)] = {
-            "sha256": file_sha256(path)
-        }
-    return names
+    resolved, root = path.resolve(), directory.resolve()
+    if resolved.is_relative_to(root):
+        return resolved.relative_to(root)
+    return Path(os.path.relpath(path, directory))
+
+
+def input_hashes(directory: Path, files: Iterable[Path]) -> dict[str, dict[str, str]]:
+    """Return the ``inputs`` of a manifest: each file by its name in the folder, its SHA-256."""
+    return {str(name_in_folder(path, directory)): {"sha256": file_sha256(path)} for path in files}
 
 
 def package_versions() -> dict[str, str | None]:
