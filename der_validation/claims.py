@@ -169,7 +169,11 @@ def _take(
         if other.inside_s() > 0
     ]
     taken_kwh = sum(kwh for _, kwh in took) + sum(kwh for _, kwh in rebounds)
-    left_kwh = max(0.0, row.delivered_kwh - taken_kwh)
+    # What the others took comes off the run as read, and the committed power caps the
+    # rest: a 6 kW run delivers two 3 kW commitments in full, not the second nothing.
+    run_kwh = judgements[claim.position].run_kwh
+    read_kwh = row.delivered_kwh if math.isnan(run_kwh) else run_kwh
+    left_kwh = min(row.delivered_kwh, max(0.0, read_kwh - taken_kwh))
     claim.taken_kwh = min(row.committed_kwh, left_kwh)
     if taken_kwh <= 0.0:
         return

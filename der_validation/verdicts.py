@@ -7,7 +7,8 @@ For a commitment of device type ``D`` to ``operation`` at ``kw`` over ``[start, 
 2. The events around the window (``context_s`` each side) are detected (a PV model
    also fits the export of the whole solar day against the clear sky) and ``D``'s model is fitted
    to the window (``signatures.fit_model``). If it fits (score >= ``min_score``), the
-   delivered share ``f = delivered_kwh / committed_kwh`` decides: **validated** if
+   delivered share ``f = delivered_kwh / committed_kwh`` (a power commitment: at most
+   ``kw`` counts while the run lasts, :func:`held_to_commitment`) decides: **validated** if
    ``f >= 1 - tolerance`` (the row's ``tolerance``, else the model's),
    **partially_delivered** if ``f >= partial_fraction``, else **not_delivered**.
 3. Otherwise, if another device model fits an event that starts at the window's start,
@@ -74,10 +75,16 @@ MISTIMED_LENGTH = 0.7
 
 @dataclass(frozen=True)
 class Judgement:
-    """A commitment's verdict row and the steps detected around its window."""
+    """A commitment's verdict row and the steps detected around its window.
+
+    ``run_kwh`` is what the committed model read the run to deliver inside the window
+    before the committed power capped it (``NaN``: the row's ``delivered_kwh``): where
+    commitments share a run (:mod:`claims`), the others' part comes off it first.
+    """
 
     row: VerdictRow
     events: tuple[EventRow, ...]
+    run_kwh: float = math.nan
 
 
 def judge(
@@ -141,9 +148,12 @@ def judge(
         start_s,
         end_s,
     )
+    read = committed
+    committed = held_to_commitment(committed, commitment.kw, start_s, end_s)
     if not (isinstance(model, ClearSkyModel) and sign < 0):
         # A run is read from its steps, so it holds across samples the meter did not
         # send; only the samples it sent prove energy (PV export sums them already).
+        read = _sent_only(read, series, start_s, end_s)
         committed = _sent_only(committed, series, start_s, end_s)
     common: dict[str, Any] = {
         "coverage": coverage,
@@ -159,7 +169,9 @@ def judge(
         share = committed.delivered_kwh / committed_kwh
         verdict = share_verdict(share, tolerance, partial)
         note = f"{committed.detail}; delivered {share:.0%}; baseline: {baseline_note}"
-        return Judgement(base.row(verdict, fit=committed, detail=note, **common), events)
+        return Judgement(
+            base.row(verdict, fit=committed, detail=note, **common), events, read.delivered_kwh
+        )
     other = None
     if not committed.ends_run:  # a run's end is no other device's delivery either
         other = _other_device(commitment, sign, judge_state, minimum, partial * committed_kwh)
@@ -393,6 +405,7 @@ def _other_device(
             windows.end_s,
             at_least=(minimum, needed_kwh),
         )
+        fit = held_to_commitment(fit, commitment.kw, windows.start_s, windows.end_s)
         if not fit.event or fit.score < minimum or fit.delivered_kwh < needed_kwh:
             continue
         if best is None or fit.score > best.score:
@@ -457,6 +470,7 @@ def _mistimed(
             anchor + length_s,
             committed=not isinstance(model, ClearSkyModel),
         )
+        fit = held_to_commitment(fit, commitment.kw, anchor, anchor + length_s)
         if fit.score < minimum or fit.delivered_kwh < needed_kwh:
             continue
         # The same run moved: about the committed power, and about as long as the window
@@ -479,6 +493,34 @@ def _mistimed(
         ):
             best = fit
     return best
+
+
+def held_to_commitment(fit: Fit, kw: float, start_s: float, end_s: float) -> Fit:
+    """Return ``fit`` with its energy capped at ``kw`` held while it ran in the window.
+
+    A commitment is power over an interval: ``kw`` held from start to end. Energy alone
+    would let a short run of more power stand for it (a 3 kW charge of 4 hours
+    delivered 12 kWh of a 0.07 kW week's 11.8 kWh), and a grid operator who booked
+    0.07 kW for the week got it for 4 hours. What counts is at most ``kw`` during the
+    part of the window the run covers (the whole window for a fit without times): more
+    power in one hour does not make up for none in another.
+
+    Parameters
+    ----------
+    fit
+        A model's fit; ``delivered_kwh`` is what it delivered in ``[start_s, end_s)``.
+    kw
+        The committed power (kW).
+    start_s, end_s
+        Unix times (s) of the window the fit was made for.
+    """
+    run_start_s = start_s if math.isnan(fit.start_s) else max(start_s, fit.start_s)
+    run_end_s = end_s if math.isnan(fit.end_s) else min(end_s, fit.end_s)
+    most_kwh = kw * max(0.0, run_end_s - run_start_s) / SECONDS_PER_HOUR
+    if not fit.delivered_kwh > most_kwh:
+        return fit
+    detail = f"{fit.detail}, counted at most the committed {kw:g} kW"
+    return Fit(**{**fit.__dict__, "delivered_kwh": most_kwh, "detail": detail})
 
 
 def _sent_only(fit: Fit, series: MeterSeries, start_s: float, end_s: float) -> Fit:

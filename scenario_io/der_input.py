@@ -6,7 +6,8 @@ The folder holds::
       or meter_data/   *.csv files of that format, each meter in one file only
     commitments.csv    commitment_id, meter_id, device_type, operation, start, end, kw
                        [, tolerance] [, participant_id]
-    sites.csv          meter_id, latitude_deg, longitude_deg [, altitude_m]     (optional)
+    sites.csv          meter_id, latitude_deg, longitude_deg [, altitude_m]
+                       [, participant_id]                                       (optional)
     event_models.yaml  overrides and extensions of the event-model library   (optional)
 
 Sign convention: ``p_kw > 0`` is import from the grid (the meter's net consumption),
@@ -29,7 +30,7 @@ import contextlib
 import csv
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -226,13 +227,15 @@ def load_der_inputs(directory: Path, default_models: Path) -> DerInputs:
         meter_path = directory / METER_DATA_FILE
         meters = read_meter_data(meter_path)
         files.insert(0, meter_path)
-    commitments_path = directory / COMMITMENTS_FILE
-    commitments = read_commitments(commitments_path, library)
-    files.insert(len(meter_files) or 1, commitments_path)
     sites: dict[str, SiteSpec] = {}
+    owners: dict[str, MeterOwner] | None = None
     sites_path = directory / SITES_FILE
     if is_given(sites_path):
-        sites = read_sites(sites_path)
+        sites, owners = read_sites(sites_path)
+    commitments_path = directory / COMMITMENTS_FILE
+    commitments = read_commitments(commitments_path, library, owners)
+    files.insert(len(meter_files) or 1, commitments_path)
+    if is_given(sites_path):
         files.append(sites_path)
     return DerInputs(directory, meters, commitments, sites, library, tuple(files), meter_files)
 
@@ -816,8 +819,19 @@ def _resolution(path: Path, meter: str, steps: IntArray, first_line: int) -> int
 # commitments.csv and sites.csv
 
 
-def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment, ...]:
+def read_commitments(
+    path: Path, library: EventModelLibrary, owners: Mapping[str, MeterOwner] | None = None
+) -> tuple[Commitment, ...]:
     """Read ``commitments.csv``; device types and operations are checked against the library.
+
+    Parameters
+    ----------
+    owners
+        Meter -> the participant whose connection it measures (sites.csv's
+        ``participant_id``), or ``None`` if sites.csv binds no meters. When given, every
+        commitment's meter must be bound, and a commitment is its owner's: a
+        ``participant_id`` naming anyone else is refused (their meter's delivery would
+        be settled to them); without one, the owner is the participant.
 
     Raises
     ------
@@ -838,7 +852,7 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
             )
         seen[commitment_id] = cells.line
         meter = cells.meter_id()
-        participant = cells.identifier("participant_id") if cells.has("participant_id") else meter
+        participant = _participant(cells, meter, owners)
         device = cells.text("device_type")
         if device not in models:
             raise cells.fail(
@@ -893,6 +907,29 @@ def read_commitments(path: Path, library: EventModelLibrary) -> tuple[Commitment
     return tuple(commitments)
 
 
+def _participant(cells: Cells, meter: str, owners: Mapping[str, MeterOwner] | None) -> str:
+    """Return the participant a commitment row is for (see :func:`read_commitments`)."""
+    if owners is None:
+        return cells.identifier("participant_id") if cells.has("participant_id") else meter
+    # With the meters bound, an empty cell is the owner's commitment, as a missing column.
+    given = cells.has("participant_id") and bool(cells.record["participant_id"])
+    named = cells.identifier("participant_id") if given else None
+    owner = owners.get(meter)
+    if owner is None:
+        raise cells.fail(
+            "meter_id",
+            f"meter '{meter}' has no participant in {SITES_FILE} (its participant_id "
+            "column binds every meter a commitment names)",
+        )
+    if named is not None and named != owner.participant_id:
+        raise cells.fail(
+            "participant_id",
+            f"'{named}' does not own meter '{meter}': {SITES_FILE} row {owner.row} binds it "
+            f"to '{owner.participant_id}'",
+        )
+    return owner.participant_id
+
+
 def _positive(cells: Cells, field: str, maximum: float) -> float:
     text = cells.text(field)
     value = cells.finite(field)
@@ -903,8 +940,22 @@ def _positive(cells: Cells, field: str, maximum: float) -> float:
     return value
 
 
-def read_sites(path: Path) -> dict[str, SiteSpec]:
-    """Read ``sites.csv``: where each meter is (for its clear-sky curve).
+@dataclass(frozen=True)
+class MeterOwner:
+    """The participant whose connection a meter measures, and the sites.csv row saying so."""
+
+    participant_id: str
+    row: int
+
+
+def read_sites(path: Path) -> tuple[dict[str, SiteSpec], dict[str, MeterOwner] | None]:
+    """Read ``sites.csv``: where each meter is (for its clear-sky curve), and whose it is.
+
+    Returns
+    -------
+    tuple
+        Meter -> its site; meter -> its owner if the file has a ``participant_id``
+        column (every row must then name one), else ``None``.
 
     Raises
     ------
@@ -912,9 +963,13 @@ def read_sites(path: Path) -> dict[str, SiteSpec]:
         Naming the file, row and field of the first problem.
     """
     table = read_table(
-        path, "sites file", ("meter_id", "latitude_deg", "longitude_deg"), ("altitude_m",)
+        path,
+        "sites file",
+        ("meter_id", "latitude_deg", "longitude_deg"),
+        ("altitude_m", "participant_id"),
     )
     sites: dict[str, SiteSpec] = {}
+    owners: dict[str, MeterOwner] | None = None
     rows: dict[str, int] = {}
     for cells in table.cells():
         meter = cells.meter_id()
@@ -940,4 +995,7 @@ def read_sites(path: Path) -> dict[str, SiteSpec]:
                 raise cells.fail(field, f"{shown(text)} is not between {low:g} and {high:g}")
             values[field] = value
         sites[meter] = SiteSpec(**values)
-    return sites
+        if cells.has("participant_id"):
+            owners = {} if owners is None else owners
+            owners[meter] = MeterOwner(cells.identifier("participant_id"), cells.line)
+    return sites, owners

@@ -169,16 +169,26 @@ def test_deliveries_never_exceed_what_was_validated_nor_committed(
 
 
 def test_energy_goes_to_the_slots_the_run_was_in_not_the_whole_window() -> None:
-    # 1.2 kW committed 10:00-20:00 (12 kWh), validated by a 3 kW run 10:00-14:00 (the
-    # energy, 12 kWh, is there). Spread over the window, slots 14-19 got 1.2 kWh each
-    # with nothing on the meter; per slot, no more was sold than 1.2 kWh.
-    house = House(5).block(10, 14, 3.0)
+    # 1.2 kW committed 10:00-20:00, validated by a 3 kW run 10:00-18:45 (within the
+    # battery's 15 % tolerance of the window). Spread over the window, slot 19 got
+    # 1.2 kWh with nothing on the meter; per slot, no more was sold than 1.2 kWh.
+    house = House(5).block(10, 18.75, 3.0)
     rows = _judged(house, _commitment("A", "battery", 10, 20, 1.2))
     assert rows["A"].verdict is Verdict.VALIDATED
     deliveries = validated_deliveries(rows.values(), DAY, 60, KINDS)
     by_slot = {slot: imported for _, slot, _, imported in deliveries}
-    assert set(by_slot) == {10, 11, 12, 13}
-    assert all(wh <= 1200 for wh in by_slot.values())
+    assert set(by_slot) == set(range(10, 19))
+    assert all(wh <= 1200 for wh in by_slot.values()) and by_slot[18] <= 900
+
+
+def test_the_energy_of_a_short_strong_run_does_not_validate_a_long_window() -> None:
+    # The same 12 kWh as a 3 kW run 10:00-14:00 held 1.2 kW for 4 of the 10 hours sold:
+    # partially delivered (it validated by energy alone), and so settled nowhere.
+    house = House(5).block(10, 14, 3.0)
+    rows = _judged(house, _commitment("A", "battery", 10, 20, 1.2))
+    assert rows["A"].verdict is Verdict.PARTIALLY_DELIVERED
+    assert abs(rows["A"].delivered_kwh - 4.8) < 0.1
+    assert validated_deliveries(rows.values(), DAY, 60, KINDS) == []
 
 
 def test_a_chain_piece_gets_its_slots_of_the_run() -> None:

@@ -536,6 +536,51 @@ def test_a_second_commitment_id_is_refused(tmp_path: Path) -> None:
     assert caught.value.row == 3 and caught.value.field == "commitment_id"
 
 
+def _bound(folder: Path, participant: str, commitment_column: str | None) -> None:
+    """Bind M1 to ``participant`` in sites.csv; give commitments a participant_id column."""
+    (folder / "sites.csv").write_text(
+        "meter_id,latitude_deg,longitude_deg,participant_id\n"
+        f"M1,{SITE.latitude_deg},{SITE.longitude_deg},{participant}\n"
+    )
+    if commitment_column is not None:
+        rows = (folder / "commitments.csv").read_text().splitlines()
+        rows = [rows[0] + ",participant_id"] + [r + f",{commitment_column}" for r in rows[1:]]
+        (folder / "commitments.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_a_commitment_on_someone_elses_meter_is_refused(tmp_path: Path) -> None:
+    # P2 claims the EV session of P1's meter: its delivery would be settled to P2.
+    folder = _folder(tmp_path, EV, [("ev_charger", "import", 18.0, 19.0, 7.4)])
+    _bound(folder, "P1", "P2")
+    out = tmp_path / "out"
+    code, output = _cli(str(folder), "-o", str(out))
+    assert code == 2, output
+    assert "commitments.csv, row 2" in output and "field 'participant_id'" in output
+    assert "'P2' does not own meter 'M1'" in output and "sites.csv row 2" in output
+    assert "Traceback" not in output and not out.exists()
+
+
+def test_a_bound_meters_commitment_is_its_owners(tmp_path: Path) -> None:
+    # No participant given (an empty cell): the delivery is settled to the meter's owner.
+    folder = _folder(tmp_path, EV, [("ev_charger", "import", 18.0, 19.0, 7.4)])
+    _bound(folder, "P1", "")
+    out = tmp_path / "out"
+    run = run_validation(folder, out, slot_start=DAY, slot_minutes=60)
+    assert [j.row.participant_id for j in run.judgements] == ["P1"]
+    readings = read_meter_csv(out / "deliveries.csv", participants={"P1"})
+    assert [(r.slot, r.imported_wh) for r in readings] == [(18, 7400)]
+
+
+def test_with_meters_bound_an_unbound_meter_is_refused(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, EV, [("ev_charger", "import", 18.0, 19.0, 7.4)])
+    _bound(folder, "P1", None)
+    rows = (folder / "commitments.csv").read_text().replace(",M1,", ",M2,")
+    (folder / "commitments.csv").write_text(rows)
+    with pytest.raises(InputError, match="meter 'M2' has no participant") as caught:
+        load(folder)
+    assert caught.value.row == 2 and caught.value.field == "meter_id"
+
+
 def test_meter_resolutions_and_gaps_are_read(tmp_path: Path) -> None:
     folder = tmp_path / "res"
     folder.mkdir()

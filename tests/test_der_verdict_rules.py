@@ -162,3 +162,20 @@ def test_a_day_long_run_of_one_second_data_reads_its_power() -> None:
     commitment = _commitment("battery", "import", *window, 2.0)
     row = judge(commitment, series, load_event_models(DEFAULT_MODELS, None), SITE).row
     assert abs(row.delivered_kwh / 48.0 - 1.0) < 0.005, row.detail
+
+
+def test_a_short_run_of_more_power_does_not_deliver_a_long_commitment() -> None:
+    # Committed to charge 0.3 kW from 11:00 to 23:00 the next day (10.8 kWh over 36 h);
+    # the battery charges 3 kW 11:00-15:00 (12 kWh): the energy, in a ninth of the time.
+    house = House(31).block(11.0, 15.0, 3.0)
+    row = _verdict(house, "battery", "import", 11.0, 47.0, 0.3)
+    assert row.verdict.value == "not_delivered", row.detail
+    assert row.delivered_kwh <= 0.3 * 4.0 + 1e-9
+
+
+def test_twice_the_power_for_half_the_window_is_half_delivered() -> None:
+    # 3 kW committed 20:00-22:00; the battery charges 6 kW 20:00-21:00 and stops.
+    house = House(32).block(20.0, 21.0, 6.0)
+    row = _verdict(house, "battery", "import", 20.0, 22.0, 3.0)
+    assert row.verdict.value == "partially_delivered", row.detail
+    assert abs(row.delivered_kwh - 3.0) < 0.2
