@@ -344,3 +344,26 @@ def test_a_battery_reversing_under_a_pv_roof_is_judged_by_what_is_left_of_its_st
     mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60
     house.p -= 6.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
     assert _runs(house)[11.0].device_type == "battery"
+
+
+def test_a_pv_curtailment_released_by_a_larger_step_is_a_pv_run() -> None:
+    # 5 kWp under a clear sky, curtailed 08:00-09:00: the morning sun rose meanwhile,
+    # so the release (about 2.2 kW) is 1.4 times the start's step (about 1.6 kW) and
+    # the detection leaves the pulse open; its level fell back at that release.
+    house = House(52)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60.0
+    pv_kw = 5.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
+    pv_kw[8 * 60 : 9 * 60] = 0.0
+    house.p -= pv_kw
+    run = _runs(house)[8.0]
+    assert run.device_type == "pv" and abs(run.end_s - _at(9.0)) <= 120
+
+
+def test_a_step_up_that_leaves_the_meter_exporting_is_no_pv_curtailment() -> None:
+    # 8 kWp under a clear sky; from 11:00 a shadow takes 3 kW for 25 minutes: the meter
+    # still exports about 4 kW, as no curtailment (all of the PV's output) leaves it.
+    house = House(53)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60.0
+    house.p -= 8.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
+    house.block(11.0, 11 + 25 / 60, 3.0)
+    assert _runs(house)[11.0].device_type != "pv"
