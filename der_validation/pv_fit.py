@@ -36,6 +36,10 @@ UNASKED_EXPORTING_FACTOR = 0.4
 # A PV curtailment's step is at most this much above the PV's clear-sky output then.
 PV_SIZE_MARGIN = 1.3
 MIN_AVAILABLE_KW = 0.1
+# Unasked for, a curtailment takes at least this share of the PV's output then: it
+# takes all of it, and the day's fitted peak errs by up to about that much; a thin
+# cloud's shadow, or another device's step, takes less.
+SHADOW_SHARE = 0.5
 
 
 def released_at_end(window: Window, pulse: Pulse, end_s: float) -> Pulse:
@@ -236,6 +240,12 @@ def clear_sky_curtail(
         available_kw = max(peak_kw, model.peak.min_kw) * float(sky[pulse.on.index]) / 1000.0
         high_kw = PV_SIZE_MARGIN * max(available_kw, MIN_AVAILABLE_KW)
         within = in_range(size, min(model.peak.min_kw, 0.5 * high_kw), high_kw)
+        # A curtailment takes all the PV makes then, a cloud's shadow a share of it:
+        # the larger of its step and its release (scaled back to the start along the
+        # clear sky: one begun in a shadow is released in the sun) is at least
+        # SHADOW_SHARE of the output then (the day's peak along the clear sky).
+        taken_kw = max(scales) * float(sky[pulse.on.index])
+        within *= in_range(taken_kw, SHADOW_SHARE * available_kw, math.inf)
         if committed:  # the commitment names PV: only a step larger than the array's peak
             within = in_range(size, model.peak.min_kw, max(peak_kw, model.peak.min_kw) * 1.2)
         fit = Fit(

@@ -367,3 +367,15 @@ def test_a_step_up_that_leaves_the_meter_exporting_is_no_pv_curtailment() -> Non
     house.p -= 8.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
     house.block(11.0, 11 + 25 / 60, 3.0)
     assert _runs(house)[11.0].device_type != "pv"
+
+
+def test_a_shadow_taking_a_third_of_the_pvs_output_is_no_curtailment() -> None:
+    # 6 kWp under a clear sky behind a 4 kW household (the meter imports at noon); from
+    # 11:00 a shadow takes 1.2 kW for half an hour, about a third of what the PV makes
+    # then (the fitted peak along the clear sky): a curtailment takes all of it.
+    house = House(55, base_kw=4.0)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60.0
+    house.p -= 6.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
+    house.block(11.0, 11.5, 1.2)
+    assert _unasked_score(house, "pv", 11.0) < _library().spec.validation.min_score
+    assert _runs(house)[11.0].device_type != "pv"
