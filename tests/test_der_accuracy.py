@@ -379,3 +379,15 @@ def test_a_shadow_taking_a_third_of_the_pvs_output_is_no_curtailment() -> None:
     house.block(11.0, 11.5, 1.2)
     assert _unasked_score(house, "pv", 11.0) < _library().spec.validation.min_score
     assert _runs(house)[11.0].device_type != "pv"
+
+
+def test_an_exporting_pv_day_under_a_long_charge_is_read_from_the_undistorted_reading() -> None:
+    # 1 kWp under a clear sky behind a 0.2 kW household, exporting in the morning and
+    # afternoon; an EV charges 3.7 kW from 09:00 to 15:00. The signal as measured no
+    # longer follows the sun (the charge fills the middle of the day), the signal less
+    # the charge does: either reading showing the sun is a PV day once the meter exports.
+    house = House(56, base_kw=0.2)
+    mids_s = DAY_S + (np.arange(MINUTES) + 0.5) * 60.0
+    house.p -= 1.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
+    house.block(9.0, 15.0, 3.7)
+    assert [r.device_type for r in _runs(house).values()] == ["pv", "ev_charger"]
