@@ -391,3 +391,21 @@ def test_an_exporting_pv_day_under_a_long_charge_is_read_from_the_undistorted_re
     house.p -= 1.0 * clear_sky_ghi(SITE, mids_s) / 1000.0
     house.block(9.0, 15.0, 3.7)
     assert [r.device_type for r in _runs(house).values()] == ["pv", "ev_charger"]
+
+
+def test_a_quarter_hour_curtailment_of_a_process_load_is_its_run() -> None:
+    # A 4 kW process runs all day and is curtailed for 20 minutes from 10:00 (one
+    # market interval and a bit; a curtailment that stopped early is as short).
+    house = House(57).block(0.0, 48.0, 4.0).block(10.0, 10 + 20 / 60, -4.0)
+    assert _runs(house)[10.0].device_type == "controllable_load"
+
+
+def test_a_drop_larger_than_the_standing_load_is_no_process_loads_run() -> None:
+    # A household drawing 0.5 kW at night and 3 kW by day (reached slowly, no step)
+    # drops 2 kW for 25 minutes from 10:00: no process running around the clock could
+    # shed that much there.
+    house = House(58)
+    hour = np.arange(MINUTES) % (24 * 60) / 60.0
+    house.p += 2.5 * np.clip(np.minimum(hour - 6.0, 20.0 - hour) / 2.0, 0.0, 1.0)
+    house.block(10.0, 10 + 25 / 60, -2.0)
+    assert _runs(house)[10.0].device_type != "controllable_load"
