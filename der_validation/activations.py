@@ -28,6 +28,7 @@ from gridmatch.der_validation.cycling_fit import (
     enough_cycles,
 )
 from gridmatch.der_validation.detection import Detection, Pulse, detect
+from gridmatch.der_validation.pv_fit import released_by_sun
 from gridmatch.der_validation.signatures import fit_model
 from gridmatch.der_validation.verdicts import DAY_S, slice_signal
 from gridmatch.der_validation.window import (
@@ -200,7 +201,9 @@ def classify_day(
         # An unsettled step (the power moved again within minutes) is an appliance's.
         # A pulse still open at the end of the stretch (hours after the day) has no
         # end to be a device's run by: a step whose partner the detection lost.
-        unended = pulse.off is None
+        # A PV curtailment released by a larger step than it took (the sun rose
+        # meanwhile) has its end where its level fell back (see released_by_sun).
+        unended = pulse.off is None and not released_by_sun(window, pulse)
         if busy or unended or pulse.duration_s > MAX_PULSE_S or not pulse.on.settled:
             runs.append(DetectedRun(OTHER, pulse.start_s, pulse.end_s, pulse.delta_kw, 0.0))
             continue

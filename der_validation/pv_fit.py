@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from gridmatch.der_validation.detection import Pulse
+from gridmatch.der_validation.detection import Pulse, Step
 from gridmatch.der_validation.window import (
     EXPORT_MARGIN_KW,
     MIN_HOLD_SHARE,
@@ -32,9 +32,14 @@ PV_MIN_HOLD_S = 600
 # Unasked for, a curtailment outlasts the clouds' shadows (minutes) by this much (s).
 PV_UNASKED_HOLD_S = 1200
 STILL_EXPORTING_FACTOR = 0.7
+UNASKED_EXPORTING_FACTOR = 0.4
 # A PV curtailment's step is at most this much above the PV's clear-sky output then.
 PV_SIZE_MARGIN = 1.3
 MIN_AVAILABLE_KW = 0.1
+# Unasked for, a curtailment takes at least this share of the PV's output then: it
+# takes all of it, and the day's fitted peak errs by up to about that much; a thin
+# cloud's shadow, or another device's step, takes less.
+SHADOW_SHARE = 0.5
 
 
 def released_at_end(window: Window, pulse: Pulse, end_s: float) -> Pulse:
@@ -60,20 +65,70 @@ def released_at_end(window: Window, pulse: Pulse, end_s: float) -> Pulse:
     Pulse
         ``pulse`` closed by the release step, or ``pulse`` itself without one.
     """
-    sky = window.clear_sky
-    if pulse.end_s <= end_s + window.align_s or sky[pulse.on.index] <= 0:
+    if pulse.end_s <= end_s + window.align_s:
         return pulse
+    step = _release_step(window, pulse, end_s)
+    if step is None:
+        return pulse
+    return Pulse(pulse.on, step, pulse.delta_kw, step.time_s, pulse.reversal)
+
+
+def _release_step(window: Window, pulse: Pulse, at_s: float) -> Step | None:
+    """Return the step at ``at_s`` that gives back the PV output ``pulse`` took, if any.
+
+    A step of the other sign within the alignment tolerance of ``at_s``, of the pulse's
+    size scaled along the clear-sky curve from its start to the step (within the
+    detection's pair tolerance of that); the first such step, ``None`` without one.
+    """
+    sky = window.clear_sky
+    if not 0 <= pulse.on.index < len(sky) or sky[pulse.on.index] <= 0:
+        return None
     spec = window.detection.spec
     for step in window.detection.steps:
-        if abs(step.time_s - end_s) > window.align_s or step.sign == pulse.sign:
+        if abs(step.time_s - at_s) > window.align_s or step.sign == pulse.sign:
             continue
         # The output that comes back is the start's scaled along the clear-sky curve.
         expected_kw = abs(pulse.delta_kw) * sky[min(step.index, len(sky) - 1)]
         expected_kw /= sky[pulse.on.index]
         allowed_kw = max(spec.pair_tolerance * expected_kw, spec.pair_tolerance_kw)
         if abs(abs(step.delta_kw) - expected_kw) <= allowed_kw:
-            return Pulse(pulse.on, step, pulse.delta_kw, step.time_s, pulse.reversal)
-    return pulse
+            return step
+    return None
+
+
+def released_by_sun(window: Window, pulse: Pulse) -> bool:
+    """Whether an open rising pulse ended where a PV's output came back, by daylight.
+
+    A curtailment's release gives back what the PV makes then: the start's step
+    scaled along the sun's curve, and more than that when the array faces the sun
+    better than the horizontal the clear sky is computed for (a morning's curtailment
+    releases a larger step than it took). The detection, which pairs steps of one
+    size, then leaves the pulse open, and ends it where its level fell back
+    (``Detection._held_end_s``). If a step there (within the alignment tolerance) is
+    the start's size scaled along the clear-sky curve (:func:`_release_step`), that
+    step ended it: the pulse has an end to be a run by.
+
+    Parameters
+    ----------
+    window
+        The window whose detection found ``pulse``.
+    pulse
+        A pulse of the detection.
+
+    Returns
+    -------
+    bool
+        ``True`` for an open pulse of more import that began in daylight and whose
+        held end is such a release step; ``False`` otherwise (and without a PV model).
+    """
+    model = window.pv_model
+    if pulse.off is not None or pulse.sign < 0 or model is None:
+        return False
+    sky = window.clear_sky
+    index = pulse.on.index
+    if not 0 <= index < len(sky) or sky[index] < model.daylight_w_per_m2:
+        return False
+    return _release_step(window, pulse, pulse.end_s) is not None
 
 
 def clear_sky_export(
@@ -171,7 +226,10 @@ def clear_sky_curtail(
         # Curtailed PV leaves the household's own load: a meter still exporting after
         # the step has a generator left running (a battery charging from it, rather).
         if pulse.on.level_after_kw < -EXPORT_MARGIN_KW:
-            quiet *= STILL_EXPORTING_FACTOR
+            # Unasked for, the meter still exporting after the step shows PV still
+            # making power: a cloud's shadow took a share of the sun, a curtailment
+            # takes all of it (asked for, a partial curtailment is possible).
+            quiet *= STILL_EXPORTING_FACTOR if committed else UNASKED_EXPORTING_FACTOR
         if at_least is not None and (hold * quiet < at_least[0] or lost_kwh < at_least[1]):
             continue  # the day's fit could only lower it: the caller would drop it
         if day is None:
@@ -182,6 +240,12 @@ def clear_sky_curtail(
         available_kw = max(peak_kw, model.peak.min_kw) * float(sky[pulse.on.index]) / 1000.0
         high_kw = PV_SIZE_MARGIN * max(available_kw, MIN_AVAILABLE_KW)
         within = in_range(size, min(model.peak.min_kw, 0.5 * high_kw), high_kw)
+        # A curtailment takes all the PV makes then, a cloud's shadow a share of it:
+        # the larger of its step and its release (scaled back to the start along the
+        # clear sky: one begun in a shadow is released in the sun) is at least
+        # SHADOW_SHARE of the output then (the day's peak along the clear sky).
+        taken_kw = max(scales) * float(sky[pulse.on.index])
+        within *= in_range(taken_kw, SHADOW_SHARE * available_kw, math.inf)
         if committed:  # the commitment names PV: only a step larger than the array's peak
             within = in_range(size, model.peak.min_kw, max(peak_kw, model.peak.min_kw) * 1.2)
         fit = Fit(

@@ -54,6 +54,9 @@ NIGHT_SIGN_FACTOR = 0.4
 STANDING_SHARE = (0.7, 1.1)
 STANDING_SLACK_KW = 0.3
 NOT_STANDING_FACTOR = 0.8
+# ... and a step down of more than the standing load (and its slack) this much: no
+# process runs around the clock at that power there (less is a partial curtailment).
+ABOVE_STANDING_FACTOR = 0.6
 # Unasked for, a generic load's run of more import scores this much more.
 GENERIC_ON_FACTOR = 0.5
 # Unasked for, a load that sheds more than this share of what the household drew
@@ -183,6 +186,13 @@ def _sheds_standing_load(window: Window, size_kw: float) -> bool:
         return True
     low, high = STANDING_SHARE
     return low * standing_kw <= size_kw <= high * standing_kw + STANDING_SLACK_KW
+
+
+def _detect_hold_s(model: StepHoldModel | SetpointModel | StepChangeModel) -> float:
+    """Return the hold (s) a run found unasked needs: ``min_detect_hold_s`` or ``min_hold_s``."""
+    if isinstance(model, StepChangeModel) and model.min_detect_hold_s is not None:
+        return model.min_detect_hold_s
+    return model.min_hold_s
 
 
 def _turns_flow(pulse: Pulse) -> bool:
@@ -427,8 +437,10 @@ def _step_change_score(
         detail.append("a load cannot export at night")
     elif not committed and sign < 0 and not _sheds_standing_load(window, size):
         # Unasked for, a process load that runs around the clock sheds about the
-        # household's standing load; another step down is more likely a device's.
-        score *= NOT_STANDING_FACTOR
+        # household's standing load; another step down is more likely a device's,
+        # and one larger than the standing load cannot be such a process at all.
+        above = size > STANDING_SHARE[1] * window.standing_kw + STANDING_SLACK_KW
+        score *= ABOVE_STANDING_FACTOR if above else NOT_STANDING_FACTOR
         detail.append(f"not the standing load ({window.standing_kw:.2f} kW)")
     elif not committed and sign < 0 and drawn_before(window, pulse) < SHED_SHARE * size:
         # A load sheds at most what it drew: the household less the devices'
@@ -538,7 +550,7 @@ def stepped_fit(
         pulse = _ends_as_committed(window, found, end_s) if committed else found
         size = abs(pulse.delta_kw)
         hold_needed = (
-            min(model.min_hold_s, MIN_HOLD_SHARE * length_s) if committed else model.min_hold_s
+            min(model.min_hold_s, MIN_HOLD_SHARE * length_s) if committed else _detect_hold_s(model)
         )
         if not committed and window.cloud_like(pulse):
             # Unasked for, a run clouds could make must outlast their shadows and spells.

@@ -609,6 +609,12 @@ def _act(
             inside = (times_s >= plan.start_s) & (times_s < plan.end_s)
             if plan.operation == "export":
                 curtail[inside] = 0.0
+                # The inverter off for the window is a run of the PV as a curtailment
+                # is (its output steps to nothing and back): the truth lists it so.
+                lost = float(np.mean(pv_kw[inside])) if inside.any() else 0.0
+                house.activations.append(
+                    Activation(house.meter_id, "pv", int(plan.start_s), int(plan.end_s), lost)
+                )
             plan.kw = round(0.9 * float(np.mean(pv_kw[inside])), 2) if inside.any() else 1.0
         return
     start = plan.start_s + plan.shift_s

@@ -360,7 +360,9 @@ def daylight_fit(
     correlation and peak returned are their means (evidence). With ``export_evidence``
     (labelling a whole PV day), a day without a PV's export (:func:`_exports`: a load
     only lower at noon, a battery's block of export) shows PV only if both readings
-    do: the presence is then the lesser of the two.
+    do: the presence is then the lesser of the two; a day with it shows PV if either
+    reading does (a device's long run distorts one of them, a misread step the
+    other): the presence is then the greater.
     """
     sky = window.clear_sky
     signal = window.detection.signal
@@ -374,8 +376,12 @@ def daylight_fit(
         readings.append(_line_fit(sky[chosen], export[chosen]))
     presences = [_presence(c, k, model) for c, k in readings]
     presence = float(np.mean(presences))
-    if export_evidence and not _exports(window, model, mask, samples):
-        presence = min(presences)  # both readings have to show the sun
+    if export_evidence:
+        # A PV's export shows a generator: the reading a device did not distort is
+        # the one that shows the sun (a distortion seldom makes the sun's shape).
+        # Without it, both readings have to show the sun.
+        exports = _exports(window, model, mask, samples)
+        presence = max(presences) if exports else min(presences)
     correlation = float(np.mean([c for c, _ in readings]))
     peak_kw = float(np.mean([k for _, k in readings]))
     return correlation, peak_kw, presence

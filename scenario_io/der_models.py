@@ -163,6 +163,9 @@ class StepChangeModel(_Model):
     max_ramp_s: Seconds = 180
     # As for set-point devices: unasked for, a smaller step is taken as an appliance's.
     min_detect_kw: Kw | None = None
+    # Unasked for (a detected run, not a commitment's), the hold a curtailment needs;
+    # None: min_hold_s.
+    min_detect_hold_s: Seconds | None = None
 
 
 DeviceModel = Annotated[
